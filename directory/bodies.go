@@ -1,0 +1,320 @@
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Policy is the part of the charter that bounds what nodes accept. Zero
+// fields take the defaults below, so a charter states only what it changes.
+type Policy struct {
+	MaxRecordBytes   uint32   `cbor:"1,keyasint,omitempty"`
+	MaxEntryLifetime uint32   `cbor:"2,keyasint,omitempty"` // seconds from Issued to Expires
+	ClockSkew        uint32   `cbor:"3,keyasint,omitempty"` // seconds a record may be dated ahead
+	StaleAfter       uint32   `cbor:"4,keyasint,omitempty"` // seconds without news before data shows as stale
+	Relays           []string `cbor:"5,keyasint,omitempty"` // static relay addresses for NATed nodes
+}
+
+// Policy defaults.
+const (
+	DefaultMaxRecordBytes   = 64 << 10
+	DefaultMaxEntryLifetime = 180 * 24 * 3600
+	DefaultClockSkew        = 10 * 60
+	DefaultStaleAfter       = 7 * 24 * 3600
+)
+
+func (p Policy) maxRecordBytes() int {
+	if p.MaxRecordBytes == 0 {
+		return DefaultMaxRecordBytes
+	}
+	return int(p.MaxRecordBytes)
+}
+
+func (p Policy) maxEntryLifetime() time.Duration {
+	if p.MaxEntryLifetime == 0 {
+		return DefaultMaxEntryLifetime * time.Second
+	}
+	return time.Duration(p.MaxEntryLifetime) * time.Second
+}
+
+// ClockSkewBound is how far ahead of a node's clock a record may be dated.
+func (p Policy) ClockSkewBound() time.Duration {
+	if p.ClockSkew == 0 {
+		return DefaultClockSkew * time.Second
+	}
+	return time.Duration(p.ClockSkew) * time.Second
+}
+
+// StaleBound is how long a node may go without news before its copy is
+// shown as stale.
+func (p Policy) StaleBound() time.Duration {
+	if p.StaleAfter == 0 {
+		return DefaultStaleAfter * time.Second
+	}
+	return time.Duration(p.StaleAfter) * time.Second
+}
+
+// Steward is one steward's keys as the charter lists them.
+type Steward struct {
+	Key  PublicKey `cbor:"1,keyasint"`
+	KEM  []byte    `cbor:"2,keyasint"`
+	Name string    `cbor:"3,keyasint"`
+}
+
+// Charter is the network's constitution. Version 1 is the genesis, signed
+// by every initial steward; version N+1 names the hash of version N and is
+// approved by Threshold stewards of version N.
+type Charter struct {
+	Name      string    `cbor:"1,keyasint"`
+	Version   uint64    `cbor:"2,keyasint"`
+	Previous  Hash      `cbor:"3,keyasint"` // ProposalID of version N; zero in the genesis
+	Stewards  []Steward `cbor:"4,keyasint"`
+	Threshold uint8     `cbor:"5,keyasint"`
+	Policy    Policy    `cbor:"6,keyasint"`
+	Issued    int64     `cbor:"7,keyasint"`
+	// Salt makes two networks with the same name and stewards distinct.
+	Salt []byte `cbor:"8,keyasint"`
+}
+
+func (*Charter) RecordType() RecordType { return TypeCharter }
+
+func (c *Charter) check() error {
+	if err := checkText("name", c.Name, 1, 120); err != nil {
+		return err
+	}
+	if c.Version == 0 {
+		return errors.New("version must start at 1")
+	}
+	if (c.Version == 1) != (c.Previous == Hash{}) {
+		return errors.New("previous is set exactly when version is above 1")
+	}
+	if len(c.Stewards) == 0 || len(c.Stewards) > 64 {
+		return fmt.Errorf("%d stewards, want 1 to 64", len(c.Stewards))
+	}
+	if c.Threshold == 0 || int(c.Threshold) > len(c.Stewards) {
+		return fmt.Errorf("threshold %d with %d stewards", c.Threshold, len(c.Stewards))
+	}
+	for i, s := range c.Stewards {
+		if err := checkKEM(s.KEM); err != nil {
+			return fmt.Errorf("steward %d: %v", i, err)
+		}
+		if err := checkText("steward name", s.Name, 0, 120); err != nil {
+			return err
+		}
+		if i > 0 && !keyLess(c.Stewards[i-1].Key, s.Key) {
+			return errors.New("stewards must be sorted by key, each once")
+		}
+	}
+	if len(c.Salt) != 16 {
+		return errors.New("salt must be 16 bytes")
+	}
+	if c.Policy.MaxRecordBytes != 0 && (c.Policy.MaxRecordBytes < 4096 || c.Policy.MaxRecordBytes > MaxRecordBytes) {
+		return fmt.Errorf("policy max record size %d outside 4096..%d", c.Policy.MaxRecordBytes, MaxRecordBytes)
+	}
+	if len(c.Policy.Relays) > 32 {
+		return errors.New("at most 32 relays")
+	}
+	return checkTime("issued", c.Issued)
+}
+
+// StewardKeys returns the charter's steward keys.
+func (c *Charter) StewardKeys() []PublicKey {
+	keys := make([]PublicKey, len(c.Stewards))
+	for i, s := range c.Stewards {
+		keys[i] = s.Key
+	}
+	return keys
+}
+
+func (c *Charter) isSteward(k PublicKey) bool {
+	return slices.ContainsFunc(c.Stewards, func(s Steward) bool { return s.Key == k })
+}
+
+// Membership admits an organization as a publisher. It takes effect when
+// Threshold stewards of the charter version it cites have approved it.
+type Membership struct {
+	Charter uint64    `cbor:"1,keyasint"`
+	Org     PublicKey `cbor:"2,keyasint"`
+	KEM     []byte    `cbor:"3,keyasint"`
+	Name    string    `cbor:"4,keyasint"`
+	Peers   []string  `cbor:"5,keyasint,omitempty"` // libp2p peer IDs of the organization's nodes
+	Issued  int64     `cbor:"6,keyasint"`
+}
+
+func (*Membership) RecordType() RecordType { return TypeMembership }
+
+func (m *Membership) check() error {
+	if m.Charter == 0 {
+		return errors.New("charter version missing")
+	}
+	if err := checkKEM(m.KEM); err != nil {
+		return err
+	}
+	if err := checkText("name", m.Name, 1, 120); err != nil {
+		return err
+	}
+	if len(m.Peers) > 16 {
+		return errors.New("at most 16 peers")
+	}
+	for _, p := range m.Peers {
+		if err := checkText("peer", p, 1, 128); err != nil {
+			return err
+		}
+	}
+	return checkTime("issued", m.Issued)
+}
+
+// Reader admits an activist's key so that it receives read keys. It is
+// signed by one member organization and falls with it.
+type Reader struct {
+	Key     PublicKey `cbor:"1,keyasint"`
+	KEM     []byte    `cbor:"2,keyasint"`
+	Label   string    `cbor:"3,keyasint,omitempty"` // the voucher's own note; never required
+	Issued  int64     `cbor:"4,keyasint"`
+	Expires int64     `cbor:"5,keyasint,omitempty"`
+}
+
+func (*Reader) RecordType() RecordType { return TypeReader }
+
+func (r *Reader) check() error {
+	if err := checkKEM(r.KEM); err != nil {
+		return err
+	}
+	if err := checkText("label", r.Label, 0, 120); err != nil {
+		return err
+	}
+	if r.Expires != 0 && r.Expires <= r.Issued {
+		return errors.New("expires before it is issued")
+	}
+	return checkTime("issued", r.Issued)
+}
+
+// Revocation rejects a key and everything it signed or vouched for, for
+// good. It is valid signed by the key itself, or by Threshold stewards of
+// the charter version it cites.
+type Revocation struct {
+	Key     PublicKey `cbor:"1,keyasint"`
+	Charter uint64    `cbor:"2,keyasint,omitempty"`
+	Reason  string    `cbor:"3,keyasint,omitempty"`
+	Issued  int64     `cbor:"4,keyasint"`
+}
+
+func (*Revocation) RecordType() RecordType { return TypeRevocation }
+
+func (r *Revocation) check() error {
+	if err := checkText("reason", r.Reason, 0, 500); err != nil {
+		return err
+	}
+	return checkTime("issued", r.Issued)
+}
+
+// Epoch introduces a new read key, sealed to each remaining member and
+// reader in its own package. Valid when Threshold stewards of the cited
+// charter approve it, or when one steward signs it and After names the
+// proposal of an effective revocation (the automatic rotation).
+type Epoch struct {
+	Number   uint64       `cbor:"1,keyasint"`
+	Charter  uint64       `cbor:"2,keyasint"`
+	After    Hash         `cbor:"3,keyasint"`
+	Packages []KeyPackage `cbor:"4,keyasint"`
+	Issued   int64        `cbor:"5,keyasint"`
+}
+
+// KeyPackage carries the epoch's read key, HPKE-sealed to one recipient.
+type KeyPackage struct {
+	Recipient PublicKey `cbor:"1,keyasint"`
+	Sealed    []byte    `cbor:"2,keyasint"`
+}
+
+func (*Epoch) RecordType() RecordType { return TypeEpoch }
+
+func (e *Epoch) check() error {
+	if e.Number == 0 || e.Charter == 0 {
+		return errors.New("number and charter start at 1")
+	}
+	if len(e.Packages) == 0 || len(e.Packages) > maxArrayElements {
+		return fmt.Errorf("%d key packages", len(e.Packages))
+	}
+	for i, p := range e.Packages {
+		if len(p.Sealed) == 0 || len(p.Sealed) > 2048 {
+			return fmt.Errorf("package %d has %d bytes", i, len(p.Sealed))
+		}
+		if i > 0 && !keyLess(e.Packages[i-1].Recipient, p.Recipient) {
+			return errors.New("packages must be sorted by recipient, each once")
+		}
+	}
+	return checkTime("issued", e.Issued)
+}
+
+// Approval is one steward's signature on a proposal (a Charter amendment,
+// Membership, Revocation or Epoch body). Approvals travel in the network so
+// co-stewards see pending proposals; they add up with signatures carried by
+// the proposal's own record.
+type Approval struct {
+	Of       RecordType `cbor:"1,keyasint"`
+	Proposal []byte     `cbor:"2,keyasint"`
+}
+
+func (*Approval) RecordType() RecordType { return TypeApproval }
+
+func (a *Approval) check() error {
+	if a.Of == TypeApproval {
+		return errors.New("an approval cannot approve an approval")
+	}
+	return nil
+}
+
+func keyLess(a, b PublicKey) bool { return string(a[:]) < string(b[:]) }
+
+func checkKEM(k []byte) error {
+	if len(k) != KEMPublicKeySize {
+		return fmt.Errorf("encryption key has %d bytes, want %d", len(k), KEMPublicKeySize)
+	}
+	if _, err := kem.NewPublicKey(k); err != nil {
+		return fmt.Errorf("encryption key: %v", err)
+	}
+	return nil
+}
+
+func checkText(field, s string, min, max int) error {
+	n := utf8.RuneCountInString(s)
+	if n < min {
+		if min == 1 {
+			return fmt.Errorf("%s is required", field)
+		}
+		return fmt.Errorf("%s needs at least %d characters", field, min)
+	}
+	if n > max {
+		return fmt.Errorf("%s has %d characters, at most %d", field, n, max)
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			return fmt.Errorf("%s contains a control character", field)
+		}
+	}
+	if strings.TrimSpace(s) != s && min > 0 {
+		return fmt.Errorf("%s has leading or trailing spaces", field)
+	}
+	return nil
+}
+
+// Times are Unix seconds. Anything before 2020 or after 2200 is an error in
+// the data, not a date.
+func checkTime(field string, t int64) error {
+	if t < 1577836800 || t > 7258118400 {
+		return fmt.Errorf("%s time %d is out of range", field, t)
+	}
+	return nil
+}
+
+var (
+	entryIDPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	languagePattern = regexp.MustCompile(`^[a-z]{2,3}$`)
+	countryPattern  = regexp.MustCompile(`^[A-Z]{2}$`)
+	datePattern     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+)

@@ -1,0 +1,112 @@
+// Package dirtest builds small, valid Ceiba networks for tests and
+// benchmarks: stewards, a genesis charter, members, readers, entries. It is
+// imported only from tests and benchmarks, never from production code.
+package dirtest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// Epoch is 2026-01-01, a fixed "now" so tests do not depend on the clock.
+var Epoch = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// Network is a test network: its stewards, charter and first read key.
+type Network struct {
+	ID        directory.NetworkID
+	Stewards  []*directory.Identity
+	Charter   *directory.Charter
+	Genesis   *directory.Record
+	Threshold int
+	Key       directory.ReadKey
+	Now       time.Time
+}
+
+// New creates a network with n stewards and threshold k.
+func New(tb testing.TB, n, k int) *Network {
+	tb.Helper()
+	nw := &Network{Threshold: k, Key: directory.NewReadKey(), Now: Epoch}
+	var stewards []directory.Steward
+	for i := 0; i < n; i++ {
+		id := MustIdentity(tb)
+		nw.Stewards = append(nw.Stewards, id)
+		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+	}
+	c, err := directory.NewGenesis("Red de prueba", stewards, k, directory.Policy{}, nw.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nw.Charter = c
+	nw.ID = directory.GenesisIDOf(c)
+	nw.Genesis = nw.Sign(tb, c, nw.Stewards...)
+	return nw
+}
+
+// MustIdentity generates an identity or fails the test.
+func MustIdentity(tb testing.TB) *directory.Identity {
+	tb.Helper()
+	id, err := directory.NewIdentity()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// Sign builds a record of body in this network, signed by signers.
+func (nw *Network) Sign(tb testing.TB, body directory.Body, signers ...*directory.Identity) *directory.Record {
+	tb.Helper()
+	r, err := directory.NewRecord(nw.ID, body, signers...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// State returns a fresh state for the network with its clock at nw.Now.
+func (nw *Network) State() *directory.State {
+	return directory.NewState(nw.ID, func() time.Time { return nw.Now })
+}
+
+// Admit returns a membership for org approved by the first k stewards.
+func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *directory.Record {
+	tb.Helper()
+	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: name, Issued: nw.Now.Unix()}
+	return nw.Sign(tb, m, nw.Stewards[:nw.Threshold]...)
+}
+
+// Vouch returns a reader grant for reader signed by the member org.
+func (nw *Network) Vouch(tb testing.TB, org, reader *directory.Identity) *directory.Record {
+	tb.Helper()
+	return nw.Sign(tb, &directory.Reader{Key: reader.Public(), KEM: reader.KEMPublic(), Issued: nw.Now.Unix()}, org)
+}
+
+// RevokeBy returns a revocation of key approved by the first k stewards.
+func (nw *Network) RevokeBy(tb testing.TB, key directory.PublicKey) *directory.Record {
+	tb.Helper()
+	return nw.Sign(tb, &directory.Revocation{Key: key, Charter: 1, Reason: "compromised", Issued: nw.Now.Unix()}, nw.Stewards[:nw.Threshold]...)
+}
+
+// Entry returns entry id at seq, published by org, with a typical service.
+func (nw *Network) Entry(tb testing.TB, org *directory.Identity, id string, seq uint64) *directory.Record {
+	tb.Helper()
+	return nw.Sign(tb, SampleEntry(id, seq, nw.Now), org)
+}
+
+// SampleEntry is a legal-aid service in Mexico City, in Spanish.
+func SampleEntry(id string, seq uint64, now time.Time) *directory.Entry {
+	return &directory.Entry{
+		ID: id, Seq: seq, Issued: now.Unix(), Expires: now.Add(90 * 24 * time.Hour).Unix(),
+		Service: &directory.Service{
+			Name:        "Asesoría jurídica para personas defensoras",
+			Description: "Acompañamiento legal en trámites de asilo y protección.",
+			Status:      "active",
+			Categories:  []string{"legal", "migration"},
+			Languages:   []string{"es"},
+			Areas:       []directory.Area{{City: "Ciudad de México", Country: "MX"}},
+			Contacts:    []directory.Contact{{Kind: "signal", Value: "+52 55 0000 0000", Preferred: true}},
+		},
+	}
+}

@@ -1,0 +1,281 @@
+package directory
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// FormatVersion is the record format this package writes and accepts.
+const FormatVersion = 1
+
+// RecordType names what a record says. The numbers are part of the wire
+// format and never change meaning.
+type RecordType uint8
+
+const (
+	TypeCharter    RecordType = 1
+	TypeMembership RecordType = 2
+	TypeReader     RecordType = 3
+	TypeEntry      RecordType = 4
+	TypeRevocation RecordType = 5
+	TypeEpoch      RecordType = 6
+	TypeApproval   RecordType = 7
+)
+
+var typeNames = map[RecordType]string{
+	TypeCharter:    "charter",
+	TypeMembership: "membership",
+	TypeReader:     "reader",
+	TypeEntry:      "entry",
+	TypeRevocation: "revocation",
+	TypeEpoch:      "epoch",
+	TypeApproval:   "approval",
+}
+
+func (t RecordType) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// domain is the signature domain-separation prefix of a record type.
+func (t RecordType) domain() string { return "ceiba/v1/" + t.String() }
+
+// NetworkID identifies one Ceiba network: the hash of its genesis charter.
+type NetworkID [32]byte
+
+func (n NetworkID) String() string { return fmt.Sprintf("%x", n[:]) }
+
+// Hash is a SHA-256 digest used for record and proposal identities.
+type Hash [32]byte
+
+func (h Hash) String() string { return fmt.Sprintf("%x", h[:]) }
+
+// Short is the first 12 hex characters, for people and logs.
+func (h Hash) Short() string { return h.String()[:12] }
+
+// Record is a signed statement, the unit that nodes store, gossip and apply.
+// Body is the canonical encoding of one of the body types (Charter, Entry,
+// ...); every signature covers the record's type, network and body.
+type Record struct {
+	Version uint8       `cbor:"1,keyasint"`
+	Type    RecordType  `cbor:"2,keyasint"`
+	Network NetworkID   `cbor:"3,keyasint"`
+	Body    []byte      `cbor:"4,keyasint"`
+	Sigs    []Signature `cbor:"5,keyasint"`
+}
+
+// Signature is one signer's Ed25519 signature over a record's signing input.
+type Signature struct {
+	Key PublicKey `cbor:"1,keyasint"`
+	Sig []byte    `cbor:"2,keyasint"`
+}
+
+// Body is implemented by every record body type.
+type Body interface {
+	RecordType() RecordType
+	// check validates the fields that need no state: formats, lengths,
+	// enumerations.
+	check() error
+}
+
+// signedMessage is what every signer of a record of type t signs.
+func signedMessage(net NetworkID, body []byte) []byte {
+	return append(net[:len(net):len(net)], body...)
+}
+
+// NewRecord encodes body and signs it with each signer.
+func NewRecord(net NetworkID, body Body, signers ...*Identity) (*Record, error) {
+	if err := body.check(); err != nil {
+		return nil, &RejectError{Type: body.RecordType(), Reason: ErrInvalid, Detail: err.Error()}
+	}
+	r := &Record{Version: FormatVersion, Type: body.RecordType(), Network: net, Body: marshal(body)}
+	for _, s := range signers {
+		r.AddSignature(s)
+	}
+	return r, nil
+}
+
+// AddSignature signs r with id, replacing any earlier signature by the same
+// key, and keeps signatures in their canonical order.
+func (r *Record) AddSignature(id *Identity) {
+	domain := r.Type.domain()
+	if r.Type == TypeApproval {
+		// An approval's signature is a signature on the proposal itself,
+		// so it can be merged with signatures collected any other way.
+		var a Approval
+		if err := unmarshalCanonical(r.Body, &a); err == nil {
+			domain = a.Of.domain()
+			sig := id.signDomain(domain, signedMessage(r.Network, a.Proposal))
+			r.putSig(Signature{Key: id.Public(), Sig: sig})
+			return
+		}
+	}
+	r.putSig(Signature{Key: id.Public(), Sig: id.signDomain(domain, signedMessage(r.Network, r.Body))})
+}
+
+func (r *Record) putSig(s Signature) {
+	r.Sigs = slices.DeleteFunc(r.Sigs, func(o Signature) bool { return o.Key == s.Key })
+	r.Sigs = append(r.Sigs, s)
+	slices.SortFunc(r.Sigs, func(a, b Signature) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+}
+
+// Encode returns the record's canonical encoding: what is sealed and hashed.
+func (r *Record) Encode() []byte { return marshal(r) }
+
+// Hash identifies this exact record, signatures included.
+func (r *Record) Hash() Hash { return sha256.Sum256(r.Encode()) }
+
+// ProposalID identifies what the record says, independent of who signed it:
+// an Approval and a record carrying the same body share it.
+func (r *Record) ProposalID() Hash {
+	t, body := r.Type, r.Body
+	if r.Type == TypeApproval {
+		var a Approval
+		if unmarshalCanonical(r.Body, &a) == nil {
+			t, body = a.Of, a.Proposal
+		}
+	}
+	return proposalID(r.Network, t, body)
+}
+
+func proposalID(net NetworkID, t RecordType, body []byte) Hash {
+	h := sha256.New()
+	h.Write([]byte("ceiba proposal v1\x00"))
+	h.Write([]byte{byte(t)})
+	h.Write(net[:])
+	h.Write(body)
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// DecodeRecord parses a record's canonical encoding and checks everything
+// that needs no state: version, type, body fields and every signature.
+func DecodeRecord(data []byte) (*Record, error) {
+	var r Record
+	if err := unmarshalCanonical(data, &r); err != nil {
+		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
+	}
+	if err := r.Verify(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Verify checks the record without any state: known version and type, a
+// body that decodes canonically and passes its field checks, signatures in
+// canonical order from distinct keys, and every signature valid.
+func (r *Record) Verify() error {
+	if r.Version != FormatVersion {
+		return reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
+	}
+	if _, ok := typeNames[r.Type]; !ok {
+		return reject(r.Type, ErrUnknownType, "")
+	}
+	if len(r.Sigs) == 0 {
+		return reject(r.Type, ErrBadSignature, "record carries no signature")
+	}
+	for i := 1; i < len(r.Sigs); i++ {
+		if bytes.Compare(r.Sigs[i-1].Key[:], r.Sigs[i].Key[:]) >= 0 {
+			return reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
+		}
+	}
+	body, err := r.DecodeBody()
+	if err != nil {
+		return err
+	}
+	domain, msg := r.Type.domain(), signedMessage(r.Network, r.Body)
+	if a, ok := body.(*Approval); ok {
+		if len(r.Sigs) != 1 {
+			return reject(r.Type, ErrInvalid, "an approval carries exactly one signature")
+		}
+		inner, err := decodeBody(a.Of, a.Proposal)
+		if err != nil {
+			return err
+		}
+		if !multiSigned(inner) {
+			return reject(r.Type, ErrInvalid, "%s records need no approval", a.Of)
+		}
+		domain, msg = a.Of.domain(), signedMessage(r.Network, a.Proposal)
+	}
+	if r.Type == TypeCharter {
+		c := body.(*Charter)
+		if c.Version == 1 && r.Network != GenesisID(r.Body) {
+			return reject(r.Type, ErrWrongNetwork, "genesis charter does not hash to its network ID")
+		}
+	}
+	for _, s := range r.Sigs {
+		if !verifyDomain(s.Key, domain, msg, s.Sig) {
+			return reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
+		}
+	}
+	return nil
+}
+
+// DecodeBody decodes and field-checks the record's body.
+func (r *Record) DecodeBody() (Body, error) { return decodeBody(r.Type, r.Body) }
+
+func decodeBody(t RecordType, data []byte) (Body, error) {
+	var b Body
+	switch t {
+	case TypeCharter:
+		b = new(Charter)
+	case TypeMembership:
+		b = new(Membership)
+	case TypeReader:
+		b = new(Reader)
+	case TypeEntry:
+		b = new(Entry)
+	case TypeRevocation:
+		b = new(Revocation)
+	case TypeEpoch:
+		b = new(Epoch)
+	case TypeApproval:
+		b = new(Approval)
+	default:
+		return nil, reject(t, ErrUnknownType, "")
+	}
+	if err := unmarshalCanonical(data, b); err != nil {
+		return nil, &RejectError{Type: t, Reason: unwrapSentinel(err), Detail: err.Error()}
+	}
+	if err := b.check(); err != nil {
+		return nil, &RejectError{Type: t, Reason: ErrInvalid, Detail: err.Error()}
+	}
+	return b, nil
+}
+
+// multiSigned reports whether a body type takes effect through steward
+// approvals (and so may be approved piecemeal).
+func multiSigned(b Body) bool {
+	switch b.(type) {
+	case *Charter, *Membership, *Epoch:
+		return true
+	case *Revocation:
+		return true
+	}
+	return false
+}
+
+func unwrapSentinel(err error) error {
+	for _, s := range []error{ErrTooLarge, ErrNonCanonical, ErrMalformed} {
+		if errors.Is(err, s) {
+			return s
+		}
+	}
+	return ErrMalformed
+}
+
+// GenesisID is the network ID a genesis charter body defines.
+func GenesisID(body []byte) NetworkID {
+	h := sha256.New()
+	h.Write([]byte("ceiba network v1\x00"))
+	h.Write(body)
+	var n NetworkID
+	h.Sum(n[:0])
+	return n
+}

@@ -1,0 +1,237 @@
+package directory
+
+import (
+	"crypto/hmac"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// ReadKey is one epoch's symmetric key: every record travels sealed under it.
+type ReadKey [chacha20poly1305.KeySize]byte
+
+// NewReadKey draws a fresh random read key.
+func NewReadKey() ReadKey {
+	var k ReadKey
+	rand.Read(k[:])
+	return k
+}
+
+// Keyring holds the read keys a node has received, by epoch number. A node
+// keeps old keys so it can still open records sealed before a rotation.
+type Keyring map[uint64]ReadKey
+
+// Current returns the highest epoch and its key.
+func (kr Keyring) Current() (uint64, ReadKey, bool) {
+	if len(kr) == 0 {
+		return 0, ReadKey{}, false
+	}
+	n := slices.Max(slicesKeys(kr))
+	return n, kr[n], true
+}
+
+func slicesKeys(kr Keyring) []uint64 {
+	ks := make([]uint64, 0, len(kr))
+	for k := range kr {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// Sealed records start with a fixed header that is authenticated but not
+// encrypted: all a watcher of the wire or a keyless peer can see.
+const (
+	sealVersion   = 1
+	networkTagLen = 8
+	headerLen     = 1 + networkTagLen + 8 + chacha20poly1305.NonceSizeX
+	// Plaintexts are padded to a multiple of padBlock so ciphertext sizes
+	// say little about which record (or which kind of record) is inside.
+	padBlock = 256
+	// MaxSealedBytes bounds what Open will look at.
+	MaxSealedBytes = headerLen + MaxRecordBytes + padBlock + chacha20poly1305.Overhead
+)
+
+// NetworkTag is the public, short label sealed records carry so a node can
+// drop another network's traffic without trying to decrypt it.
+func NetworkTag(net NetworkID) [networkTagLen]byte {
+	h := sha256.Sum256(append([]byte("ceiba network tag v1\x00"), net[:]...))
+	var t [networkTagLen]byte
+	copy(t[:], h[:])
+	return t
+}
+
+// Seal encrypts a signed record under the read key of epoch, with the
+// header as additional data so it cannot be moved to another network or
+// epoch.
+func Seal(r *Record, epoch uint64, key ReadKey) []byte {
+	plain := r.Encode()
+	padded := make([]byte, len(plain)+1, (len(plain)/padBlock+1)*padBlock)
+	copy(padded, plain)
+	padded[len(plain)] = 0x80
+	padded = padded[:cap(padded)]
+
+	out := make([]byte, headerLen, headerLen+len(padded)+chacha20poly1305.Overhead)
+	out[0] = sealVersion
+	tag := NetworkTag(r.Network)
+	copy(out[1:], tag[:])
+	binary.BigEndian.PutUint64(out[1+networkTagLen:], epoch)
+	rand.Read(out[1+networkTagLen+8 : headerLen])
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		panic(err) // the key has the right size by type
+	}
+	return aead.Seal(out, out[1+networkTagLen+8:headerLen], padded, out[:headerLen])
+}
+
+// SealedEpoch reads the epoch number from a sealed record's header without
+// opening it.
+func SealedEpoch(sealed []byte) (uint64, bool) {
+	if len(sealed) < headerLen || sealed[0] != sealVersion {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(sealed[1+networkTagLen:]), true
+}
+
+// Open decrypts a sealed record with the matching key from keys, decodes
+// it and verifies every signature on it. It checks nothing that needs the
+// directory state; State.Apply does that. The error is a *RejectError whose
+// Reason says exactly what failed.
+func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
+	if len(sealed) > MaxSealedBytes {
+		return nil, &RejectError{Reason: ErrTooLarge, Detail: fmt.Sprintf("%d bytes sealed", len(sealed))}
+	}
+	if len(sealed) < headerLen+chacha20poly1305.Overhead {
+		return nil, &RejectError{Reason: ErrMalformed, Detail: "shorter than a sealed header"}
+	}
+	if sealed[0] != sealVersion {
+		return nil, &RejectError{Reason: ErrUnknownVersion, Detail: fmt.Sprintf("seal version %d", sealed[0])}
+	}
+	if tag := NetworkTag(net); !hmac.Equal(sealed[1:1+networkTagLen], tag[:]) {
+		return nil, &RejectError{Reason: ErrWrongNetwork, Detail: "network tag does not match"}
+	}
+	epoch := binary.BigEndian.Uint64(sealed[1+networkTagLen:])
+	key, ok := keys[epoch]
+	if !ok {
+		return nil, &RejectError{Reason: ErrNoKey, Detail: fmt.Sprintf("epoch %d", epoch)}
+	}
+	aead, _ := chacha20poly1305.NewX(key[:])
+	padded, err := aead.Open(nil, sealed[1+networkTagLen+8:headerLen], sealed[headerLen:], sealed[:headerLen])
+	if err != nil {
+		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
+	}
+	end := len(padded) - 1
+	for end >= 0 && padded[end] == 0 {
+		end--
+	}
+	if end < 0 || padded[end] != 0x80 {
+		return nil, &RejectError{Reason: ErrMalformed, Detail: "bad padding"}
+	}
+	r, err := DecodeRecord(padded[:end])
+	if err != nil {
+		return nil, err
+	}
+	if r.Network != net {
+		return nil, reject(r.Type, ErrWrongNetwork, "record names network %s", r.Network.String()[:12])
+	}
+	return r, nil
+}
+
+// The key-package suite: hybrid post-quantum KEM, HKDF-SHA256, ChaCha20-Poly1305.
+var (
+	pkgKDF  = hpke.HKDFSHA256()
+	pkgAEAD = hpke.ChaCha20Poly1305()
+)
+
+func packageInfo(net NetworkID, epoch uint64, recipient PublicKey) []byte {
+	info := []byte("ceiba epoch key v1\x00")
+	info = append(info, net[:]...)
+	info = binary.BigEndian.AppendUint64(info, epoch)
+	return append(info, recipient[:]...)
+}
+
+// Recipient is a key that should receive read keys: a steward, a member
+// organization or a reader.
+type Recipient struct {
+	Key PublicKey
+	KEM []byte
+}
+
+// NewEpoch builds the body of epoch number for the given recipients: it
+// seals key to each of them. The info string binds each package to its
+// network, epoch and recipient, so a package cannot be replayed elsewhere.
+func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, recipients []Recipient, now time.Time) (*Epoch, error) {
+	e := &Epoch{Number: number, Charter: charter, After: after, Issued: now.Unix()}
+	seen := map[PublicKey]bool{}
+	for _, rc := range recipients {
+		if seen[rc.Key] {
+			continue
+		}
+		seen[rc.Key] = true
+		pk, err := kem.NewPublicKey(rc.KEM)
+		if err != nil {
+			return nil, fmt.Errorf("recipient %s: %w: %v", Fingerprint(rc.Key), ErrInvalid, err)
+		}
+		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, rc.Key), key[:])
+		if err != nil {
+			return nil, err
+		}
+		e.Packages = append(e.Packages, KeyPackage{Recipient: rc.Key, Sealed: sealed})
+	}
+	slices.SortFunc(e.Packages, func(a, b KeyPackage) int { return compareKeys(a.Recipient, b.Recipient) })
+	return e, nil
+}
+
+// OpenKeyPackage finds id's package in the epoch and opens it.
+func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
+	me := id.Public()
+	for _, p := range e.Packages {
+		if p.Recipient != me {
+			continue
+		}
+		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, me), p.Sealed)
+		if err != nil || len(plain) != len(ReadKey{}) {
+			return ReadKey{}, fmt.Errorf("%w: epoch %d package does not open", ErrDecrypt, e.Number)
+		}
+		var k ReadKey
+		copy(k[:], plain)
+		return k, nil
+	}
+	return ReadKey{}, fmt.Errorf("%w (epoch %d)", ErrNotRecipient, e.Number)
+}
+
+// BlindSlot maps a record slot to the DHT key it is stored under. Without
+// the read key a DHT node cannot tell which record a key holds, nor link
+// the keys of one organization's entries.
+func BlindSlot(key ReadKey, slot string) string {
+	m := hmac.New(sha256.New, key[:])
+	m.Write([]byte("ceiba dht slot v1\x00"))
+	m.Write([]byte(slot))
+	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
+}
+
+// RendezvousKey is the value nodes of one network advertise as providers
+// of, so they find each other in a shared DHT. It changes daily and is
+// derived from the network ID, which only holders of the charter know.
+func RendezvousKey(net NetworkID, day time.Time) []byte {
+	m := hmac.New(sha256.New, net[:])
+	m.Write([]byte("ceiba rendezvous v1\x00"))
+	m.Write([]byte(day.UTC().Format(time.DateOnly)))
+	return m.Sum(nil)
+}
+
+func compareKeys(a, b PublicKey) int {
+	switch {
+	case keyLess(a, b):
+		return -1
+	case a == b:
+		return 0
+	}
+	return 1
+}

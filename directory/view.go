@@ -1,0 +1,418 @@
+package directory
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Charter returns the current (highest) charter in the chain, or nil before
+// the genesis is known.
+func (s *State) Charter() *Charter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.chain) == 0 {
+		return nil
+	}
+	return s.chain[len(s.chain)-1].body.(*Charter)
+}
+
+// CharterID is the proposal ID of the current charter, which the next
+// amendment names as Previous.
+func (s *State) CharterID() Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.chain) == 0 {
+		return Hash{}
+	}
+	return s.chain[len(s.chain)-1].id
+}
+
+// Member is an admitted organization.
+type Member struct {
+	Key   PublicKey `json:"-"`
+	KEM   []byte    `json:"-"`
+	Name  string    `json:"name"`
+	Peers []string  `json:"peers,omitempty"`
+}
+
+// Members returns the admitted, unrevoked organizations, sorted by key.
+func (s *State) Members() []Member {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Member
+	for _, k := range sortedKeys(s.members) {
+		if _, rev := s.revoked[k]; rev {
+			continue
+		}
+		m := s.members[k].body.(*Membership)
+		out = append(out, Member{Key: k, KEM: m.KEM, Name: m.Name, Peers: m.Peers})
+	}
+	return out
+}
+
+// Member returns the organization admitted under k, if any.
+func (s *State) Member(k PublicKey) (Member, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.members[k]
+	if p == nil {
+		return Member{}, false
+	}
+	if _, rev := s.revoked[k]; rev {
+		return Member{}, false
+	}
+	m := p.body.(*Membership)
+	return Member{Key: k, KEM: m.KEM, Name: m.Name, Peers: m.Peers}, true
+}
+
+// IsReader reports whether k is an admitted, unrevoked reader.
+func (s *State) IsReader(k PublicKey) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.readerOf[k]) > 0
+}
+
+// Readers returns the admitted reader keys with their vouchers.
+func (s *State) Readers() map[PublicKey][]PublicKey {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[PublicKey][]PublicKey, len(s.readerOf))
+	for k, v := range s.readerOf {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// IsRevoked reports whether k has been revoked.
+func (s *State) IsRevoked(k PublicKey) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.revoked[k]
+	return ok
+}
+
+// Revoked returns every revoked key, sorted.
+func (s *State) Revoked() []PublicKey {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return sortedKeys(s.revoked)
+}
+
+// Epochs returns the effective epochs in ascending order.
+func (s *State) Epochs() []*Epoch {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Epoch, len(s.epochs))
+	for i, p := range s.epochs {
+		out[i] = p.body.(*Epoch)
+	}
+	return out
+}
+
+// CurrentEpoch is the highest effective epoch number, 0 before any.
+func (s *State) CurrentEpoch() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.epochs) == 0 {
+		return 0
+	}
+	return s.epochs[len(s.epochs)-1].body.(*Epoch).Number
+}
+
+// Recipients lists every key that should receive the next read key: the
+// current stewards, the members and the readers, none of them revoked.
+func (s *State) Recipients() []Recipient {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seen := map[PublicKey]bool{}
+	var out []Recipient
+	addKey := func(k PublicKey, kemKey []byte) {
+		if _, rev := s.revoked[k]; rev || seen[k] {
+			return
+		}
+		seen[k] = true
+		out = append(out, Recipient{Key: k, KEM: kemKey})
+	}
+	if len(s.chain) > 0 {
+		for _, st := range s.chain[len(s.chain)-1].body.(*Charter).Stewards {
+			addKey(st.Key, st.KEM)
+		}
+	}
+	for _, k := range sortedKeys(s.members) {
+		addKey(k, s.members[k].body.(*Membership).KEM)
+	}
+	for _, g := range s.sortedReaders() {
+		if len(s.readerOf[g.body.Key]) > 0 {
+			addKey(g.body.Key, g.body.KEM)
+		}
+	}
+	slices.SortFunc(out, func(a, b Recipient) int { return compareKeys(a.Key, b.Key) })
+	return out
+}
+
+// Proposal is a multi-signed body and how far its approval has come.
+type Proposal struct {
+	ID        Hash
+	Type      RecordType
+	Body      Body
+	Raw       []byte
+	Approvers []PublicKey // distinct signers so far
+	Threshold int         // approvals the cited charter asks for; 0 if not yet known
+	Effective bool
+}
+
+// Proposals returns every proposal in the pool, pending ones first.
+func (s *State) Proposals() []Proposal {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Proposal
+	for _, t := range []RecordType{TypeCharter, TypeMembership, TypeRevocation, TypeEpoch} {
+		for _, p := range s.sortedProposals(t) {
+			out = append(out, s.describe(p))
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Proposal) int {
+		switch {
+		case a.Effective == b.Effective:
+			return 0
+		case !a.Effective:
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+func (s *State) describe(p *proposal) Proposal {
+	d := Proposal{ID: p.id, Type: p.typ, Body: p.body, Raw: p.raw, Approvers: sortedKeys(p.sigs)}
+	var cited uint64
+	switch b := p.body.(type) {
+	case *Charter:
+		if b.Version == 1 {
+			d.Threshold = len(b.Stewards)
+		} else {
+			cited = b.Version - 1
+		}
+		d.Effective = slices.Contains(s.chain, p)
+	case *Membership:
+		cited = b.Charter
+		d.Effective = s.members[b.Org] == p
+	case *Revocation:
+		cited = b.Charter
+		_, d.Effective = s.revoked[b.Key]
+		d.Effective = d.Effective && s.revoked[b.Key] == p.id
+	case *Epoch:
+		cited = b.Charter
+		d.Effective = slices.Contains(s.epochs, p)
+	}
+	if c := s.charterAt(cited); c != nil {
+		d.Threshold = int(c.Threshold)
+	}
+	return d
+}
+
+// Proposal returns the proposal with the given ID.
+func (s *State) Proposal(id Hash) (Proposal, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.proposals[id]
+	if !ok {
+		return Proposal{}, false
+	}
+	return s.describe(p), true
+}
+
+// Listing is a visible entry with who published it.
+type Listing struct {
+	Key       string
+	Publisher PublicKey
+	Org       string
+	Entry     *Entry
+	Record    *Record
+	Hash      Hash
+}
+
+// Entries returns the entries published under pub, visible or not, newest
+// seq per ID; the zero key lists every publisher's.
+func (s *State) Entries(pub PublicKey) []Listing {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Listing
+	for _, k := range sortedKeys(s.entries) {
+		if pub != (PublicKey{}) && k != pub {
+			continue
+		}
+		for id, slot := range s.entries[k] {
+			out = append(out, s.listing(k, id, slot))
+		}
+	}
+	slices.SortFunc(out, func(a, b Listing) int { return compareStrings(a.Key, b.Key) })
+	return out
+}
+
+// Lookup returns the entry stored under key (as Search results name it).
+func (s *State) Lookup(key string) (Listing, bool) {
+	rest, ok := strings.CutPrefix(key, "entry/")
+	if !ok || len(rest) < 66 || rest[64] != '/' {
+		return Listing{}, false
+	}
+	pub, err := ParsePublicKeyHex(rest[:64])
+	if err != nil {
+		return Listing{}, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	slot := s.entries[pub][rest[65:]]
+	if slot == nil {
+		return Listing{}, false
+	}
+	return s.listing(pub, rest[65:], slot), true
+}
+
+func (s *State) listing(pub PublicKey, id string, slot *entrySlot) Listing {
+	l := Listing{Key: entrySlotName(pub, id), Publisher: pub, Entry: slot.entry, Record: slot.best, Hash: slot.hash}
+	if m := s.members[pub]; m != nil {
+		l.Org = m.body.(*Membership).Name
+	}
+	return l
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Search finds visible, unexpired entries.
+func (s *State) Search(q Query) []Result {
+	return s.index.Search(q, s.now())
+}
+
+// Has reports whether the pool holds the record with hash h.
+func (s *State) Has(h Hash) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.records[h]
+	return ok
+}
+
+// Record returns the pooled record with hash h.
+func (s *State) Record(h Hash) (*Record, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.records[h]
+	return r, ok
+}
+
+// Hashes returns the hashes of every pooled record, sorted: what a node
+// offers peers in anti-entropy sync.
+func (s *State) Hashes() []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Hash, 0, len(s.records))
+	for h := range s.records {
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+// Records returns every pooled record, in an order that applies cleanly:
+// charters first, then the rest of the governance, then entries.
+func (s *State) Records() []*Record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*Record, 0, len(s.records))
+	for _, r := range s.records {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Record) int {
+		if a.Type != b.Type {
+			return int(a.Type) - int(b.Type)
+		}
+		ha, hb := a.Hash(), b.Hash()
+		return bytes.Compare(ha[:], hb[:])
+	})
+	return out
+}
+
+// Equivocations returns the evidence of keys that signed conflicting
+// records, for stewards to act on.
+func (s *State) Equivocations() []Equivocation {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Equivocation, 0, len(s.equivoc))
+	for _, e := range s.equivoc {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Equivocation) int { return compareStrings(a.Slot, b.Slot) })
+	return out
+}
+
+// Stats counts what the state holds.
+type Stats struct {
+	Records  int    `json:"records"`
+	Entries  int    `json:"entries"`
+	Members  int    `json:"members"`
+	Readers  int    `json:"readers"`
+	Revoked  int    `json:"revoked"`
+	Epoch    uint64 `json:"epoch"`
+	Charter  uint64 `json:"charter_version"`
+	Pending  int    `json:"pending_proposals"`
+	Conflict int    `json:"equivocations"`
+}
+
+// Stats returns counts for status displays.
+func (s *State) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Stats{Records: len(s.records), Entries: s.index.Len(), Readers: len(s.readerOf), Revoked: len(s.revoked), Conflict: len(s.equivoc)}
+	for k := range s.members {
+		if _, rev := s.revoked[k]; !rev {
+			st.Members++
+		}
+	}
+	if len(s.epochs) > 0 {
+		st.Epoch = s.epochs[len(s.epochs)-1].body.(*Epoch).Number
+	}
+	if len(s.chain) > 0 {
+		st.Charter = s.chain[len(s.chain)-1].body.(*Charter).Version
+	}
+	for _, p := range s.proposals {
+		if !s.describe(p).Effective {
+			st.Pending++
+		}
+	}
+	return st
+}
+
+// Expire drops expired entries from the pool and the index, and reports
+// how many went. Nodes call it periodically; search hides expired entries in
+// between. The slot remembers its seq, so an older version replayed later
+// is still refused as stale.
+func (s *State) Expire() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for pub, slots := range s.entries {
+		for id, slot := range slots {
+			if slot.expired || now.Before(time.Unix(slot.entry.Expires, 0)) {
+				continue
+			}
+			if slot.visible {
+				s.index.Remove(entrySlotName(pub, id))
+			}
+			delete(s.records, slot.hash)
+			slot.expired, slot.visible = true, false
+			n++
+		}
+	}
+	return n
+}

@@ -23,6 +23,7 @@ const (
 	TypeRevocation RecordType = 5
 	TypeEpoch      RecordType = 6
 	TypeApproval   RecordType = 7
+	TypeManifest   RecordType = 8
 )
 
 var typeNames = map[RecordType]string{
@@ -33,6 +34,7 @@ var typeNames = map[RecordType]string{
 	TypeRevocation: "revocation",
 	TypeEpoch:      "epoch",
 	TypeApproval:   "approval",
+	TypeManifest:   "manifest",
 }
 
 func (t RecordType) String() string {
@@ -237,6 +239,8 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 		b = new(Epoch)
 	case TypeApproval:
 		b = new(Approval)
+	case TypeManifest:
+		b = new(Manifest)
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}

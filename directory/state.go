@@ -115,6 +115,9 @@ func (s *State) Apply(r *Record) (Applied, error) {
 	if err := r.Verify(); err != nil {
 		return Applied{}, err
 	}
+	if r.Type == TypeManifest {
+		return Applied{}, reject(r.Type, ErrInvalid, "manifests are fetch hints and do not enter the state")
+	}
 	body, _ := r.DecodeBody() // Verify decoded it already
 	h := r.Hash()
 	s.mu.Lock()

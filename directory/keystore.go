@@ -1,0 +1,156 @@
+package directory
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"filippo.io/age"
+)
+
+// Keystore is what a device must protect: its identity and the read keys
+// it has received. At rest it is always encrypted with a passphrase (age's
+// scrypt recipient), so a seized device yields nothing without it.
+type Keystore struct {
+	Identity *Identity
+	Keys     Keyring
+}
+
+// keystoreFile is the plaintext inside the age envelope.
+type keystoreFile struct {
+	Version uint8             `cbor:"1,keyasint"`
+	Seed    []byte            `cbor:"2,keyasint"`
+	KEM     []byte            `cbor:"3,keyasint"`
+	Keys    map[uint64][]byte `cbor:"4,keyasint,omitempty"`
+}
+
+// DefaultWorkFactor is scrypt's log2(N): about a second on a laptop, which
+// makes guessing passphrases on a seized device slow.
+const DefaultWorkFactor = 18
+
+// Encrypt seals the keystore with passphrase. workFactor 0 means
+// DefaultWorkFactor; tests use less.
+func (ks *Keystore) Encrypt(passphrase string, workFactor int) ([]byte, error) {
+	if passphrase == "" {
+		return nil, errors.New("keystore: an empty passphrase protects nothing")
+	}
+	rcpt, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	if workFactor == 0 {
+		workFactor = DefaultWorkFactor
+	}
+	rcpt.SetWorkFactor(workFactor)
+	seed, kemSecret := ks.Identity.secrets()
+	f := keystoreFile{Version: 1, Seed: seed, KEM: kemSecret, Keys: map[uint64][]byte{}}
+	for n, k := range ks.Keys {
+		f.Keys[n] = bytes.Clone(k[:])
+	}
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(marshal(&f)); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// DecryptKeystore opens a keystore. A wrong passphrase is ErrWrongPassphrase;
+// anything else that fails is ErrCorruptKeystore.
+func DecryptKeystore(data []byte, passphrase string) (*Keystore, error) {
+	id, err := age.NewScryptIdentity(passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrWrongPassphrase, err)
+	}
+	r, err := age.Decrypt(bytes.NewReader(data), id)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) || errors.Is(err, age.ErrIncorrectIdentity) {
+			return nil, ErrWrongPassphrase
+		}
+		return nil, fmt.Errorf("%w: %v", ErrCorruptKeystore, err)
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptKeystore, err)
+	}
+	var f keystoreFile
+	if err := unmarshalCanonical(plain, &f); err != nil || f.Version != 1 {
+		return nil, fmt.Errorf("%w: unreadable contents", ErrCorruptKeystore)
+	}
+	ident, err := identityFromSecrets(f.Seed, f.KEM)
+	if err != nil {
+		return nil, err
+	}
+	ks := &Keystore{Identity: ident, Keys: Keyring{}}
+	for n, k := range f.Keys {
+		if len(k) != len(ReadKey{}) {
+			return nil, fmt.Errorf("%w: read key for epoch %d has %d bytes", ErrCorruptKeystore, n, len(k))
+		}
+		ks.Keys[n] = ReadKey(k)
+	}
+	return ks, nil
+}
+
+// SaveKeystore writes the encrypted keystore to path atomically: a crash
+// leaves either the old file or the new one, never a torn one.
+func SaveKeystore(path string, ks *Keystore, passphrase string, workFactor int) error {
+	data, err := ks.Encrypt(passphrase, workFactor)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data, 0o600)
+}
+
+// LoadKeystore reads and decrypts the keystore at path.
+func LoadKeystore(path, passphrase string) (*Keystore, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return DecryptKeystore(data, passphrase)
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it,
+// renames it over path and syncs the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

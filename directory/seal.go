@@ -206,13 +206,13 @@ func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
 	return ReadKey{}, fmt.Errorf("%w (epoch %d)", ErrNotRecipient, e.Number)
 }
 
-// BlindSlot maps a record slot to the DHT key it is stored under. Without
-// the read key a DHT node cannot tell which record a key holds, nor link
-// the keys of one organization's entries.
-func BlindSlot(key ReadKey, slot string) string {
+// BlindSlot maps a slot to the DHT key it is stored under in one epoch.
+// Without the read key a DHT node cannot tell which record a key holds, nor
+// link the keys of one organization's entries.
+func BlindSlot(key ReadKey, slot SlotID) string {
 	m := hmac.New(sha256.New, key[:])
 	m.Write([]byte("ceiba dht slot v1\x00"))
-	m.Write([]byte(slot))
+	m.Write(slot[:])
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
 }
 

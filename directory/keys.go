@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // PublicKey is an Ed25519 verification key: the identity of a steward, a
@@ -132,13 +133,15 @@ func Fingerprint(k PublicKey) string {
 }
 
 // NormalizeFingerprint accepts a fingerprint typed by a person (any case,
-// spaces or dashes anywhere), checks its check character and returns the
+// white space or dashes anywhere), checks its check character and returns the
 // canonical grouped form.
 func NormalizeFingerprint(s string) (string, error) {
 	var clean strings.Builder
 	for _, r := range strings.ToLower(s) {
 		switch {
-		case r == '-' || r == ' ':
+		case unicode.IsSpace(r) || unicode.Is(unicode.Pd, r):
+			// Pasted fingerprints arrive broken over lines, with no-break
+			// spaces from chat apps or en dashes from word processors.
 		case strings.ContainsRune(fpAlphabet, r):
 			clean.WriteRune(r)
 		default:

@@ -69,6 +69,14 @@ type Record struct {
 	Network NetworkID   `cbor:"3,keyasint"`
 	Body    []byte      `cbor:"4,keyasint"`
 	Sigs    []Signature `cbor:"5,keyasint"`
+
+	// verified is the hash of the encoding DecodeRecord checked, signatures
+	// and all, and body the body it decoded (bodies are never changed once
+	// decoded); zero and nil if it did not. State.Apply trusts them instead
+	// of verifying and decoding again only while the record still hashes to
+	// verified, so a decoded record changed afterwards is checked afresh.
+	verified Hash
+	body     Body
 }
 
 // Signature is one signer's Ed25519 signature over a record's signing input.
@@ -163,9 +171,12 @@ func DecodeRecord(data []byte) (*Record, error) {
 	if err := unmarshalCanonical(data, &r); err != nil {
 		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
 	}
-	if err := r.Verify(); err != nil {
+	body, err := r.verify()
+	if err != nil {
 		return nil, err
 	}
+	// data is the canonical encoding of r, so its hash is r's.
+	r.verified, r.body = sha256.Sum256(data), body
 	return &r, nil
 }
 
@@ -173,50 +184,56 @@ func DecodeRecord(data []byte) (*Record, error) {
 // body that decodes canonically and passes its field checks, signatures in
 // canonical order from distinct keys, and every signature valid.
 func (r *Record) Verify() error {
+	_, err := r.verify()
+	return err
+}
+
+// verify is Verify, returning the body it decoded.
+func (r *Record) verify() (Body, error) {
 	if r.Version != FormatVersion {
-		return reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
+		return nil, reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
 	}
 	if _, ok := typeNames[r.Type]; !ok {
-		return reject(r.Type, ErrUnknownType, "")
+		return nil, reject(r.Type, ErrUnknownType, "")
 	}
 	if len(r.Sigs) == 0 {
-		return reject(r.Type, ErrBadSignature, "record carries no signature")
+		return nil, reject(r.Type, ErrBadSignature, "record carries no signature")
 	}
 	for i := 1; i < len(r.Sigs); i++ {
 		if bytes.Compare(r.Sigs[i-1].Key[:], r.Sigs[i].Key[:]) >= 0 {
-			return reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
+			return nil, reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
 		}
 	}
 	body, err := r.DecodeBody()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	domain, msg := r.Type.domain(), signedMessage(r.Network, r.Body)
 	if a, ok := body.(*Approval); ok {
 		if len(r.Sigs) != 1 {
-			return reject(r.Type, ErrInvalid, "an approval carries exactly one signature")
+			return nil, reject(r.Type, ErrInvalid, "an approval carries exactly one signature")
 		}
 		inner, err := decodeBody(a.Of, a.Proposal)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !multiSigned(inner) {
-			return reject(r.Type, ErrInvalid, "%s records need no approval", a.Of)
+			return nil, reject(r.Type, ErrInvalid, "%s records need no approval", a.Of)
 		}
 		domain, msg = a.Of.domain(), signedMessage(r.Network, a.Proposal)
 	}
 	if r.Type == TypeCharter {
 		c := body.(*Charter)
 		if c.Version == 1 && r.Network != GenesisID(r.Body) {
-			return reject(r.Type, ErrWrongNetwork, "genesis charter does not hash to its network ID")
+			return nil, reject(r.Type, ErrWrongNetwork, "genesis charter does not hash to its network ID")
 		}
 	}
 	for _, s := range r.Sigs {
 		if !verifyDomain(s.Key, domain, msg, s.Sig) {
-			return reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
+			return nil, reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
 		}
 	}
-	return nil
+	return body, nil
 }
 
 // DecodeBody decodes and field-checks the record's body.

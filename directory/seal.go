@@ -235,3 +235,50 @@ func compareKeys(a, b PublicKey) int {
 	}
 	return 1
 }
+
+// keyringTransfer is the plaintext of a keyring handed to a new member,
+// reader or steward.
+type keyringTransfer struct {
+	Keys map[uint64][]byte `cbor:"1,keyasint"`
+}
+
+func transferInfo(net NetworkID, recipient PublicKey) []byte {
+	info := []byte("ceiba keyring transfer v1\x00")
+	info = append(info, net[:]...)
+	return append(info, recipient[:]...)
+}
+
+// SealKeyring seals read keys to one recipient, as an invite hands them
+// over. Only the recipient's HPKE key opens it, and the info string binds it
+// to the network and recipient.
+func SealKeyring(net NetworkID, to Recipient, keys Keyring) ([]byte, error) {
+	pk, err := kem.NewPublicKey(to.KEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: recipient encryption key: %v", ErrInvalid, err)
+	}
+	t := keyringTransfer{Keys: map[uint64][]byte{}}
+	for n, k := range keys {
+		t.Keys[n] = k[:]
+	}
+	return hpke.Seal(pk, pkgKDF, pkgAEAD, transferInfo(net, to.Key), marshal(&t))
+}
+
+// OpenKeyring opens a keyring sealed to id by SealKeyring.
+func OpenKeyring(id *Identity, net NetworkID, sealed []byte) (Keyring, error) {
+	plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, transferInfo(net, id.Public()), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: keyring is not sealed to this key", ErrDecrypt)
+	}
+	var t keyringTransfer
+	if err := unmarshalCanonical(plain, &t); err != nil {
+		return nil, err
+	}
+	kr := Keyring{}
+	for n, k := range t.Keys {
+		if len(k) != len(ReadKey{}) {
+			return nil, fmt.Errorf("%w: key for epoch %d has %d bytes", ErrMalformed, n, len(k))
+		}
+		kr[n] = ReadKey(k)
+	}
+	return kr, nil
+}

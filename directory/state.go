@@ -36,13 +36,23 @@ type State struct {
 	entries    map[PublicKey]map[string]*entrySlot
 
 	// The effective view.
-	chain    []*proposal // chain[i] is charter version i+1
-	revoked  map[PublicKey]Hash
-	members  map[PublicKey]*proposal // the newest effective membership per org
-	readerOf map[PublicKey][]PublicKey
-	epochs   []*proposal // effective epochs, ascending number, one per number
-	equivoc  map[string]Equivocation
-	index    *Index
+	chain []*proposal // chain[i] is charter version i+1
+	// linked holds, by version, every charter reachable from the genesis
+	// through valid links: the chain and any fork of it.
+	linked map[uint64][]*Charter
+	// validRevocations holds the IDs of every revocation proposal that
+	// takes effect, the redundant ones included.
+	validRevocations map[Hash]bool
+	revoked          map[PublicKey]Hash
+	members          map[PublicKey]*proposal // the newest effective membership per org
+	readerOf         map[PublicKey][]PublicKey
+	epochs           []*proposal // effective epochs, ascending number, one per number
+	equivoc          map[string]Equivocation
+	index            *Index
+
+	// dropped collects the hashes the current Apply removes from the
+	// pool, so the caller can delete them from its store.
+	dropped []Hash
 }
 
 type proposal struct {
@@ -66,6 +76,10 @@ type entrySlot struct {
 	entry   *Entry
 	visible bool
 	expired bool // dropped from the pool by Expire; the seq is remembered
+	// seen is the first record hash seen at each seq, older ones included,
+	// so an equivocation is caught whichever of its records came first and
+	// whether or not a newer seq came in between: 32 bytes per update.
+	seen map[uint64]Hash
 }
 
 // Equivocation is evidence that a key signed two different records for
@@ -81,6 +95,10 @@ type Applied struct {
 	Hash    Hash
 	Type    RecordType
 	Changed bool // the effective view changed
+	// Dropped lists pooled records this one pushed out of the pool (the
+	// entry version it superseded, what a revoked key signed or vouched
+	// for). They can never take effect again, so stores delete them.
+	Dropped []Hash
 }
 
 // NewState returns an empty state for network net. now is the clock used
@@ -90,18 +108,20 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		now = time.Now
 	}
 	return &State{
-		net:        net,
-		now:        now,
-		records:    map[Hash]*Record{},
-		proposals:  map[Hash]*proposal{},
-		readers:    map[Hash]*readerGrant{},
-		readerKeys: map[PublicKey]int{},
-		entries:    map[PublicKey]map[string]*entrySlot{},
-		revoked:    map[PublicKey]Hash{},
-		members:    map[PublicKey]*proposal{},
-		readerOf:   map[PublicKey][]PublicKey{},
-		equivoc:    map[string]Equivocation{},
-		index:      NewIndex(),
+		net:              net,
+		now:              now,
+		records:          map[Hash]*Record{},
+		proposals:        map[Hash]*proposal{},
+		readers:          map[Hash]*readerGrant{},
+		readerKeys:       map[PublicKey]int{},
+		entries:          map[PublicKey]map[string]*entrySlot{},
+		revoked:          map[PublicKey]Hash{},
+		linked:           map[uint64][]*Charter{},
+		validRevocations: map[Hash]bool{},
+		members:          map[PublicKey]*proposal{},
+		readerOf:         map[PublicKey][]PublicKey{},
+		equivoc:          map[string]Equivocation{},
+		index:            NewIndex(),
 	}
 }
 
@@ -112,27 +132,37 @@ func (s *State) Network() NetworkID { return s.net }
 // ErrDuplicate (wrapped) for a record already held, and a *RejectError
 // naming the reason for anything refused; a refused record changes nothing.
 func (s *State) Apply(r *Record) (Applied, error) {
-	if err := r.Verify(); err != nil {
-		return Applied{}, err
+	enc := r.Encode()
+	h := Hash(sha256.Sum256(enc))
+	// Records from Open or DecodeRecord were verified and decoded there;
+	// doing it twice would cost a third of the receive path. Anything else,
+	// or a decoded record changed since, is verified here.
+	body := r.body
+	if r.verified != h || body == nil {
+		var err error
+		if body, err = r.verify(); err != nil {
+			return Applied{}, err
+		}
 	}
 	if r.Type == TypeManifest {
 		return Applied{}, reject(r.Type, ErrInvalid, "manifests are fetch hints and do not enter the state")
 	}
-	body, _ := r.DecodeBody() // Verify decoded it already
-	h := r.Hash()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.records[h]; ok {
 		return Applied{Hash: h, Type: r.Type}, reject(r.Type, ErrDuplicate, "%s", h.Short())
 	}
-	if err := s.checkCommon(r, body); err != nil {
+	if err := s.checkCommon(r, body, len(enc)); err != nil {
 		return Applied{}, err
 	}
+	s.dropped = nil
 	changed, err := s.add(r, h, body)
+	dropped := s.dropped
+	s.dropped = nil
 	if err != nil {
 		return Applied{}, err
 	}
-	return Applied{Hash: h, Type: r.Type, Changed: changed}, nil
+	return Applied{Hash: h, Type: r.Type, Changed: changed, Dropped: dropped}, nil
 }
 
 func (s *State) policy() Policy {
@@ -143,12 +173,12 @@ func (s *State) policy() Policy {
 }
 
 // checkCommon applies the rules every record type shares.
-func (s *State) checkCommon(r *Record, body Body) error {
+func (s *State) checkCommon(r *Record, body Body, n int) error {
 	if r.Network != s.net {
 		return reject(r.Type, ErrWrongNetwork, "")
 	}
 	p := s.policy()
-	if n := len(r.Encode()); n > p.maxRecordBytes() {
+	if n > p.maxRecordBytes() {
 		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, p.maxRecordBytes())
 	}
 	inner := body
@@ -159,28 +189,51 @@ func (s *State) checkCommon(r *Record, body Body) error {
 	if limit := s.now().Add(p.ClockSkewBound()); time.Unix(issued, 0).After(limit) {
 		return reject(r.Type, ErrFromFuture, "issued %s", time.Unix(issued, 0).UTC().Format(time.RFC3339))
 	}
-	// A revoked key is refused for everything it signs, with one exception:
-	// charter links are history and count their signers regardless (see
-	// recompute), so re-delivering an old charter or its approvals works.
-	if inner.RecordType() != TypeCharter {
+	if !multiSigned(inner) {
+		// A revoked key is refused for everything it signs alone.
 		for _, sg := range r.Sigs {
 			if _, ok := s.revoked[sg.Key]; ok {
 				return reject(r.Type, ErrRevoked, "signer %s", Fingerprint(sg.Key))
 			}
 		}
-	}
-	if !multiSigned(inner) {
 		return nil
 	}
-	// Every signer of a proposal must be a steward of the charter it cites,
-	// as far as that charter is known. A proposal citing a charter not yet
-	// in the chain waits in the pool.
+	// A proposal's signatures are weighed in recompute, which skips the ones
+	// that cannot count. Refusing the whole record here because one of them
+	// cannot count would make the result depend on arrival order: the same
+	// record applied before that signer's revocation (or before the cited
+	// charter was known) keeps the weight of its other signatures. So a
+	// proposal is refused only when none of its signatures can ever count:
+	// signers that are stewards of no known charter of the cited version (a
+	// proposal citing a version not yet known waits in the pool), and
+	// revoked signers where recompute ignores them.
+	var first error
 	for _, sg := range r.Sigs {
-		if err := s.checkApprover(inner, sg.Key); err != nil {
-			return reject(r.Type, err, "signer %s", Fingerprint(sg.Key))
+		err := s.checkApprover(inner, sg.Key)
+		if _, rev := s.revoked[sg.Key]; err == nil && rev && !countsRevokedSigners(inner) {
+			err = ErrRevoked
+		}
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = reject(r.Type, err, "signer %s", Fingerprint(sg.Key))
 		}
 	}
-	return nil
+	return first
+}
+
+// countsRevokedSigners reports whether a proposal of b's kind counts the
+// signatures of keys revoked since. Charter links are history, so revoking
+// a steward never rolls the chain back; revocations do not depend on each
+// other, so revocation is for good (see recompute). Memberships and epochs
+// count only unrevoked stewards.
+func countsRevokedSigners(b Body) bool {
+	switch b.(type) {
+	case *Charter, *Revocation:
+		return true
+	}
+	return false
 }
 
 // checkApprover says whether k may sign proposal b.
@@ -208,7 +261,10 @@ func (s *State) checkApprover(b Body, k PublicKey) error {
 		}
 		cited = b.Charter
 	}
-	if c := s.charterAt(cited); c != nil && !c.isSteward(k) {
+	// Any linked charter of the cited version will do: which branch of a
+	// fork wins can change as records arrive, and a refusal cannot be undone.
+	cs := s.linked[cited]
+	if len(cs) > 0 && !slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(k) }) {
 		return ErrNotSteward
 	}
 	return nil
@@ -326,30 +382,48 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 		s.entries[pub] = slots
 	}
 	cur := slots[e.ID]
+	seen := map[uint64]Hash{}
 	if cur != nil {
 		if cur.hash == h {
 			return false, reject(r.Type, ErrDuplicate, "entry %s seq %d", e.ID, e.Seq)
 		}
+		seen = cur.seen
+		first, seenSeq := seen[e.Seq]
 		switch {
-		case e.Seq < cur.entry.Seq:
-			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
-		case e.Seq == cur.entry.Seq:
+		case seenSeq && first != h:
 			// Equivocation: the same key signed two versions with one seq.
-			// Keep the lower hash everywhere, so every node picks the same.
-			known := slices.Contains(s.equivoc[entrySlotName(pub, e.ID)].Hashes, h)
-			s.noteEquivocation(pub, entrySlotName(pub, e.ID), cur.hash, h)
-			if bytes.Compare(h[:], cur.hash[:]) > 0 {
+			// At the current seq the lower hash wins everywhere, so every
+			// node picks the same; an older seq is evidence only.
+			name := entrySlotName(pub, e.ID)
+			known := slices.Contains(s.equivoc[name].Hashes, h)
+			s.noteEquivocation(pub, name, first, h)
+			if e.Seq < cur.entry.Seq || bytes.Compare(h[:], cur.hash[:]) > 0 {
 				if known {
 					return false, reject(r.Type, ErrDuplicate, "equivocating entry %s already recorded", e.ID)
 				}
-				return false, nil // new evidence; the view keeps the lower hash
+				return false, nil // new evidence; the view is unchanged
 			}
+		case seenSeq && e.Seq == cur.entry.Seq:
+			// h lost an equivocation at the current seq earlier.
+			return false, reject(r.Type, ErrDuplicate, "equivocating entry %s already recorded", e.ID)
+		case seenSeq:
+			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
+		case e.Seq < cur.entry.Seq:
+			// Refused, but remembered: if another record with this seq
+			// arrives, that is equivocation whether the two came before
+			// or after the newer seq.
+			seen[e.Seq] = h
+			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
 		}
 		if !cur.expired {
 			delete(s.records, cur.hash)
+			s.dropped = append(s.dropped, cur.hash)
 		}
 	}
-	slot := &entrySlot{best: r, hash: h, entry: e}
+	if _, ok := seen[e.Seq]; !ok {
+		seen[e.Seq] = h
+	}
+	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen}
 	slots[e.ID] = slot
 	s.records[h] = r
 	wasVisible := cur != nil && cur.visible
@@ -433,35 +507,54 @@ func (s *State) approvals(p *proposal, c *Charter, countRevoked bool) int {
 func (s *State) recompute() bool {
 	before := s.viewDigest()
 
+	// Forks of the charter and of epochs are facts about the pool, noted
+	// afresh below; kept from an earlier recompute they would depend on the
+	// order in which the pool grew.
+	for slot, eq := range s.equivoc {
+		if eq.Key == (PublicKey{}) {
+			delete(s.equivoc, slot)
+		}
+	}
+
 	// Charter chain. Links are history: they count the stewards of the
 	// previous version whether or not they were revoked since, so revoking a
 	// steward never rolls the charter back. A fork (two valid successors)
 	// is equivocation by the stewards; the lower proposal ID wins.
 	s.chain = s.chain[:0]
+	clear(s.linked)
 	var byPrev = map[Hash][]*proposal{}
 	var genesis []*proposal
 	for _, p := range s.sortedProposals(TypeCharter) {
 		c := p.body.(*Charter)
 		if c.Version == 1 {
-			if GenesisID(p.raw) == s.net && s.approvals(p, c, true) == len(c.Stewards) {
+			if GenesisID(p.raw) == s.net && s.approvals(p, c, countsRevokedSigners(c)) == len(c.Stewards) {
 				genesis = append(genesis, p)
 			}
 			continue
 		}
 		byPrev[c.Previous] = append(byPrev[c.Previous], p)
 	}
+	successors := func(p *proposal) []*proposal {
+		pc := p.body.(*Charter)
+		var next []*proposal
+		for _, q := range byPrev[p.id] {
+			c := q.body.(*Charter)
+			if c.Version == pc.Version+1 && s.approvals(q, pc, countsRevokedSigners(c)) >= int(pc.Threshold) {
+				next = append(next, q)
+			}
+		}
+		return next
+	}
 	if len(genesis) > 0 {
+		for todo := []*proposal{genesis[0]}; len(todo) > 0; todo = todo[1:] {
+			c := todo[0].body.(*Charter)
+			s.linked[c.Version] = append(s.linked[c.Version], c)
+			todo = append(todo, successors(todo[0])...)
+		}
 		s.chain = append(s.chain, genesis[0])
 		for {
-			tip := s.chain[len(s.chain)-1]
-			tc := tip.body.(*Charter)
-			var next []*proposal
-			for _, p := range byPrev[tip.id] {
-				c := p.body.(*Charter)
-				if c.Version == tc.Version+1 && s.approvals(p, tc, true) >= int(tc.Threshold) {
-					next = append(next, p)
-				}
-			}
+			tc := s.chain[len(s.chain)-1].body.(*Charter)
+			next := successors(s.chain[len(s.chain)-1])
 			if len(next) == 0 {
 				break
 			}
@@ -474,18 +567,24 @@ func (s *State) recompute() bool {
 
 	// Revocations: by the key itself, or by Threshold stewards of the cited
 	// charter. They do not depend on each other, so a revoked steward's
-	// earlier revocations of others stand: revocation is for good.
+	// earlier revocations of others stand: revocation is for good. For the
+	// same reason they count against every linked charter of the cited
+	// version, not only the chain's: were a fork that wins later to drop the
+	// cited version from the chain, keys would come back from revocation,
+	// and nodes that refused their records in between would disagree with
+	// nodes that did not.
 	clear(s.revoked)
+	clear(s.validRevocations)
 	for _, p := range s.sortedProposals(TypeRevocation) {
 		rv := p.body.(*Revocation)
-		if _, done := s.revoked[rv.Key]; done {
+		valid := p.sigs[rv.Key] || slices.ContainsFunc(s.linked[rv.Charter], func(c *Charter) bool {
+			return s.approvals(p, c, countsRevokedSigners(rv)) >= int(c.Threshold)
+		})
+		if !valid {
 			continue
 		}
-		if p.sigs[rv.Key] {
-			s.revoked[rv.Key] = p.id
-			continue
-		}
-		if c := s.charterAt(rv.Charter); c != nil && s.approvals(p, c, true) >= int(c.Threshold) {
+		s.validRevocations[p.id] = true
+		if _, done := s.revoked[rv.Key]; !done {
 			s.revoked[rv.Key] = p.id
 		}
 	}
@@ -498,7 +597,7 @@ func (s *State) recompute() bool {
 			continue
 		}
 		c := s.charterAt(m.Charter)
-		if c == nil || s.approvals(p, c, false) < int(c.Threshold) {
+		if c == nil || s.approvals(p, c, countsRevokedSigners(m)) < int(c.Threshold) {
 			continue
 		}
 		if cur := s.members[m.Org]; cur == nil || m.Issued > cur.body.(*Membership).Issued {
@@ -523,10 +622,6 @@ func (s *State) recompute() bool {
 	// Epochs: Threshold unrevoked stewards, or one after an effective
 	// revocation. One epoch per number; two is equivocation.
 	s.epochs = s.epochs[:0]
-	effectiveRevocations := map[Hash]bool{}
-	for _, id := range s.revoked {
-		effectiveRevocations[id] = true
-	}
 	byNumber := map[uint64]*proposal{}
 	for _, p := range s.sortedProposals(TypeEpoch) {
 		e := p.body.(*Epoch)
@@ -534,8 +629,8 @@ func (s *State) recompute() bool {
 		if c == nil {
 			continue
 		}
-		n := s.approvals(p, c, false)
-		if n < int(c.Threshold) && !(n >= 1 && effectiveRevocations[e.After]) {
+		n := s.approvals(p, c, countsRevokedSigners(e))
+		if n < int(c.Threshold) && !(n >= 1 && s.validRevocations[e.After]) {
 			continue
 		}
 		if prev, ok := byNumber[e.Number]; ok {
@@ -551,18 +646,30 @@ func (s *State) recompute() bool {
 		return cmpUint(a.body.(*Epoch).Number, b.body.(*Epoch).Number)
 	})
 
+	// A revoked key's equivocations are settled, and a node that learnt of
+	// the revocation first refused the records that would show them.
+	for slot, eq := range s.equivoc {
+		if _, rev := s.revoked[eq.Key]; rev {
+			delete(s.equivoc, slot)
+		}
+	}
+
 	// Revocation is permanent: drop from the pool everything a revoked key
 	// signed alone, so it can never come back.
 	for k := range s.revoked {
 		for id, slot := range s.entries[k] {
 			s.index.Remove(entrySlotName(k, id))
-			delete(s.records, slot.hash)
+			if !slot.expired {
+				delete(s.records, slot.hash)
+				s.dropped = append(s.dropped, slot.hash)
+			}
 		}
 		delete(s.entries, k)
 		for h, g := range s.readers {
 			if g.voucher == k || g.body.Key == k {
 				delete(s.readers, h)
 				delete(s.records, h)
+				s.dropped = append(s.dropped, h)
 				if s.readerKeys[g.body.Key]--; s.readerKeys[g.body.Key] <= 0 {
 					delete(s.readerKeys, g.body.Key)
 				}

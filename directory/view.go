@@ -201,8 +201,7 @@ func (s *State) describe(p *proposal) Proposal {
 		d.Effective = s.members[b.Org] == p
 	case *Revocation:
 		cited = b.Charter
-		_, d.Effective = s.revoked[b.Key]
-		d.Effective = d.Effective && s.revoked[b.Key] == p.id
+		d.Effective = s.validRevocations[p.id]
 	case *Epoch:
 		cited = b.Charter
 		d.Effective = slices.Contains(s.epochs, p)

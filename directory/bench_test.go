@@ -1,0 +1,192 @@
+package directory_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"testing"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// The design measures "records validated per second against raw Ed25519
+// verifications per second": compare records/s of BenchmarkIngest with
+// verifies/s of BenchmarkEd25519Verify.
+//
+//	go test -run '^$' -bench 'SealSign|OpenVerify|ApplyEntry|Ingest|Ed25519Verify' -benchmem ./directory/
+//
+// The ratio is records/s of BenchmarkIngest/verify=once over verifies/s.
+
+func BenchmarkSealSign(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	org := dirtest.MustIdentity(b)
+	e := dirtest.SampleEntry("asesoria", 1, nw.Now)
+	for b.Loop() {
+		e.Seq++
+		r, err := directory.NewRecord(nw.ID, e, org)
+		if err != nil {
+			b.Fatal(err)
+		}
+		directory.Seal(r, 1, nw.Key)
+	}
+	reportRate(b, "records/s")
+}
+
+func BenchmarkOpenVerify(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	org := dirtest.MustIdentity(b)
+	sealed := directory.Seal(nw.Entry(b, org, "asesoria", 1), 1, nw.Key)
+	keys := directory.Keyring{1: nw.Key}
+	for b.Loop() {
+		if _, err := directory.Open(sealed, nw.ID, keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, "records/s")
+}
+
+// BenchmarkApplyEntry applies one entry update, as a peer holds it after
+// Open, to a state that already shows n entries. Updates keep n constant.
+func BenchmarkApplyEntry(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			fx := entryFixture(b, n)
+			recs := fx.updates(b, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := fx.state.Apply(recs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, "records/s")
+		})
+	}
+}
+
+// BenchmarkIngest is the whole receive path of one record: open the seal,
+// decode, verify, validate against the state and apply. verify=twice hands
+// Apply a copy that lost Open's mark, as every record did before Apply
+// learnt to trust Open: the difference is what the mark saves.
+func BenchmarkIngest(b *testing.B) {
+	for _, twice := range []bool{false, true} {
+		name := "verify=once"
+		if twice {
+			name = "verify=twice"
+		}
+		b.Run(name, func(b *testing.B) {
+			fx := entryFixture(b, 1000)
+			keys := directory.Keyring{1: fx.nw.Key}
+			sealed := fx.sealedUpdates(b, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				r, err := directory.Open(sealed[i], fx.nw.ID, keys)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if twice {
+					r = clone(r)
+				}
+				if _, err := fx.state.Apply(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, "records/s")
+		})
+	}
+}
+
+// BenchmarkEd25519Verify is the floor under BenchmarkIngest: one raw
+// signature check over a message the size of an entry's signing input.
+func BenchmarkEd25519Verify(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	r := nw.Entry(b, dirtest.MustIdentity(b), "asesoria", 1)
+	msg := make([]byte, len("ceiba/v1/entry")+1+len(nw.ID)+len(r.Body))
+	rand.Read(msg)
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	sig := ed25519.Sign(priv, msg)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if !ed25519.Verify(pub, msg, sig) {
+			b.Fatal("signature does not verify")
+		}
+	}
+	reportRate(b, "verifies/s")
+}
+
+func reportRate(b *testing.B, unit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
+// benchFixture is a network whose state shows n entries of 20 member
+// organizations. Building it costs seconds, so one is kept per size across
+// the benchmark's runs; updates raise seqs, so the state never grows.
+type benchFixture struct {
+	nw    *dirtest.Network
+	orgs  []*directory.Identity
+	state *directory.State
+	n     int
+	seq   uint64 // the seq every entry has reached
+	next  int    // the entry the next update rewrites
+}
+
+var benchFixtures = map[int]*benchFixture{}
+
+func entryFixture(b *testing.B, n int) *benchFixture {
+	if fx := benchFixtures[n]; fx != nil {
+		return fx
+	}
+	nw := dirtest.New(b, 3, 2)
+	fx := &benchFixture{nw: nw, state: nw.State(), n: n, seq: 1}
+	if _, err := fx.state.Apply(nw.Genesis); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 20 {
+		org := dirtest.MustIdentity(b)
+		fx.orgs = append(fx.orgs, org)
+		if _, err := fx.state.Apply(nw.Admit(b, org, fmt.Sprintf("Colectivo %d", i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range n {
+		if _, err := fx.state.Apply(fx.entry(b, i, 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if got := fx.state.Stats().Entries; got != n {
+		b.Fatalf("fixture shows %d entries, want %d", got, n)
+	}
+	benchFixtures[n] = fx
+	return fx
+}
+
+func (fx *benchFixture) entry(b *testing.B, i int, seq uint64) *directory.Record {
+	e := dirtest.SampleEntry(fmt.Sprintf("servicio-%d", i), seq, fx.nw.Now)
+	e.Service.Description = fmt.Sprintf("Acompañamiento legal número %d, versión %d.", i, seq)
+	return fx.nw.Sign(b, e, fx.orgs[i%len(fx.orgs)])
+}
+
+// updates returns count entry updates decoded the way Open returns them.
+func (fx *benchFixture) updates(b *testing.B, count int) []*directory.Record {
+	out := make([]*directory.Record, count)
+	for i := range out {
+		if fx.next == fx.n {
+			fx.next, fx.seq = 0, fx.seq+1
+		}
+		r, err := directory.DecodeRecord(fx.entry(b, fx.next, fx.seq+1).Encode())
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = r
+		fx.next++
+	}
+	return out
+}
+
+func (fx *benchFixture) sealedUpdates(b *testing.B, count int) [][]byte {
+	out := make([][]byte, count)
+	for i, r := range fx.updates(b, count) {
+		out[i] = directory.Seal(r, 1, fx.nw.Key)
+	}
+	return out
+}

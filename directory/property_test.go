@@ -1,0 +1,604 @@
+package directory_test
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/cryptotest"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// The defaults keep `make test` (race detector, two cores) within seconds;
+// run more sets by hand with
+//
+//	go test -run TestApplyOrderIndependent ./directory/ -args -prop.sets=500
+var (
+	propSets  = flag.Int("prop.sets", 0, "record sets TestApplyOrderIndependent generates (0: 30, or 10 with -short)")
+	propPerms = flag.Int("prop.perms", 6, "delivery orders tried per record set")
+	propSeed  = flag.Uint64("prop.seed", 1, "seed of the first record set")
+)
+
+// TestApplyOrderIndependent is the design's central promise: the directory
+// is a function of the set of records, so nodes that received the same
+// records in different orders, with duplicates, agree on everything a user
+// or a steward can see.
+func TestApplyOrderIndependent(t *testing.T) {
+	sets := *propSets
+	if sets == 0 {
+		sets = 30
+		if testing.Short() {
+			sets = 10
+		}
+	}
+	var cover coverage
+	for i := range sets {
+		seed := *propSeed + uint64(i)
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("reproduce with: go test -run 'TestApplyOrderIndependent/seed=%d$' ./directory/ -args -prop.seed=%d", seed, seed)
+				}
+			})
+			// Keys, salts and HPKE encapsulations come from crypto/rand;
+			// pinning it makes a failing seed replay exactly.
+			cryptotest.SetGlobalRandom(t, seed)
+			rng := rand.New(rand.NewPCG(seed, 0xce1ba))
+			g := newGen(t, rng)
+			g.generate()
+			checkOrders(t, g, rng, *propPerms, &cover)
+		})
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d record sets, %d orders each: %+v", sets, *propPerms+1, cover)
+	// A generator that stopped producing the hard cases would let the
+	// property pass vacuously.
+	for what, n := range map[string]int{
+		"visible entries":                    cover.visible,
+		"charter amendments in force":        cover.amended,
+		"revoked keys":                       cover.revoked,
+		"revoked stewards":                   cover.revokedStewards,
+		"effective epochs":                   cover.epochs,
+		"admitted readers":                   cover.readers,
+		"equivocations":                      cover.equivocations,
+		"charter or epoch forks":             cover.forks,
+		"tombstoned entries":                 cover.tombstones,
+		"revocations before what they void":  cover.revocationFirst,
+		"approvals before their proposal":    cover.approvalFirst,
+		"memberships below threshold (kept)": cover.belowThreshold,
+	} {
+		if n == 0 {
+			t.Errorf("no record set exercised %s", what)
+		}
+	}
+}
+
+type coverage struct {
+	visible, amended, revoked, revokedStewards, epochs, readers int
+	equivocations, tombstones, revocationFirst, approvalFirst   int
+	belowThreshold, forks                                       int
+}
+
+// view is everything the property compares: what users and stewards see.
+type view struct {
+	Digest        directory.Hash
+	Search        map[string][]result
+	Equivocations []directory.Equivocation
+	Charter       uint64
+	Members       int
+	Readers       int
+	Revoked       []directory.PublicKey
+	Epoch         uint64
+	Entries       int
+	Conflicts     int
+}
+
+type result struct {
+	Key   string
+	Seq   uint64
+	Hash  directory.Hash
+	Score float64
+}
+
+var propQueries = []directory.Query{
+	{},
+	{Text: "asesoria"},
+	{Text: "refugio temporal"},
+	{Category: "legal"},
+	{Category: "shelter"},
+	{Language: "en"},
+	{Area: "MX"},
+	{Area: "Bogotá"},
+}
+
+func viewOf(s *directory.State) view {
+	st := s.Stats()
+	v := view{
+		Digest:        s.Digest(),
+		Search:        map[string][]result{},
+		Equivocations: s.Equivocations(),
+		Charter:       st.Charter,
+		Members:       st.Members,
+		Readers:       st.Readers,
+		Revoked:       s.Revoked(),
+		Epoch:         st.Epoch,
+		Entries:       st.Entries,
+		Conflicts:     st.Conflict,
+	}
+	for _, q := range propQueries {
+		var rs []result
+		for _, r := range s.Search(q) {
+			l, ok := s.Lookup(r.Key)
+			if !ok {
+				panic("search returned a key that Lookup does not know: " + r.Key)
+			}
+			rs = append(rs, result{Key: r.Key, Seq: r.Entry.Seq, Hash: l.Hash, Score: r.Score})
+		}
+		v.Search[fmt.Sprintf("%+v", q)] = rs
+	}
+	return v
+}
+
+// acceptableInAnyOrder are the refusals that depend only on what arrived
+// before (a reader or steward publishing, or a non-steward approving, is
+// pooled until the state knows who they are): every generated record is
+// well formed and signed, so any other refusal is a bug.
+var acceptableInAnyOrder = []error{
+	directory.ErrDuplicate, directory.ErrStale, directory.ErrRevoked,
+	directory.ErrNotMember, directory.ErrNotSteward,
+}
+
+func applyAll(s *directory.State, recs []*directory.Record) error {
+	for _, r := range recs {
+		if _, err := s.Apply(r); err != nil {
+			if !slices.ContainsFunc(acceptableInAnyOrder, func(e error) bool { return errors.Is(err, e) }) {
+				return fmt.Errorf("apply %s %s: unexpected refusal of a valid record: %w", r.Type, r.Hash().Short(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverage) {
+	// A peer receives decoded records; decoding once up front keeps the
+	// test about the state machine rather than about signature speed.
+	recs := make([]*directory.Record, len(g.recs))
+	copies := map[*directory.Record]*directory.Record{} // a second decoded copy of each, made on demand
+	for i, r := range g.recs {
+		recs[i] = decoded(t, r)
+		g.note(recs[i])
+	}
+	ref := g.nw.State()
+	if err := applyAll(ref, recs); err != nil { // generation order is causal order
+		t.Fatal(err)
+	}
+	want := viewOf(ref)
+
+	orders := make([][]*directory.Record, perms)
+	for p := range perms {
+		order := slices.Clone(recs)
+		if p == 0 {
+			// Everything arrives before what it depends on: approvals
+			// before proposals, revocations before their targets.
+			slices.Reverse(order)
+		} else {
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		for range rng.IntN(len(order)/4 + 1) {
+			dup := order[rng.IntN(len(order))]
+			if rng.IntN(2) == 0 {
+				if copies[dup] == nil {
+					copies[dup] = decoded(t, dup)
+					g.info[copies[dup]] = g.info[dup]
+				}
+				dup = copies[dup]
+			}
+			at := rng.IntN(len(order) + 1)
+			order = slices.Insert(order, at, dup)
+		}
+		g.noteOrder(order, cover)
+		orders[p] = order
+	}
+	// The orders share records but not states, so they run side by side;
+	// under the race detector that also checks that applying a record
+	// never writes to it.
+	views, errs := make([]view, perms), make([]error, perms)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for p, order := range orders {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			s := g.nw.State()
+			if errs[p] = applyAll(s, order); errs[p] == nil {
+				views[p] = viewOf(s)
+			}
+		})
+	}
+	wg.Wait()
+	for p := range orders {
+		if errs[p] != nil {
+			t.Fatalf("order %d: %v", p, errs[p])
+		}
+		if !reflect.DeepEqual(views[p], want) {
+			t.Fatalf("order %d (of %d records) disagrees with causal order:\n%s", p, len(orders[p]), diffViews(want, views[p]))
+		}
+	}
+
+	cover.visible += want.Entries
+	if want.Charter > 1 {
+		cover.amended++
+	}
+	cover.revoked += len(want.Revoked)
+	for _, k := range want.Revoked {
+		if g.isSteward[k] {
+			cover.revokedStewards++
+		}
+	}
+	cover.epochs += int(want.Epoch)
+	cover.readers += want.Readers
+	cover.equivocations += len(want.Equivocations)
+	for _, eq := range want.Equivocations {
+		if !strings.HasPrefix(eq.Slot, "entry/") {
+			cover.forks++
+		}
+	}
+	cover.tombstones += g.tombstones
+	cover.belowThreshold += g.belowThreshold
+}
+
+func diffViews(want, got view) string {
+	var out string
+	w, g := reflect.ValueOf(want), reflect.ValueOf(got)
+	for i := range w.NumField() {
+		if !reflect.DeepEqual(w.Field(i).Interface(), g.Field(i).Interface()) {
+			out += fmt.Sprintf("  %s:\n    want %+v\n    got  %+v\n", w.Type().Field(i).Name, w.Field(i).Interface(), g.Field(i).Interface())
+		}
+	}
+	return out
+}
+
+// gen builds one random but valid record set: a network with amendments,
+// members (some below threshold), readers, entries with several seqs,
+// equivocations and tombstones, revocations of members, readers and
+// stewards, and epochs, some of them not effective.
+type gen struct {
+	t   *testing.T
+	rng *rand.Rand
+	nw  *dirtest.Network
+	now time.Time
+
+	recs     []*directory.Record
+	versions []charterVersionInfo // versions[i] is charter version i+1
+	orgs     []*directory.Identity
+	readers  []*directory.Identity
+
+	isSteward   map[directory.PublicKey]bool
+	approvalOf  map[directory.Hash]bool // hashes of the approval records
+	revocations []directory.Hash        // proposal IDs of every revocation
+	info        map[*directory.Record]recordInfo
+
+	tombstones, belowThreshold int
+}
+
+type charterVersionInfo struct {
+	charter  *directory.Charter
+	id       directory.Hash
+	stewards []*directory.Identity
+	k        int
+}
+
+func newGen(t *testing.T, rng *rand.Rand) *gen {
+	n := 3 + rng.IntN(3)
+	k := 2 + rng.IntN(n-1)
+	nw := dirtest.New(t, n, k)
+	g := &gen{
+		t: t, rng: rng, nw: nw, now: nw.Now,
+		isSteward:  map[directory.PublicKey]bool{},
+		approvalOf: map[directory.Hash]bool{},
+		info:       map[*directory.Record]recordInfo{},
+	}
+	g.versions = []charterVersionInfo{{charter: nw.Charter, id: nw.Genesis.ProposalID(), stewards: nw.Stewards, k: k}}
+	for _, s := range nw.Stewards {
+		g.isSteward[s.Public()] = true
+	}
+	g.add(nw.Genesis)
+	return g
+}
+
+func (g *gen) add(r *directory.Record) { g.recs = append(g.recs, r) }
+
+func (g *gen) chance(p float64) bool { return g.rng.Float64() < p }
+
+// pick returns n distinct identities from ids in random order.
+func (g *gen) pick(ids []*directory.Identity, n int) []*directory.Identity {
+	c := slices.Clone(ids)
+	g.rng.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
+	return c[:min(n, len(c))]
+}
+
+// propose spreads signers' approval of body over the proposal record and
+// separate approvals, the way co-stewards sign in practice: sometimes all
+// on one record, sometimes only approvals, sometimes redundantly on both.
+func (g *gen) propose(body directory.Body, signers []*directory.Identity) *directory.Record {
+	carrier := unsigned(g.t, g.nw, body)
+	signers = g.pick(signers, len(signers))
+	onRecord := g.rng.IntN(len(signers) + 1)
+	if onRecord > 0 {
+		g.add(g.nw.Sign(g.t, body, signers[:onRecord]...))
+		if onRecord > 1 && g.chance(0.3) {
+			// The same proposal also travels with fewer signatures.
+			g.add(g.nw.Sign(g.t, body, signers[0]))
+		}
+	}
+	for i, s := range signers {
+		if i < onRecord && !g.chance(0.2) {
+			continue
+		}
+		a := approval(g.t, carrier, s)
+		g.approvalOf[a.Hash()] = true
+		g.add(a)
+	}
+	return carrier
+}
+
+func (g *gen) generate() {
+	g.amend()
+	for i := range 3 + g.rng.IntN(3) {
+		g.admit(i)
+	}
+	for _, org := range g.orgs {
+		for range g.rng.IntN(3) {
+			r := dirtest.MustIdentity(g.t)
+			g.readers = append(g.readers, r)
+			g.add(g.nw.Vouch(g.t, org, r))
+			if g.chance(0.1) {
+				g.add(g.nw.Sign(g.t, g.entry("lectora", 1, 0), r)) // a seized reader device tries to publish
+			}
+		}
+		g.publish(org)
+	}
+	if g.chance(0.1) {
+		g.add(g.nw.Sign(g.t, g.entry("steward", 1, 0), g.versions[0].stewards[0])) // stewards are not members
+	}
+	g.revoke()
+	g.rotate()
+}
+
+// amend adds charter version 2 (and sometimes 3), a pending fork attempt
+// below threshold, and rarely a real fork that the state must resolve the
+// same way everywhere.
+func (g *gen) amend() {
+	for g.chance(0.6) && len(g.versions) < 3 {
+		prev := g.versions[len(g.versions)-1]
+		stewards := slices.Clone(prev.stewards)
+		if len(stewards) > 2 && g.chance(0.5) {
+			stewards = g.pick(stewards, len(stewards)-1)
+		}
+		if g.chance(0.7) {
+			id := dirtest.MustIdentity(g.t)
+			g.isSteward[id.Public()] = true
+			stewards = append(stewards, id)
+		}
+		k := 2 + g.rng.IntN(len(stewards)-1)
+		c := g.amendment(prev, stewards, k, g.now)
+		carrier := g.propose(c, g.pick(prev.stewards, prev.k+g.rng.IntN(2)))
+		if prev.k > 1 && g.chance(0.4) {
+			fork := g.amendment(prev, stewards, k, g.now.Add(-time.Minute))
+			g.propose(fork, g.pick(prev.stewards, prev.k-1))
+		}
+		if g.chance(0.1) {
+			// k stewards equivocate: two valid successors.
+			fork := g.amendment(prev, stewards, k, g.now.Add(-2*time.Minute))
+			g.propose(fork, g.pick(prev.stewards, prev.k))
+		}
+		g.versions = append(g.versions, charterVersionInfo{charter: c, id: carrier.ProposalID(), stewards: stewards, k: k})
+	}
+}
+
+func (g *gen) amendment(prev charterVersionInfo, ids []*directory.Identity, k int, issued time.Time) *directory.Charter {
+	var stewards []directory.Steward
+	for i, id := range ids {
+		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+	}
+	c, err := directory.Amend(prev.charter, prev.id, stewards, k, directory.Policy{}, issued)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return c
+}
+
+func (g *gen) admit(i int) {
+	org := dirtest.MustIdentity(g.t)
+	g.orgs = append(g.orgs, org)
+	cite := g.rng.IntN(len(g.versions))
+	v := g.versions[cite]
+	n := v.k
+	if g.chance(0.15) {
+		n = v.k - 1 // stays pending; its entries must stay invisible
+		g.belowThreshold++
+	}
+	m := &directory.Membership{Charter: uint64(cite + 1), Org: org.Public(), KEM: org.KEMPublic(),
+		Name: fmt.Sprintf("Colectivo %d", i), Issued: g.now.Unix()}
+	signers := g.pick(v.stewards, n)
+	if g.chance(0.15) {
+		// Someone who is not a steward of the cited version signs too:
+		// a removed steward, or a member organization overstepping.
+		extra := g.pick(append(slices.Clone(g.versions[0].stewards), g.orgs...), 1)[0]
+		if !slices.Contains(signers, extra) {
+			signers = append(signers, extra)
+		}
+	}
+	if len(signers) > 0 {
+		g.propose(m, signers)
+	}
+	if g.chance(0.15) {
+		// A later membership renames the organization.
+		m2 := *m
+		m2.Name += " (nuevo nombre)"
+		m2.Issued++
+		g.propose(&m2, g.pick(v.stewards, v.k))
+	}
+}
+
+var (
+	propCities = []directory.Area{{City: "Ciudad de México", Country: "MX"}, {City: "Bogotá", Country: "CO"}, {Text: "en línea"}}
+	propKinds  = [][]string{{"legal", "migration"}, {"shelter"}, {"psychosocial", "health"}, {"digital-security"}}
+	propWords  = []string{"asesoria juridica", "refugio temporal", "acompañamiento", "atención psicosocial"}
+)
+
+func (g *gen) entry(id string, seq uint64, variant int) *directory.Entry {
+	e := dirtest.SampleEntry(id, seq, g.now)
+	s := e.Service
+	s.Categories = propKinds[g.rng.IntN(len(propKinds))]
+	s.Areas = []directory.Area{propCities[g.rng.IntN(len(propCities))]}
+	s.Languages = [][]string{{"es"}, {"es", "en"}}[g.rng.IntN(2)]
+	s.Name = fmt.Sprintf("Servicio %s", id)
+	s.Description = fmt.Sprintf("%s, versión %d.%d", propWords[g.rng.IntN(len(propWords))], seq, variant)
+	return e
+}
+
+func (g *gen) publish(org *directory.Identity) {
+	for j := range 1 + g.rng.IntN(3) {
+		id := fmt.Sprintf("svc-%d", j)
+		last := uint64(1 + g.rng.IntN(3))
+		for seq := uint64(1); seq <= last; seq++ {
+			e := g.entry(id, seq, 0)
+			if seq == last && seq > 1 && g.chance(0.25) {
+				e.Deleted, e.Service = true, nil
+				g.tombstones++
+			}
+			g.add(g.nw.Sign(g.t, e, org))
+			if g.chance(0.2) {
+				// Equivocation: same seq, different content.
+				g.add(g.nw.Sign(g.t, g.entry(id, seq, 1), org))
+			}
+		}
+	}
+}
+
+func (g *gen) stewardRevocation(key directory.PublicKey, cite int, signers []*directory.Identity) {
+	rv := &directory.Revocation{Key: key, Charter: uint64(cite + 1), Reason: "dispositivo incautado", Issued: g.now.Unix()}
+	carrier := g.propose(rv, signers)
+	g.revocations = append(g.revocations, carrier.ProposalID())
+}
+
+func (g *gen) revoke() {
+	for _, org := range g.orgs {
+		if g.chance(0.15) {
+			rv := &directory.Revocation{Key: org.Public(), Reason: "perdí la laptop", Issued: g.now.Unix()}
+			r := g.nw.Sign(g.t, rv, org)
+			g.add(r)
+			g.revocations = append(g.revocations, r.ProposalID())
+		}
+		if g.chance(0.15) {
+			cite := g.rng.IntN(len(g.versions))
+			v := g.versions[cite]
+			g.stewardRevocation(org.Public(), cite, g.pick(v.stewards, v.k))
+		}
+	}
+	for _, r := range g.readers {
+		if g.chance(0.1) {
+			v := g.versions[0]
+			g.stewardRevocation(r.Public(), 0, g.pick(v.stewards, v.k))
+		}
+	}
+	// A compromised steward, revoked by k others. Its approvals scattered
+	// over the other proposals must count the same whatever the order.
+	v := g.versions[0]
+	if len(v.stewards) > v.k && g.chance(0.5) {
+		bad := v.stewards[g.rng.IntN(len(v.stewards))]
+		others := slices.DeleteFunc(slices.Clone(v.stewards), func(s *directory.Identity) bool { return s == bad })
+		g.stewardRevocation(bad.Public(), 0, g.pick(others, v.k))
+	}
+}
+
+func (g *gen) rotate() {
+	cite := g.rng.IntN(len(g.versions))
+	v := g.versions[cite]
+	recipients := g.recipients(v.stewards)
+	epoch := func(n uint64, after directory.Hash) *directory.Epoch {
+		e, err := directory.NewEpoch(g.nw.ID, n, uint64(cite+1), after, directory.NewReadKey(), recipients, g.now)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		return e
+	}
+	g.propose(epoch(1, directory.Hash{}), g.pick(v.stewards, v.k))
+	if g.chance(0.15) {
+		g.propose(epoch(1, directory.Hash{}), g.pick(v.stewards, v.k)) // two keys for one epoch
+	}
+	if len(g.revocations) > 0 {
+		// The automatic rotation one steward signs after a revocation.
+		after := g.revocations[g.rng.IntN(len(g.revocations))]
+		g.propose(epoch(2, after), g.pick(v.stewards, 1))
+	}
+	if v.k > 1 && g.chance(0.3) {
+		g.propose(epoch(3, directory.Hash{}), g.pick(v.stewards, 1)) // never effective
+	}
+}
+
+func (g *gen) recipients(ids []*directory.Identity) []directory.Recipient {
+	var out []directory.Recipient
+	// Who receives the key does not change the view; one package keeps
+	// HPKE from dominating the test's time.
+	for _, id := range ids[:1] {
+		out = append(out, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	return out
+}
+
+// recordInfo is what noteOrder needs of a record, worked out once.
+type recordInfo struct {
+	approval bool
+	proposal directory.Hash
+	revokes  *directory.PublicKey
+	signers  []directory.PublicKey
+}
+
+func (g *gen) note(r *directory.Record) {
+	in := recordInfo{approval: g.approvalOf[r.Hash()], proposal: r.ProposalID()}
+	if b, err := r.DecodeBody(); err == nil && r.Type == directory.TypeRevocation {
+		in.revokes = &b.(*directory.Revocation).Key
+	}
+	for _, sg := range r.Sigs {
+		in.signers = append(in.signers, sg.Key)
+	}
+	g.info[r] = in
+}
+
+// noteOrder counts the orders that deliver an approval before the record
+// it approves, or a revocation before what the revoked key signed.
+func (g *gen) noteOrder(order []*directory.Record, cover *coverage) {
+	seenProposal := map[directory.Hash]bool{}
+	seenRevocation := map[directory.PublicKey]bool{}
+	for _, r := range order {
+		in := g.info[r]
+		switch {
+		case in.approval:
+			if !seenProposal[in.proposal] {
+				cover.approvalFirst++
+			}
+		case in.revokes != nil:
+			seenRevocation[*in.revokes] = true
+		default:
+			seenProposal[in.proposal] = true
+			for _, k := range in.signers {
+				if seenRevocation[k] {
+					cover.revocationFirst++
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package directory_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"testing"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	keys := directory.Keyring{1: directory.NewReadKey(), 7: nw.Key}
+	for _, r := range []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1)} {
+		sealed := directory.Seal(r, 7, nw.Key)
+		if n, ok := directory.SealedEpoch(sealed); !ok || n != 7 {
+			t.Fatalf("SealedEpoch = %d, %v; want 7", n, ok)
+		}
+		// Ciphertext sizes come in steps of the padding block, so a
+		// watcher cannot tell records of similar size apart.
+		if n := len(sealed) - directory.SealHeaderLen - chacha20poly1305.Overhead; n%256 != 0 || n <= len(r.Encode()) {
+			t.Fatalf("%s: padded plaintext is %d bytes for a %d-byte record", r.Type, n, len(r.Encode()))
+		}
+		got, err := directory.Open(sealed, nw.ID, keys)
+		if err != nil {
+			t.Fatalf("%s: %v", r.Type, err)
+		}
+		if !bytes.Equal(got.Encode(), r.Encode()) || got.Network != nw.ID {
+			t.Fatalf("%s: opened record differs from the sealed one", r.Type)
+		}
+		if bytes.Equal(directory.Seal(r, 7, nw.Key), sealed) {
+			t.Fatal("sealing twice gave the same bytes: the nonce is not fresh")
+		}
+	}
+}
+
+// sealRaw seals arbitrary plaintext under header the way Seal does, so
+// tests can present a correctly authenticated message with a bad inside.
+func sealRaw(t *testing.T, header []byte, key directory.ReadKey, plain []byte) []byte {
+	t.Helper()
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aead.Seal(slices.Clone(header), header[len(header)-chacha20poly1305.NonceSizeX:], plain, header)
+}
+
+func pad(b []byte) []byte {
+	b = append(slices.Clone(b), 0x80)
+	for len(b)%256 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestOpenRejects(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	other := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	rec := nw.Entry(t, org, "asesoria", 1)
+	keys := directory.Keyring{1: nw.Key}
+	sealed := directory.Seal(rec, 1, nw.Key)
+	header := sealed[:directory.SealHeaderLen]
+	epochAt := 1 + 8
+
+	mutate := func(f func(b []byte) []byte) []byte { return f(slices.Clone(sealed)) }
+	cases := []struct {
+		name string
+		data []byte
+		net  directory.NetworkID
+		keys directory.Keyring
+		want error
+	}{
+		{name: "wrong read key", data: sealed, keys: directory.Keyring{1: directory.NewReadKey()}, want: directory.ErrDecrypt},
+		{name: "no key for the epoch", data: directory.Seal(rec, 2, nw.Key), want: directory.ErrNoKey},
+		{name: "epoch in the header changed", data: mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint64(b[epochAt:], 2)
+			return b
+		}), keys: directory.Keyring{1: nw.Key, 2: nw.Key}, want: directory.ErrDecrypt},
+		{name: "opened as another network", data: sealed, net: other.ID, want: directory.ErrWrongNetwork},
+		{name: "network tag changed", data: mutate(func(b []byte) []byte { b[1] ^= 1; return b }), want: directory.ErrWrongNetwork},
+		{name: "nonce changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen-1] ^= 1; return b }), want: directory.ErrDecrypt},
+		{name: "ciphertext changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen+3] ^= 1; return b }), want: directory.ErrDecrypt},
+		{name: "tag of the AEAD changed", data: mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), want: directory.ErrDecrypt},
+		{name: "unknown seal version", data: mutate(func(b []byte) []byte { b[0] = 2; return b }), want: directory.ErrUnknownVersion},
+		{name: "truncated to the header", data: sealed[:directory.SealHeaderLen+4], want: directory.ErrMalformed},
+		{name: "empty", data: nil, want: directory.ErrMalformed},
+		{name: "truncated ciphertext", data: sealed[:len(sealed)-1], want: directory.ErrDecrypt},
+		{name: "one block dropped", data: slices.Concat(sealed[:directory.SealHeaderLen], sealed[directory.SealHeaderLen+256:]), want: directory.ErrDecrypt},
+		{name: "too large", data: make([]byte, directory.MaxSealedBytes+1), want: directory.ErrTooLarge},
+		{name: "padding without its marker", data: sealRaw(t, header, nw.Key, make([]byte, 256)), want: directory.ErrMalformed},
+		{name: "padding ending in a non-zero byte", data: sealRaw(t, header, nw.Key, func() []byte {
+			p := pad(rec.Encode())
+			p[len(p)-1] = 1
+			return p
+		}()), want: directory.ErrMalformed},
+		{name: "no padding at all", data: sealRaw(t, header, nw.Key, rec.Encode()), want: directory.ErrMalformed},
+		{name: "record of another network under this network's seal",
+			data: sealRaw(t, header, nw.Key, pad(other.Entry(t, org, "asesoria", 1).Encode())), want: directory.ErrWrongNetwork},
+		{name: "forged record inside a good seal",
+			data: sealRaw(t, header, nw.Key, pad(flipNameCase(t, rec).Encode())), want: directory.ErrBadSignature},
+		{name: "trailing byte after the record inside a good seal",
+			data: sealRaw(t, header, nw.Key, pad(append(rec.Encode(), 0))), want: directory.ErrMalformed},
+	}
+	if _, err := directory.Open(sealRaw(t, header, nw.Key, pad(rec.Encode())), nw.ID, keys); err != nil {
+		t.Fatalf("sealRaw does not seal the way Seal does: %v", err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			net, kr := nw.ID, keys
+			if tc.net != (directory.NetworkID{}) {
+				net = tc.net
+			}
+			if tc.keys != nil {
+				kr = tc.keys
+			}
+			r, err := directory.Open(tc.data, net, kr)
+			if r != nil {
+				t.Fatal("Open returned a record along with refusing it")
+			}
+			wantReject(t, err, tc.want)
+		})
+	}
+}
+
+func TestKeyPackages(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	ids := []*directory.Identity{dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)}
+	var recipients []directory.Recipient
+	for _, id := range ids {
+		recipients = append(recipients, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	recipients = append(recipients, recipients[0]) // listed twice, sealed once
+	key := directory.NewReadKey()
+	e, err := directory.NewEpoch(nw.ID, 4, 1, directory.Hash{}, key, recipients, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Packages) != len(ids) {
+		t.Fatalf("%d packages for %d distinct recipients", len(e.Packages), len(ids))
+	}
+	for i, id := range ids {
+		got, err := directory.OpenKeyPackage(id, nw.ID, e)
+		if err != nil || got != key {
+			t.Fatalf("recipient %d: key %x, %v; want the epoch key", i, got[:4], err)
+		}
+	}
+	// The epoch travels as a record; a member opens its package from there.
+	r, err := directory.DecodeRecord(nw.Sign(t, e, nw.Stewards[:2]...).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := r.DecodeBody()
+	if got, err := directory.OpenKeyPackage(ids[1], nw.ID, body.(*directory.Epoch)); err != nil || got != key {
+		t.Fatalf("package from the decoded record: %v", err)
+	}
+
+	if _, err := directory.OpenKeyPackage(dirtest.MustIdentity(t), nw.ID, e); !errors.Is(err, directory.ErrNotRecipient) {
+		t.Fatalf("non-recipient: err = %v, want ErrNotRecipient", err)
+	}
+	renumbered := *e
+	renumbered.Number = 5
+	if _, err := directory.OpenKeyPackage(ids[0], nw.ID, &renumbered); !errors.Is(err, directory.ErrDecrypt) {
+		t.Fatalf("package replayed as another epoch: err = %v, want ErrDecrypt", err)
+	}
+	if _, err := directory.OpenKeyPackage(ids[0], dirtest.New(t, 1, 1).ID, e); !errors.Is(err, directory.ErrDecrypt) {
+		t.Fatalf("package replayed in another network: err = %v, want ErrDecrypt", err)
+	}
+	// A package relabelled for another recipient opens for neither.
+	swapped := *e
+	swapped.Packages = slices.Clone(e.Packages)
+	swapped.Packages[0].Sealed, swapped.Packages[1].Sealed = e.Packages[1].Sealed, e.Packages[0].Sealed
+	for _, id := range ids {
+		if id.Public() != swapped.Packages[0].Recipient && id.Public() != swapped.Packages[1].Recipient {
+			continue
+		}
+		if _, err := directory.OpenKeyPackage(id, nw.ID, &swapped); !errors.Is(err, directory.ErrDecrypt) {
+			t.Fatalf("swapped package: err = %v, want ErrDecrypt", err)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+func dhtConfig(t *testing.T, nw *dirtest.Network, id *directory.Identity) Config {
+	cfg := testConfig(t, nw, id, t.TempDir())
+	cfg.DHT = DHTConfig{AllowPrivateAddrs: true, FetchInterval: time.Second}
+	return cfg
+}
+
+// The DHT alone is enough: a node that neither pulls by sync nor was
+// listening when records were gossiped fetches the whole directory from
+// the DHT, through the manifests of the stewards and members, and reaches
+// the same digest.
+func TestDHTOnlyNodeConverges(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	s := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
+	cfgA := dhtConfig(t, nw, org)
+	cfgA.Bootstrap = []string{addr(s)}
+	a := startNode(t, cfgA)
+	recS, recA := record(s), record(a)
+	waitFor(t, 15*time.Second, "the two DHT nodes to know each other", func() bool {
+		return s.Status().DHTPeers > 0 && a.Status().DHTPeers > 0
+	})
+
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	var mine []*directory.Record
+	for i := range 4 {
+		mine = append(mine, entryRec(t, nw, org, fmt.Sprintf("servicio-%d", i), 1))
+	}
+	ref.publish(a, mine...)
+	want := ref.digest()
+	stored := func(rec *recorder, recs ...*directory.Record) func() bool {
+		return func() bool {
+			for _, r := range recs {
+				h := r.Hash()
+				if rec.count(func(ev Event) bool { return ev.Kind == EventDHT && ev.Hash == h && ev.Err == nil }) == 0 {
+					return false
+				}
+			}
+			return rec.count(func(ev Event) bool { return ev.Kind == EventDHT && ev.Type == directory.TypeManifest && ev.Err == nil }) > 0
+		}
+	}
+	waitFor(t, 30*time.Second, "the steward's records and manifest in the DHT", stored(recS, nw.Genesis))
+	waitFor(t, 30*time.Second, "the organization's entries and manifest in the DHT", stored(recA, mine...))
+
+	cfgF := dhtConfig(t, nw, dirtest.MustIdentity(t))
+	cfgF.Bootstrap = []string{addr(s)}
+	cfgF.DisableSync = true
+	start := time.Now()
+	f := startNode(t, cfgF)
+	waitFor(t, 60*time.Second, "the DHT-only node to converge", func() bool { return f.State().Digest() == want })
+	t.Logf("DHT-only node converged %s after start", time.Since(start).Round(time.Millisecond))
+	acc := f.Status().Accepted
+	if acc[ViaSync] != 0 || acc[ViaGossip] != 0 || acc[ViaDHT] != len(ref.recs) {
+		t.Fatalf("DHT-only node accepted %v, want all %d records via the DHT", acc, len(ref.recs))
+	}
+	if got := len(f.State().Search(directory.Query{Text: "asesoria"})); got != 4 {
+		t.Fatalf("DHT-only node finds %d entries, want 4", got)
+	}
+}

@@ -1,0 +1,491 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// verdict is what a record's fate says about the peer that sent it.
+type verdict int
+
+const (
+	// accepted: new to the state and now durable.
+	accepted verdict = iota
+	// known: a duplicate or an outdated version; no news, no fault.
+	known
+	// ignored: refused for a reason an honest peer can run into (a clock
+	// edge, a revocation it has not seen yet, an epoch key we lack).
+	ignored
+	// invalid: refused for a reason no honest peer can cause: the record
+	// does not open, decode or verify. The sender is at fault.
+	invalid
+)
+
+// revocationGrace is how long after this node learns of a revocation it
+// still assumes that a peer forwarding the revoked key's records has not
+// heard of it yet. After that, forwarding them is an offence.
+const revocationGrace = 2 * time.Minute
+
+// ingestSealed opens a sealed record and takes it through accept. It
+// returns the sealing the node stored (to gossip on) when accepted.
+func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (directory.Applied, verdict, []byte, error) {
+	r, err := directory.Open(sealed, n.cfg.Network, n.keyringSnapshot())
+	if err != nil {
+		v := invalid
+		if errors.Is(err, directory.ErrNoKey) {
+			// Sealed under an epoch we have no key for yet: honest
+			// peers that rotated before us send these. Fetch the
+			// epoch record (and with it our key) from the sender.
+			v = ignored
+			if from != "" && n.sync != nil {
+				n.sync.request(from)
+			}
+		}
+		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Origin: origin, Err: err})
+		return directory.Applied{}, v, nil, err
+	}
+	applied, out, err := n.accept(r, from, origin, via)
+	if err != nil {
+		return applied, n.classify(r, err), nil, err
+	}
+	return applied, accepted, out, nil
+}
+
+// accept is the one path every opened record takes: the state applies it,
+// the store makes it durable, new read keys are adopted, subscribers hear
+// of it. It returns the sealing stored (or, for a record the state accepts
+// without pooling, the sealing to gossip).
+func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (directory.Applied, []byte, error) {
+	applied, err := n.state.Apply(r)
+	if err != nil {
+		n.rejected(r, from, origin, via, err)
+		return applied, nil, err
+	}
+	n.afterApply(r, applied)
+	epoch, sealed := n.sealFor(r)
+	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
+		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
+		n.drop(applied.Dropped)
+		return applied, nil, err
+	}
+	n.drop(applied.Dropped)
+	n.mu.Lock()
+	n.accepted[via]++
+	n.mu.Unlock()
+	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Origin: origin, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
+	return applied, sealed, nil
+}
+
+// acceptBatch applies many opened records (from one sync session or DHT
+// fetch) in dependency-friendly order and stores them with one durable
+// write. It returns how many were accepted, or the store's error, in which
+// case none is acknowledged.
+func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int, error) {
+	// The state does not depend on order; charters before memberships
+	// before entries only saves pooling records that wait for their
+	// authority.
+	slices.SortStableFunc(recs, func(a, b *directory.Record) int { return int(a.Type) - int(b.Type) })
+	var (
+		batch   []pending
+		dropped []directory.Hash
+		applied []directory.Applied
+	)
+	for _, r := range recs {
+		a, err := n.state.Apply(r)
+		if err != nil {
+			n.rejected(r, from, "", via, err)
+			continue
+		}
+		n.afterApply(r, a)
+		applied = append(applied, a)
+		dropped = append(dropped, a.Dropped...)
+		batch = append(batch, pending{r: r, hash: a.Hash})
+	}
+	// Seal after applying, so records that arrived with a new epoch's
+	// record are stored under the new key.
+	for i := range batch {
+		batch[i].epoch, batch[i].sealed = n.sealFor(batch[i].r)
+	}
+	err := n.persist(batch)
+	n.drop(dropped)
+	if err != nil {
+		n.log.Error("records accepted but not stored", "count", len(batch), "err", err)
+		return 0, err
+	}
+	n.mu.Lock()
+	n.accepted[via] += len(applied)
+	n.mu.Unlock()
+	for _, a := range applied {
+		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: a.Hash, Type: a.Type, Changed: a.Changed})
+	}
+	return len(applied), nil
+}
+
+func (n *Node) rejected(r *directory.Record, from, origin peer.ID, via Via, err error) {
+	if errors.Is(err, directory.ErrDuplicate) {
+		return
+	}
+	n.sync.noteRejected(r.Hash())
+	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Origin: origin, Hash: r.Hash(), Type: r.Type, Err: err})
+}
+
+// classify says what a refusal by the state says about the sender. Only
+// failures that do not depend on what the receiver knows (decoding,
+// signatures, sealing) are the sender's fault; Open checks all of those
+// before the state sees the record, so a state refusal is a fault only in
+// the one case an honest peer cannot plead ignorance: forwarding a key's
+// records long after its revocation reached us.
+func (n *Node) classify(r *directory.Record, err error) verdict {
+	switch {
+	case errors.Is(err, directory.ErrDuplicate), errors.Is(err, directory.ErrStale):
+		return known
+	case errors.Is(err, directory.ErrRevoked):
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		for _, s := range r.Sigs {
+			if t, ok := n.revokedAt[s.Key]; ok && time.Since(t) > revocationGrace {
+				return invalid
+			}
+		}
+	}
+	return ignored
+}
+
+// afterApply updates what the node derives from governance changes: when
+// revocations became known, and which read keys it can now open.
+func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
+	if !a.Changed || r.Type == directory.TypeEntry || r.Type == directory.TypeReader {
+		return
+	}
+	now := time.Now()
+	n.mu.Lock()
+	for _, k := range n.state.Revoked() {
+		if _, ok := n.revokedAt[k]; !ok {
+			n.revokedAt[k] = now
+		}
+	}
+	n.mu.Unlock()
+	n.adoptKeys()
+}
+
+// adoptKeys opens this node's package in every effective epoch it has not
+// handled yet, adds the keys to the keyring and has them saved.
+func (n *Node) adoptKeys() {
+	var added []uint64
+	for _, e := range n.state.Epochs() {
+		fp := epochFingerprint(n.id.Public(), e)
+		n.mu.Lock()
+		seen := n.epochSeen[e.Number] == fp
+		n.mu.Unlock()
+		if seen {
+			continue
+		}
+		key, err := directory.OpenKeyPackage(n.id, n.cfg.Network, e)
+		n.mu.Lock()
+		n.epochSeen[e.Number] = fp
+		switch {
+		case errors.Is(err, directory.ErrNotRecipient):
+			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
+		case err != nil:
+			n.log.Error("key package does not open", "epoch", e.Number, "err", err)
+		default:
+			if old, ok := n.keyring[e.Number]; ok && old != key {
+				// The state picked another epoch of this number than the
+				// one we took the key from (two stewards rotated at
+				// once); the state's choice is what the network uses.
+				n.log.Warn("replacing the read key of an epoch the state resolved differently", "epoch", e.Number)
+			}
+			if old, ok := n.keyring[e.Number]; !ok || old != key {
+				n.keyring[e.Number] = key
+				added = append(added, e.Number)
+			}
+		}
+		n.mu.Unlock()
+	}
+	if len(added) == 0 {
+		return
+	}
+	n.mu.Lock()
+	n.publishKeyring()
+	n.keysUnsaved = true
+	n.mu.Unlock()
+	n.saveKeys()
+	for _, e := range added {
+		n.log.Info("adopted read key", "epoch", e)
+		n.events.publish(Event{Kind: EventKey, Epoch: e})
+	}
+	// Peers may hold records sealed under the new key that we could not
+	// open before.
+	if n.sync != nil {
+		for _, p := range n.host.Network().Peers() {
+			n.sync.request(p)
+		}
+	}
+}
+
+// epochFingerprint identifies an epoch body as far as this node's key is
+// concerned, so a different epoch of the same number is noticed.
+func epochFingerprint(me directory.PublicKey, e *directory.Epoch) directory.Hash {
+	h := sha256.New()
+	h.Write(e.After[:])
+	fmt.Fprintf(h, "%d/%d/%d", e.Number, e.Charter, e.Issued)
+	for _, p := range e.Packages {
+		if p.Recipient == me {
+			h.Write(p.Sealed)
+		}
+	}
+	var out directory.Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// saveKeys hands the caller a snapshot of the keystore to persist.
+func (n *Node) saveKeys() {
+	if n.cfg.SaveKeys == nil {
+		n.mu.Lock()
+		n.keysUnsaved = false
+		n.mu.Unlock()
+		return
+	}
+	n.saveMu.Lock()
+	defer n.saveMu.Unlock()
+	n.mu.Lock()
+	ks := &directory.Keystore{Identity: n.id, Keys: maps.Clone(n.keyring)}
+	n.mu.Unlock()
+	if err := n.cfg.SaveKeys(ks); err != nil {
+		// The key stays in memory; records sealed under it are still
+		// readable after a restart because the epoch record that carries
+		// it is stored under the previous key. Retry anyway.
+		n.log.Error("saving the keystore failed; will retry", "err", err)
+		return
+	}
+	n.mu.Lock()
+	if maps.Equal(ks.Keys, n.keyring) {
+		n.keysUnsaved = false
+	}
+	n.mu.Unlock()
+}
+
+// sealFor picks the key a record is stored and sent under: the newest the
+// node holds, so a revoked device that kept an old key reads nothing new;
+// except an epoch's own record, which goes under the previous epoch's key
+// so the members who are still on that key can open it and learn the new
+// one.
+func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
+	n.mu.Lock()
+	epoch, key, _ := n.keyring.Current()
+	if r.Type == directory.TypeEpoch {
+		if b, err := r.DecodeBody(); err == nil {
+			if num := b.(*directory.Epoch).Number; num > 1 {
+				if k, ok := n.keyring[num-1]; ok {
+					epoch, key = num-1, k
+				}
+			}
+		}
+	}
+	n.mu.Unlock()
+	return epoch, directory.Seal(r, epoch, key)
+}
+
+// pending is a record on its way to the store.
+type pending struct {
+	r      *directory.Record
+	hash   directory.Hash
+	epoch  uint64
+	sealed []byte
+}
+
+// persist writes records the state pools and returns once they are
+// durable. Records the state does not pool (equivocation evidence, or one
+// that a concurrent apply has already superseded) are not stored.
+//
+// The write happens outside n.mu so concurrent ingests share the disk;
+// the check afterwards is what keeps the store equal to the pool: a record
+// dropped by a concurrent apply while we wrote it is either still
+// unindexed (we see !Has and delete it) or indexed (the dropper deletes
+// it after us, under n.mu).
+func (n *Node) persist(batch []pending) error {
+	batch = slices.DeleteFunc(batch, func(p pending) bool { return !n.state.Has(p.hash) })
+	if len(batch) == 0 {
+		return nil
+	}
+	ctx := context.Background() // a half-cancelled durable write helps no one
+	var err error
+	if len(batch) == 1 {
+		err = n.store.put(ctx, batch[0].hash, batch[0].sealed)
+	} else {
+		err = n.store.putMany(ctx, batch)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		for _, p := range batch {
+			n.unpersisted[p.hash] = struct{}{}
+		}
+		return err
+	}
+	var gone []directory.Hash
+	for _, p := range batch {
+		delete(n.unpersisted, p.hash)
+		if n.state.Has(p.hash) {
+			n.stored[p.hash] = p.epoch
+		} else {
+			gone = append(gone, p.hash)
+		}
+	}
+	n.storedVer++
+	if len(gone) > 0 {
+		if err := n.store.remove(ctx, gone); err != nil {
+			n.log.Warn("removing superseded records", "err", err)
+		}
+	}
+	return nil
+}
+
+// drop deletes records the state pushed out of its pool.
+func (n *Node) drop(hs []directory.Hash) {
+	if len(hs) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.removeLocked(hs)
+}
+
+func (n *Node) removeLocked(hs []directory.Hash) {
+	var del []directory.Hash
+	for _, h := range hs {
+		delete(n.unpersisted, h)
+		if _, ok := n.stored[h]; ok {
+			delete(n.stored, h)
+			del = append(del, h)
+		}
+	}
+	if len(del) == 0 {
+		return
+	}
+	n.storedVer++
+	if err := n.store.remove(context.Background(), del); err != nil {
+		n.log.Warn("removing dropped records; they go at the next start", "err", err)
+	}
+}
+
+// retryPersist writes records the store refused earlier.
+func (n *Node) retryPersist() {
+	n.mu.Lock()
+	hs := slices.Collect(maps.Keys(n.unpersisted))
+	n.mu.Unlock()
+	if len(hs) == 0 || !n.enter() {
+		return
+	}
+	defer n.leave()
+	var batch []pending
+	for _, h := range hs {
+		r, ok := n.state.Record(h)
+		if !ok {
+			n.mu.Lock()
+			delete(n.unpersisted, h)
+			n.mu.Unlock()
+			continue
+		}
+		e, sealed := n.sealFor(r)
+		batch = append(batch, pending{r: r, hash: h, epoch: e, sealed: sealed})
+	}
+	if err := n.persist(batch); err != nil {
+		n.log.Error("store still failing", "records", len(batch), "err", err)
+	}
+}
+
+// load rebuilds the state from the store. Records are opened with the keys
+// the node holds; records under an epoch whose key arrives with a stored
+// epoch record are opened in the next pass. Records the state refuses for
+// good (expired, revoked, superseded, corrupt) are deleted; records refused
+// for a reason that may pass (dated in the future, no key yet) are kept.
+func (n *Node) load(ctx context.Context) error {
+	start := time.Now()
+	items, bad, err := n.store.all(ctx)
+	if err != nil {
+		return fmt.Errorf("node: reading the store: %w", err)
+	}
+	var remove []directory.Hash
+	for {
+		type opened struct {
+			r     *directory.Record
+			hash  directory.Hash
+			epoch uint64
+		}
+		var recs []opened
+		var waiting []storedRecord
+		kr := n.keyringSnapshot()
+		before := len(kr)
+		for _, it := range items {
+			r, err := directory.Open(it.sealed, n.cfg.Network, kr)
+			switch {
+			case errors.Is(err, directory.ErrNoKey):
+				waiting = append(waiting, it)
+			case err != nil || r.Hash() != it.hash:
+				n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
+				remove = append(remove, it.hash)
+			default:
+				e, _ := directory.SealedEpoch(it.sealed)
+				recs = append(recs, opened{r: r, hash: it.hash, epoch: e})
+			}
+		}
+		slices.SortStableFunc(recs, func(a, b opened) int { return int(a.r.Type) - int(b.r.Type) })
+		for _, o := range recs {
+			a, err := n.state.Apply(o.r)
+			switch {
+			case err == nil:
+				n.stored[o.hash] = o.epoch
+				if a.Changed && o.r.Type != directory.TypeEntry {
+					n.adoptKeys()
+				}
+			case errors.Is(err, directory.ErrDuplicate):
+			case errors.Is(err, directory.ErrFromFuture):
+				// The clock may have gone back; keep it for the next start.
+				n.log.Warn("stored record dated in the future kept aside", "record", o.hash.Short())
+			default:
+				remove = append(remove, o.hash)
+			}
+		}
+		n.adoptKeys()
+		if len(n.keyringSnapshot()) == before || len(waiting) == 0 {
+			if len(waiting) > 0 {
+				n.log.Warn("stored records sealed under epochs this node has no key for", "count", len(waiting))
+			}
+			break
+		}
+		items = waiting
+	}
+	for _, k := range bad {
+		n.store.ds.Delete(ctx, k)
+	}
+	// What later records dropped from the pool goes too.
+	for h := range n.stored {
+		if !n.state.Has(h) {
+			delete(n.stored, h)
+			remove = append(remove, h)
+		}
+	}
+	if err := n.store.remove(ctx, remove); err != nil {
+		n.log.Warn("removing refused stored records", "err", err)
+	}
+	now := time.Now()
+	for _, k := range n.state.Revoked() {
+		n.revokedAt[k] = now
+	}
+	n.state.Expire()
+	n.pruneStore()
+	n.log.Info("state rebuilt from the store", "records", len(n.stored), "removed", len(remove),
+		"digest", n.state.Digest().Short(), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}

@@ -1,0 +1,569 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node/dhtstore"
+	"github.com/ceiba-network/ceiba/transport"
+)
+
+// ErrClosed is returned by operations on a closed node.
+var ErrClosed = errors.New("node: closed")
+
+// Node is one running peer of one Ceiba network. It is safe for concurrent
+// use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	id    *directory.Identity
+	state *directory.State
+
+	host    host.Host
+	ownHost bool
+	root    datastore.Batching
+	ownDS   bool
+	store   *recordStore
+
+	ps      *pubsub.PubSub
+	topic   *pubsub.Topic
+	sub     *pubsub.Subscription
+	dht     *dhtstore.Store
+	dhtPuts chan *directory.Record
+	dhtMan  chan struct{}
+
+	events    *broker
+	bootstrap []peer.AddrInfo
+	sync      *syncer
+
+	// keys is an immutable snapshot of keyring, for the hot paths that
+	// only read (every gossip validation, the DHT validator).
+	keys atomic.Pointer[directory.Keyring]
+
+	mu           sync.Mutex
+	keyring      directory.Keyring
+	epochSeen    map[uint64]directory.Hash         // effective epoch → fingerprint of its package for us, once handled
+	stored       map[directory.Hash]uint64         // what the store holds, and the epoch it is sealed under
+	storedVer    uint64                            // bumped on every change to stored
+	unpersisted  map[directory.Hash]struct{}       // in the state, not yet on disk
+	revokedAt    map[directory.PublicKey]time.Time // when this node learned of each revocation
+	keysUnsaved  bool
+	lastDHTFetch time.Time
+	accepted     map[Via]int
+
+	saveMu sync.Mutex // one SaveKeys at a time, newest snapshot last
+
+	scoresMu sync.Mutex
+	scores   map[peer.ID]float64
+
+	// life guards shutdown: every entry point that touches the store holds
+	// it for reading, and Close takes it for writing before closing the
+	// datastore, so nothing writes to a closed store.
+	life   sync.RWMutex
+	closed bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// New starts a node: it opens the store and rebuilds the state from it,
+// starts the host, GossipSub, sync and the DHT, and begins connecting to
+// the bootstrap peers in the background. ctx bounds only the start; the
+// node runs until Close.
+func New(ctx context.Context, c Config) (n *Node, err error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n = &Node{
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "node"),
+		id:          cfg.Keystore.Identity,
+		state:       directory.NewState(cfg.Network, cfg.Now),
+		events:      newBroker(),
+		keyring:     maps.Clone(cfg.Keystore.Keys),
+		epochSeen:   map[uint64]directory.Hash{},
+		stored:      map[directory.Hash]uint64{},
+		unpersisted: map[directory.Hash]struct{}{},
+		revokedAt:   map[directory.PublicKey]time.Time{},
+		scores:      map[peer.ID]float64{},
+		accepted:    map[Via]int{},
+		dhtPuts:     make(chan *directory.Record, 1024),
+		dhtMan:      make(chan struct{}, 1),
+	}
+	n.publishKeyring()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+
+	for _, s := range cfg.Bootstrap {
+		ai, err := parseP2PAddr(s)
+		if err != nil {
+			return n, fmt.Errorf("node: bootstrap address %q: %w", s, err)
+		}
+		n.bootstrap = append(n.bootstrap, ai)
+	}
+
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return n, fmt.Errorf("node: data directory: %w", err)
+		}
+	}
+	if cfg.Datastore != nil {
+		n.root = cfg.Datastore
+	} else {
+		pds, err := pebbleds.NewDatastore(filepath.Join(cfg.DataDir, "store"))
+		if err != nil {
+			return n, fmt.Errorf("node: opening the store: %w", err)
+		}
+		n.root, n.ownDS = pds, true
+	}
+	n.store = newRecordStore(n.root)
+	if err := n.load(ctx); err != nil {
+		return n, err
+	}
+
+	if cfg.Host != nil {
+		n.host = cfg.Host
+	} else if err := n.startHost(); err != nil {
+		return n, err
+	}
+	n.sync = newSyncer(n)
+	n.host.SetStreamHandler(SyncProtocol, n.sync.serve)
+	if err := n.startGossip(); err != nil {
+		return n, err
+	}
+	if err := n.startDHT(); err != nil {
+		return n, err
+	}
+	n.host.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { n.sync.request(c.RemotePeer()) },
+	})
+	// Peers that connected while the node was starting got no
+	// notification; sync with them too.
+	for _, p := range n.host.Network().Peers() {
+		n.sync.request(p)
+	}
+	n.wg.Go(n.syncLoop)
+	n.wg.Go(n.maintainLoop)
+	n.connectBootstrap(ctx)
+	n.log.Info("node started", "peer", n.host.ID(), "network", cfg.Network.String()[:12],
+		"records", len(n.stored), "epoch", n.state.CurrentEpoch())
+	return n, nil
+}
+
+func (n *Node) startHost() error {
+	sk, err := loadHostKey(filepath.Join(n.cfg.DataDir, hostKeyFile))
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	tc := n.cfg.Transport
+	if len(n.cfg.Listen) > 0 {
+		tc.Listen = n.cfg.Listen
+	}
+	for _, ai := range n.bootstrap {
+		tc.Protected = append(tc.Protected, ai.ID)
+	}
+	tc.Protocols = append(tc.Protocols, transport.ProtocolLimit{
+		ID: SyncProtocol, Streams: maxInboundTotal, StreamsPerPeer: maxInboundPerPeer,
+	})
+	built, err := transport.Options(tc)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	h, err := libp2p.New(append(built.Options, libp2p.Identity(sk))...)
+	if err != nil {
+		built.ConnManager.Close()
+		return fmt.Errorf("node: starting the host: %w", err)
+	}
+	n.host, n.ownHost = h, true
+	return nil
+}
+
+// Close stops the node: background work, GossipSub, the DHT, the host (if
+// the node built it) and the store (if the node opened it). It is safe to
+// call more than once.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		n.cancel()
+		n.sync.shutdown()
+		n.life.Lock()
+		n.closed = true
+		n.life.Unlock()
+		n.wg.Wait()
+		var errs []error
+		if n.sub != nil {
+			n.sub.Cancel()
+		}
+		if n.topic != nil {
+			if err := n.topic.Close(); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Debug("closing topic", "err", err)
+			}
+		}
+		if n.dht != nil {
+			errs = append(errs, n.dht.Close())
+		}
+		if n.host != nil {
+			n.host.RemoveStreamHandler(SyncProtocol)
+			if n.ownHost {
+				errs = append(errs, n.host.Close())
+			}
+		}
+		if n.ownDS && n.root != nil {
+			errs = append(errs, n.root.Close())
+		}
+		n.events.close()
+		n.err = errors.Join(errs...)
+	})
+	return n.err
+}
+
+// enter marks the start of work that may touch the store; it fails once
+// the node is closing. Every successful enter must be paired with leave,
+// and enter must not be nested.
+func (n *Node) enter() bool {
+	n.life.RLock()
+	if n.closed {
+		n.life.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (n *Node) leave() { n.life.RUnlock() }
+
+// State is the node's directory state. Read from it freely; change it only
+// through Publish and Import, which also store and announce.
+func (n *Node) State() *directory.State { return n.state }
+
+// Host is the node's libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// Addrs returns the addresses the node listens on, each ending in
+// /p2p/<peer ID>: what another node puts in its Bootstrap list.
+func (n *Node) Addrs() []ma.Multiaddr {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	return addrs
+}
+
+// Connect dials the peer at addr, a multiaddr ending in /p2p/<peer ID>.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	ai, err := parseP2PAddr(addr)
+	if err != nil {
+		return err
+	}
+	return n.host.Connect(ctx, ai)
+}
+
+func parseP2PAddr(s string) (peer.AddrInfo, error) {
+	a, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return peer.AddrInfo{}, err
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("%w (an address must end in /p2p/<peer ID>)", err)
+	}
+	return *ai, nil
+}
+
+// Subscribe returns a stream of the node's events and a function that ends
+// the subscription. Delivery never blocks the node: a subscriber that does
+// not keep up loses events and is told how many with an EventLagged. The
+// channel is closed when the subscription ends or the node closes.
+func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe() }
+
+// Publish adds a signed record to the directory: the state applies it (a
+// record it refuses returns that error and changes nothing), the store
+// makes it durable, then it is gossiped and put in the DHT. When Publish
+// returns nil, the record survives a crash of this node.
+//
+// If the state accepts the record but the store cannot write it, Publish
+// returns the store's error: the record is in this node's state but not
+// acknowledged or announced; the node keeps retrying the write.
+func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Applied, error) {
+	if !n.enter() {
+		return directory.Applied{}, ErrClosed
+	}
+	defer n.leave()
+	applied, sealed, err := n.accept(r, "", "", ViaLocal)
+	if err != nil {
+		return applied, err
+	}
+	n.gossip(ctx, applied.Hash, sealed)
+	n.queueDHTPut(r)
+	return applied, nil
+}
+
+// Import takes a sealed record from outside the network (an invite, an
+// export bundle, a revocation certificate) through the same path as one
+// from a peer. A record the node accepts is gossiped on. The error is the
+// refusal, as from Publish; ErrDuplicate means the node had it already.
+func (n *Node) Import(ctx context.Context, sealed []byte) error {
+	if !n.enter() {
+		return ErrClosed
+	}
+	defer n.leave()
+	applied, _, out, err := n.ingestSealed(sealed, "", "", ViaLocal)
+	if err != nil {
+		return err
+	}
+	n.gossip(ctx, applied.Hash, out)
+	return nil
+}
+
+func (n *Node) gossip(ctx context.Context, h directory.Hash, sealed []byte) {
+	if sealed == nil || n.topic == nil {
+		return
+	}
+	if err := n.topic.Publish(ctx, sealed); err != nil {
+		// The record is durable; sync carries it to peers at the next
+		// round even if gossip failed.
+		n.log.Warn("gossip failed; sync will carry the record", "record", h.Short(), "err", err)
+	}
+}
+
+// Rotate starts a new read-key epoch on a steward's node: a fresh key,
+// sealed to every current recipient (State.Recipients), signed by this
+// node's identity, published. It takes effect at once when the charter's
+// threshold is 1, or when after names an effective revocation (the
+// automatic rotation that follows it); otherwise it is a proposal that other
+// stewards approve. after may be zero.
+func (n *Node) Rotate(ctx context.Context, after directory.Hash) (*directory.Record, error) {
+	st := n.state
+	c := st.Charter()
+	if c == nil {
+		return nil, errors.New("node: rotate: the charter is not known yet")
+	}
+	me := n.id.Public()
+	if !slices.Contains(c.StewardKeys(), me) || st.IsRevoked(me) {
+		return nil, errors.New("node: rotate: only an unrevoked steward of the current charter can rotate the read key")
+	}
+	n.mu.Lock()
+	held, _, _ := n.keyring.Current()
+	n.mu.Unlock()
+	// Numbering after the highest epoch known either way avoids reusing a
+	// number, which the state would treat as equivocation.
+	number := max(st.CurrentEpoch(), held) + 1
+	body, err := directory.NewEpoch(st.Network(), number, c.Version, after, directory.NewReadKey(), st.Recipients(), n.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("node: rotate: %w", err)
+	}
+	r, err := directory.NewRecord(st.Network(), body, n.id)
+	if err != nil {
+		return nil, fmt.Errorf("node: rotate: %w", err)
+	}
+	if _, err := n.Publish(ctx, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Status is a snapshot of the node's health.
+type Status struct {
+	PeerID     peer.ID
+	Addrs      []ma.Multiaddr
+	Peers      int // connected peers
+	TopicPeers int // peers on the network's GossipSub topic
+	// LastSync is when this node last finished pulling from a peer, and
+	// LastSyncPeers how many distinct peers it pulled from recently (in
+	// the last two sync intervals).
+	LastSync      time.Time
+	LastSyncPeers int
+	// FreshAsOf is the last time this node is known to have held
+	// everything a peer (or the DHT) had: the "fresh as of" people see.
+	FreshAsOf time.Time
+	Epoch     uint64 // highest effective epoch in the state
+	KeyEpoch  uint64 // newest read key this node holds
+	Records   int    // records in the store
+	// Unpersisted counts records the state holds but the store could not
+	// write yet; nonzero means the disk is failing.
+	Unpersisted int
+	DHTPeers    int // DHT routing table size; 0 without a DHT
+	Digest      directory.Hash
+	// Accepted counts the records this node accepted since it started,
+	// by the path they came in on.
+	Accepted map[Via]int
+}
+
+// Status returns a snapshot of the node's health.
+func (n *Node) Status() Status {
+	st := Status{
+		PeerID: n.host.ID(),
+		Addrs:  n.Addrs(),
+		Peers:  len(n.host.Network().Peers()),
+		Epoch:  n.state.CurrentEpoch(),
+		Digest: n.state.Digest(),
+	}
+	if n.topic != nil {
+		st.TopicPeers = len(n.topic.ListPeers())
+	}
+	st.LastSync, st.LastSyncPeers = n.sync.recent(2 * n.cfg.SyncInterval)
+	n.mu.Lock()
+	st.KeyEpoch, _, _ = n.keyring.Current()
+	st.Records = len(n.stored)
+	st.Unpersisted = len(n.unpersisted)
+	fresh := n.lastDHTFetch
+	st.Accepted = maps.Clone(n.accepted)
+	n.mu.Unlock()
+	st.FreshAsOf = st.LastSync
+	if fresh.After(st.FreshAsOf) {
+		st.FreshAsOf = fresh
+	}
+	if n.dht != nil {
+		st.DHTPeers = n.dht.RoutingTableSize()
+	}
+	return st
+}
+
+// Keyring returns a copy of the read keys the node holds.
+func (n *Node) Keyring() directory.Keyring {
+	return maps.Clone(*n.keys.Load())
+}
+
+// PeerScore is the GossipSub score this node gives p, as of the last
+// inspection (every second). A sender of invalid records falls below
+// GraylistThreshold and is ignored.
+func (n *Node) PeerScore(p peer.ID) (float64, bool) {
+	n.scoresMu.Lock()
+	defer n.scoresMu.Unlock()
+	s, ok := n.scores[p]
+	return s, ok
+}
+
+func (n *Node) publishKeyring() {
+	kr := maps.Clone(n.keyring)
+	n.keys.Store(&kr)
+}
+
+func (n *Node) keyringSnapshot() directory.Keyring { return *n.keys.Load() }
+
+// keyEpoch is the newest epoch this node holds a key for.
+func (n *Node) keyEpoch() uint64 {
+	e, _, _ := n.keyringSnapshot().Current()
+	return e
+}
+
+// connectBootstrap dials every bootstrap peer we are not connected to, in
+// parallel, and waits for the dials (bounded by ctx and a timeout).
+func (n *Node) connectBootstrap(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, ai := range n.bootstrap {
+		if ai.ID == n.host.ID() || n.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		wg.Go(func() {
+			if err := n.host.Connect(ctx, ai); err != nil {
+				n.log.Debug("bootstrap peer unreachable", "peer", ai.ID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// syncLoop keeps the node connected to its bootstrap peers and runs a sync
+// round with a few random peers every SyncInterval (with jitter, so nodes
+// started together do not sync in lockstep).
+func (n *Node) syncLoop() {
+	for {
+		jitter := time.Duration(float64(n.cfg.SyncInterval) * (0.8 + 0.4*randFloat()))
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(jitter):
+		}
+		n.connectBootstrap(n.ctx)
+		peers := n.host.Network().Peers()
+		shuffle(peers)
+		picked := 0
+		for _, p := range peers {
+			if picked == n.cfg.SyncFanout {
+				break
+			}
+			if n.sync.request(p) {
+				picked++
+			}
+		}
+	}
+}
+
+// maintainLoop does the slow housekeeping: expiring entries, retrying
+// store writes and key saves that failed.
+func (n *Node) maintainLoop() {
+	expire := time.NewTicker(n.cfg.ExpireInterval)
+	defer expire.Stop()
+	retry := time.NewTicker(min(n.cfg.ExpireInterval, 10*time.Second))
+	defer retry.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-expire.C:
+			n.expire()
+		case <-retry.C:
+			n.retryPersist()
+			n.mu.Lock()
+			unsaved := n.keysUnsaved
+			n.mu.Unlock()
+			if unsaved {
+				n.saveKeys()
+			}
+		}
+	}
+}
+
+// expire drops expired entries from the state, then from the store.
+func (n *Node) expire() {
+	if !n.enter() {
+		return
+	}
+	defer n.leave()
+	if dropped := n.state.Expire(); dropped > 0 {
+		n.log.Info("expired entries dropped", "count", dropped)
+	}
+	n.pruneStore()
+}
+
+// pruneStore deletes stored records the state no longer pools.
+func (n *Node) pruneStore() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var gone []directory.Hash
+	for h := range n.stored {
+		if !n.state.Has(h) {
+			gone = append(gone, h)
+		}
+	}
+	n.removeLocked(gone)
+}

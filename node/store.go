@@ -1,0 +1,122 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	"github.com/ipfs/go-datastore/query"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// recordStore keeps the sealed records of the pool, one key per record
+// hash. Records are stored sealed, so the datastore on disk holds nothing
+// readable without the keystore's read keys.
+type recordStore struct {
+	ds datastore.Batching
+}
+
+// recordsPrefix is where records live in the node's datastore; the DHT
+// layer keeps its own data under /dht in the same datastore.
+var recordsPrefix = datastore.NewKey("/records")
+
+func newRecordStore(root datastore.Batching) *recordStore {
+	return &recordStore{ds: namespace.Wrap(root, recordsPrefix)}
+}
+
+func recordKey(h directory.Hash) datastore.Key {
+	return datastore.NewKey(hex.EncodeToString(h[:]))
+}
+
+func parseRecordKey(k string) (directory.Hash, bool) {
+	var h directory.Hash
+	b, err := hex.DecodeString(strings.TrimPrefix(k, "/"))
+	if err != nil || len(b) != len(h) {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// put stores one sealed record and returns once it is durable: the Sync
+// is what lets the node acknowledge the record.
+func (s *recordStore) put(ctx context.Context, h directory.Hash, sealed []byte) error {
+	k := recordKey(h)
+	if err := s.ds.Put(ctx, k, sealed); err != nil {
+		return fmt.Errorf("store: put %s: %w", h.Short(), err)
+	}
+	if err := s.ds.Sync(ctx, k); err != nil {
+		return fmt.Errorf("store: sync %s: %w", h.Short(), err)
+	}
+	return nil
+}
+
+// putMany stores records with one batch and one durable sync.
+func (s *recordStore) putMany(ctx context.Context, batch []pending) error {
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range batch {
+		if err := b.Put(ctx, recordKey(p.hash), p.sealed); err != nil {
+			return fmt.Errorf("store: put %s: %w", p.hash.Short(), err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("store: commit %d records: %w", len(batch), err)
+	}
+	if err := s.ds.Sync(ctx, datastore.NewKey("/")); err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	return nil
+}
+
+// remove deletes records. It does not sync: a deletion lost in a crash
+// brings back a record the state refuses or drops again at the next start,
+// which then deletes it.
+func (s *recordStore) remove(ctx context.Context, hs []directory.Hash) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	b, err := s.ds.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if err := b.Delete(ctx, recordKey(h)); err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+type storedRecord struct {
+	hash   directory.Hash
+	sealed []byte
+}
+
+// all reads every stored record. Keys that are not record hashes are
+// reported as bad so the caller can remove them.
+func (s *recordStore) all(ctx context.Context) (good []storedRecord, bad []datastore.Key, err error) {
+	res, err := s.ds.Query(ctx, query.Query{})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer res.Close()
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, nil, e.Error
+		}
+		h, ok := parseRecordKey(e.Key)
+		if !ok {
+			bad = append(bad, datastore.NewKey(e.Key))
+			continue
+		}
+		good = append(good, storedRecord{hash: h, sealed: e.Value})
+	}
+	return good, bad, nil
+}

@@ -1,0 +1,762 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// SyncProtocol is anti-entropy sync: the initiator pulls what the responder
+// holds and it lacks.
+//
+// A session is a short exchange on one stream (I initiator, R responder):
+//
+//	I → R  hello     proof(I), the epochs I holds keys for
+//	R → I  helloAck  proof(R), count and root of what R offers I
+//	I → R  wantBuckets                        (only if the roots differ)
+//	R → I  buckets   256 × (count, hash) by the first byte of record hashes
+//	I → R  wantLists the buckets whose hash differs
+//	R → I  list      one per bucket: the record hashes in it
+//	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords
+//	R → I  record    one per hash: hash, sealed record (empty if gone)
+//	I → R  done
+//
+// The proofs are HMACs over both peer IDs under a key derived from the
+// network ID, so a peer that does not hold the charter learns nothing, not
+// even how many records there are. R offers only records it may seal
+// under a key I holds and that is no older than the key R stored them
+// under: a device that kept an old key after a rotation gets nothing
+// published since.
+const SyncProtocol protocol.ID = "/ceiba/sync/1.0.0"
+
+// Protocol bounds. A peer that exceeds them gets its stream reset.
+const (
+	maxControlFrame       = 1 << 20
+	maxRecordFrame        = directory.MaxSealedBytes + 64
+	maxHelloKeys          = 256
+	maxHashesPerBucket    = 16384 // 512 KiB of hashes, under maxControlFrame
+	maxRecordsPerSession  = 4096
+	maxBytesPerSession    = 64 << 20
+	maxRequestsPerSession = 4
+	maxInboundPerPeer     = 2
+	maxInboundTotal       = 32
+	maxOutbound           = 8 // sessions this node runs at once
+	maxSessionsInARow     = 64
+	rejectedTTL           = 10 * time.Minute
+	maxRejectedRemembered = 100_000
+	// misbehaviourPenalty is subtracted from a peer's GossipSub score (via
+	// the application-specific score) each time it serves a record that
+	// does not open or verify; it halves every penaltyHalfLife.
+	misbehaviourPenalty = 250
+	penaltyHalfLife     = 10 * time.Minute
+)
+
+const (
+	msgHello byte = iota + 1
+	msgHelloAck
+	msgWantBuckets
+	msgBuckets
+	msgWantLists
+	msgList
+	msgWantRecords
+	msgRecord
+	msgDone
+)
+
+var (
+	errForeign     = errors.New("sync: peer is not in this network")
+	errMisbehaving = errors.New("sync: peer broke the protocol or served invalid records")
+)
+
+type peerSync struct {
+	running, again bool
+	lastOK         time.Time
+	notBefore      time.Time
+	failures       int
+}
+
+type penalty struct {
+	v  float64
+	at time.Time
+}
+
+// syncer runs sync sessions for a node, both ways.
+type syncer struct {
+	n        *Node
+	proofKey []byte
+
+	mu       sync.Mutex
+	closed   bool
+	peers    map[peer.ID]*peerSync
+	inbound  map[peer.ID]int
+	inTotal  int
+	lastSync time.Time
+	rejected map[directory.Hash]time.Time
+	penalty  map[peer.ID]penalty
+
+	outbound chan struct{} // semaphore of maxOutbound
+
+	digestMu  sync.Mutex
+	digest    *digest
+	digestVer uint64
+	maxFloor  uint64
+}
+
+func newSyncer(n *Node) *syncer {
+	k := sha256.Sum256(append([]byte("ceiba sync key v1\x00"), n.cfg.Network[:]...))
+	return &syncer{
+		n:        n,
+		proofKey: k[:],
+		peers:    map[peer.ID]*peerSync{},
+		inbound:  map[peer.ID]int{},
+		rejected: map[directory.Hash]time.Time{},
+		penalty:  map[peer.ID]penalty{},
+		outbound: make(chan struct{}, maxOutbound),
+	}
+}
+
+// shutdown stops new sessions; it runs before the node waits for its
+// goroutines, so no session starts after the wait began.
+func (s *syncer) shutdown() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+// request asks for a session with p soon. It coalesces: while a session
+// with p runs, any number of requests add up to one more. It reports
+// whether a session is running or scheduled.
+func (s *syncer) request(p peer.ID) bool {
+	if s == nil || p == s.n.host.ID() || s.n.cfg.DisableSync {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	ps := s.peers[p]
+	if ps == nil {
+		ps = &peerSync{}
+		s.peers[p] = ps
+	}
+	if ps.running {
+		ps.again = true
+		return true
+	}
+	if time.Now().Before(ps.notBefore) {
+		return false
+	}
+	ps.running = true
+	s.n.wg.Add(1)
+	go s.run(p)
+	return true
+}
+
+func (s *syncer) run(p peer.ID) {
+	defer s.n.wg.Done()
+	for i := 0; ; i++ {
+		select {
+		case s.outbound <- struct{}{}:
+		case <-s.n.ctx.Done():
+			s.mu.Lock()
+			s.peers[p].running = false
+			s.mu.Unlock()
+			return
+		}
+		pulled, more, err := s.session(p)
+		<-s.outbound
+		now := time.Now()
+		s.mu.Lock()
+		ps := s.peers[p]
+		if err == nil {
+			ps.lastOK, s.lastSync, ps.failures = now, now, 0
+		} else {
+			ps.failures++
+			ps.notBefore = now.Add(backoff(err, ps.failures))
+		}
+		again := err == nil && (ps.again || (more && pulled > 0)) && i < maxSessionsInARow && !s.closed
+		ps.again = false
+		if !again {
+			ps.running = false
+		}
+		s.mu.Unlock()
+		if err != nil && !errors.Is(err, errForeign) {
+			s.n.log.Debug("sync failed", "peer", p, "err", err)
+		}
+		if !errors.Is(err, errForeign) {
+			s.n.events.publish(Event{Kind: EventSync, Via: ViaSync, From: p, Pulled: pulled, Err: err})
+		}
+		if !again {
+			return
+		}
+	}
+}
+
+func backoff(err error, failures int) time.Duration {
+	switch {
+	case errors.Is(err, errForeign):
+		return time.Minute
+	case errors.Is(err, errMisbehaving):
+		return 30 * time.Minute
+	}
+	return min(time.Duration(1<<min(failures, 8))*time.Second, 5*time.Minute)
+}
+
+// recent reports the last successful pull and how many distinct peers
+// were pulled from successfully within window.
+func (s *syncer) recent(window time.Duration) (time.Time, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ps := range s.peers {
+		if !ps.lastOK.IsZero() && time.Since(ps.lastOK) <= window {
+			n++
+		}
+	}
+	return s.lastSync, n
+}
+
+func (s *syncer) noteRejected(h directory.Hash) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rejected) >= maxRejectedRemembered {
+		clear(s.rejected)
+	}
+	s.rejected[h] = time.Now()
+}
+
+func (s *syncer) recentlyRejected(h directory.Hash) bool {
+	t, ok := s.rejected[h]
+	return ok && time.Since(t) < rejectedTTL
+}
+
+func (s *syncer) misbehaved(p peer.ID, why string) {
+	s.mu.Lock()
+	pen := s.penalty[p]
+	pen.v = decayed(pen, time.Now()) + misbehaviourPenalty
+	pen.at = time.Now()
+	s.penalty[p] = pen
+	s.mu.Unlock()
+	s.n.log.Warn("peer misbehaved in sync", "peer", p, "why", why)
+}
+
+func decayed(p penalty, now time.Time) float64 {
+	if p.v == 0 {
+		return 0
+	}
+	return p.v * math.Pow(0.5, float64(now.Sub(p.at))/float64(penaltyHalfLife))
+}
+
+// appScore is GossipSub's application-specific score: a peer that served
+// invalid records in sync is scored down in gossip too.
+func (s *syncer) appScore(p peer.ID) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pen, ok := s.penalty[p]
+	if !ok {
+		return 0
+	}
+	return -decayed(pen, time.Now())
+}
+
+func (s *syncer) proof(role byte, initiator, responder peer.ID) []byte {
+	m := hmac.New(sha256.New, s.proofKey)
+	m.Write([]byte("ceiba sync proof v1\x00"))
+	m.Write([]byte{role})
+	m.Write([]byte(initiator))
+	m.Write([]byte{0})
+	m.Write([]byte(responder))
+	return m.Sum(nil)
+}
+
+// session pulls from p once. more reports that p offered more than one
+// session may take, or that a new read key arrived that opens more.
+func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
+	n := s.n
+	me := n.host.ID()
+	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "sync with connected peers only"), n.cfg.SyncTimeout)
+	defer cancel()
+	st, err := n.host.NewStream(ctx, p, SyncProtocol)
+	if err != nil {
+		if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) {
+			return 0, false, errForeign
+		}
+		return 0, false, err
+	}
+	defer st.Reset() // no-op after a clean Close
+	// A read blocked on a silent peer must not hold up Close.
+	// removed
+	deadline, _ := ctx.Deadline()
+	st.SetDeadline(deadline)
+	c := newWire(st)
+
+	kr := n.keyringSnapshot()
+	keyEpochBefore, _, _ := kr.Current()
+	epochs := slices.Sorted(maps.Keys(kr))
+	if len(epochs) > maxHelloKeys {
+		epochs = epochs[len(epochs)-maxHelloKeys:]
+	}
+	hello := s.proof('I', me, p)
+	hello = binary.BigEndian.AppendUint16(hello, uint16(len(epochs)))
+	for _, e := range epochs {
+		hello = binary.BigEndian.AppendUint64(hello, e)
+	}
+	if err := c.send(msgHello, hello); err != nil {
+		return 0, false, err
+	}
+	body, err := c.expect(msgHelloAck, maxControlFrame)
+	if err != nil {
+		return 0, false, err
+	}
+	if len(body) != 32+4+32 {
+		return 0, false, errMisbehaving
+	}
+	if !hmac.Equal(body[:32], s.proof('R', me, p)) {
+		return 0, false, errForeign
+	}
+	var theirRoot directory.Hash
+	copy(theirRoot[:], body[36:])
+
+	own := s.ownDigest()
+	if theirRoot == own.root {
+		return 0, false, c.finish()
+	}
+	if err := c.send(msgWantBuckets, nil); err != nil {
+		return 0, false, err
+	}
+	body, err = c.expect(msgBuckets, maxControlFrame)
+	if err != nil {
+		return 0, false, err
+	}
+	if len(body) != 256*36 {
+		s.misbehaved(p, "bucket list of the wrong size")
+		return 0, false, errMisbehaving
+	}
+	var want []byte
+	for b := range 256 {
+		count := binary.BigEndian.Uint32(body[b*36:])
+		if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.buckets[b][:]) {
+			want = append(want, byte(b))
+		}
+	}
+	if len(want) == 0 {
+		return 0, false, c.finish()
+	}
+	if err := c.send(msgWantLists, want); err != nil {
+		return 0, false, err
+	}
+	var missing []directory.Hash
+	truncated := false
+	for _, b := range want {
+		body, err := c.expect(msgList, maxControlFrame)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(body) < 5 || body[0] != b {
+			s.misbehaved(p, "list for a bucket not asked for")
+			return 0, false, errMisbehaving
+		}
+		cnt := int(binary.BigEndian.Uint32(body[1:]))
+		if cnt > maxHashesPerBucket || len(body) != 5+32*cnt {
+			s.misbehaved(p, "malformed hash list")
+			return 0, false, errMisbehaving
+		}
+		var prev directory.Hash
+		for i := range cnt {
+			var h directory.Hash
+			copy(h[:], body[5+32*i:])
+			if h[0] != b || (i > 0 && bytes.Compare(prev[:], h[:]) >= 0) {
+				s.misbehaved(p, "hash list out of order or in the wrong bucket")
+				return 0, false, errMisbehaving
+			}
+			prev = h
+			if n.state.Has(h) {
+				continue
+			}
+			s.mu.Lock()
+			skip := s.recentlyRejected(h)
+			s.mu.Unlock()
+			if skip {
+				continue
+			}
+			if len(missing) == n.cfg.SyncMaxRecords {
+				truncated = true
+				continue
+			}
+			missing = append(missing, h)
+		}
+	}
+	if len(missing) == 0 {
+		return 0, false, c.finish()
+	}
+	req := binary.BigEndian.AppendUint32(nil, uint32(len(missing)))
+	for _, h := range missing {
+		req = append(req, h[:]...)
+	}
+	if err := c.send(msgWantRecords, req); err != nil {
+		return 0, false, err
+	}
+	var recs []*directory.Record
+	var fault error
+	for _, want := range missing {
+		body, err := c.expect(msgRecord, maxRecordFrame)
+		if err != nil {
+			// Keep what arrived intact: each record stands on its own.
+			fault = err
+			break
+		}
+		if len(body) < 32 || !bytes.Equal(body[:32], want[:]) {
+			s.misbehaved(p, "record frame for a hash not asked for")
+			fault = errMisbehaving
+			break
+		}
+		if len(body) == 32 {
+			continue // dropped by p since it listed it
+		}
+		r, err := directory.Open(body[32:], n.cfg.Network, kr)
+		if errors.Is(err, directory.ErrNoKey) {
+			continue
+		}
+		if err != nil || r.Hash() != want {
+			s.misbehaved(p, fmt.Sprintf("served a record that does not open or match: %v", err))
+			fault = errMisbehaving
+			break
+		}
+		recs = append(recs, r)
+	}
+	if fault == nil {
+		fault = c.finish()
+	}
+	if len(recs) > 0 {
+		if !n.enter() {
+			return 0, false, ErrClosed
+		}
+		pulled, err = n.acceptBatch(recs, p, ViaSync)
+		n.leave()
+		if err != nil && fault == nil {
+			fault = err
+		}
+	}
+	keyEpochAfter, _, _ := n.keyringSnapshot().Current()
+	return pulled, truncated || keyEpochAfter != keyEpochBefore, fault
+}
+
+// serve answers a peer's session.
+func (s *syncer) serve(st network.Stream) {
+	n := s.n
+	p := st.Conn().RemotePeer()
+	if !s.acquire(p) {
+		st.Reset()
+		return
+	}
+	defer s.release(p)
+	defer st.Reset() // no-op after a clean Close
+	defer context.AfterFunc(n.ctx, func() { st.Reset() })()
+	st.SetDeadline(time.Now().Add(n.cfg.SyncTimeout))
+	c := newWire(st)
+
+	body, err := c.expect(msgHello, 32+2+8*maxHelloKeys)
+	if err != nil || len(body) < 34 {
+		return
+	}
+	if !hmac.Equal(body[:32], s.proof('I', p, n.host.ID())) {
+		// Not a member of this network, or of another one: say nothing.
+		return
+	}
+	nk := int(binary.BigEndian.Uint16(body[32:]))
+	if nk > maxHelloKeys || len(body) != 34+8*nk {
+		return
+	}
+	kr := n.keyringSnapshot()
+	var common uint64
+	var key directory.ReadKey
+	haveCommon := false
+	for i := range nk {
+		e := binary.BigEndian.Uint64(body[34+8*i:])
+		if k, ok := kr[e]; ok && (!haveCommon || e > common) {
+			common, key, haveCommon = e, k, true
+		}
+	}
+	offer := &digest{}
+	if haveCommon {
+		offer = s.offerDigest(common)
+	}
+	ack := s.proof('R', p, n.host.ID())
+	ack = binary.BigEndian.AppendUint32(ack, uint32(len(offer.hashes)))
+	ack = append(ack, offer.root[:]...)
+	if err := c.send(msgHelloAck, ack); err != nil {
+		return
+	}
+	sentBytes := 0
+	for range maxRequestsPerSession {
+		typ, body, err := c.recv(maxControlFrame)
+		if err != nil {
+			return
+		}
+		switch typ {
+		case msgDone:
+			st.Close()
+			return
+		case msgWantBuckets:
+			out := make([]byte, 0, 256*36)
+			for b := range 256 {
+				out = binary.BigEndian.AppendUint32(out, uint32(offer.start[b+1]-offer.start[b]))
+				out = append(out, offer.buckets[b][:]...)
+			}
+			err = c.send(msgBuckets, out)
+		case msgWantLists:
+			if len(body) == 0 || len(body) > 256 {
+				return
+			}
+			for i, b := range body {
+				if i > 0 && b <= body[i-1] {
+					return
+				}
+				hs := offer.hashes[offer.start[b]:offer.start[int(b)+1]]
+				hs = hs[:min(len(hs), maxHashesPerBucket)]
+				out := make([]byte, 0, 5+32*len(hs))
+				out = append(out, b)
+				out = binary.BigEndian.AppendUint32(out, uint32(len(hs)))
+				for _, h := range hs {
+					out = append(out, h[:]...)
+				}
+				if err = c.send(msgList, out); err != nil {
+					return
+				}
+			}
+		case msgWantRecords:
+			if len(body) < 4 {
+				return
+			}
+			cnt := int(binary.BigEndian.Uint32(body))
+			if cnt > maxRecordsPerSession || len(body) != 4+32*cnt {
+				return
+			}
+			for i := range cnt {
+				var h directory.Hash
+				copy(h[:], body[4+32*i:])
+				out := h[:]
+				if r, ok := n.state.Record(h); ok && offer.has(h) && sentBytes < maxBytesPerSession {
+					// Resealed under the newest key both hold; the offer
+					// already excludes records stored under a newer one.
+					sealed := directory.Seal(r, common, key)
+					sentBytes += len(sealed)
+					out = append(out[:32:32], sealed...)
+				}
+				if err = c.send(msgRecord, out); err != nil {
+					return
+				}
+			}
+		default:
+			return
+		}
+		if err != nil || c.flush() != nil {
+			return
+		}
+	}
+}
+
+func (s *syncer) acquire(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.inbound[p] >= maxInboundPerPeer || s.inTotal >= maxInboundTotal {
+		return false
+	}
+	s.inbound[p]++
+	s.inTotal++
+	return true
+}
+
+func (s *syncer) release(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inTotal--
+	if s.inbound[p]--; s.inbound[p] <= 0 {
+		delete(s.inbound, p)
+	}
+}
+
+// ownDigest is the digest of everything the node stores, cached until the
+// store changes.
+func (s *syncer) ownDigest() *digest {
+	s.digestMu.Lock()
+	defer s.digestMu.Unlock()
+	return s.ownDigestLocked()
+}
+
+func (s *syncer) ownDigestLocked() *digest {
+	n := s.n
+	n.mu.Lock()
+	ver := n.storedVer
+	if s.digest != nil && s.digestVer == ver {
+		n.mu.Unlock()
+		return s.digest
+	}
+	hs := make([]directory.Hash, 0, len(n.stored))
+	var maxFloor uint64
+	for h, e := range n.stored {
+		hs = append(hs, h)
+		maxFloor = max(maxFloor, e)
+	}
+	n.mu.Unlock()
+	s.digest, s.digestVer, s.maxFloor = newDigest(hs), ver, maxFloor
+	return s.digest
+}
+
+// offerDigest is the digest of what may be sealed under the key of epoch
+// common: records stored under that epoch or an older one.
+func (s *syncer) offerDigest(common uint64) *digest {
+	s.digestMu.Lock()
+	own := s.ownDigestLocked()
+	if common >= s.maxFloor {
+		s.digestMu.Unlock()
+		return own
+	}
+	s.digestMu.Unlock()
+	n := s.n
+	n.mu.Lock()
+	var hs []directory.Hash
+	for h, e := range n.stored {
+		if e <= common {
+			hs = append(hs, h)
+		}
+	}
+	n.mu.Unlock()
+	return newDigest(hs)
+}
+
+// digest summarizes a set of record hashes in 256 buckets by first byte.
+type digest struct {
+	hashes  []directory.Hash // sorted
+	start   [257]int         // bucket b is hashes[start[b]:start[b+1]]
+	buckets [256]directory.Hash
+	root    directory.Hash
+}
+
+func newDigest(hs []directory.Hash) *digest {
+	d := &digest{hashes: hs}
+	slices.SortFunc(d.hashes, func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) })
+	i := 0
+	for b := range 256 {
+		d.start[b] = i
+		h := sha256.New()
+		h.Write([]byte("ceiba sync bucket v1\x00"))
+		for i < len(hs) && int(hs[i][0]) == b {
+			h.Write(hs[i][:])
+			i++
+		}
+		if i > d.start[b] {
+			h.Sum(d.buckets[b][:0])
+		}
+	}
+	d.start[256] = len(hs)
+	root := sha256.New()
+	root.Write([]byte("ceiba sync root v1\x00"))
+	for b := range 256 {
+		binary.Write(root, binary.BigEndian, uint32(d.start[b+1]-d.start[b]))
+		root.Write(d.buckets[b][:])
+	}
+	root.Sum(d.root[:0])
+	return d
+}
+
+func (d *digest) has(h directory.Hash) bool {
+	b := int(h[0])
+	part := d.hashes[d.start[b]:d.start[b+1]]
+	i := sort.Search(len(part), func(i int) bool { return bytes.Compare(part[i][:], h[:]) >= 0 })
+	return i < len(part) && part[i] == h
+}
+
+// wire frames messages on a stream: a uvarint length, a type byte, a body.
+type wire struct {
+	s network.Stream
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+func newWire(s network.Stream) *wire {
+	return &wire{s: s, r: bufio.NewReader(s), w: bufio.NewWriter(s)}
+}
+
+func (c *wire) send(typ byte, body []byte) error {
+	var hdr [binary.MaxVarintLen64 + 1]byte
+	k := binary.PutUvarint(hdr[:], uint64(len(body)+1))
+	hdr[k] = typ
+	if _, err := c.w.Write(hdr[:k+1]); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(body); err != nil {
+		return err
+	}
+	if typ == msgRecord {
+		return nil // flushed by the buffer as it fills, and after the last
+	}
+	return c.w.Flush()
+}
+
+func (c *wire) flush() error { return c.w.Flush() }
+
+func (c *wire) recv(limit int) (byte, []byte, error) {
+	size, err := binary.ReadUvarint(c.r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if size == 0 || size > uint64(limit)+1 {
+		return 0, nil, fmt.Errorf("sync: frame of %d bytes, limit %d", size, limit)
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(c.r, buf); err != nil {
+		return 0, nil, err
+	}
+	return buf[0], buf[1:], nil
+}
+
+func (c *wire) expect(typ byte, limit int) ([]byte, error) {
+	t, body, err := c.recv(limit)
+	if err != nil {
+		return nil, err
+	}
+	if t != typ {
+		return nil, fmt.Errorf("%w: message %d, want %d", errMisbehaving, t, typ)
+	}
+	return body, nil
+}
+
+// finish ends a session cleanly.
+func (c *wire) finish() error {
+	if err := c.send(msgDone, nil); err != nil {
+		return err
+	}
+	return c.s.Close()
+}
+
+func randFloat() float64 { return rand.Float64() }
+
+func shuffle[T any](s []T) { rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] }) }

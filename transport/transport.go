@@ -1,0 +1,238 @@
+// Package transport turns a Ceiba node's transport settings into libp2p host
+// options: which addresses and transports to listen on, how many
+// connections, streams and bytes the host may spend, and which peers the
+// connection manager must never prune.
+//
+// It owns only the shape of the host. It never knows about records,
+// networks or keys (package directory owns those) and never opens a stream
+// itself (package node does). Its one rule is that a node's resources are
+// bounded however hostile its peers are: every host built from these options
+// has a resource manager and a connection manager.
+//
+// There is deliberately no private-network (pnet) pre-shared key: libp2p's
+// PSK rules out QUIC, and a network's privacy comes from sealing every
+// record, not from the transport.
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Config says how a node reaches and is reached by its peers. The zero
+// value is usable: the default listen addresses on every transport, limits
+// scaled to the machine.
+type Config struct {
+	// Listen lists multiaddrs to listen on. Empty means DefaultListen.
+	Listen []string
+
+	// Transports to enable. If all three are false, all three are on: a
+	// zero Config must not produce a host that cannot talk.
+	TCP, QUIC, WebSocket bool
+
+	// ConnLow and ConnHigh are the connection manager's watermarks: above
+	// High it prunes down to Low, least useful peers first. Zero means
+	// DefaultConnLow / DefaultConnHigh.
+	ConnLow, ConnHigh int
+	// ConnGrace shields new connections from pruning. Zero means one minute.
+	ConnGrace time.Duration
+
+	// MaxMemory and MaxFD bound what the libp2p stack may use in total.
+	// Zero scales to the machine (an eighth of its memory, half its file
+	// descriptors), as libp2p's defaults do.
+	MaxMemory int64
+	MaxFD     int
+
+	// Protected peers are never pruned by the connection manager: the
+	// bootstrap peers, which a node needs to find its way back into the
+	// network after a partition.
+	Protected []peer.ID
+
+	// Protocols bounds the streams of application protocols, so one peer
+	// cannot take every stream slot of an expensive protocol.
+	Protocols []ProtocolLimit
+}
+
+// ProtocolLimit caps the streams of one protocol, in total and per peer.
+type ProtocolLimit struct {
+	ID             protocol.ID
+	Streams        int   // concurrent streams of this protocol, all peers
+	StreamsPerPeer int   // concurrent streams of this protocol with one peer, each way
+	Memory         int64 // bytes its streams may reserve in total; 0: 16 MiB
+	MemoryPerPeer  int64 // bytes its streams may reserve per peer; 0: 4 MiB
+}
+
+// Defaults.
+const (
+	DefaultConnLow  = 64
+	DefaultConnHigh = 128
+	// ProtectTag is the connection-manager tag bootstrap peers carry.
+	ProtectTag = "ceiba-bootstrap"
+)
+
+// DefaultListen is where a node listens when its configuration says
+// nothing: every interface, the usual libp2p port, on each transport.
+var DefaultListen = []string{
+	"/ip4/0.0.0.0/tcp/4001",
+	"/ip4/0.0.0.0/udp/4001/quic-v1",
+	"/ip4/0.0.0.0/tcp/4002/ws",
+	"/ip6/::/tcp/4001",
+	"/ip6/::/udp/4001/quic-v1",
+}
+
+// Built is what Options produces: the options to pass to libp2p.New and
+// the connection manager they install, so the caller can protect more peers
+// later.
+type Built struct {
+	Options     []libp2p.Option
+	ConnManager *connmgr.BasicConnMgr
+}
+
+// Options turns cfg into libp2p options. It does not set the host's
+// identity; the caller adds libp2p.Identity with its own persistent key.
+func Options(cfg Config) (Built, error) {
+	useTCP, useQUIC, useWS := cfg.TCP, cfg.QUIC, cfg.WebSocket
+	if !useTCP && !useQUIC && !useWS {
+		useTCP, useQUIC, useWS = true, true, true
+	}
+	listen := cfg.Listen
+	if len(listen) == 0 {
+		listen = DefaultListen
+	}
+	var addrs []ma.Multiaddr
+	for _, s := range listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return Built{}, fmt.Errorf("transport: listen address %q: %w", s, err)
+		}
+		if !enabledFor(a, useTCP, useQUIC, useWS) {
+			// Listening on a transport that is switched off would fail
+			// at start with an obscure error; skipping it says what the
+			// configuration asked for.
+			continue
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return Built{}, errors.New("transport: no listen address matches an enabled transport")
+	}
+
+	low, high := cfg.ConnLow, cfg.ConnHigh
+	if low <= 0 {
+		low = DefaultConnLow
+	}
+	if high <= 0 {
+		high = DefaultConnHigh
+	}
+	if high < low {
+		return Built{}, fmt.Errorf("transport: connection high watermark %d below low watermark %d", high, low)
+	}
+	grace := cfg.ConnGrace
+	if grace <= 0 {
+		grace = time.Minute
+	}
+	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace))
+	if err != nil {
+		return Built{}, fmt.Errorf("transport: connection manager: %w", err)
+	}
+	for _, p := range cfg.Protected {
+		cm.Protect(p, ProtectTag)
+	}
+
+	rm, err := resourceManager(cfg)
+	if err != nil {
+		cm.Close()
+		return Built{}, err
+	}
+
+	opts := []libp2p.Option{
+		libp2p.ListenAddrs(addrs...),
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
+		// The daemon exposes no metrics endpoint; registering collectors
+		// would only cost memory (and collide between nodes in one test).
+		libp2p.DisableMetrics(),
+	}
+	if useTCP {
+		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
+	}
+	if useQUIC {
+		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
+	}
+	if useWS {
+		opts = append(opts, libp2p.Transport(ws.New))
+	}
+	return Built{Options: opts, ConnManager: cm}, nil
+}
+
+func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS bool) bool {
+	has := func(code int) bool {
+		_, err := a.ValueForProtocol(code)
+		return err == nil
+	}
+	switch {
+	case has(ma.P_WS) || has(ma.P_WSS):
+		return useWS
+	case has(ma.P_QUIC_V1):
+		return useQUIC
+	case has(ma.P_TCP):
+		return useTCP
+	}
+	// Anything else (a relay circuit, say) is not ours to judge.
+	return true
+}
+
+// resourceManager builds libp2p's resource manager from its defaults, scaled
+// to cfg's budget, with the application protocols' caps added.
+func resourceManager(cfg Config) (network.ResourceManager, error) {
+	limits := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&limits)
+	for _, p := range cfg.Protocols {
+		if p.ID == "" || p.Streams <= 0 || p.StreamsPerPeer <= 0 {
+			return nil, fmt.Errorf("transport: protocol limit %q needs a protocol and positive stream caps", p.ID)
+		}
+		mem, memPeer := p.Memory, p.MemoryPerPeer
+		if mem <= 0 {
+			mem = 16 << 20
+		}
+		if memPeer <= 0 {
+			memPeer = 4 << 20
+		}
+		limits.AddProtocolLimit(p.ID,
+			rcmgr.BaseLimit{Streams: p.Streams, StreamsInbound: p.Streams, StreamsOutbound: p.Streams, Memory: mem},
+			rcmgr.BaseLimitIncrease{})
+		limits.AddProtocolPeerLimit(p.ID,
+			rcmgr.BaseLimit{Streams: 2 * p.StreamsPerPeer, StreamsInbound: p.StreamsPerPeer, StreamsOutbound: p.StreamsPerPeer, Memory: memPeer},
+			rcmgr.BaseLimitIncrease{})
+	}
+	var concrete rcmgr.ConcreteLimitConfig
+	if cfg.MaxMemory == 0 && cfg.MaxFD == 0 {
+		concrete = limits.AutoScale()
+	} else {
+		mem, fd := cfg.MaxMemory, cfg.MaxFD
+		if mem <= 0 {
+			mem = 256 << 20
+		}
+		if fd <= 0 {
+			fd = 512
+		}
+		concrete = limits.Scale(mem, fd)
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(concrete))
+	if err != nil {
+		return nil, fmt.Errorf("transport: resource manager: %w", err)
+	}
+	return rm, nil
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/node/demo"
+)
+
+// The tests drive the real binary, built once.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ceiba-cli-test-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "ceiba")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic("building ceiba: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func ceiba(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// mustFail checks the promise for bad input: non-zero exit, one line on
+// stderr that contains want.
+func mustFail(t *testing.T, r result, want string) {
+	t.Helper()
+	if r.code == 0 {
+		t.Fatalf("exit 0, want failure; stdout %q", r.stdout)
+	}
+	msg := strings.TrimRight(r.stderr, "\n")
+	if strings.Contains(msg, "\n") {
+		t.Fatalf("error is %d lines, want one:\n%s", strings.Count(msg, "\n")+1, msg)
+	}
+	if !strings.Contains(msg, want) {
+		t.Fatalf("error %q does not say %q", msg, want)
+	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
+}
+
+var testEnv = []string{"CEIBA_PASSPHRASE=correct horse battery", "CEIBA_KDF_WORK_FACTOR=10"}
+
+func initHome(t *testing.T) (home, apiPort string) {
+	t.Helper()
+	home = filepath.Join(t.TempDir(), "home")
+	apiPort = freePort(t)
+	r := ceiba(t, testEnv, "--home", home, "init", "--local", "--name", "Prueba", "--api-port", apiPort, "--p2p-port", "0")
+	if r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "fingerprint") {
+		t.Fatalf("init did not print the fingerprint: %q", r.stdout)
+	}
+	return home, apiPort
+}
+
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			b, _ := os.ReadFile(p)
+			files[p] = string(b)
+		}
+		return nil
+	})
+	return files
+}
+
+func TestBadInputWithoutDaemon(t *testing.T) {
+	home, _ := initHome(t)
+	before := snapshot(t, home)
+
+	mustFail(t, ceiba(t, testEnv, "--home", home, "status", "--bogus"), "unknown flag: --bogus")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "status"), "no Ceiba daemon is running")
+	mustFail(t, ceiba(t, testEnv, "--home", filepath.Join(t.TempDir(), "none"), "status"), "run \"ceiba init\" first")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "init"), "already holds keys")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "show"), "needs an entry id")
+
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	mustFail(t, ceiba(t, testEnv, "--home", home, "entry", "publish", write("bad.yaml", "id: [unclosed")), "not valid YAML or JSON")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "entry", "publish", write("typo.yaml", "id: x\nservice:\n  nmae: X\n")), "unknown field \"nmae\"")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "entry", "publish", write("cat.yaml", `id: x
+service:
+  name: X
+  status: active
+  categories: [astrology]
+  languages: [es]
+  contacts: [{kind: email, value: a@b.c}]
+`)), "categories: \"astrology\" is not one of")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "entry", "publish", filepath.Join(dir, "missing.yaml")), "no such file")
+
+	wrong := []string{"CEIBA_PASSPHRASE=wrong", "CEIBA_KDF_WORK_FACTOR=10"}
+	mustFail(t, ceiba(t, wrong, "--home", home, "daemon"), "wrong passphrase")
+	mustFail(t, ceiba(t, []string{"CEIBA_PASSPHRASE="}, "--home", home, "daemon"), "no passphrase")
+
+	if after := snapshot(t, home); !equalMaps(before, after) {
+		t.Fatal("a refused command changed the home")
+	}
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func startDaemon(t *testing.T, home, apiPort string) {
+	t.Helper()
+	cmd := exec.Command(binary, "--home", home, "daemon")
+	cmd.Env = append(os.Environ(), testEnv...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not start: %s", logs.String())
+}
+
+func TestBadInputWithDaemon(t *testing.T) {
+	home, apiPort := initHome(t)
+	startDaemon(t, home, apiPort)
+
+	mustFail(t, ceiba(t, testEnv, "--home", home, "invite", "accept", "hello"), "not a Ceiba invite code")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "invite", "accept", "ceiba-invite:@@@"), "damaged")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "invite", "create", "--role", "reader"), "has not joined a network")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "search", "x"), "has not joined a network")
+	mustFail(t, ceiba(t, testEnv, "--home", home, "network", "create"), "give the network a name")
+
+	base := "http://127.0.0.1:" + apiPort
+	post := func(host, token string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/rotate", nil)
+		if host != "" {
+			req.Host = host
+		}
+		if token != "" {
+			req.Header.Set("X-Ceiba-Token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post("", ""); got != http.StatusUnauthorized {
+		t.Errorf("write without token: status %d, want 401", got)
+	}
+	if got := post("", "not-the-token"); got != http.StatusForbidden {
+		t.Errorf("write with a wrong token: status %d, want 403", got)
+	}
+	if got := post("evil.example:"+apiPort, ""); got != http.StatusMisdirectedRequest {
+		t.Errorf("foreign Host header: status %d, want 421", got)
+	}
+}
+
+// TestStoryAcrossProcesses runs the whole story through the CLI with
+// separate daemons: a 2-of-3 network, organizations admitted, a reader,
+// publish, search everywhere, a revocation approved by two stewards that
+// removes the organization's entries from every node, and a rotation the
+// revoked key cannot follow. The demo checks each step and fails otherwise.
+func TestStoryAcrossProcesses(t *testing.T) {
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := demo.Run(ctx, demo.Options{Binary: binary, Readers: 1, Dir: t.TempDir(), Out: &out, Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Logf("nodes %d; search everywhere %s; revocation everywhere %s; rotation everywhere %s",
+		res.Nodes, res.SearchEverywhere, res.RevokeEverywhere, res.RotateEverywhere)
+}

@@ -1,0 +1,835 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skip2/go-qrcode"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node/api"
+	"github.com/ceiba-network/ceiba/node/daemon"
+	"github.com/ceiba-network/ceiba/node/demo"
+)
+
+func args(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if len(a) != n {
+			return fmt.Errorf("%s needs %s (see \"%s --help\")", cmd.CommandPath(), what, cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+func initCmd(g *globals) *cobra.Command {
+	var o daemon.InitOptions
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create this device's keys and configuration",
+		Long: "Creates the Ceiba home: a signing key and an encryption key, protected by a passphrase,\n" +
+			"a commented config.toml and the local API token. Prints the key's fingerprint, which\n" +
+			"others compare with what you tell them out loud or on paper.",
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := g.passphrase(true)
+			if err != nil {
+				return err
+			}
+			o.Passphrase = p
+			if wf := os.Getenv("CEIBA_KDF_WORK_FACTOR"); wf != "" {
+				// For tests and demos only: a weaker key derivation, never
+				// below 2^10.
+				n, err := strconv.Atoi(wf)
+				if err != nil || n < 10 || n > 22 {
+					return errors.New("CEIBA_KDF_WORK_FACTOR must be a number from 10 to 22")
+				}
+				o.WorkFactor = n
+			}
+			id, err := daemon.Init(g.homeDir(), o)
+			if err != nil {
+				return err
+			}
+			out := map[string]string{"fingerprint": id.Fingerprint(), "home": g.home}
+			return g.print(out, func() {
+				fmt.Printf("Created a Ceiba home in %s\nYour key's fingerprint: %s\nNext: ceiba daemon\n", g.home, id.Fingerprint())
+			})
+		},
+	}
+	cmd.Flags().StringVar(&o.Profile, "profile", "laptop", "where this node runs: laptop, vps or lowdata")
+	cmd.Flags().StringVar(&o.Name, "name", "", "your organization's name, as others will see it")
+	cmd.Flags().IntVar(&o.APIPort, "api-port", 7447, "port of the local API and web UI on 127.0.0.1")
+	cmd.Flags().IntVar(&o.P2PPort, "p2p-port", 4747, "port for peer-to-peer connections (0 picks a free one)")
+	cmd.Flags().BoolVar(&o.Local, "local", false, "listen on 127.0.0.1 only: for trying Ceiba on one machine")
+	cmd.Flags().StringVar(&g.passphraseFile, "passphrase-file", "", "read the passphrase from this file")
+	return cmd
+}
+
+func daemonCmd(g *globals) *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node and the local API until stopped",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := g.passphrase(false)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			o := daemon.Options{Home: g.homeDir(), Passphrase: p, Logger: log}
+			if wf := os.Getenv("CEIBA_KDF_WORK_FACTOR"); wf != "" {
+				o.WorkFactor, _ = strconv.Atoi(wf)
+			}
+			if si := os.Getenv("CEIBA_SYNC_INTERVAL"); si != "" {
+				o.SyncInterval, _ = time.ParseDuration(si)
+			}
+			d, err := daemon.Start(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "ceiba daemon running; local API and web UI on http://%s\n", d.APIAddr())
+			return d.Wait(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&g.passphraseFile, "passphrase-file", "", "read the passphrase from this file")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "log debug detail")
+	return cmd
+}
+
+func readKeyDoc(path string) (api.PublicKeyDoc, error) {
+	var doc api.PublicKeyDoc
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return doc, err
+	}
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Key == "" {
+		return doc, fmt.Errorf("%s is not a public key file (make one with \"ceiba key export\")", path)
+	}
+	return doc, nil
+}
+
+func networkCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "network", Short: "Create a network"}
+	var name, draftOut, draftIn string
+	var stewards []string
+	var threshold int
+	create := &cobra.Command{
+		Use:   "create --name NAME [--steward KEYFILE ...] [--threshold K]",
+		Short: "Create a new network with this node as a steward",
+		Long: "Creates a network. Alone, this node is its only steward. With --steward KEYFILE\n" +
+			"(files from \"ceiba key export\" on each co-steward's device) it writes a charter draft\n" +
+			"that each co-steward signs with \"ceiba steward approve --draft FILE\"; then run\n" +
+			"\"ceiba network create --draft FILE\" here to start the network. It prints a join code\n" +
+			"for each co-steward (\"ceiba invite accept CODE\").",
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := api.NetworkRequest{Name: name, Threshold: threshold}
+			if draftIn != "" {
+				b, err := os.ReadFile(draftIn)
+				if err != nil {
+					return err
+				}
+				req.Draft = b
+			}
+			for _, s := range stewards {
+				doc, err := readKeyDoc(s)
+				if err != nil {
+					return err
+				}
+				req.Stewards = append(req.Stewards, doc)
+			}
+			var res api.NetworkResult
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/network", req, &res); err != nil {
+				return err
+			}
+			if len(res.Missing) > 0 {
+				if draftOut == "" {
+					draftOut = "charter-draft.ceiba"
+				}
+				if err := os.WriteFile(draftOut, res.Draft, 0o600); err != nil {
+					return err
+				}
+			}
+			return g.print(res, func() {
+				if len(res.Missing) > 0 {
+					fmt.Printf("Charter draft written to %s. Still to sign it (\"ceiba steward approve --draft %s\"):\n", draftOut, draftOut)
+					for _, m := range res.Missing {
+						fmt.Println("  " + m)
+					}
+					fmt.Printf("Then: ceiba network create --draft %s\n", draftOut)
+					return
+				}
+				fmt.Printf("Network created: %s\n", res.Network)
+				for fp, code := range res.JoinCodes {
+					fmt.Printf("Join code for steward %s:\n  %s\n", fp, code)
+				}
+			})
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "the network's name (only members ever see it)")
+	create.Flags().StringArrayVar(&stewards, "steward", nil, "a co-steward's public key file (repeat)")
+	create.Flags().IntVar(&threshold, "threshold", 0, "approvals needed for admissions, revocations and amendments (default: a majority)")
+	create.Flags().StringVar(&draftOut, "draft-out", "", "where to write the charter draft (default charter-draft.ceiba)")
+	create.Flags().StringVar(&draftIn, "draft", "", "a charter draft every steward has signed: start the network from it")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func inviteCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "invite", Short: "Invite an organization or a reader, or accept an invite"}
+	var role string
+	var expires time.Duration
+	var qr bool
+	create := &cobra.Command{
+		Use:   "create --role member|reader",
+		Short: "Create a single-use, expiring invite code",
+		Long: "A member organization invites readers (activists it vouches for). A steward invites\n" +
+			"organizations; their admission then needs the other stewards' approval.\n" +
+			"The code is a secret: pass it on by a safe channel.",
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var inv api.Invite
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/invites", api.InviteRequest{Role: role, Expires: expires}, &inv); err != nil {
+				return err
+			}
+			return g.print(inv, func() {
+				fmt.Printf("Invite for a %s, valid until %s, usable once:\n\n%s\n", inv.Role, inv.Expires.Local().Format(time.RFC1123), inv.Code)
+				if qr {
+					q, err := qrcode.New(inv.Code, qrcode.Low)
+					if err == nil {
+						fmt.Println()
+						fmt.Print(q.ToSmallString(false))
+					}
+				}
+			})
+		},
+	}
+	create.Flags().StringVar(&role, "role", "", "member or reader")
+	create.Flags().DurationVar(&expires, "expires", 72*time.Hour, "how long the invite stays valid")
+	create.Flags().BoolVar(&qr, "qr", false, "also print the code as a QR code")
+	var name string
+	accept := &cobra.Command{
+		Use:   "accept CODE",
+		Short: "Join a network with an invite code",
+		Args:  args(1, "the invite code"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var st api.Status
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/invites/accept", api.AcceptRequest{Code: a[0], Name: name}, &st); err != nil {
+				return err
+			}
+			return g.print(st, func() {
+				fmt.Printf("Joined network %q as %s; %d peers, %d entries so far.\n", st.NetworkName, st.Role, st.Peers, st.Counts.Entries)
+			})
+		},
+	}
+	accept.Flags().StringVar(&name, "name", "", "your organization's name (member invites)")
+	cmd.AddCommand(create, accept)
+	return cmd
+}
+
+const entryTemplate = `# A Ceiba directory entry. Publish it with: ceiba entry publish FILE
+# Lines starting with # are comments. Fields follow Open Referral HSDS.
+
+# A short id of your choosing: lowercase letters, digits and dashes.
+# Publishing again with the same id replaces the entry.
+id: asesoria-juridica
+# Days until the entry expires unless you publish it again (1 to 180).
+expires_in_days: 90
+service:
+  name: Asesoría jurídica para personas defensoras
+  description: >-
+    Acompañamiento legal en solicitudes de asilo y medidas de protección.
+  # active, inactive or temporarily-closed
+  status: active
+  # legal, shelter, health, psychosocial, digital-security, migration, work,
+  # education, food, financial, protection, documentation, accompaniment
+  categories: [legal, migration]
+  # ISO 639 codes
+  languages: [es, en]
+  areas:
+    - city: Ciudad de México
+      country: MX
+  schedules: ["lunes a viernes 9:00-17:00"]
+  eligibility: Personas defensoras de derechos humanos en el exilio.
+  application_process: Escribir por Signal; respondemos en 48 horas.
+  fees: Gratuito
+  contacts:
+    # signal, whatsapp, email, phone, onion, matrix or web
+    - kind: signal
+      value: "+52 55 0000 0000"
+      preferred: true
+      languages: [es]
+    - kind: email
+      value: contacto@example.org
+  intake:
+    first_contact: Mensaje breve sin datos sensibles.
+    response_time: 48 horas
+    vetting_required: true
+    always_open: false
+  last_verified: "2026-11-01"
+`
+
+// parseEntryFile reads a YAML or JSON entry file strictly: an unknown or
+// misspelt field is an error that names it.
+func parseEntryFile(path string) (api.PublishRequest, error) {
+	var req api.PublishRequest
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return req, err
+	}
+	js, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return req, fmt.Errorf("%s is not valid YAML or JSON: %v", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%s: %v (see \"ceiba entry template\")", path, err)
+	}
+	if req.Service == nil {
+		return req, fmt.Errorf("%s has no service: section (see \"ceiba entry template\")", path)
+	}
+	if err := directory.CheckService(req.Service); err != nil {
+		return req, fmt.Errorf("%s: %v", path, err)
+	}
+	return req, nil
+}
+
+func entryCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "entry", Short: "Publish and manage your organization's entries"}
+	var id string
+	publish := &cobra.Command{
+		Use:   "publish FILE",
+		Short: "Sign and publish an entry from a YAML or JSON file",
+		Args:  args(1, "an entry file (\"ceiba entry template > entry.yaml\" makes one)"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			req, err := parseEntryFile(a[0])
+			if err != nil {
+				return err
+			}
+			if id != "" {
+				req.ID = id
+			}
+			var e api.Entry
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/entries", req, &e); err != nil {
+				return err
+			}
+			return g.print(e, func() {
+				fmt.Printf("Published %q (version %d), valid until %s.\n", e.ID, e.Seq, e.Expires.Format(time.DateOnly))
+			})
+		},
+	}
+	publish.Flags().StringVar(&id, "id", "", "entry id (overrides the file's)")
+	template := &cobra.Command{
+		Use: "template", Short: "Print a commented entry file to start from", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error { fmt.Print(entryTemplate); return nil },
+	}
+	rm := &cobra.Command{
+		Use: "rm ID", Short: "Delete one of your entries everywhere", Args: args(1, "the entry id"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var e api.Entry
+			if err := g.call(cmd.Context(), http.MethodDelete, "/v1/entries/"+url.PathEscape(a[0]), nil, &e); err != nil {
+				return err
+			}
+			return g.print(e, func() { fmt.Printf("Deleted %q.\n", a[0]) })
+		},
+	}
+	ls := &cobra.Command{
+		Use: "ls", Short: "List your organization's entries", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var es []api.Entry
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/entries", nil, &es); err != nil {
+				return err
+			}
+			return g.print(es, func() {
+				for _, e := range es {
+					state := "live"
+					switch {
+					case e.Deleted:
+						state = "deleted"
+					case e.Expired:
+						state = "expired"
+					case !e.Verified:
+						state = "not visible"
+					}
+					name := ""
+					if e.Service != nil {
+						name = e.Service.Name
+					}
+					fmt.Printf("%-24s v%-3d %-11s %s\n", e.ID, e.Seq, state, name)
+				}
+			})
+		},
+	}
+	cmd.AddCommand(publish, template, rm, ls)
+	return cmd
+}
+
+func searchCmd(g *globals) *cobra.Command {
+	var q directory.Query
+	cmd := &cobra.Command{
+		Use:   "search [QUERY]",
+		Short: "Search the directory (works offline, from this node's copy)",
+		Long:  "Finds services by words (accents and case do not matter), need, language and place.",
+		RunE: func(cmd *cobra.Command, a []string) error {
+			q.Text = strings.Join(a, " ")
+			v := url.Values{"q": {q.Text}, "category": {q.Category}, "language": {q.Language}, "area": {q.Area}}
+			var res []api.Entry
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/search?"+v.Encode(), nil, &res); err != nil {
+				return err
+			}
+			return g.print(res, func() {
+				if len(res) == 0 {
+					fmt.Println("No services found.")
+					return
+				}
+				for _, e := range res {
+					printEntryLine(e)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&q.Category, "category", "", "need: "+strings.Join(directory.Categories, ", "))
+	cmd.Flags().StringVar(&q.Language, "language", "", "ISO 639 language code, e.g. es")
+	cmd.Flags().StringVar(&q.Area, "area", "", "city, country code or place")
+	return cmd
+}
+
+func printEntryLine(e api.Entry) {
+	if e.Service == nil {
+		return
+	}
+	var places []string
+	for _, a := range e.Service.Areas {
+		places = append(places, strings.Trim(strings.Join([]string{a.City, a.Country, a.Text}, " "), " "))
+	}
+	mark := ""
+	if e.Service.Status != "active" {
+		mark = " [" + e.Service.Status + "]"
+	}
+	fmt.Printf("%s%s\n  %s · %s · %s · by %s\n  ceiba show %s\n", e.Service.Name, mark, strings.Join(e.Service.Categories, ", "),
+		strings.Join(e.Service.Languages, ", "), strings.Join(places, "; "), e.Org, e.ID)
+}
+
+func showCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one entry: contacts, who signed it, whether it is verified, stale or revoked",
+		Args:  args(1, "an entry id or key"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var e api.Entry
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/entry?ref="+url.QueryEscape(a[0]), nil, &e); err != nil {
+				return err
+			}
+			return g.print(e, func() { printEntry(e) })
+		},
+	}
+}
+
+func printEntry(e api.Entry) {
+	if e.Service == nil {
+		fmt.Printf("%s was deleted by its publisher.\n", e.ID)
+		return
+	}
+	s := e.Service
+	fmt.Printf("%s (%s)\n", s.Name, s.Status)
+	if s.Alert != "" {
+		fmt.Printf("! %s\n", s.Alert)
+	}
+	if s.Description != "" {
+		fmt.Println(s.Description)
+	}
+	fmt.Printf("Needs: %s\nLanguages: %s\n", strings.Join(s.Categories, ", "), strings.Join(s.Languages, ", "))
+	for _, a := range s.Areas {
+		fmt.Printf("Where: %s\n", strings.Trim(strings.Join([]string{a.City, a.Country, a.Text}, " "), " "))
+	}
+	for _, c := range s.Contacts {
+		pref := ""
+		if c.Preferred {
+			pref = " (preferred)"
+		}
+		fmt.Printf("Contact %s: %s%s\n", c.Kind, c.Value, pref)
+	}
+	fmt.Printf("Published by %s (%s), version %d, signed %s\n", e.Org, e.Publisher, e.Seq, e.Issued.Format(time.DateOnly))
+	switch {
+	case e.Revoked:
+		fmt.Println("WARNING: the publisher's key has been revoked. Do not trust this entry.")
+	case !e.Verified:
+		fmt.Println("WARNING: the publisher is not (or no longer) an admitted organization.")
+	default:
+		fmt.Println("Verified: signed by an admitted organization whose key is not revoked.")
+	}
+	if e.Stale {
+		fmt.Println("WARNING: this copy has not heard from the network for a while; it may be out of date.")
+	}
+	if e.Expired {
+		fmt.Println("WARNING: this entry has expired.")
+	}
+}
+
+func stewardCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "steward", Short: "Stewards: propose and approve admissions, revocations and charter changes"}
+	var keyfile, name, reason, draft string
+	var threshold int
+	var add, remove []string
+	propose := &cobra.Command{
+		Use:   "propose admit|revoke|charter [KEY]",
+		Short: "Propose an admission, a revocation or a charter change",
+		Long: "  ceiba steward propose admit --keyfile org.pub --name \"Organization\"\n" +
+			"  ceiba steward propose revoke FINGERPRINT [--reason TEXT]\n" +
+			"  ceiba steward propose charter [--threshold K] [--add KEYFILE] [--remove FINGERPRINT]\n" +
+			"Other stewards see the proposal with \"ceiba steward proposals\" and approve it.",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			req := api.ProposeRequest{Kind: a[0], Reason: reason, Threshold: threshold, Remove: remove}
+			switch a[0] {
+			case "admit":
+				if keyfile == "" {
+					return errors.New("propose admit needs --keyfile (the organization's \"ceiba key export\" file)")
+				}
+				doc, err := readKeyDoc(keyfile)
+				if err != nil {
+					return err
+				}
+				if name != "" {
+					doc.Name = name
+				}
+				req.Member = &doc
+			case "revoke":
+				if len(a) != 2 {
+					return errors.New("propose revoke needs the key's fingerprint")
+				}
+				req.Key = a[1]
+			case "charter":
+				for _, f := range add {
+					doc, err := readKeyDoc(f)
+					if err != nil {
+						return err
+					}
+					req.Add = append(req.Add, doc)
+				}
+			default:
+				return fmt.Errorf("unknown proposal %q: use admit, revoke or charter", a[0])
+			}
+			var p api.Proposal
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/proposals", req, &p); err != nil {
+				return err
+			}
+			return g.print(p, func() { printProposal(p) })
+		},
+	}
+	propose.Flags().StringVar(&keyfile, "keyfile", "", "the organization's public key file")
+	propose.Flags().StringVar(&name, "name", "", "the organization's name")
+	propose.Flags().StringVar(&reason, "reason", "", "why (shown to the other stewards)")
+	propose.Flags().IntVar(&threshold, "threshold", 0, "new threshold")
+	propose.Flags().StringArrayVar(&add, "add", nil, "a steward to add (public key file)")
+	propose.Flags().StringArrayVar(&remove, "remove", nil, "a steward to remove (fingerprint)")
+	list := &cobra.Command{
+		Use: "proposals", Short: "List proposals, pending first", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ps []api.Proposal
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/proposals", nil, &ps); err != nil {
+				return err
+			}
+			return g.print(ps, func() {
+				for _, p := range ps {
+					printProposal(p)
+				}
+			})
+		},
+	}
+	approve := &cobra.Command{
+		Use:   "approve ID | --draft FILE",
+		Short: "Approve a pending proposal, or sign a new network's charter draft",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if draft != "" {
+				b, err := os.ReadFile(draft)
+				if err != nil {
+					return err
+				}
+				var res api.NetworkResult
+				if err := g.call(cmd.Context(), http.MethodPost, "/v1/draft/sign", api.NetworkRequest{Draft: b}, &res); err != nil {
+					return err
+				}
+				if err := os.WriteFile(draft, res.Draft, 0o600); err != nil {
+					return err
+				}
+				return g.print(res, func() {
+					fmt.Printf("Signed the draft in %s; %d signatures still missing.\n", draft, len(res.Missing))
+				})
+			}
+			if len(a) != 1 {
+				return errors.New("steward approve needs a proposal ID (see \"ceiba steward proposals\") or --draft FILE")
+			}
+			var p api.Proposal
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/proposals/"+url.PathEscape(a[0])+"/approve", nil, &p); err != nil {
+				return err
+			}
+			return g.print(p, func() { printProposal(p) })
+		},
+	}
+	approve.Flags().StringVar(&draft, "draft", "", "a charter draft file to sign")
+	cmd.AddCommand(propose, list, approve)
+	return cmd
+}
+
+func printProposal(p api.Proposal) {
+	state := fmt.Sprintf("pending, %d of %d approvals", len(p.Approvals), p.Threshold)
+	if p.Effective {
+		state = "in effect"
+	}
+	fmt.Printf("%s  %s  (%s)\n", p.ID[:12], p.Summary, state)
+}
+
+func revokeCmd(g *globals) *cobra.Command {
+	var self bool
+	var cert string
+	cmd := &cobra.Command{
+		Use:   "revoke --self | --cert FILE",
+		Short: "Revoke your own key, or submit a revocation certificate for a lost key",
+		Long: "--self revokes this node's key everywhere, for good. --cert FILE submits the\n" +
+			"revocation.cert that was written when a (now lost) key joined the network.\n" +
+			"To revoke someone else's key, stewards use \"ceiba steward propose revoke\".",
+		Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case self == (cert != ""):
+				return errors.New("give exactly one of --self or --cert FILE")
+			case self:
+				if err := g.call(cmd.Context(), http.MethodPost, "/v1/revoke/self", nil, nil); err != nil {
+					return err
+				}
+			default:
+				b, err := os.ReadFile(cert)
+				if err != nil {
+					return err
+				}
+				if err := g.call(cmd.Context(), http.MethodPost, "/v1/revoke/certificate", b, nil); err != nil {
+					return err
+				}
+			}
+			return g.print(map[string]bool{"revoked": true}, func() { fmt.Println("Revocation published.") })
+		},
+	}
+	cmd.Flags().BoolVar(&self, "self", false, "revoke this node's own key")
+	cmd.Flags().StringVar(&cert, "cert", "", "a revocation certificate file")
+	return cmd
+}
+
+func rotateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate",
+		Short: "Stewards: start a new read-key epoch so revoked or seized devices read nothing new",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var p api.Proposal
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/rotate", nil, &p); err != nil {
+				return err
+			}
+			return g.print(p, func() { printProposal(p) })
+		},
+	}
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "status", Short: "Show the node's network, peers, freshness and counts", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var s api.Status
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/status", nil, &s); err != nil {
+				return err
+			}
+			return g.print(s, func() {
+				fmt.Printf("Key:      %s (%s)\n", s.Fingerprint, s.Role)
+				if !s.Joined {
+					fmt.Println("Network:  none yet (ceiba network create, or ceiba invite accept CODE)")
+					return
+				}
+				fmt.Printf("Network:  %s (%s…)\nPeers:    %d\nEpoch:    %d (key held: %d)\n", s.NetworkName, s.Network[:12], s.Peers, s.Epoch, s.KeyEpoch)
+				if !s.LastSync.IsZero() {
+					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)
+				}
+				fresh := "never"
+				if !s.FreshAsOf.IsZero() {
+					fresh = s.FreshAsOf.Local().Format(time.DateTime)
+				}
+				fmt.Printf("Fresh as of: %s", fresh)
+				if s.Stale {
+					fmt.Print("  (STALE: no news from the network for too long)")
+				}
+				fmt.Printf("\nEntries:  %d  Members: %d  Readers: %d  Revoked keys: %d  Pending proposals: %d\n",
+					s.Counts.Entries, s.Counts.Members, s.Counts.Readers, s.Counts.Revoked, s.Counts.Pending)
+			})
+		},
+	}
+}
+
+func peersCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use: "peers", Short: "List connected peers", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ps []api.Peer
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/peers", nil, &ps); err != nil {
+				return err
+			}
+			return g.print(ps, func() {
+				for _, p := range ps {
+					fmt.Printf("%s %s\n", p.ID, strings.Join(p.Addrs, " "))
+				}
+			})
+		},
+	}
+}
+
+func keyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "key", Short: "Share your public key"}
+	var out string
+	export := &cobra.Command{
+		Use: "export", Short: "Write your public key file (for stewards admitting you)", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var doc api.PublicKeyDoc
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/key", nil, &doc); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(doc, "", "  ")
+			if out == "" {
+				fmt.Println(string(b))
+				return nil
+			}
+			if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "Public key of %s written to %s\n", doc.Fingerprint, out)
+			return nil
+		},
+	}
+	export.Flags().StringVar(&out, "out", "", "file to write (default: print)")
+	cmd.AddCommand(export)
+	return cmd
+}
+
+func exportCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "export FILE",
+		Short: "Write the whole directory, signed and sealed, to a file (e.g. a USB stick)",
+		Args:  args(1, "the file to write"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var b []byte
+			if err := g.call(cmd.Context(), http.MethodGet, "/v1/export", nil, &b); err != nil {
+				return err
+			}
+			if err := directory.WriteFileAtomic(a[0], b, 0o600); err != nil {
+				return err
+			}
+			return g.print(map[string]any{"file": a[0], "bytes": len(b)}, func() { fmt.Printf("Wrote %d bytes to %s.\n", len(b), a[0]) })
+		},
+	}
+}
+
+func importCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE",
+		Short: "Apply a bundle written by \"ceiba export\"; every record is verified",
+		Args:  args(1, "the bundle file"),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			b, err := os.ReadFile(a[0])
+			if err != nil {
+				return err
+			}
+			var res daemon.ImportResult
+			if err := g.call(cmd.Context(), http.MethodPost, "/v1/import", b, &res); err != nil {
+				return err
+			}
+			return g.print(res, func() {
+				fmt.Printf("Imported %d new records (%d already known, %d rejected).\n", res.Added, res.Known, res.Rejected)
+				for _, r := range res.Reasons {
+					fmt.Println("  rejected: " + r)
+				}
+			})
+		},
+	}
+}
+
+func wipeCmd(g *globals) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "wipe",
+		Short: "Destroy this device's keys and directory copy",
+		Long:  "Overwrites and deletes the keystore, then deletes the whole Ceiba home. Stop the daemon first.",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h := g.homeDir()
+			if _, err := os.Stat(h.KeysPath()); err != nil {
+				return fmt.Errorf("no Ceiba keys in %s", h.Dir)
+			}
+			if c, err := g.client(); err == nil {
+				var s api.Status
+				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
+					return errors.New("the daemon is still running for this home: stop it first")
+				}
+			}
+			if !yes {
+				fmt.Fprintf(os.Stderr, "This destroys the keys and data in %s for good. Type \"wipe\" to go on: ", h.Dir)
+				var answer string
+				fmt.Scanln(&answer)
+				if answer != "wipe" {
+					return errors.New("nothing wiped")
+				}
+			}
+			if err := daemon.Wipe(h); err != nil {
+				return err
+			}
+			fmt.Fprintln(os.Stderr, "Wiped.")
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	return cmd
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "Print the version", Args: args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Printf("ceiba %s (protocol v%d)\n", version, directory.FormatVersion)
+			return nil
+		},
+	}
+}
+
+func demoCmd() *cobra.Command {
+	var nodes int
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a local network of separate node processes and narrate publish, search, revoke, rotate",
+		Args:  args(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			_, err = demo.Run(cmd.Context(), demo.Options{Binary: exe, Readers: nodes, Keep: keep, Out: os.Stdout})
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&nodes, "readers", 2, "how many reader nodes to start besides the stewards and organizations")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's homes (printed) instead of deleting them")
+	return cmd
+}

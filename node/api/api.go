@@ -1,0 +1,223 @@
+// Package api is the local HTTP API's wire format and its client: the
+// types the daemon serves as JSON and the CLI reads. It holds no logic of
+// its own, so the CLI stays thin and the web UI reads the same shapes.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// TokenHeader carries the write token.
+const TokenHeader = "X-Ceiba-Token"
+
+// Status is GET /v1/status.
+type Status struct {
+	Fingerprint   string          `json:"fingerprint"`
+	Role          string          `json:"role"` // steward, member, reader, pending or none
+	Joined        bool            `json:"joined"`
+	Network       string          `json:"network,omitempty"`
+	NetworkName   string          `json:"network_name,omitempty"`
+	PeerID        string          `json:"peer_id,omitempty"`
+	Addrs         []string        `json:"addrs,omitempty"`
+	Peers         int             `json:"peers"`
+	Reachability  string          `json:"reachability,omitempty"`
+	Epoch         uint64          `json:"epoch"`
+	KeyEpoch      uint64          `json:"key_epoch"` // newest read key this node holds
+	LastSync      time.Time       `json:"last_sync,omitzero"`
+	LastSyncPeers int             `json:"last_sync_peers"`
+	FreshAsOf     time.Time       `json:"fresh_as_of,omitzero"`
+	Stale         bool            `json:"stale"`
+	Counts        directory.Stats `json:"counts"`
+}
+
+// Entry is one directory entry as the API shows it.
+type Entry struct {
+	Key          string             `json:"key"`
+	ID           string             `json:"id"`
+	Seq          uint64             `json:"seq"`
+	Org          string             `json:"org,omitempty"`
+	Publisher    string             `json:"publisher"` // fingerprint
+	PublisherKey string             `json:"publisher_key"`
+	Issued       time.Time          `json:"issued"`
+	Expires      time.Time          `json:"expires"`
+	Deleted      bool               `json:"deleted,omitempty"`
+	Service      *directory.Service `json:"service,omitempty"`
+	Hash         string             `json:"hash"`
+	// Verification in plain terms: the signature checked out and the
+	// publisher is an admitted member whose key is not revoked.
+	Verified bool    `json:"verified"`
+	Revoked  bool    `json:"revoked"`
+	Expired  bool    `json:"expired"`
+	Stale    bool    `json:"stale"`
+	Score    float64 `json:"score,omitempty"`
+}
+
+// PublishRequest is POST /v1/entries.
+type PublishRequest struct {
+	ID      string             `json:"id"`
+	Service *directory.Service `json:"service"`
+	// Days until the entry expires; 0 means 90 days.
+	ExpiresInDays int `json:"expires_in_days,omitempty"`
+}
+
+// NetworkRequest is POST /v1/network: create a network, or complete a
+// multi-steward draft.
+type NetworkRequest struct {
+	Name      string         `json:"name,omitempty"`
+	Threshold int            `json:"threshold,omitempty"`
+	Stewards  []PublicKeyDoc `json:"stewards,omitempty"` // co-stewards besides this node
+	Draft     []byte         `json:"draft,omitempty"`    // a fully approved draft
+}
+
+// NetworkResult is what creating a network returns.
+type NetworkResult struct {
+	Network string   `json:"network,omitempty"`
+	Draft   []byte   `json:"draft,omitempty"` // set when co-stewards must still sign
+	Missing []string `json:"missing,omitempty"`
+	// JoinCodes lets each co-steward join once the network exists.
+	JoinCodes map[string]string `json:"join_codes,omitempty"`
+}
+
+// PublicKeyDoc is a shareable public key file (ceiba key export).
+type PublicKeyDoc struct {
+	Name        string `json:"name,omitempty"`
+	Key         string `json:"key"`
+	KEM         []byte `json:"kem"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// InviteRequest is POST /v1/invites.
+type InviteRequest struct {
+	Role    string        `json:"role"` // member or reader
+	Expires time.Duration `json:"expires"`
+}
+
+// Invite is a created invite.
+type Invite struct {
+	Code    string    `json:"code"`
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires"`
+}
+
+// AcceptRequest is POST /v1/invites/accept.
+type AcceptRequest struct {
+	Code string `json:"code"`
+	Name string `json:"name,omitempty"`
+}
+
+// ProposeRequest is POST /v1/proposals.
+type ProposeRequest struct {
+	Kind      string         `json:"kind"` // admit, revoke, charter, epoch
+	Key       string         `json:"key,omitempty"`
+	Member    *PublicKeyDoc  `json:"member,omitempty"`
+	Reason    string         `json:"reason,omitempty"`
+	Threshold int            `json:"threshold,omitempty"`
+	Add       []PublicKeyDoc `json:"add,omitempty"`
+	Remove    []string       `json:"remove,omitempty"`
+}
+
+// Proposal is a pending or effective steward proposal.
+type Proposal struct {
+	ID        string   `json:"id"`
+	Kind      string   `json:"kind"`
+	Summary   string   `json:"summary"`
+	Approvals []string `json:"approvals"`
+	Threshold int      `json:"threshold"`
+	Effective bool     `json:"effective"`
+	Mine      bool     `json:"approved_by_me"`
+}
+
+// Peer is a connected peer.
+type Peer struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Client talks to a daemon's local API.
+type Client struct {
+	Base  string // http://127.0.0.1:7447
+	Token string
+	HTTP  *http.Client
+}
+
+// ErrNoDaemon means nothing answers at the API address.
+var ErrNoDaemon = errors.New("no Ceiba daemon is running for this home: start it with \"ceiba daemon\"")
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (if not nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	contentType := "application/json"
+	switch v := in.(type) {
+	case nil:
+	case []byte:
+		// Bundles and certificates travel as they are.
+		body, contentType = bytes.NewReader(v), "application/octet-stream"
+	default:
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.Base, "/")+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.Token != "" {
+		req.Header.Set(TokenHeader, c.Token)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 5 * time.Minute}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var op *net.OpError
+		var ue *url.Error
+		if errors.As(err, &op) || (errors.As(err, &ue) && strings.Contains(err.Error(), "connection refused")) {
+			return ErrNoDaemon
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("daemon answered %s", resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node"
+)
+
+// Options start a daemon.
+type Options struct {
+	Home       Home
+	Passphrase string
+	Logger     *slog.Logger
+	// WorkFactor is scrypt's log2(N) for re-saving the keystore; 0 keeps
+	// directory.DefaultWorkFactor.
+	WorkFactor int
+	// SyncInterval overrides the node's periodic anti-entropy interval.
+	SyncInterval time.Duration
+}
+
+// Daemon is a running node with its local API.
+type Daemon struct {
+	opts  Options
+	home  Home
+	log   *slog.Logger
+	token string
+
+	mu   sync.Mutex // guards cfg, ks, node and invites
+	cfg  *Config
+	ks   *directory.Keystore
+	node *node.Node
+
+	invites *inviteBook
+	srv     *http.Server
+	ln      net.Listener
+	stop    context.CancelFunc
+	ctx     context.Context
+	wg      sync.WaitGroup
+}
+
+// Start opens the keystore, starts the node if this home has joined a
+// network, and serves the local API. It returns once the API listens.
+func Start(ctx context.Context, o Options) (*Daemon, error) {
+	h := o.Home
+	cfg, err := h.LoadConfig()
+	if err != nil {
+		return nil, err
+	}
+	ks, err := directory.LoadKeystore(h.KeysPath(), o.Passphrase)
+	if err != nil {
+		if errors.Is(err, directory.ErrWrongPassphrase) {
+			return nil, errors.New("wrong passphrase for this home's keys")
+		}
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	tok, err := h.Token()
+	if err != nil {
+		return nil, err
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dctx, cancel := context.WithCancel(context.Background())
+	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, stop: cancel, ctx: dctx}
+	if d.invites, err = loadInvites(h.InvitesPath()); err != nil {
+		cancel()
+		return nil, err
+	}
+	if _, joined, _ := cfg.NetworkID(); joined {
+		if err := d.startNode(ctx); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("local API on %s: %w (is another daemon running for this home?)", cfg.API.Listen, err)
+	}
+	d.ln = ln
+	d.srv = &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("local API stopped", "err", err)
+		}
+	}()
+	log.Info("local API listening", "addr", "http://"+ln.Addr().String())
+	return d, nil
+}
+
+// APIAddr is where the local API listens.
+func (d *Daemon) APIAddr() string { return d.ln.Addr().String() }
+
+// startNode starts the node for the configured network. Callers hold no
+// lock; it takes d.mu.
+func (d *Daemon) startNode(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.node != nil {
+		return nil
+	}
+	netID, joined, err := d.cfg.NetworkID()
+	if err != nil || !joined {
+		return errors.Join(err, errors.New("this node has not joined a network"))
+	}
+	n, err := node.New(ctx, node.Config{
+		DataDir:      d.home.DataDir(),
+		Listen:       d.cfg.Node.Listen,
+		Bootstrap:    d.cfg.Node.Bootstrap,
+		Network:      netID,
+		Keystore:     d.ks,
+		SaveKeys:     d.saveKeys,
+		Logger:       d.log,
+		SyncInterval: d.opts.SyncInterval,
+		DHT:          node.DHTConfig{AllowPrivateAddrs: d.cfg.Node.PrivateAddrs},
+	})
+	if err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	d.node = n
+	n.Host().SetStreamHandler(InviteProtocol, d.handleInvite)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watch(n)
+	}()
+	for _, a := range n.Addrs() {
+		d.log.Info("node listening", "addr", a.String())
+	}
+	return nil
+}
+
+// saveKeys persists the keystore after the node added a read key, and
+// adopts it as the daemon's copy.
+func (d *Daemon) saveKeys(ks *directory.Keystore) error {
+	if err := directory.SaveKeystore(d.home.KeysPath(), ks, d.opts.Passphrase, d.opts.WorkFactor); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.ks = ks
+	d.mu.Unlock()
+	return nil
+}
+
+// Node returns the running node, or nil before the home joined a network.
+func (d *Daemon) Node() *node.Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.node
+}
+
+// Close stops the API and the node.
+func (d *Daemon) Close() error {
+	d.stop()
+	if d.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d.srv.Shutdown(ctx)
+		cancel()
+	}
+	d.mu.Lock()
+	n := d.node
+	d.node = nil
+	d.mu.Unlock()
+	var err error
+	if n != nil {
+		err = n.Close()
+	}
+	d.wg.Wait()
+	return err
+}
+
+// Wait blocks until ctx ends, then closes the daemon.
+func (d *Daemon) Wait(ctx context.Context) error {
+	<-ctx.Done()
+	return d.Close()
+}
+
+// Wipe destroys a home's keys and cache: the keystore is overwritten before
+// it is removed, then everything else goes. It does not ask; the CLI asks.
+func Wipe(h Home) error {
+	if fi, err := os.Stat(h.KeysPath()); err == nil {
+		junk := make([]byte, fi.Size())
+		if f, err := os.OpenFile(h.KeysPath(), os.O_WRONLY, 0); err == nil {
+			f.Write(junk)
+			f.Sync()
+			f.Close()
+		}
+	}
+	return os.RemoveAll(h.Dir)
+}

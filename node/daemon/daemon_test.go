@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node/api"
+)
+
+func startTestDaemon(t *testing.T, name string) *Daemon {
+	t.Helper()
+	h := Home{Dir: filepath.Join(t.TempDir(), name)}
+	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", APIPort: 0, P2PPort: 0, WorkFactor: 10, Local: true}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestInviteIsSingleUseAndExpires(t *testing.T) {
+	ctx := context.Background()
+	steward := startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	org := startTestDaemon(t, "org")
+	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := steward.CreateInvite(api.InviteRequest{Role: "reader", Expires: time.Hour}); err == nil || !strings.Contains(err.Error(), "only an admitted member organization") {
+		t.Fatalf("a steward inviting a reader: err = %v", err)
+	}
+	st, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: "Colectivo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Role != "member" {
+		t.Fatalf("after accepting a member invite in a 1-of-1 network, role = %q", st.Role)
+	}
+
+	// The same code again, from another device: refused, nothing changes.
+	other := startTestDaemon(t, "other")
+	before := steward.Node().State().Digest()
+	_, err = other.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: "Impostor"})
+	if err == nil || !strings.Contains(err.Error(), "already been used") {
+		t.Fatalf("reused invite: err = %v, want 'already been used'", err)
+	}
+	if other.Node() != nil {
+		t.Fatal("a refused invite left the node joined")
+	}
+	if steward.Node().State().Digest() != before {
+		t.Fatal("a refused invite changed the steward's state")
+	}
+
+	// An invite past its expiry: refused by the inviter even if the code
+	// is altered to look valid.
+	inv2, err := org.CreateInvite(api.InviteRequest{Role: "reader", Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	org.invites.mu.Lock()
+	for _, p := range org.invites.Pending {
+		p.Expires = time.Now().Add(-time.Minute).Unix()
+	}
+	org.invites.mu.Unlock()
+	_, err = other.AcceptInvite(ctx, api.AcceptRequest{Code: inv2.Code})
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired invite: err = %v, want 'expired'", err)
+	}
+
+	// A code whose own expiry has passed is refused before any contact.
+	code, err := parseCode(inv2.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code.Expires = time.Now().Add(-time.Hour).Unix()
+	_, err = other.AcceptInvite(ctx, api.AcceptRequest{Code: code.String()})
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("expired code: err = %v", err)
+	}
+}
+
+func TestReaderCanSearchButNotPublish(t *testing.T) {
+	ctx := context.Background()
+	steward := startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	org := startTestDaemon(t, "org")
+	inv, _ := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: "Colectivo"}); err != nil {
+		t.Fatal(err)
+	}
+	svc := &directory.Service{Name: "Asesoría psicológica", Status: "active", Categories: []string{"psychosocial"},
+		Languages: []string{"es"}, Contacts: []directory.Contact{{Kind: "email", Value: "a@example.org"}}}
+	if _, err := org.Publish(ctx, api.PublishRequest{ID: "psico", Service: svc}); err != nil {
+		t.Fatal(err)
+	}
+	reader := startTestDaemon(t, "reader")
+	rinv, err := org.CreateInvite(api.InviteRequest{Role: "reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.AcceptInvite(ctx, api.AcceptRequest{Code: rinv.Code}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := reader.Search(directory.Query{Text: "psicologica"})
+		if err == nil && len(res) == 1 && res[0].Verified {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reader never found the entry: %v %v", res, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err = reader.Publish(ctx, api.PublishRequest{ID: "x", Service: svc})
+	if err == nil || !strings.Contains(err.Error(), "only an admitted member organization can publish") {
+		t.Fatalf("reader publishing: err = %v", err)
+	}
+}

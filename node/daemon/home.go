@@ -1,0 +1,241 @@
+// Package daemon runs a Ceiba node for one person or organization: it owns
+// the home directory (config, encrypted keystore, API token), starts the
+// node, serves the local HTTP API on loopback, carries out invites and
+// steward actions, and keeps the keystore in step with new read keys.
+//
+// It never decides whether a record is valid (package directory does) and
+// never talks to the network except through package node.
+package daemon
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// Home is a node's directory on disk.
+//
+//	config.toml      settings (commented; safe to edit)
+//	keys.age         identity and read keys, encrypted with the passphrase
+//	api.token        the local API's write token (0600)
+//	data/            the datastore and the libp2p host key
+//	revocation.cert  a signed self-revocation, for when the key is lost
+//	invites.cbor     pending invites this node issued
+type Home struct{ Dir string }
+
+func (h Home) path(name string) string { return filepath.Join(h.Dir, name) }
+
+// ConfigPath, KeysPath, ... name the files of a home.
+func (h Home) ConfigPath() string     { return h.path("config.toml") }
+func (h Home) KeysPath() string       { return h.path("keys.age") }
+func (h Home) TokenPath() string      { return h.path("api.token") }
+func (h Home) DataDir() string        { return h.path("data") }
+func (h Home) RevocationPath() string { return h.path("revocation.cert") }
+func (h Home) InvitesPath() string    { return h.path("invites.cbor") }
+
+// Profiles tune limits for where a node runs.
+var Profiles = []string{"laptop", "vps", "lowdata"}
+
+// Config is config.toml.
+type Config struct {
+	Profile string        `toml:"profile"`
+	Name    string        `toml:"name"`
+	Network NetworkConfig `toml:"network"`
+	Node    NodeConfig    `toml:"node"`
+	API     APIConfig     `toml:"api"`
+}
+
+// NetworkConfig names the network this node belongs to.
+type NetworkConfig struct {
+	ID string `toml:"id"`
+}
+
+// NodeConfig is the peer-to-peer side.
+type NodeConfig struct {
+	Listen    []string `toml:"listen"`
+	Bootstrap []string `toml:"bootstrap"`
+	// PrivateAddrs keeps loopback and LAN addresses in the DHT, for a
+	// network that lives on one machine or one LAN.
+	PrivateAddrs bool `toml:"private_addresses"`
+}
+
+// APIConfig is the local HTTP API.
+type APIConfig struct {
+	Listen string `toml:"listen"`
+}
+
+// NetworkID parses the configured network ID; ok is false before the node
+// has created or joined a network.
+func (c *Config) NetworkID() (directory.NetworkID, bool, error) {
+	var id directory.NetworkID
+	if c.Network.ID == "" {
+		return id, false, nil
+	}
+	b, err := hex.DecodeString(c.Network.ID)
+	if err != nil || len(b) != len(id) {
+		return id, false, fmt.Errorf("config: network.id must be %d hex characters", 2*len(id))
+	}
+	copy(id[:], b)
+	return id, true, nil
+}
+
+// DefaultConfig returns the settings `ceiba init` writes for a profile.
+func DefaultConfig(profile, name string, apiPort, p2pPort int) Config {
+	host := "0.0.0.0"
+	return Config{
+		Profile: profile,
+		Name:    name,
+		Node: NodeConfig{Listen: []string{
+			fmt.Sprintf("/ip4/%s/tcp/%d", host, p2pPort),
+			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", host, p2pPort),
+		}},
+		API: APIConfig{Listen: fmt.Sprintf("127.0.0.1:%d", apiPort)},
+	}
+}
+
+const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba daemon".
+#
+# profile: laptop (default), vps (a server with a public address; offers a
+# relay) or lowdata (a metered connection: fewer peers, less background
+# traffic).
+# name: how this node's organization is called when it asks to join.
+#
+# [network] id is set by "ceiba network create" or "ceiba invite accept";
+# do not edit it by hand.
+#
+# [node] listen: libp2p addresses to listen on; port 0 picks a free port.
+# [node] bootstrap: peers to connect to at start (multiaddrs ending in /p2p/ID);
+# invites fill this in.
+# [node] private_addresses: true only for a network on one machine or one LAN
+# (a community centre's Wi-Fi); it lets the DHT use loopback and LAN addresses.
+#
+# [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
+# can reach it can read the directory.
+
+`
+
+// LoadConfig reads config.toml, refusing unknown keys so a typo is an error
+// rather than a silently ignored setting.
+func (h Home) LoadConfig() (*Config, error) {
+	var c Config
+	md, err := toml.DecodeFile(h.ConfigPath(), &c)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no Ceiba home at %s: run \"ceiba init\" first", h.Dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", h.ConfigPath(), err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("config %s: unknown setting %q", h.ConfigPath(), und[0].String())
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", h.ConfigPath(), err)
+	}
+	return &c, nil
+}
+
+func (c *Config) validate() error {
+	known := false
+	for _, p := range Profiles {
+		known = known || p == c.Profile
+	}
+	if !known {
+		return fmt.Errorf("profile %q is not one of %s", c.Profile, strings.Join(Profiles, ", "))
+	}
+	if _, _, err := c.NetworkID(); err != nil {
+		return err
+	}
+	host, _, ok := strings.Cut(c.API.Listen, ":")
+	if !ok || (host != "127.0.0.1" && host != "localhost" && host != "[::1]") {
+		return fmt.Errorf("api.listen %q must be on 127.0.0.1", c.API.Listen)
+	}
+	return nil
+}
+
+// SaveConfig writes config.toml atomically, with its explanatory header.
+func (h Home) SaveConfig(c *Config) error {
+	var sb strings.Builder
+	sb.WriteString(configHeader)
+	if err := toml.NewEncoder(&sb).Encode(c); err != nil {
+		return err
+	}
+	return directory.WriteFileAtomic(h.ConfigPath(), []byte(sb.String()), 0o600)
+}
+
+// Token returns the API write token.
+func (h Home) Token() (string, error) {
+	b, err := os.ReadFile(h.TokenPath())
+	if err != nil {
+		return "", fmt.Errorf("read API token: %w (is %s a Ceiba home?)", err, h.Dir)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// InitOptions are the choices of `ceiba init`.
+type InitOptions struct {
+	Profile    string
+	Name       string
+	Passphrase string
+	APIPort    int // 0 lets the system pick (tests); the CLI defaults to 7447
+	P2PPort    int // 0 picks a free port at every start; the CLI defaults to 4747
+	WorkFactor int // scrypt log2(N); 0 is the default
+	// Local listens on 127.0.0.1 only and lets the DHT use loopback
+	// addresses: for trying Ceiba on one machine, demos and tests.
+	Local bool
+}
+
+// Init creates a new home: keys, config, token, data directory. It refuses
+// to touch a directory that already holds keys.
+func Init(h Home, o InitOptions) (*directory.Identity, error) {
+	if o.Profile == "" {
+		o.Profile = "laptop"
+	}
+	cfg := DefaultConfig(o.Profile, o.Name, o.APIPort, o.P2PPort)
+	if o.Local {
+		for i, a := range cfg.Node.Listen {
+			cfg.Node.Listen[i] = strings.Replace(a, "/ip4/0.0.0.0/", "/ip4/127.0.0.1/", 1)
+		}
+		cfg.Node.PrivateAddrs = true
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if o.Passphrase == "" {
+		return nil, errors.New("a passphrase is required: it protects the keys if this device is seized")
+	}
+	if _, err := os.Stat(h.KeysPath()); err == nil {
+		return nil, fmt.Errorf("%s already holds keys; use another --home, or \"ceiba wipe\" first", h.Dir)
+	}
+	if err := os.MkdirAll(h.DataDir(), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(h.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	id, err := directory.NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	ks := &directory.Keystore{Identity: id, Keys: directory.Keyring{}}
+	if err := directory.SaveKeystore(h.KeysPath(), ks, o.Passphrase, o.WorkFactor); err != nil {
+		return nil, err
+	}
+	tok := make([]byte, 32)
+	rand.Read(tok)
+	if err := directory.WriteFileAtomic(h.TokenPath(), []byte(hex.EncodeToString(tok)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := h.SaveConfig(&cfg); err != nil {
+		return nil, err
+	}
+	return id, nil
+}

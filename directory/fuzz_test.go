@@ -3,12 +3,15 @@ package directory_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/ceiba-network/ceiba/directory"
 )
@@ -73,11 +76,18 @@ var (
 	fuzzKey = directory.ReadKey(sha256.Sum256([]byte("ceiba fuzz read key")))
 )
 
+// FuzzOpen feeds Open sealed bytes under a fixed keyring. Without the key
+// the fuzzer cannot get past the AEAD, so when plain is set the input is
+// the plaintext instead, sealed here under a valid header: that way the
+// fuzzer also drives the padding and everything behind it.
 func FuzzOpen(f *testing.F) {
 	keys := directory.Keyring{1: fuzzKey}
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, sealed []byte) {
-		r, err := directory.Open(sealed, fuzzNet, keys)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, data []byte, plain bool) {
+		if plain {
+			data = sealUnder(fuzzNet, 1, fuzzKey, data)
+		}
+		r, err := directory.Open(data, fuzzNet, keys)
 		if err != nil {
 			checkRefusal(t, err, append(decodeSentinels, directory.ErrNoKey, directory.ErrDecrypt)...)
 			return
@@ -93,6 +103,17 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("resealing an opened record: %v", err)
 		}
 	})
+}
+
+// sealUnder seals plaintext as it is, padding and all, under a well-formed
+// header with an all-zero nonce.
+func sealUnder(net directory.NetworkID, epoch uint64, key directory.ReadKey, plain []byte) []byte {
+	tag := directory.NetworkTag(net)
+	header := append([]byte{1}, tag[:]...)
+	header = binary.BigEndian.AppendUint64(header, epoch)
+	header = append(header, make([]byte, chacha20poly1305.NonceSizeX)...)
+	aead, _ := chacha20poly1305.NewX(key[:])
+	return aead.Seal(header, header[len(header)-chacha20poly1305.NonceSizeX:], plain, header)
 }
 
 // FuzzDecodeBody reaches the decoder and field checks of every body type
@@ -165,7 +186,7 @@ func TestFuzzSeedsStayValid(t *testing.T) {
 	valid := map[string][]string{
 		"FuzzDecodeRecord": {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "approval"},
 		"FuzzDecodeBody":   {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "approval"},
-		"FuzzOpen":         {"entry", "membership", "approval", "tombstone"},
+		"FuzzOpen":         {"entry", "membership", "approval", "tombstone", "plain-entry"},
 	}
 	for target, names := range valid {
 		for _, name := range names {
@@ -177,7 +198,11 @@ func TestFuzzSeedsStayValid(t *testing.T) {
 			case "FuzzDecodeBody":
 				_, err = directory.DecodeBodyOf(directory.RecordType(args[0][0]), args[1])
 			case "FuzzOpen":
-				_, err = directory.Open(args[0], fuzzNet, directory.Keyring{1: fuzzKey})
+				data := args[0]
+				if args[1][0] == 't' {
+					data = sealUnder(fuzzNet, 1, fuzzKey, data)
+				}
+				_, err = directory.Open(data, fuzzNet, directory.Keyring{1: fuzzKey})
 			}
 			if err != nil {
 				t.Errorf("%s seed %q is no longer accepted: %v", target, name, err)
@@ -186,7 +211,7 @@ func TestFuzzSeedsStayValid(t *testing.T) {
 	}
 }
 
-// readSeed parses a corpus file of []byte and byte arguments.
+// readSeed parses a corpus file of []byte, byte and bool arguments.
 func readSeed(t *testing.T, path string) [][]byte {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -199,7 +224,12 @@ func readSeed(t *testing.T, path string) [][]byte {
 	}
 	var args [][]byte
 	for _, l := range lines[1:] {
-		lit, err := strconv.Unquote(l[strings.Index(l, "(")+1 : strings.LastIndex(l, ")")])
+		lit := l[strings.Index(l, "(")+1 : strings.LastIndex(l, ")")]
+		if strings.HasPrefix(l, "bool(") {
+			args = append(args, []byte(lit))
+			continue
+		}
+		lit, err := strconv.Unquote(lit)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}

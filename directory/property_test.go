@@ -41,6 +41,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 		}
 	}
 	var cover coverage
+	ran := 0
 	for i := range sets {
 		seed := *propSeed + uint64(i)
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -56,27 +57,28 @@ func TestApplyOrderIndependent(t *testing.T) {
 			g := newGen(t, rng)
 			g.generate()
 			checkOrders(t, g, rng, *propPerms, &cover)
+			ran++
 		})
 	}
-	if t.Failed() {
-		return
+	t.Logf("%d record sets, %d orders each: %+v", ran, *propPerms+1, cover)
+	if t.Failed() || ran < sets || *propSeed != 1 {
+		return // filtered or exploratory runs cover what they cover
 	}
-	t.Logf("%d record sets, %d orders each: %+v", sets, *propPerms+1, cover)
 	// A generator that stopped producing the hard cases would let the
 	// property pass vacuously.
 	for what, n := range map[string]int{
-		"visible entries":                    cover.visible,
-		"charter amendments in force":        cover.amended,
-		"revoked keys":                       cover.revoked,
-		"revoked stewards":                   cover.revokedStewards,
-		"effective epochs":                   cover.epochs,
-		"admitted readers":                   cover.readers,
-		"equivocations":                      cover.equivocations,
-		"charter or epoch forks":             cover.forks,
-		"tombstoned entries":                 cover.tombstones,
-		"revocations before what they void":  cover.revocationFirst,
-		"approvals before their proposal":    cover.approvalFirst,
-		"memberships below threshold (kept)": cover.belowThreshold,
+		"visible entries":                   cover.visible,
+		"charter amendments in force":       cover.amended,
+		"revoked keys":                      cover.revoked,
+		"revoked stewards":                  cover.revokedStewards,
+		"effective epochs":                  cover.epochs,
+		"admitted readers":                  cover.readers,
+		"equivocations":                     cover.equivocations,
+		"charter or epoch forks":            cover.forks,
+		"tombstoned entries":                cover.tombstones,
+		"revocations before what they void": cover.revocationFirst,
+		"approvals before their proposal":   cover.approvalFirst,
+		"memberships left below threshold":  cover.belowThreshold,
 	} {
 		if n == 0 {
 			t.Errorf("no record set exercised %s", what)

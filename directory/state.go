@@ -649,7 +649,7 @@ func (s *State) recompute() bool {
 	// A revoked key's equivocations are settled, and a node that learnt of
 	// the revocation first refused the records that would show them.
 	for slot, eq := range s.equivoc {
-		if _, rev := s.revoked[eq.Key]; rev {
+		if _, rev := s.revoked[eq.Key]; rev && eq.Key != (PublicKey{}) {
 			delete(s.equivoc, slot)
 		}
 	}

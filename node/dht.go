@@ -62,8 +62,10 @@ func (n *Node) startDHT() error {
 func (n *Node) ownRecords() []*directory.Record {
 	me := n.id.Public()
 	var out []*directory.Record
-	for _, r := range n.state.Records() {
-		if slices.ContainsFunc(r.Sigs, func(s directory.Signature) bool { return s.Key == me }) {
+	// By hash rather than State.Records, which hashes every record to
+	// sort them: this runs after each of our publications.
+	for _, h := range n.state.Hashes() {
+		if r, ok := n.state.Record(h); ok && slices.ContainsFunc(r.Sigs, func(s directory.Signature) bool { return s.Key == me }) {
 			out = append(out, r)
 		}
 	}
@@ -178,6 +180,11 @@ func (n *Node) dhtFetchLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastFetch, lastFind time.Time
+	if n.state.Charter() != nil {
+		// A node that already holds the directory gives sync one
+		// interval to work before walking the DHT.
+		lastFetch = time.Now()
+	}
 	for {
 		select {
 		case <-n.ctx.Done():

@@ -60,7 +60,12 @@ func TestDHTOnlyNodeConverges(t *testing.T) {
 	f := startNode(t, cfgF)
 	waitFor(t, 60*time.Second, "the DHT-only node to converge", func() bool { return f.State().Digest() == want })
 	t.Logf("DHT-only node converged %s after start", time.Since(start).Round(time.Millisecond))
-	acc := f.Status().Accepted
+	// The state shows records a moment before they are durable and counted.
+	var acc map[Via]int
+	waitFor(t, 10*time.Second, "the fetched records to be counted", func() bool {
+		acc = f.Status().Accepted
+		return acc[ViaDHT] >= len(ref.recs)
+	})
 	if acc[ViaSync] != 0 || acc[ViaGossip] != 0 || acc[ViaDHT] != len(ref.recs) {
 		t.Fatalf("DHT-only node accepted %v, want all %d records via the DHT", acc, len(ref.recs))
 	}

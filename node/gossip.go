@@ -152,15 +152,18 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		return pubsub.ValidationIgnore
 	}
 	defer n.leave()
-	applied, v, _, _ := n.ingestSealed(msg.Data, from, msg.GetFrom(), ViaGossip)
+	_, v, out, _ := n.ingestSealed(msg.Data, from, msg.GetFrom(), ViaGossip)
 	switch v {
 	case accepted:
-		if e, _ := directory.SealedEpoch(msg.Data); e < n.keyEpoch() && applied.Type != directory.TypeEpoch {
-			// Sealed under a key older than ours, by a publisher that has
-			// not rotated yet: keep it, but do not spread it under that
-			// key, which a revoked device may hold. Sync hands it on
-			// resealed under the newer key.
-			return pubsub.ValidationIgnore
+		if e, _ := directory.SealedEpoch(msg.Data); e < n.keyEpoch() {
+			if mine, _ := directory.SealedEpoch(out); mine >= n.keyEpoch() {
+				// Sealed under a key older than ours, by a publisher that
+				// has not rotated yet: keep it, but do not spread it under
+				// that key, which a revoked device may hold. Sync hands it
+				// on resealed under the newer key. (Epoch records and
+				// their approvals travel under the older key: sealFor.)
+				return pubsub.ValidationIgnore
+			}
 		}
 		return pubsub.ValidationAccept
 	case invalid:

@@ -147,9 +147,9 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	if n := recB.count(func(ev Event) bool { return ev.Kind == EventRejected || ev.Kind == EventRecord && !honest[ev.Hash] }); n != 0 {
 		t.Fatalf("the node behind the honest one saw %d records from the attack: something was forwarded: %+v", n, recB.snapshot())
 	}
-	if got := a.Status().Records; got != len(a.State().Hashes()) {
-		t.Fatalf("honest node stores %d records, pools %d", got, len(a.State().Hashes()))
-	}
+	waitFor(t, 10*time.Second, "the honest node's store to hold what it pools", func() bool {
+		return a.Status().Records == len(a.State().Hashes())
+	})
 }
 
 // A stranger that opens the sync protocol without proof that it holds the

@@ -134,7 +134,11 @@ func (n *Node) rejected(r *directory.Record, from, origin peer.ID, via Via, err 
 	if errors.Is(err, directory.ErrDuplicate) {
 		return
 	}
-	n.sync.noteRejected(r.Hash())
+	if via != ViaLocal {
+		// Not pulled again from peers for a while: it would be refused
+		// again. A local refusal says nothing about what peers offer.
+		n.sync.noteRejected(r.Hash())
+	}
 	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Origin: origin, Hash: r.Hash(), Type: r.Type, Err: err})
 }
 
@@ -277,23 +281,44 @@ func (n *Node) saveKeys() {
 
 // sealFor picks the key a record is stored and sent under: the newest the
 // node holds, so a revoked device that kept an old key reads nothing new;
-// except an epoch's own record, which goes under the previous epoch's key
-// so the members who are still on that key can open it and learn the new
-// one.
+// except an epoch's own record and the approvals of it, which go under the
+// previous epoch's key so the members who are still on that key can open
+// them and learn the new one. (An approval that completes an epoch sealed
+// under the new key could be opened only by nodes that already hold it.)
 func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
 	n.mu.Lock()
 	epoch, key, _ := n.keyring.Current()
-	if r.Type == directory.TypeEpoch {
-		if b, err := r.DecodeBody(); err == nil {
-			if num := b.(*directory.Epoch).Number; num > 1 {
-				if k, ok := n.keyring[num-1]; ok {
-					epoch, key = num-1, k
-				}
-			}
+	if num, ok := epochNumber(r); ok && num > 1 {
+		if k, ok := n.keyring[num-1]; ok {
+			epoch, key = num-1, k
 		}
 	}
 	n.mu.Unlock()
 	return epoch, directory.Seal(r, epoch, key)
+}
+
+// epochNumber is the number of the epoch r proposes or approves.
+func epochNumber(r *directory.Record) (uint64, bool) {
+	if r.Type != directory.TypeEpoch && r.Type != directory.TypeApproval {
+		return 0, false
+	}
+	b, err := r.DecodeBody()
+	if err != nil {
+		return 0, false
+	}
+	if a, ok := b.(*directory.Approval); ok {
+		if a.Of != directory.TypeEpoch {
+			return 0, false
+		}
+		if b, err = (&directory.Record{Type: a.Of, Body: a.Proposal}).DecodeBody(); err != nil {
+			return 0, false
+		}
+	}
+	e, ok := b.(*directory.Epoch)
+	if !ok {
+		return 0, false
+	}
+	return e.Number, true
 }
 
 // pending is a record on its way to the store.

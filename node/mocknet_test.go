@@ -64,6 +64,18 @@ func TestMocknetHundredNodesConverge(t *testing.T) {
 		connect(i, rng.IntN(size))
 	}
 
+	// Publications start once every node sees peers on the topic: what
+	// is measured is how the directory spreads, not how fast a hundred
+	// meshes form on a loaded machine.
+	waitFor(t, 30*time.Second, "every node to have topic peers", func() bool {
+		for _, n := range nodes {
+			if len(n.topic.ListPeers()) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+
 	ref := &reference{t: t, nw: nw}
 	start := time.Now()
 	// An entry before its publisher's membership: pooled until admitted.

@@ -60,6 +60,10 @@ const (
 	maxRequestsPerSession = 4
 	maxInboundPerPeer     = 2
 	maxInboundTotal       = 32
+	// maxInboundStreams bounds the sync streams open at once, sessions and
+	// hellos not yet checked; helloTimeout is how long a hello may take.
+	maxInboundStreams     = 4 * maxInboundTotal
+	helloTimeout          = 3 * time.Second
 	maxOutbound           = 8 // sessions this node runs at once
 	maxSessionsInARow     = 64
 	rejectedTTL           = 10 * time.Minute
@@ -312,7 +316,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	}
 	defer st.Reset() // no-op after a clean Close
 	// A read blocked on a silent peer must not hold up Close.
-	// removed
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
 	deadline, _ := ctx.Deadline()
 	st.SetDeadline(deadline)
 	c := newWire(st)
@@ -472,14 +476,14 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 func (s *syncer) serve(st network.Stream) {
 	n := s.n
 	p := st.Conn().RemotePeer()
-	if !s.acquire(p) {
-		st.Reset()
-		return
-	}
-	defer s.release(p)
 	defer st.Reset() // no-op after a clean Close
 	defer context.AfterFunc(n.ctx, func() { st.Reset() })()
-	st.SetDeadline(time.Now().Add(n.cfg.SyncTimeout))
+	// The hello comes first and at once. Until its proof checks, the
+	// stream is a stranger's: it gets a short deadline and takes no
+	// session slot, so peers without the network ID that open streams
+	// and say nothing cannot crowd out the members (the resource
+	// manager bounds how many such streams are open at once).
+	st.SetDeadline(time.Now().Add(min(helloTimeout, n.cfg.SyncTimeout)))
 	c := newWire(st)
 
 	body, err := c.expect(msgHello, 32+2+8*maxHelloKeys)
@@ -490,6 +494,11 @@ func (s *syncer) serve(st network.Stream) {
 		// Not a member of this network, or of another one: say nothing.
 		return
 	}
+	if !s.acquire(p) {
+		return
+	}
+	defer s.release(p)
+	st.SetDeadline(time.Now().Add(n.cfg.SyncTimeout))
 	nk := int(binary.BigEndian.Uint16(body[32:]))
 	if nk > maxHelloKeys || len(body) != 34+8*nk {
 		return

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"math/bits"
@@ -427,7 +428,7 @@ func (ix *Index) unindexLists(id uint32) {
 // last posting.
 func (ix *Index) removePosting(t, doc uint32) {
 	ps := ix.post[t]
-	i, found := slices.BinarySearchFunc(ps, doc, func(q posting, d uint32) int { return cmpU32(q.doc, d) })
+	i, found := slices.BinarySearchFunc(ps, doc, func(q posting, d uint32) int { return cmp.Compare(q.doc, d) })
 	if !found {
 		return
 	}
@@ -506,7 +507,7 @@ func insertPosting(ps []posting, p posting) []posting {
 	if n := len(ps); n == 0 || ps[n-1].doc < p.doc {
 		return append(ps, p)
 	}
-	i, found := slices.BinarySearchFunc(ps, p.doc, func(q posting, d uint32) int { return cmpU32(q.doc, d) })
+	i, found := slices.BinarySearchFunc(ps, p.doc, func(q posting, d uint32) int { return cmp.Compare(q.doc, d) })
 	if found {
 		ps[i] = p
 		return ps
@@ -531,16 +532,6 @@ func removeDoc(ds []uint32, d uint32) []uint32 {
 		return ds
 	}
 	return slices.Delete(ds, i, i+1)
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ---- Queries ----

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -643,7 +644,7 @@ func (s *State) recompute() bool {
 		s.epochs = append(s.epochs, p)
 	}
 	slices.SortFunc(s.epochs, func(a, b *proposal) int {
-		return cmpUint(a.body.(*Epoch).Number, b.body.(*Epoch).Number)
+		return cmp.Compare(a.body.(*Epoch).Number, b.body.(*Epoch).Number)
 	})
 
 	// A revoked key's equivocations are settled, and a node that learnt of
@@ -682,16 +683,6 @@ func (s *State) recompute() bool {
 		}
 	}
 	return s.viewDigest() != before
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (s *State) sortedProposals(t RecordType) []*proposal {

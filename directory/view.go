@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -247,7 +248,7 @@ func (s *State) Entries(pub PublicKey) []Listing {
 			out = append(out, s.listing(k, id, slot))
 		}
 	}
-	slices.SortFunc(out, func(a, b Listing) int { return compareStrings(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b Listing) int { return cmp.Compare(a.Key, b.Key) })
 	return out
 }
 
@@ -276,16 +277,6 @@ func (s *State) listing(pub PublicKey, id string, slot *entrySlot) Listing {
 		l.Org = m.body.(*Membership).Name
 	}
 	return l
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Search finds visible, unexpired entries.
@@ -350,7 +341,7 @@ func (s *State) Equivocations() []Equivocation {
 	for _, e := range s.equivoc {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b Equivocation) int { return compareStrings(a.Slot, b.Slot) })
+	slices.SortFunc(out, func(a, b Equivocation) int { return cmp.Compare(a.Slot, b.Slot) })
 	return out
 }
 

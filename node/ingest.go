@@ -98,7 +98,9 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		batch   []pending
 		dropped []directory.Hash
 		applied []directory.Applied
+		reveal  []int // batch indices of records that showed an equivocation
 	)
+	equivocations := len(n.state.Equivocations())
 	for _, r := range recs {
 		a, err := n.state.Apply(r)
 		if err != nil {
@@ -109,11 +111,38 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		applied = append(applied, a)
 		dropped = append(dropped, a.Dropped...)
 		batch = append(batch, pending{r: r, hash: a.Hash})
+		if e := len(n.state.Equivocations()); e != equivocations {
+			if e > equivocations {
+				reveal = append(reveal, len(batch)-1)
+			}
+			equivocations = e
+		}
 	}
 	// Seal after applying, so records that arrived with a new epoch's
 	// record are stored under the new key.
 	for i := range batch {
 		batch[i].epoch, batch[i].sealed = n.sealFor(batch[i].r)
+	}
+	// The record that showed this node an equivocation goes on the topic,
+	// and so does the version it displaced: the losing version is stored
+	// nowhere (it never stays in a pool), so after a partition the nodes
+	// that only ever held one version would hear of the other from no
+	// one. Gossip from any node tells them all.
+	var evidence [][]byte
+	for _, i := range reveal {
+		evidence = append(evidence, batch[i].sealed)
+		for _, h := range applied[i].Dropped {
+			// Resealed under the newest key, so peers that hold it pass
+			// it on (they do not forward what comes under an older one).
+			stored, err := n.store.ds.Get(context.Background(), recordKey(h))
+			if err != nil {
+				continue
+			}
+			if r, err := directory.Open(stored, n.cfg.Network, n.keyringSnapshot()); err == nil {
+				_, sealed := n.sealFor(r)
+				evidence = append(evidence, sealed)
+			}
+		}
 	}
 	err := n.persist(batch)
 	n.drop(dropped)
@@ -126,6 +155,9 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 	n.mu.Unlock()
 	for _, a := range applied {
 		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: a.Hash, Type: a.Type, Changed: a.Changed})
+	}
+	for _, sealed := range evidence {
+		n.gossip(n.ctx, directory.Hash{}, sealed)
 	}
 	return len(applied), nil
 }
@@ -281,20 +313,62 @@ func (n *Node) saveKeys() {
 
 // sealFor picks the key a record is stored and sent under: the newest the
 // node holds, so a revoked device that kept an old key reads nothing new;
-// except an epoch's own record and the approvals of it, which go under the
+// except the records that bring an epoch into effect, which go under the
 // previous epoch's key so the members who are still on that key can open
-// them and learn the new one. (An approval that completes an epoch sealed
-// under the new key could be opened only by nodes that already hold it.)
+// them and learn the new one: the epoch's own record and its approvals,
+// the revocation it follows and that revocation's approvals, and the
+// charter versions it cites. Sealed under the new key, they could be
+// opened only by nodes that already hold it, and the others would never
+// adopt it (a node that takes the revocation and the epoch in one sync
+// batch, or the revocation after the epoch, would otherwise store it
+// under the new key and never offer it to them).
 func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
+	num, ok := epochNumber(r)
+	if !ok {
+		num, ok = n.enablesEpoch(r)
+	}
 	n.mu.Lock()
 	epoch, key, _ := n.keyring.Current()
-	if num, ok := epochNumber(r); ok && num > 1 {
+	if ok && num > 1 && num <= epoch {
 		if k, ok := n.keyring[num-1]; ok {
 			epoch, key = num-1, k
 		}
 	}
 	n.mu.Unlock()
 	return epoch, directory.Seal(r, epoch, key)
+}
+
+// enablesEpoch reports the first effective epoch after the first that r
+// (a revocation or charter, or an approval of one) is needed for.
+func (n *Node) enablesEpoch(r *directory.Record) (uint64, bool) {
+	if r.Type != directory.TypeRevocation && r.Type != directory.TypeCharter && r.Type != directory.TypeApproval {
+		return 0, false
+	}
+	b, err := r.DecodeBody()
+	if err != nil {
+		return 0, false
+	}
+	if a, ok := b.(*directory.Approval); ok {
+		if b, err = (&directory.Record{Type: a.Of, Body: a.Proposal}).DecodeBody(); err != nil {
+			return 0, false
+		}
+	}
+	var needs func(*directory.Epoch) bool
+	switch b := b.(type) {
+	case *directory.Revocation:
+		id := r.ProposalID()
+		needs = func(e *directory.Epoch) bool { return e.After == id }
+	case *directory.Charter:
+		needs = func(e *directory.Epoch) bool { return e.Charter >= b.Version }
+	default:
+		return 0, false
+	}
+	for _, e := range n.state.Epochs() {
+		if e.Number > 1 && needs(e) { // epoch 1's key comes with the invite
+			return e.Number, true
+		}
+	}
+	return 0, false
 }
 
 // epochNumber is the number of the epoch r proposes or approves.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-datastore"
-	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -74,6 +73,8 @@ type Node struct {
 
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
+
+	reach reachState // reachability.go
 
 	// life guards shutdown: every entry point that touches the store holds
 	// it for reading, and Close takes it for writing before closing the
@@ -138,7 +139,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	if cfg.Datastore != nil {
 		n.root = cfg.Datastore
 	} else {
-		pds, err := pebbleds.NewDatastore(filepath.Join(cfg.DataDir, "store"))
+		pds, err := openStore(cfg.DataDir)
 		if err != nil {
 			return n, fmt.Errorf("node: opening the store: %w", err)
 		}
@@ -152,6 +153,9 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	if cfg.Host != nil {
 		n.host = cfg.Host
 	} else if err := n.startHost(); err != nil {
+		return n, err
+	}
+	if err := n.startReachability(); err != nil {
 		return n, err
 	}
 	n.sync = newSyncer(n)
@@ -191,12 +195,14 @@ func (n *Node) startHost() error {
 		tc.Protected = append(tc.Protected, ai.ID)
 	}
 	tc.Protocols = append(tc.Protocols, transport.ProtocolLimit{
-		ID: SyncProtocol, Streams: maxInboundTotal, StreamsPerPeer: maxInboundPerPeer,
+		ID: SyncProtocol, Streams: maxInboundStreams, StreamsPerPeer: maxInboundPerPeer,
 	})
+	tc = n.withPolicyTransport(tc)
 	built, err := transport.Options(tc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	n.hostBuilt(built, tc)
 	h, err := libp2p.New(append(built.Options, libp2p.Identity(sk))...)
 	if err != nil {
 		built.ConnManager.Close()
@@ -259,7 +265,10 @@ func (n *Node) enter() bool {
 func (n *Node) leave() { n.life.RUnlock() }
 
 // State is the node's directory state. Read from it freely; change it only
-// through Publish and Import, which also store and announce.
+// through Publish and Import, which also store and announce. It shows a
+// record from the moment it is applied, a moment before the store has made
+// it durable; what the node acknowledges (Publish returning, forwarding on
+// the topic, offering to sync peers) waits for the write.
 func (n *Node) State() *directory.State { return n.state }
 
 // Host is the node's libp2p host.

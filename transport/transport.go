@@ -9,17 +9,23 @@
 // bounded however hostile its peers are: every host built from these options
 // has a resource manager and a connection manager.
 //
+// A Profile (laptop, vps, lowdata; profile.go) picks limits and the NAT
+// traversal the host uses or offers: AutoNAT, hole punching, circuit relay
+// v2, and for servers a gater that never dials private addresses.
+//
 // There is deliberately no private-network (pnet) pre-shared key: libp2p's
 // PSK rules out QUIC, and a network's privacy comes from sealing every
 // record, not from the transport.
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -63,6 +69,44 @@ type Config struct {
 	// Protocols bounds the streams of application protocols, so one peer
 	// cannot take every stream slot of an expensive protocol.
 	Protocols []ProtocolLimit
+
+	// The fields below are NAT traversal and operations; see profile.go.
+	// Profile fills those a profile decides and the limits above that are
+	// still zero; explicit settings win.
+
+	// Profile is laptop, vps, lowdata, or empty: no profile, only what the
+	// fields say (tests and embedders).
+	Profile Profile
+	// AutoNAT asks peers whether this node is reachable (AutoNAT v2
+	// client); NATService answers such questions for others, which only a
+	// node with a public address should do.
+	AutoNAT, NATService bool
+	// HolePunching lets two NATed nodes that met through a relay try a
+	// direct connection (DCUtR).
+	HolePunching bool
+	// RelayService offers circuit relay v2 to NATed peers, with the limits
+	// of RelayResources. libp2p starts it only once the node finds itself
+	// publicly reachable.
+	RelayService bool
+	// Relays are static relays (multiaddrs ending in /p2p/<peer ID>) a
+	// NATed node reserves a slot on so it can be reached. They are
+	// protected from pruning like bootstrap peers.
+	Relays []string
+	// ForceReachability skips AutoNAT's verdict: "public" for a server the
+	// operator knows is reachable, "private" for a node known to be behind
+	// NAT (it reserves relay slots at once). Empty lets AutoNAT decide.
+	ForceReachability string
+	// AllowPrivateDials lifts the vps profile's refusal to dial private,
+	// loopback and link-local addresses (a server must not be made to
+	// probe its provider's internal network by addresses peers announce).
+	AllowPrivateDials bool
+	// MDNS finds peers on the local network. The host does not run it;
+	// package node starts it (it needs the host), so it is only read there.
+	MDNS bool
+	// WSSCert and WSSKey are PEM files of a TLS certificate for secure
+	// WebSocket listen addresses (/tls/ws or /wss). Without them a secure
+	// WebSocket listen address is refused.
+	WSSCert, WSSKey string
 }
 
 // ProtocolLimit caps the streams of one protocol, in total and per peer.
@@ -80,6 +124,8 @@ const (
 	DefaultConnHigh = 128
 	// ProtectTag is the connection-manager tag bootstrap peers carry.
 	ProtectTag = "ceiba-bootstrap"
+	// RelayTag is the connection-manager tag static relays carry.
+	RelayTag = "ceiba-relay"
 )
 
 // DefaultListen is where a node listens when its configuration says
@@ -98,11 +144,20 @@ var DefaultListen = []string{
 type Built struct {
 	Options     []libp2p.Option
 	ConnManager *connmgr.BasicConnMgr
+	// Bandwidth counts the bytes the host sends and receives, by protocol
+	// and peer. It measures; it does not limit.
+	Bandwidth *metrics.BandwidthCounter
+	// Profile is the profile the options were built for, after defaults.
+	Profile Profile
 }
 
 // Options turns cfg into libp2p options. It does not set the host's
 // identity; the caller adds libp2p.Identity with its own persistent key.
 func Options(cfg Config) (Built, error) {
+	cfg, err := cfg.withProfile()
+	if err != nil {
+		return Built{}, err
+	}
 	useTCP, useQUIC, useWS := cfg.TCP, cfg.QUIC, cfg.WebSocket
 	if !useTCP && !useQUIC && !useWS {
 		useTCP, useQUIC, useWS = true, true, true
@@ -112,6 +167,7 @@ func Options(cfg Config) (Built, error) {
 		listen = DefaultListen
 	}
 	var addrs []ma.Multiaddr
+	secureWS := false
 	for _, s := range listen {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
@@ -123,6 +179,7 @@ func Options(cfg Config) (Built, error) {
 			// configuration asked for.
 			continue
 		}
+		secureWS = secureWS || isSecureWS(a)
 		addrs = append(addrs, a)
 	}
 	if len(addrs) == 0 {
@@ -143,12 +200,31 @@ func Options(cfg Config) (Built, error) {
 	if grace <= 0 {
 		grace = time.Minute
 	}
+	relays, err := parseAddrInfos(cfg.Relays)
+	if err != nil {
+		return Built{}, fmt.Errorf("transport: relay: %w", err)
+	}
+	var wsOpts []any
+	if secureWS {
+		if cfg.WSSCert == "" || cfg.WSSKey == "" {
+			return Built{}, errors.New("transport: a secure WebSocket listen address needs a certificate and key (WSSCert, WSSKey)")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.WSSCert, cfg.WSSKey)
+		if err != nil {
+			return Built{}, fmt.Errorf("transport: secure WebSocket certificate: %w", err)
+		}
+		wsOpts = append(wsOpts, ws.WithTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+
 	cm, err := connmgr.NewConnManager(low, high, connmgr.WithGracePeriod(grace))
 	if err != nil {
 		return Built{}, fmt.Errorf("transport: connection manager: %w", err)
 	}
 	for _, p := range cfg.Protected {
 		cm.Protect(p, ProtectTag)
+	}
+	for _, r := range relays {
+		cm.Protect(r.ID, RelayTag)
 	}
 
 	rm, err := resourceManager(cfg)
@@ -157,14 +233,18 @@ func Options(cfg Config) (Built, error) {
 		return Built{}, err
 	}
 
+	bw := metrics.NewBandwidthCounter()
 	opts := []libp2p.Option{
 		libp2p.ListenAddrs(addrs...),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
-		// The daemon exposes no metrics endpoint; registering collectors
-		// would only cost memory (and collide between nodes in one test).
+		// libp2p's own collectors would register on the global registry
+		// (and collide between nodes in one test); the node exports what
+		// operators need through its own collector.
 		libp2p.DisableMetrics(),
+		libp2p.BandwidthReporter(bw),
 	}
+	opts = append(opts, natOptions(cfg, relays)...)
 	if useTCP {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
 	}
@@ -172,9 +252,9 @@ func Options(cfg Config) (Built, error) {
 		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
 	}
 	if useWS {
-		opts = append(opts, libp2p.Transport(ws.New))
+		opts = append(opts, libp2p.Transport(ws.New, wsOpts...))
 	}
-	return Built{Options: opts, ConnManager: cm}, nil
+	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile}, nil
 }
 
 func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS bool) bool {

@@ -662,6 +662,12 @@ func statusCmd(g *globals) *cobra.Command {
 					return
 				}
 				fmt.Printf("Network:  %s (%s…)\nPeers:    %d\nEpoch:    %d (key held: %d)\n", s.NetworkName, s.Network[:12], s.Peers, s.Epoch, s.KeyEpoch)
+				if s.Reachability != "" {
+					fmt.Printf("Reachable: %s: %s\n", s.Reachability, s.ReachabilityWhy)
+					if s.ReachabilityFix != "" {
+						fmt.Printf("  Fix:    %s\n", s.ReachabilityFix)
+					}
+				}
 				if !s.LastSync.IsZero() {
 					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)
 				}

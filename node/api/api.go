@@ -40,6 +40,12 @@ type Status struct {
 	FreshAsOf     time.Time       `json:"fresh_as_of,omitzero"`
 	Stale         bool            `json:"stale"`
 	Counts        directory.Stats `json:"counts"`
+
+	// Reachability (above) is public, relay, unreachable or unknown;
+	// ReachabilityWhy explains it and ReachabilityFix says what to do, in
+	// plain words (empty when nothing needs doing).
+	ReachabilityWhy string `json:"reachability_why,omitempty"`
+	ReachabilityFix string `json:"reachability_fix,omitempty"`
 }
 
 // Entry is one directory entry as the API shows it.

@@ -40,6 +40,7 @@ type Daemon struct {
 	node *node.Node
 
 	invites *inviteBook
+	ops     opsState // metrics.go
 	srv     *http.Server
 	ln      net.Listener
 	stop    context.CancelFunc
@@ -123,8 +124,9 @@ func (d *Daemon) startNode(ctx context.Context) error {
 		Keystore:     d.ks,
 		SaveKeys:     d.saveKeys,
 		Logger:       d.log,
-		SyncInterval: d.opts.SyncInterval,
+		SyncInterval: d.cfg.syncInterval(d.opts.SyncInterval),
 		DHT:          node.DHTConfig{AllowPrivateAddrs: d.cfg.Node.PrivateAddrs},
+		Transport:    d.cfg.transportConfig(),
 	})
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)

@@ -66,11 +66,22 @@ type NodeConfig struct {
 	// PrivateAddrs keeps loopback and LAN addresses in the DHT, for a
 	// network that lives on one machine or one LAN.
 	PrivateAddrs bool `toml:"private_addresses"`
+
+	// Reachability and LAN settings; see transport.go in this package.
+	Relays            []string `toml:"relays,omitempty"`
+	MDNS              bool     `toml:"mdns,omitempty"`
+	AllowPrivateDials bool     `toml:"allow_private_dials,omitempty"`
+	WSSCert           string   `toml:"wss_cert,omitempty"`
+	WSSKey            string   `toml:"wss_key,omitempty"`
+	// Reachability "public" or "private" skips AutoNAT's probing.
+	Reachability string `toml:"reachability,omitempty"`
 }
 
 // APIConfig is the local HTTP API.
 type APIConfig struct {
 	Listen string `toml:"listen"`
+	// Metrics serves Prometheus metrics at /metrics on the local API.
+	Metrics bool `toml:"metrics,omitempty"`
 }
 
 // NetworkID parses the configured network ID; ok is false before the node
@@ -117,9 +128,17 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # invites fill this in.
 # [node] private_addresses: true only for a network on one machine or one LAN
 # (a community centre's Wi-Fi); it lets the DHT use loopback and LAN addresses.
+# [node] relays: relays (multiaddrs ending in /p2p/ID) a node behind NAT reserves
+# a slot on, so peers can reach it; the charter's relays are added to these.
+# [node] mdns = true finds peers on the local network (announces this node there).
+# [node] allow_private_dials = true lets a vps node dial LAN and loopback addresses.
+# [node] wss_cert, wss_key: PEM files for secure WebSocket listen addresses (/tls/ws).
+# [node] reachability = "public" or "private" states what AutoNAT would find out
+# (a server with a known public address; a node known to be behind NAT).
 #
 # [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
 # can reach it can read the directory.
+# [api] metrics = true serves Prometheus metrics at /metrics on that address.
 
 `
 
@@ -153,6 +172,9 @@ func (c *Config) validate() error {
 	}
 	if _, _, err := c.NetworkID(); err != nil {
 		return err
+	}
+	if r := c.Node.Reachability; r != "" && r != "public" && r != "private" {
+		return fmt.Errorf("node.reachability %q must be \"public\", \"private\" or absent", r)
 	}
 	host, _, ok := strings.Cut(c.API.Listen, ":")
 	if !ok || (host != "127.0.0.1" && host != "localhost" && host != "[::1]") {

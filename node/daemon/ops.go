@@ -96,6 +96,7 @@ func (d *Daemon) Status() api.Status {
 	s.KeyEpoch = ns.KeyEpoch
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
+	s.Reachability, s.ReachabilityWhy, s.ReachabilityFix = reachabilityOf(n)
 	return s
 }
 

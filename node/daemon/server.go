@@ -141,6 +141,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.Import(r.Context(), b)
 		reply(w, res, err)
 	})
+	d.opsRoutes(mux)
 	// The web UI answers everything the API does not.
 	mux.Handle("/", webui.New(d, d.token))
 	return d.checkHost(mux)

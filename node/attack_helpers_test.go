@@ -1,0 +1,209 @@
+package node
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// Helpers shared by the adversarial suite (adversary_test.go,
+// insider_test.go, partition_test.go, crashstorm_test.go, soak_test.go).
+
+// cluster is an in-process network of nodes on libp2p's mock network.
+type cluster struct {
+	t     testing.TB
+	nw    *dirtest.Network
+	mn    mocknet.Mocknet
+	nodes []*Node
+}
+
+// newCluster starts size nodes of nw on a mock network, each with its own
+// identity (ids[i] when given), linked to every other node but connected
+// only as connect says (nil: a ring plus two random chords per node).
+func newCluster(t testing.TB, nw *dirtest.Network, size int, ids []*directory.Identity, mod func(i int, c *Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, nw: nw, mn: mocknet.New()}
+	t.Cleanup(func() { c.mn.Close() })
+	for i := range size {
+		h, err := c.mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := dirtest.MustIdentity(t)
+		if i < len(ids) && ids[i] != nil {
+			id = ids[i]
+		}
+		cfg := testConfig(t, nw, id, "")
+		cfg.Host = h
+		cfg.Datastore = dssync.MutexWrap(datastore.NewMapDatastore())
+		cfg.SyncInterval = time.Second
+		if mod != nil {
+			mod(i, &cfg)
+		}
+		c.nodes = append(c.nodes, startNode(t, cfg))
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// meshUp connects the nodes as a ring with two random chords each: a
+// connected graph far from complete, as a real network would be.
+func (c *cluster) meshUp(seed uint64) {
+	c.t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	n := len(c.nodes)
+	for i := range c.nodes {
+		c.connect(i, (i+1)%n)
+		c.connect(i, rng.IntN(n))
+		c.connect(i, rng.IntN(n))
+	}
+}
+
+func (c *cluster) connect(i, j int) {
+	c.t.Helper()
+	if i == j {
+		return
+	}
+	if _, err := c.mn.ConnectPeers(c.nodes[i].Host().ID(), c.nodes[j].Host().ID()); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// attacker adds a bare host to the mock network, linked to every node.
+func (c *cluster) attacker() host.Host {
+	c.t.Helper()
+	h, err := c.mn.GenPeer()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.mn.LinkAll(); err != nil {
+		c.t.Fatal(err)
+	}
+	return h
+}
+
+func (c *cluster) converged(want directory.Hash) bool { return sameDigest(c.nodes, want) }
+
+// rawTopic joins the network's topic from a host that runs no validator:
+// what it publishes reaches the honest nodes' validators unfiltered.
+func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) *pubsub.Topic {
+	t.Helper()
+	topic, _ := capturingTopic(t, h, nw)
+	return topic
+}
+
+// capturingTopic is rawTopic that also keeps what the host receives on the
+// topic: what a peer without keys sees of the network's traffic.
+func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (*pubsub.Topic, func() [][]byte) {
+	t.Helper()
+	var mu sync.Mutex
+	var seen [][]byte
+	ps, err := pubsub.NewGossipSub(t.Context(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(TopicName(nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			m, err := sub.Next(t.Context())
+			if err != nil {
+				return
+			}
+			if m.ReceivedFrom != h.ID() {
+				mu.Lock()
+				seen = append(seen, m.Data)
+				mu.Unlock()
+			}
+		}
+	}()
+	return topic, func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// frame is one sync protocol frame: uvarint length, type, body.
+func frame(typ byte, body []byte) []byte {
+	out := binary.AppendUvarint(nil, uint64(len(body)+1))
+	out = append(out, typ)
+	return append(out, body...)
+}
+
+// insiderHello is a valid hello from initiator to responder by someone who
+// holds the network ID (any member, reader or revoked device), claiming
+// the keys of the given epochs.
+func insiderHello(nw directory.NetworkID, initiator, responder peer.ID, epochs ...uint64) []byte {
+	s := newSyncer(&Node{cfg: Config{Network: nw}})
+	body := s.proof('I', initiator, responder)
+	body = binary.BigEndian.AppendUint16(body, uint16(len(epochs)))
+	for _, e := range epochs {
+		body = binary.BigEndian.AppendUint64(body, e)
+	}
+	return frame(msgHello, body)
+}
+
+// insiderAck is a valid helloAck from responder to initiator.
+func insiderAck(nw directory.NetworkID, initiator, responder peer.ID, count uint32, root directory.Hash) []byte {
+	s := newSyncer(&Node{cfg: Config{Network: nw}})
+	body := s.proof('R', initiator, responder)
+	body = binary.BigEndian.AppendUint32(body, count)
+	return frame(msgHelloAck, append(body, root[:]...))
+}
+
+// entries returns n entries of org with ids prefix-0 … prefix-(n-1).
+func entries(t testing.TB, nw *dirtest.Network, org *directory.Identity, prefix string, n int) []*directory.Record {
+	var out []*directory.Record
+	for i := range n {
+		out = append(out, entryRec(t, nw, org, fmt.Sprintf("%s-%d", prefix, i), 1))
+	}
+	return out
+}
+
+// hasNone reports whether no node holds any of recs.
+func hasNone(nodes []*Node, recs ...*directory.Record) bool {
+	for _, n := range nodes {
+		for _, r := range recs {
+			if n.State().Has(r.Hash()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// waitUntil polls cond until it holds or timeout passes, and reports
+// whether it held; for tests that explain a failure before failing.
+func waitUntil(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}

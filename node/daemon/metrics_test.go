@@ -1,0 +1,123 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/node"
+	"github.com/ceiba-network/ceiba/node/api"
+)
+
+func startDaemonWith(t *testing.T, name string, edit func(*Config)) *Daemon {
+	t.Helper()
+	h := Home{Dir: filepath.Join(t.TempDir(), name)}
+	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", WorkFactor: 10, Local: true}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := h.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	if err := h.SaveConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func get(t *testing.T, d *Daemon, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + d.APIAddr() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// /healthz answers without a token and says why the node is degraded
+// without naming the network or peers; /metrics exists only when enabled.
+func TestHealthzAndMetrics(t *testing.T) {
+	d := startDaemonWith(t, "ops", func(c *Config) { c.API.Metrics = true })
+	code, body := get(t, d, "/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "not joined") {
+		t.Fatalf("before joining: %d %s", code, body)
+	}
+	if _, err := d.CreateNetwork(context.Background(), api.NetworkRequest{Name: "Red Secreta", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = get(t, d, "/healthz")
+	var h Health
+	if err := json.Unmarshal([]byte(body), &h); err != nil {
+		t.Fatalf("healthz body %q: %v", body, err)
+	}
+	if code != http.StatusServiceUnavailable || h.Status != "degraded" || !strings.Contains(body, "no connected peers") {
+		t.Fatalf("a lone node: %d %s", code, body)
+	}
+	for _, secret := range []string{"Red Secreta", d.Node().Host().ID().String(), d.Status().Network} {
+		if strings.Contains(body, secret) {
+			t.Fatalf("healthz reveals %q: %s", secret, body)
+		}
+	}
+	code, body = get(t, d, "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	for _, want := range []string{"ceiba_records 2", "ceiba_peers 0", `ceiba_reachability{state="unknown"}`, "ceiba_p2p_sent_bytes_total"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if s := d.Status(); s.Reachability == "" || s.ReachabilityWhy == "" {
+		t.Fatalf("status has no reachability: %+v", s)
+	}
+
+	off := startDaemonWith(t, "quiet", func(*Config) {})
+	if _, body := get(t, off, "/metrics"); strings.Contains(body, "ceiba_") {
+		t.Fatal("/metrics served although [api] metrics is off")
+	}
+}
+
+// The profile in config.toml reaches the host: a vps node refuses to dial
+// loopback unless told otherwise.
+func TestProfileReachesTransport(t *testing.T) {
+	c := DefaultConfig("vps", "x", 0, 0)
+	c.Node.Relays = []string{"/ip4/203.0.113.7/tcp/4001/p2p/12D3KooWGRUVh4BDFUMpXDyHC98SucFsS3Sffm9TnSaMUTYUvRyz"}
+	tc := c.transportConfig()
+	if tc.Profile != "vps" || len(tc.Relays) != 1 || tc.AllowPrivateDials {
+		t.Fatalf("transport config %+v", tc)
+	}
+	c.Node.PrivateAddrs = true
+	if !c.transportConfig().AllowPrivateDials {
+		t.Fatal("a single-LAN network's vps node must be allowed to dial LAN addresses")
+	}
+	if c.syncInterval(0) != 0 || c.syncInterval(time.Second) != time.Second {
+		t.Fatal("only lowdata changes the sync interval")
+	}
+	c.Profile = "lowdata"
+	if c.syncInterval(0) != node.LowDataSyncInterval || c.syncInterval(time.Second) != time.Second {
+		t.Fatal("lowdata's sync interval, or an explicit override, is not applied")
+	}
+	c.Node.Reachability = "maybe"
+	if err := c.validate(); err == nil {
+		t.Fatal("node.reachability \"maybe\" was accepted")
+	}
+	c.Node.Reachability = "public"
+	if err := c.validate(); err != nil || c.transportConfig().ForceReachability != "public" {
+		t.Fatalf("node.reachability public: %v", err)
+	}
+}

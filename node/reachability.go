@@ -1,0 +1,276 @@
+package node
+
+// Reachability: how peers can reach this node, and what to do when they
+// cannot. It is derived from libp2p's own verdicts (AutoNAT's reachability
+// events, the addresses the host advertises), never from guesses about the
+// local network, so what `ceiba status` says is what peers found.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+
+	"github.com/ceiba-network/ceiba/transport"
+)
+
+// ReachState is the verdict on how peers reach this node.
+type ReachState string
+
+// Reachability verdicts.
+const (
+	// ReachPublic: peers dialed this node directly at a public address.
+	ReachPublic ReachState = "public"
+	// ReachRelay: behind NAT, reachable through a relay's circuit address
+	// (and directly after hole punching, when the NAT allows it).
+	ReachRelay ReachState = "relay"
+	// ReachUnreachable: peers tried and could not dial this node, and it
+	// has no relay. It can still dial out, sync and read; others cannot
+	// start a connection to it.
+	ReachUnreachable ReachState = "unreachable"
+	// ReachUnknown: no verdict yet (too few peers asked), or reachability
+	// checks are off.
+	ReachUnknown ReachState = "unknown"
+)
+
+// Reachability is the answer to "can peers reach this node?", in words an
+// operator can act on.
+type Reachability struct {
+	State ReachState
+	// Why explains the verdict; Fix says what to do, empty when nothing
+	// needs doing.
+	Why, Fix string
+	// Direct are the public addresses peers confirmed (or, with no
+	// confirmation yet, the public ones the host advertises); Relayed are
+	// circuit addresses through relays.
+	Direct, Relayed []ma.Multiaddr
+	// Since is when the verdict's libp2p input last changed.
+	Since time.Time
+}
+
+// reachState is the node's reachability bookkeeping. The node holds it by
+// value; it is filled by startHost (bandwidth) and startReachability.
+type reachState struct {
+	mu        sync.Mutex
+	autonat   network.Reachability // from EvtLocalReachabilityChanged
+	confirmed []ma.Multiaddr       // AutoNAT v2: addresses peers dialed back
+	refused   []ma.Multiaddr       // AutoNAT v2: addresses peers could not dial
+	since     time.Time
+	watching  bool
+
+	bw      *metrics.BandwidthCounter
+	profile transport.Profile
+	relays  int
+}
+
+// withPolicyTransport adds what the charter's policy says to the transport
+// configuration: its static relays, for NATed nodes. Relays a charter adds
+// later take effect at the next start, as libp2p fixes static relays when
+// the host is built.
+func (n *Node) withPolicyTransport(tc transport.Config) transport.Config {
+	if c := n.state.Charter(); c != nil && len(c.Policy.Relays) > 0 {
+		tc.Relays = append(slices.Clone(tc.Relays), c.Policy.Relays...)
+	}
+	return tc
+}
+
+// hostBuilt records what the transport package built that the node reports
+// on later.
+func (n *Node) hostBuilt(b transport.Built, tc transport.Config) {
+	n.reach.mu.Lock()
+	defer n.reach.mu.Unlock()
+	n.reach.bw = b.Bandwidth
+	n.reach.profile = b.Profile
+	n.reach.relays = len(tc.Relays)
+}
+
+// Bandwidth returns the bytes this node's host sent and received since it
+// started, and the current rates (bytes per second, smoothed). It is zero
+// for a host the node did not build.
+func (n *Node) Bandwidth() metrics.Stats {
+	n.reach.mu.Lock()
+	bw := n.reach.bw
+	n.reach.mu.Unlock()
+	if bw == nil {
+		return metrics.Stats{}
+	}
+	return bw.GetBandwidthTotals()
+}
+
+// startReachability follows the host's reachability events and, when the
+// configuration asks for it, starts mDNS. Everything it starts ends with
+// the node's context.
+func (n *Node) startReachability() error {
+	sub, err := n.host.EventBus().Subscribe([]any{
+		new(event.EvtLocalReachabilityChanged),
+		new(event.EvtHostReachableAddrsChanged),
+	})
+	if err != nil {
+		return fmt.Errorf("node: reachability events: %w", err)
+	}
+	n.reach.mu.Lock()
+	n.reach.watching = true
+	n.reach.since = time.Now()
+	n.reach.mu.Unlock()
+	n.wg.Go(func() {
+		defer sub.Close()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				n.reach.mu.Lock()
+				switch e := e.(type) {
+				case event.EvtLocalReachabilityChanged:
+					n.reach.autonat = e.Reachability
+				case event.EvtHostReachableAddrsChanged:
+					n.reach.confirmed = slices.Clone(e.Reachable)
+					n.reach.refused = slices.Clone(e.Unreachable)
+				}
+				n.reach.since = time.Now()
+				n.reach.mu.Unlock()
+				n.log.Info("reachability changed", "state", n.Reachability().State)
+			}
+		}
+	})
+	if n.cfg.Transport.MDNS && n.ownHost {
+		return n.startMDNS()
+	}
+	return nil
+}
+
+// MDNSServiceName is the mDNS service this node announces on the LAN. It
+// is derived from the network ID so nodes of different networks on one LAN
+// ignore each other, and hashed so the announcement does not spell the ID
+// out; anyone who knows the ID can still recognise it.
+func MDNSServiceName(n [32]byte) string {
+	h := sha256.Sum256(append([]byte("ceiba mdns v1 "), n[:]...))
+	return "_ceiba-" + hex.EncodeToString(h[:6])
+}
+
+func (n *Node) startMDNS() error {
+	svc := mdns.NewMdnsService(n.host, MDNSServiceName(n.cfg.Network), mdnsNotifee{n})
+	if err := svc.Start(); err != nil {
+		return fmt.Errorf("node: mDNS: %w", err)
+	}
+	n.wg.Go(func() {
+		<-n.ctx.Done()
+		closeQuietly(svc)
+	})
+	return nil
+}
+
+func closeQuietly(c io.Closer) { _ = c.Close() }
+
+type mdnsNotifee struct{ n *Node }
+
+func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	n := m.n
+	if ai.ID == n.host.ID() || n.host.Network().Connectedness(ai.ID) == network.Connected {
+		return
+	}
+	n.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 15*time.Second)
+		defer cancel()
+		if err := n.host.Connect(ctx, ai); err != nil {
+			n.log.Debug("LAN peer unreachable", "peer", ai.ID, "err", err)
+		}
+	})
+}
+
+// Reachability says how peers can reach this node, why, and what to do
+// about it.
+func (n *Node) Reachability() Reachability {
+	n.reach.mu.Lock()
+	an, watching, since := n.reach.autonat, n.reach.watching, n.reach.since
+	confirmed := slices.Clone(n.reach.confirmed)
+	refused := len(n.reach.refused)
+	profile, relays := n.reach.profile, n.reach.relays
+	n.reach.mu.Unlock()
+
+	r := Reachability{State: ReachUnknown, Since: since}
+	var advertisedPublic []ma.Multiaddr
+	for _, a := range n.host.Addrs() {
+		if isCircuit(a) {
+			r.Relayed = append(r.Relayed, a)
+		} else if manet.IsPublicAddr(a) {
+			advertisedPublic = append(advertisedPublic, a)
+		}
+	}
+	const (
+		fixNoRelay = "add a relay address to [node] relays in config.toml, or ask a steward to run a vps node and list it in the charter's relays"
+		fixDirect  = "nothing needed; for direct connections, forward the listen port on the router or run the node on a vps"
+	)
+	switch {
+	case len(confirmed) > 0 || an == network.ReachabilityPublic:
+		r.State = ReachPublic
+		r.Direct = confirmed
+		if len(r.Direct) == 0 {
+			r.Direct = advertisedPublic
+		}
+		r.Why = "peers dialed this node back at a public address"
+		if len(confirmed) == 0 {
+			r.Why = "AutoNAT found this node publicly reachable (or the configuration says it is)"
+		}
+	case len(r.Relayed) > 0:
+		r.State = ReachRelay
+		r.Why = fmt.Sprintf("behind NAT or a firewall; reachable through %d relay address(es), and directly after hole punching where the NAT allows it", len(r.Relayed))
+		r.Fix = fixDirect
+	case an == network.ReachabilityPrivate || refused > 0:
+		r.State = ReachUnreachable
+		if relays == 0 {
+			r.Why = "behind NAT or a firewall (peers could not dial back) and no relay configured; this node can fetch and sync, but others cannot connect to it"
+			r.Fix = fixNoRelay
+		} else {
+			r.Why = fmt.Sprintf("behind NAT or a firewall, and none of the %d configured relay(s) has granted a slot yet", relays)
+			r.Fix = "check that the relays are online and run the vps profile, or add another relay to [node] relays"
+		}
+	case !watching || profile == transport.ProfileNone:
+		r.Why = "reachability checks are off for this node (no transport profile)"
+		r.Fix = "set profile = \"laptop\", \"vps\" or \"lowdata\" in config.toml"
+	case len(n.host.Network().Peers()) == 0:
+		r.Why = "no peers are connected yet, so none could check"
+		r.Fix = "check that this machine is online and that [node] bootstrap lists reachable peers"
+	default:
+		r.Why = "peers have not finished checking whether they can dial this node (this takes a few minutes after start)"
+		if len(advertisedPublic) == 0 && relays == 0 {
+			r.Why += "; it has only private addresses, so it is probably behind NAT"
+			r.Fix = fixNoRelay
+		}
+	}
+	return r
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// String is the verdict in one line: state, why and fix.
+func (r Reachability) String() string {
+	var sb strings.Builder
+	sb.WriteString(string(r.State))
+	if r.Why != "" {
+		sb.WriteString(": " + r.Why)
+	}
+	if r.Fix != "" {
+		sb.WriteString(". Fix: " + r.Fix)
+	}
+	return sb.String()
+}

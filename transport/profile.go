@@ -1,0 +1,244 @@
+package transport
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// Profile names where a node runs; it decides limits and which NAT
+// traversal services the node uses or offers.
+type Profile string
+
+// Profiles.
+const (
+	// ProfileNone applies no profile: only the Config's explicit fields.
+	ProfileNone Profile = ""
+	// ProfileLaptop is a machine behind a home or office NAT: moderate
+	// limits, AutoNAT, hole punching, the configured relays.
+	ProfileLaptop Profile = "laptop"
+	// ProfileVPS is a server with a public address: more connections, and
+	// it helps others (AutoNAT service, a bounded relay). It refuses to
+	// dial private addresses.
+	ProfileVPS Profile = "vps"
+	// ProfileLowData is a metered or slow link: few connections, a small
+	// resource budget, no services for others.
+	ProfileLowData Profile = "lowdata"
+)
+
+// ProfileLimits are the connection and resource limits a profile applies
+// to the fields left zero.
+type ProfileLimits struct {
+	ConnLow, ConnHigh int
+	ConnGrace         time.Duration
+	MaxMemory         int64 // 0: scale to the machine
+	MaxFD             int   // 0: scale to the machine
+}
+
+// Limits returns the limits of p; ProfileNone has none (zeros).
+func (p Profile) Limits() ProfileLimits {
+	switch p {
+	case ProfileLaptop:
+		return ProfileLimits{ConnLow: 32, ConnHigh: 96, ConnGrace: time.Minute}
+	case ProfileVPS:
+		// A relay and DHT server for a network of a few hundred
+		// organizations; the memory and descriptor budgets still scale
+		// with the machine, which is what a cheap VPS is sized by.
+		return ProfileLimits{ConnLow: 128, ConnHigh: 384, ConnGrace: time.Minute}
+	case ProfileLowData:
+		// Every connection costs keep-alives, identify and DHT chatter;
+		// a dozen peers are enough to hear gossip and sync.
+		return ProfileLimits{ConnLow: 6, ConnHigh: 16, ConnGrace: 30 * time.Second,
+			MaxMemory: 64 << 20, MaxFD: 128}
+	}
+	return ProfileLimits{}
+}
+
+// ParseProfile accepts the profile names of config.toml.
+func ParseProfile(s string) (Profile, error) {
+	switch p := Profile(s); p {
+	case ProfileNone, ProfileLaptop, ProfileVPS, ProfileLowData:
+		return p, nil
+	}
+	return "", fmt.Errorf("transport: unknown profile %q (laptop, vps or lowdata)", s)
+}
+
+// RelayResources are the limits of the relay a vps node offers. Relayed
+// connections are meant to carry the hole-punching handshake and small
+// sync sessions between NATed nodes, not bulk traffic, so each circuit is
+// short and capped; a node that cannot hole punch reconnects through a new
+// circuit.
+func RelayResources() relayv2.Resources {
+	r := relayv2.DefaultResources()
+	r.Limit = &relayv2.RelayLimit{Duration: 2 * time.Minute, Data: 1 << 20}
+	r.MaxReservations = 128
+	r.MaxCircuits = 8
+	r.MaxReservationsPerIP = 4
+	return r
+}
+
+// withProfile fills the fields cfg leaves zero from its profile. A profile
+// only turns services on; it cannot tell an explicit false from unset.
+func (cfg Config) withProfile() (Config, error) {
+	p, err := ParseProfile(string(cfg.Profile))
+	if err != nil {
+		return cfg, err
+	}
+	l := p.Limits()
+	if cfg.ConnLow == 0 {
+		cfg.ConnLow = l.ConnLow
+	}
+	if cfg.ConnHigh == 0 {
+		cfg.ConnHigh = l.ConnHigh
+	}
+	if cfg.ConnGrace == 0 {
+		cfg.ConnGrace = l.ConnGrace
+	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = l.MaxMemory
+	}
+	if cfg.MaxFD == 0 {
+		cfg.MaxFD = l.MaxFD
+	}
+	switch p {
+	case ProfileLaptop, ProfileLowData:
+		cfg.AutoNAT, cfg.HolePunching = true, true
+	case ProfileVPS:
+		cfg.AutoNAT, cfg.HolePunching = true, true
+		cfg.NATService, cfg.RelayService = true, true
+	}
+	switch cfg.ForceReachability {
+	case "", "public", "private":
+	default:
+		return cfg, fmt.Errorf("transport: ForceReachability %q is not public or private", cfg.ForceReachability)
+	}
+	return cfg, nil
+}
+
+func natOptions(cfg Config, relays []peer.AddrInfo) []libp2p.Option {
+	var o []libp2p.Option
+	// Kept even with a forced verdict: libp2p v0.51 advertises observed
+	// addresses only once AutoNAT v2 confirms them, and hole punching
+	// needs them.
+	if cfg.AutoNAT {
+		o = append(o, libp2p.EnableAutoNATv2())
+	}
+	if cfg.NATService {
+		// Each answer costs a dial back; bound what strangers can make us
+		// dial.
+		o = append(o, libp2p.EnableNATService(), libp2p.AutoNATServiceRateLimit(60, 3, time.Minute))
+	}
+	if cfg.HolePunching {
+		o = append(o, libp2p.EnableHolePunching())
+	}
+	if cfg.RelayService {
+		o = append(o, libp2p.EnableRelayService(relayv2.WithResources(RelayResources())))
+	}
+	if len(relays) > 0 {
+		// The static relays are the only candidates, so waiting for more
+		// (libp2p's default boot delay) would only delay reachability.
+		o = append(o, libp2p.EnableAutoRelayWithStaticRelays(relays,
+			autorelay.WithNumRelays(min(2, len(relays))),
+			autorelay.WithMinCandidates(1),
+			autorelay.WithBootDelay(0),
+			autorelay.WithBackoff(time.Minute)))
+	}
+	switch cfg.ForceReachability {
+	case "public":
+		o = append(o, libp2p.ForceReachabilityPublic())
+	case "private":
+		o = append(o, libp2p.ForceReachabilityPrivate())
+	}
+	if cfg.Profile == ProfileVPS && !cfg.AllowPrivateDials {
+		o = append(o, libp2p.ConnectionGater(PublicOnlyGater{}))
+	}
+	return o
+}
+
+func parseAddrInfos(ss []string) ([]peer.AddrInfo, error) {
+	var out []peer.AddrInfo
+	at := map[peer.ID]int{}
+	for _, s := range ss {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w (a relay address must end in /p2p/<peer ID>)", s, err)
+		}
+		if i, ok := at[ai.ID]; ok {
+			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
+			continue
+		}
+		at[ai.ID] = len(out)
+		out = append(out, *ai)
+	}
+	return out, nil
+}
+
+func isSecureWS(a ma.Multiaddr) bool {
+	if _, err := a.ValueForProtocol(ma.P_WSS); err == nil {
+		return true
+	}
+	_, errTLS := a.ValueForProtocol(ma.P_TLS)
+	_, errWS := a.ValueForProtocol(ma.P_WS)
+	return errTLS == nil && errWS == nil
+}
+
+// PublicOnlyGater refuses outbound dials to private, loopback, link-local
+// and unspecified addresses. Peers announce whatever addresses they like;
+// a server that dialed them would scan its provider's internal network on
+// their behalf (and look like an attacker to the provider). Inbound
+// connections are not its concern.
+type PublicOnlyGater struct{}
+
+// InterceptPeerDial allows every peer; addresses are judged one by one.
+func (PublicOnlyGater) InterceptPeerDial(peer.ID) bool { return true }
+
+// InterceptAddrDial refuses non-public IP addresses. A relay circuit is
+// judged by the relay's address, its first part. DNS names pass: they are
+// resolved and the resulting addresses are gated again.
+func (PublicOnlyGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+	return !IsPrivateAddr(a)
+}
+
+// InterceptAccept allows every inbound connection.
+func (PublicOnlyGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+// InterceptSecured allows every secured connection.
+func (PublicOnlyGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+
+// InterceptUpgraded allows every upgraded connection.
+func (PublicOnlyGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// IsPrivateAddr says whether a's IP (its first component) is one a public
+// server should not dial: RFC 1918 and other private or shared ranges,
+// loopback, link-local, unspecified.
+func IsPrivateAddr(a ma.Multiaddr) bool {
+	if len(a) == 0 {
+		return false
+	}
+	ip, err := manet.ToIP(a[:1])
+	if err != nil {
+		return false // not an IP address: DNS, or nothing we can judge
+	}
+	return ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() ||
+		ip.IsLinkLocalMulticast() || ip.IsUnspecified() || cgnat.Contains(ip)
+}
+
+// cgnat is the carrier-grade NAT range (RFC 6598), private in all but name.
+var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}

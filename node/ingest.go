@@ -65,6 +65,7 @@ func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (direc
 // of it. It returns the sealing stored (or, for a record the state accepts
 // without pooling, the sealing to gossip).
 func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (directory.Applied, []byte, error) {
+	equivocations := len(n.state.Equivocations())
 	applied, err := n.state.Apply(r)
 	if err != nil {
 		n.rejected(r, from, origin, via, err)
@@ -72,6 +73,30 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 	}
 	n.afterApply(r, applied)
 	epoch, sealed := n.sealFor(r)
+	if via != ViaLocal && len(n.state.Equivocations()) > equivocations {
+		// New evidence of equivocation: flood both versions to every topic
+		// peer, as acceptBatch does, rather than trust mesh forwarding to
+		// reach the nodes that only ever held the other version (after a
+		// partition the mesh may not include them yet).
+		evidence := [][]byte{sealed}
+		for _, h := range applied.Dropped {
+			stored, err := n.store.ds.Get(context.Background(), recordKey(h))
+			if err != nil {
+				continue
+			}
+			if old, err := directory.Open(stored, n.cfg.Network, n.keyringSnapshot()); err == nil {
+				_, resealed := n.sealFor(old)
+				evidence = append(evidence, resealed)
+			}
+		}
+		defer func() {
+			go func() {
+				for _, e := range evidence {
+					n.gossip(n.ctx, directory.Hash{}, e)
+				}
+			}()
+		}()
+	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
 		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
 		n.drop(applied.Dropped)

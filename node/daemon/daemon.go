@@ -34,6 +34,8 @@ type Daemon struct {
 	log   *slog.Logger
 	token string
 
+	id *directory.Identity
+
 	mu   sync.Mutex // guards cfg, ks, node and invites
 	cfg  *Config
 	ks   *directory.Keystore
@@ -72,7 +74,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		log = slog.Default()
 	}
 	dctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, stop: cancel, ctx: dctx}
+	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, id: ks.Identity, stop: cancel, ctx: dctx}
 	if d.invites, err = loadInvites(h.InvitesPath()); err != nil {
 		cancel()
 		return nil, err

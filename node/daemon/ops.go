@@ -24,7 +24,9 @@ func userErrorf(format string, args ...any) error {
 	return &userError{msg: fmt.Sprintf(format, args...)}
 }
 
-func (d *Daemon) me() *directory.Identity { return d.ks.Identity }
+// me is this home's identity. It never changes, unlike d.ks, which the node
+// replaces as it adopts read keys; so it is kept apart and read unlocked.
+func (d *Daemon) me() *directory.Identity { return d.id }
 
 // joined returns the running node or a clear error.
 func (d *Daemon) joined() (*node.Node, error) {

@@ -20,10 +20,15 @@ test:
 demo: build
 	./$(BIN) demo
 
-# Go benchmarks; results land in bench/results/latest.txt.
+# Benchmarks and the network simulator (docs/PERFORMANCE.md): raw output in
+# bench/results/latest.txt, then the plot step writes the table
+# (bench/results/latest.md) and PNG plots. About an hour on two cores; run it
+# on a quiet machine. BENCH_ONLY=regexp runs some steps and keeps the others'
+# earlier results (go run ./bench/cmd/ceiba-bench steps lists them).
+BENCH_ONLY ?=
 bench:
-	mkdir -p bench/results
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS) | tee bench/results/latest.txt
+	$(GO) run ./bench/cmd/ceiba-bench run -out bench/results $(if $(BENCH_ONLY),-append -only '$(BENCH_ONLY)')
+	$(GO) run ./bench/cmd/ceiba-bench report -out bench/results
 
 # Every fuzz target for FUZZTIME each.
 fuzz:

@@ -1,0 +1,554 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// params splits a benchmark name into its key=value levels and its plain
+// levels (the first is the function name).
+func params(name string) (map[string]string, []string) {
+	kv := map[string]string{}
+	var plain []string
+	for _, part := range strings.Split(name, "/") {
+		if k, v, ok := strings.Cut(part, "="); ok {
+			kv[k] = v
+		} else {
+			plain = append(plain, part)
+		}
+	}
+	return kv, plain
+}
+
+// gossipRow is one BenchmarkGossip result.
+type gossipRow struct {
+	n, latency int // latency in ms
+	topo, kind string
+	loss       string
+	b          *Bench
+}
+
+func gossipRows(r *Results) []gossipRow {
+	var rows []gossipRow
+	for _, name := range r.Order {
+		if !strings.HasPrefix(name, "BenchmarkGossip/") {
+			continue
+		}
+		b := r.ByName[name]
+		kv, plain := params(name)
+		if len(plain) < 3 || b.Runs == 0 && !b.Failed {
+			continue
+		}
+		n, _ := strconv.Atoi(kv["n"])
+		lat, _ := strconv.Atoi(strings.TrimSuffix(kv["lat"], "ms"))
+		rows = append(rows, gossipRow{n: n, latency: lat, topo: plain[1], kind: plain[len(plain)-1], loss: kv["loss"], b: b})
+	}
+	slices.SortStableFunc(rows, func(a, b gossipRow) int {
+		if c := strings.Compare(a.kind, b.kind); c != 0 {
+			return c // publish before revoke
+		}
+		if a.loss != b.loss {
+			return strings.Compare(a.loss, b.loss)
+		}
+		if a.topo != b.topo {
+			return -strings.Compare(a.topo, b.topo) // sparse before dense
+		}
+		if a.n != b.n {
+			return a.n - b.n
+		}
+		return a.latency - b.latency
+	})
+	return rows
+}
+
+// target is one line of the summary.
+type target struct {
+	what, goal, measured string
+	met                  *bool
+}
+
+func yes(b bool) *bool { return &b }
+
+func verdict(t *bool) string {
+	switch {
+	case t == nil:
+		return "not measured"
+	case *t:
+		return "met"
+	}
+	return "**missed**"
+}
+
+func num(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case v == 0:
+		return "0"
+	case math.Abs(v) < 10:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case math.Abs(v) < 100:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+// thousands writes large rates readably: 12,345.
+func thousands(v float64) string {
+	s := strconv.FormatFloat(math.Round(v), 'f', 0, 64)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+func med(b *Bench, unit string) float64 {
+	if b == nil {
+		return math.NaN()
+	}
+	v, ok := b.Median(unit)
+	if !ok {
+		return math.NaN()
+	}
+	return v
+}
+
+func report(in, out string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	res, err := Parse(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if len(res.Order) == 0 {
+		return fmt.Errorf("%s: %w", in, errNoResults)
+	}
+	var md strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&md, format, a...) }
+	w("# Ceiba benchmark results\n\n")
+	w("Written by `go run ./bench/cmd/ceiba-bench report` from `%s`. The method, and what each number\n", filepath.Base(in))
+	w("means, is in [docs/PERFORMANCE.md](../../docs/PERFORMANCE.md). Every figure is a median: over the\n")
+	w("`-count` repeats for the micro-benchmarks, over the runs (iterations) for the network ones.\n\n")
+	writeRunInfo(&md, res)
+
+	var targets []target
+	rows := gossipRows(res)
+	targets = append(targets, gossipTargets(rows)...)
+	targets = append(targets, otherTargets(res)...)
+	w("## Targets\n\n| measure | target | measured | |\n|---|---|---|---|\n")
+	for _, t := range targets {
+		w("| %s | %s | %s | %s |\n", t.what, t.goal, t.measured, verdict(t.met))
+	}
+	w("\n![Ceiba / bare GossipSub](ratio.png)\n\n")
+
+	writeGossip(&md, rows, "publish", "Propagation: publish → searchable", "propagation.png")
+	writeGossip(&md, rows, "revoke", "Revocation: publish → enforced (key refused, its entries gone from search)", "revocation.png")
+	writeCatchUp(&md, res)
+	writeDHT(&md, res)
+	writeIngest(&md, res)
+	writeSearch(&md, res)
+	writeMemory(&md, res)
+	writeFailures(&md, res)
+
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := plots(res, rows, out); err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	return os.WriteFile(filepath.Join(out, "latest.md"), []byte(md.String()), 0o644)
+}
+
+func writeRunInfo(md *strings.Builder, res *Results) {
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	var steps [][3]string
+	for _, h := range res.Headers {
+		h = strings.TrimPrefix(h, "# ")
+		switch {
+		case strings.HasPrefix(h, "started "), strings.HasPrefix(h, "machine "), strings.HasPrefix(h, "commit "),
+			strings.HasPrefix(h, "finished "), strings.HasPrefix(h, "quick"):
+			w("- %s\n", h)
+		case strings.HasPrefix(h, "load before "):
+			name, load, _ := strings.Cut(strings.TrimPrefix(h, "load before "), ": ")
+			steps = append(steps, [3]string{name, load, ""})
+		case strings.HasPrefix(h, "load after "):
+			_, rest, _ := strings.Cut(strings.TrimPrefix(h, "load after "), ": ")
+			if len(steps) > 0 {
+				steps[len(steps)-1][2] = rest
+			}
+		case strings.Contains(h, " failed: "):
+			w("- %s\n", h)
+		}
+	}
+	if len(steps) > 0 {
+		w("\nLoad average (1, 5, 15 min) of the shared machine around each step:\n\n| step | before | after | took |\n|---|---|---|---:|\n")
+		for _, s := range steps {
+			after, took, _ := strings.Cut(s[2], " (step took ")
+			w("| %s | %s | %s | %s |\n", s[0], s[1], after, strings.TrimSuffix(took, ")"))
+		}
+	}
+	w("\n")
+}
+
+func gossipTargets(rows []gossipRow) []target {
+	var ts []target
+	worst := map[string]float64{}
+	found := map[string]bool{}
+	for _, r := range rows {
+		if r.topo != "sparse" || r.loss != "0%" {
+			continue
+		}
+		for _, q := range []string{"p99", "p100"} {
+			k := r.kind + "/" + q
+			v := med(r.b, "ratio-"+q)
+			if math.IsNaN(v) {
+				continue
+			}
+			found[k] = true
+			worst[k] = max(worst[k], v)
+		}
+	}
+	for _, kind := range []string{"publish", "revoke"} {
+		what := "publish → searchable"
+		if kind == "revoke" {
+			what = "revocation enforced"
+		}
+		for _, q := range []string{"p99", "p100"} {
+			k := kind + "/" + q
+			t := target{what: fmt.Sprintf("%s, Ceiba / bare GossipSub at %s (worst N, latency; sparse, no loss)", what, q), goal: "≤ 1.25 at every N"}
+			if found[k] {
+				t.measured = num(worst[k])
+				t.met = yes(worst[k] <= 1.25)
+			}
+			ts = append(ts, t)
+		}
+	}
+	t := target{what: "revocation enforced on 100% of 1,000 nodes, 20 ms links", goal: "< 1 s"}
+	for _, r := range rows {
+		if r.kind == "revoke" && r.n == 1000 && r.latency == 20 && r.topo == "sparse" && r.loss == "0%" {
+			if v := med(r.b, "ceiba-p100-ms"); !math.IsNaN(v) {
+				t.measured = num(v) + " ms"
+				t.met = yes(v < 1000 && med(r.b, "missed-nodes") == 0)
+			}
+		}
+	}
+	return append(ts, t)
+}
+
+func otherTargets(res *Results) []target {
+	var ts []target
+	t := target{what: "catch-up of 10,000 updates via sync", goal: "< 2 s"}
+	if v := med(res.Find("BenchmarkCatchUp/via=sync/updates=10000/neighbours=all"), "catchup-ms"); !math.IsNaN(v) {
+		t.measured, t.met = num(v)+" ms", yes(v < 2000)
+	}
+	ts = append(ts, t)
+	ingest, verify := med(res.Find("BenchmarkIngest/verify=once"), "records/s"), med(res.Find("BenchmarkEd25519Verify"), "verifies/s")
+	t = target{what: "records validated and applied per second, one core, against raw Ed25519 verifications", goal: "≥ 50%"}
+	if !math.IsNaN(ingest) && !math.IsNaN(verify) {
+		t.measured = fmt.Sprintf("%.0f%% (%s / %s per s)", 100*ingest/verify, thousands(ingest), thousands(verify))
+		t.met = yes(ingest/verify >= 0.5)
+	}
+	ts = append(ts, t)
+	t = target{what: "search p99 at 100,000 entries", goal: "< 5 ms"}
+	if v := med(res.Find("BenchmarkSearch/n=100000"), "p99-µs"); !math.IsNaN(v) {
+		t.measured, t.met = num(v/1000)+" ms", yes(v < 5000)
+	}
+	return append(ts, t)
+}
+
+func writeGossip(md *strings.Builder, rows []gossipRow, kind, title, png string) {
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	var mine []gossipRow
+	for _, r := range rows {
+		if r.kind == kind {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	w("## %s\n\n", title)
+	w("Milliseconds from the publish call until 50%%, 99%% and 100%% of the nodes had applied the record; \"bare\" is a\n")
+	w("random message of the same sealed size on a plain GossipSub topic, from the same node, on the same hosts and links.\n")
+	w("Ratio is the median over runs of Ceiba / bare, each run paired.\n\n")
+	w("| N | link latency | topology | loss | Ceiba p50 | p99 | p100 | bare p50 | p99 | p100 | ratio p99 | ratio p100 | runs | missed nodes |\n")
+	w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range mine {
+		if r.b.Failed && r.b.Runs == 0 {
+			w("| %d | %d ms | %s | %s | failed: see below |||||||||\n", r.n, r.latency, r.topo, r.loss)
+			continue
+		}
+		w("| %d | %d ms | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", r.n, r.latency, r.topo, r.loss,
+			num(med(r.b, "ceiba-p50-ms")), num(med(r.b, "ceiba-p99-ms")), num(med(r.b, "ceiba-p100-ms")),
+			num(med(r.b, "bare-p50-ms")), num(med(r.b, "bare-p99-ms")), num(med(r.b, "bare-p100-ms")),
+			num(med(r.b, "ratio-p99")), num(med(r.b, "ratio-p100")), runsOf(r.b), num(med(r.b, "missed-nodes")))
+	}
+	w("\n![%s](%s)\n\n", title, png)
+	writeReruns(md, func(b *Bench) bool { return b != nil }, benches(mine))
+}
+
+func benches(rows []gossipRow) []*Bench {
+	var out []*Bench
+	for _, r := range rows {
+		out = append(out, r.b)
+	}
+	return out
+}
+
+// runsOf is how many iterations the medians are over: what the benchmark
+// said in its "median over N runs" log line, or its iteration count.
+func runsOf(b *Bench) int {
+	for _, l := range b.Log {
+		var n int
+		if _, err := fmt.Sscanf(l, "median over %d runs", &n); err == nil {
+			return n
+		}
+		if i := strings.Index(l, "median over "); i >= 0 {
+			if _, err := fmt.Sscanf(l[i:], "median over %d runs", &n); err == nil {
+				return n
+			}
+		}
+	}
+	return b.Runs
+}
+
+func writeReruns(md *strings.Builder, keep func(*Bench) bool, bs []*Bench) {
+	var cmds []string
+	for _, b := range bs {
+		if b == nil || !keep(b) {
+			continue
+		}
+		cmd := b.Rerun
+		if cmd == "" {
+			cmd = rerunFromStep(b)
+		}
+		if cmd != "" && !slices.Contains(cmds, cmd) {
+			cmds = append(cmds, cmd)
+		}
+	}
+	if len(cmds) == 0 {
+		return
+	}
+	fmt.Fprintf(md, "<details><summary>Commands to rerun these</summary>\n\n```sh\n%s\n```\n</details>\n\n", strings.Join(cmds, "\n"))
+}
+
+// rerunFromStep rebuilds a command for a benchmark that prints none: the
+// step's go test line, narrowed to that benchmark.
+func rerunFromStep(b *Bench) string {
+	if b.Command == "" {
+		return ""
+	}
+	f := strings.Fields(b.Command)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "-bench" {
+			f[i+1] = "'" + pattern(b.Name) + "'"
+		}
+	}
+	return strings.Join(f, " ")
+}
+
+// pattern anchors each level of a benchmark name for -bench.
+func pattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexpQuote(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`\.+*?()|[]{}^$`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func writeCatchUp(md *strings.Builder, res *Results) {
+	var bs []*Bench
+	for _, name := range res.Order {
+		if strings.HasPrefix(name, "BenchmarkCatchUp/") && strings.Count(name, "/") == 3 {
+			bs = append(bs, res.ByName[name])
+		}
+	}
+	if len(bs) == 0 {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Catch-up after being offline\n\n")
+	w("A node of a 10-node network is stopped while five organizations publish one new version of every entry, then\n")
+	w("restarted on its own store and reconnected to its neighbours (all of them, as it would, or one). Milliseconds from\n")
+	w("reconnecting until it holds every update and its digest equals the others'. The DHT runs fetch the directory every\n")
+	w("second (the time includes waiting for that tick).\n\n")
+	w("| updates | via | neighbours | time (ms) | records/s | runs |\n|---:|---|---|---:|---:|---:|\n")
+	for _, b := range bs {
+		kv, _ := params(b.Name)
+		if b.Failed && b.Runs == 0 {
+			w("| %s | %s | %s | failed: see below | | |\n", kv["updates"], kv["via"], kv["neighbours"])
+			continue
+		}
+		w("| %s | %s | %s | %s | %s | %d |\n", kv["updates"], kv["via"], kv["neighbours"], num(med(b, "catchup-ms")), thousands(med(b, "records/s")), runsOf(b))
+	}
+	w("\n![catch-up](catchup.png)\n\n")
+	writeReruns(md, func(*Bench) bool { return true }, bs)
+}
+
+func writeDHT(md *strings.Builder, res *Results) {
+	var pg, inv []*Bench
+	for _, name := range res.Order {
+		switch {
+		case strings.HasPrefix(name, "BenchmarkDHTPutGet/"):
+			pg = append(pg, res.ByName[name])
+		case strings.HasPrefix(name, "BenchmarkDHTInviteFetch/"):
+			inv = append(inv, res.ByName[name])
+		}
+	}
+	if len(pg)+len(inv) == 0 {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## DHT\n\n")
+	if len(pg) > 0 {
+		w("Put of one blinded, sealed entry record from a random node of 100 (lookup, store on the closest peers,\n")
+		w("confirmation that one holds it), then a get of it from another node. Milliseconds.\n\n")
+		w("| N | link latency | put p50 | put p90 | get p50 | get p90 | runs |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, b := range pg {
+			kv, _ := params(b.Name)
+			w("| %s | %s | %s | %s | %s | %s | %d |\n", kv["n"], kv["lat"], num(med(b, "put-p50-ms")), num(med(b, "put-p90-ms")),
+				num(med(b, "get-p50-ms")), num(med(b, "get-p90-ms")), b.Runs)
+		}
+		w("\n")
+	}
+	if len(inv) > 0 {
+		w("A fresh reader holding only an invite (network ID, read key, steward keys, one bootstrap peer) fetches a\n")
+		w("1,000-entry directory of 10 organizations from a 100-node DHT: charter, manifests, every slot.\n\n")
+		w("| N | link latency | entries | time (ms) | runs |\n|---:|---:|---:|---:|---:|\n")
+		for _, b := range inv {
+			kv, _ := params(b.Name)
+			w("| %s | %s | %s | %s | %d |\n", kv["n"], kv["lat"], kv["entries"], num(med(b, "fetch-ms")), runsOf(b))
+		}
+		w("\n")
+	}
+	writeReruns(md, func(*Bench) bool { return true }, append(pg, inv...))
+}
+
+func writeIngest(md *strings.Builder, res *Results) {
+	names := []string{"BenchmarkIngest/verify=once", "BenchmarkIngest/verify=twice", "BenchmarkOpenVerify", "BenchmarkApplyEntry/entries=1000", "BenchmarkApplyEntry/entries=10000", "BenchmarkSealSign", "BenchmarkEd25519Verify"}
+	var bs []*Bench
+	for _, n := range names {
+		if b := res.Find(n); b != nil {
+			bs = append(bs, b)
+		}
+	}
+	if len(bs) == 0 {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Ingest, one core\n\n")
+	w("GOMAXPROCS=1, one process. Ingest is the whole receive path of one entry update: open the seal, decode, verify,\n")
+	w("validate against a state of 1,000 entries, apply, index. The rest break it down.\n\n")
+	w("| benchmark | per second | µs each | allocs/op | runs |\n|---|---:|---:|---:|---:|\n")
+	for _, b := range bs {
+		rate := med(b, "records/s")
+		if math.IsNaN(rate) {
+			rate = med(b, "verifies/s")
+		}
+		w("| %s | %s | %s | %s | %d |\n", strings.TrimPrefix(b.Name, "Benchmark"), thousands(rate), num(med(b, "ns/op")/1000), num(med(b, "allocs/op")), b.Runs)
+	}
+	w("\n![ingest](ingest.png)\n\n")
+	writeReruns(md, func(*Bench) bool { return true }, bs)
+}
+
+func writeSearch(md *strings.Builder, res *Results) {
+	var bs []*Bench
+	for _, n := range []int{1000, 10000, 100000} {
+		if b := res.Find(fmt.Sprintf("BenchmarkSearch/n=%d", n)); b != nil {
+			bs = append(bs, b)
+		}
+	}
+	build := res.Find("BenchmarkIndexBuild/n=100000")
+	if len(bs) == 0 && build == nil {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Search\n\n")
+	w("Latency of one query of a 24-query mix (free text, filters, the browse-everything page) on an index of n entries.\n\n")
+	w("| entries | p50 (µs) | p99 (µs) | max (µs) | allocs/op | runs |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, b := range bs {
+		kv, _ := params(b.Name)
+		n, _ := strconv.ParseFloat(kv["n"], 64)
+		w("| %s | %s | %s | %s | %s | %d |\n", thousands(n), num(med(b, "p50-µs")), num(med(b, "p99-µs")), num(med(b, "max-µs")), num(med(b, "allocs/op")), b.Runs)
+	}
+	if build != nil {
+		w("\nIndex build at start-up, 100,000 entries: %s ms, %s bytes of heap per entry (the entries themselves excluded).\n",
+			num(med(build, "ns/op")/1e6), num(med(build, "heap-B/entry")))
+		w("The daemon's whole state rebuild at start-up (open, verify, apply and index every stored record) is under Memory.\n")
+	}
+	w("\n![search](search.png)\n\n")
+	writeReruns(md, func(*Bench) bool { return true }, append(bs, build))
+}
+
+func writeMemory(md *strings.Builder, res *Results) {
+	var bs []*Bench
+	for _, n := range []int{10000, 100000} {
+		if b := res.Find(fmt.Sprintf("BenchmarkDaemonRSS/entries=%d", n)); b != nil {
+			bs = append(bs, b)
+		}
+	}
+	heap := res.Find("BenchmarkNodeHeap/n=1000")
+	if len(bs) == 0 && heap == nil {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Memory\n\n")
+	if len(bs) > 0 {
+		w("One real `ceiba daemon` process (bin/ceiba) holding n entries, filled by `ceiba import`. VmRSS after a restart on\n")
+		w("the filled home is the steady state; after the import it still holds the import's garbage. Start-up is from exec\n")
+		w("to the API answering with every entry; rebuild is what the node logged for reloading its state.\n\n")
+		w("| entries | RSS after restart (MiB) | peak (MiB) | RSS after import (MiB) | start-up (ms) | state rebuild (ms) | runs |\n|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, b := range bs {
+			kv, _ := params(b.Name)
+			n, _ := strconv.ParseFloat(kv["entries"], 64)
+			w("| %s | %s | %s | %s | %s | %s | %d |\n", thousands(n), num(med(b, "rss-MiB")), num(med(b, "hwm-MiB")), num(med(b, "rss-filled-MiB")),
+				num(med(b, "startup-ms")), num(med(b, "rebuild-ms")), runsOf(b))
+		}
+		w("\n![memory](memory.png)\n\n")
+	}
+	if heap != nil {
+		w("Go heap per simulated node at N = 1,000 (mock host, GossipSub, sync, state and store with the founding\n")
+		w("records; no bare router): **%s KiB** (median of %d networks).\n\n", num(med(heap, "heap-KiB/node")), runsOf(heap))
+	}
+	writeReruns(md, func(*Bench) bool { return true }, append(bs, heap))
+}
+
+func writeFailures(md *strings.Builder, res *Results) {
+	var failed []*Bench
+	for _, name := range res.Order {
+		if b := res.ByName[name]; b.Failed && len(b.Log) > 0 {
+			failed = append(failed, b)
+		}
+	}
+	if len(failed) == 0 {
+		return
+	}
+	fmt.Fprintf(md, "## Failures\n\n")
+	for _, b := range failed {
+		fmt.Fprintf(md, "- `%s`: %s\n", b.Name, strings.Join(b.Log, " / "))
+	}
+	fmt.Fprintln(md)
+}

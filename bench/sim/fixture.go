@@ -1,0 +1,84 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// Fixture is a network's keys and founding records. It is built with the
+// directory package alone rather than directory/dirtest, because dirtest
+// needs a testing.TB and the simulator also runs outside tests.
+type Fixture struct {
+	Net       directory.NetworkID
+	Key       directory.ReadKey
+	Stewards  []*directory.Identity
+	Threshold int
+	Genesis   *directory.Record
+	// Now is the issue date of every record the fixture signs. Nodes run
+	// on the wall clock, so it is the real time the fixture was made.
+	Now time.Time
+}
+
+// NewFixture creates a network of stewards stewards with threshold k.
+func NewFixture(stewards, k int) (*Fixture, error) {
+	f := &Fixture{Key: directory.NewReadKey(), Threshold: k, Now: time.Now().Truncate(time.Second)}
+	var list []directory.Steward
+	for i := range stewards {
+		id, err := directory.NewIdentity()
+		if err != nil {
+			return nil, err
+		}
+		f.Stewards = append(f.Stewards, id)
+		list = append(list, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+	}
+	c, err := directory.NewGenesis("Red simulada", list, k, directory.Policy{}, f.Now)
+	if err != nil {
+		return nil, err
+	}
+	f.Net = directory.GenesisIDOf(c)
+	if f.Genesis, err = directory.NewRecord(f.Net, c, f.Stewards...); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Keyring is what every node of the fixture holds: epoch 1's key.
+func (f *Fixture) Keyring() directory.Keyring { return directory.Keyring{1: f.Key} }
+
+// Admit is a membership for org approved by the first k stewards.
+func (f *Fixture) Admit(org *directory.Identity, name string) (*directory.Record, error) {
+	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: name, Issued: f.Now.Unix()}
+	return directory.NewRecord(f.Net, m, f.Stewards[:f.Threshold]...)
+}
+
+// Revoke is a revocation of key approved by the first k stewards.
+func (f *Fixture) Revoke(key directory.PublicKey) (*directory.Record, error) {
+	rv := &directory.Revocation{Key: key, Charter: 1, Reason: "dispositivo incautado", Issued: f.Now.Unix()}
+	return directory.NewRecord(f.Net, rv, f.Stewards[:f.Threshold]...)
+}
+
+// Entry is version seq of entry id, published by org: a legal-aid service
+// of typical size whose name carries token, so a search can find exactly
+// this entry.
+func (f *Fixture) Entry(org *directory.Identity, id string, seq uint64, token string) (*directory.Record, error) {
+	e := &directory.Entry{
+		ID: id, Seq: seq, Issued: f.Now.Unix(), Expires: f.Now.Add(90 * 24 * time.Hour).Unix(),
+		Service: &directory.Service{
+			Name:        "Asesoría jurídica " + token,
+			Description: fmt.Sprintf("Acompañamiento legal en trámites de asilo y protección (versión %d).", seq),
+			Status:      "active",
+			Categories:  []string{"legal", "migration"},
+			Languages:   []string{"es"},
+			Areas:       []directory.Area{{City: "Ciudad de México", Country: "MX"}},
+			Contacts:    []directory.Contact{{Kind: "signal", Value: "+52 55 0000 0000", Preferred: true}},
+		},
+	}
+	return directory.NewRecord(f.Net, e, org)
+}
+
+// Token is a word the search index keeps whole (no stemming rule touches
+// a final k) and that matches nothing else in the corpus, so a search for
+// it finds exactly the entries named after it.
+func Token(i int) string { return fmt.Sprintf("zq%dk", i) }

@@ -173,9 +173,23 @@ func (m *Metrics) entryAge(e Event) (time.Duration, bool) {
 
 var _ prometheus.Collector = (*Metrics)(nil)
 
-// Describe implements prometheus.Collector.
+// Describe implements prometheus.Collector. The vectors describe
+// themselves, so a reason first counted after registration is still a
+// described metric (DescribeByCollect would only list label values seen so
+// far, and a pedantic registry refuses the rest).
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(m, ch)
+	m.rejected.Describe(ch)
+	m.accepted.Describe(ch)
+	m.syncs.Describe(ch)
+	m.propagation.Describe(ch)
+	m.lagged.Describe(ch)
+	d := &m.descs
+	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
+		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut} {
+		if desc != nil {
+			ch <- desc
+		}
+	}
 }
 
 var reachStates = []ReachState{ReachPublic, ReachRelay, ReachUnreachable, ReachUnknown}

@@ -207,6 +207,7 @@ func BenchmarkNodeHeap(b *testing.B) {
 				nw.Close()
 			}
 			b.ReportMetric(median(per)/1024, "heap-KiB/node")
+			b.Logf("median over %d runs: %.0f KiB per node", len(per), median(per)/1024)
 			b.Logf("rerun: go test -run '^$' -bench '%s$' -benchtime %dx -timeout 0 ./bench/sim/", benchPattern(b.Name()), len(per))
 		})
 	}
@@ -332,7 +333,7 @@ func BenchmarkDHTPutGet(b *testing.B) {
 			b.ReportMetric(quantile(puts, 0.9), "put-p90-ms")
 			b.ReportMetric(median(gets), "get-p50-ms")
 			b.ReportMetric(quantile(gets, 0.9), "get-p90-ms")
-			b.Logf("%d puts and gets: put p50 %.1f ms, p90 %.1f ms; get p50 %.1f ms, p90 %.1f ms",
+			b.Logf("median over %d runs: put p50 %.1f ms, p90 %.1f ms; get p50 %.1f ms, p90 %.1f ms",
 				len(puts), median(puts), quantile(puts, 0.9), median(gets), quantile(gets, 0.9))
 			b.Logf("puts (ms, sorted): %s", sortedList(puts))
 			b.Logf("gets (ms, sorted): %s", sortedList(gets))

@@ -203,6 +203,8 @@ func gossipPlot(rows []gossipRow, kind, title string) (*vgimg.Canvas, error) {
 				return nil, err
 			}
 		}
+		p.Legend.Top, p.Legend.Left = false, false
+		padLog(p, c50, c99, b50, b99)
 		ps = append(ps, p)
 	}
 	if len(ps) == 0 {
@@ -246,7 +248,18 @@ func ratioPlot(rows []gossipRow) (*vgimg.Canvas, error) {
 	if err := hline(p, "target ≤ 1.25", 1.25, 10, 1000); err != nil {
 		return nil, err
 	}
+	p.Legend.Top, p.Legend.Left = false, false
 	p.Y.Min = 0
+	p.Y.Max = max(p.Y.Max*1.05, 1.5)
+	var ticks []plot.Tick
+	for v := 0.0; v <= p.Y.Max; v += 0.25 {
+		t := plot.Tick{Value: v}
+		if math.Mod(v, 0.5) == 0 || v == 1.25 {
+			t.Label = strconv.FormatFloat(v, 'f', -1, 64)
+		}
+		ticks = append(ticks, t)
+	}
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
 	p.X.Min, p.X.Max = 7, 1400
 	return single(p, vg.Points(520), vg.Points(360)), nil
 }
@@ -398,6 +411,8 @@ func searchPlot(res *Results) (*vgimg.Canvas, error) {
 	if err := hline(p, "target: p99 < 5 ms at 100,000", 5000, 1000, 100000); err != nil {
 		return nil, err
 	}
+	p.Legend.Top, p.Legend.Left = false, false
+	padLog(p, p50, p99, plotter.XYs{{X: 1000, Y: 5000}})
 	return single(p, vg.Points(520), vg.Points(360)), nil
 }
 
@@ -422,4 +437,20 @@ func memoryPlot(res *Results) (*vgimg.Canvas, error) {
 		return nil, err
 	}
 	return single(p, vg.Points(560), vg.Points(240)), nil
+}
+
+// padLog widens a log Y axis by a quarter of a decade each way around the
+// data, so points do not sit on the frame and the legend has room.
+func padLog(p *plot.Plot, series ...plotter.XYs) {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, xys := range series {
+		for _, xy := range xys {
+			if xy.Y > 0 && !math.IsNaN(xy.Y) {
+				lo, hi = min(lo, xy.Y), max(hi, xy.Y)
+			}
+		}
+	}
+	if lo <= hi {
+		p.Y.Min, p.Y.Max = lo/1.8, hi*1.5
+	}
 }

@@ -204,33 +204,35 @@ func writeRunInfo(md *strings.Builder, res *Results) {
 
 func gossipTargets(rows []gossipRow) []target {
 	var ts []target
-	worst := map[string]float64{}
-	found := map[string]bool{}
-	for _, r := range rows {
-		if r.topo != "sparse" || r.loss != "0%" {
-			continue
-		}
-		for _, q := range []string{"p99", "p100"} {
-			k := r.kind + "/" + q
-			v := med(r.b, "ratio-"+q)
-			if math.IsNaN(v) {
-				continue
-			}
-			found[k] = true
-			worst[k] = max(worst[k], v)
-		}
-	}
 	for _, kind := range []string{"publish", "revoke"} {
 		what := "publish → searchable"
 		if kind == "revoke" {
 			what = "revocation enforced"
 		}
 		for _, q := range []string{"p99", "p100"} {
-			k := kind + "/" + q
-			t := target{what: fmt.Sprintf("%s, Ceiba / bare GossipSub at %s (worst N, latency; sparse, no loss)", what, q), goal: "≤ 1.25 at every N"}
-			if found[k] {
-				t.measured = num(worst[k])
-				t.met = yes(worst[k] <= 1.25)
+			t := target{what: fmt.Sprintf("%s, Ceiba / bare GossipSub, time to %s of nodes (sparse, no loss)", what, strings.TrimPrefix(q, "p")+"%"), goal: "≤ 1.25 at every N"}
+			var parts []string
+			worst, found := 0.0, false
+			for _, lat := range []int{20, 0} {
+				var ns, vs []string
+				for _, r := range rows {
+					if r.kind != kind || r.latency != lat || r.topo != "sparse" || r.loss != "0%" {
+						continue
+					}
+					v := med(r.b, "ratio-"+q)
+					if math.IsNaN(v) {
+						continue
+					}
+					found, worst = true, max(worst, v)
+					ns, vs = append(ns, strconv.Itoa(r.n)), append(vs, num(v))
+				}
+				if len(vs) > 0 {
+					parts = append(parts, fmt.Sprintf("%d ms links: %s at N = %s", lat, strings.Join(vs, " / "), strings.Join(ns, " / ")))
+				}
+			}
+			if found {
+				t.measured = strings.Join(parts, "; ")
+				t.met = yes(worst <= 1.25)
 			}
 			ts = append(ts, t)
 		}
@@ -430,7 +432,7 @@ func writeDHT(md *strings.Builder, res *Results) {
 		for _, b := range pg {
 			kv, _ := params(b.Name)
 			w("| %s | %s | %s | %s | %s | %s | %d |\n", kv["n"], kv["lat"], num(med(b, "put-p50-ms")), num(med(b, "put-p90-ms")),
-				num(med(b, "get-p50-ms")), num(med(b, "get-p90-ms")), b.Runs)
+				num(med(b, "get-p50-ms")), num(med(b, "get-p90-ms")), runsOf(b))
 		}
 		w("\n")
 	}

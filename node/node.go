@@ -441,17 +441,27 @@ func (n *Node) Status() Status {
 	st.KeyEpoch, _, _ = n.keyring.Current()
 	st.Records = len(n.stored)
 	st.Unpersisted = len(n.unpersisted)
-	fresh := n.lastDHTFetch
 	st.Accepted = maps.Clone(n.accepted)
 	n.mu.Unlock()
-	st.FreshAsOf = st.LastSync
-	if fresh.After(st.FreshAsOf) {
-		st.FreshAsOf = fresh
-	}
+	st.FreshAsOf = n.FreshAsOf()
 	if n.dht != nil {
 		st.DHTPeers = n.dht.RoutingTableSize()
 	}
 	return st
+}
+
+// FreshAsOf is the last time this node is known to have held everything a
+// peer (or the DHT) had. Unlike Status it costs no state digest, so callers
+// that only need freshness (every search result carries it) use this.
+func (n *Node) FreshAsOf() time.Time {
+	fresh, _ := n.sync.recent(2 * n.cfg.SyncInterval)
+	n.mu.Lock()
+	dht := n.lastDHTFetch
+	n.mu.Unlock()
+	if dht.After(fresh) {
+		fresh = dht
+	}
+	return fresh
 }
 
 // Keyring returns a copy of the read keys the node holds.

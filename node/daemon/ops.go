@@ -321,8 +321,9 @@ func (d *Daemon) publishEntry(ctx context.Context, n *node.Node, e *directory.En
 	if _, err := n.Publish(ctx, r); err != nil {
 		return api.Entry{}, err
 	}
-	l, _ := n.State().Lookup(entryKey(d.me().Public(), e.ID))
-	return d.entryView(n.State(), l, 0), nil
+	st := n.State()
+	l, _ := st.Lookup(entryKey(d.me().Public(), e.ID))
+	return d.entryView(st, l, 0, d.stale(st, n.FreshAsOf())), nil
 }
 
 func entryKey(pub directory.PublicKey, id string) string { return "entry/" + pub.Hex() + "/" + id }
@@ -334,7 +335,9 @@ func (d *Daemon) nextSeq(st *directory.State, id string) uint64 {
 	return 1
 }
 
-func (d *Daemon) entryView(st *directory.State, l directory.Listing, score float64) api.Entry {
+// entryView shows one listing; stale is the node's freshness verdict,
+// computed once per request rather than once per entry.
+func (d *Daemon) entryView(st *directory.State, l directory.Listing, score float64, stale bool) api.Entry {
 	e := api.Entry{
 		Key: l.Key, ID: l.Entry.ID, Seq: l.Entry.Seq, Org: l.Org,
 		Publisher: directory.Fingerprint(l.Publisher), PublisherKey: l.Publisher.Hex(),
@@ -345,9 +348,7 @@ func (d *Daemon) entryView(st *directory.State, l directory.Listing, score float
 	e.Revoked = st.IsRevoked(l.Publisher)
 	e.Verified = member && !e.Revoked
 	e.Expired = !time.Now().Before(e.Expires)
-	if n := d.Node(); n != nil {
-		e.Stale = d.stale(st, n.Status().FreshAsOf)
-	}
+	e.Stale = stale
 	return e
 }
 
@@ -358,10 +359,11 @@ func (d *Daemon) Search(q directory.Query) ([]api.Entry, error) {
 		return nil, err
 	}
 	st := n.State()
+	stale := d.stale(st, n.FreshAsOf())
 	out := []api.Entry{}
 	for _, r := range st.Search(q) {
 		if l, ok := st.Lookup(r.Key); ok {
-			out = append(out, d.entryView(st, l, r.Score))
+			out = append(out, d.entryView(st, l, r.Score, stale))
 		}
 	}
 	return out, nil
@@ -374,8 +376,9 @@ func (d *Daemon) Show(ref string) (api.Entry, error) {
 		return api.Entry{}, err
 	}
 	st := n.State()
+	stale := d.stale(st, n.FreshAsOf())
 	if l, ok := st.Lookup(ref); ok {
-		return d.entryView(st, l, 0), nil
+		return d.entryView(st, l, 0, stale), nil
 	}
 	var found []directory.Listing
 	for _, l := range st.Entries(directory.PublicKey{}) {
@@ -387,7 +390,7 @@ func (d *Daemon) Show(ref string) (api.Entry, error) {
 	case 0:
 		return api.Entry{}, userErrorf("no entry %q in the local copy (try \"ceiba search\")", ref)
 	case 1:
-		return d.entryView(st, found[0], 0), nil
+		return d.entryView(st, found[0], 0, stale), nil
 	}
 	return api.Entry{}, userErrorf("%d entries are called %q; use the key from \"ceiba search --json\"", len(found), ref)
 }
@@ -399,9 +402,10 @@ func (d *Daemon) Mine() ([]api.Entry, error) {
 		return nil, err
 	}
 	st := n.State()
+	stale := d.stale(st, n.FreshAsOf())
 	out := []api.Entry{}
 	for _, l := range st.Entries(d.me().Public()) {
-		out = append(out, d.entryView(st, l, 0))
+		out = append(out, d.entryView(st, l, 0, stale))
 	}
 	return out, nil
 }

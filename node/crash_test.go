@@ -122,13 +122,10 @@ func TestKilledNodeLosesNothingAcknowledged(t *testing.T) {
 	}
 }
 
-// TestCrashChild is the child process of the crash test: it publishes the
-// records it is given and prints each acknowledgement, until killed.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashChildEnv)
-	if dir == "" {
-		t.Skip("runs only as the crash test's child process")
-	}
+// startChildNode opens, in a crash test's child process, the node whose
+// keystore and records the parent wrote to dir, with the parent's clock.
+func startChildNode(t *testing.T, dir string) (*Node, []*directory.Record) {
+	t.Helper()
 	now, _ := strconv.ParseInt(os.Getenv("CEIBA_CRASH_NOW"), 10, 64)
 	ks, err := directory.LoadKeystore(filepath.Join(dir, "keys.age"), crashPass)
 	if err != nil {
@@ -163,6 +160,17 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, recs
+}
+
+// TestCrashChild is the child process of the crash test: it publishes the
+// records it is given and prints each acknowledgement, until killed.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashChildEnv)
+	if dir == "" {
+		t.Skip("runs only as the crash test's child process")
+	}
+	n, recs := startChildNode(t, dir)
 	for _, r := range recs {
 		a, err := n.Publish(context.Background(), r)
 		if err != nil {

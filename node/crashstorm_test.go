@@ -194,38 +194,8 @@ func TestStormChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the storm test's child process")
 	}
-	now, _ := strconv.ParseInt(os.Getenv("CEIBA_CRASH_NOW"), 10, 64)
 	seed, _ := strconv.ParseUint(os.Getenv("CEIBA_STORM_SEED"), 10, 64)
-	ks, err := directory.LoadKeystore(filepath.Join(dir, "keys.age"), crashPass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "records"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []*directory.Record
-	for _, line := range strings.Split(string(raw), "\n") {
-		b, _ := hex.DecodeString(line)
-		r, err := directory.DecodeRecord(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
-	}
-	n, err := New(context.Background(), Config{
-		DataDir:   filepath.Join(dir, "data"),
-		Listen:    []string{"/ip4/127.0.0.1/tcp/0"},
-		Network:   recs[0].Network,
-		Keystore:  ks,
-		Now:       func() time.Time { return time.Unix(now, 0) },
-		Logger:    testLogger(t),
-		Transport: testTransport,
-		DHT:       DHTConfig{Disabled: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, recs := startChildNode(t, dir)
 	var mu sync.Mutex
 	ack := func(r *directory.Record, err error) {
 		if err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrStale) {

@@ -92,23 +92,28 @@ func TestInviteIsSingleUseAndExpires(t *testing.T) {
 	}
 }
 
-func TestReaderCanSearchButNotPublish(t *testing.T) {
+// readerNetwork builds a 1-of-1 network named network, admits an
+// organization that publishes svc under id, invites a reader and waits
+// until the reader's search for query finds the entry, verified.
+func readerNetwork(t *testing.T, network, orgName, id string, svc *directory.Service, query string) (steward, org, reader *Daemon) {
+	t.Helper()
 	ctx := context.Background()
-	steward := startTestDaemon(t, "steward")
-	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+	steward = startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: network, Threshold: 1}); err != nil {
 		t.Fatal(err)
 	}
-	org := startTestDaemon(t, "org")
-	inv, _ := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
-	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: "Colectivo"}); err != nil {
+	org = startTestDaemon(t, "org")
+	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &directory.Service{Name: "Asesoría psicológica", Status: "active", Categories: []string{"psychosocial"},
-		Languages: []string{"es"}, Contacts: []directory.Contact{{Kind: "email", Value: "a@example.org"}}}
-	if _, err := org.Publish(ctx, api.PublishRequest{ID: "psico", Service: svc}); err != nil {
+	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: orgName}); err != nil {
 		t.Fatal(err)
 	}
-	reader := startTestDaemon(t, "reader")
+	if _, err := org.Publish(ctx, api.PublishRequest{ID: id, Service: svc}); err != nil {
+		t.Fatal(err)
+	}
+	reader = startTestDaemon(t, "reader")
 	rinv, err := org.CreateInvite(api.InviteRequest{Role: "reader"})
 	if err != nil {
 		t.Fatal(err)
@@ -118,16 +123,22 @@ func TestReaderCanSearchButNotPublish(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		res, err := reader.Search(directory.Query{Text: "psicologica"})
+		res, err := reader.Search(directory.Query{Text: query})
 		if err == nil && len(res) == 1 && res[0].Verified {
-			break
+			return steward, org, reader
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("reader never found the entry: %v %v", res, err)
+			t.Fatalf("the reader never found the entry: %v %v", res, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, err = reader.Publish(ctx, api.PublishRequest{ID: "x", Service: svc})
+}
+
+func TestReaderCanSearchButNotPublish(t *testing.T) {
+	svc := &directory.Service{Name: "Asesoría psicológica", Status: "active", Categories: []string{"psychosocial"},
+		Languages: []string{"es"}, Contacts: []directory.Contact{{Kind: "email", Value: "a@example.org"}}}
+	_, _, reader := readerNetwork(t, "Red", "Colectivo", "psico", svc, "psicologica")
+	_, err := reader.Publish(context.Background(), api.PublishRequest{ID: "x", Service: svc})
 	if err == nil || !strings.Contains(err.Error(), "only an admitted member organization can publish") {
 		t.Fatalf("reader publishing: err = %v", err)
 	}

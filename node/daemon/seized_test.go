@@ -7,13 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ipfs/go-datastore/query"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/ceiba-network/ceiba/directory"
-	"github.com/ceiba-network/ceiba/node/api"
 )
 
 // A reader's device is seized after it synced the directory. Without the
@@ -23,42 +21,9 @@ import (
 func TestSeizedReaderDeviceHoldsNothingReadable(t *testing.T) {
 	ctx := context.Background()
 	const network, orgName, service, contact = "Red Quetzal Secreta", "Colectivo Ceiba Oculto", "Refugio Quetzal Escondido", "+52 55 1234 9876"
-	steward := startTestDaemon(t, "steward")
-	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: network, Threshold: 1}); err != nil {
-		t.Fatal(err)
-	}
-	org := startTestDaemon(t, "org")
-	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: orgName}); err != nil {
-		t.Fatal(err)
-	}
 	svc := &directory.Service{Name: service, Description: "Albergue temporal en la colonia Roma", Status: "active",
 		Categories: []string{"shelter"}, Languages: []string{"es"}, Contacts: []directory.Contact{{Kind: "signal", Value: contact}}}
-	if _, err := org.Publish(ctx, api.PublishRequest{ID: "refugio", Service: svc}); err != nil {
-		t.Fatal(err)
-	}
-	reader := startTestDaemon(t, "reader")
-	rinv, err := org.CreateInvite(api.InviteRequest{Role: "reader"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reader.AcceptInvite(ctx, api.AcceptRequest{Code: rinv.Code}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		res, err := reader.Search(directory.Query{Text: "quetzal"})
-		if err == nil && len(res) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the reader never got the entry: %v %v", res, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_, _, reader := readerNetwork(t, network, orgName, "refugio", svc, "quetzal")
 	reader.mu.Lock()
 	var secrets [][]byte
 	for _, k := range reader.ks.Keys {

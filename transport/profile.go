@@ -42,6 +42,8 @@ type ProfileLimits struct {
 	ConnGrace         time.Duration
 	MaxMemory         int64 // 0: scale to the machine
 	MaxFD             int   // 0: scale to the machine
+	// SendRate and RecvRate are byte-per-second caps; 0: none.
+	SendRate, RecvRate int64
 }
 
 // Limits returns the limits of p; ProfileNone has none (zeros).
@@ -57,11 +59,22 @@ func (p Profile) Limits() ProfileLimits {
 	case ProfileLowData:
 		// Every connection costs keep-alives, identify and DHT chatter;
 		// a dozen peers are enough to hear gossip and sync.
+		//
+		// The rate caps keep Ceiba from filling a slow link the person
+		// also needs for calls and messages: 64 KiB/s in (a first sync of
+		// 10,000 entries, ~15 MiB, takes about four minutes), 32 KiB/s out
+		// (a lowdata node serves little).
 		return ProfileLimits{ConnLow: 6, ConnHigh: 16, ConnGrace: 30 * time.Second,
-			MaxMemory: 64 << 20, MaxFD: 128}
+			MaxMemory: 64 << 20, MaxFD: 128, SendRate: LowDataSendRate, RecvRate: LowDataRecvRate}
 	}
 	return ProfileLimits{}
 }
+
+// The lowdata profile's byte-rate caps, in bytes per second.
+const (
+	LowDataSendRate = 32 << 10
+	LowDataRecvRate = 64 << 10
+)
 
 // ParseProfile accepts the profile names of config.toml.
 func ParseProfile(s string) (Profile, error) {
@@ -108,6 +121,12 @@ func (cfg Config) withProfile() (Config, error) {
 	}
 	if cfg.MaxFD == 0 {
 		cfg.MaxFD = l.MaxFD
+	}
+	if cfg.SendRate == 0 {
+		cfg.SendRate = l.SendRate
+	}
+	if cfg.RecvRate == 0 {
+		cfg.RecvRate = l.RecvRate
 	}
 	switch p {
 	case ProfileLaptop, ProfileLowData:

@@ -14,8 +14,8 @@
 // v2, and for servers a gater that never dials private addresses.
 //
 // There is deliberately no private-network (pnet) pre-shared key: libp2p's
-// PSK rules out QUIC, and a network's privacy comes from sealing every
-// record, not from the transport.
+// PSK rules out QUIC and WebTransport, and a network's privacy comes from
+// sealing every record, not from the transport.
 package transport
 
 import (
@@ -34,6 +34,7 @@ import (
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -44,9 +45,15 @@ type Config struct {
 	// Listen lists multiaddrs to listen on. Empty means DefaultListen.
 	Listen []string
 
-	// Transports to enable. If all three are false, all three are on: a
+	// Transports to enable. If all four are false, all four are on: a
 	// zero Config must not produce a host that cannot talk.
-	TCP, QUIC, WebSocket bool
+	//
+	// WebTransport runs over QUIC inside HTTP/3, so a browser can dial a
+	// node directly: the node serves a self-signed certificate and
+	// announces its hash (/certhash) in the address, no CA needed. A
+	// /quic-v1/webtransport address may share its UDP port with a
+	// /quic-v1 one; WebTransport needs no QUIC listen address of its own.
+	TCP, QUIC, WebSocket, WebTransport bool
 
 	// ConnLow and ConnHigh are the connection manager's watermarks: above
 	// High it prunes down to Low, least useful peers first. Zero means
@@ -60,6 +67,11 @@ type Config struct {
 	// descriptors), as libp2p's defaults do.
 	MaxMemory int64
 	MaxFD     int
+
+	// SendRate and RecvRate cap the bytes per second the node's streams
+	// send and receive (see LimitRate for what the cap covers). Zero
+	// takes the profile's cap (lowdata has one); negative means no cap.
+	SendRate, RecvRate int64
 
 	// Protected peers are never pruned by the connection manager: the
 	// bootstrap peers, which a node needs to find its way back into the
@@ -130,12 +142,16 @@ const (
 
 // DefaultListen is where a node listens when its configuration says
 // nothing: every interface, the usual libp2p port, on each transport.
+// WebTransport shares QUIC's UDP port: libp2p's quicreuse demultiplexes
+// the two on one socket, so it costs no extra port to open in a firewall.
 var DefaultListen = []string{
 	"/ip4/0.0.0.0/tcp/4001",
 	"/ip4/0.0.0.0/udp/4001/quic-v1",
+	"/ip4/0.0.0.0/udp/4001/quic-v1/webtransport",
 	"/ip4/0.0.0.0/tcp/4002/ws",
 	"/ip6/::/tcp/4001",
 	"/ip6/::/udp/4001/quic-v1",
+	"/ip6/::/udp/4001/quic-v1/webtransport",
 }
 
 // Built is what Options produces: the options to pass to libp2p.New and
@@ -149,6 +165,10 @@ type Built struct {
 	Bandwidth *metrics.BandwidthCounter
 	// Profile is the profile the options were built for, after defaults.
 	Profile Profile
+	// Rates are the byte-rate caps the profile and configuration ask
+	// for. libp2p has no rate option: the caller applies them to the
+	// built host with LimitRate.
+	Rates Rates
 }
 
 // Options turns cfg into libp2p options. It does not set the host's
@@ -158,9 +178,9 @@ func Options(cfg Config) (Built, error) {
 	if err != nil {
 		return Built{}, err
 	}
-	useTCP, useQUIC, useWS := cfg.TCP, cfg.QUIC, cfg.WebSocket
-	if !useTCP && !useQUIC && !useWS {
-		useTCP, useQUIC, useWS = true, true, true
+	useTCP, useQUIC, useWS, useWT := cfg.TCP, cfg.QUIC, cfg.WebSocket, cfg.WebTransport
+	if !useTCP && !useQUIC && !useWS && !useWT {
+		useTCP, useQUIC, useWS, useWT = true, true, true, true
 	}
 	listen := cfg.Listen
 	if len(listen) == 0 {
@@ -173,7 +193,7 @@ func Options(cfg Config) (Built, error) {
 		if err != nil {
 			return Built{}, fmt.Errorf("transport: listen address %q: %w", s, err)
 		}
-		if !enabledFor(a, useTCP, useQUIC, useWS) {
+		if !enabledFor(a, useTCP, useQUIC, useWS, useWT) {
 			// Listening on a transport that is switched off would fail
 			// at start with an obscure error; skipping it says what the
 			// configuration asked for.
@@ -254,17 +274,29 @@ func Options(cfg Config) (Built, error) {
 	if useWS {
 		opts = append(opts, libp2p.Transport(ws.New, wsOpts...))
 	}
-	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile}, nil
+	if useWT {
+		// webtransport.New takes libp2p's shared quicreuse connection
+		// manager, which the host provides whether or not the QUIC
+		// transport is on; that shared manager is what lets both listen
+		// on one UDP port.
+		opts = append(opts, libp2p.Transport(webtransport.New))
+	}
+	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile,
+		Rates: cfg.rates()}, nil
 }
 
-func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS bool) bool {
+func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS, useWT bool) bool {
 	has := func(code int) bool {
 		_, err := a.ValueForProtocol(code)
 		return err == nil
 	}
+	// Most specific first: a WebSocket address also contains /tcp, and a
+	// WebTransport address also contains /quic-v1.
 	switch {
 	case has(ma.P_WS) || has(ma.P_WSS):
 		return useWS
+	case has(ma.P_WEBTRANSPORT):
+		return useWT
 	case has(ma.P_QUIC_V1):
 		return useQUIC
 	case has(ma.P_TCP):

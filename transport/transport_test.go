@@ -2,7 +2,10 @@ package transport_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +143,189 @@ func TestProtocolStreamLimitPerPeer(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("second concurrent stream from one peer was served despite a per-peer cap of 1")
+	}
+}
+
+// addrsOver is h's listen addresses that carry protocol code and none of
+// the protocols in not: a WebTransport address also carries /quic-v1, so
+// asking for plain QUIC must exclude it.
+func addrsOver(h host.Host, code int, not ...int) []ma.Multiaddr {
+	var out []ma.Multiaddr
+next:
+	for _, a := range h.Addrs() {
+		if _, err := a.ValueForProtocol(code); err != nil {
+			continue
+		}
+		for _, n := range not {
+			if _, err := a.ValueForProtocol(n); err == nil {
+				continue next
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// dial connects from to to at addrs and returns the error, so a test can
+// also assert that a dial fails.
+func dial(from, to host.Host, addrs []ma.Multiaddr) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return from.Connect(ctx, peer.AddrInfo{ID: to.ID(), Addrs: addrs})
+}
+
+// connOver fails the test unless every connection from h to p runs over a
+// multiaddr with protocol code, and there is at least one.
+func connOver(t *testing.T, h host.Host, p peer.ID, code int) {
+	t.Helper()
+	conns := h.Network().ConnsToPeer(p)
+	if len(conns) == 0 {
+		t.Fatalf("no connection to %s", p)
+	}
+	for _, c := range conns {
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(code); err != nil {
+			t.Fatalf("connection to %s over %s, not protocol %d", p, c.RemoteMultiaddr(), code)
+		}
+	}
+}
+
+// freeUDPPort returns a UDP port on loopback that was free a moment ago,
+// for tests that must name one port twice (port 0 picks a new port for
+// every listen address).
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Two WebTransport-only hosts connect over WebTransport, and the listener
+// announces the certificate hash a browser needs to dial it without a CA.
+func TestWebTransportOnLoopback(t *testing.T) {
+	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}
+	a := newHost(t, transport.Config{WebTransport: true, Listen: listen})
+	b := newHost(t, transport.Config{WebTransport: true, Listen: listen})
+	wt := addrsOver(a, ma.P_WEBTRANSPORT)
+	if len(wt) == 0 {
+		t.Fatalf("no WebTransport address: %v", a.Addrs())
+	}
+	for _, m := range wt {
+		if _, err := m.ValueForProtocol(ma.P_CERTHASH); err != nil {
+			t.Fatalf("WebTransport address without /certhash, undialable from a browser: %s", m)
+		}
+	}
+	if err := dial(b, a, wt); err != nil {
+		t.Fatalf("connect over WebTransport: %v", err)
+	}
+	connOver(t, b, a.ID(), ma.P_WEBTRANSPORT)
+	connOver(t, a, b.ID(), ma.P_WEBTRANSPORT)
+
+	// A stream carries bytes both ways: the session is usable, not just
+	// handshaken.
+	const proto = "/ceiba/test-echo/1.0.0"
+	a.SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		io.Copy(s, s)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.NewStream(ctx, a.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte("hola")); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "hola" {
+		t.Fatalf("echo over WebTransport: %q, %v", got, err)
+	}
+	if _, err := s.Conn().RemoteMultiaddr().ValueForProtocol(ma.P_WEBTRANSPORT); err != nil {
+		t.Fatalf("stream over %s, not WebTransport", s.Conn().RemoteMultiaddr())
+	}
+}
+
+// QUIC and WebTransport listen on one UDP port, as DefaultListen and the
+// daemon's config have them, and each serves its own clients there. With
+// QUIC off, the same two addresses still give a working WebTransport
+// listener and no QUIC one.
+func TestWebTransportSharesQUICPort(t *testing.T) {
+	port := freeUDPPort(t)
+	quicAddr := fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)
+	wtAddr := quicAddr + "/webtransport"
+	// No transport flag: all four on, as in a zero Config.
+	server := newHost(t, transport.Config{Listen: []string{quicAddr, wtAddr}})
+	quicClient := newHost(t, transport.Config{QUIC: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	wtClient := newHost(t, transport.Config{WebTransport: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}})
+
+	quicAddrs := addrsOver(server, ma.P_QUIC_V1, ma.P_WEBTRANSPORT)
+	wtAddrs := addrsOver(server, ma.P_WEBTRANSPORT)
+	if len(quicAddrs) == 0 || len(wtAddrs) == 0 {
+		t.Fatalf("server lacks a QUIC or a WebTransport address: %v", server.Addrs())
+	}
+	for _, m := range append(quicAddrs, wtAddrs...) {
+		if p, _ := m.ValueForProtocol(ma.P_UDP); p != strconv.Itoa(port) {
+			t.Fatalf("%s is not on the shared port %d", m, port)
+		}
+	}
+	if err := dial(quicClient, server, quicAddrs); err != nil {
+		t.Fatalf("QUIC on the shared port: %v", err)
+	}
+	connOver(t, quicClient, server.ID(), ma.P_QUIC_V1)
+	if err := dial(wtClient, server, wtAddrs); err != nil {
+		t.Fatalf("WebTransport on the shared port: %v", err)
+	}
+	connOver(t, wtClient, server.ID(), ma.P_WEBTRANSPORT)
+	server.Close()
+
+	// QUIC off, WebTransport on, both addresses still listed: the QUIC one
+	// is skipped and WebTransport owns the port alone.
+	port = freeUDPPort(t)
+	quicAddr = fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)
+	wtAddr = quicAddr + "/webtransport"
+	wtOnly := newHost(t, transport.Config{WebTransport: true, Listen: []string{quicAddr, wtAddr}})
+	if got := addrsOver(wtOnly, ma.P_QUIC_V1, ma.P_WEBTRANSPORT); len(got) != 0 {
+		t.Fatalf("QUIC is off but the host listens on %v", got)
+	}
+	wtAddrs = addrsOver(wtOnly, ma.P_WEBTRANSPORT)
+	if len(wtAddrs) == 0 {
+		t.Fatalf("no WebTransport address with QUIC off: %v", wtOnly.Addrs())
+	}
+	if err := dial(wtClient, wtOnly, wtAddrs); err != nil {
+		t.Fatalf("WebTransport with QUIC off: %v", err)
+	}
+	connOver(t, wtClient, wtOnly.ID(), ma.P_WEBTRANSPORT)
+	// The plain QUIC address was never listened on: a QUIC client finds
+	// nothing there (the WebTransport listener answers only HTTP/3).
+	plain, _ := ma.NewMultiaddr(quicAddr)
+	if err := dial(quicClient, wtOnly, []ma.Multiaddr{plain}); err == nil {
+		t.Fatal("a QUIC client connected to a host with QUIC off")
+	}
+}
+
+// The WebTransport flag, not the QUIC one, decides about /webtransport
+// addresses, though they contain /quic-v1.
+func TestWebTransportFlagJudgesWebTransportAddresses(t *testing.T) {
+	both := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}
+	h := newHost(t, transport.Config{QUIC: true, Listen: both})
+	if got := addrsOver(h, ma.P_WEBTRANSPORT); len(got) != 0 {
+		t.Fatalf("WebTransport is off but the host listens on %v", got)
+	}
+	if len(addrsOver(h, ma.P_QUIC_V1)) == 0 {
+		t.Fatalf("QUIC is on but the host does not listen on it: %v", h.Addrs())
+	}
+	if _, err := transport.Options(transport.Config{WebTransport: true, Listen: both[:1]}); err == nil {
+		t.Fatal("a WebTransport-only configuration with only a QUIC address listens on nothing and must be refused")
+	}
+	// The converse is what an order mistake in the check would miss: libp2p
+	// silently skips a listen address it has no transport for, so only
+	// Options can say that this configuration listens on nothing.
+	if _, err := transport.Options(transport.Config{QUIC: true, Listen: both[1:]}); err == nil {
+		t.Fatal("a QUIC-only configuration with only a WebTransport address listens on nothing and must be refused")
 	}
 }

@@ -98,7 +98,10 @@ func scoreParams(topic string, app func(peer.ID) float64) (*pubsub.PeerScorePara
 func (n *Node) startGossip() error {
 	topic := TopicName(n.cfg.Network)
 	params, thresholds := scoreParams(topic, n.sync.appScore)
-	ps, err := pubsub.NewGossipSub(n.ctx, n.host,
+	// GossipSub gets a view of the host that lets it use relay circuits
+	// (limited.go), so records and revocations reach peers that can be
+	// reached no other way. The DHT is not given it.
+	ps, err := pubsub.NewGossipSub(n.ctx, newGossipHost(n.host),
 		pubsub.WithMessageIdFn(messageID),
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithFloodPublish(true),

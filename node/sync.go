@@ -305,7 +305,22 @@ func (s *syncer) proof(role byte, initiator, responder peer.ID) []byte {
 func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	n := s.n
 	me := n.host.ID()
-	ctx, cancel := context.WithTimeout(network.WithNoDial(n.ctx, "sync with connected peers only"), n.cfg.SyncTimeout)
+	// A peer behind a symmetric NAT may be connected only through a relay
+	// circuit (a limited connection), and libp2p opens no stream on one
+	// unless told to; without this, relay-only peers would never sync.
+	// Riding a circuit is safe because a session is bounded and loses
+	// nothing if the relay cuts it at its data or time limit (ours:
+	// transport.RelayResources, 2 min / 1 MiB; libp2p's default relay
+	// 2 min / 128 KiB): it pulls at most SyncMaxRecords, each record is
+	// opened and checked on its own as it arrives, the records that
+	// arrived before a read error are still accepted after the loop
+	// below, and the next session (on the next circuit) asks only for
+	// what is still missing. What must fit in one circuit is a session's
+	// fixed part: the bucket table (9 KiB) and the hash lists (32 bytes
+	// per record in the buckets that differ).
+	ctx := network.WithAllowLimitedConn(network.WithNoDial(n.ctx, "sync with connected peers only"),
+		"sync is bounded and resumable, so it may ride a relay circuit")
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
 	defer cancel()
 	st, err := n.host.NewStream(ctx, p, SyncProtocol)
 	if err != nil {

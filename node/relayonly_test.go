@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/transport"
+)
+
+// relayOnlyGater stands in for a symmetric NAT between two peers: it
+// refuses every connection with other, either way, that does not go
+// through a relay circuit. Connections to everyone else (the relay) pass.
+type relayOnlyGater struct{ other peer.ID }
+
+func (g relayOnlyGater) InterceptPeerDial(peer.ID) bool { return true }
+
+func (g relayOnlyGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	return p != g.other || isCircuit(a)
+}
+
+func (g relayOnlyGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+// InterceptSecured catches what InterceptAddrDial cannot: a direct
+// connection other dials to us (the remote peer is known only once the
+// handshake is done).
+func (g relayOnlyGater) InterceptSecured(_ network.Direction, p peer.ID, c network.ConnMultiaddrs) bool {
+	return p != g.other || isCircuit(c.RemoteMultiaddr())
+}
+
+func (g relayOnlyGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+// limitedWatch records every connection a host opens or accepts with one
+// peer, so a test can say afterwards that all of them were relayed.
+type limitedWatch struct {
+	mu     sync.Mutex
+	conns  int
+	direct []string
+}
+
+func watchConns(h host.Host, other peer.ID) *limitedWatch {
+	w := &limitedWatch{}
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() != other {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.conns++
+		if !c.Stat().Limited || !isCircuit(c.RemoteMultiaddr()) {
+			w.direct = append(w.direct, c.RemoteMultiaddr().String())
+		}
+	}})
+	return w
+}
+
+// check fails the test if any connection with the other peer was not a
+// limited relay circuit, or if there was none at all.
+func (w *limitedWatch) check(t *testing.T, h host.Host, other peer.ID, when string) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conns == 0 || len(w.direct) > 0 {
+		t.Fatalf("%s: %d connections with %s, not limited relay circuits: %v", when, w.conns, other, w.direct)
+	}
+	for _, c := range h.Network().ConnsToPeer(other) {
+		if !c.Stat().Limited {
+			t.Fatalf("%s: connection %s is not limited", when, c.RemoteMultiaddr())
+		}
+	}
+}
+
+// relayTestHost is a libp2p host built from the transport package's
+// options, as a node builds its own, on loopback with identity sk.
+func relayTestHost(t *testing.T, tc transport.Config, sk crypto.PrivKey, extra ...libp2p.Option) host.Host {
+	t.Helper()
+	tc.Listen = loopback
+	tc.TCP, tc.QUIC = true, true
+	tc.MaxMemory, tc.MaxFD = testTransport.MaxMemory, testTransport.MaxFD
+	built, err := transport.Options(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(append(append(built.Options, libp2p.Identity(sk)), extra...)...)
+	if err != nil {
+		built.ConnManager.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func hostKey(t *testing.T) (crypto.PrivKey, peer.ID) {
+	t.Helper()
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk, id
+}
+
+// Two nodes that can reach each other only through a circuit relay (a
+// symmetric NAT each, hole punching failing) still exchange records: what
+// A held before they met arrives by sync, what A publishes afterwards
+// (a revocation, which must not wait for a direct path) by gossip, and no
+// connection between them is ever anything but a limited relay circuit.
+func TestRelayOnlyPeersSyncAndGossip(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, other := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+
+	// R is a public relay, as a vps node offers one: RelayResources'
+	// limits make every circuit through it a limited connection.
+	rsk, _ := hostKey(t)
+	r := relayTestHost(t, transport.Config{
+		Profile: transport.ProfileVPS, ForceReachability: "public", AllowPrivateDials: true,
+	}, rsk)
+	var rAddr string
+	for _, a := range r.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			rAddr = a.String() + "/p2p/" + r.ID().String()
+			break
+		}
+	}
+
+	// A and B: no profile, so no AutoNAT and no hole punching; each
+	// refuses any path to the other but a circuit.
+	ask, aid := hostKey(t)
+	bsk, bid := hostKey(t)
+	hb := relayTestHost(t, transport.Config{Relays: []string{rAddr}, ForceReachability: "private"}, bsk,
+		libp2p.ConnectionGater(relayOnlyGater{other: aid}))
+	ha := relayTestHost(t, transport.Config{}, ask, libp2p.ConnectionGater(relayOnlyGater{other: bid}))
+	watchA, watchB := watchConns(ha, bid), watchConns(hb, aid)
+
+	cfgA := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfgA.Host = ha
+	a := startNode(t, cfgA)
+	cfgB := testConfig(t, nw, org, t.TempDir())
+	cfgB.Host = hb
+	// Only the connection starts a session on B, so a record that comes
+	// later can only come by gossip.
+	cfgB.SyncInterval = time.Hour
+	b := startNode(t, cfgB)
+
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Admit(t, other, "Colectivo Otro"))
+	for _, id := range []string{"asesoria", "refugio", "acompanamiento"} {
+		ref.publish(a, entryRec(t, nw, org, id, 1))
+	}
+	before := len(ref.recs)
+	// A's GossipSub offers its recent messages (IHAVE) to new topic peers
+	// for HistoryGossip heartbeats; waiting that out means B can get these
+	// records by sync alone, so the count below says which path worked.
+	published := time.Now()
+
+	// The relay service tags each peer it holds a reservation for. (B's
+	// own Addrs would show its circuit address, but autorelay drops relay
+	// addresses that are not public, and R is on loopback.)
+	waitFor(t, 20*time.Second, "B to reserve a slot on the relay", func() bool {
+		ti := r.ConnManager().GetTagInfo(bid)
+		return ti != nil && ti.Tags["relay-reservation"] > 0
+	})
+	time.Sleep(time.Until(published.Add(time.Duration(pubsub.GossipSubHistoryGossip+1) * pubsub.GossipSubHeartbeatInterval)))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, rAddr+"/p2p-circuit/p2p/"+bid.String()); err != nil {
+		t.Fatalf("A connecting to B through the relay: %v", err)
+	}
+	watchA.check(t, ha, bid, "after connecting")
+
+	waitFor(t, 30*time.Second, "B to pull A's records by sync over the circuit", func() bool {
+		return sameDigest([]*Node{b}, ref.digest())
+	})
+	// The state shows a record a moment before the store has it and the
+	// node counts it.
+	var acc map[Via]int
+	waitFor(t, 10*time.Second, "B to count the records it pulled", func() bool {
+		acc = b.Status().Accepted
+		return acc[ViaSync]+acc[ViaGossip] >= before
+	})
+	if acc[ViaSync] != before || acc[ViaGossip] != 0 {
+		t.Fatalf("B accepted %v, want all %d records via sync", acc, before)
+	}
+
+	waitFor(t, 30*time.Second, "A and B to see each other on the topic over the circuit", func() bool {
+		return a.Status().TopicPeers == 1 && b.Status().TopicPeers == 1
+	})
+	ref.publish(a, nw.RevokeBy(t, other.Public()))
+	waitFor(t, 30*time.Second, "the revocation to reach B by gossip over the circuit", func() bool {
+		return b.State().IsRevoked(other.Public())
+	})
+	waitFor(t, 10*time.Second, "B to count the revocation", func() bool {
+		acc = b.Status().Accepted
+		return acc[ViaSync]+acc[ViaGossip] >= before+1
+	})
+	if acc[ViaSync] != before || acc[ViaGossip] != 1 {
+		t.Fatalf("B accepted %v, want %d via sync and the revocation via gossip", acc, before)
+	}
+	if !sameDigest([]*Node{a, b}, ref.digest()) {
+		t.Fatal("A and B hold different records")
+	}
+	watchA.check(t, ha, bid, "at the end")
+	watchB.check(t, hb, aid, "at the end")
+}
+
+// Only GossipSub's own protocols get the limited-connection allowance:
+// every protocol pubsub may open a stream with (so a pubsub upgrade that
+// adds a version fails here instead of silently losing relay-only peers),
+// and nothing else, alone or mixed in.
+func TestGossipHostAllowsOnlyGossipProtocols(t *testing.T) {
+	if !onlyGossip(pubsub.GossipSubDefaultProtocols) {
+		t.Fatalf("not every default GossipSub protocol is allowed on circuits: %v", pubsub.GossipSubDefaultProtocols)
+	}
+	for _, pids := range [][]protocol.ID{
+		nil,
+		{"/ipfs/kad/1.0.0"},
+		{SyncProtocol},
+		{pubsub.GossipSubID_v13, "/ipfs/kad/1.0.0"},
+		{pubsub.RemoteTracerProtoID},
+	} {
+		if onlyGossip(pids) {
+			t.Errorf("%v allowed on circuits by the gossip host", pids)
+		}
+	}
+}

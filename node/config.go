@@ -51,7 +51,8 @@ type Config struct {
 	SyncTimeout time.Duration
 	// SyncMaxRecords caps the records one session pulls; a node further
 	// behind catches up over several sessions. Zero means
-	// DefaultSyncMaxRecords.
+	// DefaultSyncMaxRecords, or fewer under a receive-rate cap (what fits
+	// half of SyncTimeout at the cap).
 	SyncMaxRecords int
 	// ExpireInterval is how often expired entries are dropped from the
 	// state and the store. Zero means DefaultExpireInterval.
@@ -95,6 +96,23 @@ type DHTConfig struct {
 	RepublishInterval time.Duration
 }
 
+// typicalSealedRecord is a generous size of a sealed directory entry with
+// its signature and padding: the sample entries of the tests seal to
+// ~0.7 KiB (TestReceiveCapBoundsCatchUp logs it), entries with long
+// descriptions in two languages to a few KiB.
+const typicalSealedRecord = 2 << 10
+
+// Mode names the DHT role: server, client or off.
+func (c DHTConfig) Mode() string {
+	switch {
+	case c.Disabled:
+		return "off"
+	case c.ClientMode:
+		return "client"
+	}
+	return "server"
+}
+
 // Defaults.
 const (
 	DefaultSyncInterval     = 30 * time.Second
@@ -136,6 +154,18 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.SyncMaxRecords <= 0 {
 		cfg.SyncMaxRecords = DefaultSyncMaxRecords
+		rates, err := transport.RatesFor(cfg.Transport)
+		if err != nil {
+			return cfg, fmt.Errorf("node: %w", err)
+		}
+		if rates.Recv > 0 {
+			// Under a receive cap a full session would outlast its
+			// timeout. Sessions sized to half the timeout at the cap
+			// finish, and leave room for gossip; the node runs them
+			// back to back until it has caught up.
+			fit := rates.Recv * int64(cfg.SyncTimeout/time.Second) / 2 / typicalSealedRecord
+			cfg.SyncMaxRecords = int(min(max(fit, 16), DefaultSyncMaxRecords))
+		}
 	}
 	if cfg.SyncMaxRecords > maxRecordsPerSession {
 		return cfg, fmt.Errorf("node: SyncMaxRecords %d above the protocol limit %d", cfg.SyncMaxRecords, maxRecordsPerSession)

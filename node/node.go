@@ -151,7 +151,12 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	}
 
 	if cfg.Host != nil {
-		n.host = cfg.Host
+		rates, err := transport.RatesFor(cfg.Transport)
+		if err != nil {
+			return n, fmt.Errorf("node: %w", err)
+		}
+		n.host = transport.LimitRate(cfg.Host, rates)
+		n.reach.rates = rates
 	} else if err := n.startHost(); err != nil {
 		return n, err
 	}
@@ -208,7 +213,7 @@ func (n *Node) startHost() error {
 		built.ConnManager.Close()
 		return fmt.Errorf("node: starting the host: %w", err)
 	}
-	n.host, n.ownHost = h, true
+	n.host, n.ownHost = transport.LimitRate(h, built.Rates), true
 	return nil
 }
 

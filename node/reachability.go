@@ -74,6 +74,7 @@ type reachState struct {
 	bw      *metrics.BandwidthCounter
 	profile transport.Profile
 	relays  int
+	rates   transport.Rates
 }
 
 // withPolicyTransport adds what the charter's policy says to the transport
@@ -95,6 +96,15 @@ func (n *Node) hostBuilt(b transport.Built, tc transport.Config) {
 	n.reach.bw = b.Bandwidth
 	n.reach.profile = b.Profile
 	n.reach.relays = len(tc.Relays)
+	n.reach.rates = b.Rates
+}
+
+// RateCaps returns the byte-per-second caps on the node's streams (zero:
+// none in that direction).
+func (n *Node) RateCaps() transport.Rates {
+	n.reach.mu.Lock()
+	defer n.reach.mu.Unlock()
+	return n.reach.rates
 }
 
 // Bandwidth returns the bytes this node's host sent and received since it

@@ -65,6 +65,61 @@ func TestWebSocketOnlyNodeJoinsAndSyncs(t *testing.T) {
 	t.Logf("WebSocket-only node in sync %s after start", time.Since(start).Round(time.Millisecond))
 }
 
+// A node that listens and dials only over WebTransport (what a browser
+// node could speak, and traffic that looks like HTTP/3) joins through a
+// WebTransport bootstrap address and syncs what was published before it
+// came. The bootstrap address must carry the listener's /certhash: it is
+// how the dialer checks the self-signed certificate.
+func TestWebTransportOnlyNodeJoinsAndSyncs(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	wtOnly := transport.Config{WebTransport: true, MaxMemory: 256 << 20, MaxFD: 1024}
+	listen := []string{"/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}
+
+	cfgA := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfgA.Listen = listen
+	cfgA.Transport = wtOnly
+	a := startNode(t, cfgA)
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo WT"), entryRec(t, nw, org, "refugio", 1))
+
+	var wtAddr string
+	for _, m := range a.Addrs() {
+		if strings.Contains(m.String(), "/webtransport/") && strings.Contains(m.String(), "/certhash/") {
+			wtAddr = m.String()
+		}
+	}
+	if wtAddr == "" {
+		t.Fatalf("node A has no WebTransport address with a certificate hash: %v", a.Addrs())
+	}
+
+	cfgB := testConfig(t, nw, org, t.TempDir())
+	cfgB.Listen = listen
+	cfgB.Transport = wtOnly
+	cfgB.Bootstrap = []string{wtAddr}
+	b := startNode(t, cfgB)
+	for _, m := range b.Addrs() {
+		if !strings.Contains(m.String(), "/webtransport/") {
+			t.Fatalf("WebTransport-only node listens on %s", m)
+		}
+	}
+	want := ref.digest()
+	start := time.Now()
+	waitFor(t, 20*time.Second, "the WebTransport-only node to sync", func() bool {
+		return sameDigest([]*Node{a, b}, want)
+	})
+	conns := b.Host().Network().Conns()
+	if len(conns) == 0 {
+		t.Fatal("the WebTransport-only node synced without a connection")
+	}
+	for _, c := range conns {
+		if !strings.Contains(c.RemoteMultiaddr().String(), "/quic-v1/webtransport") {
+			t.Fatalf("connection over %s, not WebTransport", c.RemoteMultiaddr())
+		}
+	}
+	t.Logf("WebTransport-only node in sync %s after start", time.Since(start).Round(time.Millisecond))
+}
+
 // The verdict follows libp2p's: forced private with no relay is
 // unreachable with a fix naming relays; forced public is public.
 func TestReachabilityVerdicts(t *testing.T) {
@@ -186,8 +241,8 @@ func contains(ss []string, s string) bool {
 }
 
 // TestLowDataIdleBandwidth measures what a lowdata node sends and receives
-// while nothing is published, with the node's real defaults (30 s sync,
-// DHT on). It runs only when CEIBA_IDLE_MEASURE is a duration (for
+// while nothing is published, configured as the daemon configures it
+// (5-minute sync, DHT client, rate caps). It runs only when CEIBA_IDLE_MEASURE is a duration (for
 // docs/OPERATIONS.md: CEIBA_IDLE_MEASURE=10m).
 func TestLowDataIdleBandwidth(t *testing.T) {
 	d, err := time.ParseDuration(os.Getenv("CEIBA_IDLE_MEASURE"))
@@ -219,6 +274,7 @@ func TestLowDataIdleBandwidth(t *testing.T) {
 		if i == peers {
 			cfg.Transport.Profile = transport.ProfileLowData
 			cfg.SyncInterval = LowDataSyncInterval // as the daemon sets it
+			cfg.DHT.ClientMode = true
 			if wire {
 				cfg.Listen = []string{"/ip4/127.0.0.1/tcp/4747", "/ip4/127.0.0.1/udp/4747/quic-v1"}
 			}

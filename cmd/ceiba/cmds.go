@@ -668,6 +668,13 @@ func statusCmd(g *globals) *cobra.Command {
 						fmt.Printf("  Fix:    %s\n", s.ReachabilityFix)
 					}
 				}
+				if tr := s.Traffic; tr != nil {
+					fmt.Printf("Traffic:  %s in, %s out since start (profile %s, DHT %s", byteSize(tr.BytesIn), byteSize(tr.BytesOut), tr.Profile, tr.DHT)
+					if tr.RecvCap > 0 || tr.SendCap > 0 {
+						fmt.Printf("; caps %s in, %s out", capSize(tr.RecvCap), capSize(tr.SendCap))
+					}
+					fmt.Println(")")
+				}
 				if !s.LastSync.IsZero() {
 					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)
 				}
@@ -838,4 +845,24 @@ func demoCmd() *cobra.Command {
 	cmd.Flags().IntVar(&nodes, "readers", 2, "how many reader nodes to start besides the stewards and organizations")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's homes (printed) instead of deleting them")
 	return cmd
+}
+
+// byteSize writes n bytes the way a person reads a data plan.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func capSize(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return byteSize(n) + "/s"
 }

@@ -46,6 +46,20 @@ type Status struct {
 	// plain words (empty when nothing needs doing).
 	ReachabilityWhy string `json:"reachability_why,omitempty"`
 	ReachabilityFix string `json:"reachability_fix,omitempty"`
+
+	// Traffic is what the node spent since it started, and its limits.
+	Traffic *Traffic `json:"traffic,omitempty"`
+}
+
+// Traffic is a node's data use: what a person on a metered link checks.
+type Traffic struct {
+	Profile  string `json:"profile"`
+	DHT      string `json:"dht"` // server, client or off
+	BytesIn  int64  `json:"bytes_in"`
+	BytesOut int64  `json:"bytes_out"`
+	// RecvCap and SendCap are bytes per second; 0 means no cap.
+	RecvCap int64 `json:"recv_cap"`
+	SendCap int64 `json:"send_cap"`
 }
 
 // Entry is one directory entry as the API shows it.

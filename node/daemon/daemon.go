@@ -127,7 +127,7 @@ func (d *Daemon) startNode(ctx context.Context) error {
 		SaveKeys:     d.saveKeys,
 		Logger:       d.log,
 		SyncInterval: d.cfg.syncInterval(d.opts.SyncInterval),
-		DHT:          node.DHTConfig{AllowPrivateAddrs: d.cfg.Node.PrivateAddrs},
+		DHT:          d.cfg.dhtConfig(),
 		Transport:    d.cfg.transportConfig(),
 	})
 	if err != nil {

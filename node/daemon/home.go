@@ -75,6 +75,14 @@ type NodeConfig struct {
 	WSSKey            string   `toml:"wss_key,omitempty"`
 	// Reachability "public" or "private" skips AutoNAT's probing.
 	Reachability string `toml:"reachability,omitempty"`
+
+	// DHT is "server", "client" or "off"; empty takes the profile's
+	// (client for lowdata, server otherwise). See transport.go.
+	DHT string `toml:"dht,omitempty"`
+	// SendKiB and RecvKiB cap the node's traffic in KiB per second;
+	// absent takes the profile's caps (lowdata has some), 0 lifts them.
+	SendKiB *int64 `toml:"send_kib_per_second,omitempty"`
+	RecvKiB *int64 `toml:"recv_kib_per_second,omitempty"`
 }
 
 // APIConfig is the local HTTP API.
@@ -108,6 +116,10 @@ func DefaultConfig(profile, name string, apiPort, p2pPort int) Config {
 		Node: NodeConfig{Listen: []string{
 			fmt.Sprintf("/ip4/%s/tcp/%d", host, p2pPort),
 			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", host, p2pPort),
+			// WebTransport rides on QUIC: with a fixed port both share
+			// one UDP socket (libp2p demultiplexes them), so it asks for
+			// no extra firewall opening.
+			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/webtransport", host, p2pPort),
 		}},
 		API: APIConfig{Listen: fmt.Sprintf("127.0.0.1:%d", apiPort)},
 	}
@@ -124,6 +136,9 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # do not edit it by hand.
 #
 # [node] listen: libp2p addresses to listen on; port 0 picks a free port.
+# "ceiba init" writes TCP, QUIC (/udp/N/quic-v1) and WebTransport
+# (/udp/N/quic-v1/webtransport: HTTP/3 over QUIC, which a browser can dial);
+# QUIC and WebTransport share one UDP port unless it is 0.
 # [node] bootstrap: peers to connect to at start (multiaddrs ending in /p2p/ID);
 # invites fill this in.
 # [node] private_addresses: true only for a network on one machine or one LAN
@@ -135,6 +150,12 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # [node] wss_cert, wss_key: PEM files for secure WebSocket listen addresses (/tls/ws).
 # [node] reachability = "public" or "private" states what AutoNAT would find out
 # (a server with a known public address; a node known to be behind NAT).
+# [node] dht = "server", "client" or "off": whether this node answers other
+# nodes' DHT lookups and stores their records (server), only uses the DHT
+# (client), or keeps away from it (off: gossip and sync only). Absent: client
+# for lowdata, server otherwise.
+# [node] recv_kib_per_second, send_kib_per_second cap this node's traffic in
+# KiB per second. Absent: the profile's caps (lowdata: 64 in, 32 out); 0: none.
 #
 # [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
 # can reach it can read the directory.
@@ -175,6 +196,16 @@ func (c *Config) validate() error {
 	}
 	if r := c.Node.Reachability; r != "" && r != "public" && r != "private" {
 		return fmt.Errorf("node.reachability %q must be \"public\", \"private\" or absent", r)
+	}
+	switch c.Node.DHT {
+	case "", "server", "client", "off":
+	default:
+		return fmt.Errorf("node.dht %q must be \"server\", \"client\", \"off\" or absent", c.Node.DHT)
+	}
+	for name, v := range map[string]*int64{"send_kib_per_second": c.Node.SendKiB, "recv_kib_per_second": c.Node.RecvKiB} {
+		if v != nil && (*v < 0 || *v > maxKiBPerSecond) {
+			return fmt.Errorf("node.%s = %d must be between 0 (no cap) and %d", name, *v, maxKiBPerSecond)
+		}
 	}
 	host, _, ok := strings.Cut(c.API.Listen, ":")
 	if !ok || (host != "127.0.0.1" && host != "localhost" && host != "[::1]") {

@@ -184,10 +184,22 @@ func (d *Daemon) CreateInvite(req api.InviteRequest) (api.Invite, error) {
 	return api.Invite{Code: code.String(), Role: req.Role, Expires: expires.UTC()}, nil
 }
 
+// addrStrings are the addresses an invite carries. They become the new
+// node's bootstrap list and stay there for months, so WebTransport
+// addresses are left out when there are others: their certificate hashes
+// rotate every two weeks or so, and each doubles the length of a code
+// people copy by hand.
 func addrStrings[T interface{ Addrs() []multiaddr.Multiaddr }](n T) []string {
-	var out []string
+	var out, webtransport []string
 	for _, a := range n.Addrs() {
+		if _, err := a.ValueForProtocol(multiaddr.P_WEBTRANSPORT); err == nil {
+			webtransport = append(webtransport, a.String())
+			continue
+		}
 		out = append(out, a.String())
+	}
+	if len(out) == 0 {
+		return webtransport
 	}
 	return out
 }

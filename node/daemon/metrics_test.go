@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/ceiba-network/ceiba/node"
 	"github.com/ceiba-network/ceiba/node/api"
+	"github.com/ceiba-network/ceiba/transport"
 )
 
 func startDaemonWith(t *testing.T, name string, edit func(*Config)) *Daemon {
@@ -119,5 +121,48 @@ func TestProfileReachesTransport(t *testing.T) {
 	c.Node.Reachability = "public"
 	if err := c.validate(); err != nil || c.transportConfig().ForceReachability != "public" {
 		t.Fatalf("node.reachability public: %v", err)
+	}
+}
+
+// config.toml's traffic settings reach the node: lowdata uses the DHT as a
+// client and has rate caps; each can be overridden, and a bad value is
+// refused naming the setting.
+func TestTrafficSettings(t *testing.T) {
+	c := DefaultConfig("lowdata", "x", 0, 0)
+	if m := c.dhtConfig().Mode(); m != "client" {
+		t.Fatalf("lowdata DHT mode %q, want client", m)
+	}
+	rates, err := transport.RatesFor(c.transportConfig())
+	if err != nil || rates.Recv != transport.LowDataRecvRate || rates.Send != transport.LowDataSendRate {
+		t.Fatalf("lowdata caps %+v (%v)", rates, err)
+	}
+	zero, eight := int64(0), int64(8)
+	c.Node.RecvKiB, c.Node.SendKiB, c.Node.DHT = &zero, &eight, "off"
+	rates, err = transport.RatesFor(c.transportConfig())
+	if err != nil || rates.Recv != 0 || rates.Send != 8<<10 {
+		t.Fatalf("recv_kib_per_second = 0 and send_kib_per_second = 8 gave caps %+v (%v)", rates, err)
+	}
+	if c.dhtConfig().Mode() != "off" || !c.dhtConfig().Disabled {
+		t.Fatal("node.dht = \"off\" left the DHT on")
+	}
+	laptop := DefaultConfig("laptop", "x", 0, 0)
+	if rates, _ := transport.RatesFor(laptop.transportConfig()); rates != (transport.Rates{}) || laptop.dhtConfig().Mode() != "server" {
+		t.Fatalf("laptop: caps %+v, DHT %s; want none and server", rates, laptop.dhtConfig().Mode())
+	}
+
+	home := Home{Dir: t.TempDir()}
+	for _, tc := range []struct{ setting, want string }{
+		{`dht = "sometimes"`, `node.dht "sometimes"`},
+		{`recv_kib_per_second = -5`, `node.recv_kib_per_second = -5`},
+		{`send_kib_per_second = "fast"`, `send_kib_per_second`},
+	} {
+		body := "profile = \"lowdata\"\nname = \"x\"\n[api]\nlisten = \"127.0.0.1:0\"\n[node]\n" + tc.setting + "\n"
+		if err := os.WriteFile(home.ConfigPath(), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := home.LoadConfig()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %s", tc.setting, err, tc.want)
+		}
 	}
 }

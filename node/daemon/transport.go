@@ -29,5 +29,42 @@ func (c *Config) transportConfig() transport.Config {
 		WSSCert:           c.Node.WSSCert,
 		WSSKey:            c.Node.WSSKey,
 		ForceReachability: c.Node.Reachability,
+		SendRate:          rateSetting(c.Node.SendKiB),
+		RecvRate:          rateSetting(c.Node.RecvKiB),
+	}
+}
+
+// maxKiBPerSecond bounds the rate settings well above any link, so a
+// typo cannot overflow the conversion to bytes.
+const maxKiBPerSecond = 1 << 30
+
+// rateSetting turns a KiB/s setting into transport's convention: absent
+// (nil) takes the profile's cap, 0 lifts it (negative there).
+func rateSetting(kib *int64) int64 {
+	switch {
+	case kib == nil:
+		return 0
+	case *kib == 0:
+		return -1
+	}
+	return *kib << 10
+}
+
+// dhtConfig is the node's DHT role. A lowdata node uses the DHT without
+// serving it: answering other nodes' lookups and storing their records
+// would spend its data on them. It still reads and publishes through the
+// servers (stewards' and vps nodes).
+func (c *Config) dhtConfig() node.DHTConfig {
+	mode := c.Node.DHT
+	if mode == "" {
+		mode = "server"
+		if c.Profile == string(transport.ProfileLowData) {
+			mode = "client"
+		}
+	}
+	return node.DHTConfig{
+		Disabled:          mode == "off",
+		ClientMode:        mode == "client",
+		AllowPrivateAddrs: c.Node.PrivateAddrs,
 	}
 }

@@ -125,7 +125,7 @@ func (r *run) step(format string, args ...any) {
 func (r *run) story(ctx context.Context) (Result, error) {
 	var res Result
 	start := time.Now()
-	r.step("Starting 3 stewards, 2 organizations and %d reader(s) as separate processes on 127.0.0.1", r.o.Readers)
+	r.step("Starting 3 stewards, 2 organizations and %d reader(s) (lowdata profile) as separate processes on 127.0.0.1", r.o.Readers)
 	names := []string{"steward-ana", "steward-beto", "steward-carla", "org-defensoras", "org-refugio"}
 	for i := 1; i <= r.o.Readers; i++ {
 		names = append(names, fmt.Sprintf("reader-%d", i))
@@ -295,6 +295,22 @@ func (r *run) story(ctx context.Context) (Result, error) {
 		}
 	}
 	r.say("The seized node's copy lists %d live entries, none of them published after the rotation.", len(es))
+
+	r.step("What the reader's metered link paid for")
+	out, err = r.cli(ctx, readers[0], "status")
+	if err != nil {
+		return res, err
+	}
+	traffic := ""
+	for _, line := range strings.Split(out, "\n") {
+		if t, ok := strings.CutPrefix(line, "Traffic:"); ok && strings.Contains(t, "profile lowdata, DHT client; caps") {
+			traffic = strings.TrimSpace(t)
+		}
+	}
+	if traffic == "" {
+		return res, fmt.Errorf("the reader's status shows no lowdata caps:\n%s", out)
+	}
+	r.say("The reader runs the lowdata profile (a metered link): %s", traffic)
 	r.step("Done in %s. Stopping all nodes.", time.Since(start).Round(100*time.Millisecond))
 	return res, nil
 }
@@ -337,7 +353,12 @@ func (r *run) initNode(ctx context.Context, name string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := r.exec(ctx, p, false, "init", "--local", "--name", orgName(name), "--api-port", fmt.Sprint(apiPort), "--p2p-port", fmt.Sprint(p2pPort)); err != nil {
+	profile := "laptop"
+	if strings.HasPrefix(name, "reader-") {
+		// Readers are activists on phones and metered links.
+		profile = "lowdata"
+	}
+	if _, err := r.exec(ctx, p, false, "init", "--local", "--profile", profile, "--name", orgName(name), "--api-port", fmt.Sprint(apiPort), "--p2p-port", fmt.Sprint(p2pPort)); err != nil {
 		return nil, err
 	}
 	tok, err := os.ReadFile(filepath.Join(p.home, "api.token"))

@@ -78,14 +78,19 @@ type reachState struct {
 }
 
 // withPolicyTransport adds what the charter's policy says to the transport
-// configuration: its static relays, for NATed nodes. Relays a charter adds
-// later take effect at the next start, as libp2p fixes static relays when
-// the host is built.
+// configuration: its relays, for NATed nodes. They are read each time the
+// host looks for relays, so an amendment that adds one takes effect
+// without a restart.
 func (n *Node) withPolicyTransport(tc transport.Config) transport.Config {
-	if c := n.state.Charter(); c != nil && len(c.Policy.Relays) > 0 {
-		tc.Relays = append(slices.Clone(tc.Relays), c.Policy.Relays...)
-	}
+	tc.RelayFeed = n.charterRelays
 	return tc
+}
+
+func (n *Node) charterRelays() []string {
+	if c := n.state.Charter(); c != nil {
+		return slices.Clone(c.Policy.Relays)
+	}
+	return nil
 }
 
 // hostBuilt records what the transport package built that the node reports
@@ -213,6 +218,9 @@ func (n *Node) Reachability() Reachability {
 	refused := len(n.reach.refused)
 	profile, relays := n.reach.profile, n.reach.relays
 	n.reach.mu.Unlock()
+	if n.ownHost {
+		relays += len(transport.UsableRelays(n.charterRelays()))
+	}
 
 	r := Reachability{State: ReachUnknown, Since: since}
 	var advertisedPublic []ma.Multiaddr

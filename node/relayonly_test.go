@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
 	"github.com/ceiba-network/ceiba/transport"
 )
@@ -240,4 +242,64 @@ func TestGossipHostAllowsOnlyGossipProtocols(t *testing.T) {
 			t.Errorf("%v allowed on circuits by the gossip host", pids)
 		}
 	}
+}
+
+// A relay a charter amendment adds is used without restarting the node,
+// and one an amendment removes stops being protected.
+func TestCharterRelaysTakeEffectWithoutRestart(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	rsk, rid := hostKey(t)
+	r := relayTestHost(t, transport.Config{
+		Profile: transport.ProfileVPS, ForceReachability: "public", AllowPrivateDials: true,
+	}, rsk)
+	var rAddr string
+	for _, a := range r.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			rAddr = a.String() + "/p2p/" + rid.String()
+			break
+		}
+	}
+
+	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo detrás de NAT"))
+	cfgB := testConfig(t, nw, org, t.TempDir())
+	cfgB.Bootstrap = []string{addr(a)}
+	cfgB.Transport.ForceReachability = "private"
+	cfgB.Transport.RelayFeedInterval = 200 * time.Millisecond
+	b := startNode(t, cfgB)
+	waitFor(t, 15*time.Second, "B to hold the genesis", func() bool { return sameDigest([]*Node{b}, ref.digest()) })
+
+	reserved := func() bool {
+		ti := r.ConnManager().GetTagInfo(b.Host().ID())
+		return ti != nil && ti.Tags["relay-reservation"] > 0
+	}
+	protected := func() bool { return b.Host().ConnManager().IsProtected(rid, transport.RelayTag) }
+	// Ten rounds of the feed with a charter that lists no relay.
+	time.Sleep(10 * cfgB.Transport.RelayFeedInterval)
+	if reserved() || protected() {
+		t.Fatal("B reserved a slot on a relay no charter or configuration lists")
+	}
+
+	amend := func(relays []string) {
+		t.Helper()
+		cur := a.State().Charter()
+		next, err := directory.Amend(cur, a.State().CharterID(), cur.Stewards, int(cur.Threshold), directory.Policy{Relays: relays}, nw.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref.publish(a, nw.Sign(t, next, nw.Stewards[0], nw.Stewards[1]))
+		waitFor(t, 15*time.Second, "B to hold the amended charter", func() bool { return sameDigest([]*Node{b}, ref.digest()) })
+	}
+	amend([]string{rAddr, "/ip4/203.0.113.9/tcp/4001"}) // the second lacks /p2p/ and is skipped
+	start := time.Now()
+	waitFor(t, 20*time.Second, "B to reserve a slot on the charter's relay", func() bool { return reserved() && protected() })
+	t.Logf("B reserved a slot on the relay the amendment added %s after it arrived", time.Since(start).Round(time.Millisecond))
+	if got := b.Reachability(); got.State == ReachUnreachable && !strings.Contains(got.Why, "1 configured relay") {
+		t.Errorf("verdict does not count the charter's relay: %s", got.Why)
+	}
+
+	amend(nil)
+	waitFor(t, 20*time.Second, "B to stop protecting the relay the charter dropped", func() bool { return !protected() })
 }

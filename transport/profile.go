@@ -1,8 +1,11 @@
 package transport
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -10,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -143,7 +147,7 @@ func (cfg Config) withProfile() (Config, error) {
 	return cfg, nil
 }
 
-func natOptions(cfg Config, relays []peer.AddrInfo) []libp2p.Option {
+func natOptions(cfg Config, relays []peer.AddrInfo, cm *connmgr.BasicConnMgr) []libp2p.Option {
 	var o []libp2p.Option
 	// Kept even with a forced verdict: libp2p v0.51 advertises observed
 	// addresses only once AutoNAT v2 confirms them, and hole punching
@@ -162,14 +166,21 @@ func natOptions(cfg Config, relays []peer.AddrInfo) []libp2p.Option {
 	if cfg.RelayService {
 		o = append(o, libp2p.EnableRelayService(relayv2.WithResources(RelayResources())))
 	}
-	if len(relays) > 0 {
-		// The static relays are the only candidates, so waiting for more
-		// (libp2p's default boot delay) would only delay reachability.
-		o = append(o, libp2p.EnableAutoRelayWithStaticRelays(relays,
-			autorelay.WithNumRelays(min(2, len(relays))),
+	if len(relays) > 0 || cfg.RelayFeed != nil {
+		src := &relaySource{static: relays, feed: cfg.RelayFeed, cm: cm, fed: map[peer.ID]bool{}}
+		interval := cfg.RelayFeedInterval
+		if interval <= 0 {
+			interval = 30 * time.Second
+		}
+		// The configured and charter relays are the only candidates, so
+		// waiting for more (libp2p's default boot delay) would only delay
+		// reachability.
+		o = append(o, libp2p.EnableAutoRelayWithPeerSource(src.candidates,
+			autorelay.WithNumRelays(2),
 			autorelay.WithMinCandidates(1),
 			autorelay.WithBootDelay(0),
-			autorelay.WithBackoff(time.Minute)))
+			autorelay.WithBackoff(time.Minute),
+			autorelay.WithMinInterval(interval)))
 	}
 	switch cfg.ForceReachability {
 	case "public":
@@ -181,6 +192,72 @@ func natOptions(cfg Config, relays []peer.AddrInfo) []libp2p.Option {
 		o = append(o, libp2p.ConnectionGater(PublicOnlyGater{}))
 	}
 	return o
+}
+
+// relaySource hands AutoRelay its candidates: the static relays, then
+// those the feed lists now. AutoRelay calls it again whenever it lacks
+// candidates, so relays a charter amendment adds are used without a
+// restart. A relay the feed no longer lists loses its protection; a
+// reservation already held on it lasts until the relay drops it (at most
+// the reservation's hour) or the connection closes.
+type relaySource struct {
+	static []peer.AddrInfo
+	feed   func() []string
+	cm     *connmgr.BasicConnMgr
+
+	mu  sync.Mutex
+	fed map[peer.ID]bool
+}
+
+func (s *relaySource) candidates(_ context.Context, num int) <-chan peer.AddrInfo {
+	all := slices.Clone(s.static)
+	if s.feed != nil {
+		static := map[peer.ID]bool{}
+		for _, r := range s.static {
+			static[r.ID] = true
+		}
+		now := map[peer.ID]bool{}
+		for _, ai := range UsableRelays(s.feed()) {
+			if !static[ai.ID] {
+				now[ai.ID] = true
+				all = append(all, ai)
+			}
+		}
+		s.mu.Lock()
+		for id := range s.fed {
+			if !now[id] {
+				s.cm.Unprotect(id, RelayTag)
+			}
+		}
+		for id := range now {
+			s.cm.Protect(id, RelayTag)
+		}
+		s.fed = now
+		s.mu.Unlock()
+	}
+	ch := make(chan peer.AddrInfo, len(all))
+	defer close(ch)
+	for i, ai := range all {
+		if i == num {
+			break
+		}
+		ch <- ai
+	}
+	return ch
+}
+
+// UsableRelays parses relay addresses, one entry per relay with all its
+// addresses, skipping those that do not parse or name no peer: a bad
+// address in a charter must not keep a node from the good ones.
+func UsableRelays(ss []string) []peer.AddrInfo {
+	var good []string
+	for _, a := range ss {
+		if _, err := parseAddrInfos([]string{a}); err == nil {
+			good = append(good, a)
+		}
+	}
+	out, _ := parseAddrInfos(good)
+	return out
 }
 
 func parseAddrInfos(ss []string) ([]peer.AddrInfo, error) {

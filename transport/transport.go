@@ -104,6 +104,13 @@ type Config struct {
 	// NATed node reserves a slot on so it can be reached. They are
 	// protected from pruning like bootstrap peers.
 	Relays []string
+	// RelayFeed, if set, supplies relays learned while the node runs (the
+	// charter's, which an amendment can change), in the form of Relays.
+	// It is asked whenever the node holds fewer relays than it wants, at
+	// most every RelayFeedInterval (zero: 30 s); addresses that do not
+	// parse are skipped. Fed relays are protected while it lists them.
+	RelayFeed         func() []string
+	RelayFeedInterval time.Duration
 	// ForceReachability skips AutoNAT's verdict: "public" for a server the
 	// operator knows is reachable, "private" for a node known to be behind
 	// NAT (it reserves relay slots at once). Empty lets AutoNAT decide.
@@ -264,7 +271,7 @@ func Options(cfg Config) (Built, error) {
 		libp2p.DisableMetrics(),
 		libp2p.BandwidthReporter(bw),
 	}
-	opts = append(opts, natOptions(cfg, relays)...)
+	opts = append(opts, natOptions(cfg, relays, cm)...)
 	if useTCP {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
 	}

@@ -143,3 +143,33 @@ func TestReaderCanSearchButNotPublish(t *testing.T) {
 		t.Fatalf("reader publishing: err = %v", err)
 	}
 }
+
+// An invite code lists every address of the inviting node; the first is
+// often one the invitee cannot reach (loopback, a LAN). Redeeming tries
+// them all instead of giving up on the first.
+func TestInviteTriesEveryAddress(t *testing.T) {
+	ctx := context.Background()
+	steward := startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := parseCode(inv.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Port 1 on loopback refuses at once: a dead first address.
+	dead := "/ip4/127.0.0.1/tcp/1/p2p/" + steward.Node().Host().ID().String()
+	code.Addrs = append([]string{dead}, code.Addrs...)
+	org := startTestDaemon(t, "org")
+	st, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: code.String(), Name: "Colectivo"})
+	if err != nil {
+		t.Fatalf("invite with an unreachable first address: %v", err)
+	}
+	if st.Role != "member" {
+		t.Fatalf("role %q after accepting, want member", st.Role)
+	}
+}

@@ -396,17 +396,20 @@ func (d *Daemon) acceptStewardCode(code *inviteCode) (directory.Keyring, error) 
 // redeemRemote runs the invite protocol from a short-lived host: the node
 // itself starts only once the keys are in hand.
 func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string) (directory.Keyring, error) {
-	var infos []peer.AddrInfo
+	// Every address of the inviting node is tried at once: the first is
+	// often loopback or a LAN address, useless from another machine.
+	var addrs []multiaddr.Multiaddr
 	for _, a := range code.Addrs {
-		ma, err := multiaddr.NewMultiaddr(a)
+		m, err := multiaddr.NewMultiaddr(a)
 		if err != nil {
 			continue
 		}
-		if ai, err := peer.AddrInfoFromP2pAddr(ma); err == nil {
-			infos = append(infos, *ai)
+		if _, err := peer.AddrInfoFromP2pAddr(m); err == nil {
+			addrs = append(addrs, m)
 		}
 	}
-	if len(infos) == 0 {
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil || len(infos) == 0 {
 		return nil, userErrorf("the invite code names no reachable node address")
 	}
 	h, err := libp2p.New(libp2p.NoListenAddrs)
@@ -416,11 +419,22 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 	defer h.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	target := infos[0]
-	if err := h.Connect(ctx, target); err != nil {
-		return nil, fmt.Errorf("cannot reach the inviting node at %s: %w (is it running?)", code.Addrs[0], err)
+	var target peer.AddrInfo
+	var dialErrs []error
+	for _, ai := range infos {
+		if err := h.Connect(ctx, ai); err != nil {
+			dialErrs = append(dialErrs, err)
+			continue
+		}
+		target = ai
+		break
 	}
-	s, err := h.NewStream(ctx, target.ID, InviteProtocol)
+	if target.ID == "" {
+		return nil, fmt.Errorf("cannot reach the inviting node at any of its %d addresses: %w (is it running?)", len(addrs), errors.Join(dialErrs...))
+	}
+	// An inviter behind NAT may be reachable only through its relay; the
+	// exchange is a few KiB, well within a relay's limits.
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "an invite is a few KiB"), target.ID, InviteProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("the inviting node does not accept invites: %w", err)
 	}

@@ -30,7 +30,7 @@ type Metrics struct {
 
 	descs struct {
 		peers, topicPeers, dhtPeers, records, unpersisted, syncAge, freshAge,
-		epoch, keyEpoch, reach, bytesIn, bytesOut *prometheus.Desc
+		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled *prometheus.Desc
 	}
 }
 
@@ -111,6 +111,7 @@ func NewMetrics(n *Node) *Metrics {
 	d.reach = desc("ceiba_reachability", "1 for the current reachability verdict.", "state")
 	d.bytesIn = desc("ceiba_p2p_received_bytes_total", "Bytes received by the libp2p host (measured, all protocols).")
 	d.bytesOut = desc("ceiba_p2p_sent_bytes_total", "Bytes sent by the libp2p host (measured, all protocols).")
+	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
 
 	events, cancel := n.Subscribe()
 	m.cancel = cancel
@@ -185,7 +186,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.lagged.Describe(ch)
 	d := &m.descs
 	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
-		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut} {
+		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled} {
 		if desc != nil {
 			ch <- desc
 		}
@@ -234,4 +235,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	bw := m.n.Bandwidth()
 	ch <- prometheus.MustNewConstMetric(d.bytesIn, prometheus.CounterValue, float64(bw.TotalIn))
 	ch <- prometheus.MustNewConstMetric(d.bytesOut, prometheus.CounterValue, float64(bw.TotalOut))
+	th := m.n.Throttled()
+	ch <- prometheus.MustNewConstMetric(d.throttled, prometheus.CounterValue, th.Recv.Seconds(), "in")
+	ch <- prometheus.MustNewConstMetric(d.throttled, prometheus.CounterValue, th.Send.Seconds(), "out")
 }

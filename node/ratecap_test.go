@@ -46,6 +46,9 @@ func TestReceiveCapBoundsCatchUp(t *testing.T) {
 	if in > allowed {
 		t.Fatalf("received %d bytes in %s under a %d B/s cap; at most %d allowed", in, took, recvCap, allowed)
 	}
+	if th := b.Throttled(); th.Recv < time.Second {
+		t.Fatalf("the capped node reports %s waited for tokens while catching up for %s", th.Recv, took)
+	}
 	if in < 3*recvCap {
 		t.Fatalf("the directory was only %d bytes: too small to show the cap", in)
 	}

@@ -104,6 +104,10 @@ func (n *Node) hostBuilt(b transport.Built, tc transport.Config) {
 	n.reach.rates = b.Rates
 }
 
+// Throttled returns how long the node's streams have waited under its
+// byte-rate caps, summed over streams.
+func (n *Node) Throttled() transport.Throttled { return transport.ThrottledOf(n.host) }
+
 // RateCaps returns the byte-per-second caps on the node's streams (zero:
 // none in that direction).
 func (n *Node) RateCaps() transport.Rates {

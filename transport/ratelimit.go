@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -17,6 +18,22 @@ import (
 // cap in that direction.
 type Rates struct {
 	Send, Recv int64
+}
+
+// Throttled is how long a capped host's streams have waited for tokens
+// so far, per direction: how much the cap slowed the node down. It is
+// zero for a host LimitRate did not wrap.
+type Throttled struct {
+	Send, Recv time.Duration
+}
+
+// ThrottledOf returns how long h's streams have waited under its caps.
+func ThrottledOf(h host.Host) Throttled {
+	lh, ok := h.(*rateLimitedHost)
+	if !ok {
+		return Throttled{}
+	}
+	return Throttled{Send: time.Duration(lh.sendWaited.Load()), Recv: time.Duration(lh.recvWaited.Load())}
 }
 
 // RatesFor returns the byte-rate caps cfg asks for once its profile is
@@ -75,6 +92,8 @@ func burstFor(bytesPerSecond int64) int {
 type rateLimitedHost struct {
 	host.Host
 	send, recv *rate.Limiter
+	// Nanoseconds streams spent waiting for tokens, per direction.
+	sendWaited, recvWaited atomic.Int64
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -129,7 +148,7 @@ func (s *rateLimitedStream) Read(p []byte) (int, error) {
 		s.mu.Lock()
 		due := s.readDue
 		s.mu.Unlock()
-		if werr := s.h.wait(lim, n, due); werr != nil && err == nil {
+		if werr := s.h.wait(lim, n, due, &s.h.recvWaited); werr != nil && err == nil {
 			// The bytes are the caller's; the error says why the next
 			// read will not come in time.
 			err = werr
@@ -149,7 +168,7 @@ func (s *rateLimitedStream) Write(p []byte) (int, error) {
 		s.mu.Lock()
 		due := s.writeDue
 		s.mu.Unlock()
-		if err := s.h.wait(lim, len(chunk), due); err != nil {
+		if err := s.h.wait(lim, len(chunk), due, &s.h.sendWaited); err != nil {
 			return written, err
 		}
 		n, err := s.Stream.Write(chunk)
@@ -183,10 +202,10 @@ func (s *rateLimitedStream) SetWriteDeadline(t time.Time) error {
 	return s.Stream.SetWriteDeadline(t)
 }
 
-// wait takes n tokens from lim, sleeping until they are there. It gives
-// up (returning the tokens) when they would come after due, or when the
-// host closes.
-func (h *rateLimitedHost) wait(lim *rate.Limiter, n int, due time.Time) error {
+// wait takes n tokens from lim, sleeping until they are there and adding
+// the sleep to waited. It gives up (returning the tokens) when they would
+// come after due, or when the host closes.
+func (h *rateLimitedHost) wait(lim *rate.Limiter, n int, due time.Time, waited *atomic.Int64) error {
 	now := time.Now()
 	r := lim.ReserveN(now, n)
 	if !r.OK() {
@@ -206,6 +225,7 @@ func (h *rateLimitedHost) wait(lim *rate.Limiter, n int, due time.Time) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		waited.Add(int64(d))
 		return nil
 	case <-h.closed:
 		r.Cancel()

@@ -89,6 +89,14 @@ func TestRateCapSlowsBulkTransfer(t *testing.T) {
 			if took < minTime {
 				t.Fatalf("%d KiB took %s under a %d KiB/s cap; the cap allows no less than %s", size>>10, took, capBps>>10, minTime)
 			}
+			capped := r
+			if tc.send.Send > 0 {
+				capped = s
+			}
+			th := transport.ThrottledOf(capped)
+			if waited := th.Send + th.Recv; waited < minTime*9/10 {
+				t.Fatalf("the capped host reports %s waited for tokens, want about %s", waited, minTime)
+			}
 		})
 	}
 	// Without a cap the same transfer is not paced: the comparison shows

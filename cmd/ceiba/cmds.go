@@ -672,6 +672,9 @@ func statusCmd(g *globals) *cobra.Command {
 					fmt.Printf("Traffic:  %s in, %s out since start (profile %s, DHT %s", byteSize(tr.BytesIn), byteSize(tr.BytesOut), tr.Profile, tr.DHT)
 					if tr.RecvCap > 0 || tr.SendCap > 0 {
 						fmt.Printf("; caps %s in, %s out", capSize(tr.RecvCap), capSize(tr.SendCap))
+						if tr.ThrottledIn+tr.ThrottledOut >= 1 {
+							fmt.Printf(", waited %.0f s in, %.0f s out", tr.ThrottledIn, tr.ThrottledOut)
+						}
 					}
 					fmt.Println(")")
 				}

@@ -60,6 +60,10 @@ type Traffic struct {
 	// RecvCap and SendCap are bytes per second; 0 means no cap.
 	RecvCap int64 `json:"recv_cap"`
 	SendCap int64 `json:"send_cap"`
+	// ThrottledIn and ThrottledOut are seconds streams waited under the
+	// caps, summed over streams: how much the caps slowed the node.
+	ThrottledIn  float64 `json:"throttled_in_seconds"`
+	ThrottledOut float64 `json:"throttled_out_seconds"`
 }
 
 // Entry is one directory entry as the API shows it.

@@ -99,11 +99,12 @@ func (d *Daemon) Status() api.Status {
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
 	s.Reachability, s.ReachabilityWhy, s.ReachabilityFix = reachabilityOf(n)
-	bw, caps := n.Bandwidth(), n.RateCaps()
+	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
 	s.Traffic = &api.Traffic{
 		Profile: d.cfg.Profile, DHT: d.cfg.dhtConfig().Mode(),
 		BytesIn: bw.TotalIn, BytesOut: bw.TotalOut,
 		RecvCap: caps.Recv, SendCap: caps.Send,
+		ThrottledIn: th.Recv.Seconds(), ThrottledOut: th.Send.Seconds(),
 	}
 	return s
 }

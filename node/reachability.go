@@ -21,9 +21,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/host/relaysvc"
+	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 
+	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/transport"
 )
 
@@ -168,10 +172,93 @@ func (n *Node) startReachability() error {
 			}
 		}
 	})
+	if n.ownHost {
+		n.wg.Go(n.stewardRelayLoop)
+	}
 	if n.cfg.Transport.MDNS && n.ownHost {
 		return n.startMDNS()
 	}
 	return nil
+}
+
+// stewardRelayCheck is how often a node checks whether it became, or
+// stopped being, a steward: the charter changes rarely.
+const stewardRelayCheck = 10 * time.Second
+
+// stewardRelayLoop offers a circuit relay while this node is a steward of
+// the current charter: stewards are the members the others already trust
+// to be online, so NATed members can count on them. As with the vps
+// profile, libp2p's relay manager runs the relay only while AutoNAT finds
+// the node publicly reachable (a steward's laptop behind NAT offers
+// nothing), with the same bounded resources. lowdata stewards offer none:
+// a metered link is not spent on others. vps nodes have it from the start.
+func (n *Node) stewardRelayLoop() {
+	p, _ := transport.ParseProfile(string(n.cfg.Transport.Profile))
+	if p == transport.ProfileLowData || p == transport.ProfileVPS || n.cfg.Transport.RelayService {
+		return
+	}
+	var mgr *relaysvc.RelayManager
+	defer func() {
+		if mgr != nil {
+			mgr.Close()
+		}
+	}()
+	events, cancel := n.Subscribe()
+	defer cancel()
+	t := time.NewTicker(stewardRelayCheck)
+	defer t.Stop()
+	for {
+		steward := n.isSteward()
+		switch {
+		case steward && mgr == nil:
+			mgr = relaysvc.NewRelayManager(n.host, relayv2.WithResources(transport.RelayResources()))
+			n.log.Info("offering a relay while this node is a steward and publicly reachable")
+		case !steward && mgr != nil:
+			mgr.Close()
+			mgr = nil
+			n.log.Info("no longer a steward: relay offer withdrawn")
+		}
+		if !n.waitForStewardChange(events, t.C) {
+			return
+		}
+	}
+}
+
+// waitForStewardChange waits for a record that may make this node a
+// steward or stop it being one (a charter version, an approval completing
+// one, a revocation), or for the periodic check. It returns false when the
+// node closes.
+func (n *Node) waitForStewardChange(events <-chan Event, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return false
+		case <-tick:
+			return true
+		case e, ok := <-events:
+			if !ok {
+				return false
+			}
+			switch e.Type {
+			case directory.TypeCharter, directory.TypeApproval, directory.TypeRevocation:
+				return true
+			}
+		}
+	}
+}
+
+// isSteward says whether this node's key is a steward of the current
+// charter and not revoked.
+func (n *Node) isSteward() bool {
+	me := n.id.Public()
+	c := n.state.Charter()
+	return c != nil && slices.Contains(c.StewardKeys(), me) && !n.state.IsRevoked(me)
+}
+
+// OffersRelay says whether this node's host answers circuit relay v2
+// reservations now.
+func (n *Node) OffersRelay() bool {
+	return slices.Contains(n.host.Mux().Protocols(), circuitproto.ProtoIDv2Hop)
 }
 
 // MDNSServiceName is the mDNS service this node announces on the LAN. It

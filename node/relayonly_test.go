@@ -303,3 +303,47 @@ func TestCharterRelaysTakeEffectWithoutRestart(t *testing.T) {
 	amend(nil)
 	waitFor(t, 20*time.Second, "B to stop protecting the relay the charter dropped", func() bool { return !protected() })
 }
+
+// A steward's node offers a relay once it is publicly reachable, so NATed
+// members can reserve a slot on it; a member's node with the same settings
+// does not. A revocation of the steward withdraws the offer.
+func TestStewardNodeOffersRelay(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	public := func(id *directory.Identity) *Node {
+		cfg := testConfig(t, nw, id, t.TempDir())
+		cfg.Transport.ForceReachability = "public"
+		return startNode(t, cfg)
+	}
+	steward, member := public(nw.Stewards[0]), public(org)
+	if steward.OffersRelay() {
+		t.Fatal("a node offers a relay before any charter names it a steward")
+	}
+	ref := &reference{t: t, nw: nw}
+	ref.publish(steward, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	mustPublish(t, member, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	waitFor(t, 10*time.Second, "the steward's node to offer a relay", steward.OffersRelay)
+
+	// A NATed node reserves a slot on it through the transport's static relays.
+	var sAddr string
+	for _, a := range steward.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			sAddr = a.String()
+			break
+		}
+	}
+	nsk, nid := hostKey(t)
+	relayTestHost(t, transport.Config{Relays: []string{sAddr}, ForceReachability: "private"}, nsk)
+	waitFor(t, 20*time.Second, "a NATed host to reserve a slot on the steward", func() bool {
+		ti := steward.Host().ConnManager().GetTagInfo(nid)
+		return ti != nil && ti.Tags["relay-reservation"] > 0
+	})
+
+	time.Sleep(time.Second)
+	if member.OffersRelay() {
+		t.Fatal("a member's node (not a steward) offers a relay")
+	}
+
+	ref.publish(steward, nw.RevokeBy(t, nw.Stewards[0].Public()))
+	waitFor(t, 10*time.Second, "the revoked steward's node to withdraw its relay", func() bool { return !steward.OffersRelay() })
+}

@@ -667,6 +667,9 @@ func statusCmd(g *globals) *cobra.Command {
 					if s.ReachabilityFix != "" {
 						fmt.Printf("  Fix:    %s\n", s.ReachabilityFix)
 					}
+					if s.OffersRelay {
+						fmt.Println("  Relay:  offered to peers behind NAT (bounded: 2 min and 1 MiB per circuit)")
+					}
 				}
 				if tr := s.Traffic; tr != nil {
 					fmt.Printf("Traffic:  %s in, %s out since start (profile %s, DHT %s", byteSize(tr.BytesIn), byteSize(tr.BytesOut), tr.Profile, tr.DHT)

@@ -46,6 +46,9 @@ type Status struct {
 	// plain words (empty when nothing needs doing).
 	ReachabilityWhy string `json:"reachability_why,omitempty"`
 	ReachabilityFix string `json:"reachability_fix,omitempty"`
+	// OffersRelay: this node relays for NATed peers now (a vps node, or a
+	// steward found publicly reachable).
+	OffersRelay bool `json:"offers_relay,omitempty"`
 
 	// Traffic is what the node spent since it started, and its limits.
 	Traffic *Traffic `json:"traffic,omitempty"`

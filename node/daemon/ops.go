@@ -99,6 +99,7 @@ func (d *Daemon) Status() api.Status {
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
 	s.Reachability, s.ReachabilityWhy, s.ReachabilityFix = reachabilityOf(n)
+	s.OffersRelay = n.OffersRelay()
 	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
 	s.Traffic = &api.Traffic{
 		Profile: d.cfg.Profile, DHT: d.cfg.dhtConfig().Mode(),

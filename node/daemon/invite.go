@@ -412,7 +412,11 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 	if err != nil || len(infos) == 0 {
 		return nil, userErrorf("the invite code names no reachable node address")
 	}
-	h, err := libp2p.New(libp2p.NoListenAddrs)
+	// NoListenAddrs also turns off the relay transport (go-libp2p
+	// v0.51), without which a /p2p-circuit address fails with "no
+	// transport for protocol"; EnableRelay after it puts the transport
+	// back (for dialing; with no reservation, nothing reaches this host).
+	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.EnableRelay())
 	if err != nil {
 		return nil, err
 	}

@@ -50,10 +50,52 @@ const (
 	ReachUnknown ReachState = "unknown"
 )
 
+// ReachReason names which case of the verdict applies: a stable code the
+// web UI translates (Why and Fix are English, for the CLI and logs).
+type ReachReason string
+
+// Reachability reasons, one per case of the verdict.
+const (
+	// ReasonConfirmed (public): peers dialed this node back at a public
+	// address.
+	ReasonConfirmed ReachReason = "confirmed"
+	// ReasonAutoNATPublic (public): AutoNAT found the node publicly
+	// reachable, or the configuration forces it.
+	ReasonAutoNATPublic ReachReason = "autonat-public"
+	// ReasonRelayed (relay): reachable through N relay addresses.
+	ReasonRelayed ReachReason = "relayed"
+	// ReasonNoRelay (unreachable): behind NAT and no relay configured.
+	ReasonNoRelay ReachReason = "unreachable-no-relay"
+	// ReasonRelayPending (unreachable): behind NAT, and none of the N
+	// configured relays has granted a slot yet.
+	ReasonRelayPending ReachReason = "unreachable-relay-pending"
+	// ReasonChecksOff (unknown): no transport profile, so no checks.
+	ReasonChecksOff ReachReason = "checks-off"
+	// ReasonNoPeers (unknown): no peer connected that could check.
+	ReasonNoPeers ReachReason = "no-peers"
+	// ReasonChecking (unknown): peers have not finished checking.
+	ReasonChecking ReachReason = "checking"
+	// ReasonCheckingPrivate (unknown): still checking, and the node has
+	// only private addresses and no relay, so it is probably behind NAT.
+	ReasonCheckingPrivate ReachReason = "checking-private"
+)
+
+// ReachReasons lists every reason Reachability can give, so whatever
+// translates them can check that none is missing.
+var ReachReasons = []ReachReason{
+	ReasonConfirmed, ReasonAutoNATPublic, ReasonRelayed, ReasonNoRelay, ReasonRelayPending,
+	ReasonChecksOff, ReasonNoPeers, ReasonChecking, ReasonCheckingPrivate,
+}
+
 // Reachability is the answer to "can peers reach this node?", in words an
 // operator can act on.
 type Reachability struct {
 	State ReachState
+	// Reason is the case of the verdict, and N the number its message
+	// counts: relay addresses for ReasonRelayed, configured relays for
+	// ReasonRelayPending, 0 otherwise.
+	Reason ReachReason
+	N      int
 	// Why explains the verdict; Fix says what to do, empty when nothing
 	// needs doing.
 	Why, Fix string
@@ -333,32 +375,41 @@ func (n *Node) Reachability() Reachability {
 		if len(r.Direct) == 0 {
 			r.Direct = advertisedPublic
 		}
+		r.Reason = ReasonConfirmed
 		r.Why = "peers dialed this node back at a public address"
 		if len(confirmed) == 0 {
+			r.Reason = ReasonAutoNATPublic
 			r.Why = "AutoNAT found this node publicly reachable (or the configuration says it is)"
 		}
 	case len(r.Relayed) > 0:
 		r.State = ReachRelay
+		r.Reason, r.N = ReasonRelayed, len(r.Relayed)
 		r.Why = fmt.Sprintf("behind NAT or a firewall; reachable through %d relay address(es), and directly after hole punching where the NAT allows it", len(r.Relayed))
 		r.Fix = fixDirect
 	case an == network.ReachabilityPrivate || refused > 0:
 		r.State = ReachUnreachable
 		if relays == 0 {
+			r.Reason = ReasonNoRelay
 			r.Why = "behind NAT or a firewall (peers could not dial back) and no relay configured; this node can fetch and sync, but others cannot connect to it"
 			r.Fix = fixNoRelay
 		} else {
+			r.Reason, r.N = ReasonRelayPending, relays
 			r.Why = fmt.Sprintf("behind NAT or a firewall, and none of the %d configured relay(s) has granted a slot yet", relays)
 			r.Fix = "check that the relays are online and run the vps profile, or add another relay to [node] relays"
 		}
 	case !watching || profile == transport.ProfileNone:
+		r.Reason = ReasonChecksOff
 		r.Why = "reachability checks are off for this node (no transport profile)"
 		r.Fix = "set profile = \"laptop\", \"vps\" or \"lowdata\" in config.toml"
 	case len(n.host.Network().Peers()) == 0:
+		r.Reason = ReasonNoPeers
 		r.Why = "no peers are connected yet, so none could check"
 		r.Fix = "check that this machine is online and that [node] bootstrap lists reachable peers"
 	default:
+		r.Reason = ReasonChecking
 		r.Why = "peers have not finished checking whether they can dial this node (this takes a few minutes after start)"
 		if len(advertisedPublic) == 0 && relays == 0 {
+			r.Reason = ReasonCheckingPrivate
 			r.Why += "; it has only private addresses, so it is probably behind NAT"
 			r.Fix = fixNoRelay
 		}

@@ -121,15 +121,16 @@ func TestWebTransportOnlyNodeJoinsAndSyncs(t *testing.T) {
 }
 
 // The verdict follows libp2p's: forced private with no relay is
-// unreachable with a fix naming relays; forced public is public.
+// unreachable with a fix naming relays; forced public is public. Each
+// verdict carries the reason code the web UI translates.
 func TestReachabilityVerdicts(t *testing.T) {
 	nw := dirtest.New(t, 1, 1)
 
 	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
 	cfg.Transport = testTransport
 	n := startNode(t, cfg)
-	if r := n.Reachability(); r.State != ReachUnknown || !strings.Contains(r.Fix, "profile") {
-		t.Fatalf("without a profile: %v", r)
+	if r := n.Reachability(); r.State != ReachUnknown || !strings.Contains(r.Fix, "profile") || r.Reason != ReasonChecksOff {
+		t.Fatalf("without a profile: %v (reason %q)", r, r.Reason)
 	}
 
 	cfg = testConfig(t, nw, nw.Stewards[0], t.TempDir())
@@ -141,6 +142,9 @@ func TestReachabilityVerdicts(t *testing.T) {
 	if r := n.Reachability(); !strings.Contains(r.Fix, "[node] relays") {
 		t.Fatalf("the fix does not say to add a relay: %v", r)
 	}
+	if r := n.Reachability(); r.Reason != ReasonNoRelay || r.N != 0 {
+		t.Fatalf("forced private with no relay: reason %q, n %d; want %q, 0", r.Reason, r.N, ReasonNoRelay)
+	}
 
 	cfg = testConfig(t, nw, nw.Stewards[0], t.TempDir())
 	cfg.Transport = testTransport
@@ -148,7 +152,25 @@ func TestReachabilityVerdicts(t *testing.T) {
 	cfg.Transport.ForceReachability = "public"
 	n = startNode(t, cfg)
 	waitFor(t, 10*time.Second, "a public verdict", func() bool { return n.Reachability().State == ReachPublic })
+	if r := n.Reachability(); r.Reason != ReasonAutoNATPublic {
+		t.Fatalf("forced public: reason %q, want %q", r.Reason, ReasonAutoNATPublic)
+	}
 	t.Logf("public verdict: %v", n.Reachability())
+}
+
+// Every reason is listed once, so a translation table can be checked
+// against the list.
+func TestReachReasonsListed(t *testing.T) {
+	seen := map[ReachReason]bool{}
+	for _, r := range ReachReasons {
+		if r == "" || seen[r] {
+			t.Errorf("reason %q is empty or listed twice", r)
+		}
+		seen[r] = true
+	}
+	if len(seen) != 9 {
+		t.Errorf("%d reasons listed, want the 9 cases of the verdict", len(seen))
+	}
 }
 
 // The collector reports the node's gauges and counts rejections by a

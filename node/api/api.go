@@ -46,6 +46,13 @@ type Status struct {
 	// plain words (empty when nothing needs doing).
 	ReachabilityWhy string `json:"reachability_why,omitempty"`
 	ReachabilityFix string `json:"reachability_fix,omitempty"`
+	// ReachabilityReason is a stable code for the case of the verdict
+	// (node.ReachReasons lists them), for interfaces that say it in the
+	// person's language; ReachabilityN is the number its message counts
+	// (relay addresses when relayed, configured relays when none has
+	// granted a slot yet).
+	ReachabilityReason string `json:"reachability_reason,omitempty"`
+	ReachabilityN      int    `json:"reachability_n,omitempty"`
 	// OffersRelay: this node relays for NATed peers now (a vps node, or a
 	// steward found publicly reachable).
 	OffersRelay bool `json:"offers_relay,omitempty"`

@@ -9,12 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ceiba-network/ceiba/node"
+	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/transport"
 )
 
 // opsState is the daemon's metrics exporter. The node may start after the
-// daemon (when the home joins a network), so the exporter is built on the
-// first scrape that finds a node, and rebuilt if the node changed.
+// daemon (when the home joins a network), so the exporter is built when
+// the node starts (or, failing that, on the first scrape that finds it),
+// and rebuilt if the node changed.
 type opsState struct {
 	mu      sync.Mutex
 	node    *node.Node
@@ -54,6 +56,13 @@ func (d *Daemon) metricsHandler() http.Handler {
 	if n == nil {
 		return nil
 	}
+	return d.exportMetrics(n)
+}
+
+// exportMetrics builds the exporter for n unless it exists. startNode calls
+// it as the node starts, so the counters count from then: built at the
+// first scrape, they would miss every record accepted before it.
+func (d *Daemon) exportMetrics(n *node.Node) http.Handler {
 	d.ops.mu.Lock()
 	defer d.ops.mu.Unlock()
 	if d.ops.node != n {
@@ -106,9 +115,10 @@ func (d *Daemon) Health() Health {
 	return Health{Status: "ok"}
 }
 
-// reachabilityOf is api.Status's reachability: the verdict, why, and the
-// fix.
-func reachabilityOf(n *node.Node) (state, why, fix string) {
+// reachabilityOf fills api.Status's reachability: the verdict, its reason
+// code and count, why, and the fix.
+func reachabilityOf(n *node.Node, s *api.Status) {
 	r := n.Reachability()
-	return string(r.State), r.Why, r.Fix
+	s.Reachability, s.ReachabilityWhy, s.ReachabilityFix = string(r.State), r.Why, r.Fix
+	s.ReachabilityReason, s.ReachabilityN = string(r.Reason), r.N
 }

@@ -98,7 +98,7 @@ func (d *Daemon) Status() api.Status {
 	s.KeyEpoch = ns.KeyEpoch
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
-	s.Reachability, s.ReachabilityWhy, s.ReachabilityFix = reachabilityOf(n)
+	reachabilityOf(n, &s)
 	s.OffersRelay = n.OffersRelay()
 	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
 	s.Traffic = &api.Traffic{

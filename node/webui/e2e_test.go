@@ -209,6 +209,13 @@ func TestBrowserEndToEnd(t *testing.T) {
 		return strings.Contains(s, "4 services")
 	})
 	b.screenshot(en, "search-en.png")
+	// The status bar's reachability label leads to why and what to do,
+	// translated from the real daemon's reason code.
+	b.run(en, chromedp.Click(chromedp.CSS(".statusbar a.reach")))
+	b.waitLocation(en, "/network")
+	if got := b.text(en, "main"); !strings.Contains(got, "How other nodes reach this one") || !strings.Contains(got, "What to do") || strings.Contains(got, "reach.") {
+		t.Errorf("network page on a real node: %q", got)
+	}
 
 	// Ana proposes the revocation in her UI; Beto approves it in his.
 	stewardA := b.tab("es")

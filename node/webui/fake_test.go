@@ -30,6 +30,9 @@ type fakeNode struct {
 	org   *directory.Identity // the member organization of the sample data
 	peers int
 	fresh time.Time
+	// The reachability verdict Status reports: state, reason code, count.
+	reach, reachReason string
+	reachN             int
 }
 
 // newFake builds a network with one steward (threshold 1) and one member
@@ -37,7 +40,8 @@ type fakeNode struct {
 func newFake(t testing.TB, asSteward bool) *fakeNode {
 	nw := dirtest.New(t, 1, 1)
 	nw.Now = time.Now().Add(-time.Minute)
-	f := &fakeNode{t: t, nw: nw, st: nw.State(), org: dirtest.MustIdentity(t), peers: 2, fresh: time.Now().Add(-2 * time.Minute)}
+	f := &fakeNode{t: t, nw: nw, st: nw.State(), org: dirtest.MustIdentity(t), peers: 2, fresh: time.Now().Add(-2 * time.Minute),
+		reach: "public", reachReason: "confirmed"}
 	f.me = f.org
 	if asSteward {
 		f.me = nw.Stewards[0]
@@ -134,7 +138,15 @@ func (f *fakeNode) Status() api.Status {
 		Fingerprint: f.me.Fingerprint(), Role: f.role(), Joined: true, Network: f.nw.ID.String(),
 		NetworkName: f.st.Charter().Name, Peers: f.peers, Epoch: f.st.CurrentEpoch(), FreshAsOf: f.fresh,
 		LastSync: f.fresh, LastSyncPeers: f.peers, Stale: time.Since(f.fresh) > time.Hour, Counts: f.st.Stats(),
+		Reachability: f.reach, ReachabilityReason: f.reachReason, ReachabilityN: f.reachN,
 	}
+}
+
+// setReach changes the reachability verdict the fake reports.
+func (f *fakeNode) setReach(state, reason string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reach, f.reachReason, f.reachN = state, reason, n
 }
 
 func (f *fakeNode) view(l directory.Listing) api.Entry {

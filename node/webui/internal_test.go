@@ -4,12 +4,14 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node"
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
@@ -81,6 +83,12 @@ func TestCatalogsHaveEveryKey(t *testing.T) {
 	}
 	for _, k := range monthKeys {
 		used = append(used, k)
+	}
+	for _, s := range []node.ReachState{node.ReachPublic, node.ReachRelay, node.ReachUnreachable, node.ReachUnknown} {
+		used = append(used, "reach.state."+string(s))
+	}
+	for _, r := range node.ReachReasons {
+		used = append(used, "reach.why."+string(r), "reach.fix."+string(r))
 	}
 	for _, k := range doneKeys {
 		used = append(used, k)
@@ -354,5 +362,51 @@ func TestFormRowsDoNotGrow(t *testing.T) {
 	f.pad(true)
 	if len(f.Areas) != 5 || len(f.Contacts) != 5 {
 		t.Errorf("after 'more rows': %d and %d rows, want 5 and 5", len(f.Areas), len(f.Contacts))
+	}
+}
+
+// Every reachability verdict the node can give reads, in both languages,
+// as a label, a why and a fix: never a raw key, an empty line or a
+// formatting error, whatever the count.
+func TestReachabilityReasonsTranslated(t *testing.T) {
+	for r := range reachCounted {
+		if !slices.Contains(node.ReachReasons, node.ReachReason(r)) {
+			t.Errorf("reachCounted names %q, which is no reason of the node's", r)
+		}
+	}
+	states := map[node.ReachReason]node.ReachState{
+		node.ReasonConfirmed: node.ReachPublic, node.ReasonAutoNATPublic: node.ReachPublic,
+		node.ReasonRelayed: node.ReachRelay, node.ReasonNoRelay: node.ReachUnreachable,
+		node.ReasonRelayPending: node.ReachUnreachable,
+	}
+	for lang := range uiLangs {
+		l := newLocale(lang)
+		for _, r := range node.ReachReasons {
+			for _, n := range []int{0, 1, 2, 1234} {
+				st := states[r]
+				if st == "" {
+					st = node.ReachUnknown
+				}
+				p := &page{locale: l, Status: api.Status{Reachability: string(st), ReachabilityReason: string(r), ReachabilityN: n}}
+				label, why, fix := p.ReachLabel(), p.ReachWhy(), p.ReachFix()
+				for what, s := range map[string]string{"label": label, "why": why, "fix": fix} {
+					if s == "" || strings.HasPrefix(s, "reach.") || strings.Contains(s, "%!") || strings.Contains(s, "%d") {
+						t.Errorf("%s %s (n=%d): %s is %q", lang, r, n, what, s)
+					}
+				}
+				if why == l.T("reach.noreason") {
+					t.Errorf("%s %s: no why of its own", lang, r)
+				}
+				if reachCounted[string(r)] && !strings.Contains(why, l.Num(n)) {
+					t.Errorf("%s %s (n=%d): the why does not give the count: %q", lang, r, n, why)
+				}
+			}
+		}
+	}
+	// A reason this UI does not know (from a newer daemon) still reads as
+	// words, with no fix.
+	p := &page{locale: newLocale("es"), Status: api.Status{Reachability: "unreachable", ReachabilityReason: "someday"}}
+	if why, fix := p.ReachWhy(), p.ReachFix(); why != "Este nodo no ha indicado el motivo." || fix != "" {
+		t.Errorf("an unknown reason reads %q / %q", why, fix)
 	}
 }

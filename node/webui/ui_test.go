@@ -470,3 +470,65 @@ func TestNoExternalReferences(t *testing.T) {
 		}
 	}
 }
+
+// Every page's status bar names the node's reachability in words and
+// links to a page, open to members and readers alike, that says why and
+// what to do, in the person's language.
+func TestReachabilityInPersonsLanguage(t *testing.T) {
+	f := newFake(t, false)
+	f.setReach("unreachable", "unreachable-no-relay", 0)
+	srv := newServer(t, f)
+	for _, c := range []struct {
+		accept, label, why, fix string
+		not                     []string
+	}{
+		{"es-MX,es;q=0.9", "Otros nodos no pueden conectarse a este",
+			"otros nodos intentaron conectarse y no pudieron, y no tiene ningún relé",
+			"Añade la dirección de un relé a [node] relays en config.toml, o pide a una persona custodia",
+			[]string{"behind a router", "Add a relay", "reach."}},
+		{"en-US,en;q=0.9", "Other nodes cannot connect to this one",
+			"other nodes tried and could not connect to it, and it has no relay",
+			"Add a relay address to [node] relays in config.toml, or ask a steward to run a node on a server with the vps profile and list it in the charter's relays.",
+			[]string{"detrás de un router", "Añade", "reach."}},
+	} {
+		cl := newClient(t, srv, c.accept)
+		_, body, _ := cl.get("/")
+		if !strings.Contains(body, `href="/network">`+c.label+`</a>`) {
+			t.Errorf("%s: the status bar lacks the reachability link %q", c.accept, c.label)
+		}
+		code, body, _ := cl.get("/network")
+		if code != http.StatusOK {
+			t.Fatalf("%s: /network status %d", c.accept, code)
+		}
+		text := html.UnescapeString(body)
+		for _, want := range []string{c.label, c.why, c.fix} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: the network page lacks %q", c.accept, want)
+			}
+		}
+		for _, bad := range c.not {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s: the network page shows %q", c.accept, bad)
+			}
+		}
+	}
+
+	// A count chooses the plural form; the steward's page shows the same
+	// verdict.
+	f.setReach("unreachable", "unreachable-relay-pending", 2)
+	cl := newClient(t, srv, "es")
+	_, body, _ := cl.get("/network")
+	if want := "ninguno de los 2 relés configurados le ha dado una plaza"; !strings.Contains(body, want) {
+		t.Errorf("the network page lacks %q", want)
+	}
+	st := newFake(t, true)
+	st.setReach("relay", "relayed", 1)
+	cl = newClient(t, newServer(t, st), "es")
+	cl.signIn()
+	_, body, _ = cl.get("/steward")
+	for _, want := range []string{"Otros nodos se conectan a través de un relé", "a través de 1 dirección de relé", "No hace falta nada."} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the steward page lacks %q", want)
+		}
+	}
+}

@@ -94,6 +94,7 @@ func (u *ui) routes() {
 
 	m.HandleFunc("GET /{$}", u.search)
 	m.HandleFunc("GET /entry", u.entry)
+	m.HandleFunc("GET /network", u.network)
 	m.HandleFunc("GET /login", u.loginForm)
 	m.HandleFunc("POST /login", u.login)
 	m.HandleFunc("POST /logout", u.withSession(u.logout))

@@ -134,6 +134,9 @@ func (d *Daemon) startNode(ctx context.Context) error {
 		return fmt.Errorf("start node: %w", err)
 	}
 	d.node = n
+	if d.cfg.API.Metrics {
+		d.exportMetrics(n)
+	}
 	n.Host().SetStreamHandler(InviteProtocol, d.handleInvite)
 	d.wg.Add(1)
 	go func() {

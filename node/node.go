@@ -181,7 +181,11 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	}
 	n.wg.Go(n.syncLoop)
 	n.wg.Go(n.maintainLoop)
-	n.connectBootstrap(ctx)
+	// In the background: offline, or with a bootstrap peer gone, waiting
+	// for the dials would hold up the daemon (and its local API, which
+	// searches the local copy) for their whole timeout. A connection
+	// starts a sync session when it comes up.
+	n.wg.Go(func() { n.connectBootstrap(n.ctx) })
 	n.log.Info("node started", "peer", n.host.ID(), "network", cfg.Network.String()[:12],
 		"records", len(n.stored), "epoch", n.state.CurrentEpoch())
 	return n, nil

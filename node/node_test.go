@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -130,6 +131,54 @@ func TestFiveNodes(t *testing.T) {
 			return ev.Kind == EventRejected && ev.Via == ViaGossip && !errors.Is(ev.Err, directory.ErrStale)
 		}); n != 0 {
 			t.Errorf("node %d rejected %d gossip messages from honest peers", i, n)
+		}
+	}
+}
+
+// A bootstrap peer that never answers (offline, or a host that swallows
+// connections) must not hold up the node's start: an activist opening the
+// laptop offline still searches the local copy at once. The silent peer
+// here accepts TCP and never speaks; libp2p gives up on such a dial after
+// seconds and closes it. The node must be running while that dial is
+// still pending, not after it failed.
+func TestSilentBootstrapPeerDoesNotDelayStart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	_, silent := hostKey(t)
+	nw := dirtest.New(t, 1, 1)
+	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfg.Bootstrap = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", ln.Addr().(*net.TCPAddr).Port, silent)}
+	startNode(t, cfg)
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node never dialed its bootstrap peer")
+	}
+	defer c.Close()
+	// Still open: the dial is pending (a closed one reads EOF at once).
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	var b [64]byte
+	for {
+		_, err := c.Read(b[:])
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return
+		}
+		if err != nil {
+			t.Fatalf("the node started only after its dial to the silent bootstrap peer ended (%v)", err)
 		}
 	}
 }

@@ -234,9 +234,10 @@ const stewardRelayCheck = 10 * time.Second
 // the node publicly reachable (a steward's laptop behind NAT offers
 // nothing), with the same bounded resources. lowdata stewards offer none:
 // a metered link is not spent on others. vps nodes have it from the start.
+// Transport.NoRelayService turns it off.
 func (n *Node) stewardRelayLoop() {
 	p, _ := transport.ParseProfile(string(n.cfg.Transport.Profile))
-	if p == transport.ProfileLowData || p == transport.ProfileVPS || n.cfg.Transport.RelayService {
+	if p == transport.ProfileLowData || p == transport.ProfileVPS || n.cfg.Transport.RelayService || n.cfg.Transport.NoRelayService {
 		return
 	}
 	var mgr *relaysvc.RelayManager

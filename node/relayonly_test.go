@@ -306,7 +306,8 @@ func TestCharterRelaysTakeEffectWithoutRestart(t *testing.T) {
 
 // A steward's node offers a relay once it is publicly reachable, so NATed
 // members can reserve a slot on it; a member's node with the same settings
-// does not. A revocation of the steward withdraws the offer.
+// does not, nor a steward's whose operator turned it off. A revocation of
+// the steward withdraws the offer.
 func TestStewardNodeOffersRelay(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
@@ -316,12 +317,16 @@ func TestStewardNodeOffersRelay(t *testing.T) {
 		return startNode(t, cfg)
 	}
 	steward, member := public(nw.Stewards[0]), public(org)
+	cfgQ := testConfig(t, nw, nw.Stewards[1], t.TempDir())
+	cfgQ.Transport.ForceReachability, cfgQ.Transport.NoRelayService = "public", true
+	quiet := startNode(t, cfgQ) // a steward whose operator said offer_relay = false
 	if steward.OffersRelay() {
 		t.Fatal("a node offers a relay before any charter names it a steward")
 	}
 	ref := &reference{t: t, nw: nw}
 	ref.publish(steward, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
 	mustPublish(t, member, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	mustPublish(t, quiet, nw.Genesis)
 	waitFor(t, 10*time.Second, "the steward's node to offer a relay", steward.OffersRelay)
 
 	// A NATed node reserves a slot on it through the transport's static relays.
@@ -342,6 +347,9 @@ func TestStewardNodeOffersRelay(t *testing.T) {
 	time.Sleep(time.Second)
 	if member.OffersRelay() {
 		t.Fatal("a member's node (not a steward) offers a relay")
+	}
+	if quiet.OffersRelay() {
+		t.Fatal("a steward's node offers a relay although its configuration says not to")
 	}
 
 	ref.publish(steward, nw.RevokeBy(t, nw.Stewards[0].Public()))

@@ -139,6 +139,9 @@ func (cfg Config) withProfile() (Config, error) {
 		cfg.AutoNAT, cfg.HolePunching = true, true
 		cfg.NATService, cfg.RelayService = true, true
 	}
+	if cfg.NoRelayService {
+		cfg.RelayService = false
+	}
 	switch cfg.ForceReachability {
 	case "", "public", "private":
 	default:

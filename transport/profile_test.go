@@ -11,12 +11,15 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/transport"
@@ -141,4 +144,26 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+// A public vps host relays (it speaks the relay's hop protocol) unless
+// NoRelayService says no.
+func TestVPSRelayCanBeTurnedOff(t *testing.T) {
+	hop := protocol.ID("/libp2p/circuit/relay/0.2.0/hop")
+	speaks := func(h host.Host) bool { return slices.Contains(h.Mux().Protocols(), hop) }
+	cfg := transport.Config{Profile: transport.ProfileVPS, ForceReachability: "public", Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+	relay := newHost(t, cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	for !speaks(relay) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !speaks(relay) {
+		t.Fatal("a public vps host offers no relay")
+	}
+	cfg.NoRelayService = true
+	quiet := newHost(t, cfg)
+	time.Sleep(500 * time.Millisecond) // the relay starts as soon as the host is public
+	if speaks(quiet) {
+		t.Fatal("NoRelayService: the vps host offers a relay anyway")
+	}
 }

@@ -100,6 +100,9 @@ type Config struct {
 	// of RelayResources. libp2p starts it only once the node finds itself
 	// publicly reachable.
 	RelayService bool
+	// NoRelayService refuses to offer a relay whatever the profile (or, in
+	// package node, the steward role) would do: an operator's way out.
+	NoRelayService bool
 	// Relays are static relays (multiaddrs ending in /p2p/<peer ID>) a
 	// NATed node reserves a slot on so it can be reached. They are
 	// protected from pruning like bootstrap peers.

@@ -83,6 +83,9 @@ type NodeConfig struct {
 	// absent takes the profile's caps (lowdata has some), 0 lifts them.
 	SendKiB *int64 `toml:"send_kib_per_second,omitempty"`
 	RecvKiB *int64 `toml:"recv_kib_per_second,omitempty"`
+	// OfferRelay = false stops the relay a vps node, or a publicly
+	// reachable steward's node, offers to peers behind NAT.
+	OfferRelay *bool `toml:"offer_relay,omitempty"`
 }
 
 // APIConfig is the local HTTP API.
@@ -156,6 +159,8 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # for lowdata, server otherwise.
 # [node] recv_kib_per_second, send_kib_per_second cap this node's traffic in
 # KiB per second. Absent: the profile's caps (lowdata: 64 in, 32 out); 0: none.
+# [node] offer_relay = false: do not relay for peers behind NAT (a vps node,
+# and a steward's node that is publicly reachable, do by default).
 #
 # [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
 # can reach it can read the directory.

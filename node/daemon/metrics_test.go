@@ -147,6 +147,14 @@ func TestTrafficSettings(t *testing.T) {
 	if c.dhtConfig().Mode() != "off" || !c.dhtConfig().Disabled {
 		t.Fatal("node.dht = \"off\" left the DHT on")
 	}
+	if c.transportConfig().NoRelayService {
+		t.Fatal("without offer_relay the relay is off")
+	}
+	no := false
+	c.Node.OfferRelay = &no
+	if !c.transportConfig().NoRelayService {
+		t.Fatal("offer_relay = false did not reach the transport")
+	}
 	laptop := DefaultConfig("laptop", "x", 0, 0)
 	if rates, _ := transport.RatesFor(laptop.transportConfig()); rates != (transport.Rates{}) || laptop.dhtConfig().Mode() != "server" {
 		t.Fatalf("laptop: caps %+v, DHT %s; want none and server", rates, laptop.dhtConfig().Mode())

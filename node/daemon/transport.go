@@ -29,6 +29,7 @@ func (c *Config) transportConfig() transport.Config {
 		WSSCert:           c.Node.WSSCert,
 		WSSKey:            c.Node.WSSKey,
 		ForceReachability: c.Node.Reachability,
+		NoRelayService:    c.Node.OfferRelay != nil && !*c.Node.OfferRelay,
 		SendRate:          rateSetting(c.Node.SendKiB),
 		RecvRate:          rateSetting(c.Node.RecvKiB),
 	}

@@ -65,6 +65,7 @@ func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (direc
 // of it. It returns the sealing stored (or, for a record the state accepts
 // without pooling, the sealing to gossip).
 func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (directory.Applied, []byte, error) {
+	defer n.startInflight()()
 	equivocations := len(n.state.Equivocations())
 	applied, err := n.state.Apply(r)
 	if err != nil {
@@ -99,7 +100,9 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
 		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
-		n.drop(applied.Dropped)
+		// What it superseded stays on disk until it is: those may be
+		// acknowledged records.
+		n.retire(applied.Dropped)
 		return applied, nil, err
 	}
 	n.drop(applied.Dropped)
@@ -115,6 +118,7 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 // write. It returns how many were accepted, or the store's error, in which
 // case none is acknowledged.
 func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int, error) {
+	defer n.startInflight()()
 	// The state does not depend on order; charters before memberships
 	// before entries only saves pooling records that wait for their
 	// authority.
@@ -170,11 +174,12 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		}
 	}
 	err := n.persist(batch)
-	n.drop(dropped)
 	if err != nil {
+		n.retire(dropped)
 		n.log.Error("records accepted but not stored", "count", len(batch), "err", err)
 		return 0, err
 	}
+	n.drop(dropped)
 	n.mu.Lock()
 	n.accepted[via] += len(applied)
 	n.mu.Unlock()
@@ -457,22 +462,69 @@ func (n *Node) persist(batch []pending) error {
 		}
 		return err
 	}
-	var gone []directory.Hash
 	for _, p := range batch {
 		delete(n.unpersisted, p.hash)
 		if n.state.Has(p.hash) {
 			n.stored[p.hash] = p.epoch
 		} else {
-			gone = append(gone, p.hash)
+			// Superseded while it was being written, by a record that
+			// may not be on disk yet: the caller acknowledges this one,
+			// so it stays until that is sure.
+			n.orphans[p.hash] = struct{}{}
 		}
 	}
 	n.storedVer++
-	if len(gone) > 0 {
-		if err := n.store.remove(ctx, gone); err != nil {
-			n.log.Warn("removing superseded records", "err", err)
+	return nil
+}
+
+// startInflight counts a call between Apply and its durable write, and
+// returns the function that ends it.
+func (n *Node) startInflight() func() {
+	n.mu.Lock()
+	n.inflight++
+	n.mu.Unlock()
+	return func() {
+		n.mu.Lock()
+		n.inflight--
+		n.mu.Unlock()
+	}
+}
+
+// retire takes records the state pushed out of its pool off the books
+// without deleting them yet: the record that pushed them out is not on
+// disk. They become orphans, deleted once that is sure.
+func (n *Node) retire(hs []directory.Hash) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, h := range hs {
+		delete(n.unpersisted, h)
+		if _, ok := n.stored[h]; ok {
+			delete(n.stored, h)
+			n.storedVer++
+			n.orphans[h] = struct{}{}
 		}
 	}
-	return nil
+}
+
+// removeOrphansLocked deletes the orphans once nothing that could have
+// superseded them is still on its way to disk. A deletion lost in a crash
+// only brings back a record the state drops again at the next start.
+func (n *Node) removeOrphansLocked() {
+	if len(n.orphans) == 0 || n.inflight > 0 || len(n.unpersisted) > 0 {
+		return
+	}
+	var hs []directory.Hash
+	for h := range n.orphans {
+		// One applied anew since is the state's again, and stored.
+		if !n.state.Has(h) {
+			hs = append(hs, h)
+		}
+	}
+	if err := n.store.remove(context.Background(), hs); err != nil {
+		n.log.Warn("removing superseded records; they go at the next start", "err", err)
+		return
+	}
+	clear(n.orphans)
 }
 
 // drop deletes records the state pushed out of its pool.

@@ -58,12 +58,18 @@ type Node struct {
 	// only read (every gossip validation, the DHT validator).
 	keys atomic.Pointer[directory.Keyring]
 
-	mu           sync.Mutex
-	keyring      directory.Keyring
-	epochSeen    map[uint64]directory.Hash         // effective epoch → fingerprint of its package for us, once handled
-	stored       map[directory.Hash]uint64         // what the store holds, and the epoch it is sealed under
-	storedVer    uint64                            // bumped on every change to stored
-	unpersisted  map[directory.Hash]struct{}       // in the state, not yet on disk
+	mu          sync.Mutex
+	keyring     directory.Keyring
+	epochSeen   map[uint64]directory.Hash   // effective epoch → fingerprint of its package for us, once handled
+	stored      map[directory.Hash]uint64   // what the store holds, and the epoch it is sealed under
+	storedVer   uint64                      // bumped on every change to stored
+	unpersisted map[directory.Hash]struct{} // in the state, not yet on disk
+	// orphans are on disk but no longer pooled. They are deleted only
+	// when no record is between Apply and its durable write and none is
+	// unpersisted: until then the record that superseded one may not be on
+	// disk, and a crash would lose both (storeOrphans).
+	orphans      map[directory.Hash]struct{}
+	inflight     int                               // accept and acceptBatch calls between Apply and persist
 	revokedAt    map[directory.PublicKey]time.Time // when this node learned of each revocation
 	keysUnsaved  bool
 	lastDHTFetch time.Time
@@ -108,6 +114,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		epochSeen:   map[uint64]directory.Hash{},
 		stored:      map[directory.Hash]uint64{},
 		unpersisted: map[directory.Hash]struct{}{},
+		orphans:     map[directory.Hash]struct{}{},
 		revokedAt:   map[directory.PublicKey]time.Time{},
 		scores:      map[peer.ID]float64{},
 		accepted:    map[Via]int{},
@@ -563,6 +570,7 @@ func (n *Node) maintainLoop() {
 			n.retryPersist()
 			n.mu.Lock()
 			unsaved := n.keysUnsaved
+			n.removeOrphansLocked()
 			n.mu.Unlock()
 			if unsaved {
 				n.saveKeys()
@@ -587,6 +595,12 @@ func (n *Node) expire() {
 func (n *Node) pruneStore() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.removeOrphansLocked()
+	if n.inflight > 0 || len(n.unpersisted) > 0 {
+		// A stored record the state no longer pools may have been
+		// superseded by one not yet on disk; the next round prunes it.
+		return
+	}
 	var gone []directory.Hash
 	for h := range n.stored {
 		if !n.state.Has(h) {

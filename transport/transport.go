@@ -13,6 +13,9 @@
 // traversal the host uses or offers: AutoNAT, hole punching, circuit relay
 // v2, and for servers a gater that never dials private addresses.
 //
+// Byte-rate caps (ratelimit.go) are the one limit libp2p has no option
+// for: LimitRate wraps a built host so its streams share a token bucket.
+//
 // There is deliberately no private-network (pnet) pre-shared key: libp2p's
 // PSK rules out QUIC and WebTransport, and a network's privacy comes from
 // sealing every record, not from the transport.

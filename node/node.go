@@ -157,16 +157,16 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		return n, err
 	}
 
+	rates, err := transport.RatesFor(cfg.Transport)
+	if err != nil {
+		return n, fmt.Errorf("node: %w", err)
+	}
 	if cfg.Host != nil {
-		rates, err := transport.RatesFor(cfg.Transport)
-		if err != nil {
-			return n, fmt.Errorf("node: %w", err)
-		}
-		n.host = transport.LimitRate(cfg.Host, rates)
-		n.reach.rates = rates
+		n.host = cfg.Host
 	} else if err := n.startHost(); err != nil {
 		return n, err
 	}
+	n.host = transport.LimitRate(n.host, rates)
 	if err := n.startReachability(); err != nil {
 		return n, err
 	}
@@ -224,7 +224,7 @@ func (n *Node) startHost() error {
 		built.ConnManager.Close()
 		return fmt.Errorf("node: starting the host: %w", err)
 	}
-	n.host, n.ownHost = transport.LimitRate(h, built.Rates), true
+	n.host, n.ownHost = h, true
 	return nil
 }
 

@@ -120,7 +120,6 @@ type reachState struct {
 	bw      *metrics.BandwidthCounter
 	profile transport.Profile
 	relays  int
-	rates   transport.Rates
 }
 
 // withPolicyTransport adds what the charter's policy says to the transport
@@ -147,7 +146,6 @@ func (n *Node) hostBuilt(b transport.Built, tc transport.Config) {
 	n.reach.bw = b.Bandwidth
 	n.reach.profile = b.Profile
 	n.reach.relays = len(tc.Relays)
-	n.reach.rates = b.Rates
 }
 
 // Throttled returns how long the node's streams have waited under its
@@ -156,11 +154,7 @@ func (n *Node) Throttled() transport.Throttled { return transport.ThrottledOf(n.
 
 // RateCaps returns the byte-per-second caps on the node's streams (zero:
 // none in that direction).
-func (n *Node) RateCaps() transport.Rates {
-	n.reach.mu.Lock()
-	defer n.reach.mu.Unlock()
-	return n.reach.rates
-}
+func (n *Node) RateCaps() transport.Rates { return transport.RatesOf(n.host) }
 
 // Bandwidth returns the bytes this node's host sent and received since it
 // started, and the current rates (bytes per second, smoothed). It is zero

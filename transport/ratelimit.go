@@ -27,6 +27,14 @@ type Throttled struct {
 	Send, Recv time.Duration
 }
 
+// RatesOf returns the caps LimitRate put on h; none for another host.
+func RatesOf(h host.Host) Rates {
+	if lh, ok := h.(*rateLimitedHost); ok {
+		return lh.caps
+	}
+	return Rates{}
+}
+
 // ThrottledOf returns how long h's streams have waited under its caps.
 func ThrottledOf(h host.Host) Throttled {
 	lh, ok := h.(*rateLimitedHost)
@@ -37,8 +45,7 @@ func ThrottledOf(h host.Host) Throttled {
 }
 
 // RatesFor returns the byte-rate caps cfg asks for once its profile is
-// applied: what Options puts in Built.Rates, for a caller that builds its
-// host another way.
+// applied: what to give LimitRate for a host built from cfg.
 func RatesFor(cfg Config) (Rates, error) {
 	cfg, err := cfg.withProfile()
 	if err != nil {
@@ -72,7 +79,7 @@ func LimitRate(h host.Host, r Rates) host.Host {
 	if r.Send <= 0 && r.Recv <= 0 {
 		return h
 	}
-	lh := &rateLimitedHost{Host: h, closed: make(chan struct{})}
+	lh := &rateLimitedHost{Host: h, caps: r, closed: make(chan struct{})}
 	if r.Send > 0 {
 		lh.send = rate.NewLimiter(rate.Limit(r.Send), burstFor(r.Send))
 	}
@@ -91,6 +98,7 @@ func burstFor(bytesPerSecond int64) int {
 
 type rateLimitedHost struct {
 	host.Host
+	caps       Rates
 	send, recv *rate.Limiter
 	// Nanoseconds streams spent waiting for tokens, per direction.
 	sendWaited, recvWaited atomic.Int64

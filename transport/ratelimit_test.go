@@ -89,9 +89,12 @@ func TestRateCapSlowsBulkTransfer(t *testing.T) {
 			if took < minTime {
 				t.Fatalf("%d KiB took %s under a %d KiB/s cap; the cap allows no less than %s", size>>10, took, capBps>>10, minTime)
 			}
-			capped := r
+			capped, caps := r, tc.recv
 			if tc.send.Send > 0 {
-				capped = s
+				capped, caps = s, tc.send
+			}
+			if got := transport.RatesOf(capped); got != caps {
+				t.Fatalf("the capped host reports caps %+v, want %+v", got, caps)
 			}
 			th := transport.ThrottledOf(capped)
 			if waited := th.Send + th.Recv; waited < minTime*9/10 {
@@ -99,11 +102,14 @@ func TestRateCapSlowsBulkTransfer(t *testing.T) {
 			}
 		})
 	}
-	// Without a cap the same transfer is not paced: the comparison shows
-	// the bound above measures the cap, not loopback.
+	// Without a cap the same transfer is not paced (milliseconds on
+	// loopback): the bound above measures the cap, not the link.
 	s, r := pair(t, transport.Rates{}, transport.Rates{})
 	if took := transfer(t, s, r, size); took >= minTime {
-		t.Logf("uncapped transfer took %s (machine busy?)", took)
+		t.Fatalf("uncapped, %d KiB took %s: the bound above would not show a cap", size>>10, took)
+	}
+	if got := transport.RatesOf(s); got != (transport.Rates{}) {
+		t.Fatalf("an uncapped host reports caps %+v", got)
 	}
 }
 

@@ -178,10 +178,6 @@ type Built struct {
 	Bandwidth *metrics.BandwidthCounter
 	// Profile is the profile the options were built for, after defaults.
 	Profile Profile
-	// Rates are the byte-rate caps the profile and configuration ask
-	// for. libp2p has no rate option: the caller applies them to the
-	// built host with LimitRate.
-	Rates Rates
 }
 
 // Options turns cfg into libp2p options. It does not set the host's
@@ -294,8 +290,7 @@ func Options(cfg Config) (Built, error) {
 		// on one UDP port.
 		opts = append(opts, libp2p.Transport(webtransport.New))
 	}
-	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile,
-		Rates: cfg.rates()}, nil
+	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile}, nil
 }
 
 func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS, useWT bool) bool {

@@ -100,6 +100,39 @@ func (c *cluster) attacker() host.Host {
 
 func (c *cluster) converged(want directory.Hash) bool { return sameDigest(c.nodes, want) }
 
+// convergedWithKey reports whether every node holds want and the read key
+// of epoch.
+func (c *cluster) convergedWithKey(want directory.Hash, epoch uint64) bool {
+	if !c.converged(want) {
+		return false
+	}
+	for _, n := range c.nodes {
+		if n.Status().KeyEpoch != epoch {
+			return false
+		}
+	}
+	return true
+}
+
+// recordAll starts recording the events of every node.
+func (c *cluster) recordAll() []*recorder {
+	recs := make([]*recorder, len(c.nodes))
+	for i, n := range c.nodes {
+		recs[i] = record(n)
+	}
+	return recs
+}
+
+// connectAll connects host m to every node.
+func (c *cluster) connectAll(m host.Host) {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		if _, err := c.mn.ConnectPeers(m.ID(), n.Host().ID()); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
 // rawTopic joins the network's topic from a host that runs no validator:
 // what it publishes reaches the honest nodes' validators unfiltered.
 func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) *pubsub.Topic {

@@ -35,80 +35,19 @@ func TestKilledNodeLosesNothingAcknowledged(t *testing.T) {
 	}
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "data")
-	ks := &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key}}
-	if err := directory.SaveKeystore(filepath.Join(dir, "keys.age"), ks, crashPass, 10); err != nil {
-		t.Fatal(err)
-	}
 	recs := []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo")}
 	for i := range crashRecords {
 		recs = append(recs, entryRec(t, nw, org, fmt.Sprintf("servicio-%d", i), 1))
 	}
-	var lines []string
-	for _, r := range recs {
-		lines = append(lines, hex.EncodeToString(r.Encode()))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "records"), []byte(strings.Join(lines, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, "CEIBA_CRASH_NOW="+strconv.FormatInt(nw.Now.Unix(), 10))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	killed := false
-	defer func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	}()
-	acked := map[directory.Hash]bool{}
-	sc := bufio.NewScanner(out)
-	timeout := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
-	defer timeout.Stop()
-	for sc.Scan() {
-		line := sc.Text()
-		h, ok := strings.CutPrefix(line, "ACK ")
-		if !ok {
-			continue
-		}
-		var hash directory.Hash
-		if b, err := hex.DecodeString(h); err != nil || len(b) != len(hash) {
-			t.Fatalf("child printed a bad hash: %q", line)
-		} else {
-			copy(hash[:], b)
-		}
-		acked[hash] = true
-		if len(acked) == crashKillAt {
-			// Mid-stream: the child is publishing the next record now.
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			killed = true
-			break
-		}
-	}
-	cmd.Wait()
+	dir := childDir(t, nw, recs)
+	// Killed mid-stream: the child is publishing the next record then.
+	acked, killed := runChild(t, "TestCrashChild", []string{crashChildEnv + "=" + dir}, nw.Now, crashKillAt, 60*time.Second)
 	if !killed {
 		t.Fatalf("child stopped after %d acknowledgements without being killed", len(acked))
 	}
 
 	// Reopen the same data directory and keystore in this process.
-	ks, err = directory.LoadKeystore(filepath.Join(dir, "keys.age"), crashPass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, nw, ks.Identity, dataDir)
-	cfg.Keystore = ks
-	n := startNode(t, cfg)
+	n := reopenChildNode(t, nw, dir)
 	for h := range acked {
 		if !n.State().Has(h) {
 			t.Errorf("acknowledged record %s lost in the crash", h.Short())
@@ -120,6 +59,90 @@ func TestKilledNodeLosesNothingAcknowledged(t *testing.T) {
 	if found < crashKillAt-2 {
 		t.Errorf("only %d entries searchable after restart, want at least the %d acknowledged", found, crashKillAt-2)
 	}
+}
+
+// childDir writes what a crash test's child reads into a new directory:
+// the keystore of nw's first steward, and recs, one hex line each.
+func childDir(t *testing.T, nw *dirtest.Network, recs []*directory.Record) string {
+	t.Helper()
+	dir := t.TempDir()
+	ks := &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key}}
+	if err := directory.SaveKeystore(filepath.Join(dir, "keys.age"), ks, crashPass, 10); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, r := range recs {
+		lines = append(lines, hex.EncodeToString(r.Encode()))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "records"), []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runChild runs this test binary's child test on env and kills it with
+// SIGKILL once it has printed killAt acknowledgements (a child that
+// re-acknowledges what it finds stored counts those too). It also ends a
+// child that prints DONE or outlives timeout. It returns the acknowledged
+// hashes and whether the kill at killAt happened.
+func runChild(t *testing.T, child string, env []string, now time.Time, killAt int, timeout time.Duration) (map[directory.Hash]bool, bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+child+"$", "-test.v")
+	cmd.Env = append(append(os.Environ(), "CEIBA_CRASH_NOW="+strconv.FormatInt(now.Unix(), 10)), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
+	defer stop.Stop()
+	acked := map[directory.Hash]bool{}
+	killed := false
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if sc.Text() == "DONE" {
+			break
+		}
+		h, ok := strings.CutPrefix(sc.Text(), "ACK ")
+		if !ok {
+			continue
+		}
+		var hash directory.Hash
+		if b, err := hex.DecodeString(h); err != nil || len(b) != len(hash) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("child printed a bad hash: %q", h)
+		} else {
+			copy(hash[:], b)
+		}
+		acked[hash] = true
+		if len(acked) >= killAt {
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+			break
+		}
+	}
+	cmd.Process.Kill() // a child that printed DONE, or stopped printing
+	cmd.Wait()
+	return acked, killed
+}
+
+// reopenChildNode opens, in the test's own process, the data directory
+// and keystore a killed child left in dir.
+func reopenChildNode(t *testing.T, nw *dirtest.Network, dir string) *Node {
+	t.Helper()
+	ks, err := directory.LoadKeystore(filepath.Join(dir, "keys.age"), crashPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, nw, ks.Identity, filepath.Join(dir, "data"))
+	cfg.Keystore = ks
+	return startNode(t, cfg)
 }
 
 // startChildNode opens, in a crash test's child process, the node whose

@@ -1,9 +1,7 @@
 package node
 
 import (
-	"bufio"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -51,11 +49,6 @@ func TestPublishStormSurvivesKills(t *testing.T) {
 func stormKills(t *testing.T, rounds, ids int) {
 	nw := dirtest.New(t, 3, 2)
 	orgs := []*directory.Identity{dirtest.MustIdentity(t), dirtest.MustIdentity(t)}
-	dir := t.TempDir()
-	ks := &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key}}
-	if err := directory.SaveKeystore(filepath.Join(dir, "keys.age"), ks, crashPass, 10); err != nil {
-		t.Fatal(err)
-	}
 	// Governance first (published in order), then the storm: ids ids, a
 	// third of them at seq 1 only, a third at seq 1 and 2, a third at 1, 2
 	// and 3; one tombstone.
@@ -71,22 +64,20 @@ func stormKills(t *testing.T, rounds, ids int) {
 	tomb := dirtest.SampleEntry("servicio-0", 9, nw.Now)
 	tomb.Deleted, tomb.Service = true, nil
 	storm = append(storm, nw.Sign(t, tomb, orgs[0]))
+	all := append(gov, storm...)
 	byHash := map[directory.Hash]*directory.Record{}
-	var lines []string
-	for _, r := range append(gov, storm...) {
+	for _, r := range all {
 		byHash[r.Hash()] = r
-		lines = append(lines, hex.EncodeToString(r.Encode()))
 	}
-	if err := os.WriteFile(filepath.Join(dir, "records"), []byte(strings.Join(lines, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := childDir(t, nw, all)
 
 	acked := map[directory.Hash]bool{}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills := 0
 	for round := range rounds {
 		killAt := len(acked) + 30 + rng.IntN(60)
-		got, killed := runStormChild(t, dir, nw.Now, round, killAt)
+		got, killed := runChild(t, "TestStormChild",
+			[]string{stormChildEnv + "=" + dir, "CEIBA_STORM_SEED=" + strconv.Itoa(round)}, nw.Now, killAt, 90*time.Second)
 		for h := range got {
 			acked[h] = true
 		}
@@ -97,13 +88,7 @@ func stormKills(t *testing.T, rounds, ids int) {
 		kills++
 	}
 
-	ks, err := directory.LoadKeystore(filepath.Join(dir, "keys.age"), crashPass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig(t, nw, ks.Identity, filepath.Join(dir, "data"))
-	cfg.Keystore = ks
-	n := startNode(t, cfg)
+	n := reopenChildNode(t, nw, dir)
 	st := n.State()
 	// Acknowledged means there, or superseded by a newer version the
 	// state holds.
@@ -134,55 +119,6 @@ func stormKills(t *testing.T, rounds, ids int) {
 	f := startNode(t, cfgF)
 	waitFor(t, 20*time.Second, "a fresh node to sync the survivor's directory", func() bool { return f.State().Digest() == st.Digest() })
 	t.Logf("after %d kills: %d acknowledged records all present, %d entries visible", kills, len(acked), st.Stats().Entries)
-}
-
-// runStormChild starts the child on dir and kills it with SIGKILL once it
-// has printed killAt acknowledgements in this and earlier rounds (the
-// child re-acknowledges what it finds already stored).
-func runStormChild(t *testing.T, dir string, now time.Time, round, killAt int) (map[directory.Hash]bool, bool) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStormChild$", "-test.v")
-	cmd.Env = append(os.Environ(), stormChildEnv+"="+dir, "CEIBA_CRASH_NOW="+strconv.FormatInt(now.Unix(), 10),
-		"CEIBA_STORM_SEED="+strconv.Itoa(round))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timeout := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timeout.Stop()
-	acked := map[directory.Hash]bool{}
-	killed := false
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if sc.Text() == "DONE" {
-			cmd.Process.Kill()
-			break
-		}
-		h, ok := strings.CutPrefix(sc.Text(), "ACK ")
-		if !ok {
-			continue
-		}
-		var hash directory.Hash
-		if b, err := hex.DecodeString(h); err != nil || len(b) != len(hash) {
-			t.Fatalf("child printed a bad hash: %q", h)
-		} else {
-			copy(hash[:], b)
-		}
-		acked[hash] = true
-		if len(acked) >= killAt {
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			killed = true
-			break
-		}
-	}
-	cmd.Wait()
-	return acked, killed
 }
 
 // TestStormChild is the storm test's child: it publishes the governance

@@ -50,12 +50,7 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 				st.Close()
 				return
 			case msgWantBuckets:
-				out := make([]byte, 0, 256*36)
-				for b := range 256 {
-					out = binary.BigEndian.AppendUint32(out, uint32(d.start[b+1]-d.start[b]))
-					out = append(out, d.buckets[b][:]...)
-				}
-				c.send(msgBuckets, out)
+				c.send(msgBuckets, d.bucketTable())
 			case msgWantLists:
 				for _, b := range body {
 					part := d.hashes[d.start[b]:d.start[int(b)+1]]
@@ -120,10 +115,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 		nw.Vouch(t, org, reader),
 		approval,
 	}
-	recs := make([]*recorder, len(c.nodes))
-	for i, n := range c.nodes {
-		recs[i] = record(n)
-	}
+	recs := c.recordAll()
 	for _, r := range late {
 		if _, err := c.nodes[1].Publish(t.Context(), r); !errors.Is(err, directory.ErrRevoked) && !errors.Is(err, directory.ErrNotSteward) {
 			t.Fatalf("the organization's own node published a %s after its revocation: %v", r.Type, err)
@@ -134,11 +126,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 	m := c.attacker()
 	topic := rawTopic(t, m, nw.ID)
 	insiderServer(m, nw.ID, 1, nw.Key, late)
-	for _, n := range c.nodes {
-		if _, err := c.mn.ConnectPeers(m.ID(), n.Host().ID()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c.connectAll(m)
 	for _, n := range c.nodes {
 		if _, _, err := n.sync.session(m.ID()); err != nil {
 			t.Fatalf("sync with the insider: %v", err)
@@ -312,13 +300,8 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 	}
 	m := c.attacker()
 	topic := rawTopic(t, m, nw.ID)
-	recs := make([]*recorder, len(c.nodes))
-	for i, n := range c.nodes {
-		recs[i] = record(n)
-		if _, err := c.mn.ConnectPeers(m.ID(), n.Host().ID()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	recs := c.recordAll()
+	c.connectAll(m)
 	// GossipSub drops what a peer publishes before its streams are up,
 	// so the device keeps sending (each sealing is a new message).
 	waitFor(t, 15*time.Second, "every node to refuse the late approval", func() bool {
@@ -473,17 +456,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	ref.recs = append(ref.recs, epochRec)
 	ref.publish(c.nodes[0], approval)
 	want := ref.digest()
-	if !waitUntil(15*time.Second, func() bool {
-		if !c.converged(want) {
-			return false
-		}
-		for _, n := range c.nodes {
-			if n.Status().KeyEpoch != 2 {
-				return false
-			}
-		}
-		return true
-	}) {
+	if !waitUntil(15*time.Second, func() bool { return c.convergedWithKey(want, 2) }) {
 		for i, n := range c.nodes {
 			t.Logf("node %d: digest ok %v, charter %d, epoch %d, key epoch %d", i, n.State().Digest() == want, n.State().Charter().Version, n.State().CurrentEpoch(), n.Status().KeyEpoch)
 		}
@@ -495,13 +468,8 @@ func TestRollbacksAreRefused(t *testing.T) {
 	old := []*directory.Record{nw.Genesis, admit, v1}
 	insiderServer(m, nw.ID, 1, nw.Key, old)
 	topic := rawTopic(t, m, nw.ID)
-	recs := make([]*recorder, len(c.nodes))
-	for i, n := range c.nodes {
-		recs[i] = record(n)
-		if _, err := c.mn.ConnectPeers(m.ID(), n.Host().ID()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	recs := c.recordAll()
+	c.connectAll(m)
 	for _, n := range c.nodes {
 		if _, _, err := n.sync.session(m.ID()); err != nil {
 			t.Fatalf("sync with the replaying insider: %v", err)

@@ -119,17 +119,7 @@ func TestPartitionHealsToOneDigest(t *testing.T) {
 	want := ref.digest()
 	start := time.Now()
 	c.heal([2]int{0, 5}, [2]int{4, 9})
-	if !waitUntil(60*time.Second, func() bool {
-		if !c.converged(want) {
-			return false
-		}
-		for _, n := range c.nodes {
-			if n.Status().KeyEpoch != 2 {
-				return false
-			}
-		}
-		return true
-	}) {
+	if !waitUntil(60*time.Second, func() bool { return c.convergedWithKey(want, 2) }) {
 		for i, n := range c.nodes {
 			t.Logf("node %d: digest ok %v, key epoch %d", i, n.State().Digest() == want, n.Status().KeyEpoch)
 		}

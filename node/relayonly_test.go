@@ -106,6 +106,23 @@ func relayTestHost(t *testing.T, tc transport.Config, sk crypto.PrivKey, extra .
 	return h
 }
 
+// publicRelay is a relay on loopback as a vps node runs one, and its TCP
+// address with its peer ID.
+func publicRelay(t *testing.T) (host.Host, string) {
+	t.Helper()
+	sk, id := hostKey(t)
+	r := relayTestHost(t, transport.Config{
+		Profile: transport.ProfileVPS, ForceReachability: "public", AllowPrivateDials: true,
+	}, sk)
+	for _, a := range r.Addrs() {
+		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
+			return r, a.String() + "/p2p/" + id.String()
+		}
+	}
+	t.Fatalf("the relay listens on no TCP address: %v", r.Addrs())
+	return nil, ""
+}
+
 func hostKey(t *testing.T) (crypto.PrivKey, peer.ID) {
 	t.Helper()
 	sk, _, err := crypto.GenerateEd25519Key(nil)
@@ -130,17 +147,7 @@ func TestRelayOnlyPeersSyncAndGossip(t *testing.T) {
 
 	// R is a public relay, as a vps node offers one: RelayResources'
 	// limits make every circuit through it a limited connection.
-	rsk, _ := hostKey(t)
-	r := relayTestHost(t, transport.Config{
-		Profile: transport.ProfileVPS, ForceReachability: "public", AllowPrivateDials: true,
-	}, rsk)
-	var rAddr string
-	for _, a := range r.Addrs() {
-		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-			rAddr = a.String() + "/p2p/" + r.ID().String()
-			break
-		}
-	}
+	r, rAddr := publicRelay(t)
 
 	// A and B: no profile, so no AutoNAT and no hole punching; each
 	// refuses any path to the other but a circuit.
@@ -249,17 +256,8 @@ func TestGossipHostAllowsOnlyGossipProtocols(t *testing.T) {
 func TestCharterRelaysTakeEffectWithoutRestart(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	rsk, rid := hostKey(t)
-	r := relayTestHost(t, transport.Config{
-		Profile: transport.ProfileVPS, ForceReachability: "public", AllowPrivateDials: true,
-	}, rsk)
-	var rAddr string
-	for _, a := range r.Addrs() {
-		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-			rAddr = a.String() + "/p2p/" + rid.String()
-			break
-		}
-	}
+	r, rAddr := publicRelay(t)
+	rid := r.ID()
 
 	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 	ref := &reference{t: t, nw: nw}
@@ -330,15 +328,8 @@ func TestStewardNodeOffersRelay(t *testing.T) {
 	waitFor(t, 10*time.Second, "the steward's node to offer a relay", steward.OffersRelay)
 
 	// A NATed node reserves a slot on it through the transport's static relays.
-	var sAddr string
-	for _, a := range steward.Addrs() {
-		if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-			sAddr = a.String()
-			break
-		}
-	}
 	nsk, nid := hostKey(t)
-	relayTestHost(t, transport.Config{Relays: []string{sAddr}, ForceReachability: "private"}, nsk)
+	relayTestHost(t, transport.Config{Relays: []string{addr(steward)}, ForceReachability: "private"}, nsk)
 	waitFor(t, 20*time.Second, "a NATed host to reserve a slot on the steward", func() bool {
 		ti := steward.Host().ConnManager().GetTagInfo(nid)
 		return ti != nil && ti.Tags["relay-reservation"] > 0

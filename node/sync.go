@@ -549,12 +549,7 @@ func (s *syncer) serve(st network.Stream) {
 			st.Close()
 			return
 		case msgWantBuckets:
-			out := make([]byte, 0, 256*36)
-			for b := range 256 {
-				out = binary.BigEndian.AppendUint32(out, uint32(offer.start[b+1]-offer.start[b]))
-				out = append(out, offer.buckets[b][:]...)
-			}
-			err = c.send(msgBuckets, out)
+			err = c.send(msgBuckets, offer.bucketTable())
 		case msgWantLists:
 			if len(body) == 0 || len(body) > 256 {
 				return
@@ -682,6 +677,17 @@ type digest struct {
 	start   [257]int         // bucket b is hashes[start[b]:start[b+1]]
 	buckets [256]directory.Hash
 	root    directory.Hash
+}
+
+// bucketTable is the buckets message: for each of the 256 buckets, its
+// count and hash.
+func (d *digest) bucketTable() []byte {
+	out := make([]byte, 0, 256*36)
+	for b := range 256 {
+		out = binary.BigEndian.AppendUint32(out, uint32(d.start[b+1]-d.start[b]))
+		out = append(out, d.buckets[b][:]...)
+	}
+	return out
 }
 
 func newDigest(hs []directory.Hash) *digest {

@@ -13,11 +13,28 @@ import (
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
-func startTestDaemon(t *testing.T, name string) *Daemon {
+func startTestDaemon(t testing.TB, name string) *Daemon {
+	t.Helper()
+	return startDaemonWith(t, name, nil)
+}
+
+// startDaemonWith starts a daemon on a new local home whose config.toml
+// edit changed first (edit may be nil).
+func startDaemonWith(t testing.TB, name string, edit func(*Config)) *Daemon {
 	t.Helper()
 	h := Home{Dir: filepath.Join(t.TempDir(), name)}
-	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", APIPort: 0, P2PPort: 0, WorkFactor: 10, Local: true}); err != nil {
+	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", WorkFactor: 10, Local: true}); err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		cfg, err := h.LoadConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(cfg)
+		if err := h.SaveConfig(cfg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
@@ -26,6 +43,25 @@ func startTestDaemon(t *testing.T, name string) *Daemon {
 	}
 	t.Cleanup(func() { d.Close() })
 	return d
+}
+
+// stewardWithInvite starts a steward's daemon with a 1-of-1 network and
+// returns it with a member invite it made, decoded.
+func stewardWithInvite(t *testing.T) (*Daemon, *inviteCode) {
+	t.Helper()
+	steward := startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(context.Background(), api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := parseCode(inv.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return steward, code
 }
 
 func TestInviteIsSingleUseAndExpires(t *testing.T) {
@@ -149,18 +185,7 @@ func TestReaderCanSearchButNotPublish(t *testing.T) {
 // them all instead of giving up on the first.
 func TestInviteTriesEveryAddress(t *testing.T) {
 	ctx := context.Background()
-	steward := startTestDaemon(t, "steward")
-	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := parseCode(inv.Code)
-	if err != nil {
-		t.Fatal(err)
-	}
+	steward, code := stewardWithInvite(t)
 	// Port 1 on loopback refuses at once: a dead first address.
 	dead := "/ip4/127.0.0.1/tcp/1/p2p/" + steward.Node().Host().ID().String()
 	code.Addrs = append([]string{dead}, code.Addrs...)

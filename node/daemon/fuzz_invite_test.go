@@ -3,9 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -127,16 +124,7 @@ func normReq(r inviteRequest) inviteRequest {
 // fuzzSteward starts a steward daemon with a network for the whole fuzz
 // target (one per fuzzing process), closed when the target ends.
 func fuzzSteward(f *testing.F) *Daemon {
-	h := Home{Dir: filepath.Join(f.TempDir(), "steward")}
-	if _, err := Init(h, InitOptions{Name: "steward", Passphrase: "pass", WorkFactor: 10, Local: true}); err != nil {
-		f.Fatal(err)
-	}
-	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { d.Close() })
+	d := startTestDaemon(f, "steward")
 	if _, err := d.CreateNetwork(context.Background(), api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
 		f.Fatal(err)
 	}

@@ -27,24 +27,13 @@ func TestInviteThroughRelayOnly(t *testing.T) {
 	t.Cleanup(func() { relay.Close() })
 	relayInfo := peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}
 
-	steward := startTestDaemon(t, "steward")
-	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
-		t.Fatal(err)
-	}
+	steward, code := stewardWithInvite(t)
 	h := steward.Node().Host()
 	if err := h.Connect(ctx, relayInfo); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := client.Reserve(ctx, h, relayInfo); err != nil {
 		t.Fatalf("reserving a slot on the relay: %v", err)
-	}
-	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, err := parseCode(inv.Code)
-	if err != nil {
-		t.Fatal(err)
 	}
 	code.Addrs = []string{netnstest.P2PAddr(relay, relay.Addrs()[0]) + "/p2p-circuit/p2p/" + h.ID().String()}
 

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,29 +14,6 @@ import (
 	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/transport"
 )
-
-func startDaemonWith(t *testing.T, name string, edit func(*Config)) *Daemon {
-	t.Helper()
-	h := Home{Dir: filepath.Join(t.TempDir(), name)}
-	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", WorkFactor: 10, Local: true}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := h.LoadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(cfg)
-	if err := h.SaveConfig(cfg); err != nil {
-		t.Fatal(err)
-	}
-	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
 
 func get(t *testing.T, d *Daemon, path string) (int, string) {
 	t.Helper()
@@ -90,7 +65,7 @@ func TestHealthzAndMetrics(t *testing.T) {
 		t.Fatalf("status has no reachability: %+v", s)
 	}
 
-	off := startDaemonWith(t, "quiet", func(*Config) {})
+	off := startDaemonWith(t, "quiet", nil)
 	if _, body := get(t, off, "/metrics"); strings.Contains(body, "ceiba_") {
 		t.Fatal("/metrics served although [api] metrics is off")
 	}

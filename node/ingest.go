@@ -75,28 +75,8 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 	n.afterApply(r, applied)
 	epoch, sealed := n.sealFor(r)
 	if via != ViaLocal && len(n.state.Equivocations()) > equivocations {
-		// New evidence of equivocation: flood both versions to every topic
-		// peer, as acceptBatch does, rather than trust mesh forwarding to
-		// reach the nodes that only ever held the other version (after a
-		// partition the mesh may not include them yet).
-		evidence := [][]byte{sealed}
-		for _, h := range applied.Dropped {
-			stored, err := n.store.ds.Get(context.Background(), recordKey(h))
-			if err != nil {
-				continue
-			}
-			if old, err := directory.Open(stored, n.cfg.Network, n.keyringSnapshot()); err == nil {
-				_, resealed := n.sealFor(old)
-				evidence = append(evidence, resealed)
-			}
-		}
-		defer func() {
-			go func() {
-				for _, e := range evidence {
-					n.gossip(n.ctx, directory.Hash{}, e)
-				}
-			}()
-		}()
+		// Read now: the version r displaced leaves the store below.
+		defer n.spreadEvidence(n.evidenceOf(r, applied.Dropped))
 	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
 		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
@@ -152,26 +132,9 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 	for i := range batch {
 		batch[i].epoch, batch[i].sealed = n.sealFor(batch[i].r)
 	}
-	// The record that showed this node an equivocation goes on the topic,
-	// and so does the version it displaced: the losing version is stored
-	// nowhere (it never stays in a pool), so after a partition the nodes
-	// that only ever held one version would hear of the other from no
-	// one. Gossip from any node tells them all.
-	var evidence [][]byte
+	var evidence []*directory.Record
 	for _, i := range reveal {
-		evidence = append(evidence, batch[i].sealed)
-		for _, h := range applied[i].Dropped {
-			// Resealed under the newest key, so peers that hold it pass
-			// it on (they do not forward what comes under an older one).
-			stored, err := n.store.ds.Get(context.Background(), recordKey(h))
-			if err != nil {
-				continue
-			}
-			if r, err := directory.Open(stored, n.cfg.Network, n.keyringSnapshot()); err == nil {
-				_, sealed := n.sealFor(r)
-				evidence = append(evidence, sealed)
-			}
-		}
+		evidence = append(evidence, n.evidenceOf(batch[i].r, applied[i].Dropped)...)
 	}
 	err := n.persist(batch)
 	if err != nil {
@@ -186,10 +149,59 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 	for _, a := range applied {
 		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: a.Hash, Type: a.Type, Changed: a.Changed})
 	}
-	for _, sealed := range evidence {
-		n.gossip(n.ctx, directory.Hash{}, sealed)
-	}
+	n.spreadEvidence(evidence)
 	return len(applied), nil
+}
+
+// evidenceOf is what shows an equivocation that r revealed: r and the
+// versions it pushed out of the pool, read back from the store while it
+// still holds them.
+func (n *Node) evidenceOf(r *directory.Record, dropped []directory.Hash) []*directory.Record {
+	out := []*directory.Record{r}
+	for _, h := range dropped {
+		stored, err := n.store.ds.Get(context.Background(), recordKey(h))
+		if err != nil {
+			continue
+		}
+		if old, err := directory.Open(stored, n.cfg.Network, n.keyringSnapshot()); err == nil {
+			out = append(out, old)
+		}
+	}
+	return out
+}
+
+// evidenceRounds are when a node floods equivocation evidence it found,
+// after finding it. The losing version is stored nowhere (it never stays
+// in a pool) and sync never offers it, so after a partition the nodes that
+// only ever held one version hear of the other only from this gossip. The
+// connection that brought the evidence (a healed link) starts sync at
+// once, but GossipSub takes that peer up a moment later: a single flood
+// then misses exactly the nodes it is for. The later rounds reach them.
+var evidenceRounds = []time.Duration{0, 2 * time.Second, 10 * time.Second}
+
+// spreadEvidence floods recs to every topic peer at each of evidenceRounds,
+// sealed anew each time (a fresh seal is a new GossipSub message, not a
+// duplicate the seen-cache drops) under the newest key, so peers that
+// hold it pass it on (they do not forward what comes under an older one).
+// Peers that know it already drop it as a duplicate.
+func (n *Node) spreadEvidence(recs []*directory.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	n.wg.Go(func() {
+		start := time.Now()
+		for _, at := range evidenceRounds {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(at))):
+			}
+			for _, r := range recs {
+				_, sealed := n.sealFor(r)
+				n.gossip(n.ctx, directory.Hash{}, sealed)
+			}
+		}
+	})
 }
 
 func (n *Node) rejected(r *directory.Record, from, origin peer.ID, via Via, err error) {

@@ -177,3 +177,23 @@ func luhn32(s string) int {
 	}
 	return (n - sum%n) % n
 }
+
+// kemBindingDomain separates a key's signature on its own KEM key from
+// every record signature.
+const kemBindingDomain = "ceiba/v2/kem-binding"
+
+func kemBindingMessage(k PublicKey, kemKey []byte) []byte {
+	return append(k[:len(k):len(k)], kemKey...)
+}
+
+// KEMBinding is the identity's signature on its own encapsulation key. Every
+// admission carries it, so nobody can pair someone else's signing key with
+// an encapsulation key of their own and have read keys sealed to it.
+func (id *Identity) KEMBinding() []byte {
+	return id.signDomain(kemBindingDomain, kemBindingMessage(id.Public(), id.KEMPublic()))
+}
+
+// VerifyKEMBinding reports whether sig is k's signature on kemKey.
+func VerifyKEMBinding(k PublicKey, kemKey, sig []byte) bool {
+	return verifyDomain(k, kemBindingDomain, kemBindingMessage(k, kemKey), sig)
+}

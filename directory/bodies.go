@@ -64,6 +64,9 @@ type Steward struct {
 	Key  PublicKey `cbor:"1,keyasint"`
 	KEM  []byte    `cbor:"2,keyasint"`
 	Name string    `cbor:"3,keyasint"`
+	// KEMSig is Key's own signature on KEM (Identity.KEMBinding): nobody
+	// can list a steward with an encapsulation key the steward does not own.
+	KEMSig []byte `cbor:"4,keyasint"`
 }
 
 // Charter is the network's constitution. Version 1 is the genesis, signed
@@ -100,7 +103,7 @@ func (c *Charter) check() error {
 		return fmt.Errorf("threshold %d with %d stewards", c.Threshold, len(c.Stewards))
 	}
 	for i, s := range c.Stewards {
-		if err := checkKEM(s.KEM); err != nil {
+		if err := checkKEMBinding(s.Key, s.KEM, s.KEMSig); err != nil {
 			return fmt.Errorf("steward %d: %v", i, err)
 		}
 		if err := checkText("steward name", s.Name, 0, 120); err != nil {
@@ -144,6 +147,7 @@ type Membership struct {
 	Name    string    `cbor:"4,keyasint"`
 	Peers   []string  `cbor:"5,keyasint,omitempty"` // libp2p peer IDs of the organization's nodes
 	Issued  int64     `cbor:"6,keyasint"`
+	KEMSig  []byte    `cbor:"7,keyasint"` // Org's signature on KEM (Identity.KEMBinding)
 }
 
 func (*Membership) RecordType() RecordType { return TypeMembership }
@@ -152,7 +156,7 @@ func (m *Membership) check() error {
 	if m.Charter == 0 {
 		return errors.New("charter version missing")
 	}
-	if err := checkKEM(m.KEM); err != nil {
+	if err := checkKEMBinding(m.Org, m.KEM, m.KEMSig); err != nil {
 		return err
 	}
 	if err := checkText("name", m.Name, 1, 120); err != nil {
@@ -177,12 +181,16 @@ type Reader struct {
 	Label   string    `cbor:"3,keyasint,omitempty"` // the voucher's own note; never required
 	Issued  int64     `cbor:"4,keyasint"`
 	Expires int64     `cbor:"5,keyasint,omitempty"`
+	// KEMSig is Key's own signature on KEM (Identity.KEMBinding), which the
+	// voucher got from the reader at redemption: a voucher cannot pair a
+	// reader's key with an encapsulation key of its own.
+	KEMSig []byte `cbor:"6,keyasint"`
 }
 
 func (*Reader) RecordType() RecordType { return TypeReader }
 
 func (r *Reader) check() error {
-	if err := checkKEM(r.KEM); err != nil {
+	if err := checkKEMBinding(r.Key, r.KEM, r.KEMSig); err != nil {
 		return err
 	}
 	if err := checkText("label", r.Label, 0, 120); err != nil {
@@ -277,6 +285,18 @@ func checkKEM(k []byte) error {
 	}
 	if _, err := kem.NewPublicKey(k); err != nil {
 		return fmt.Errorf("encryption key: %v", err)
+	}
+	return nil
+}
+
+// checkKEMBinding checks an encapsulation key and its owner's signature
+// on it.
+func checkKEMBinding(k PublicKey, kemKey, sig []byte) error {
+	if err := checkKEM(kemKey); err != nil {
+		return err
+	}
+	if !VerifyKEMBinding(k, kemKey, sig) {
+		return errors.New("encryption key is not signed by the key it is admitted with")
 	}
 	return nil
 }

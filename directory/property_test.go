@@ -412,7 +412,7 @@ func (g *gen) amend() {
 func (g *gen) amendment(prev charterVersionInfo, ids []*directory.Identity, k int, issued time.Time) *directory.Charter {
 	var stewards []directory.Steward
 	for i, id := range ids {
-		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
 	c, err := directory.Amend(prev.charter, prev.id, stewards, k, directory.Policy{}, issued)
 	if err != nil {
@@ -431,7 +431,7 @@ func (g *gen) admit(i int) {
 		n = v.k - 1 // stays pending; its entries must stay invisible
 		g.belowThreshold++
 	}
-	m := &directory.Membership{Charter: uint64(cite + 1), Org: org.Public(), KEM: org.KEMPublic(),
+	m := &directory.Membership{Charter: uint64(cite + 1), Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(),
 		Name: fmt.Sprintf("Colectivo %d", i), Issued: g.now.Unix()}
 	signers := g.pick(v.stewards, n)
 	if g.chance(0.15) {
@@ -556,7 +556,7 @@ func (g *gen) recipients(ids []*directory.Identity) []directory.Recipient {
 	// Who receives the key does not change the view; one package keeps
 	// HPKE from dominating the test's time.
 	for _, id := range ids[:1] {
-		out = append(out, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+		out = append(out, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding()})
 	}
 	return out
 }

@@ -59,7 +59,7 @@ func (f *rejectFixture) entry(t *testing.T, signer *directory.Identity, seq uint
 }
 
 func (f *rejectFixture) membership(org *directory.Identity, issued time.Time) *directory.Membership {
-	return &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: "Red Nueva", Issued: issued.Unix()}
+	return &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: "Red Nueva", Issued: issued.Unix()}
 }
 
 func (f *rejectFixture) revocation(key directory.PublicKey) *directory.Revocation {
@@ -206,7 +206,7 @@ func TestApplyRejects(t *testing.T) {
 		{name: "expired entry", rec: f.entry(t, f.org, 3, func(e *directory.Entry) {
 			e.Issued, e.Expires = now.Add(-100*24*time.Hour).Unix(), now.Add(-time.Hour).Unix()
 		}), want: directory.ErrExpired},
-		{name: "expired reader grant", rec: nw.Sign(t, &directory.Reader{Key: otherReader.Public(), KEM: otherReader.KEMPublic(),
+		{name: "expired reader grant", rec: nw.Sign(t, &directory.Reader{Key: otherReader.Public(), KEM: otherReader.KEMPublic(), KEMSig: otherReader.KEMBinding(),
 			Issued: now.Add(-48 * time.Hour).Unix(), Expires: now.Add(-time.Hour).Unix()}, f.org), want: directory.ErrExpired},
 		{name: "entry dated beyond the clock skew", rec: f.entry(t, f.org, 3, func(e *directory.Entry) {
 			e.Issued = now.Add(time.Hour).Unix()
@@ -327,13 +327,13 @@ func TestDecodeRejects(t *testing.T) {
 	genesisElsewhere := clone(nw.Genesis)
 	genesisElsewhere.Network = other
 	genesisElsewhere = resign(genesisElsewhere, nw.Stewards...)
-	twoSigned := clone(approval(t, unsigned(t, nw, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(),
+	twoSigned := clone(approval(t, unsigned(t, nw, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(),
 		Name: "Red", Issued: nw.Now.Unix()}), nw.Stewards[0]))
 	twoSigned.AddSignature(nw.Stewards[1])
 	approvesEntry := &directory.Record{Version: 1, Type: directory.TypeApproval, Network: nw.ID}
 	approvesEntry.Body, _ = detEnc.Marshal(&directory.Approval{Of: directory.TypeEntry, Proposal: rec.Body})
 	approvesEntry.AddSignature(org)
-	twoSigs := nw.Sign(t, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: "Red", Issued: nw.Now.Unix()},
+	twoSigs := nw.Sign(t, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: "Red", Issued: nw.Now.Unix()},
 		nw.Stewards[0], nw.Stewards[1])
 	reversed := clone(twoSigs)
 	slices.Reverse(reversed.Sigs)
@@ -537,7 +537,7 @@ func TestProposalWithRevokedCosignerCountsInAnyOrder(t *testing.T) {
 	st := nw.Stewards
 	org := dirtest.MustIdentity(t)
 	revoke := nw.Sign(t, &directory.Revocation{Key: st[3].Public(), Charter: 1, Issued: nw.Now.Unix()}, st[0], st[1], st[2])
-	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: "Red", Issued: nw.Now.Unix()}
+	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: "Red", Issued: nw.Now.Unix()}
 	mixed := nw.Sign(t, m, st[0], st[3])
 	s := inAllOrders(t, nw, nw.Genesis, revoke, mixed, approval(t, mixed, st[1]), approval(t, mixed, st[2]))
 	if _, ok := s.Member(org.Public()); !ok {
@@ -551,7 +551,7 @@ func TestCharterAmendment(t *testing.T) {
 	newcomer := dirtest.MustIdentity(t)
 	stewards := []directory.Steward{
 		nw.Charter.Stewards[0], nw.Charter.Stewards[1],
-		{Key: newcomer.Public(), KEM: newcomer.KEMPublic(), Name: "nueva"},
+		{Key: newcomer.Public(), KEM: newcomer.KEMPublic(), KEMSig: newcomer.KEMBinding(), Name: "nueva"},
 	}
 	// Version 2 replaces steward 3 (whichever sorts last) by the newcomer.
 	dropped := slices.IndexFunc(st, func(id *directory.Identity) bool { return id.Public() == nw.Charter.Stewards[2].Key })
@@ -633,7 +633,7 @@ func TestCharterForkResolvesTheSameEverywhere(t *testing.T) {
 	for i := 0; r2 == nil || r2.ProposalID()[0] < 0x80; i++ {
 		var err error
 		v2, err = directory.Amend(nw.Charter, nw.Genesis.ProposalID(), append(slices.Clone(nw.Charter.Stewards),
-			directory.Steward{Key: newcomer.Public(), KEM: newcomer.KEMPublic()}), 2, directory.Policy{}, nw.Now.Add(-time.Duration(i)*time.Second))
+			directory.Steward{Key: newcomer.Public(), KEM: newcomer.KEMPublic(), KEMSig: newcomer.KEMBinding()}), 2, directory.Policy{}, nw.Now.Add(-time.Duration(i)*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

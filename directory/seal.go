@@ -161,6 +161,9 @@ func packageInfo(net NetworkID, epoch uint64, recipient PublicKey) []byte {
 type Recipient struct {
 	Key PublicKey
 	KEM []byte
+	// KEMSig is Key's signature on KEM, where the recipient is being
+	// admitted; sealing needs only Key and KEM.
+	KEMSig []byte
 }
 
 // NewEpoch builds the body of epoch number for the given recipients: it

@@ -102,7 +102,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 	// approval of an admission a steward proposed, as if it were a steward.
 	backdated := dirtest.SampleEntry("antiguo", 1, nw.Now.Add(-30*24*time.Hour))
 	reader, crony := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	proposal := nw.Sign(t, &directory.Membership{Charter: 1, Org: crony.Public(), KEM: crony.KEMPublic(), Name: "Fachada", Issued: nw.Now.Unix()}, nw.Stewards[0])
+	proposal := nw.Sign(t, &directory.Membership{Charter: 1, Org: crony.Public(), KEM: crony.KEMPublic(), KEMSig: crony.KEMBinding(), Name: "Fachada", Issued: nw.Now.Unix()}, nw.Stewards[0])
 	ref.publish(c.nodes[0], proposal)
 	approval, err := directory.NewApproval(proposal, org)
 	if err != nil {
@@ -241,7 +241,7 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 	ref.publish(c.nodes[1], nw.Genesis, nw.Admit(t, honestOrg, "Colectivo Sano"))
 	ref.publish(c.nodes[3], entryRec(t, nw, honestOrg, "asesoria", 1))
 
-	admitCrony := nw.Sign(t, &directory.Membership{Charter: 1, Org: crony.Public(), KEM: crony.KEMPublic(), Name: "Fachada", Issued: nw.Now.Unix()}, bad)
+	admitCrony := nw.Sign(t, &directory.Membership{Charter: 1, Org: crony.Public(), KEM: crony.KEMPublic(), KEMSig: crony.KEMBinding(), Name: "Fachada", Issued: nw.Now.Unix()}, bad)
 	revokeHonest := nw.Sign(t, &directory.Revocation{Key: honestOrg.Public(), Charter: 1, Reason: "falso", Issued: nw.Now.Unix()}, bad)
 	epoch, err := directory.NewEpoch(nw.ID, 2, 1, directory.Hash{}, directory.NewReadKey(),
 		[]directory.Recipient{{Key: bad.Public(), KEM: bad.KEMPublic()}}, nw.Now)
@@ -285,7 +285,7 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 	// The other two revoke it. Its approval of an admission proposed by a
 	// good steward then does not count; a second good approval does.
 	ref.publish(c.nodes[1], nw.Sign(t, &directory.Revocation{Key: bad.Public(), Charter: 1, Reason: "comprometido", Issued: nw.Now.Unix()}, good1, good2))
-	proposal := nw.Sign(t, &directory.Membership{Charter: 1, Org: later.Public(), KEM: later.KEMPublic(), Name: "Colectivo Nuevo", Issued: nw.Now.Unix()}, good1)
+	proposal := nw.Sign(t, &directory.Membership{Charter: 1, Org: later.Public(), KEM: later.KEMPublic(), KEMSig: later.KEMBinding(), Name: "Colectivo Nuevo", Issued: nw.Now.Unix()}, good1)
 	ref.publish(c.nodes[1], proposal)
 	want = ref.digest()
 	waitFor(t, 15*time.Second, "the revocation of the steward everywhere", func() bool { return c.converged(want) })

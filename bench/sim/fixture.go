@@ -31,7 +31,7 @@ func NewFixture(stewards, k int) (*Fixture, error) {
 			return nil, err
 		}
 		f.Stewards = append(f.Stewards, id)
-		list = append(list, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+		list = append(list, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
 	c, err := directory.NewGenesis("Red simulada", list, k, directory.Policy{}, f.Now)
 	if err != nil {
@@ -49,7 +49,7 @@ func (f *Fixture) Keyring() directory.Keyring { return directory.Keyring{1: f.Ke
 
 // Admit is a membership for org approved by the first k stewards.
 func (f *Fixture) Admit(org *directory.Identity, name string) (*directory.Record, error) {
-	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: name, Issued: f.Now.Unix()}
+	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: f.Now.Unix()}
 	return directory.NewRecord(f.Net, m, f.Stewards[:f.Threshold]...)
 }
 

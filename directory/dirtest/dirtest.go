@@ -33,7 +33,7 @@ func New(tb testing.TB, n, k int) *Network {
 	for i := 0; i < n; i++ {
 		id := MustIdentity(tb)
 		nw.Stewards = append(nw.Stewards, id)
-		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), Name: fmt.Sprintf("steward %d", i+1)})
+		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
 	c, err := directory.NewGenesis("Red de prueba", stewards, k, directory.Policy{}, nw.Now)
 	if err != nil {
@@ -73,14 +73,14 @@ func (nw *Network) State() *directory.State {
 // Admit returns a membership for org approved by the first k stewards.
 func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *directory.Record {
 	tb.Helper()
-	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), Name: name, Issued: nw.Now.Unix()}
+	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: nw.Now.Unix()}
 	return nw.Sign(tb, m, nw.Stewards[:nw.Threshold]...)
 }
 
 // Vouch returns a reader grant for reader signed by the member org.
 func (nw *Network) Vouch(tb testing.TB, org, reader *directory.Identity) *directory.Record {
 	tb.Helper()
-	return nw.Sign(tb, &directory.Reader{Key: reader.Public(), KEM: reader.KEMPublic(), Issued: nw.Now.Unix()}, org)
+	return nw.Sign(tb, &directory.Reader{Key: reader.Public(), KEM: reader.KEMPublic(), KEMSig: reader.KEMBinding(), Issued: nw.Now.Unix()}, org)
 }
 
 // RevokeBy returns a revocation of key approved by the first k stewards.

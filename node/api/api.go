@@ -129,6 +129,7 @@ type PublicKeyDoc struct {
 	Name        string `json:"name,omitempty"`
 	Key         string `json:"key"`
 	KEM         []byte `json:"kem"`
+	KEMSig      []byte `json:"kem_sig"` // the key's signature on its KEM key
 	Fingerprint string `json:"fingerprint"`
 }
 

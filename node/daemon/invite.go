@@ -220,6 +220,9 @@ type inviteRequest struct {
 	KEM   []byte              `cbor:"3,keyasint"`
 	Name  string              `cbor:"4,keyasint"`
 	Peer  string              `cbor:"5,keyasint"`
+	// KEMSig is Key's signature on KEM: the inviter seals keys to KEM
+	// only when Key's holder vouches for it.
+	KEMSig []byte `cbor:"6,keyasint"`
 }
 
 type inviteResponse struct {
@@ -284,6 +287,11 @@ func (d *Daemon) redeemInvite(req inviteRequest) inviteResponse {
 	if len(req.KEM) != directory.KEMPublicKeySize {
 		return inviteResponse{Error: "the request carries no valid encryption key"}
 	}
+	if !directory.VerifyKEMBinding(req.Key, req.KEM, req.KEMSig) {
+		// Checked before the token is spent: someone pairing another
+		// person's key with their own encryption key gets nothing.
+		return inviteResponse{Error: "the request's encryption key is not signed by its key"}
+	}
 	role, err := d.invites.redeem(req.Token, time.Now())
 	if err != nil {
 		return inviteResponse{Error: err.Error()}
@@ -295,7 +303,7 @@ func (d *Daemon) redeemInvite(req inviteRequest) inviteResponse {
 	var body directory.Body
 	switch role {
 	case "reader":
-		body = &directory.Reader{Key: req.Key, KEM: req.KEM, Issued: now.Unix()}
+		body = &directory.Reader{Key: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Issued: now.Unix()}
 	case "member":
 		name := strings.TrimSpace(req.Name)
 		if name == "" {
@@ -305,7 +313,7 @@ func (d *Daemon) redeemInvite(req inviteRequest) inviteResponse {
 		if req.Peer != "" {
 			peers = []string{req.Peer}
 		}
-		body = &directory.Membership{Charter: st.Charter().Version, Org: req.Key, KEM: req.KEM, Name: name, Peers: peers, Issued: now.Unix()}
+		body = &directory.Membership{Charter: st.Charter().Version, Org: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Name: name, Peers: peers, Issued: now.Unix()}
 	}
 	r, err := directory.NewRecord(st.Network(), body, d.me())
 	if err != nil {
@@ -448,7 +456,7 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 		name = d.cfg.Name
 	}
 	me := d.me()
-	if err := writeMsg(s, inviteRequest{Token: code.Token, Key: me.Public(), KEM: me.KEMPublic(), Name: name}); err != nil {
+	if err := writeMsg(s, inviteRequest{Token: code.Token, Key: me.Public(), KEM: me.KEMPublic(), KEMSig: me.KEMBinding(), Name: name}); err != nil {
 		return nil, err
 	}
 	var resp inviteResponse

@@ -137,7 +137,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 		if strings.TrimSpace(req.Name) == "" {
 			return api.NetworkResult{}, userErrorf("give the network a name with --name")
 		}
-		stewards := []directory.Steward{{Key: me.Public(), KEM: me.KEMPublic(), Name: d.cfg.Name}}
+		stewards := []directory.Steward{{Key: me.Public(), KEM: me.KEMPublic(), KEMSig: me.KEMBinding(), Name: d.cfg.Name}}
 		for _, doc := range req.Stewards {
 			k, err := parseKeyDoc(doc)
 			if err != nil {
@@ -146,7 +146,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 			if slices.ContainsFunc(stewards, func(s directory.Steward) bool { return s.Key == k.Key }) {
 				return api.NetworkResult{}, userErrorf("steward %s is listed twice", directory.Fingerprint(k.Key))
 			}
-			stewards = append(stewards, directory.Steward{Key: k.Key, KEM: k.KEM, Name: doc.Name})
+			stewards = append(stewards, directory.Steward{Key: k.Key, KEM: k.KEM, KEMSig: k.KEMSig, Name: doc.Name})
 		}
 		threshold := req.Threshold
 		if threshold == 0 {
@@ -462,7 +462,10 @@ func parseKeyDoc(doc api.PublicKeyDoc) (directory.Recipient, error) {
 	if doc.Fingerprint != "" && doc.Fingerprint != directory.Fingerprint(k) {
 		return directory.Recipient{}, userErrorf("public key file: fingerprint %s does not match its key", doc.Fingerprint)
 	}
-	return directory.Recipient{Key: k, KEM: doc.KEM}, nil
+	if !directory.VerifyKEMBinding(k, doc.KEM, doc.KEMSig) {
+		return directory.Recipient{}, userErrorf("public key file for %s: its encryption key is not signed by its key (export it again with this version of ceiba)", directory.Fingerprint(k))
+	}
+	return directory.Recipient{Key: k, KEM: doc.KEM, KEMSig: doc.KEMSig}, nil
 }
 
 // PublicKeyDoc is this node's shareable public key file.
@@ -472,7 +475,7 @@ func (d *Daemon) PublicKeyDoc() api.PublicKeyDoc {
 
 // PublicKeyDocOf builds a public key file for an identity.
 func PublicKeyDocOf(id *directory.Identity, name string) api.PublicKeyDoc {
-	return api.PublicKeyDoc{Name: name, Key: id.Public().Hex(), KEM: id.KEMPublic(), Fingerprint: id.Fingerprint()}
+	return api.PublicKeyDoc{Name: name, Key: id.Public().Hex(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Fingerprint: id.Fingerprint()}
 }
 
 // Propose creates a steward proposal signed by this steward.
@@ -505,7 +508,7 @@ func (d *Daemon) Propose(ctx context.Context, req api.ProposeRequest) (api.Propo
 		if name == "" {
 			return api.Proposal{}, userErrorf("admit needs the organization's name (--name)")
 		}
-		body = &directory.Membership{Charter: c.Version, Org: rc.Key, KEM: rc.KEM, Name: name, Issued: now.Unix()}
+		body = &directory.Membership{Charter: c.Version, Org: rc.Key, KEM: rc.KEM, KEMSig: rc.KEMSig, Name: name, Issued: now.Unix()}
 	case "revoke":
 		k, err := resolveKey(st, req.Key)
 		if err != nil {
@@ -529,7 +532,7 @@ func (d *Daemon) Propose(ctx context.Context, req api.ProposeRequest) (api.Propo
 			if err != nil {
 				return api.Proposal{}, err
 			}
-			stewards = append(stewards, directory.Steward{Key: rc.Key, KEM: rc.KEM, Name: doc.Name})
+			stewards = append(stewards, directory.Steward{Key: rc.Key, KEM: rc.KEM, KEMSig: rc.KEMSig, Name: doc.Name})
 		}
 		threshold := req.Threshold
 		if threshold == 0 {

@@ -1,0 +1,99 @@
+package directory_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// TestWriteFuzzSeeds rewrites the valid-record seeds of the fuzz corpora
+// after a change of the record format. It writes only when asked:
+//
+//	CEIBA_WRITE_FUZZ_SEEDS=1 go test -run TestWriteFuzzSeeds ./directory/
+//
+// TestFuzzSeedsStayValid then checks that every named seed is accepted.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("CEIBA_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("writes testdata only when CEIBA_WRITE_FUZZ_SEEDS is set")
+	}
+	stewards := []*directory.Identity{dirtest.MustIdentity(t), dirtest.MustIdentity(t)}
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	var list []directory.Steward
+	for i, s := range stewards {
+		list = append(list, directory.Steward{Key: s.Public(), KEM: s.KEMPublic(), KEMSig: s.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
+	}
+	now := dirtest.Epoch
+	genesis, err := directory.NewGenesis("Red de prueba", list, 2, directory.Policy{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(body directory.Body, by ...*directory.Identity) *directory.Record {
+		r, err := directory.NewRecord(fuzzNet, body, by...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	amend, err := directory.Amend(genesis, directory.Hash{1}, list, 1, directory.Policy{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	membership := sign(&directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: "Colectivo", Issued: now.Unix()}, stewards[0])
+	approval, err := directory.NewApproval(membership, stewards[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tomb := dirtest.SampleEntry("asesoria", 2, now)
+	tomb.Deleted, tomb.Service = true, nil
+	epochBody, err := directory.NewEpoch(fuzzNet, 1, 1, directory.Hash{}, fuzzKey,
+		[]directory.Recipient{{Key: org.Public(), KEM: org.KEMPublic()}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesisRecord, err := directory.NewRecord(directory.GenesisIDOf(genesis), genesis, stewards...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := map[string]*directory.Record{
+		"genesis":    genesisRecord,
+		"amendment":  sign(amend, stewards...),
+		"membership": membership,
+		"reader":     sign(&directory.Reader{Key: reader.Public(), KEM: reader.KEMPublic(), KEMSig: reader.KEMBinding(), Issued: now.Unix()}, org),
+		"entry":      sign(dirtest.SampleEntry("asesoria", 1, now), org),
+		"tombstone":  sign(tomb, org),
+		"revocation": sign(&directory.Revocation{Key: reader.Public(), Issued: now.Unix()}, reader),
+		"epoch":      sign(epochBody, stewards...),
+		"approval":   approval,
+	}
+	write := func(target, name string, lines ...string) {
+		dir := filepath.Join("testdata", "fuzz", target)
+		data := "go test fuzz v1\n"
+		for _, l := range lines {
+			data += l + "\n"
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, r := range records {
+		write("FuzzDecodeRecord", name, fmt.Sprintf("[]byte(%q)", r.Encode()))
+		write("FuzzDecodeBody", name, fmt.Sprintf("byte(%q)", rune(r.Type)), fmt.Sprintf("[]byte(%q)", r.Body))
+	}
+	for _, name := range []string{"entry", "membership", "approval", "tombstone"} {
+		write("FuzzOpen", name, fmt.Sprintf("[]byte(%q)", directory.Seal(records[name], 1, fuzzKey)), "bool(false)")
+	}
+	write("FuzzOpen", "plain-entry", fmt.Sprintf("[]byte(%q)", padded(records["entry"].Encode())), "bool(true)")
+}
+
+// padded applies the seal's padding rule to a plaintext.
+func padded(plain []byte) []byte {
+	out := append(append([]byte{}, plain...), 0x80)
+	for len(out)%256 != 0 {
+		out = append(out, 0)
+	}
+	return out
+}

@@ -77,7 +77,16 @@ type Record struct {
 	// verified, so a decoded record changed afterwards is checked afresh.
 	verified Hash
 	body     Body
+	// openedUnder is the epoch whose key opened the record in Open (zero
+	// with opened false for a record that did not come from a seal): a
+	// node weighs records newly sealed under a superseded key differently.
+	openedUnder uint64
+	opened      bool
 }
+
+// OpenedUnder reports the epoch of the read key that opened r, if r came
+// out of Open.
+func (r *Record) OpenedUnder() (uint64, bool) { return r.openedUnder, r.opened }
 
 // Signature is one signer's Ed25519 signature over a record's signing input.
 type Signature struct {

@@ -140,6 +140,7 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	if r.Network != net {
 		return nil, reject(r.Type, ErrWrongNetwork, "record names network %s", r.Network.String()[:12])
 	}
+	r.openedUnder, r.opened = epoch, true
 	return r, nil
 }
 

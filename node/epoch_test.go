@@ -3,10 +3,14 @@ package node
 import (
 	"errors"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -49,7 +53,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	nodes := []*Node{s, a, r}
 
 	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
+	ref.publish(s, nw.Genesis, firstEpoch(t, nw, org, revoked), nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
 	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
 	ref.publish(r, entryRec(t, nw, revoked, "refugio", 1))
 	rev := nw.RevokeBy(t, revoked.Public())
@@ -108,4 +112,112 @@ func TestRotationAfterRevocation(t *testing.T) {
 	}
 	want = ref.digest()
 	waitFor(t, 15*time.Second, "steward and member to agree", func() bool { return sameDigest([]*Node{s, a2}, want) })
+}
+
+// One steward's lone epoch, numbered 2^64-1, whose key reached a steward's
+// keystore (issue 20: the state once let such an epoch take effect, and
+// the node kept its key after it lapsed). The node never seals under that
+// key, since the state does not accept its epoch: what it publishes goes
+// under epoch 1, which the member's node opens. Once the epoch record is
+// in the pool and not effective, the key goes from the keyring and from
+// the saved keystore, at once or at the next start; records stored under
+// it are stored again under a key the node keeps. Rotate then numbers from
+// the state: 2, not max(held)+1, which wrapped to 0.
+func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	const top = math.MaxUint64
+	bogus := directory.NewReadKey()
+	lone, err := directory.NewEpoch(nw.ID, top, 1, directory.Hash{}, bogus,
+		[]directory.Recipient{{Key: nw.Stewards[0].Public(), KEM: nw.Stewards[0].KEMPublic()}, {Key: nw.Stewards[1].Public(), KEM: nw.Stewards[1].KEMPublic()}}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loneRec := nw.Sign(t, lone, nw.Stewards[1])
+
+	var saveMu sync.Mutex
+	var saved directory.Keyring
+	ds := dssync.MutexWrap(datastore.NewMapDatastore())
+	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfgS.Datastore = ds
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key, top: bogus}}
+	cfgS.SaveKeys = func(ks *directory.Keystore) error {
+		saveMu.Lock()
+		defer saveMu.Unlock()
+		saved = maps.Clone(ks.Keys)
+		return nil
+	}
+	s := startNode(t, cfgS)
+	cfgA := testConfig(t, nw, org, t.TempDir())
+	cfgA.Bootstrap = []string{addr(s)}
+	a := startNode(t, cfgA)
+
+	storedUnder := func(n *Node, h directory.Hash) (uint64, bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		e, ok := n.stored[h]
+		return e, ok
+	}
+	mustPublish(t, s, nw.Genesis, nw.Admit(t, org, "Colectivo Uno"))
+	// No epoch is effective yet: epoch 1, not the highest key held.
+	early := entryRec(t, nw, org, "temprana", 1)
+	mustPublish(t, s, early)
+	if e, _ := storedUnder(s, early.Hash()); e != 1 {
+		t.Fatalf("before any epoch is effective, an entry was stored under epoch %d, want 1", e)
+	}
+	mustPublish(t, s, firstEpoch(t, nw, org))
+	later := entryRec(t, nw, org, "tardia", 1)
+	mustPublish(t, s, later)
+	if e, _ := storedUnder(s, later.Hash()); e != 1 {
+		t.Fatalf("with epoch 1 effective, an entry was stored under epoch %d, want 1", e)
+	}
+	waitFor(t, 15*time.Second, "the member's node, on epoch 1, to receive both entries", func() bool {
+		return a.State().Has(early.Hash()) && a.State().Has(later.Hash())
+	})
+
+	// The lone epoch reaches the node, pending: the key it carries goes.
+	mustPublish(t, s, loneRec)
+	if s.State().CurrentEpoch() != 1 {
+		t.Fatalf("the lone steward's epoch took effect: current epoch %d", s.State().CurrentEpoch())
+	}
+	if _, ok := s.Keyring()[top]; ok {
+		t.Fatal("the node kept the key of an epoch the state does not accept")
+	}
+	saveMu.Lock()
+	_, inSaved := saved[top]
+	saveMu.Unlock()
+	if inSaved {
+		t.Fatal("the saved keystore kept the key of an epoch the state does not accept")
+	}
+	rot, err := s.Rotate(t.Context(), directory.Hash{})
+	if err != nil {
+		t.Fatalf("Rotate after the foreign key was dropped: %v", err)
+	}
+	b, _ := rot.DecodeBody()
+	if got := b.(*directory.Epoch).Number; got != 2 {
+		t.Fatalf("Rotate numbered the epoch %d, want CurrentEpoch()+1 = 2", got)
+	}
+
+	// A restart with the key back in the keystore (as saved before this
+	// fix) and a record stored under it: the key goes at load, and the
+	// record is stored again under epoch 1, so it outlives the key.
+	s.Close()
+	under := entryRec(t, nw, org, "bajo-llave-ajena", 1)
+	if err := newRecordStore(ds).put(t.Context(), under.Hash(), directory.Seal(under, top, bogus)); err != nil {
+		t.Fatal(err)
+	}
+	cfgS.Listen = loopback
+	s2 := startNode(t, cfgS)
+	if _, ok := s2.Keyring()[top]; ok {
+		t.Fatal("after a restart the node kept the key of an epoch the state does not accept")
+	}
+	if e, ok := storedUnder(s2, under.Hash()); !ok || e != 1 {
+		t.Fatalf("a record stored under the dropped key: stored %v under epoch %d, want epoch 1", ok, e)
+	}
+	s2.Close()
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key}}
+	s3 := startNode(t, cfgS)
+	if !s3.State().Has(under.Hash()) || !s3.State().Has(later.Hash()) {
+		t.Fatal("records were lost with the dropped key")
+	}
 }

@@ -158,8 +158,8 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	_, v, out, _ := n.ingestSealed(msg.Data, from, msg.GetFrom(), ViaGossip)
 	switch v {
 	case accepted:
-		if e, _ := directory.SealedEpoch(msg.Data); e < n.keyEpoch() {
-			if mine, _ := directory.SealedEpoch(out); mine >= n.keyEpoch() {
+		if e, _ := directory.SealedEpoch(msg.Data); e < n.sealEpoch() {
+			if mine, _ := directory.SealedEpoch(out); mine >= n.sealEpoch() {
 				// Sealed under a key older than ours, by a publisher that
 				// has not rotated yet: keep it, but do not spread it under
 				// that key, which a revoked device may hold. Sync hands it

@@ -66,6 +66,12 @@ func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (direc
 // without pooling, the sealing to gossip).
 func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (directory.Applied, []byte, error) {
 	defer n.startInflight()()
+	if via != ViaLocal {
+		if err := n.checkOldSeal(r); err != nil {
+			n.rejected(r, from, origin, via, err)
+			return directory.Applied{}, nil, err
+		}
+	}
 	equivocations := len(n.state.Equivocations())
 	applied, err := n.state.Apply(r)
 	if err != nil {
@@ -111,6 +117,12 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 	)
 	equivocations := len(n.state.Equivocations())
 	for _, r := range recs {
+		// Checked record by record against the state as the batch builds
+		// it: a membership earlier in the batch admits the entries after.
+		if err := n.checkOldSeal(r); err != nil {
+			n.rejected(r, from, "", via, err)
+			continue
+		}
 		a, err := n.state.Apply(r)
 		if err != nil {
 			n.rejected(r, from, "", via, err)
@@ -241,6 +253,12 @@ func (n *Node) classify(r *directory.Record, err error) verdict {
 // afterApply updates what the node derives from governance changes: when
 // revocations became known, and which read keys it can now open.
 func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
+	if r.Type == directory.TypeEpoch && !a.Changed {
+		// A pending epoch changes no view, but may be where a key this
+		// node holds came from (pruneKeys).
+		n.adoptKeys()
+		return
+	}
 	if !a.Changed || r.Type == directory.TypeEntry || r.Type == directory.TypeReader {
 		return
 	}
@@ -256,7 +274,9 @@ func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
 }
 
 // adoptKeys opens this node's package in every effective epoch it has not
-// handled yet, adds the keys to the keyring and has them saved.
+// handled yet, adds the keys to the keyring and has them saved; once the
+// store is loaded, it then drops the keys the state does not back
+// (pruneKeys).
 func (n *Node) adoptKeys() {
 	var added []uint64
 	for _, e := range n.state.Epochs() {
@@ -267,7 +287,7 @@ func (n *Node) adoptKeys() {
 		if seen {
 			continue
 		}
-		key, err := directory.OpenKeyPackage(n.id, n.cfg.Network, e)
+		key, err := n.openPackage(e, fp)
 		n.mu.Lock()
 		n.epochSeen[e.Number] = fp
 		switch {
@@ -282,6 +302,7 @@ func (n *Node) adoptKeys() {
 				// once); the state's choice is what the network uses.
 				n.log.Warn("replacing the read key of an epoch the state resolved differently", "epoch", e.Number)
 			}
+			n.adopted[e.Number] = fp
 			if old, ok := n.keyring[e.Number]; !ok || old != key {
 				n.keyring[e.Number] = key
 				added = append(added, e.Number)
@@ -289,7 +310,11 @@ func (n *Node) adoptKeys() {
 		}
 		n.mu.Unlock()
 	}
-	if len(added) == 0 {
+	dropped := false
+	if n.loaded.Load() {
+		dropped = n.pruneKeys()
+	}
+	if len(added) == 0 && !dropped {
 		return
 	}
 	n.mu.Lock()
@@ -297,13 +322,16 @@ func (n *Node) adoptKeys() {
 	n.keysUnsaved = true
 	n.mu.Unlock()
 	n.saveKeys()
+	if dropped {
+		n.resealUnheld()
+	}
 	for _, e := range added {
 		n.log.Info("adopted read key", "epoch", e)
 		n.events.publish(Event{Kind: EventKey, Epoch: e})
 	}
 	// Peers may hold records sealed under the new key that we could not
 	// open before.
-	if n.sync != nil {
+	if n.sync != nil && len(added) > 0 {
 		for _, p := range n.host.Network().Peers() {
 			n.sync.request(p)
 		}
@@ -353,8 +381,9 @@ func (n *Node) saveKeys() {
 	n.mu.Unlock()
 }
 
-// sealFor picks the key a record is stored and sent under: the newest the
-// node holds, so a revoked device that kept an old key reads nothing new;
+// sealFor picks the key a record is stored and sent under: the state's
+// current epoch's (sealKey), so a revoked device that kept an old key reads
+// nothing new;
 // except the records that bring an epoch into effect, which go under the
 // previous epoch's key so the members who are still on that key can open
 // them and learn the new one: the epoch's own record and its approvals,
@@ -369,14 +398,13 @@ func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
 	if !ok {
 		num, ok = n.enablesEpoch(r)
 	}
-	n.mu.Lock()
-	epoch, key, _ := n.keyring.Current()
+	kr := n.keyringSnapshot()
+	epoch, key, _ := sealingKey(n.state.Epochs(), kr)
 	if ok && num > 1 && num <= epoch {
-		if k, ok := n.keyring[num-1]; ok {
+		if k, ok := kr[num-1]; ok {
 			epoch, key = num-1, k
 		}
 	}
-	n.mu.Unlock()
 	return epoch, directory.Seal(r, epoch, key)
 }
 
@@ -671,6 +699,11 @@ func (n *Node) load(ctx context.Context) error {
 	for _, k := range n.state.Revoked() {
 		n.revokedAt[k] = now
 	}
+	// The state is whole now: keys it does not back can go, and what was
+	// stored under them is stored again under a key that stays.
+	n.loaded.Store(true)
+	n.adoptKeys()
+	n.resealUnheld()
 	n.state.Expire()
 	n.pruneStore()
 	n.log.Info("state rebuilt from the store", "records", len(n.stored), "removed", len(remove),

@@ -388,7 +388,7 @@ func TestRotationApprovedElsewhereReachesEveryNode(t *testing.T) {
 	c.connect(1, 2)
 	c.connect(2, 3)
 	ref := &reference{t: t, nw: nw}
-	ref.publish(c.nodes[0], nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	ref.publish(c.nodes[0], nw.Genesis, firstEpoch(t, nw, org), nw.Admit(t, org, "Colectivo Ejemplo"))
 	waitFor(t, 10*time.Second, "the network", func() bool { return c.converged(ref.digest()) })
 	epochRec, err := c.nodes[0].Rotate(t.Context(), directory.Hash{})
 	if err != nil {
@@ -432,7 +432,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	admit := nw.Admit(t, org, "Colectivo Ejemplo")
 	v1 := entryRec(t, nw, org, "asesoria", 1)
-	ref.publish(c.nodes[0], nw.Genesis, admit)
+	ref.publish(c.nodes[0], nw.Genesis, firstEpoch(t, nw, org), admit)
 	v2charter, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{StaleAfter: 3600}, nw.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -591,7 +591,7 @@ func TestRotationRecipientLimit(t *testing.T) {
 
 	// Past the default limit a steward's Rotate is refused with ErrTooLarge.
 	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	mustPublish(t, s, nw.Genesis)
+	mustPublish(t, s, nw.Genesis, firstEpoch(t, nw))
 	for i := range byDefault + 1 - len(nw.Stewards) {
 		org := dirtest.MustIdentity(t)
 		mustPublish(t, s, nw.Admit(t, org, fmt.Sprintf("Colectivo %d", i)))
@@ -601,5 +601,129 @@ func TestRotationRecipientLimit(t *testing.T) {
 	}
 	if _, err := s.Rotate(t.Context(), directory.Hash{}); !errors.Is(err, directory.ErrTooLarge) {
 		t.Fatalf("rotating to %d recipients: %v, want ErrTooLarge", len(s.State().Recipients()), err)
+	}
+}
+
+// A reader's device is seized, its key revoked by two stewards and the
+// read key rotated; the device holds only the epoch-1 key. It seals 200
+// entries signed by throwaway keys under that key (such records used to
+// wait in every pool for an admission that never comes) and sends them to
+// the member's node it is connected to, 100 by gossip and 100 by sync.
+// Neither that node nor the two behind it (a steward's and another
+// member's) stores one, so none is forwarded; entries of the members still
+// reach every node that holds the new key.
+func TestRevokedReaderCannotFillNodesUnderOldKey(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, org2, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	cfgM := testConfig(t, nw, org, t.TempDir())
+	cfgM.Bootstrap = []string{addr(s)}
+	m := startNode(t, cfgM)
+	cfgX := testConfig(t, nw, org2, t.TempDir())
+	cfgX.Bootstrap = []string{addr(s)}
+	x := startNode(t, cfgX)
+	cfgR := testConfig(t, nw, reader, t.TempDir())
+	cfgR.Bootstrap = []string{addr(m)}
+	r := startNode(t, cfgR)
+	honest := []*Node{s, m, x}
+
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, nw.Genesis, firstEpoch(t, nw, org, org2, reader), nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, org2, "Colectivo Dos"))
+	ref.publish(m, nw.Vouch(t, org, reader))
+	waitFor(t, 15*time.Second, "the reader everywhere", func() bool { return sameDigest(append(honest, r), ref.digest()) })
+
+	rev := nw.RevokeBy(t, reader.Public())
+	ref.publish(s, rev)
+	epochRec, err := s.Rotate(t.Context(), rev.ProposalID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval, err := directory.NewApproval(epochRec, nw.Stewards[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.recs = append(ref.recs, epochRec)
+	ref.publish(s, approval)
+	waitFor(t, 15*time.Second, "every honest node on epoch 2", func() bool {
+		return sameDigest(honest, ref.digest()) && s.Status().KeyEpoch == 2 && m.Status().KeyEpoch == 2 && x.Status().KeyEpoch == 2
+	})
+	// The revocation travels under epoch 1 (it is what epoch 2 follows).
+	waitFor(t, 15*time.Second, "the device to learn of its revocation", func() bool { return r.State().IsRevoked(reader.Public()) })
+	if !r.State().IsRevoked(reader.Public()) || r.Status().KeyEpoch != 1 {
+		t.Fatalf("the reader's device: revoked %v, key epoch %d; want revoked on epoch 1", r.State().IsRevoked(reader.Public()), r.Status().KeyEpoch)
+	}
+
+	var junk []*directory.Record
+	for i := range 200 {
+		junk = append(junk, entryRec(t, nw, dirtest.MustIdentity(t), fmt.Sprintf("basura-%d", i), 1))
+	}
+	byGossip, bySync := junk[:100], junk[100:]
+	recs := map[*Node]*recorder{}
+	for _, n := range honest {
+		recs[n] = record(n)
+	}
+	waitFor(t, 10*time.Second, "the device on the topic with the member's node", func() bool { return len(r.topic.ListPeers()) > 0 })
+	// Its own node takes them (it pools entries of keys not admitted yet)
+	// and sends them on the topic under epoch 1, the newest key it has.
+	mustPublish(t, r, byGossip...)
+	// These it only holds, so only sync can carry them.
+	if _, err := r.acceptBatch(bySync, "", ViaLocal); err != nil {
+		t.Fatal(err)
+	}
+	if !r.State().Has(bySync[0].Hash()) {
+		t.Fatal("the device's node did not take its own records; the test proves nothing")
+	}
+	refusedOld := func(n *Node, via Via) int {
+		return recs[n].count(func(ev Event) bool {
+			return ev.Kind == EventRejected && ev.Via == via && errors.Is(ev.Err, ErrOldSeal)
+		})
+	}
+	isJunk := map[directory.Hash]bool{}
+	for _, j := range junk {
+		isJunk[j.Hash()] = true
+	}
+	arrived := func(via Via) int {
+		return recs[m].count(func(ev Event) bool {
+			return ev.Via == via && (ev.Kind == EventRejected || ev.Kind == EventRecord) && isJunk[ev.Hash]
+		})
+	}
+	waitFor(t, 15*time.Second, "the gossiped records to reach the member's node", func() bool { return arrived(ViaGossip) >= len(byGossip) })
+	// Sync sessions with the device run on their own every half second;
+	// this one only makes sure one has run since the records were there.
+	if _, _, err := m.sync.session(r.Host().ID()); err != nil {
+		t.Fatalf("sync with the device: %v", err)
+	}
+	waitFor(t, 15*time.Second, "the records the device holds to reach the member's node by sync", func() bool {
+		m.sync.request(r.Host().ID())
+		return arrived(ViaSync) >= len(bySync)
+	})
+
+	// The members go on publishing; their entries reach every node that
+	// holds the new key. By then sync rounds have run between the honest
+	// nodes: whatever one of them had taken would have spread.
+	fromM, fromX := entryRec(t, nw, org, "asesoria", 1), entryRec(t, nw, org2, "refugio", 1)
+	ref.publish(m, fromM)
+	ref.publish(x, fromX)
+	want := ref.digest()
+	waitFor(t, 15*time.Second, "the members' entries on every honest node", func() bool { return sameDigest(honest, want) })
+	time.Sleep(2 * time.Second)
+	if !hasNone(honest, junk...) || !sameDigest(honest, want) {
+		t.Fatal("a record sealed under the old key by a throwaway key entered an honest node")
+	}
+	if g, y := refusedOld(m, ViaGossip), refusedOld(m, ViaSync); g < len(byGossip) || y < len(bySync) {
+		t.Fatalf("the member's node refused %d gossiped and %d synced records as sealed under the old key, want %d and %d", g, y, len(byGossip), len(bySync))
+	}
+	for i, n := range honest {
+		n.mu.Lock()
+		for _, j := range junk {
+			if _, ok := n.stored[j.Hash()]; ok {
+				n.mu.Unlock()
+				t.Fatalf("honest node %d stores a record sealed under the old key by a throwaway key", i)
+			}
+		}
+		n.mu.Unlock()
+	}
+	if r.State().Has(fromM.Hash()) {
+		t.Fatal("the revoked device received an entry published after the rotation")
 	}
 }

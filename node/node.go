@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,9 +59,14 @@ type Node struct {
 	// only read (every gossip validation, the DHT validator).
 	keys atomic.Pointer[directory.Keyring]
 
-	mu          sync.Mutex
-	keyring     directory.Keyring
-	epochSeen   map[uint64]directory.Hash   // effective epoch → fingerprint of its package for us, once handled
+	mu        sync.Mutex
+	keyring   directory.Keyring
+	epochSeen map[uint64]directory.Hash // effective epoch → fingerprint of its package for us, once handled
+	adopted   map[uint64]directory.Hash // epoch → fingerprint of the effective record its key was taken from
+	pkgCache  map[directory.Hash]packageResult
+	// loaded is set once the state is rebuilt from the store; keys are
+	// pruned only after that (pruneKeys).
+	loaded      atomic.Bool
 	stored      map[directory.Hash]uint64   // what the store holds, and the epoch it is sealed under
 	storedVer   uint64                      // bumped on every change to stored
 	unpersisted map[directory.Hash]struct{} // in the state, not yet on disk
@@ -112,6 +118,8 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
+		adopted:     map[uint64]directory.Hash{},
+		pkgCache:    map[directory.Hash]packageResult{},
 		stored:      map[directory.Hash]uint64{},
 		unpersisted: map[directory.Hash]struct{}{},
 		orphans:     map[directory.Hash]struct{}{},
@@ -393,12 +401,18 @@ func (n *Node) Rotate(ctx context.Context, after directory.Hash) (*directory.Rec
 	if !slices.Contains(c.StewardKeys(), me) || st.IsRevoked(me) {
 		return nil, errors.New("node: rotate: only an unrevoked steward of the current charter can rotate the read key")
 	}
-	n.mu.Lock()
-	held, _, _ := n.keyring.Current()
-	n.mu.Unlock()
-	// Numbering after the highest epoch known either way avoids reusing a
-	// number, which the state would treat as equivocation.
-	number := max(st.CurrentEpoch(), held) + 1
+	// The number follows the state's effective epoch, never a key this
+	// node happens to hold: a key for an epoch the network never accepted
+	// (one steward's lone epoch numbered 2^64-1, say) would make the next
+	// number wrap, or skip ahead of the chain.
+	cur := st.CurrentEpoch()
+	if cur == 0 {
+		return nil, errors.New("node: rotate: no read-key epoch is effective yet; the network's first epoch needs its stewards' approvals before the key can rotate")
+	}
+	if cur == math.MaxUint64 {
+		return nil, fmt.Errorf("node: rotate: the current epoch is %d, the last number there is; no further epoch can follow it", cur)
+	}
+	number := cur + 1
 	body, err := directory.NewEpoch(st.Network(), number, c.Version, after, directory.NewReadKey(), st.Recipients(), n.cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("node: rotate: %w", err)
@@ -502,9 +516,31 @@ func (n *Node) publishKeyring() {
 
 func (n *Node) keyringSnapshot() directory.Keyring { return *n.keys.Load() }
 
-// keyEpoch is the newest epoch this node holds a key for.
-func (n *Node) keyEpoch() uint64 {
-	e, _, _ := n.keyringSnapshot().Current()
+// sealKey is the key this node seals under: the state's current effective
+// epoch, or failing that the newest effective epoch it holds a key for;
+// before any epoch is effective (a new network whose first epoch waits for
+// approvals) and for a node that holds none of the effective keys, epoch
+// 1's. Never a key merely because it is the highest held: a key from an
+// epoch the network does not accept may be known to whoever made it.
+func (n *Node) sealKey() (uint64, directory.ReadKey, bool) {
+	return sealingKey(n.state.Epochs(), n.keyringSnapshot())
+}
+
+func sealingKey(effective []*directory.Epoch, kr directory.Keyring) (uint64, directory.ReadKey, bool) {
+	for i := len(effective) - 1; i >= 0; i-- {
+		if k, ok := kr[effective[i].Number]; ok {
+			return effective[i].Number, k, true
+		}
+	}
+	if k, ok := kr[1]; ok {
+		return 1, k, true
+	}
+	return 0, directory.ReadKey{}, false
+}
+
+// sealEpoch is the epoch of sealKey.
+func (n *Node) sealEpoch() uint64 {
+	e, _, _ := n.sealKey()
 	return e
 }
 

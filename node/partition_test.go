@@ -81,7 +81,7 @@ func TestPartitionHealsToOneDigest(t *testing.T) {
 	c.connect(2, 7)
 	c.connect(4, 9)
 	ref := &reference{t: t, nw: nw}
-	ref.publish(c.nodes[0], nw.Genesis)
+	ref.publish(c.nodes[0], nw.Genesis, firstEpoch(t, nw, orgs...))
 	for k, o := range orgs {
 		ref.publish(c.nodes[0], nw.Admit(t, o, fmt.Sprintf("Colectivo %d", k)))
 	}

@@ -1,0 +1,190 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// ErrOldSeal refuses a record that arrives sealed under a read key the
+// network has rotated away from, signed by no key the state admits now.
+// After a rotation the old key is what a revoked device still holds; what
+// it seals under that key is accepted only from signers the network still
+// trusts, so it cannot fill every node with records of throwaway keys.
+var ErrOldSeal = errors.New("node: sealed under a superseded read key by a signer that is not admitted")
+
+// maxPackageCache bounds the remembered results of opening this node's
+// package in epoch records; the pool holds few epochs, but nothing should
+// grow without bound on a peer's say.
+const maxPackageCache = 4096
+
+type packageResult struct {
+	key directory.ReadKey
+	err error
+}
+
+// openPackage opens this node's package in e, remembering the result by
+// the epoch's fingerprint for this node (fp): HPKE with ML-KEM is too slow
+// to redo for every epoch record at every governance change.
+func (n *Node) openPackage(e *directory.Epoch, fp directory.Hash) (directory.ReadKey, error) {
+	n.mu.Lock()
+	res, ok := n.pkgCache[fp]
+	n.mu.Unlock()
+	if ok {
+		return res.key, res.err
+	}
+	key, err := directory.OpenKeyPackage(n.id, n.cfg.Network, e)
+	n.mu.Lock()
+	if len(n.pkgCache) >= maxPackageCache {
+		clear(n.pkgCache)
+	}
+	n.pkgCache[fp] = packageResult{key: key, err: err}
+	n.mu.Unlock()
+	return key, err
+}
+
+// pruneKeys drops the read keys the state shows to come from an epoch the
+// network does not accept: a key this node took from an epoch record
+// that is no longer the effective one of its number, or that its package
+// in such a record (one still in the pool, as after a restart) opens to,
+// when no epoch of that number is effective. Such a key is known to
+// whoever made that record, so nothing may be sealed under it; the keys
+// of effective epochs, epoch 1's while epoch 1 is not effective, and keys
+// the state says nothing against (an invitee's keys of epochs whose
+// records it has not received yet) stay. It reports
+// whether it dropped any; the caller publishes and saves the keyring.
+//
+// It runs only once the store is loaded: while the state is being rebuilt
+// or a sync batch is half applied, an epoch that is not effective yet may
+// only be waiting for its predecessor.
+func (n *Node) pruneKeys() bool {
+	me := n.id.Public()
+	effective := map[uint64]*directory.Epoch{}
+	for _, e := range n.state.Epochs() {
+		effective[e.Number] = e
+	}
+	n.mu.Lock()
+	held := maps.Clone(n.keyring)
+	adopted := maps.Clone(n.adopted)
+	n.mu.Unlock()
+
+	drop := map[uint64]bool{}
+	suspect := map[uint64]bool{}
+	for num := range held {
+		e := effective[num]
+		if num == 1 && e == nil {
+			continue
+		}
+		if fp, ok := adopted[num]; ok {
+			if e == nil || epochFingerprint(me, e) != fp {
+				// Taken from a record that is not (or no longer) the
+				// effective epoch of its number; adoptKeys has already
+				// replaced it where the effective one has a package for us.
+				drop[num] = true
+				continue
+			}
+		}
+		if e == nil {
+			suspect[num] = true
+		}
+		// A key of an effective epoch without a package for us came with
+		// an invite; nothing here can tell it from another.
+	}
+	if len(suspect) > 0 {
+		for _, p := range n.state.Proposals() {
+			e, ok := p.Body.(*directory.Epoch)
+			if !ok || p.Effective || !suspect[e.Number] {
+				continue
+			}
+			if k, err := n.openPackage(e, epochFingerprint(me, e)); err == nil && k == held[e.Number] {
+				drop[e.Number] = true
+			}
+		}
+	}
+	if len(drop) == 0 {
+		return false
+	}
+	n.mu.Lock()
+	for num := range drop {
+		if n.keyring[num] == held[num] {
+			delete(n.keyring, num)
+			delete(n.adopted, num)
+			delete(n.epochSeen, num)
+		}
+	}
+	n.mu.Unlock()
+	n.log.Warn("dropped read keys of epochs the network does not accept", "epochs", slices.Sorted(maps.Keys(drop)))
+	return true
+}
+
+// resealUnheld stores anew, under the key sealFor picks now, every stored
+// record sealed under a key the node no longer holds: else it would not
+// open at the next start, nor be offered to any peer.
+func (n *Node) resealUnheld() {
+	kr := n.keyringSnapshot()
+	n.mu.Lock()
+	var hs []directory.Hash
+	for h, e := range n.stored {
+		if _, ok := kr[e]; !ok {
+			hs = append(hs, h)
+		}
+	}
+	n.mu.Unlock()
+	if len(hs) == 0 {
+		return
+	}
+	var batch []pending
+	for _, h := range hs {
+		r, ok := n.state.Record(h)
+		if !ok {
+			continue
+		}
+		e, sealed := n.sealFor(r)
+		batch = append(batch, pending{r: r, hash: h, epoch: e, sealed: sealed})
+	}
+	if err := n.persist(batch); err != nil {
+		n.log.Error("resealing records stored under a dropped key; will retry", "records", len(batch), "err", err)
+	}
+}
+
+// checkOldSeal refuses a record from a peer that was sealed under a key
+// older than the one this node seals under, unless the node holds it
+// already (the state calls that a duplicate) or a key the state admits now
+// signed it: an unrevoked steward of the current charter, an admitted
+// member (for a reader grant, its voucher), or a reader revoking itself.
+// Honest peers that have not rotated yet still reach us; a revoked device,
+// which holds only old keys, gets nothing signed by throwaway keys in.
+func (n *Node) checkOldSeal(r *directory.Record) error {
+	e, ok := r.OpenedUnder()
+	if !ok || e >= n.sealEpoch() || n.state.Has(r.Hash()) {
+		return nil
+	}
+	st := n.state
+	var stewards []directory.PublicKey
+	if c := st.Charter(); c != nil {
+		stewards = c.StewardKeys()
+	}
+	body, err := r.DecodeBody()
+	if err != nil {
+		return err
+	}
+	for _, sg := range r.Sigs {
+		k := sg.Key
+		if st.IsRevoked(k) {
+			continue
+		}
+		if slices.Contains(stewards, k) {
+			return nil
+		}
+		if _, ok := st.Member(k); ok {
+			return nil
+		}
+		if rv, ok := body.(*directory.Revocation); ok && rv.Key == k && st.IsReader(k) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s sealed under epoch %d, current %d", ErrOldSeal, r.Type, e, n.sealEpoch())
+}

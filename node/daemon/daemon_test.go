@@ -146,6 +146,13 @@ func readerNetwork(t *testing.T, network, orgName, id string, svc *directory.Ser
 	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: inv.Code, Name: orgName}); err != nil {
 		t.Fatal(err)
 	}
+	// AcceptInvite waits for the charter; the membership may come a sync
+	// round later on a loaded machine.
+	for deadline := time.Now().Add(20 * time.Second); !org.isMember(org.Node().State()); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the organization's node never saw its own admission")
+		}
+	}
 	if _, err := org.Publish(ctx, api.PublishRequest{ID: id, Service: svc}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -701,74 +700,4 @@ func (d *Daemon) rotate(ctx context.Context, n *node.Node, after directory.Hash)
 	}
 	p, _ := st.Proposal(r.ProposalID())
 	return d.proposalView(p), nil
-}
-
-// watch carries out what a steward node does on its own: when a revocation
-// becomes effective, the steward with the lowest key among its approvers
-// rotates the read key, so a seized device reads nothing new. One steward
-// acting (rather than all) avoids competing epochs.
-func (d *Daemon) watch(n *node.Node) {
-	events, cancel := n.Subscribe()
-	defer cancel()
-	done := map[directory.Hash]bool{}
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if !ev.Changed {
-				continue
-			}
-			d.maybeRotate(n, done)
-		}
-	}
-}
-
-func (d *Daemon) maybeRotate(n *node.Node, done map[directory.Hash]bool) {
-	st := n.State()
-	me := d.me().Public()
-	c := st.Charter()
-	if c == nil || !slices.Contains(c.StewardKeys(), me) || st.IsRevoked(me) {
-		return
-	}
-	rotatedAfter := map[directory.Hash]bool{}
-	for _, e := range st.Epochs() {
-		rotatedAfter[e.After] = true
-	}
-	for _, p := range st.Proposals() {
-		rv, ok := p.Body.(*directory.Revocation)
-		if !ok || !p.Effective || done[p.ID] || rotatedAfter[p.ID] {
-			continue
-		}
-		done[p.ID] = true
-		var stewards []directory.PublicKey
-		for _, k := range p.Approvers {
-			if slices.Contains(c.StewardKeys(), k) && !st.IsRevoked(k) {
-				stewards = append(stewards, k)
-			}
-		}
-		if rv.Charter == 0 && len(stewards) == 0 {
-			// A self-revocation: the lowest-keyed unrevoked steward rotates.
-			for _, k := range c.StewardKeys() {
-				if !st.IsRevoked(k) {
-					stewards = append(stewards, k)
-				}
-			}
-		}
-		slices.SortFunc(stewards, func(a, b directory.PublicKey) int { return bytes.Compare(a[:], b[:]) })
-		if len(stewards) == 0 || stewards[0] != me {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
-		_, err := d.rotate(ctx, n, p.ID)
-		cancel()
-		if err != nil {
-			d.log.Error("automatic rotation after revocation failed", "revocation", p.ID.Short(), "err", err)
-			continue
-		}
-		d.log.Info("read key rotated after revocation", "revocation", p.ID.Short(), "revoked", directory.Fingerprint(rv.Key))
-	}
 }

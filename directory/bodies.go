@@ -222,15 +222,25 @@ func (r *Revocation) check() error {
 }
 
 // Epoch introduces a new read key, sealed to each remaining member and
-// reader in its own package. Valid when Threshold stewards of the cited
-// charter approve it, or when one steward signs it and After names the
-// proposal of an effective revocation (the automatic rotation).
+// reader in its own package. Epoch N+1 takes effect only after epoch N.
+// It is valid when Threshold unrevoked stewards of the cited charter approve
+// it, or when one of them signs it and After names a revocation approved by
+// stewards (not a self-revocation) of a key that held a package in epoch N:
+// the automatic rotation that follows a revocation.
 type Epoch struct {
 	Number   uint64       `cbor:"1,keyasint"`
 	Charter  uint64       `cbor:"2,keyasint"`
 	After    Hash         `cbor:"3,keyasint"`
 	Packages []KeyPackage `cbor:"4,keyasint"`
 	Issued   int64        `cbor:"5,keyasint"`
+	// Rotation is a random ID in every package's HPKE info, so a package
+	// cannot be moved into another epoch record of the same number.
+	Rotation [16]byte `cbor:"6,keyasint"`
+	// KeyCommit commits the record to one read key (EpochKeyCommitment).
+	// Co-approvers cannot open each other's packages; each recipient checks
+	// its own against this, so one epoch cannot hand different keys to
+	// different recipients without the mismatch being seen.
+	KeyCommit Hash `cbor:"7,keyasint"`
 }
 
 // KeyPackage carries the epoch's read key, HPKE-sealed to one recipient.
@@ -244,6 +254,12 @@ func (*Epoch) RecordType() RecordType { return TypeEpoch }
 func (e *Epoch) check() error {
 	if e.Number == 0 || e.Charter == 0 {
 		return errors.New("number and charter start at 1")
+	}
+	if e.Number > maxEpochNumber {
+		return fmt.Errorf("epoch number %d is beyond any real network's %d", e.Number, uint64(maxEpochNumber))
+	}
+	if e.KeyCommit == (Hash{}) {
+		return errors.New("key commitment missing")
 	}
 	if len(e.Packages) == 0 || len(e.Packages) > maxArrayElements {
 		return fmt.Errorf("%d key packages", len(e.Packages))
@@ -276,6 +292,10 @@ func (a *Approval) check() error {
 	}
 	return nil
 }
+
+// maxEpochNumber keeps epoch arithmetic far from wrapping: a rotation a
+// minute for a thousand years stays below it.
+const maxEpochNumber = 1 << 40
 
 func keyLess(a, b PublicKey) bool { return string(a[:]) < string(b[:]) }
 

@@ -149,11 +149,34 @@ var (
 	pkgAEAD = hpke.ChaCha20Poly1305()
 )
 
-func packageInfo(net NetworkID, epoch uint64, recipient PublicKey) []byte {
-	info := []byte("ceiba epoch key v1\x00")
+func packageInfo(net NetworkID, epoch uint64, rotation [16]byte, recipient PublicKey) []byte {
+	info := []byte("ceiba epoch key v2\x00")
 	info = append(info, net[:]...)
 	info = binary.BigEndian.AppendUint64(info, epoch)
+	info = append(info, rotation[:]...)
 	return append(info, recipient[:]...)
+}
+
+// EpochKeyCommitment is the hash an epoch record carries of its read key,
+// bound to the network, the epoch number and the rotation ID.
+func EpochKeyCommitment(net NetworkID, number uint64, rotation [16]byte, key ReadKey) Hash {
+	h := sha256.New()
+	h.Write([]byte("ceiba/v2/epoch-key\x00"))
+	h.Write(net[:])
+	h.Write(binary.BigEndian.AppendUint64(nil, number))
+	h.Write(rotation[:])
+	h.Write(key[:])
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// VerifyEpochKey reports whether key is the read key epoch e commits to:
+// how a node checks keys it was handed (by an invite's keyring transfer)
+// rather than opened from its own package.
+func VerifyEpochKey(net NetworkID, e *Epoch, key ReadKey) bool {
+	c := EpochKeyCommitment(net, e.Number, e.Rotation, key)
+	return hmac.Equal(c[:], e.KeyCommit[:])
 }
 
 // Recipient is a key that should receive read keys: a steward, a member
@@ -171,6 +194,8 @@ type Recipient struct {
 // network, epoch and recipient, so a package cannot be replayed elsewhere.
 func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, recipients []Recipient, now time.Time) (*Epoch, error) {
 	e := &Epoch{Number: number, Charter: charter, After: after, Issued: now.Unix()}
+	rand.Read(e.Rotation[:])
+	e.KeyCommit = EpochKeyCommitment(net, number, e.Rotation, key)
 	seen := map[PublicKey]bool{}
 	for _, rc := range recipients {
 		if seen[rc.Key] {
@@ -181,7 +206,7 @@ func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, re
 		if err != nil {
 			return nil, fmt.Errorf("recipient %s: %w: %v", Fingerprint(rc.Key), ErrInvalid, err)
 		}
-		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, rc.Key), key[:])
+		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, e.Rotation, rc.Key), key[:])
 		if err != nil {
 			return nil, err
 		}
@@ -191,19 +216,25 @@ func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, re
 	return e, nil
 }
 
-// OpenKeyPackage finds id's package in the epoch and opens it.
+// OpenKeyPackage finds id's package in the epoch, opens it and checks the
+// key against the epoch's commitment. ErrKeyMismatch means the signers of
+// e sealed this recipient a key other than the one they committed to:
+// evidence of equivocation for stewards to see.
 func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
 	me := id.Public()
 	for _, p := range e.Packages {
 		if p.Recipient != me {
 			continue
 		}
-		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, me), p.Sealed)
+		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, e.Rotation, me), p.Sealed)
 		if err != nil || len(plain) != len(ReadKey{}) {
 			return ReadKey{}, fmt.Errorf("%w: epoch %d package does not open", ErrDecrypt, e.Number)
 		}
 		var k ReadKey
 		copy(k[:], plain)
+		if !VerifyEpochKey(net, e, k) {
+			return ReadKey{}, fmt.Errorf("%w: epoch %d", ErrKeyMismatch, e.Number)
+		}
 		return k, nil
 	}
 	return ReadKey{}, fmt.Errorf("%w (epoch %d)", ErrNotRecipient, e.Number)

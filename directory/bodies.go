@@ -224,9 +224,9 @@ func (r *Revocation) check() error {
 // Epoch introduces a new read key, sealed to each remaining member and
 // reader in its own package. Epoch N+1 takes effect only after epoch N.
 // It is valid when Threshold unrevoked stewards of the cited charter approve
-// it, or when one of them signs it and After names a revocation approved by
-// stewards (not a self-revocation) of a key that held a package in epoch N:
-// the automatic rotation that follows a revocation.
+// it, or when one of them signs it right after a revocation approved by
+// stewards (not a self-revocation) that After names: the automatic rotation
+// that follows a revocation (State.epochValid says what "right after" is).
 type Epoch struct {
 	Number   uint64       `cbor:"1,keyasint"`
 	Charter  uint64       `cbor:"2,keyasint"`

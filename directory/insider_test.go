@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -101,11 +102,16 @@ func TestOneStewardCannotRotateAlone(t *testing.T) {
 	if _, err := directory.NewRecord(nw.ID, huge, st[2]); !errors.Is(err, directory.ErrInvalid) {
 		t.Fatalf("epoch 2^64-1: %v, want ErrInvalid", err)
 	}
-	mustApply(t, s, nw.RevokeBy(t, f.outsider.Public()))
+	// A revocation by the stewards, but older than the current epoch: it
+	// cannot justify a rotation by one steward now.
+	old := f.revocation(f.outsider.Public())
+	old.Issued = nw.Now.Add(-time.Hour).Unix()
+	oldRev := nw.Sign(t, old, st[0], st[1])
+	mustApply(t, s, oldRev)
 	for name, rec := range map[string]*directory.Record{
-		"after a self-revocation":          nw.Sign(t, epoch(2, orgRev.ProposalID(), rs[:1]), st[2]),
-		"skipping a number, by threshold":  nw.Sign(t, epoch(3, directory.Hash{}, rs[:1]), st[1], st[2]),
-		"naming a revocation of no holder": nw.Sign(t, epoch(2, nw.RevokeBy(t, f.outsider.Public()).ProposalID(), rs[:1]), st[2]),
+		"after a self-revocation":                nw.Sign(t, epoch(2, orgRev.ProposalID(), rs[:1]), st[2]),
+		"skipping a number, by threshold":        nw.Sign(t, epoch(3, directory.Hash{}, rs[:1]), st[1], st[2]),
+		"naming a revocation older than epoch 1": nw.Sign(t, epoch(2, oldRev.ProposalID(), rs[:1]), st[2]),
 	} {
 		if _, err := s.Apply(rec); err != nil && !errors.Is(err, directory.ErrUnknownCharter) {
 			t.Fatalf("%s: %v", name, err)

@@ -1018,8 +1018,11 @@ func (s *State) deriveEpochs() {
 }
 
 // epochValid says whether p may follow prev (nil for epoch 1): Threshold
-// unrevoked stewards of its charter, or one of them right after stewards
-// revoked a key that held a package in prev and holds none in p.
+// unrevoked stewards of its charter, or one of them right after a
+// revocation by stewards. "Right after" is what keeps one revocation from
+// justifying a string of rotations by one steward: the revocation is no
+// older than prev, p no older than the revocation, prev did not already
+// follow it, and p seals nothing to the revoked key.
 func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 	e := p.body.(*Epoch)
 	c := s.charterAt(e.Charter)
@@ -1030,11 +1033,11 @@ func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 	if n >= int(c.Threshold) {
 		return true
 	}
-	if n < 1 || prev == nil || !s.stewardRevocations[e.After] {
+	if n < 1 || prev == nil || !s.stewardRevocations[e.After] || prev.After == e.After {
 		return false
 	}
 	rv, ok := s.proposals[e.After].body.(*Revocation)
-	return ok && hasPackage(prev, rv.Key) && !hasPackage(e, rv.Key)
+	return ok && rv.Issued >= prev.Issued && e.Issued >= rv.Issued && !hasPackage(e, rv.Key)
 }
 
 func hasPackage(e *Epoch, k PublicKey) bool {

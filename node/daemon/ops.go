@@ -711,6 +711,7 @@ func (d *Daemon) watch(n *node.Node) {
 	events, cancel := n.Subscribe()
 	defer cancel()
 	done := map[directory.Hash]bool{}
+	d.approveFirstEpoch(n) // it may have arrived before a restart
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -718,6 +719,10 @@ func (d *Daemon) watch(n *node.Node) {
 		case ev, ok := <-events:
 			if !ok {
 				return
+			}
+			if ev.Type == directory.TypeEpoch || ev.Changed {
+				// A pending first epoch changes nothing visible yet.
+				d.approveFirstEpoch(n)
 			}
 			if !ev.Changed {
 				continue

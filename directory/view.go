@@ -340,8 +340,8 @@ func (s *State) Records() []*Record {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b *Record) int {
-		if a.Type != b.Type {
-			return int(a.Type) - int(b.Type)
+		if ra, rb := ApplyRank(a.Type), ApplyRank(b.Type); ra != rb {
+			return ra - rb
 		}
 		ha, hb := a.Hash(), b.Hash()
 		return bytes.Compare(ha[:], hb[:])

@@ -49,7 +49,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	nodes := []*Node{s, a, r}
 
 	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
 	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
 	ref.publish(r, entryRec(t, nw, revoked, "refugio", 1))
 	rev := nw.RevokeBy(t, revoked.Public())

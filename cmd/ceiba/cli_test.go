@@ -124,6 +124,7 @@ func TestBadInputWithoutDaemon(t *testing.T) {
 	mustFail(t, ceiba(t, testEnv, "--home", home, "status"), "no Ceiba daemon is running")
 	mustFail(t, ceiba(t, testEnv, "--home", filepath.Join(t.TempDir(), "none"), "status"), "run \"ceiba init\" first")
 	mustFail(t, ceiba(t, testEnv, "--home", home, "init"), "already holds keys")
+	mustFail(t, ceiba(t, []string{"CEIBA_PASSPHRASE=short", "CEIBA_KDF_WORK_FACTOR=10"}, "--home", filepath.Join(t.TempDir(), "new"), "init"), "at least 8")
 	mustFail(t, ceiba(t, testEnv, "--home", home, "show"), "needs an entry id")
 
 	dir := t.TempDir()

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +14,8 @@ import (
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/node/api"
 )
+
+const testPassphrase = "test passphrase"
 
 func startTestDaemon(t testing.TB, name string) *Daemon {
 	t.Helper()
@@ -23,7 +27,7 @@ func startTestDaemon(t testing.TB, name string) *Daemon {
 func startDaemonWith(t testing.TB, name string, edit func(*Config)) *Daemon {
 	t.Helper()
 	h := Home{Dir: filepath.Join(t.TempDir(), name)}
-	if _, err := Init(h, InitOptions{Name: name, Passphrase: "pass", WorkFactor: 10, Local: true}); err != nil {
+	if _, err := Init(h, InitOptions{Name: name, Passphrase: testPassphrase, WorkFactor: 10, Local: true}); err != nil {
 		t.Fatal(err)
 	}
 	if edit != nil {
@@ -36,7 +40,7 @@ func startDaemonWith(t testing.TB, name string, edit func(*Config)) *Daemon {
 			t.Fatal(err)
 		}
 	}
-	d, err := Start(context.Background(), Options{Home: h, Passphrase: "pass", WorkFactor: 10,
+	d, err := Start(context.Background(), Options{Home: h, Passphrase: testPassphrase, WorkFactor: 10,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -196,5 +200,91 @@ func TestInviteTriesEveryAddress(t *testing.T) {
 	}
 	if st.Role != "member" {
 		t.Fatalf("role %q after accepting, want member", st.Role)
+	}
+}
+
+// Finding 5 of issue 20: a 6-character (24-bit) prefix picked a proposal
+// to approve, and one that starts the same is ground out in seconds.
+// Approving takes the whole ID or at least 128 bits of it.
+func TestApproveNeedsA128BitProposalID(t *testing.T) {
+	steward := startTestDaemon(t, "steward")
+	if _, err := steward.CreateNetwork(context.Background(), api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	st := steward.Node().State()
+	ps := st.Proposals()
+	if len(ps) == 0 {
+		t.Fatal("a new network shows no proposal")
+	}
+	id := ps[0].ID.String()
+	for _, short := range []string{id[:6], id[:12], id[:31]} {
+		if _, err := findProposal(st, short); err == nil || !strings.Contains(err.Error(), "at least its first 32") {
+			t.Fatalf("a %d-character prefix picked a proposal: err = %v", len(short), err)
+		}
+	}
+	if _, err := findProposal(st, strings.Repeat("z", 32)); err == nil || !strings.Contains(err.Error(), "hexadecimal") {
+		t.Fatalf("a non-hex ID: err = %v", err)
+	}
+	for _, ref := range []string{id[:32], id, strings.ToUpper(id)} {
+		p, err := findProposal(st, ref)
+		if err != nil || p.ID != ps[0].ID {
+			t.Fatalf("findProposal(%q) = %s, %v", ref, p.ID.Short(), err)
+		}
+	}
+}
+
+// Finding 5 of issue 20: an empty or one-word passphrase is refused where
+// it is chosen, with a message that says what to do.
+func TestInitRefusesShortPassphrase(t *testing.T) {
+	for _, p := range []string{"", "   ", "pass", "1234567", "ñandú12"} {
+		h := Home{Dir: filepath.Join(t.TempDir(), "home")}
+		_, err := Init(h, InitOptions{Name: "x", Passphrase: p, WorkFactor: 10, Local: true})
+		if err == nil || !strings.Contains(err.Error(), "at least 8") {
+			t.Fatalf("Init with passphrase %q: err = %v, want a refusal naming the minimum", p, err)
+		}
+		if _, err := os.Stat(h.KeysPath()); err == nil {
+			t.Fatalf("a refused passphrase %q left a keystore", p)
+		}
+	}
+	h := Home{Dir: filepath.Join(t.TempDir(), "home")}
+	if _, err := Init(h, InitOptions{Name: "x", Passphrase: "ocho car", WorkFactor: 10, Local: true}); err != nil {
+		t.Fatalf("an 8-character passphrase: %v", err)
+	}
+}
+
+// Finding 5 of issue 20: revocation.cert lay in the clear beside the
+// keystore, so whoever seized the device could revoke its key without the
+// passphrase. It is now encrypted with the keystore's passphrase.
+func TestRevocationCertificateNeedsThePassphrase(t *testing.T) {
+	ctx := context.Background()
+	d := startTestDaemon(t, "steward")
+	if _, err := d.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(d.home.RevocationPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := directory.DecodeRecord(data); err == nil {
+		t.Fatal("revocation.cert decodes as a record without the passphrase")
+	}
+	if !directory.PassphraseEncrypted(data) {
+		t.Fatal("revocation.cert is not an age file")
+	}
+	if err := d.SubmitCertificate(ctx, data); err == nil || !strings.Contains(err.Error(), "still encrypted") {
+		t.Fatalf("submitting the encrypted certificate: err = %v", err)
+	}
+	if _, err := directory.DecryptWithPassphrase(data, "not the passphrase"); !errors.Is(err, directory.ErrWrongPassphrase) {
+		t.Fatalf("wrong passphrase: err = %v", err)
+	}
+	plain, err := directory.DecryptWithPassphrase(data, testPassphrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.SubmitCertificate(ctx, plain); err != nil {
+		t.Fatalf("submitting the decrypted certificate: %v", err)
+	}
+	if !d.Node().State().IsRevoked(d.me().Public()) {
+		t.Fatal("the decrypted certificate did not revoke the key")
 	}
 }

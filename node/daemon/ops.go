@@ -207,7 +207,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 		if s.Key == me.Public() {
 			continue
 		}
-		code, err := d.stewardJoinCode(netID, genesis, epoch)
+		code, err := d.stewardJoinCode(n, s.Key)
 		if err != nil {
 			return api.NetworkResult{}, err
 		}

@@ -616,7 +616,9 @@ func revokeCmd(g *globals) *cobra.Command {
 		Use:   "revoke --self | --cert FILE",
 		Short: "Revoke your own key, or submit a revocation certificate for a lost key",
 		Long: "--self revokes this node's key everywhere, for good. --cert FILE submits the\n" +
-			"revocation.cert that was written when a (now lost) key joined the network.\n" +
+			"revocation.cert that was written when a (now lost) key joined the network; it is\n" +
+			"encrypted with that key's passphrase, asked for as by \"ceiba daemon\" (prompt,\n" +
+			"--passphrase-file or CEIBA_PASSPHRASE).\n" +
 			"To revoke someone else's key, stewards use \"ceiba steward propose revoke\".",
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -633,7 +635,6 @@ func revokeCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if directory.PassphraseEncrypted(b) {
-					fmt.Fprintln(os.Stderr, "The certificate is encrypted with the passphrase of the key it revokes.")
 					p, err := g.passphrase(false)
 					if err != nil {
 						return err

@@ -503,6 +503,9 @@ func welcomeRecords(st *directory.State, admission *directory.Record) [][]byte {
 	var genesis, epoch *directory.Record
 	current := st.CurrentEpoch()
 	for _, r := range st.Records() {
+		if r.Type != directory.TypeCharter && r.Type != directory.TypeEpoch {
+			continue // entries are most of a directory; decode only what is needed
+		}
 		b, err := r.DecodeBody()
 		if err != nil {
 			continue

@@ -103,6 +103,9 @@ func (c *Charter) check() error {
 		return fmt.Errorf("threshold %d with %d stewards", c.Threshold, len(c.Stewards))
 	}
 	for i, s := range c.Stewards {
+		if err := CheckPublicKey(s.Key); err != nil {
+			return fmt.Errorf("steward %d: %v", i, err)
+		}
 		if err := checkKEMBinding(s.Key, s.KEM, s.KEMSig); err != nil {
 			return fmt.Errorf("steward %d: %v", i, err)
 		}
@@ -156,6 +159,9 @@ func (m *Membership) check() error {
 	if m.Charter == 0 {
 		return errors.New("charter version missing")
 	}
+	if err := CheckPublicKey(m.Org); err != nil {
+		return err
+	}
 	if err := checkKEMBinding(m.Org, m.KEM, m.KEMSig); err != nil {
 		return err
 	}
@@ -190,6 +196,9 @@ type Reader struct {
 func (*Reader) RecordType() RecordType { return TypeReader }
 
 func (r *Reader) check() error {
+	if err := CheckPublicKey(r.Key); err != nil {
+		return err
+	}
 	if err := checkKEMBinding(r.Key, r.KEM, r.KEMSig); err != nil {
 		return err
 	}
@@ -215,6 +224,9 @@ type Revocation struct {
 func (*Revocation) RecordType() RecordType { return TypeRevocation }
 
 func (r *Revocation) check() error {
+	if err := CheckPublicKey(r.Key); err != nil {
+		return err
+	}
 	if err := checkText("reason", r.Reason, 0, 500); err != nil {
 		return err
 	}

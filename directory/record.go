@@ -256,6 +256,9 @@ func (r *Record) verify() (Body, error) {
 		}
 	}
 	for _, s := range r.Sigs {
+		if err := CheckPublicKey(s.Key); err != nil {
+			return nil, reject(r.Type, ErrBadSignature, "signer: %v", err)
+		}
 		if !verifyDomain(s.Key, domain, msg, s.Sig) {
 			return nil, reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
 		}

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/rand"
@@ -48,7 +49,9 @@ func slicesKeys(kr Keyring) []uint64 {
 // Sealed records start with a fixed header that is authenticated but not
 // encrypted: all a watcher of the wire or a keyless peer can see.
 const (
-	sealVersion   = 1
+	// Version 2 seals under a subkey of the read key (sealSubkey), not
+	// the read key itself.
+	sealVersion   = 2
 	networkTagLen = 8
 	headerLen     = 1 + networkTagLen + 8 + chacha20poly1305.NonceSizeX
 	// Plaintexts are padded to a multiple of padBlock so ciphertext sizes
@@ -83,11 +86,29 @@ func Seal(r *Record, epoch uint64, key ReadKey) []byte {
 	copy(out[1:], tag[:])
 	binary.BigEndian.PutUint64(out[1+networkTagLen:], epoch)
 	rand.Read(out[1+networkTagLen+8 : headerLen])
-	aead, err := chacha20poly1305.NewX(key[:])
+	sk := subkey(key, sealLabel)
+	aead, err := chacha20poly1305.NewX(sk[:])
 	if err != nil {
 		panic(err) // the key has the right size by type
 	}
 	return aead.Seal(out, out[1+networkTagLen+8:headerLen], padded, out[:headerLen])
+}
+
+// The read key is never used directly: each use gets its own subkey, so
+// that the DHT keys (HMAC outputs anyone can see) and the AEAD never share
+// a key, and a flaw found in one use says nothing about the other.
+const (
+	sealLabel  = "ceiba read key v1: seal"
+	blindLabel = "ceiba read key v1: dht slot"
+)
+
+// subkey derives the subkey of the read key for one use, with HKDF-SHA256.
+func subkey(key ReadKey, label string) [32]byte {
+	b, err := hkdf.Key(sha256.New, key[:], nil, label, 32)
+	if err != nil {
+		panic(err) // 32 bytes is far below HKDF-SHA256's limit
+	}
+	return [32]byte(b)
 }
 
 // SealedEpoch reads the epoch number from a sealed record's header without
@@ -121,7 +142,8 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	if !ok {
 		return nil, &RejectError{Reason: ErrNoKey, Detail: fmt.Sprintf("epoch %d", epoch)}
 	}
-	aead, _ := chacha20poly1305.NewX(key[:])
+	sk := subkey(key, sealLabel)
+	aead, _ := chacha20poly1305.NewX(sk[:])
 	padded, err := aead.Open(nil, sealed[1+networkTagLen+8:headerLen], sealed[headerLen:], sealed[:headerLen])
 	if err != nil {
 		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
@@ -244,8 +266,9 @@ func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
 // Without the read key a DHT node cannot tell which record a key holds, nor
 // link the keys of one organization's entries.
 func BlindSlot(key ReadKey, slot SlotID) string {
-	m := hmac.New(sha256.New, key[:])
-	m.Write([]byte("ceiba dht slot v1\x00"))
+	bk := subkey(key, blindLabel)
+	m := hmac.New(sha256.New, bk[:])
+	m.Write([]byte("ceiba dht slot v2\x00"))
 	m.Write(slot[:])
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
 }

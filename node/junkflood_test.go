@@ -2,6 +2,8 @@ package node
 
 import (
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -35,12 +37,14 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	cfgB.Bootstrap = []string{addr(a)}
 	b := startNode(t, cfgB)
 	nodes := []*Node{s, a, b}
+	dirs := []string{s.cfg.DataDir, cfgA.DataDir, cfgB.DataDir}
 	ref := &reference{t: t, nw: nw}
 	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader), entryRec(t, nw, org, "asesoria", 1))
 	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
-	base := make([]int, len(nodes))
+	base, baseDisk := make([]int, len(nodes)), make([]int64, len(nodes))
 	for i, n := range nodes {
 		base[i] = n.State().Stats().Records
+		baseDisk[i] = dirSize(t, dirs[i])
 	}
 
 	// The reader's own host: plain GossipSub, no validator, real TCP.
@@ -113,6 +117,9 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 		return !slices.ContainsFunc(nodes, func(n *Node) bool { return !n.State().Has(later.Hash()) })
 	})
 	took := time.Since(start)
+	if took > 5*time.Second {
+		t.Errorf("the organization's entry took %s to reach every node under the flood", took)
+	}
 
 	quota := directory.MaxPendingEntries + directory.MaxPendingGrants + directory.MaxWaitingProposals
 	for i, n := range nodes {
@@ -120,7 +127,13 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 		n.mu.Lock()
 		stored := len(n.stored)
 		n.mu.Unlock()
-		t.Logf("node %d: %d records pooled (%d before the flood), %d stored, %d parked", i, st.Records, base[i], stored, n.parked.len())
+		disk := dirSize(t, dirs[i]) - baseDisk[i]
+		t.Logf("node %d: %d records pooled (%d before the flood), %d stored, %d parked, store grew %d KiB", i, st.Records, base[i], stored, n.parked.len(), disk>>10)
+		// At most the quota's records, each under 2 KiB sealed, plus the
+		// store's own logs and compactions.
+		if limit := int64(quota)*2<<10 + 16<<20; disk > limit {
+			t.Errorf("node %d's store grew %d KiB under the flood, more than %d KiB", i, disk>>10, limit>>10)
+		}
 		if st.Records-base[i] > quota+1 || stored-base[i] > quota+1 {
 			t.Errorf("node %d keeps %d pooled and %d stored records after %d junk records: quota %d", i, st.Records-base[i], stored-base[i], total, quota)
 		}
@@ -129,4 +142,24 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 		}
 	}
 	t.Logf("%d junk records sent; the organization's next entry reached all %d nodes in %s", sent, len(nodes), took.Round(time.Millisecond))
+}
+
+// dirSize is the bytes the files under dir take.
+func dirSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil {
+			n += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

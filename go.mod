@@ -4,6 +4,7 @@ go 1.26.6
 
 require (
 	filippo.io/age v1.2.1
+	filippo.io/edwards25519 v1.1.0
 	github.com/BurntSushi/toml v1.6.0
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0

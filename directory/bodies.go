@@ -103,6 +103,9 @@ func (c *Charter) check() error {
 		return fmt.Errorf("threshold %d with %d stewards", c.Threshold, len(c.Stewards))
 	}
 	for i, s := range c.Stewards {
+		if err := CheckPublicKey(s.Key); err != nil {
+			return fmt.Errorf("steward %d: %v", i, err)
+		}
 		if err := checkKEMBinding(s.Key, s.KEM, s.KEMSig); err != nil {
 			return fmt.Errorf("steward %d: %v", i, err)
 		}
@@ -156,6 +159,9 @@ func (m *Membership) check() error {
 	if m.Charter == 0 {
 		return errors.New("charter version missing")
 	}
+	if err := CheckPublicKey(m.Org); err != nil {
+		return err
+	}
 	if err := checkKEMBinding(m.Org, m.KEM, m.KEMSig); err != nil {
 		return err
 	}
@@ -190,6 +196,9 @@ type Reader struct {
 func (*Reader) RecordType() RecordType { return TypeReader }
 
 func (r *Reader) check() error {
+	if err := CheckPublicKey(r.Key); err != nil {
+		return err
+	}
 	if err := checkKEMBinding(r.Key, r.KEM, r.KEMSig); err != nil {
 		return err
 	}
@@ -215,6 +224,9 @@ type Revocation struct {
 func (*Revocation) RecordType() RecordType { return TypeRevocation }
 
 func (r *Revocation) check() error {
+	if err := CheckPublicKey(r.Key); err != nil {
+		return err
+	}
 	if err := checkText("reason", r.Reason, 0, 500); err != nil {
 		return err
 	}
@@ -222,15 +234,25 @@ func (r *Revocation) check() error {
 }
 
 // Epoch introduces a new read key, sealed to each remaining member and
-// reader in its own package. Valid when Threshold stewards of the cited
-// charter approve it, or when one steward signs it and After names the
-// proposal of an effective revocation (the automatic rotation).
+// reader in its own package. Epoch N+1 takes effect only after epoch N.
+// It is valid when Threshold unrevoked stewards of the cited charter approve
+// it, or when one of them signs it right after a revocation approved by
+// stewards (not a self-revocation) that After names: the automatic rotation
+// that follows a revocation (State.epochValid says what "right after" is).
 type Epoch struct {
 	Number   uint64       `cbor:"1,keyasint"`
 	Charter  uint64       `cbor:"2,keyasint"`
 	After    Hash         `cbor:"3,keyasint"`
 	Packages []KeyPackage `cbor:"4,keyasint"`
 	Issued   int64        `cbor:"5,keyasint"`
+	// Rotation is a random ID in every package's HPKE info, so a package
+	// cannot be moved into another epoch record of the same number.
+	Rotation [16]byte `cbor:"6,keyasint"`
+	// KeyCommit commits the record to one read key (EpochKeyCommitment).
+	// Co-approvers cannot open each other's packages; each recipient checks
+	// its own against this, so one epoch cannot hand different keys to
+	// different recipients without the mismatch being seen.
+	KeyCommit Hash `cbor:"7,keyasint"`
 }
 
 // KeyPackage carries the epoch's read key, HPKE-sealed to one recipient.
@@ -244,6 +266,12 @@ func (*Epoch) RecordType() RecordType { return TypeEpoch }
 func (e *Epoch) check() error {
 	if e.Number == 0 || e.Charter == 0 {
 		return errors.New("number and charter start at 1")
+	}
+	if e.Number > maxEpochNumber {
+		return fmt.Errorf("epoch number %d is beyond any real network's %d", e.Number, uint64(maxEpochNumber))
+	}
+	if e.KeyCommit == (Hash{}) {
+		return errors.New("key commitment missing")
 	}
 	if len(e.Packages) == 0 || len(e.Packages) > maxArrayElements {
 		return fmt.Errorf("%d key packages", len(e.Packages))
@@ -276,6 +304,10 @@ func (a *Approval) check() error {
 	}
 	return nil
 }
+
+// maxEpochNumber keeps epoch arithmetic far from wrapping: a rotation a
+// minute for a thousand years stays below it.
+const maxEpochNumber = 1 << 40
 
 func keyLess(a, b PublicKey) bool { return string(a[:]) < string(b[:]) }
 

@@ -33,6 +33,8 @@ var (
 	ErrBadFingerprint   = errors.New("fingerprint is malformed or its check character is wrong")
 	ErrNotRecipient     = errors.New("epoch carries no key package for this key")
 	ErrPendingSignature = errors.New("signer is not yet known to be authorized")
+	ErrKeyMismatch      = errors.New("key package holds another key than the epoch commits to")
+	ErrQuota            = errors.New("pending records over the quota")
 )
 
 // RejectError says which record was refused and why. Reason is one of the

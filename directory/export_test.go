@@ -9,3 +9,16 @@ func DecodeBodyOf(t RecordType, data []byte) (Body, error) { return decodeBody(t
 
 // SealHeaderLen is the length of a sealed record's public header.
 const SealHeaderLen = headerLen
+
+// SignKEMBindingForTest signs kemKey as id's encapsulation key, as a key
+// holder that signs two would.
+func SignKEMBindingForTest(id *Identity, kemKey []byte) []byte {
+	return id.signDomain(kemBindingDomain, kemBindingMessage(id.Public(), kemKey))
+}
+
+// SeenSeqsForTest is how many seqs an entry slot remembers.
+func SeenSeqsForTest(s *State, pub PublicKey, id string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.entries[pub][id].seen)
+}

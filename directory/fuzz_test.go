@@ -2,6 +2,7 @@ package directory_test
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -109,10 +110,11 @@ func FuzzOpen(f *testing.F) {
 // header with an all-zero nonce.
 func sealUnder(net directory.NetworkID, epoch uint64, key directory.ReadKey, plain []byte) []byte {
 	tag := directory.NetworkTag(net)
-	header := append([]byte{1}, tag[:]...)
+	header := append([]byte{2}, tag[:]...)
 	header = binary.BigEndian.AppendUint64(header, epoch)
 	header = append(header, make([]byte, chacha20poly1305.NonceSizeX)...)
-	aead, _ := chacha20poly1305.NewX(key[:])
+	sk, _ := hkdf.Key(sha256.New, key[:], nil, "ceiba read key v1: seal", 32)
+	aead, _ := chacha20poly1305.NewX(sk)
 	return aead.Seal(header, header[len(header)-chacha20poly1305.NonceSizeX:], plain, header)
 }
 

@@ -1,15 +1,19 @@
 package directory
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode"
+
+	"filippo.io/edwards25519"
 )
 
 // PublicKey is an Ed25519 verification key: the identity of a steward, a
@@ -37,7 +41,35 @@ func ParsePublicKeyHex(s string) (PublicKey, error) {
 		return k, fmt.Errorf("%w: public key must be %d hex characters", ErrInvalid, 2*len(k))
 	}
 	copy(k[:], b)
+	if err := CheckPublicKey(k); err != nil {
+		return PublicKey{}, err
+	}
 	return k, nil
+}
+
+// ErrWeakKey is the reason a public key is refused wherever it enters.
+var ErrWeakKey = errors.New("public key is not a canonical point of large order")
+
+// CheckPublicKey refuses keys that no honest key generation produces and
+// that let anyone sign as them. Under a small-order key (the neutral
+// element 01 00…00, among eight) the fixed signature R = 01 00…00, S = 0
+// verifies for every message, so a "revocation" or "entry" under it costs
+// nothing to forge. Non-canonical encodings (a y coordinate at or above
+// 2^255-19, or x = 0 with its sign bit set) name a point that also has a
+// canonical encoding: two keys, one point, which lets a key hide from the
+// revocation and equality checks that compare bytes.
+func CheckPublicKey(k PublicKey) error {
+	p, err := new(edwards25519.Point).SetBytes(k[:])
+	if err != nil {
+		return fmt.Errorf("%w: %s is not a point on the curve", ErrWeakKey, k.Hex())
+	}
+	if !bytes.Equal(p.Bytes(), k[:]) {
+		return fmt.Errorf("%w: %s is a non-canonical encoding", ErrWeakKey, k.Hex())
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return fmt.Errorf("%w: %s has small order", ErrWeakKey, k.Hex())
+	}
+	return nil
 }
 
 // Identity holds one person's or organization's secret keys: an Ed25519 key
@@ -106,8 +138,11 @@ func signingInput(domain string, msg []byte) []byte {
 	return append(b, msg...)
 }
 
+// verifyDomain refuses weak keys itself, so no signature check anywhere
+// (records, KEM bindings, invite transcripts) can be met by a small-order
+// key's universal signature.
 func verifyDomain(k PublicKey, domain string, msg, sig []byte) bool {
-	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k[:], signingInput(domain, msg), sig)
+	return len(sig) == ed25519.SignatureSize && CheckPublicKey(k) == nil && ed25519.Verify(k[:], signingInput(domain, msg), sig)
 }
 
 // Fingerprints are 25 base32 characters in five groups of five; the last

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"unicode/utf8"
 
 	"filippo.io/age"
 )
@@ -153,4 +155,76 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// MinPassphraseChars is the shortest passphrase a new keystore takes. Eight
+// characters is a floor against the empty or one-word passphrases that
+// scrypt cannot save from a guessing attack on a seized device; a few
+// words are better.
+const MinPassphraseChars = 8
+
+// CheckNewPassphrase refuses a passphrase too short to protect a seized
+// device's keys, with a message meant for the person choosing it.
+func CheckNewPassphrase(p string) error {
+	if n := utf8.RuneCountInString(p); n < MinPassphraseChars {
+		if strings.TrimSpace(p) == "" {
+			return fmt.Errorf("the passphrase is empty: it is what protects the keys if this device is seized; choose one of at least %d characters (a few words are easier to remember and harder to guess)", MinPassphraseChars)
+		}
+		return fmt.Errorf("the passphrase has %d characters; choose one of at least %d (a few words are easier to remember and harder to guess)", n, MinPassphraseChars)
+	}
+	return nil
+}
+
+// EncryptWithPassphrase encrypts data the way the keystore is (age's scrypt
+// recipient), for files that must not be usable by whoever seizes the
+// device, such as the revocation certificate. workFactor 0 means
+// DefaultWorkFactor.
+func EncryptWithPassphrase(data []byte, passphrase string, workFactor int) ([]byte, error) {
+	if passphrase == "" {
+		return nil, errors.New("an empty passphrase protects nothing")
+	}
+	rcpt, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	if workFactor == 0 {
+		workFactor = DefaultWorkFactor
+	}
+	rcpt.SetWorkFactor(workFactor)
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// PassphraseEncrypted reports whether data looks like the output of
+// EncryptWithPassphrase (an age file).
+func PassphraseEncrypted(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("age-encryption.org/"))
+}
+
+// DecryptWithPassphrase opens what EncryptWithPassphrase wrote; a wrong
+// passphrase is ErrWrongPassphrase.
+func DecryptWithPassphrase(data []byte, passphrase string) ([]byte, error) {
+	id, err := age.NewScryptIdentity(passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrWrongPassphrase, err)
+	}
+	r, err := age.Decrypt(bytes.NewReader(data), id)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) || errors.Is(err, age.ErrIncorrectIdentity) {
+			return nil, ErrWrongPassphrase
+		}
+		return nil, fmt.Errorf("not a passphrase-encrypted file: %v", err)
+	}
+	return io.ReadAll(io.LimitReader(r, 1<<20))
 }

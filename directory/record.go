@@ -44,6 +44,33 @@ func (t RecordType) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
+// DecodeRevocation decodes and checks the body of a revocation, as an
+// approval carries it.
+func DecodeRevocation(body []byte) (*Revocation, error) {
+	b, err := decodeBody(TypeRevocation, body)
+	if err != nil {
+		return nil, err
+	}
+	return b.(*Revocation), nil
+}
+
+// ApplyRank orders records for applying a batch: the governance stewards
+// sign (approvals included) before reader grants, and those before
+// entries. The state does not depend on the order; this one only spares
+// records waiting in the pool (within its quotas) for the standing of
+// their signer.
+func ApplyRank(t RecordType) int {
+	switch t {
+	case TypeCharter:
+		return 0
+	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch:
+		return 1
+	case TypeReader:
+		return 2
+	}
+	return 3
+}
+
 // domain is the signature domain-separation prefix of a record type.
 func (t RecordType) domain() string { return "ceiba/v1/" + t.String() }
 
@@ -238,6 +265,9 @@ func (r *Record) verify() (Body, error) {
 		}
 	}
 	for _, s := range r.Sigs {
+		if err := CheckPublicKey(s.Key); err != nil {
+			return nil, reject(r.Type, ErrBadSignature, "signer: %v", err)
+		}
 		if !verifyDomain(s.Key, domain, msg, s.Sig) {
 			return nil, reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
 		}
@@ -246,7 +276,12 @@ func (r *Record) verify() (Body, error) {
 }
 
 // DecodeBody decodes and field-checks the record's body.
-func (r *Record) DecodeBody() (Body, error) { return decodeBody(r.Type, r.Body) }
+func (r *Record) DecodeBody() (Body, error) {
+	if r.body != nil && r.verified == r.Hash() {
+		return r.body, nil // decoded and checked when it was opened
+	}
+	return decodeBody(r.Type, r.Body)
+}
 
 func decodeBody(t RecordType, data []byte) (Body, error) {
 	var b Body

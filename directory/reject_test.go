@@ -127,7 +127,7 @@ func TestApplyRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oversized := &directory.Epoch{Number: 1, Charter: 1, Issued: now.Unix()}
+	oversized := &directory.Epoch{Number: 1, Charter: 1, Issued: now.Unix(), KeyCommit: directory.Hash{1}}
 	for i := range 40 {
 		k := directory.PublicKey{byte(i + 1)}
 		oversized.Packages = append(oversized.Packages, directory.KeyPackage{Recipient: k, Sealed: bytes.Repeat([]byte{1}, 2000)})
@@ -201,7 +201,7 @@ func TestApplyRejects(t *testing.T) {
 			setup: []*directory.Record{nw.RevokeBy(t, f.org.Public())},
 			rec:   f.entry(t, f.org, 3, nil), want: directory.ErrRevoked},
 		{name: "grant for a revoked reader key",
-			setup: []*directory.Record{nw.Sign(t, f.revocation(otherReader.Public()), otherReader)},
+			setup: []*directory.Record{nw.Vouch(t, f.org, otherReader), nw.Sign(t, f.revocation(otherReader.Public()), otherReader)},
 			rec:   nw.Vouch(t, f.org, otherReader), want: directory.ErrRevoked},
 		{name: "expired entry", rec: f.entry(t, f.org, 3, func(e *directory.Entry) {
 			e.Issued, e.Expires = now.Add(-100*24*time.Hour).Unix(), now.Add(-time.Hour).Unix()
@@ -664,39 +664,51 @@ func TestCharterForkResolvesTheSameEverywhere(t *testing.T) {
 func TestEpochRotation(t *testing.T) {
 	f := newRejectFixture(t)
 	nw, st := f.nw, f.nw.Stewards
-	recipients := []directory.Recipient{{Key: f.org.Public(), KEM: f.org.KEMPublic()}}
-	epoch := func(n uint64, after directory.Hash) *directory.Epoch {
-		e, err := directory.NewEpoch(nw.ID, n, 1, after, directory.NewReadKey(), recipients, nw.Now)
+	withOrg := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
+	withoutOrg := withOrg[:1]
+	epoch := func(n uint64, after directory.Hash, rs []directory.Recipient) *directory.Epoch {
+		e, err := directory.NewEpoch(nw.ID, n, 1, after, directory.NewReadKey(), rs, nw.Now)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return e
 	}
-	s := f.state(t, nw.Sign(t, epoch(1, directory.Hash{}), st[0]))
+	first := epoch(1, directory.Hash{}, withOrg)
+	s := f.state(t, nw.Sign(t, first, st[0]))
 	if n := s.CurrentEpoch(); n != 0 {
 		t.Fatalf("epoch signed by one steward without a revocation took effect: %d", n)
 	}
+	mustApply(t, s, approval(t, nw.Sign(t, first, st[0]), st[1]))
+	if n := s.CurrentEpoch(); n != 1 {
+		t.Fatalf("first epoch approved by the threshold: current epoch %d, want 1", n)
+	}
 
 	// The organization's device is seized: it revokes itself while the
-	// stewards revoke it too. Each steward node that completes one of the
-	// revocations rotates the key alone, naming the revocation it saw.
+	// stewards revoke it too. A self-revocation lets no steward rotate
+	// alone; a revocation by the stewards of a key that held a package
+	// does, once.
 	self := nw.Sign(t, f.revocation(f.org.Public()), f.org)
 	byStewards := f.revocation(f.org.Public())
 	byStewards.Reason = "aviso de la organización"
 	pending := nw.Sign(t, byStewards, st[0])
 	mustApply(t, s, self, pending)
-	mustApply(t, s, nw.Sign(t, epoch(2, pending.ProposalID()), st[1]))
-	if n := s.CurrentEpoch(); n != 0 {
+	mustApply(t, s, nw.Sign(t, epoch(2, self.ProposalID(), withoutOrg), st[2]))
+	if n := s.CurrentEpoch(); n != 1 {
+		t.Fatalf("one steward rotated alone after a self-revocation: current epoch %d", n)
+	}
+	mustApply(t, s, nw.Sign(t, epoch(2, pending.ProposalID(), withoutOrg), st[1]))
+	if n := s.CurrentEpoch(); n != 1 {
 		t.Fatalf("rotation after a revocation still short of threshold took effect: %d", n)
 	}
 	mustApply(t, s, approval(t, pending, st[2]))
-	mustApply(t, s, nw.Sign(t, epoch(3, self.ProposalID()), st[2]))
-	var got []uint64
-	for _, e := range s.Epochs() {
-		got = append(got, e.Number)
+	if n := s.CurrentEpoch(); n != 2 {
+		t.Fatalf("rotation after the stewards' revocation: current epoch %d, want 2", n)
 	}
-	if !slices.Equal(got, []uint64{2, 3}) {
-		t.Fatalf("effective epochs %v, want 2 and 3: each names an effective revocation", got)
+	// The same revocation does not let a steward rotate again: the key it
+	// removed held no package in epoch 2.
+	mustApply(t, s, nw.Sign(t, epoch(3, pending.ProposalID(), withoutOrg), st[2]))
+	if n := s.CurrentEpoch(); n != 2 {
+		t.Fatalf("one revocation let a steward rotate twice: current epoch %d", n)
 	}
 	for _, p := range s.Proposals() {
 		if p.Type == directory.TypeRevocation && !p.Effective {

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/rand"
@@ -48,7 +49,9 @@ func slicesKeys(kr Keyring) []uint64 {
 // Sealed records start with a fixed header that is authenticated but not
 // encrypted: all a watcher of the wire or a keyless peer can see.
 const (
-	sealVersion   = 1
+	// Version 2 seals under a subkey of the read key (sealSubkey), not
+	// the read key itself.
+	sealVersion   = 2
 	networkTagLen = 8
 	headerLen     = 1 + networkTagLen + 8 + chacha20poly1305.NonceSizeX
 	// Plaintexts are padded to a multiple of padBlock so ciphertext sizes
@@ -83,11 +86,29 @@ func Seal(r *Record, epoch uint64, key ReadKey) []byte {
 	copy(out[1:], tag[:])
 	binary.BigEndian.PutUint64(out[1+networkTagLen:], epoch)
 	rand.Read(out[1+networkTagLen+8 : headerLen])
-	aead, err := chacha20poly1305.NewX(key[:])
+	sk := subkey(key, sealLabel)
+	aead, err := chacha20poly1305.NewX(sk[:])
 	if err != nil {
 		panic(err) // the key has the right size by type
 	}
 	return aead.Seal(out, out[1+networkTagLen+8:headerLen], padded, out[:headerLen])
+}
+
+// The read key is never used directly: each use gets its own subkey, so
+// that the DHT keys (HMAC outputs anyone can see) and the AEAD never share
+// a key, and a flaw found in one use says nothing about the other.
+const (
+	sealLabel  = "ceiba read key v1: seal"
+	blindLabel = "ceiba read key v1: dht slot"
+)
+
+// subkey derives the subkey of the read key for one use, with HKDF-SHA256.
+func subkey(key ReadKey, label string) [32]byte {
+	b, err := hkdf.Key(sha256.New, key[:], nil, label, 32)
+	if err != nil {
+		panic(err) // 32 bytes is far below HKDF-SHA256's limit
+	}
+	return [32]byte(b)
 }
 
 // SealedEpoch reads the epoch number from a sealed record's header without
@@ -121,7 +142,8 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	if !ok {
 		return nil, &RejectError{Reason: ErrNoKey, Detail: fmt.Sprintf("epoch %d", epoch)}
 	}
-	aead, _ := chacha20poly1305.NewX(key[:])
+	sk := subkey(key, sealLabel)
+	aead, _ := chacha20poly1305.NewX(sk[:])
 	padded, err := aead.Open(nil, sealed[1+networkTagLen+8:headerLen], sealed[headerLen:], sealed[:headerLen])
 	if err != nil {
 		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
@@ -150,11 +172,34 @@ var (
 	pkgAEAD = hpke.ChaCha20Poly1305()
 )
 
-func packageInfo(net NetworkID, epoch uint64, recipient PublicKey) []byte {
-	info := []byte("ceiba epoch key v1\x00")
+func packageInfo(net NetworkID, epoch uint64, rotation [16]byte, recipient PublicKey) []byte {
+	info := []byte("ceiba epoch key v2\x00")
 	info = append(info, net[:]...)
 	info = binary.BigEndian.AppendUint64(info, epoch)
+	info = append(info, rotation[:]...)
 	return append(info, recipient[:]...)
+}
+
+// EpochKeyCommitment is the hash an epoch record carries of its read key,
+// bound to the network, the epoch number and the rotation ID.
+func EpochKeyCommitment(net NetworkID, number uint64, rotation [16]byte, key ReadKey) Hash {
+	h := sha256.New()
+	h.Write([]byte("ceiba/v2/epoch-key\x00"))
+	h.Write(net[:])
+	h.Write(binary.BigEndian.AppendUint64(nil, number))
+	h.Write(rotation[:])
+	h.Write(key[:])
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// VerifyEpochKey reports whether key is the read key epoch e commits to:
+// how a node checks keys it was handed (by an invite's keyring transfer)
+// rather than opened from its own package.
+func VerifyEpochKey(net NetworkID, e *Epoch, key ReadKey) bool {
+	c := EpochKeyCommitment(net, e.Number, e.Rotation, key)
+	return hmac.Equal(c[:], e.KeyCommit[:])
 }
 
 // Recipient is a key that should receive read keys: a steward, a member
@@ -172,6 +217,8 @@ type Recipient struct {
 // network, epoch and recipient, so a package cannot be replayed elsewhere.
 func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, recipients []Recipient, now time.Time) (*Epoch, error) {
 	e := &Epoch{Number: number, Charter: charter, After: after, Issued: now.Unix()}
+	rand.Read(e.Rotation[:])
+	e.KeyCommit = EpochKeyCommitment(net, number, e.Rotation, key)
 	seen := map[PublicKey]bool{}
 	for _, rc := range recipients {
 		if seen[rc.Key] {
@@ -182,7 +229,7 @@ func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, re
 		if err != nil {
 			return nil, fmt.Errorf("recipient %s: %w: %v", Fingerprint(rc.Key), ErrInvalid, err)
 		}
-		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, rc.Key), key[:])
+		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, e.Rotation, rc.Key), key[:])
 		if err != nil {
 			return nil, err
 		}
@@ -192,19 +239,25 @@ func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, re
 	return e, nil
 }
 
-// OpenKeyPackage finds id's package in the epoch and opens it.
+// OpenKeyPackage finds id's package in the epoch, opens it and checks the
+// key against the epoch's commitment. ErrKeyMismatch means the signers of
+// e sealed this recipient a key other than the one they committed to:
+// evidence of equivocation for stewards to see.
 func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
 	me := id.Public()
 	for _, p := range e.Packages {
 		if p.Recipient != me {
 			continue
 		}
-		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, me), p.Sealed)
+		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, e.Rotation, me), p.Sealed)
 		if err != nil || len(plain) != len(ReadKey{}) {
 			return ReadKey{}, fmt.Errorf("%w: epoch %d package does not open", ErrDecrypt, e.Number)
 		}
 		var k ReadKey
 		copy(k[:], plain)
+		if !VerifyEpochKey(net, e, k) {
+			return ReadKey{}, fmt.Errorf("%w: epoch %d", ErrKeyMismatch, e.Number)
+		}
 		return k, nil
 	}
 	return ReadKey{}, fmt.Errorf("%w (epoch %d)", ErrNotRecipient, e.Number)
@@ -214,8 +267,9 @@ func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
 // Without the read key a DHT node cannot tell which record a key holds, nor
 // link the keys of one organization's entries.
 func BlindSlot(key ReadKey, slot SlotID) string {
-	m := hmac.New(sha256.New, key[:])
-	m.Write([]byte("ceiba dht slot v1\x00"))
+	bk := subkey(key, blindLabel)
+	m := hmac.New(sha256.New, bk[:])
+	m.Write([]byte("ceiba dht slot v2\x00"))
 	m.Write(slot[:])
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
 }

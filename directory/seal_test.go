@@ -44,7 +44,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 // tests can present a correctly authenticated message with a bad inside.
 func sealRaw(t *testing.T, header []byte, key directory.ReadKey, plain []byte) []byte {
 	t.Helper()
-	aead, err := chacha20poly1305.NewX(key[:])
+	sk := readSubkey(t, key, "ceiba read key v1: seal")
+	aead, err := chacha20poly1305.NewX(sk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,8 @@ func TestOpenRejects(t *testing.T) {
 		{name: "nonce changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen-1] ^= 1; return b }), want: directory.ErrDecrypt},
 		{name: "ciphertext changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen+3] ^= 1; return b }), want: directory.ErrDecrypt},
 		{name: "tag of the AEAD changed", data: mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), want: directory.ErrDecrypt},
-		{name: "unknown seal version", data: mutate(func(b []byte) []byte { b[0] = 2; return b }), want: directory.ErrUnknownVersion},
+		{name: "unknown seal version", data: mutate(func(b []byte) []byte { b[0] = 3; return b }), want: directory.ErrUnknownVersion},
+		{name: "seal version 1, under the bare read key", data: mutate(func(b []byte) []byte { b[0] = 1; return b }), want: directory.ErrUnknownVersion},
 		{name: "truncated to the header", data: sealed[:directory.SealHeaderLen+4], want: directory.ErrMalformed},
 		{name: "empty", data: nil, want: directory.ErrMalformed},
 		{name: "truncated ciphertext", data: sealed[:len(sealed)-1], want: directory.ErrDecrypt},

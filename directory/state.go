@@ -2,7 +2,6 @@ package directory
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -20,9 +19,13 @@ import (
 // still matter: proposals and approvals not yet at threshold, entries whose
 // publisher is not yet known to be admitted. The effective view (charter
 // chain, revocations, members, readers, epochs, visible entries) is derived
-// from the pool. Governance records are few, so the view of them is
-// recomputed from the pool whenever one arrives; entries are many, so they
-// are applied incrementally.
+// from the pool. Only the governance that stewards sign (charters,
+// memberships, epochs, revocations that need stewards) is re-derived whole
+// when one of its records arrives; it is small, and a key holder cannot grow
+// it. Everything a single key can add (reader grants, entries,
+// self-revocations) is applied incrementally through indexes, and only the
+// keys whose standing changed are revisited, so applying one record costs
+// about the same whatever the pool holds.
 //
 // A State is safe for concurrent use.
 type State struct {
@@ -30,11 +33,25 @@ type State struct {
 	net NetworkID
 	now func() time.Time
 
-	records    map[Hash]*Record      // the pool, by record hash
-	proposals  map[Hash]*proposal    // multi-signed bodies, by proposal ID
-	readers    map[Hash]*readerGrant // reader records, by record hash
-	readerKeys map[PublicKey]int     // how many grants name each reader key
-	entries    map[PublicKey]map[string]*entrySlot
+	records   map[Hash]*Record   // the pool, by record hash
+	proposals map[Hash]*proposal // multi-signed bodies, by proposal ID
+	// governance holds, by type, the proposals recompute weighs. A
+	// revocation that carries its key's own signature is valid by itself
+	// and is kept out, so junk self-revocations cost recompute nothing.
+	governance map[RecordType]map[Hash]*proposal
+	// waiting holds proposals citing a charter version not linked yet:
+	// bounded, and pruned once the version is known.
+	waiting         map[Hash]*proposal
+	readers         map[Hash]*readerGrant // reader records, by record hash
+	grantsByKey     map[PublicKey]map[Hash]*readerGrant
+	grantsByVoucher map[PublicKey]map[Hash]*readerGrant
+	entries         map[PublicKey]map[string]*entrySlot
+	// pendingEntries and pendingGrants count what keys that are not active
+	// members hold in the pool: the quotas that keep a key holder from
+	// filling every node's disk.
+	pendingEntries      map[PublicKey]int
+	pendingEntriesTotal int
+	pendingGrantsTotal  int
 
 	// The effective view.
 	chain []*proposal // chain[i] is charter version i+1
@@ -42,19 +59,48 @@ type State struct {
 	// through valid links: the chain and any fork of it.
 	linked map[uint64][]*Charter
 	// validRevocations holds the IDs of every revocation proposal that
-	// takes effect, the redundant ones included.
-	validRevocations map[Hash]bool
-	revoked          map[PublicKey]Hash
-	members          map[PublicKey]*proposal // the newest effective membership per org
-	readerOf         map[PublicKey][]PublicKey
-	epochs           []*proposal // effective epochs, ascending number, one per number
-	equivoc          map[string]Equivocation
-	index            *Index
+	// takes effect, the redundant ones included; stewardRevocations those
+	// approved by Threshold stewards, which alone let one steward rotate.
+	// Both only grow: a valid revocation stays valid as the pool grows.
+	validRevocations   map[Hash]bool
+	stewardRevocations map[Hash]bool
+	revoked            map[PublicKey]Hash
+	members            map[PublicKey]*proposal // the newest effective membership per org
+	readerOf           map[PublicKey][]PublicKey
+	epochs             []*proposal // effective epochs: epochs[i] is number i+1
+	equivoc            map[string]Equivocation
+	index              *Index
 
 	// dropped collects the hashes the current Apply removes from the
-	// pool, so the caller can delete them from its store.
+	// pool, so the caller can delete them from its store; changed notes
+	// that an incremental step changed the effective view.
 	dropped []Hash
+	changed bool
+
+	digest    Hash
+	digestAt  int64
+	digestSet bool
 }
+
+// Pool quotas. Entries and reader grants from keys that are not active
+// members, and proposals citing a charter not linked yet, wait in the pool
+// until their signer's standing is known; these bound how much of that a
+// key holder can make every node keep.
+const (
+	MaxPendingEntriesPerKey = 32
+	MaxPendingEntries       = 4096
+	MaxPendingGrantsPerKey  = 64
+	MaxPendingGrants        = 4096
+	MaxWaitingProposals     = 256
+	// charterLookahead is how far beyond the newest linked charter a
+	// proposal may cite, and epochLookahead how far beyond the current
+	// epoch an epoch may be numbered, for a node that is behind.
+	charterLookahead = 8
+	epochLookahead   = 8
+	// seenSeqs is how many of an entry slot's newest seqs keep the hash
+	// first seen at them, for equivocation evidence.
+	seenSeqs = 8
+)
 
 type proposal struct {
 	id      Hash
@@ -77,9 +123,11 @@ type entrySlot struct {
 	entry   *Entry
 	visible bool
 	expired bool // dropped from the pool by Expire; the seq is remembered
-	// seen is the first record hash seen at each seq, older ones included,
-	// so an equivocation is caught whichever of its records came first and
-	// whether or not a newer seq came in between: 32 bytes per update.
+	// seen is the first record hash seen at each of the slot's newest
+	// seqs, so an equivocation is caught whichever of its records came
+	// first and whether or not a newer seq came in between. Older seqs are
+	// forgotten (a replay of them is stale anyway), so a slot's memory does
+	// not grow with every update.
 	seen map[uint64]Hash
 }
 
@@ -109,20 +157,27 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		now = time.Now
 	}
 	return &State{
-		net:              net,
-		now:              now,
-		records:          map[Hash]*Record{},
-		proposals:        map[Hash]*proposal{},
-		readers:          map[Hash]*readerGrant{},
-		readerKeys:       map[PublicKey]int{},
-		entries:          map[PublicKey]map[string]*entrySlot{},
-		revoked:          map[PublicKey]Hash{},
-		linked:           map[uint64][]*Charter{},
-		validRevocations: map[Hash]bool{},
-		members:          map[PublicKey]*proposal{},
-		readerOf:         map[PublicKey][]PublicKey{},
-		equivoc:          map[string]Equivocation{},
-		index:            NewIndex(),
+		net:       net,
+		now:       now,
+		records:   map[Hash]*Record{},
+		proposals: map[Hash]*proposal{},
+		governance: map[RecordType]map[Hash]*proposal{
+			TypeCharter: {}, TypeMembership: {}, TypeRevocation: {}, TypeEpoch: {},
+		},
+		waiting:            map[Hash]*proposal{},
+		readers:            map[Hash]*readerGrant{},
+		grantsByKey:        map[PublicKey]map[Hash]*readerGrant{},
+		grantsByVoucher:    map[PublicKey]map[Hash]*readerGrant{},
+		entries:            map[PublicKey]map[string]*entrySlot{},
+		pendingEntries:     map[PublicKey]int{},
+		revoked:            map[PublicKey]Hash{},
+		linked:             map[uint64][]*Charter{},
+		validRevocations:   map[Hash]bool{},
+		stewardRevocations: map[Hash]bool{},
+		members:            map[PublicKey]*proposal{},
+		readerOf:           map[PublicKey][]PublicKey{},
+		equivoc:            map[string]Equivocation{},
+		index:              NewIndex(),
 	}
 }
 
@@ -156,12 +211,16 @@ func (s *State) Apply(r *Record) (Applied, error) {
 	if err := s.checkCommon(r, body, len(enc)); err != nil {
 		return Applied{}, err
 	}
-	s.dropped = nil
+	s.dropped, s.changed = nil, false
 	changed, err := s.add(r, h, body)
+	changed = changed || s.changed
 	dropped := s.dropped
-	s.dropped = nil
+	s.dropped, s.changed = nil, false
 	if err != nil {
 		return Applied{}, err
+	}
+	if changed {
+		s.digestSet = false
 	}
 	return Applied{Hash: h, Type: r.Type, Changed: changed, Dropped: dropped}, nil
 }
@@ -189,6 +248,9 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	issued := issuedOf(inner)
 	if limit := s.now().Add(p.ClockSkewBound()); time.Unix(issued, 0).After(limit) {
 		return reject(r.Type, ErrFromFuture, "issued %s", time.Unix(issued, 0).UTC().Format(time.RFC3339))
+	}
+	if err := s.checkLookahead(r.Type, inner); err != nil {
+		return err
 	}
 	if !multiSigned(inner) {
 		// A revoked key is refused for everything it signs alone.
@@ -289,27 +351,39 @@ func issuedOf(b Body) int64 {
 	return 0
 }
 
+// checkLookahead refuses proposals that cite a charter version, or number
+// an epoch, so far beyond what this node knows that no honest network is
+// there: they could never take effect, only wait in the pool for ever. A
+// node that is merely behind refuses them for a passing reason and takes
+// them at a later sync, once it has caught up.
+func (s *State) checkLookahead(t RecordType, b Body) error {
+	known := uint64(len(s.chain))
+	cited := uint64(0)
+	switch b := b.(type) {
+	case *Charter:
+		cited = b.Version - 1
+	case *Membership:
+		cited = b.Charter
+	case *Revocation:
+		cited = b.Charter
+	case *Epoch:
+		cited = b.Charter
+		if cur := uint64(len(s.epochs)); b.Number > cur+epochLookahead {
+			return reject(t, ErrUnknownCharter, "epoch %d is more than %d beyond the current epoch %d", b.Number, epochLookahead, cur)
+		}
+	}
+	if cited > known+charterLookahead {
+		return reject(t, ErrUnknownCharter, "cites charter version %d, more than %d beyond the newest known (%d)", cited, charterLookahead, known)
+	}
+	return nil
+}
+
 func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
 	switch b := body.(type) {
 	case *Entry:
 		return s.addEntry(r, h, b)
 	case *Reader:
-		if len(r.Sigs) != 1 {
-			return false, reject(r.Type, ErrInvalid, "a reader grant has one signer, its voucher")
-		}
-		if _, ok := s.revoked[b.Key]; ok {
-			return false, reject(r.Type, ErrRevoked, "reader key %s", Fingerprint(b.Key))
-		}
-		if b.Expires != 0 && !s.now().Before(time.Unix(b.Expires, 0)) {
-			return false, reject(r.Type, ErrExpired, "reader grant expired")
-		}
-		voucher := r.Sigs[0].Key
-		if s.readerKeys[voucher] > 0 && s.members[voucher] == nil {
-			return false, reject(r.Type, ErrNotMember, "voucher %s is a reader", Fingerprint(voucher))
-		}
-		s.records[h] = r
-		s.readers[h] = &readerGrant{hash: h, voucher: voucher, body: b}
-		s.readerKeys[b.Key]++
+		return s.addGrant(r, h, b)
 	case *Approval:
 		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
 		if err != nil {
@@ -318,9 +392,13 @@ func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
 		if p.sigs[r.Sigs[0].Key] {
 			return false, reject(r.Type, ErrDuplicate, "steward %s already approved %s", Fingerprint(r.Sigs[0].Key), p.id.Short())
 		}
+		if err := s.admitProposal(r.Type, p); err != nil {
+			return false, err
+		}
 		s.records[h] = r
 		p.sigs[r.Sigs[0].Key] = true
 		p.records[h] = true
+		return s.settle(p), nil
 	default: // Charter, Membership, Revocation, Epoch
 		p, err := s.proposalFor(r.Network, r.Type, r.Body)
 		if err != nil {
@@ -335,13 +413,93 @@ func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
 		if !fresh {
 			return false, reject(r.Type, ErrDuplicate, "no signature that %s does not already have", p.id.Short())
 		}
+		if rv, ok := b.(*Revocation); ok && slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == rv.Key }) {
+			if _, done := s.revoked[rv.Key]; !done && !s.knownKey(rv.Key) {
+				// A key that was never admitted, nor asked to be, has
+				// nothing to revoke: a self-revocation of a fresh key is
+				// how a key holder would otherwise fill every pool. A
+				// node that has not yet heard of the key takes it later.
+				return false, reject(r.Type, ErrPendingSignature, "revocation of key %s, which this network does not know", Fingerprint(rv.Key))
+			}
+		}
+		if err := s.admitProposal(r.Type, p); err != nil {
+			return false, err
+		}
 		s.records[h] = r
 		for _, sg := range r.Sigs {
 			p.sigs[sg.Key] = true
 		}
 		p.records[h] = true
+		return s.settle(p), nil
 	}
-	return s.recompute(), nil
+}
+
+// admitProposal enters a new proposal in the indexes, within the quota for
+// proposals that cite a charter not linked yet. It changes nothing when it
+// refuses.
+func (s *State) admitProposal(t RecordType, p *proposal) error {
+	if _, known := s.proposals[p.id]; known {
+		return nil
+	}
+	cited, cites := citedVersion(p.body)
+	unlinked := cites && len(s.linked[cited]) == 0
+	if unlinked && len(s.waiting) >= MaxWaitingProposals {
+		return reject(t, ErrQuota, "%d proposals already wait for charters not known yet", len(s.waiting))
+	}
+	s.proposals[p.id] = p
+	if unlinked {
+		s.waiting[p.id] = p
+	}
+	if g := s.governance[p.typ]; g != nil {
+		g[p.id] = p
+	}
+	return nil
+}
+
+// settle brings the view up to date after p gained signatures. A
+// revocation its own key signed takes effect at once and needs no
+// re-derivation unless the key had a standing that governance weighs.
+func (s *State) settle(p *proposal) bool {
+	if rv, ok := p.body.(*Revocation); ok && p.sigs[rv.Key] {
+		delete(s.governance[TypeRevocation], p.id)
+		s.validRevocations[p.id] = true
+		weighed := s.members[rv.Key] != nil || s.isStewardAnywhere(rv.Key)
+		s.revokeKey(rv.Key, p.id)
+		if !weighed {
+			return s.changed
+		}
+	}
+	return s.recompute()
+}
+
+// citedVersion is the charter version whose stewards weigh proposal b.
+func citedVersion(b Body) (uint64, bool) {
+	switch b := b.(type) {
+	case *Charter:
+		return b.Version - 1, b.Version > 1
+	case *Membership:
+		return b.Charter, true
+	case *Revocation:
+		return b.Charter, b.Charter != 0
+	case *Epoch:
+		return b.Charter, true
+	}
+	return 0, false
+}
+
+// knownKey reports whether k has, or has asked for, a standing in the
+// network: a steward, a membership proposal, a reader grant or pending
+// entries.
+func (s *State) knownKey(k PublicKey) bool {
+	if s.members[k] != nil || len(s.grantsByKey[k]) > 0 || len(s.grantsByVoucher[k]) > 0 || len(s.entries[k]) > 0 || s.isStewardAnywhere(k) {
+		return true
+	}
+	for _, p := range s.governance[TypeMembership] {
+		if p.body.(*Membership).Org == k {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte) (*proposal, error) {
@@ -353,12 +511,89 @@ func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte) (*proposal,
 	if err != nil {
 		return nil, err
 	}
-	p := &proposal{id: id, typ: t, body: body, raw: raw, sigs: map[PublicKey]bool{}, records: map[Hash]bool{}}
-	s.proposals[id] = p
-	return p, nil
+	// Not entered in the pool yet: admitProposal does that once the
+	// record carrying it is accepted.
+	return &proposal{id: id, typ: t, body: body, raw: raw, sigs: map[PublicKey]bool{}, records: map[Hash]bool{}}, nil
 }
 
 func entrySlotName(pub PublicKey, id string) string { return "entry/" + pub.Hex() + "/" + id }
+
+// addGrant applies a reader grant.
+func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
+	if len(r.Sigs) != 1 {
+		return false, reject(r.Type, ErrInvalid, "a reader grant has one signer, its voucher")
+	}
+	if _, ok := s.revoked[b.Key]; ok {
+		return false, reject(r.Type, ErrRevoked, "reader key %s", Fingerprint(b.Key))
+	}
+	if b.Expires != 0 && !s.now().Before(time.Unix(b.Expires, 0)) {
+		return false, reject(r.Type, ErrExpired, "reader grant expired")
+	}
+	voucher := r.Sigs[0].Key
+	if len(s.grantsByKey[voucher]) > 0 && s.members[voucher] == nil {
+		return false, reject(r.Type, ErrNotMember, "voucher %s is a reader", Fingerprint(voucher))
+	}
+	if !s.activeMember(voucher) {
+		if n := len(s.grantsByVoucher[voucher]); n >= MaxPendingGrantsPerKey {
+			return false, reject(r.Type, ErrQuota, "voucher %s, not an admitted member, already has %d grants waiting", Fingerprint(voucher), n)
+		}
+		if s.pendingGrantsTotal >= MaxPendingGrants {
+			return false, reject(r.Type, ErrQuota, "%d grants from vouchers not admitted already wait", s.pendingGrantsTotal)
+		}
+		s.pendingGrantsTotal++
+	}
+	g := &readerGrant{hash: h, voucher: voucher, body: b}
+	s.records[h] = r
+	s.readers[h] = g
+	addTo(s.grantsByKey, b.Key, h, g)
+	addTo(s.grantsByVoucher, voucher, h, g)
+	// One key, one encapsulation key: every grant carries the reader's own
+	// signature on its KEM key, so two that disagree mean the reader's key
+	// signed two. That is the key holder's equivocation, shown to
+	// stewards; Recipients then seals to neither.
+	for oh, og := range s.grantsByKey[b.Key] {
+		if oh != h && !bytes.Equal(og.body.KEM, b.KEM) {
+			s.noteEquivocation(b.Key, "kem/"+b.Key.Hex(), oh, h)
+			s.changed = true
+			break
+		}
+	}
+	s.rebuildReader(b.Key)
+	return s.changed, nil
+}
+
+func addTo(m map[PublicKey]map[Hash]*readerGrant, k PublicKey, h Hash, g *readerGrant) {
+	if m[k] == nil {
+		m[k] = map[Hash]*readerGrant{}
+	}
+	m[k][h] = g
+}
+
+// rebuildReader re-derives which vouchers currently admit reader key k.
+func (s *State) rebuildReader(k PublicKey) {
+	var vouchers []PublicKey
+	if _, rev := s.revoked[k]; !rev {
+		now := s.now()
+		for _, g := range s.grantsByKey[k] {
+			if !s.activeMember(g.voucher) || g.body.Expires != 0 && !now.Before(time.Unix(g.body.Expires, 0)) {
+				continue
+			}
+			if !slices.Contains(vouchers, g.voucher) {
+				vouchers = append(vouchers, g.voucher)
+			}
+		}
+	}
+	slices.SortFunc(vouchers, compareKeys)
+	if slices.Equal(vouchers, s.readerOf[k]) {
+		return
+	}
+	if len(vouchers) == 0 {
+		delete(s.readerOf, k)
+	} else {
+		s.readerOf[k] = vouchers
+	}
+	s.changed = true
+}
 
 func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 	if len(r.Sigs) != 1 {
@@ -371,18 +606,23 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 	if life := time.Duration(e.Expires-e.Issued) * time.Second; life > s.policy().maxEntryLifetime() {
 		return false, reject(r.Type, ErrInvalid, "entry lives %s, charter allows %s", life, s.policy().maxEntryLifetime())
 	}
-	if s.readerKeys[pub] > 0 && s.members[pub] == nil {
+	if len(s.grantsByKey[pub]) > 0 && s.members[pub] == nil {
 		return false, reject(r.Type, ErrNotMember, "signer %s is a reader; readers cannot publish", Fingerprint(pub))
 	}
 	if s.isStewardAnywhere(pub) && s.members[pub] == nil {
 		return false, reject(r.Type, ErrNotMember, "signer %s is a steward, not a member organization", Fingerprint(pub))
 	}
 	slots := s.entries[pub]
-	if slots == nil {
-		slots = map[string]*entrySlot{}
-		s.entries[pub] = slots
-	}
 	cur := slots[e.ID]
+	pending := !s.activeMember(pub)
+	if pending && (cur == nil || cur.expired) {
+		if n := s.pendingEntries[pub]; n >= MaxPendingEntriesPerKey {
+			return false, reject(r.Type, ErrQuota, "signer %s, not an admitted member, already has %d entries waiting", Fingerprint(pub), n)
+		}
+		if s.pendingEntriesTotal >= MaxPendingEntries {
+			return false, reject(r.Type, ErrQuota, "%d entries from keys not admitted already wait", s.pendingEntriesTotal)
+		}
+	}
 	seen := map[uint64]Hash{}
 	if cur != nil {
 		if cur.hash == h {
@@ -413,7 +653,9 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 			// Refused, but remembered: if another record with this seq
 			// arrives, that is equivocation whether the two came before
 			// or after the newer seq.
-			seen[e.Seq] = h
+			if e.Seq+seenSeqs > cur.entry.Seq {
+				seen[e.Seq] = h
+			}
 			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
 		}
 		if !cur.expired {
@@ -421,8 +663,21 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 			s.dropped = append(s.dropped, cur.hash)
 		}
 	}
+	if slots == nil {
+		slots = map[string]*entrySlot{}
+		s.entries[pub] = slots
+	}
 	if _, ok := seen[e.Seq]; !ok {
 		seen[e.Seq] = h
+	}
+	for q := range seen {
+		if q+seenSeqs <= e.Seq {
+			delete(seen, q)
+		}
+	}
+	if pending && (cur == nil || cur.expired) {
+		s.pendingEntries[pub]++
+		s.pendingEntriesTotal++
 	}
 	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen}
 	slots[e.ID] = slot
@@ -445,6 +700,7 @@ func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
 		return
 	}
 	slot.visible = visible
+	s.changed = true
 	if visible {
 		s.index.Put(entrySlotName(pub, slot.entry.ID), pub, slot.entry)
 	} else {
@@ -470,9 +726,11 @@ func (s *State) activeMember(k PublicKey) bool {
 }
 
 func (s *State) isStewardAnywhere(k PublicKey) bool {
-	for _, p := range s.chain {
-		if p.body.(*Charter).isSteward(k) {
-			return true
+	for _, cs := range s.linked {
+		for _, c := range cs {
+			if c.isSteward(k) {
+				return true
+			}
 		}
 	}
 	return false
@@ -502,11 +760,110 @@ func (s *State) approvals(p *proposal, c *Charter, countRevoked bool) int {
 	return n
 }
 
-// recompute derives the effective view from the pool. Each layer depends
-// only on the ones before it, so the result is a function of the pool:
-// charter chain → revocations → members → readers → epochs → entries.
+// revokeKey makes k's revocation effective: revocation is for good, so
+// everything k signed alone or vouched for leaves the pool, and the keys
+// it vouched for are re-derived. The revoked set only grows.
+func (s *State) revokeKey(k PublicKey, id Hash) {
+	if old, done := s.revoked[k]; done {
+		if bytes.Compare(id[:], old[:]) < 0 {
+			s.revoked[k] = id
+		}
+		return
+	}
+	s.revoked[k] = id
+	s.changed = true
+	for name, slot := range s.entries[k] {
+		if slot.visible {
+			s.index.Remove(entrySlotName(k, name))
+		}
+		if !slot.expired {
+			delete(s.records, slot.hash)
+			s.dropped = append(s.dropped, slot.hash)
+		}
+	}
+	s.pendingEntriesTotal -= s.pendingEntries[k]
+	delete(s.pendingEntries, k)
+	delete(s.entries, k)
+	affected := map[PublicKey]bool{k: true}
+	wasActive := s.members[k] != nil
+	for h, g := range s.grantsByVoucher[k] {
+		affected[g.body.Key] = true
+		s.dropGrant(h, g, !wasActive)
+	}
+	for h, g := range s.grantsByKey[k] {
+		s.dropGrant(h, g, !s.activeMember(g.voucher) && s.members[g.voucher] == nil)
+	}
+	for r := range affected {
+		s.rebuildReader(r)
+	}
+	// A revoked key's equivocations are settled, and a node that learnt of
+	// the revocation first refused the records that would show them.
+	for slot, eq := range s.equivoc {
+		if eq.Key == k {
+			delete(s.equivoc, slot)
+		}
+	}
+}
+
+func (s *State) dropGrant(h Hash, g *readerGrant, pending bool) {
+	if _, ok := s.readers[h]; !ok {
+		return
+	}
+	delete(s.readers, h)
+	delete(s.records, h)
+	s.dropped = append(s.dropped, h)
+	delete(s.grantsByKey[g.body.Key], h)
+	if len(s.grantsByKey[g.body.Key]) == 0 {
+		delete(s.grantsByKey, g.body.Key)
+	}
+	delete(s.grantsByVoucher[g.voucher], h)
+	if len(s.grantsByVoucher[g.voucher]) == 0 {
+		delete(s.grantsByVoucher, g.voucher)
+	}
+	if pending {
+		s.pendingGrantsTotal--
+	}
+}
+
+// standingChanged revisits what depends on k being an active member: the
+// readers it vouches for, the visibility of its entries, and whether they
+// count against the pending quotas.
+func (s *State) standingChanged(k PublicKey, nowActive bool) {
+	for _, g := range s.grantsByVoucher[k] {
+		s.rebuildReader(g.body.Key)
+	}
+	n := len(s.grantsByVoucher[k])
+	if nowActive {
+		s.pendingGrantsTotal -= n
+	} else {
+		s.pendingGrantsTotal += n
+	}
+	live := 0
+	for _, slot := range s.entries[k] {
+		s.refreshEntry(k, slot)
+		if !slot.expired {
+			live++
+		}
+	}
+	s.pendingEntriesTotal -= s.pendingEntries[k]
+	delete(s.pendingEntries, k)
+	if !nowActive && live > 0 {
+		s.pendingEntries[k] = live
+		s.pendingEntriesTotal += live
+	}
+}
+
+// recompute re-derives the governance view from the proposals stewards
+// sign, then revisits only the keys whose standing changed. Each layer
+// depends only on the ones before it, so the result is a function of the
+// pool: charter chain → revocations → members → epochs, then readers and
+// entries of the keys affected.
 func (s *State) recompute() bool {
-	before := s.viewDigest()
+	before := s.governanceDigest()
+	wasActive := map[PublicKey]bool{}
+	for k := range s.members {
+		wasActive[k] = s.activeMember(k)
+	}
 
 	// Forks of the charter and of epochs are facts about the pool, noted
 	// afresh below; kept from an earlier recompute they would depend on the
@@ -525,7 +882,7 @@ func (s *State) recompute() bool {
 	clear(s.linked)
 	var byPrev = map[Hash][]*proposal{}
 	var genesis []*proposal
-	for _, p := range s.sortedProposals(TypeCharter) {
+	for _, p := range sortedByID(s.governance[TypeCharter]) {
 		c := p.body.(*Charter)
 		if c.Version == 1 {
 			if GenesisID(p.raw) == s.net && s.approvals(p, c, countsRevokedSigners(c)) == len(c.Stewards) {
@@ -565,34 +922,34 @@ func (s *State) recompute() bool {
 			s.chain = append(s.chain, next[0])
 		}
 	}
+	s.pruneWaiting()
 
-	// Revocations: by the key itself, or by Threshold stewards of the cited
-	// charter. They do not depend on each other, so a revoked steward's
-	// earlier revocations of others stand: revocation is for good. For the
-	// same reason they count against every linked charter of the cited
-	// version, not only the chain's: were a fork that wins later to drop the
-	// cited version from the chain, keys would come back from revocation,
-	// and nodes that refused their records in between would disagree with
-	// nodes that did not.
-	clear(s.revoked)
-	clear(s.validRevocations)
-	for _, p := range s.sortedProposals(TypeRevocation) {
+	// Revocations by Threshold stewards of the cited charter. They do not
+	// depend on each other, so a revoked steward's earlier revocations of
+	// others stand: revocation is for good. For the same reason they count
+	// against every linked charter of the cited version, not only the
+	// chain's: were a fork that wins later to drop the cited version from
+	// the chain, keys would come back from revocation, and nodes that
+	// refused their records in between would disagree with nodes that did
+	// not. (Self-revocations took effect in settle.)
+	for _, p := range sortedByID(s.governance[TypeRevocation]) {
 		rv := p.body.(*Revocation)
-		valid := p.sigs[rv.Key] || slices.ContainsFunc(s.linked[rv.Charter], func(c *Charter) bool {
+		valid := slices.ContainsFunc(s.linked[rv.Charter], func(c *Charter) bool {
 			return s.approvals(p, c, countsRevokedSigners(rv)) >= int(c.Threshold)
 		})
 		if !valid {
 			continue
 		}
 		s.validRevocations[p.id] = true
-		if _, done := s.revoked[rv.Key]; !done {
-			s.revoked[rv.Key] = p.id
-		}
+		s.stewardRevocations[p.id] = true
+		s.revokeKey(rv.Key, p.id)
 	}
 
 	// Members: Threshold unrevoked stewards of the cited charter.
+	// The newest membership per organization wins; between two of the same
+	// second, the lower proposal ID, so no order of arrival matters.
 	clear(s.members)
-	for _, p := range s.sortedProposals(TypeMembership) {
+	for _, p := range s.governance[TypeMembership] {
 		m := p.body.(*Membership)
 		if _, rev := s.revoked[m.Org]; rev {
 			continue
@@ -601,88 +958,161 @@ func (s *State) recompute() bool {
 		if c == nil || s.approvals(p, c, countsRevokedSigners(m)) < int(c.Threshold) {
 			continue
 		}
-		if cur := s.members[m.Org]; cur == nil || m.Issued > cur.body.(*Membership).Issued {
+		cur := s.members[m.Org]
+		if cur == nil {
+			s.members[m.Org] = p
+			continue
+		}
+		ci := cur.body.(*Membership).Issued
+		if m.Issued > ci || m.Issued == ci && bytes.Compare(p.id[:], cur.id[:]) < 0 {
 			s.members[m.Org] = p
 		}
 	}
 
-	// Readers fall with their voucher.
-	clear(s.readerOf)
-	for _, g := range s.sortedReaders() {
-		if _, rev := s.revoked[g.body.Key]; rev || !s.activeMember(g.voucher) {
-			continue
-		}
-		if g.body.Expires != 0 && !s.now().Before(time.Unix(g.body.Expires, 0)) {
-			continue
-		}
-		if !slices.Contains(s.readerOf[g.body.Key], g.voucher) {
-			s.readerOf[g.body.Key] = append(s.readerOf[g.body.Key], g.voucher)
+	s.deriveEpochs()
+
+	// Readers and entries of every key whose standing changed.
+	for k, was := range wasActive {
+		if now := s.activeMember(k); now != was {
+			s.standingChanged(k, now)
 		}
 	}
+	for k := range s.members {
+		if _, known := wasActive[k]; !known && s.activeMember(k) {
+			s.standingChanged(k, true)
+		}
+	}
+	return s.changed || s.governanceDigest() != before
+}
 
-	// Epochs: Threshold unrevoked stewards, or one after an effective
-	// revocation. One epoch per number; two is equivocation.
+// deriveEpochs builds the epoch chain: epoch 1, then each number only
+// after the one before it, so no single signer can jump the count or make
+// it wrap. One epoch per number; two valid ones are equivocation and the
+// lower proposal ID wins.
+func (s *State) deriveEpochs() {
 	s.epochs = s.epochs[:0]
-	byNumber := map[uint64]*proposal{}
-	for _, p := range s.sortedProposals(TypeEpoch) {
-		e := p.body.(*Epoch)
-		c := s.charterAt(e.Charter)
-		if c == nil {
-			continue
-		}
-		n := s.approvals(p, c, countsRevokedSigners(e))
-		if n < int(c.Threshold) && !(n >= 1 && s.validRevocations[e.After]) {
-			continue
-		}
-		if prev, ok := byNumber[e.Number]; ok {
-			s.noteEquivocation(PublicKey{}, fmt.Sprintf("epoch/%d", e.Number), prev.id, p.id)
-			continue
-		}
-		byNumber[e.Number] = p
+	byNumber := map[uint64][]*proposal{}
+	for _, p := range sortedByID(s.governance[TypeEpoch]) {
+		n := p.body.(*Epoch).Number
+		byNumber[n] = append(byNumber[n], p)
 	}
-	for _, p := range byNumber {
-		s.epochs = append(s.epochs, p)
-	}
-	slices.SortFunc(s.epochs, func(a, b *proposal) int {
-		return cmp.Compare(a.body.(*Epoch).Number, b.body.(*Epoch).Number)
-	})
-
-	// A revoked key's equivocations are settled, and a node that learnt of
-	// the revocation first refused the records that would show them.
-	for slot, eq := range s.equivoc {
-		if _, rev := s.revoked[eq.Key]; rev && eq.Key != (PublicKey{}) {
-			delete(s.equivoc, slot)
+	for n := uint64(1); len(byNumber[n]) > 0; n++ {
+		var prev *Epoch
+		if n > 1 {
+			prev = s.epochs[n-2].body.(*Epoch)
 		}
-	}
-
-	// Revocation is permanent: drop from the pool everything a revoked key
-	// signed alone, so it can never come back.
-	for k := range s.revoked {
-		for id, slot := range s.entries[k] {
-			s.index.Remove(entrySlotName(k, id))
-			if !slot.expired {
-				delete(s.records, slot.hash)
-				s.dropped = append(s.dropped, slot.hash)
+		var valid []*proposal
+		for _, p := range byNumber[n] {
+			if s.epochValid(p, prev) {
+				valid = append(valid, p)
 			}
 		}
-		delete(s.entries, k)
-		for h, g := range s.readers {
-			if g.voucher == k || g.body.Key == k {
-				delete(s.readers, h)
-				delete(s.records, h)
-				s.dropped = append(s.dropped, h)
-				if s.readerKeys[g.body.Key]--; s.readerKeys[g.body.Key] <= 0 {
-					delete(s.readerKeys, g.body.Key)
-				}
+		if len(valid) == 0 {
+			break
+		}
+		if len(valid) > 1 {
+			s.noteEquivocation(PublicKey{}, fmt.Sprintf("epoch/%d", n), valid[0].id, valid[1].id)
+		}
+		s.epochs = append(s.epochs, valid[0])
+	}
+}
+
+// epochValid says whether p may follow prev (nil for epoch 1): Threshold
+// unrevoked stewards of its charter, or one of them right after a
+// revocation by stewards. "Right after" is what keeps one revocation from
+// justifying a string of rotations by one steward: the revocation is no
+// older than prev, p no older than the revocation, prev did not already
+// follow it, and p seals nothing to the revoked key.
+func (s *State) epochValid(p *proposal, prev *Epoch) bool {
+	e := p.body.(*Epoch)
+	c := s.charterAt(e.Charter)
+	if c == nil {
+		return false
+	}
+	n := s.approvals(p, c, countsRevokedSigners(e))
+	if n >= int(c.Threshold) {
+		return true
+	}
+	if n < 1 || prev == nil || !s.stewardRevocations[e.After] || prev.After == e.After {
+		return false
+	}
+	rv, ok := s.proposals[e.After].body.(*Revocation)
+	return ok && rv.Issued >= prev.Issued && e.Issued >= rv.Issued && !hasPackage(e, rv.Key)
+}
+
+func hasPackage(e *Epoch, k PublicKey) bool {
+	_, found := slices.BinarySearchFunc(e.Packages, k, func(p KeyPackage, k PublicKey) int { return compareKeys(p.Recipient, k) })
+	return found
+}
+
+// pruneWaiting drops proposals that waited for a charter version now
+// linked but that none of whose signers can weigh: they can never take
+// effect.
+func (s *State) pruneWaiting() {
+	for id, p := range s.waiting {
+		cited, _ := citedVersion(p.body)
+		cs := s.linked[cited]
+		if len(cs) == 0 {
+			continue
+		}
+		delete(s.waiting, id)
+		counts := false
+		for k := range p.sigs {
+			if slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(k) }) {
+				counts = true
+				break
 			}
 		}
-	}
-	for pub, slots := range s.entries {
-		for _, slot := range slots {
-			s.refreshEntry(pub, slot)
+		if rv, ok := p.body.(*Revocation); ok && p.sigs[rv.Key] {
+			counts = true
+		}
+		if counts {
+			continue
+		}
+		delete(s.proposals, id)
+		delete(s.governance[p.typ], id)
+		for h := range p.records {
+			delete(s.records, h)
+			s.dropped = append(s.dropped, h)
 		}
 	}
-	return s.viewDigest() != before
+}
+
+// governanceDigest hashes the part of the view recompute derives whole, to
+// tell whether a recompute changed it.
+func (s *State) governanceDigest() Hash {
+	h := sha256.New()
+	for _, p := range s.chain {
+		h.Write(p.id[:])
+	}
+	// Members are combined in no particular order (a sum of their
+	// hashes), which spares a sort of every member on every recompute;
+	// this digest only tells "changed" from "unchanged".
+	var members [32]byte
+	for k, p := range s.members {
+		mh := sha256.Sum256(append(k[:len(k):len(k)], p.id[:]...))
+		for i := range members {
+			members[i] ^= mh[i]
+		}
+	}
+	h.Write([]byte{0})
+	h.Write(members[:])
+	h.Write([]byte{0})
+	for _, p := range s.epochs {
+		h.Write(p.id[:])
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+func sortedByID(m map[Hash]*proposal) []*proposal {
+	ps := make([]*proposal, 0, len(m))
+	for _, p := range m {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b *proposal) int { return bytes.Compare(a.id[:], b.id[:]) })
+	return ps
 }
 
 func (s *State) sortedProposals(t RecordType) []*proposal {
@@ -710,9 +1140,22 @@ func (s *State) sortedReaders() []*readerGrant {
 // records (and clocks on the same side of every expiry) have the same
 // digest.
 func (s *State) Digest() Hash {
+	now := s.now().Unix()
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.viewDigest()
+	if s.digestSet && s.digestAt == now {
+		d := s.digest
+		s.mu.RUnlock()
+		return d
+	}
+	s.mu.RUnlock()
+	// Entries expire by the clock, so a digest is reused only within the
+	// second it was computed in and while nothing changed.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.digestSet || s.digestAt != now {
+		s.digest, s.digestAt, s.digestSet = s.viewDigest(), now, true
+	}
+	return s.digest
 }
 
 func (s *State) viewDigest() Hash {

@@ -144,13 +144,30 @@ func (s *State) Recipients() []Recipient {
 	for _, k := range sortedKeys(s.members) {
 		addKey(k, s.members[k].body.(*Membership).KEM)
 	}
-	for _, g := range s.sortedReaders() {
-		if len(s.readerOf[g.body.Key]) > 0 {
-			addKey(g.body.Key, g.body.KEM)
+	for _, k := range sortedKeys(s.readerOf) {
+		if kemKey, ok := s.readerKEM(k); ok {
+			addKey(k, kemKey)
 		}
 	}
 	slices.SortFunc(out, func(a, b Recipient) int { return compareKeys(a.Key, b.Key) })
 	return out
+}
+
+// readerKEM is the one encapsulation key reader k's grants name. Each grant
+// carries k's own signature on it, so grants that disagree mean k signed
+// two: that is shown as equivocation, and k gets no package rather than one
+// sealed to a key picked by record hash.
+func (s *State) readerKEM(k PublicKey) ([]byte, bool) {
+	var kemKey []byte
+	for _, g := range s.grantsByKey[k] {
+		switch {
+		case kemKey == nil:
+			kemKey = g.body.KEM
+		case !bytes.Equal(kemKey, g.body.KEM):
+			return nil, false
+		}
+	}
+	return kemKey, kemKey != nil
 }
 
 // Proposal is a multi-signed body and how far its approval has come.
@@ -323,8 +340,8 @@ func (s *State) Records() []*Record {
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b *Record) int {
-		if a.Type != b.Type {
-			return int(a.Type) - int(b.Type)
+		if ra, rb := ApplyRank(a.Type), ApplyRank(b.Type); ra != rb {
+			return ra - rb
 		}
 		ha, hb := a.Hash(), b.Hash()
 		return bytes.Compare(ha[:], hb[:])
@@ -401,8 +418,23 @@ func (s *State) Expire() int {
 			}
 			delete(s.records, slot.hash)
 			slot.expired, slot.visible = true, false
+			if c := s.pendingEntries[pub]; c > 0 {
+				s.pendingEntries[pub], s.pendingEntriesTotal = c-1, s.pendingEntriesTotal-1
+			}
 			n++
 		}
+	}
+	// A reader grant that expired no longer admits its key.
+	for k, gs := range s.grantsByKey {
+		for _, g := range gs {
+			if g.body.Expires != 0 && !now.Before(time.Unix(g.body.Expires, 0)) {
+				s.rebuildReader(k)
+				break
+			}
+		}
+	}
+	if n > 0 || s.changed {
+		s.digestSet, s.changed = false, false
 	}
 	return n
 }

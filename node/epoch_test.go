@@ -53,7 +53,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	nodes := []*Node{s, a, r}
 
 	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, firstEpoch(t, nw, org, revoked), nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
 	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
 	ref.publish(r, entryRec(t, nw, revoked, "refugio", 1))
 	rev := nw.RevokeBy(t, revoked.Public())
@@ -114,21 +114,22 @@ func TestRotationAfterRevocation(t *testing.T) {
 	waitFor(t, 15*time.Second, "steward and member to agree", func() bool { return sameDigest([]*Node{s, a2}, want) })
 }
 
-// One steward's lone epoch, numbered 2^64-1, whose key reached a steward's
-// keystore (issue 20: the state once let such an epoch take effect, and
-// the node kept its key after it lapsed). The node never seals under that
-// key, since the state does not accept its epoch: what it publishes goes
-// under epoch 1, which the member's node opens. Once the epoch record is
-// in the pool and not effective, the key goes from the keyring and from
-// the saved keystore, at once or at the next start; records stored under
-// it are stored again under a key the node keeps. Rotate then numbers from
-// the state: 2, not max(held)+1, which wrapped to 0.
+// Keys the network does not back, in a steward's keystore: one numbered
+// 2^64-1 (issue 20: the state once let one steward's lone epoch of that
+// number take effect, and nodes kept its key after it lapsed), and the key
+// of a lone steward's epoch 2 that never took effect. The node never seals
+// under either: what it publishes goes under epoch 1, which the member's
+// node opens. The first goes at start, the second once its epoch record is
+// in the pool and not effective, from the keyring and from the saved
+// keystore; a record stored under a dropped key is stored again under one
+// the node keeps. Rotate then numbers from the state: 2, not
+// max(held)+1, which wrapped to 0.
 func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
 	const top = math.MaxUint64
-	bogus := directory.NewReadKey()
-	lone, err := directory.NewEpoch(nw.ID, top, 1, directory.Hash{}, bogus,
+	bogusTop, bogus2 := directory.NewReadKey(), directory.NewReadKey()
+	lone, err := directory.NewEpoch(nw.ID, 2, 1, directory.Hash{}, bogus2,
 		[]directory.Recipient{{Key: nw.Stewards[0].Public(), KEM: nw.Stewards[0].KEMPublic()}, {Key: nw.Stewards[1].Public(), KEM: nw.Stewards[1].KEMPublic()}}, nw.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +138,16 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 
 	var saveMu sync.Mutex
 	var saved directory.Keyring
+	savedHas := func(e uint64) bool {
+		saveMu.Lock()
+		defer saveMu.Unlock()
+		_, ok := saved[e]
+		return ok
+	}
 	ds := dssync.MutexWrap(datastore.NewMapDatastore())
 	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
 	cfgS.Datastore = ds
-	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key, top: bogus}}
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key, 2: bogus2, top: bogusTop}}
 	cfgS.SaveKeys = func(ks *directory.Keystore) error {
 		saveMu.Lock()
 		defer saveMu.Unlock()
@@ -158,6 +165,9 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 		e, ok := n.stored[h]
 		return e, ok
 	}
+	if _, ok := s.Keyring()[top]; ok || !savedHas(1) || savedHas(top) {
+		t.Fatal("the node kept a key numbered beyond any epoch")
+	}
 	mustPublish(t, s, nw.Genesis, nw.Admit(t, org, "Colectivo Uno"))
 	// No epoch is effective yet: epoch 1, not the highest key held.
 	early := entryRec(t, nw, org, "temprana", 1)
@@ -165,7 +175,7 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 	if e, _ := storedUnder(s, early.Hash()); e != 1 {
 		t.Fatalf("before any epoch is effective, an entry was stored under epoch %d, want 1", e)
 	}
-	mustPublish(t, s, firstEpoch(t, nw, org))
+	mustPublish(t, s, nw.FirstEpoch)
 	later := entryRec(t, nw, org, "tardia", 1)
 	mustPublish(t, s, later)
 	if e, _ := storedUnder(s, later.Hash()); e != 1 {
@@ -180,39 +190,45 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 	if s.State().CurrentEpoch() != 1 {
 		t.Fatalf("the lone steward's epoch took effect: current epoch %d", s.State().CurrentEpoch())
 	}
-	if _, ok := s.Keyring()[top]; ok {
+	if _, ok := s.Keyring()[2]; ok || savedHas(2) {
 		t.Fatal("the node kept the key of an epoch the state does not accept")
-	}
-	saveMu.Lock()
-	_, inSaved := saved[top]
-	saveMu.Unlock()
-	if inSaved {
-		t.Fatal("the saved keystore kept the key of an epoch the state does not accept")
 	}
 	rot, err := s.Rotate(t.Context(), directory.Hash{})
 	if err != nil {
-		t.Fatalf("Rotate after the foreign key was dropped: %v", err)
+		t.Fatalf("Rotate after the foreign keys were dropped: %v", err)
 	}
 	b, _ := rot.DecodeBody()
 	if got := b.(*directory.Epoch).Number; got != 2 {
 		t.Fatalf("Rotate numbered the epoch %d, want CurrentEpoch()+1 = 2", got)
 	}
-
-	// A restart with the key back in the keystore (as saved before this
-	// fix) and a record stored under it: the key goes at load, and the
-	// record is stored again under epoch 1, so it outlives the key.
-	s.Close()
-	under := entryRec(t, nw, org, "bajo-llave-ajena", 1)
-	if err := newRecordStore(ds).put(t.Context(), under.Hash(), directory.Seal(under, top, bogus)); err != nil {
+	approval, err := directory.NewApproval(rot, nw.Stewards[1])
+	if err != nil {
 		t.Fatal(err)
 	}
-	cfgS.Listen = loopback
+	mustPublish(t, s, approval)
+	waitFor(t, 15*time.Second, "both nodes on the real epoch 2", func() bool {
+		return s.Status().KeyEpoch == 2 && a.Status().KeyEpoch == 2
+	})
+	if k := s.Keyring()[2]; k == bogus2 || k != a.Keyring()[2] {
+		t.Fatal("the steward's node holds another epoch 2 key than the member's")
+	}
+
+	// A restart with the key numbered 2^64-1 back in the keystore (as
+	// saved before this fix) and a record stored under it: the key goes at
+	// load, and the record is stored again under epoch 2, so it outlives
+	// the key.
+	s.Close()
+	under := entryRec(t, nw, org, "bajo-llave-ajena", 1)
+	if err := newRecordStore(ds).put(t.Context(), under.Hash(), directory.Seal(under, top, bogusTop)); err != nil {
+		t.Fatal(err)
+	}
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key, top: bogusTop}}
 	s2 := startNode(t, cfgS)
 	if _, ok := s2.Keyring()[top]; ok {
-		t.Fatal("after a restart the node kept the key of an epoch the state does not accept")
+		t.Fatal("after a restart the node kept a key numbered beyond any epoch")
 	}
-	if e, ok := storedUnder(s2, under.Hash()); !ok || e != 1 {
-		t.Fatalf("a record stored under the dropped key: stored %v under epoch %d, want epoch 1", ok, e)
+	if e, ok := storedUnder(s2, under.Hash()); !ok || e != 2 {
+		t.Fatalf("a record stored under the dropped key: stored %v under epoch %d, want epoch 2", ok, e)
 	}
 	s2.Close()
 	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key}}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -188,22 +187,4 @@ func (r *reference) digest() directory.Hash {
 		st.Apply(rec)
 	}
 	return st.Digest()
-}
-
-// firstEpoch is nw's epoch 1: the key every test node starts with
-// (nw.Key), sealed to the stewards and to extra, and approved by the
-// charter's threshold. Rotation numbers from the state's effective epoch,
-// so a test that rotates publishes this first, as a real network starts
-// with its first epoch.
-func firstEpoch(t testing.TB, nw *dirtest.Network, extra ...*directory.Identity) *directory.Record {
-	t.Helper()
-	var rs []directory.Recipient
-	for _, id := range append(slices.Clone(nw.Stewards), extra...) {
-		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
-	}
-	e, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, nw.Key, rs, nw.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nw.Sign(t, e, nw.Stewards[:nw.Threshold]...)
 }

@@ -75,10 +75,16 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 	equivocations := len(n.state.Equivocations())
 	applied, err := n.state.Apply(r)
 	if err != nil {
+		if mayPass(err) && via != ViaLocal {
+			n.parked.park(r, from, via)
+		}
 		n.rejected(r, from, origin, via, err)
 		return applied, nil, err
 	}
 	n.afterApply(r, applied)
+	if applied.Changed && r.Type != directory.TypeEntry {
+		defer n.retryParked()
+	}
 	epoch, sealed := n.sealFor(r)
 	if via != ViaLocal && len(n.state.Equivocations()) > equivocations {
 		// Read now: the version r displaced leaves the store below.
@@ -105,10 +111,11 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 // case none is acknowledged.
 func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int, error) {
 	defer n.startInflight()()
-	// The state does not depend on order; charters before memberships
-	// before entries only saves pooling records that wait for their
-	// authority.
-	slices.SortStableFunc(recs, func(a, b *directory.Record) int { return int(a.Type) - int(b.Type) })
+	// The state does not depend on order; governance before entries only
+	// saves pooling records that wait for their authority.
+	slices.SortStableFunc(recs, func(a, b *directory.Record) int {
+		return directory.ApplyRank(a.Type) - directory.ApplyRank(b.Type)
+	})
 	var (
 		batch   []pending
 		dropped []directory.Hash
@@ -116,6 +123,7 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		reveal  []int // batch indices of records that showed an equivocation
 	)
 	equivocations := len(n.state.Equivocations())
+	governed := false
 	for _, r := range recs {
 		// Checked record by record against the state as the batch builds
 		// it: a membership earlier in the batch admits the entries after.
@@ -125,9 +133,13 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		}
 		a, err := n.state.Apply(r)
 		if err != nil {
+			if mayPass(err) {
+				n.parked.park(r, from, via)
+			}
 			n.rejected(r, from, "", via, err)
 			continue
 		}
+		governed = governed || a.Changed && r.Type != directory.TypeEntry
 		n.afterApply(r, a)
 		applied = append(applied, a)
 		dropped = append(dropped, a.Dropped...)
@@ -162,6 +174,9 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: a.Hash, Type: a.Type, Changed: a.Changed})
 	}
 	n.spreadEvidence(evidence)
+	if governed {
+		n.retryParked()
+	}
 	return len(applied), nil
 }
 
@@ -263,9 +278,26 @@ func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
 		return
 	}
 	now := time.Now()
+	// Only a revocation, an approval of one, or a charter link (which can
+	// make waiting revocations count) revokes a key: looking at every
+	// revoked key after every record would make taking in many
+	// revocations, at start-up too, quadratic.
+	var revoked []directory.PublicKey
+	switch body, _ := r.DecodeBody(); b := body.(type) {
+	case *directory.Revocation:
+		revoked = []directory.PublicKey{b.Key}
+	case *directory.Approval:
+		if b.Of == directory.TypeRevocation {
+			if inner, err := directory.DecodeRevocation(b.Proposal); err == nil {
+				revoked = []directory.PublicKey{inner.Key}
+			}
+		}
+	case *directory.Charter:
+		revoked = n.state.Revoked()
+	}
 	n.mu.Lock()
-	for _, k := range n.state.Revoked() {
-		if _, ok := n.revokedAt[k]; !ok {
+	for _, k := range revoked {
+		if _, ok := n.revokedAt[k]; !ok && n.state.IsRevoked(k) {
 			n.revokedAt[k] = now
 		}
 	}
@@ -656,7 +688,7 @@ func (n *Node) load(ctx context.Context) error {
 				recs = append(recs, opened{r: r, hash: it.hash, epoch: e})
 			}
 		}
-		slices.SortStableFunc(recs, func(a, b opened) int { return int(a.r.Type) - int(b.r.Type) })
+		slices.SortStableFunc(recs, func(a, b opened) int { return directory.ApplyRank(a.r.Type) - directory.ApplyRank(b.r.Type) })
 		for _, o := range recs {
 			a, err := n.state.Apply(o.r)
 			switch {
@@ -669,6 +701,10 @@ func (n *Node) load(ctx context.Context) error {
 			case errors.Is(err, directory.ErrFromFuture):
 				// The clock may have gone back; keep it for the next start.
 				n.log.Warn("stored record dated in the future kept aside", "record", o.hash.Short())
+			case errors.Is(err, directory.ErrQuota), errors.Is(err, directory.ErrPendingSignature), errors.Is(err, directory.ErrUnknownCharter):
+				// Refused for a reason that may pass: kept for the next
+				// start, and offered to nobody meanwhile.
+				n.log.Warn("stored record kept aside", "record", o.hash.Short(), "err", err)
 			default:
 				remove = append(remove, o.hash)
 			}

@@ -388,7 +388,7 @@ func TestRotationApprovedElsewhereReachesEveryNode(t *testing.T) {
 	c.connect(1, 2)
 	c.connect(2, 3)
 	ref := &reference{t: t, nw: nw}
-	ref.publish(c.nodes[0], nw.Genesis, firstEpoch(t, nw, org), nw.Admit(t, org, "Colectivo Ejemplo"))
+	ref.publish(c.nodes[0], nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"))
 	waitFor(t, 10*time.Second, "the network", func() bool { return c.converged(ref.digest()) })
 	epochRec, err := c.nodes[0].Rotate(t.Context(), directory.Hash{})
 	if err != nil {
@@ -432,7 +432,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	admit := nw.Admit(t, org, "Colectivo Ejemplo")
 	v1 := entryRec(t, nw, org, "asesoria", 1)
-	ref.publish(c.nodes[0], nw.Genesis, firstEpoch(t, nw, org), admit)
+	ref.publish(c.nodes[0], nw.Genesis, nw.FirstEpoch, admit)
 	v2charter, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{StaleAfter: 3600}, nw.Now)
 	if err != nil {
 		t.Fatal(err)
@@ -572,7 +572,7 @@ func TestRotationRecipientLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(nw.Sign(t, e, nw.Stewards[0], nw.Stewards[1]).Encode())
+		return len(nw.Sign(t, e, nw.Stewards[0]).Encode()) // as Rotate signs it
 	}
 	base, packageBytes := epochSize(1), epochSize(2)-epochSize(1)
 	fits := func(limit int) int {
@@ -591,7 +591,7 @@ func TestRotationRecipientLimit(t *testing.T) {
 
 	// Past the default limit a steward's Rotate is refused with ErrTooLarge.
 	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	mustPublish(t, s, nw.Genesis, firstEpoch(t, nw))
+	mustPublish(t, s, nw.Genesis, nw.FirstEpoch)
 	for i := range byDefault + 1 - len(nw.Stewards) {
 		org := dirtest.MustIdentity(t)
 		mustPublish(t, s, nw.Admit(t, org, fmt.Sprintf("Colectivo %d", i)))
@@ -628,7 +628,7 @@ func TestRevokedReaderCannotFillNodesUnderOldKey(t *testing.T) {
 	honest := []*Node{s, m, x}
 
 	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, firstEpoch(t, nw, org, org2, reader), nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, org2, "Colectivo Dos"))
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, org2, "Colectivo Dos"))
 	ref.publish(m, nw.Vouch(t, org, reader))
 	waitFor(t, 15*time.Second, "the reader everywhere", func() bool { return sameDigest(append(honest, r), ref.digest()) })
 

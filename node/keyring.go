@@ -16,6 +16,12 @@ import (
 // trusts, so it cannot fill every node with records of throwaway keys.
 var ErrOldSeal = errors.New("node: sealed under a superseded read key by a signer that is not admitted")
 
+// maxEpochNumber mirrors the directory's bound on epoch numbers
+// (directory/bodies.go): no epoch record can carry a higher one, so a key
+// numbered above it can only be a forgery or a leftover of the time the
+// state let one steward number an epoch 2^64-1.
+const maxEpochNumber = 1 << 40
+
 // maxPackageCache bounds the remembered results of opening this node's
 // package in epoch records; the pool holds few epochs, but nothing should
 // grow without bound on a peer's say.
@@ -46,15 +52,16 @@ func (n *Node) openPackage(e *directory.Epoch, fp directory.Hash) (directory.Rea
 	return key, err
 }
 
-// pruneKeys drops the read keys the state shows to come from an epoch the
-// network does not accept: a key this node took from an epoch record
-// that is no longer the effective one of its number, or that its package
-// in such a record (one still in the pool, as after a restart) opens to,
-// when no epoch of that number is effective. Such a key is known to
-// whoever made that record, so nothing may be sealed under it; the keys
-// of effective epochs, epoch 1's while epoch 1 is not effective, and keys
-// the state says nothing against (an invitee's keys of epochs whose
-// records it has not received yet) stay. It reports
+// pruneKeys drops the read keys the state shows not to be the network's:
+// a key numbered beyond any epoch, a key other than the one the effective
+// epoch of its number commits to, a key this node took from an epoch
+// record that is no longer the effective one of its number, or one that
+// its package in such a record (still in the pool, as after a restart)
+// opens to, when no epoch of that number is effective. Such a key may be
+// known to whoever made that record, so nothing may be sealed under it.
+// The keys of effective epochs, epoch 1's while epoch 1 is not effective,
+// and keys the state says nothing against (an invitee's keys of epochs
+// whose records it has not received yet) stay. It reports
 // whether it dropped any; the caller publishes and saves the keyring.
 //
 // It runs only once the store is loaded: while the state is being rebuilt
@@ -73,8 +80,18 @@ func (n *Node) pruneKeys() bool {
 
 	drop := map[uint64]bool{}
 	suspect := map[uint64]bool{}
-	for num := range held {
+	for num, key := range held {
 		e := effective[num]
+		if num > maxEpochNumber {
+			drop[num] = true
+			continue
+		}
+		if e != nil && !directory.VerifyEpochKey(n.cfg.Network, e, key) {
+			// Not the key the effective epoch commits to, whatever
+			// handed it to us.
+			drop[num] = true
+			continue
+		}
 		if num == 1 && e == nil {
 			continue
 		}
@@ -90,8 +107,6 @@ func (n *Node) pruneKeys() bool {
 		if e == nil {
 			suspect[num] = true
 		}
-		// A key of an effective epoch without a package for us came with
-		// an invite; nothing here can tell it from another.
 	}
 	if len(suspect) > 0 {
 		for _, p := range n.state.Proposals() {

@@ -77,6 +77,7 @@ type Node struct {
 	orphans      map[directory.Hash]struct{}
 	inflight     int                               // accept and acceptBatch calls between Apply and persist
 	revokedAt    map[directory.PublicKey]time.Time // when this node learned of each revocation
+	parked       parking                           // records refused for a reason that may pass
 	keysUnsaved  bool
 	lastDHTFetch time.Time
 	accepted     map[Via]int

@@ -124,6 +124,7 @@ func TestBadInputWithoutDaemon(t *testing.T) {
 	mustFail(t, ceiba(t, testEnv, "--home", home, "status"), "no Ceiba daemon is running")
 	mustFail(t, ceiba(t, testEnv, "--home", filepath.Join(t.TempDir(), "none"), "status"), "run \"ceiba init\" first")
 	mustFail(t, ceiba(t, testEnv, "--home", home, "init"), "already holds keys")
+	mustFail(t, ceiba(t, []string{"CEIBA_PASSPHRASE=short", "CEIBA_KDF_WORK_FACTOR=10"}, "--home", filepath.Join(t.TempDir(), "new"), "init"), "at least 8")
 	mustFail(t, ceiba(t, testEnv, "--home", home, "show"), "needs an entry id")
 
 	dir := t.TempDir()
@@ -242,4 +243,40 @@ func TestStoryAcrossProcesses(t *testing.T) {
 	}
 	t.Logf("nodes %d; search everywhere %s; revocation everywhere %s; rotation everywhere %s",
 		res.Nodes, res.SearchEverywhere, res.RevokeEverywhere, res.RotateEverywhere)
+}
+
+// Finding 5 of issue 20: the revocation certificate is encrypted with the
+// passphrase, "ceiba revoke --cert" asks for it, and "ceiba init" says
+// to keep a copy off the device.
+func TestRevocationCertificateThroughTheCLI(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "home")
+	apiPort := freePort(t)
+	r := ceiba(t, testEnv, "--home", home, "init", "--local", "--name", "Prueba", "--api-port", apiPort, "--p2p-port", "0")
+	if r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+	if !strings.Contains(r.stdout, "revocation.cert") || !strings.Contains(r.stdout, "somewhere else") {
+		t.Fatalf("init does not tell where the revocation certificate goes and to copy it off the device: %q", r.stdout)
+	}
+	startDaemon(t, home, apiPort)
+	if r := ceiba(t, testEnv, "--home", home, "network", "create", "--name", "Red"); r.code != 0 {
+		t.Fatalf("network create: %s", r.stderr)
+	}
+	cert := filepath.Join(home, "revocation.cert")
+	data, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(data, []byte("age-encryption.org/")) {
+		t.Fatal("revocation.cert is not encrypted")
+	}
+	mustFail(t, ceiba(t, []string{"CEIBA_PASSPHRASE=not the passphrase"}, "--home", home, "revoke", "--cert", cert), "wrong passphrase")
+	r = ceiba(t, testEnv, "--home", home, "revoke", "--cert", cert)
+	if r.code != 0 || !strings.Contains(r.stdout, "Revocation published") {
+		t.Fatalf("revoke --cert with the passphrase: %s %s", r.stdout, r.stderr)
+	}
+	r = ceiba(t, testEnv, "--home", home, "--json", "status")
+	if !strings.Contains(r.stdout, `"revoked"`) {
+		t.Fatalf("after revoke --cert, status: %s", r.stdout)
+	}
 }

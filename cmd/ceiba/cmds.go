@@ -46,6 +46,9 @@ func initCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := directory.CheckNewPassphrase(p); err != nil {
+				return err
+			}
 			o.Passphrase = p
 			if wf := os.Getenv("CEIBA_KDF_WORK_FACTOR"); wf != "" {
 				// For tests and demos only: a weaker key derivation, never
@@ -62,7 +65,13 @@ func initCmd(g *globals) *cobra.Command {
 			}
 			out := map[string]string{"fingerprint": id.Fingerprint(), "home": g.home}
 			return g.print(out, func() {
-				fmt.Printf("Created a Ceiba home in %s\nYour key's fingerprint: %s\nNext: ceiba daemon\n", g.home, id.Fingerprint())
+				fmt.Printf("Created a Ceiba home in %s\nYour key's fingerprint: %s\n", g.home, id.Fingerprint())
+				fmt.Printf("\nWhen this node joins a network it writes %s:\n"+
+					"a certificate that revokes this key if the device is lost or seized. It is encrypted\n"+
+					"with your passphrase, but a copy on the device is lost with the device: copy it to a\n"+
+					"USB stick or paper backup kept somewhere else, and delete nothing you have not copied.\n"+
+					"Submit it from any node with: ceiba revoke --cert FILE (it asks for the passphrase).\n\n"+
+					"Next: ceiba daemon\n", g.homeDir().RevocationPath())
 			})
 		},
 	}
@@ -581,7 +590,10 @@ func stewardCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/proposals/"+url.PathEscape(a[0])+"/approve", nil, &p); err != nil {
 				return err
 			}
-			return g.print(p, func() { printProposal(p) })
+			return g.print(p, func() {
+				fmt.Printf("Approved %s proposal %s:\n  %s\n", p.Kind, p.ID, p.Summary)
+				printProposal(p)
+			})
 		},
 	}
 	approve.Flags().StringVar(&draft, "draft", "", "a charter draft file to sign")
@@ -594,7 +606,7 @@ func printProposal(p api.Proposal) {
 	if p.Effective {
 		state = "in effect"
 	}
-	fmt.Printf("%s  %s  (%s)\n", p.ID[:12], p.Summary, state)
+	fmt.Printf("%s  %s  (%s)\n", p.ID, p.Summary, state)
 }
 
 func revokeCmd(g *globals) *cobra.Command {
@@ -604,7 +616,9 @@ func revokeCmd(g *globals) *cobra.Command {
 		Use:   "revoke --self | --cert FILE",
 		Short: "Revoke your own key, or submit a revocation certificate for a lost key",
 		Long: "--self revokes this node's key everywhere, for good. --cert FILE submits the\n" +
-			"revocation.cert that was written when a (now lost) key joined the network.\n" +
+			"revocation.cert that was written when a (now lost) key joined the network; it is\n" +
+			"encrypted with that key's passphrase, asked for as by \"ceiba daemon\" (prompt,\n" +
+			"--passphrase-file or CEIBA_PASSPHRASE).\n" +
 			"To revoke someone else's key, stewards use \"ceiba steward propose revoke\".",
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -620,6 +634,15 @@ func revokeCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if directory.PassphraseEncrypted(b) {
+					p, err := g.passphrase(false)
+					if err != nil {
+						return err
+					}
+					if b, err = directory.DecryptWithPassphrase(b, p); err != nil {
+						return fmt.Errorf("revocation certificate %s: %w", cert, err)
+					}
+				}
 				if err := g.call(cmd.Context(), http.MethodPost, "/v1/revoke/certificate", b, nil); err != nil {
 					return err
 				}
@@ -629,6 +652,7 @@ func revokeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&self, "self", false, "revoke this node's own key")
 	cmd.Flags().StringVar(&cert, "cert", "", "a revocation certificate file")
+	cmd.Flags().StringVar(&g.passphraseFile, "passphrase-file", "", "read the certificate's passphrase from this file")
 	return cmd
 }
 

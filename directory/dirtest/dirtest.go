@@ -16,13 +16,17 @@ var Epoch = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 
 // Network is a test network: its stewards, charter and first read key.
 type Network struct {
-	ID        directory.NetworkID
-	Stewards  []*directory.Identity
-	Charter   *directory.Charter
-	Genesis   *directory.Record
-	Threshold int
-	Key       directory.ReadKey
-	Now       time.Time
+	ID       directory.NetworkID
+	Stewards []*directory.Identity
+	Charter  *directory.Charter
+	Genesis  *directory.Record
+	// FirstEpoch seals Key to the stewards, approved by the threshold:
+	// tests that rotate publish it with the genesis, since epoch 2 takes
+	// effect only after epoch 1.
+	FirstEpoch *directory.Record
+	Threshold  int
+	Key        directory.ReadKey
+	Now        time.Time
 }
 
 // New creates a network with n stewards and threshold k.
@@ -42,6 +46,15 @@ func New(tb testing.TB, n, k int) *Network {
 	nw.Charter = c
 	nw.ID = directory.GenesisIDOf(c)
 	nw.Genesis = nw.Sign(tb, c, nw.Stewards...)
+	var recipients []directory.Recipient
+	for _, st := range stewards {
+		recipients = append(recipients, directory.Recipient{Key: st.Key, KEM: st.KEM})
+	}
+	e, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, nw.Key, recipients, nw.Now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nw.FirstEpoch = nw.Sign(tb, e, nw.Stewards[:k]...)
 	return nw
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"reflect"
 	"testing"
-	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/node/api"
@@ -20,9 +22,12 @@ import (
 
 // sampleCode is a well-formed member invite code.
 func sampleCode() *inviteCode {
-	return &inviteCode{Network: directory.NetworkID{1, 2, 3}, Charter: directory.Hash{4, 5}, Role: "member",
-		Token: bytes.Repeat([]byte{7}, 16), Expires: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).Unix(),
-		Addrs: []string{"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWAbc"}}
+	id, err := peer.Decode("12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo")
+	if err != nil {
+		panic(err)
+	}
+	return &inviteCode{Peer: []byte(id), Token: bytes.Repeat([]byte{7}, 16),
+		Addrs: [][]byte{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001").Bytes()}}
 }
 
 // FuzzParseCode: any text is refused with a user error or parsed into a
@@ -56,7 +61,7 @@ func FuzzParseCode(f *testing.F) {
 // distinguish.
 func normalize(c *inviteCode) inviteCode {
 	out := *c
-	for _, b := range []*[]byte{&out.Token, &out.Genesis, &out.Epoch} {
+	for _, b := range []*[]byte{&out.Token, &out.Peer} {
 		if len(*b) == 0 {
 			*b = nil
 		}
@@ -79,18 +84,18 @@ func FuzzInviteMessage(f *testing.F) {
 	d := fuzzSteward(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req inviteRequest
-		if err := readMsg(bytes.NewReader(data), &req); err == nil {
+		if err := readMsg(bytes.NewReader(data), &req, maxInviteRequest); err == nil {
 			var out bytes.Buffer
 			if err := writeMsg(&out, req); err != nil {
 				t.Fatal(err)
 			}
 			var again inviteRequest
-			if err := readMsg(&out, &again); err != nil || !reflect.DeepEqual(normReq(req), normReq(again)) {
+			if err := readMsg(&out, &again, maxInviteRequest); err != nil || !reflect.DeepEqual(normReq(req), normReq(again)) {
 				t.Fatalf("a request changed through write and read: %v", err)
 			}
 			before := d.Node().State().Digest()
-			resp := d.redeemInvite(req)
-			if resp.Error == "" || resp.Keys != nil {
+			resp := d.redeemInvite(req, d.Node().Host().ID(), fuzzRedeemer)
+			if resp.Error == "" || resp.Welcome != nil {
 				t.Fatalf("a request with a token never issued was redeemed: %+v", resp)
 			}
 			if d.Node().State().Digest() != before {
@@ -98,18 +103,21 @@ func FuzzInviteMessage(f *testing.F) {
 			}
 		}
 		var resp inviteResponse
-		if err := readMsg(bytes.NewReader(data), &resp); err == nil {
+		if err := readMsg(bytes.NewReader(data), &resp, maxInviteResponse); err == nil {
 			var out bytes.Buffer
 			if err := writeMsg(&out, resp); err != nil {
 				t.Fatal(err)
 			}
 			var again inviteResponse
-			if err := readMsg(&out, &again); err != nil || again.Error != resp.Error || !bytes.Equal(again.Keys, resp.Keys) {
+			if err := readMsg(&out, &again, maxInviteResponse); err != nil || again.Error != resp.Error || !bytes.Equal(again.Welcome, resp.Welcome) {
 				t.Fatalf("a response changed through write and read: %v", err)
 			}
 		}
 	})
 }
+
+// fuzzRedeemer stands for the peer at the other end of a fuzzed request.
+var fuzzRedeemer = peer.ID("fuzzed redeemer")
 
 func normReq(r inviteRequest) inviteRequest {
 	if len(r.Token) == 0 {

@@ -28,7 +28,9 @@ import (
 //	keys.age         identity and read keys, encrypted with the passphrase
 //	api.token        the local API's write token (0600)
 //	data/            the datastore and the libp2p host key
-//	revocation.cert  a signed self-revocation, for when the key is lost
+//	revocation.cert  a signed self-revocation, for when the key is lost,
+//	                 encrypted with the passphrase: whoever seizes the
+//	                 device cannot revoke its key without it
 //	invites.cbor     pending invites this node issued
 type Home struct{ Dir string }
 
@@ -267,8 +269,8 @@ func Init(h Home, o InitOptions) (*directory.Identity, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if o.Passphrase == "" {
-		return nil, errors.New("a passphrase is required: it protects the keys if this device is seized")
+	if err := directory.CheckNewPassphrase(o.Passphrase); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(h.KeysPath()); err == nil {
 		return nil, fmt.Errorf("%s already holds keys; use another --home, or \"ceiba wipe\" first", h.Dir)

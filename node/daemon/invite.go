@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -11,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,30 +21,39 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node"
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
 // InviteProtocol is the stream protocol an invitee uses to redeem a code.
-const InviteProtocol = protocol.ID("/ceiba/invite/1.0.0")
+// Version 2: the code carries only a token, and the redeemer proves its key
+// by signing a transcript before the inviter spends it.
+const InviteProtocol = protocol.ID("/ceiba/invite/2.0.0")
 
 const codePrefix = "ceiba-invite:"
 
 // inviteCode is what a person passes on (by Signal, on paper, as a QR
 // code). It is a secret: whoever holds it can redeem it, once, before it
-// expires. Steward join codes carry the genesis and the first epoch instead
-// of a token.
+// expires. It carries only what reaching the inviting node and redeeming
+// once take: that node's peer ID, a few of its addresses and a random
+// token. The role, the expiry and everything about the network (its ID,
+// name, charter, stewards) stay on the inviting node, which enforces them
+// and hands the network over only after redemption, sealed to the
+// redeemer's key; a photographed code, used or not, tells nothing about
+// the network it opens.
 type inviteCode struct {
-	Network directory.NetworkID `cbor:"1,keyasint"`
-	Charter directory.Hash      `cbor:"2,keyasint"`
-	Role    string              `cbor:"3,keyasint"`
-	Token   []byte              `cbor:"4,keyasint,omitempty"`
-	Expires int64               `cbor:"5,keyasint"`
-	Addrs   []string            `cbor:"6,keyasint"`
-	Genesis []byte              `cbor:"7,keyasint,omitempty"`
-	Epoch   []byte              `cbor:"8,keyasint,omitempty"`
+	Peer  []byte   `cbor:"1,keyasint"` // binary libp2p peer ID
+	Addrs [][]byte `cbor:"2,keyasint"` // binary multiaddrs, without /p2p/<Peer>
+	Token []byte   `cbor:"3,keyasint"`
 }
+
+const (
+	tokenLen     = 16
+	maxCodeAddrs = 8
+)
 
 var codeDec, _ = cbor.DecOptions{DupMapKey: cbor.DupMapKeyEnforcedAPF, MaxArrayElements: 64, MaxNestedLevels: 8, ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
 var codeEnc, _ = cbor.CoreDetEncOptions().EncMode()
@@ -60,18 +69,50 @@ func parseCode(s string) (*inviteCode, error) {
 	if !ok {
 		return nil, userErrorf("this is not a Ceiba invite code (it should start with %q)", codePrefix)
 	}
+	damaged := userErrorf("the invite code is damaged, or was made by an older version of Ceiba (copy it again, whole, or ask for a new one)")
 	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil || len(b) > 256<<10 {
-		return nil, userErrorf("the invite code is damaged (copy it again, whole)")
+	if err != nil || len(b) > 4<<10 {
+		return nil, damaged
 	}
 	var c inviteCode
 	if err := codeDec.Unmarshal(b, &c); err != nil {
-		return nil, userErrorf("the invite code is damaged (copy it again, whole)")
+		return nil, damaged
+	}
+	if _, err := peer.IDFromBytes(c.Peer); err != nil || len(c.Token) != tokenLen || len(c.Addrs) > maxCodeAddrs {
+		return nil, damaged
 	}
 	if len(c.Addrs) == 0 {
 		return nil, userErrorf("the invite code names no node to connect to")
 	}
+	for _, a := range c.Addrs {
+		if _, err := multiaddr.NewMultiaddrBytes(a); err != nil {
+			return nil, damaged
+		}
+	}
 	return &c, nil
+}
+
+// addrInfo is the inviting node as the code names it.
+func (c *inviteCode) addrInfo() peer.AddrInfo {
+	id, _ := peer.IDFromBytes(c.Peer) // checked by parseCode
+	ai := peer.AddrInfo{ID: id}
+	for _, b := range c.Addrs {
+		if a, err := multiaddr.NewMultiaddrBytes(b); err == nil {
+			ai.Addrs = append(ai.Addrs, a)
+		}
+	}
+	return ai
+}
+
+// bootstrap is the code's addresses as a node's bootstrap list.
+func (c *inviteCode) bootstrap() []string {
+	ai := c.addrInfo()
+	addrs, _ := peer.AddrInfoToP2pAddrs(&ai)
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return out
 }
 
 // inviteBook remembers the invites this node issued: only hashes of their
@@ -86,6 +127,14 @@ type pendingInvite struct {
 	Role    string `cbor:"1,keyasint"`
 	Expires int64  `cbor:"2,keyasint"`
 	Used    bool   `cbor:"3,keyasint"`
+	// For is the one key a steward join code admits (a steward listed in
+	// the charter); zero for member and reader invites, which admit
+	// whoever redeems them first.
+	For directory.PublicKey `cbor:"4,keyasint"`
+
+	// claimed marks a redemption in progress, so two at once cannot both
+	// spend one token; it is never saved.
+	claimed bool
 }
 
 func loadInvites(path string) (*inviteBook, error) {
@@ -106,7 +155,7 @@ func loadInvites(path string) (*inviteBook, error) {
 func (b *inviteBook) saveLocked() error {
 	now := time.Now().Unix()
 	for k, p := range b.Pending {
-		if p.Expires < now-7*24*3600 {
+		if p.Expires < now-7*24*3600 && !p.claimed {
 			delete(b.Pending, k) // long expired: nothing left to refuse
 		}
 	}
@@ -117,30 +166,50 @@ func (b *inviteBook) saveLocked() error {
 	return directory.WriteFileAtomic(b.path, data, 0o600)
 }
 
-func tokenID(tok []byte) string {
-	h := sha256.Sum256(tok)
-	return hex.EncodeToString(h[:])
-}
+func tokenID(tokHash [32]byte) string { return hex.EncodeToString(tokHash[:]) }
 
-// redeem marks a token used and returns its role, or says why not.
-func (b *inviteBook) redeem(tok []byte, now time.Time) (string, error) {
+// claim holds an invite for one redemption, or says why it cannot be
+// redeemed. The caller either spends it, once the admission is durable,
+// or releases it: a redemption that fails halfway leaves the code usable.
+func (b *inviteBook) claim(tokHash [32]byte, now time.Time) (pendingInvite, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := b.Pending[tokenID(tok)]
+	p := b.Pending[tokenID(tokHash)]
 	switch {
 	case p == nil:
-		return "", errors.New("this invite was not issued by this node")
+		return pendingInvite{}, errors.New("this invite was not issued by this node")
 	case p.Used:
-		return "", errors.New("this invite has already been used")
+		return pendingInvite{}, errors.New("this invite has already been used")
 	case now.Unix() > p.Expires:
-		return "", fmt.Errorf("this invite expired on %s", time.Unix(p.Expires, 0).UTC().Format(time.RFC1123))
+		return pendingInvite{}, fmt.Errorf("this invite expired on %s", time.Unix(p.Expires, 0).UTC().Format(time.RFC1123))
+	case p.claimed:
+		return pendingInvite{}, errors.New("this invite is being redeemed right now")
 	}
-	p.Used = true
-	if err := b.saveLocked(); err != nil {
-		p.Used = false
-		return "", err
+	p.claimed = true
+	return *p, nil
+}
+
+// release gives back a claimed invite whose redemption failed.
+func (b *inviteBook) release(tokHash [32]byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.Pending[tokenID(tokHash)]; p != nil {
+		p.claimed = false
 	}
-	return p.Role, nil
+}
+
+// spend marks a claimed invite used and saves the book. If saving fails
+// the invite stays used in memory all the same: refusing a second
+// redemption until restart is safer than allowing one.
+func (b *inviteBook) spend(tokHash [32]byte) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.Pending[tokenID(tokHash)]
+	if p == nil {
+		return errors.New("invite vanished while it was redeemed")
+	}
+	p.Used, p.claimed = true, false
+	return b.saveLocked()
 }
 
 // CreateInvite issues a single-use, expiring invite. A member organization
@@ -170,48 +239,74 @@ func (d *Daemon) CreateInvite(req api.InviteRequest) (api.Invite, error) {
 	if req.Expires < time.Minute || req.Expires > 30*24*time.Hour {
 		return api.Invite{}, userErrorf("--expires must be between 1m and 720h")
 	}
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	expires := time.Now().Add(req.Expires)
-	d.invites.mu.Lock()
-	d.invites.Pending[tokenID(tok)] = &pendingInvite{Role: req.Role, Expires: expires.Unix()}
-	err = d.invites.saveLocked()
-	d.invites.mu.Unlock()
+	code, expires, err := d.issueInvite(n, req.Role, req.Expires, directory.PublicKey{})
 	if err != nil {
 		return api.Invite{}, err
 	}
-	code := &inviteCode{Network: st.Network(), Charter: st.CharterID(), Role: req.Role, Token: tok, Expires: expires.Unix(), Addrs: addrStrings(n)}
-	return api.Invite{Code: code.String(), Role: req.Role, Expires: expires.UTC()}, nil
+	return api.Invite{Code: code, Role: req.Role, Expires: expires.UTC()}, nil
 }
 
-// addrStrings are the addresses an invite carries. They become the new
-// node's bootstrap list and stay there for months, so WebTransport
-// addresses are left out when there are others: their certificate hashes
-// rotate every two weeks or so, and each doubles the length of a code
-// people copy by hand.
-func addrStrings[T interface{ Addrs() []multiaddr.Multiaddr }](n T) []string {
-	var out, webtransport []string
-	for _, a := range n.Addrs() {
-		if _, err := a.ValueForProtocol(multiaddr.P_WEBTRANSPORT); err == nil {
-			webtransport = append(webtransport, a.String())
-			continue
-		}
-		out = append(out, a.String())
+// issueInvite records a fresh token (its hash only, so a stolen home cannot
+// redeem pending invites) and returns the code that carries it.
+func (d *Daemon) issueInvite(n *node.Node, role string, valid time.Duration, forKey directory.PublicKey) (string, time.Time, error) {
+	tok := make([]byte, tokenLen)
+	rand.Read(tok)
+	expires := time.Now().Add(valid)
+	d.invites.mu.Lock()
+	d.invites.Pending[tokenID(directory.InviteTokenHash(tok))] = &pendingInvite{Role: role, Expires: expires.Unix(), For: forKey}
+	err := d.invites.saveLocked()
+	d.invites.mu.Unlock()
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	if len(out) == 0 {
-		return webtransport
+	code := &inviteCode{Peer: []byte(n.Host().ID()), Addrs: codeAddrs(n.Host().Addrs()), Token: tok}
+	return code.String(), expires, nil
+}
+
+// codeAddrs are the addresses an invite carries: enough to reach the
+// inviter, and no more, since each one tells whoever reads the code where
+// the inviter is. They also become the new node's bootstrap list and stay
+// there for months, so WebTransport addresses are left out when there are
+// others (their certificate hashes rotate every two weeks or so, and each
+// doubles the length of a code people copy by hand), and loopback
+// addresses are left out when there are others (useless from another
+// machine).
+func codeAddrs(all []multiaddr.Multiaddr) [][]byte {
+	// Groups in order of preference; the code carries the first that is
+	// not empty.
+	var groups [4][]multiaddr.Multiaddr
+	for _, a := range all {
+		g := 0
+		if _, err := a.ValueForProtocol(multiaddr.P_WEBTRANSPORT); err == nil {
+			g++
+		}
+		if manet.IsIPLoopback(a) {
+			g += 2
+		}
+		groups[g] = append(groups[g], a)
+	}
+	var pick []multiaddr.Multiaddr
+	for _, g := range groups {
+		if len(g) > 0 {
+			pick = g
+			break
+		}
+	}
+	if len(pick) > maxCodeAddrs {
+		pick = pick[:maxCodeAddrs]
+	}
+	out := make([][]byte, len(pick))
+	for i, a := range pick {
+		out[i] = a.Bytes()
 	}
 	return out
 }
 
-func (d *Daemon) stewardJoinCode(net directory.NetworkID, genesis, epoch *directory.Record) (string, error) {
-	n, err := d.joined()
-	if err != nil {
-		return "", err
-	}
-	code := &inviteCode{Network: net, Charter: genesis.ProposalID(), Role: "steward", Expires: time.Now().Add(30 * 24 * time.Hour).Unix(),
-		Addrs: addrStrings(n), Genesis: genesis.Encode(), Epoch: epoch.Encode()}
-	return code.String(), nil
+// stewardJoinCode is a co-steward's way into a new network: a token like
+// any other, which only that steward's key redeems.
+func (d *Daemon) stewardJoinCode(n *node.Node, steward directory.PublicKey) (string, error) {
+	code, _, err := d.issueInvite(n, "steward", 30*24*time.Hour, steward)
+	return code, err
 }
 
 type inviteRequest struct {
@@ -223,15 +318,28 @@ type inviteRequest struct {
 	// KEMSig is Key's signature on KEM: the inviter seals keys to KEM
 	// only when Key's holder vouches for it.
 	KEMSig []byte `cbor:"6,keyasint"`
+	// Sig is Key's signature on the transcript (directory.InviteTranscript)
+	// of this token, this connection and these keys: the redeemer holds
+	// the key it asks to have admitted.
+	Sig []byte `cbor:"7,keyasint"`
 }
 
 type inviteResponse struct {
-	Error    string         `cbor:"1,keyasint,omitempty"`
-	Keys     []byte         `cbor:"2,keyasint,omitempty"`
-	Proposal directory.Hash `cbor:"3,keyasint"`
+	Error string `cbor:"1,keyasint,omitempty"`
+	// Welcome is a directory.InviteWelcome sealed to the request's KEM key.
+	Welcome []byte `cbor:"2,keyasint,omitempty"`
 }
 
-const maxInviteMessage = 64 << 10
+// A request is a few KiB (the KEM key is the bulk of it); an answer
+// carries the genesis and the current epoch, whose packages grow with the
+// network.
+const (
+	maxInviteRequest  = 64 << 10
+	maxInviteResponse = 1 << 20
+	// maxWelcomeRecords bounds the records a welcome carries; past it
+	// the redeemer gets them by sync instead.
+	maxWelcomeRecords = 192 << 10
+)
 
 func writeMsg(w io.Writer, v any) error {
 	b, err := codeEnc.Marshal(v)
@@ -247,14 +355,14 @@ func writeMsg(w io.Writer, v any) error {
 	return err
 }
 
-func readMsg(r io.Reader, v any) error {
+func readMsg(r io.Reader, v any, limit uint32) error {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return err
 	}
 	size := binary.BigEndian.Uint32(n[:])
-	if size > maxInviteMessage {
-		return fmt.Errorf("message of %d bytes exceeds %d", size, maxInviteMessage)
+	if size > limit {
+		return fmt.Errorf("message of %d bytes exceeds %d", size, limit)
 	}
 	b := make([]byte, size)
 	if _, err := io.ReadFull(r, b); err != nil {
@@ -268,18 +376,23 @@ func (d *Daemon) handleInvite(s network.Stream) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(30 * time.Second))
 	var req inviteRequest
-	if err := readMsg(s, &req); err != nil {
+	if err := readMsg(s, &req, maxInviteRequest); err != nil {
 		s.Reset()
 		return
 	}
-	resp := d.redeemInvite(req)
+	resp := d.redeemInvite(req, s.Conn().LocalPeer(), s.Conn().RemotePeer())
 	if resp.Error != "" {
 		d.log.Warn("invite refused", "peer", s.Conn().RemotePeer(), "reason", resp.Error)
 	}
 	writeMsg(s, resp)
 }
 
-func (d *Daemon) redeemInvite(req inviteRequest) inviteResponse {
+// redeemInvite answers one request that arrived over a connection from
+// redeemer to inviter (this node). Everything that can be checked without
+// the token is checked first, so a request that fails those checks neither
+// spends a code nor learns whether its token is valid; the token is spent
+// only once what it grants is durable.
+func (d *Daemon) redeemInvite(req inviteRequest, inviter, redeemer peer.ID) inviteResponse {
 	n := d.Node()
 	if n == nil {
 		return inviteResponse{Error: "the inviting node is not running a network"}
@@ -287,57 +400,145 @@ func (d *Daemon) redeemInvite(req inviteRequest) inviteResponse {
 	if len(req.KEM) != directory.KEMPublicKeySize {
 		return inviteResponse{Error: "the request carries no valid encryption key"}
 	}
+	if err := directory.CheckPublicKey(req.Key); err != nil {
+		return inviteResponse{Error: "the request's key is refused: " + err.Error()}
+	}
 	if !directory.VerifyKEMBinding(req.Key, req.KEM, req.KEMSig) {
-		// Checked before the token is spent: someone pairing another
-		// person's key with their own encryption key gets nothing.
+		// Someone pairing another person's key with their own encryption
+		// key gets nothing.
 		return inviteResponse{Error: "the request's encryption key is not signed by its key"}
 	}
-	role, err := d.invites.redeem(req.Token, time.Now())
+	t := directory.InviteTranscript{TokenHash: directory.InviteTokenHash(req.Token), Inviter: []byte(inviter), Redeemer: []byte(redeemer), Key: req.Key, KEM: req.KEM}
+	if !directory.VerifyInviteTranscript(t, req.Sig) {
+		// Whoever presents the token must hold the key it asks to have
+		// admitted, on this very connection.
+		return inviteResponse{Error: "the request is not signed by its key for this invite and connection"}
+	}
+	p, err := d.invites.claim(t.TokenHash, time.Now())
 	if err != nil {
 		return inviteResponse{Error: err.Error()}
 	}
+	w, err := d.admit(n, p, req)
+	if err != nil {
+		d.invites.release(t.TokenHash)
+		return inviteResponse{Error: err.Error()}
+	}
+	if err := d.invites.spend(t.TokenHash); err != nil {
+		if p.Role == "steward" {
+			// Nothing was published: refuse, and the code stays usable
+			// once the disk is.
+			d.invites.release(t.TokenHash)
+			return inviteResponse{Error: "the inviting node could not record the invite as used"}
+		}
+		// The admission is out in the network already; the invite is
+		// used in memory, so it is refused until restart.
+		d.log.Error("an invite was redeemed but could not be recorded as used", "err", err)
+	}
+	sealed, err := directory.SealInviteWelcome(t, w)
+	if err != nil {
+		return inviteResponse{Error: err.Error()}
+	}
+	d.log.Info("invite redeemed", "role", p.Role, "key", directory.Fingerprint(req.Key))
+	return inviteResponse{Welcome: sealed}
+}
+
+// admit carries out what an invite grants: it publishes a member's or a
+// reader's admission (durable once Publish returns) or, for a steward join
+// code, checks that the key is the steward the code was made for. It
+// returns what the redeemer receives.
+func (d *Daemon) admit(n *node.Node, p pendingInvite, req inviteRequest) (*directory.InviteWelcome, error) {
 	st := n.State()
 	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
 	defer cancel()
 	now := time.Now()
-	var body directory.Body
-	switch role {
-	case "reader":
-		body = &directory.Reader{Key: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Issued: now.Unix()}
-	case "member":
-		name := strings.TrimSpace(req.Name)
-		if name == "" {
-			return inviteResponse{Error: "an organization must give its name (ceiba invite accept --name)"}
+	w := &directory.InviteWelcome{Network: st.Network(), Role: p.Role}
+	var admission *directory.Record
+	switch p.Role {
+	case "steward":
+		c := st.Charter()
+		if req.Key != p.For || c == nil || !slices.Contains(c.StewardKeys(), req.Key) || st.IsRevoked(req.Key) {
+			return nil, errors.New("this join code is for another steward's key")
 		}
-		var peers []string
-		if req.Peer != "" {
-			peers = []string{req.Peer}
+	case "reader", "member":
+		var body directory.Body
+		if p.Role == "reader" {
+			body = &directory.Reader{Key: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Issued: now.Unix()}
+		} else {
+			name := strings.TrimSpace(req.Name)
+			if name == "" {
+				return nil, errors.New("an organization must give its name (ceiba invite accept --name)")
+			}
+			var peers []string
+			if req.Peer != "" {
+				peers = []string{req.Peer}
+			}
+			body = &directory.Membership{Charter: st.Charter().Version, Org: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Name: name, Peers: peers, Issued: now.Unix()}
 		}
-		body = &directory.Membership{Charter: st.Charter().Version, Org: req.Key, KEM: req.KEM, KEMSig: req.KEMSig, Name: name, Peers: peers, Issued: now.Unix()}
-	}
-	r, err := directory.NewRecord(st.Network(), body, d.me())
-	if err != nil {
-		return inviteResponse{Error: err.Error()}
-	}
-	if _, err := n.Publish(ctx, r); err != nil {
-		return inviteResponse{Error: "could not publish the admission: " + err.Error()}
+		r, err := directory.NewRecord(st.Network(), body, d.me())
+		if err != nil {
+			return nil, err
+		}
+		if _, err := n.Publish(ctx, r); err != nil {
+			return nil, fmt.Errorf("could not publish the admission: %w", err)
+		}
+		admission, w.Proposal = r, r.ProposalID()
+	default:
+		return nil, fmt.Errorf("invite for unknown role %q", p.Role)
 	}
 	d.mu.Lock()
-	keys := directory.Keyring{}
+	w.Keys = map[uint64][]byte{}
 	for e, k := range d.ks.Keys {
-		keys[e] = k
+		w.Keys[e] = slices.Clone(k[:])
 	}
 	d.mu.Unlock()
-	sealed, err := directory.SealKeyring(st.Network(), directory.Recipient{Key: req.Key, KEM: req.KEM}, keys)
-	if err != nil {
-		return inviteResponse{Error: err.Error()}
-	}
-	d.log.Info("invite redeemed", "role", role, "key", directory.Fingerprint(req.Key))
-	return inviteResponse{Keys: sealed, Proposal: r.ProposalID()}
+	w.Records = welcomeRecords(n.State(), admission)
+	return w, nil
 }
 
-// AcceptInvite redeems a code: it reaches the inviting node, proves the
-// token, receives the read keys and starts syncing the network.
+// welcomeRecords are the genesis charter, the current epoch and the
+// admission itself, as far as they fit: with them the redeemer's node
+// knows its network, its read key's epoch and its own standing before any
+// sync.
+func welcomeRecords(st *directory.State, admission *directory.Record) [][]byte {
+	var genesis, epoch *directory.Record
+	current := st.CurrentEpoch()
+	for _, r := range st.Records() {
+		if r.Type != directory.TypeCharter && r.Type != directory.TypeEpoch {
+			continue // entries are most of a directory; decode only what is needed
+		}
+		b, err := r.DecodeBody()
+		if err != nil {
+			continue
+		}
+		switch b := b.(type) {
+		case *directory.Charter:
+			if b.Version == 1 {
+				genesis = r
+			}
+		case *directory.Epoch:
+			if b.Number == current {
+				epoch = r
+			}
+		}
+	}
+	var out [][]byte
+	size := 0
+	for _, r := range []*directory.Record{genesis, admission, epoch} {
+		if r == nil {
+			continue
+		}
+		raw := r.Encode()
+		if size+len(raw) > maxWelcomeRecords {
+			continue
+		}
+		size += len(raw)
+		out = append(out, raw)
+	}
+	return out
+}
+
+// AcceptInvite redeems a code: it reaches the inviting node, proves its key,
+// receives the network and the read keys, and starts syncing.
 func (d *Daemon) AcceptInvite(ctx context.Context, req api.AcceptRequest) (api.Status, error) {
 	if d.Node() != nil {
 		return api.Status{}, userErrorf("this node already belongs to a network; use another --home")
@@ -346,28 +547,21 @@ func (d *Daemon) AcceptInvite(ctx context.Context, req api.AcceptRequest) (api.S
 	if err != nil {
 		return api.Status{}, err
 	}
-	if time.Now().Unix() > code.Expires {
-		return api.Status{}, userErrorf("this invite expired on %s: ask for a new one", time.Unix(code.Expires, 0).UTC().Format(time.RFC1123))
-	}
-	var keys directory.Keyring
-	if code.Role == "steward" {
-		keys, err = d.acceptStewardCode(code)
-	} else {
-		keys, err = d.redeemRemote(ctx, code, req.Name)
-	}
+	w, keys, err := d.redeemRemote(ctx, code, req.Name)
 	if err != nil {
 		return api.Status{}, err
 	}
-	if err := d.join(ctx, code.Network, keys, code.Addrs); err != nil {
+	if len(keys) == 0 {
+		return api.Status{}, fmt.Errorf("the inviting node sent no read key")
+	}
+	if err := d.join(ctx, w.Network, keys, code.bootstrap()); err != nil {
 		return api.Status{}, err
 	}
-	if code.Genesis != nil {
-		// The steward holds the genesis and first epoch already; applying
-		// them now means the node knows its network before any sync.
-		for _, raw := range [][]byte{code.Genesis, code.Epoch} {
-			if r, err := directory.DecodeRecord(raw); err == nil {
-				d.Node().Publish(ctx, r)
-			}
+	for _, raw := range w.Records {
+		// Each is verified like anything else that arrives; one that does
+		// not apply is simply left for sync.
+		if r, err := directory.DecodeRecord(raw); err == nil && r.Network == w.Network {
+			d.Node().Publish(ctx, r)
 		}
 	}
 	d.waitForCharter(ctx, 30*time.Second)
@@ -384,71 +578,32 @@ func (d *Daemon) waitForCharter(ctx context.Context, limit time.Duration) {
 	}
 }
 
-func (d *Daemon) acceptStewardCode(code *inviteCode) (directory.Keyring, error) {
-	genesis, err := directory.DecodeRecord(code.Genesis)
-	if err != nil || genesis.Network != code.Network {
-		return nil, userErrorf("the join code's charter is not valid")
-	}
-	epoch, err := directory.DecodeRecord(code.Epoch)
-	if err != nil || epoch.Network != code.Network || epoch.Type != directory.TypeEpoch {
-		return nil, userErrorf("the join code's first epoch is not valid")
-	}
-	body, _ := epoch.DecodeBody()
-	key, err := directory.OpenKeyPackage(d.me(), code.Network, body.(*directory.Epoch))
-	if err != nil {
-		return nil, userErrorf("this join code is for another steward (%v)", err)
-	}
-	return directory.Keyring{body.(*directory.Epoch).Number: key}, nil
-}
-
 // redeemRemote runs the invite protocol from a short-lived host: the node
 // itself starts only once the keys are in hand.
-func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string) (directory.Keyring, error) {
-	// Every address of the inviting node is tried at once: the first is
-	// often loopback or a LAN address, useless from another machine.
-	var addrs []multiaddr.Multiaddr
-	for _, a := range code.Addrs {
-		m, err := multiaddr.NewMultiaddr(a)
-		if err != nil {
-			continue
-		}
-		if _, err := peer.AddrInfoFromP2pAddr(m); err == nil {
-			addrs = append(addrs, m)
-		}
-	}
-	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
-	if err != nil || len(infos) == 0 {
-		return nil, userErrorf("the invite code names no reachable node address")
-	}
+func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string) (*directory.InviteWelcome, directory.Keyring, error) {
+	target := code.addrInfo()
 	// NoListenAddrs also turns off the relay transport (go-libp2p
 	// v0.51), without which a /p2p-circuit address fails with "no
 	// transport for protocol"; EnableRelay after it puts the transport
 	// back (for dialing; with no reservation, nothing reaches this host).
 	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.EnableRelay())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer h.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	var target peer.AddrInfo
-	var dialErrs []error
-	for _, ai := range infos {
-		if err := h.Connect(ctx, ai); err != nil {
-			dialErrs = append(dialErrs, err)
-			continue
-		}
-		target = ai
-		break
-	}
-	if target.ID == "" {
-		return nil, fmt.Errorf("cannot reach the inviting node at any of its %d addresses: %w (is it running?)", len(addrs), errors.Join(dialErrs...))
+	// Every address of the inviting node is tried at once (the swarm
+	// dials them in parallel): the first is often one the invitee cannot
+	// reach, such as a LAN address.
+	if err := h.Connect(ctx, target); err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the inviting node at any of its %d addresses: %w (is it running?)", len(target.Addrs), err)
 	}
 	// An inviter behind NAT may be reachable only through its relay; the
 	// exchange is a few KiB, well within a relay's limits.
 	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "an invite is a few KiB"), target.ID, InviteProtocol)
 	if err != nil {
-		return nil, fmt.Errorf("the inviting node does not accept invites: %w", err)
+		return nil, nil, fmt.Errorf("the inviting node does not accept invites: %w", err)
 	}
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(30 * time.Second))
@@ -456,19 +611,20 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 		name = d.cfg.Name
 	}
 	me := d.me()
-	if err := writeMsg(s, inviteRequest{Token: code.Token, Key: me.Public(), KEM: me.KEMPublic(), KEMSig: me.KEMBinding(), Name: name}); err != nil {
-		return nil, err
+	t := directory.InviteTranscript{TokenHash: directory.InviteTokenHash(code.Token), Inviter: []byte(target.ID), Redeemer: []byte(h.ID()), Key: me.Public(), KEM: me.KEMPublic()}
+	sig, err := directory.SignInviteTranscript(me, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeMsg(s, inviteRequest{Token: code.Token, Key: me.Public(), KEM: me.KEMPublic(), KEMSig: me.KEMBinding(), Name: name, Sig: sig}); err != nil {
+		return nil, nil, err
 	}
 	var resp inviteResponse
-	if err := readMsg(s, &resp); err != nil {
-		return nil, fmt.Errorf("no answer from the inviting node: %w", err)
+	if err := readMsg(s, &resp, maxInviteResponse); err != nil {
+		return nil, nil, fmt.Errorf("no answer from the inviting node: %w", err)
 	}
 	if resp.Error != "" {
-		return nil, userErrorf("the inviting node refused: %s", resp.Error)
+		return nil, nil, userErrorf("the inviting node refused: %s", resp.Error)
 	}
-	keys, err := directory.OpenKeyring(me, code.Network, resp.Keys)
-	if err != nil {
-		return nil, err
-	}
-	return keys, nil
+	return directory.OpenInviteWelcome(me, t, resp.Welcome)
 }

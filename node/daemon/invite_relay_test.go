@@ -7,6 +7,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/internal/netnstest"
 	"github.com/ceiba-network/ceiba/node/api"
@@ -35,7 +36,7 @@ func TestInviteThroughRelayOnly(t *testing.T) {
 	if _, err := client.Reserve(ctx, h, relayInfo); err != nil {
 		t.Fatalf("reserving a slot on the relay: %v", err)
 	}
-	code.Addrs = []string{netnstest.P2PAddr(relay, relay.Addrs()[0]) + "/p2p-circuit/p2p/" + h.ID().String()}
+	code.Addrs = [][]byte{multiaddr.StringCast(netnstest.P2PAddr(relay, relay.Addrs()[0]) + "/p2p-circuit").Bytes()}
 
 	org := startTestDaemon(t, "org")
 	if _, err := org.AcceptInvite(ctx, api.AcceptRequest{Code: code.String(), Name: "Colectivo"}); err != nil {

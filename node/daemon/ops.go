@@ -206,7 +206,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 		if s.Key == me.Public() {
 			continue
 		}
-		code, err := d.stewardJoinCode(netID, genesis, epoch)
+		code, err := d.stewardJoinCode(n, s.Key)
 		if err != nil {
 			return api.NetworkResult{}, err
 		}
@@ -263,7 +263,13 @@ func (d *Daemon) join(ctx context.Context, netID directory.NetworkID, keys direc
 	if err != nil {
 		return err
 	}
-	if err := directory.WriteFileAtomic(d.home.RevocationPath(), cert.Encode(), 0o600); err != nil {
+	// In the clear, the certificate let whoever seized the device revoke
+	// its key (and the organization's standing) without the passphrase.
+	sealedCert, err := directory.EncryptWithPassphrase(cert.Encode(), d.opts.Passphrase, d.opts.WorkFactor)
+	if err != nil {
+		return fmt.Errorf("encrypt the revocation certificate: %w", err)
+	}
+	if err := directory.WriteFileAtomic(d.home.RevocationPath(), sealedCert, 0o600); err != nil {
 		return err
 	}
 	if err := d.home.SaveConfig(&cfg); err != nil {
@@ -583,10 +589,19 @@ func (d *Daemon) Approve(ctx context.Context, ref string) (api.Proposal, error) 
 	return d.proposalView(p), nil
 }
 
+// minProposalRef is how many hex characters of a proposal ID an approval
+// must name: 128 bits. With a few, someone who can get a proposal into
+// the network grinds one whose ID starts like the one a steward means to
+// approve (24 bits took seconds), and the steward signs the wrong thing.
+const minProposalRef = 32
+
 func findProposal(st *directory.State, ref string) (directory.Proposal, error) {
 	ref = strings.ToLower(strings.TrimSpace(ref))
-	if len(ref) < 6 {
-		return directory.Proposal{}, userErrorf("give at least 6 characters of the proposal ID (see \"ceiba steward proposals\")")
+	if strings.Trim(ref, "0123456789abcdef") != "" {
+		return directory.Proposal{}, userErrorf("a proposal ID is hexadecimal; %q is not (see \"ceiba steward proposals\")", ref)
+	}
+	if len(ref) < minProposalRef || len(ref) > 2*len(directory.Hash{}) {
+		return directory.Proposal{}, userErrorf("give the whole proposal ID, or at least its first %d characters (this was %d; see \"ceiba steward proposals\")", minProposalRef, len(ref))
 	}
 	var found []directory.Proposal
 	for _, p := range st.Proposals() {
@@ -662,6 +677,9 @@ func (d *Daemon) SubmitCertificate(ctx context.Context, cert []byte) error {
 	n, err := d.joined()
 	if err != nil {
 		return err
+	}
+	if directory.PassphraseEncrypted(cert) {
+		return userErrorf("this revocation certificate is still encrypted: submit it with \"ceiba revoke --cert FILE\", which asks for its passphrase")
 	}
 	r, err := directory.DecodeRecord(cert)
 	if err != nil {

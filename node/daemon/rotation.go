@@ -94,7 +94,8 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 			continue
 		}
 		rw.observe(st)
-		d.approveRotations(n, approved)
+		d.approveFirstEpoch(n)
+		d.approveRotations(n, rw, approved)
 		plan := rw.plan(st, d.me().Public())
 		now := time.Now()
 		switch {
@@ -252,12 +253,13 @@ func hasPackage(e *directory.Epoch, k directory.PublicKey) bool {
 
 // approveRotations approves, once each, the pending epochs of co-stewards
 // that this steward can check: the epoch follows the current one under
-// the current charter, names an effective revocation of a key that had a
-// package in the current epoch, seals nothing to a revoked key, has a
+// the current charter, names an effective revocation of a key that could
+// read the current epoch (it had a package in it, or this steward saw it
+// admitted while it was current), seals nothing to a revoked key, has a
 // package for every steward and member, and this steward's package in it
 // opens. That is a rotation the revocation called for; a lone steward
 // proposing anything else still needs the others' deliberate approval.
-func (d *Daemon) approveRotations(n *node.Node, approved map[directory.Hash]bool) {
+func (d *Daemon) approveRotations(n *node.Node, rw *rotationWatch, approved map[directory.Hash]bool) {
 	st := n.State()
 	me := d.me()
 	c := st.Charter()
@@ -271,7 +273,7 @@ func (d *Daemon) approveRotations(n *node.Node, approved map[directory.Hash]bool
 		if !ok || p.Effective || approved[p.ID] || slices.Contains(p.Approvers, me.Public()) {
 			continue
 		}
-		if err := checkRotation(st, c, cur, e, me); err != nil {
+		if err := checkRotation(st, c, cur, e, me, rw.readers); err != nil {
 			d.log.Debug("not approving an epoch on its own", "proposal", p.ID.Short(), "why", err)
 			continue
 		}
@@ -292,7 +294,7 @@ func (d *Daemon) approveRotations(n *node.Node, approved map[directory.Hash]bool
 
 // checkRotation says why e is not a rotation this steward approves on its
 // own, or nil if it is.
-func checkRotation(st *directory.State, c *directory.Charter, cur, e *directory.Epoch, me *directory.Identity) error {
+func checkRotation(st *directory.State, c *directory.Charter, cur, e *directory.Epoch, me *directory.Identity, couldRead map[directory.PublicKey]bool) error {
 	if e.Number != cur.Number+1 || cur.Number == ^uint64(0) {
 		return errors.New("it does not follow the current epoch")
 	}
@@ -304,8 +306,8 @@ func checkRotation(st *directory.State, c *directory.Charter, cur, e *directory.
 		return errors.New("it names no effective revocation")
 	}
 	rv, ok := rev.Body.(*directory.Revocation)
-	if !ok || !hasPackage(cur, rv.Key) {
-		return errors.New("the revocation it names is not of a key that had a package in the current epoch")
+	if !ok || !hasPackage(cur, rv.Key) && !couldRead[rv.Key] {
+		return errors.New("the revocation it names is not of a key that could read the current epoch")
 	}
 	for _, kp := range e.Packages {
 		if st.IsRevoked(kp.Recipient) {

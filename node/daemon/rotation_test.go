@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
@@ -32,7 +34,7 @@ func epochRecords(st *directory.State) int {
 }
 
 // A reader's node publishes twenty self-revocations of throwaway keys (a
-// valid record anyone can make). None of those keys could read anything,
+// valid record anyone can make, once the key has a pending entry). None of those keys could read anything,
 // so the steward's daemon does not rotate: no new epoch record anywhere.
 // (It used to rotate once per revocation: twenty epoch records on every
 // node, a keystore save each.)
@@ -44,19 +46,45 @@ func TestRevocationsOfStrangersDoNotRotate(t *testing.T) {
 	st := steward.Node().State()
 	before := epochRecords(st)
 	var keys []directory.PublicKey
+	var revs, pending []*directory.Record
 	for range 20 {
 		id, err := directory.NewIdentity()
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := directory.NewRecord(st.Network(), &directory.Revocation{Key: id.Public(), Reason: "desechable", Issued: time.Now().Unix()}, id)
+		// An entry first: the state takes self-revocations only of keys
+		// it has heard of, and a pending entry is enough.
+		now := time.Now()
+		e, err := directory.NewRecord(st.Network(), &directory.Entry{ID: "x", Seq: 1, Issued: now.Unix(), Expires: now.Add(24 * time.Hour).Unix(), Service: svc}, id)
 		if err != nil {
 			t.Fatal(err)
 		}
+		r, err := directory.NewRecord(st.Network(), &directory.Revocation{Key: id.Public(), Reason: "desechable", Issued: now.Unix()}, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending, revs = append(pending, e), append(revs, r)
+		keys = append(keys, id.Public())
+	}
+	for _, e := range pending {
+		if _, err := reader.Node().Publish(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 15*time.Second, "the pending entries on every node", func() bool {
+		for _, d := range []*Daemon{steward, org} {
+			for _, e := range pending {
+				if !d.Node().State().Has(e.Hash()) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, r := range revs {
 		if _, err := reader.Node().Publish(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, id.Public())
 	}
 	waitUntil(t, 30*time.Second, "the twenty revocations on the steward's node", func() bool {
 		if got := epochRecords(st); got != before {
@@ -145,5 +173,66 @@ func TestRevocationsInAWindowRotateOnce(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := reader.Node().Status().KeyEpoch; got != 2 {
 		t.Fatalf("the revoked reader's node holds the key of epoch %d", got)
+	}
+}
+
+// What a co-steward approves on its own (approveRotations): only an epoch
+// that follows the current one and names an effective revocation of a key
+// that could read it, sealed to every steward and member and to no
+// revoked key. Anything else waits for the stewards' deliberate approval.
+func TestCoStewardApprovesOnlyTheRotationARevocationCallsFor(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, org2, stranger := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	me := nw.Stewards[1]
+	recipient := func(id *directory.Identity) directory.Recipient {
+		return directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()}
+	}
+	var first []directory.Recipient
+	for _, id := range append(slices.Clone(nw.Stewards), org, org2) {
+		first = append(first, recipient(id))
+	}
+	e1, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, nw.Key, first, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := nw.RevokeBy(t, org.Public())
+	strangerEntry := nw.Sign(t, dirtest.SampleEntry("x", 1, nw.Now), stranger)
+	selfRev := nw.Sign(t, &directory.Revocation{Key: stranger.Public(), Reason: "desechable", Issued: nw.Now.Unix()}, stranger)
+	st := nw.State()
+	for _, r := range []*directory.Record{nw.Genesis, nw.Sign(t, e1, nw.Stewards[:2]...), nw.Admit(t, org, "Uno"), nw.Admit(t, org2, "Dos"), rev, strangerEntry, selfRev} {
+		if _, err := st.Apply(r); err != nil {
+			t.Fatalf("%s: %v", r.Type, err)
+		}
+	}
+	if !st.IsRevoked(org.Public()) || !st.IsRevoked(stranger.Public()) || st.CurrentEpoch() != 1 {
+		t.Fatal("the setup did not take")
+	}
+	cur := st.Epochs()[0]
+	epoch := func(number uint64, after directory.Hash, rs []directory.Recipient) *directory.Epoch {
+		e, err := directory.NewEpoch(nw.ID, number, 1, after, directory.NewReadKey(), rs, nw.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	without := func(ids ...*directory.Identity) []directory.Recipient {
+		return slices.DeleteFunc(slices.Clone(first), func(r directory.Recipient) bool {
+			return slices.ContainsFunc(ids, func(id *directory.Identity) bool { return id.Public() == r.Key })
+		})
+	}
+	if err := checkRotation(st, st.Charter(), cur, epoch(2, rev.ProposalID(), without(org)), me, nil); err != nil {
+		t.Fatalf("the rotation the revocation calls for: %v", err)
+	}
+	for name, e := range map[string]*directory.Epoch{
+		"a number ahead":      epoch(3, rev.ProposalID(), without(org)),
+		"no revocation named": epoch(2, directory.Hash{}, without(org)),
+		"after a revocation of a key that could read nothing": epoch(2, selfRev.ProposalID(), without(org)),
+		"sealed to the revoked key":                           epoch(2, rev.ProposalID(), first),
+		"leaving out a member":                                epoch(2, rev.ProposalID(), without(org, org2)),
+		"leaving out this steward":                            epoch(2, rev.ProposalID(), without(org, me)),
+	} {
+		if err := checkRotation(st, st.Charter(), cur, e, me, nil); err == nil {
+			t.Errorf("%s: approved on its own", name)
+		}
 	}
 }

@@ -486,7 +486,7 @@ func (r *run) pendingProposal(ctx context.Context, p *proc, kind string) (string
 		if err := p.api.Do(ctx, http.MethodGet, "/v1/proposals", nil, &ps); err == nil {
 			for _, pr := range ps {
 				if pr.Kind == kind && !pr.Effective {
-					return pr.ID[:16], nil
+					return pr.ID, nil
 				}
 			}
 		}

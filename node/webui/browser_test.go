@@ -1,6 +1,7 @@
 package webui_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -244,12 +245,22 @@ func (b *browser) checkClean(origins ...string) {
 	}
 }
 
-// screenshot writes a full-page PNG to docs/screenshots for the README.
+// screenshot renders a full-page PNG and, only when
+// CEIBA_WRITE_SCREENSHOTS is set, writes it to docs/screenshots for the
+// README: `make test` leaves the tree as it found it.
+//
+//	CEIBA_WRITE_SCREENSHOTS=1 go test -run TestBrowserEndToEnd ./node/webui/
 func (b *browser) screenshot(ctx context.Context, name string) {
 	b.t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		b.t.Fatalf("screenshot %s is not a PNG", name)
+	}
+	if os.Getenv("CEIBA_WRITE_SCREENSHOTS") == "" {
+		return
 	}
 	dir := filepath.Join("..", "..", "docs", "screenshots")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

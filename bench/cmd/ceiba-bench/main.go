@@ -50,6 +50,14 @@ var steps = []step{
 		quick: []string{"-bench", "^(BenchmarkIngest|BenchmarkEd25519Verify)$", "-cpu", "1", "-count", "1", "-benchtime", "2000x"},
 	},
 	{
+		// Issue 19: one governance record with a pool full of junk and
+		// 10,000 reader grants; the target is under 1 ms.
+		name:  "governance",
+		pkg:   "./directory/",
+		args:  []string{"-bench", "^BenchmarkApplyGovernanceWithJunk$", "-benchmem", "-benchtime", "200x", "-count", "3"},
+		quick: []string{"-bench", "^BenchmarkApplyGovernanceWithJunk$", "-benchtime", "20x", "-count", "1"},
+	},
+	{
 		name:  "search",
 		pkg:   "./directory/",
 		args:  []string{"-bench", "^(BenchmarkSearch|BenchmarkIndexBuild)$", "-benchmem", "-count", "5"},

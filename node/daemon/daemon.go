@@ -42,12 +42,15 @@ type Daemon struct {
 	node *node.Node
 
 	invites *inviteBook
-	ops     opsState // metrics.go
-	srv     *http.Server
-	ln      net.Listener
-	stop    context.CancelFunc
-	ctx     context.Context
-	wg      sync.WaitGroup
+	// rotateAuto, when set (by tests, under mu), makes the automatic
+	// rotation instead of rotate, so a test can make it fail.
+	rotateAuto func(context.Context, *node.Node, directory.Hash) error
+	ops        opsState // metrics.go
+	srv        *http.Server
+	ln         net.Listener
+	stop       context.CancelFunc
+	ctx        context.Context
+	wg         sync.WaitGroup
 }
 
 // Start opens the keystore, starts the node if this home has joined a

@@ -120,7 +120,7 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
-		_, err := d.rotate(ctx, n, plan.after)
+		err := d.autoRotate(ctx, n, plan.after)
 		cancel()
 		if err != nil {
 			failures++
@@ -138,6 +138,17 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 		due = time.Time{}
 		d.log.Info("read key rotated after revocation", "revocation", plan.after.Short(), "revoked", len(plan.keys))
 	}
+}
+
+func (d *Daemon) autoRotate(ctx context.Context, n *node.Node, after directory.Hash) error {
+	d.mu.Lock()
+	f := d.rotateAuto
+	d.mu.Unlock()
+	if f != nil {
+		return f(ctx, n, after)
+	}
+	_, err := d.rotate(ctx, n, after)
+	return err
 }
 
 // rotationWatch remembers which keys could read the current epoch.

@@ -2,12 +2,16 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/node"
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
@@ -235,4 +239,56 @@ func TestCoStewardApprovesOnlyTheRotationARevocationCallsFor(t *testing.T) {
 			t.Errorf("%s: approved on its own", name)
 		}
 	}
+}
+
+// The automatic rotation fails three times (as a full disk or a node
+// shutting down would make it); the daemon tries again, waiting longer each
+// time, until it lands: one new epoch, without the revoked reader.
+func TestAutomaticRotationIsRetriedUntilItLands(t *testing.T) {
+	svc := &directory.Service{Name: "Atención psicosocial", Status: "active", Categories: []string{"psychosocial"},
+		Languages: []string{"es"}, Contacts: []directory.Contact{{Kind: "email", Value: "p@example.org"}}}
+	steward, org, reader := readerNetwork(t, "Red", "Colectivo", "psico", svc, "psicosocial")
+	ctx := context.Background()
+	st := steward.Node().State()
+	if _, err := steward.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 15*time.Second, "epoch 2 on the reader's node", func() bool { return reader.Node().Status().KeyEpoch == 2 })
+
+	var mu sync.Mutex
+	var attempts []time.Time
+	steward.mu.Lock()
+	steward.rotateAuto = func(ctx context.Context, n *node.Node, after directory.Hash) error {
+		mu.Lock()
+		attempts = append(attempts, time.Now())
+		k := len(attempts)
+		mu.Unlock()
+		if k <= 3 {
+			return fmt.Errorf("attempt %d: %w", k, syscall.ENOSPC)
+		}
+		_, err := steward.rotate(ctx, n, after)
+		return err
+	}
+	steward.mu.Unlock()
+	before := epochRecords(st)
+	if _, err := steward.Propose(ctx, api.ProposeRequest{Kind: "revoke", Key: reader.me().Public().Hex(), Reason: "dispositivo incautado"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the rotation to land after three failures", func() bool { return st.CurrentEpoch() == 3 })
+	time.Sleep(rotationWindow + time.Second)
+	mu.Lock()
+	got := slices.Clone(attempts)
+	mu.Unlock()
+	if len(got) != 4 || epochRecords(st) != before+1 {
+		t.Fatalf("%d attempts and %d new epoch records, want 4 and 1", len(got), epochRecords(st)-before)
+	}
+	for i := 2; i < len(got); i++ {
+		if got[i].Sub(got[i-1]) <= got[i-1].Sub(got[i-2]) {
+			t.Fatalf("the delays between attempts do not grow: %v", got)
+		}
+	}
+	if hasPackage(st.Epochs()[len(st.Epochs())-1], reader.me().Public()) {
+		t.Fatal("the rotation seals the new key to the revoked reader")
+	}
+	waitUntil(t, 15*time.Second, "the organization's node to adopt epoch 3", func() bool { return org.Node().Status().KeyEpoch == 3 })
 }

@@ -55,6 +55,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	ref.publish(s, nw.Genesis, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
 	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
 	ref.publish(r, entryRec(t, nw, revoked, "refugio", 1))
+	waitFor(t, 15*time.Second, "everything before the revocation everywhere", func() bool { return sameDigest(nodes, ref.digest()) })
 	rev := nw.RevokeBy(t, revoked.Public())
 	ref.publish(s, rev)
 	want := ref.digest()

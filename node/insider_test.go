@@ -91,10 +91,19 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 	before := entries(t, nw, org, "antes", 3)
 	ref.publish(c.nodes[1], before...)
 	ref.publish(c.nodes[2], entryRec(t, nw, other, "refugio", 1))
+	// Once revoked, the organization's node gets nothing by sync: it must
+	// hold everything else before the revocation, which reaches it by
+	// gossip.
+	waitFor(t, 15*time.Second, "the network before the revocation", func() bool { return c.converged(ref.digest()) })
 	topicUp(t, 2, c.nodes...)
 	ref.publish(c.nodes[0], nw.RevokeBy(t, org.Public()))
 	want := ref.digest()
-	waitFor(t, 15*time.Second, "the revocation on every node", func() bool { return c.converged(want) })
+	if !waitUntil(15*time.Second, func() bool { return c.converged(want) }) {
+		for i, n := range c.nodes {
+			t.Logf("node %d: digest ok %v, revoked known %v", i, n.State().Digest() == want, n.State().IsRevoked(org.Public()))
+		}
+		t.Fatal("the revocation did not reach every node")
+	}
 	if !hasNone(c.nodes, before...) {
 		t.Fatal("a node still holds what the revoked key published before its revocation")
 	}

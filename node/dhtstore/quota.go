@@ -269,6 +269,11 @@ func (q *quotaStore) admitLocked(key ds.Key, r *directory.Record, h *held) error
 	for i, s := range r.Sigs {
 		signers[i] = s.Key
 	}
+	if len(signers) == 0 {
+		// Open refuses unsigned records; this only keeps a change there
+		// from turning into a panic here.
+		return q.refuse("unsigned", who, "from", h.from)
+	}
 	if slices.Contains(signers, q.self) {
 		h.signer = q.self
 		return nil // our own records are always kept

@@ -57,6 +57,9 @@ const (
 	attributionTTL  = time.Minute
 )
 
+// ErrClosed means the store was closed.
+var ErrClosed = errors.New("dhtstore: closed")
+
 // ErrQuota means the store refused to hold a value: its signer is not
 // admitted, it is larger than the charter allows, or a quota is full.
 var ErrQuota = errors.New("dhtstore: value refused by the storage policy")
@@ -141,6 +144,7 @@ type quotaStore struct {
 	log  *slog.Logger
 
 	mu        sync.Mutex
+	closed    bool // after Store.Close: kad-dht handlers still in flight must not write
 	lim       quotaLimits
 	held      map[ds.Key]held
 	total     tally
@@ -238,6 +242,10 @@ func (q *quotaStore) Put(ctx context.Context, key ds.Key, value []byte) error {
 	}
 	size := int64(len(value))
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
 	a, remote := q.attrib[attribKey(string(rec.GetKey()), rec.GetValue())]
 	delete(q.attrib, attribKey(string(rec.GetKey()), rec.GetValue()))
 	h := held{size: size}
@@ -400,6 +408,9 @@ func (q *quotaStore) forgetLocked(key ds.Key) {
 func (q *quotaStore) Delete(ctx context.Context, key ds.Key) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.closed {
+		return ErrClosed
+	}
 	if err := q.Batching.Delete(ctx, key); err != nil {
 		return err
 	}
@@ -445,6 +456,14 @@ func (q *quotaStore) load(ctx context.Context) error {
 		q.countLocked(ds.NewKey(e.Key), h)
 	}
 	return nil
+}
+
+// close stops all writes. It waits for a write in progress (writes hold
+// mu), so once it returns the caller may close the datastore under it.
+func (q *quotaStore) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
 }
 
 func (q *quotaStore) usage() Usage {

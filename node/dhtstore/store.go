@@ -291,6 +291,10 @@ func (s *Store) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		s.closeErr = s.dht.Close()
+		// kad-dht's handlers for streams already open outlive its Close
+		// until the host closes, and the caller may close the datastore
+		// before that: from here on they cannot write values into it.
+		s.qs.close()
 	})
 	return s.closeErr
 }

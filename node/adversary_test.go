@@ -429,7 +429,10 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 	t.Run("as initiator", func(t *testing.T) {
 		m := hostileHost(t)
 		connectTo(t, m, a)
-		hello := insiderHello(nw.ID, m.ID(), a.Host().ID(), 1)
+		// org is admitted, so its hello passes and the frames after it
+		// reach the request loop. Each case gets a fresh hello: the node
+		// refuses a replayed one.
+		hello := insiderHello(org, nw, m.ID(), a.Host().ID(), 1)
 		u32 := func(n uint32) []byte { return binary.BigEndian.AppendUint32(nil, n) }
 		cases := map[string][]byte{
 			"frame above the control limit": append(hello, binary.AppendUvarint(nil, maxControlFrame+2)...),
@@ -443,8 +446,8 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 			"record count that lies":        append(hello, frame(msgWantRecords, append(u32(1000), make([]byte, 32)...))...),
 			"more records than a session":   append(hello, frame(msgWantRecords, append(u32(maxRecordsPerSession+1), make([]byte, 32*(maxRecordsPerSession+1))...))...),
 			"truncated frame":               append(hello, append(binary.AppendUvarint(nil, 100), msgWantBuckets, 1, 2, 3)...),
-			"hello claiming too many keys": frame(msgHello, append(newSyncer(&Node{cfg: Config{Network: nw.ID}}).proof('I', m.ID(), a.Host().ID()),
-				append(binary.BigEndian.AppendUint16(nil, maxHelloKeys+1), make([]byte, 8*(maxHelloKeys+1))...)...)),
+			"hello claiming too many keys": frame(msgHello, append(append(newSyncer(&Node{cfg: Config{Network: nw.ID}}).proof('I', m.ID(), a.Host().ID()),
+				make([]byte, helloFixedLen-2)...), append(binary.BigEndian.AppendUint16(nil, maxHelloKeys+1), make([]byte, 8*(maxHelloKeys+1))...)...)),
 		}
 		wantBuckets := frame(msgWantBuckets, nil)
 		var repeat []byte
@@ -453,6 +456,9 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 		}
 		cases["more requests than a session allows"] = append(slices.Clone(hello), repeat...)
 		for name, msg := range cases {
+			if bytes.HasPrefix(msg, hello) {
+				msg = append(insiderHello(org, nw, m.ID(), a.Host().ID(), 1), msg[len(hello):]...)
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			st, err := m.NewStream(ctx, a.Host().ID(), SyncProtocol)
 			cancel()

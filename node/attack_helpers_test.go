@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	"golang.org/x/time/rate"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -29,6 +30,9 @@ type cluster struct {
 	nw    *dirtest.Network
 	mn    mocknet.Mocknet
 	nodes []*Node
+	// extras are the identities newCluster made up for nodes the test
+	// gave none: admitAll admits them, since only admitted keys sync.
+	extras []*directory.Identity
 }
 
 // newCluster starts size nodes of nw on a mock network, each with its own
@@ -43,9 +47,12 @@ func newCluster(t testing.TB, nw *dirtest.Network, size int, ids []*directory.Id
 		if err != nil {
 			t.Fatal(err)
 		}
-		id := dirtest.MustIdentity(t)
+		var id *directory.Identity
 		if i < len(ids) && ids[i] != nil {
 			id = ids[i]
+		} else {
+			id = dirtest.MustIdentity(t)
+			c.extras = append(c.extras, id)
 		}
 		cfg := testConfig(t, nw, id, "")
 		cfg.Host = h
@@ -60,6 +67,34 @@ func newCluster(t testing.TB, nw *dirtest.Network, size int, ids []*directory.Id
 		t.Fatal(err)
 	}
 	return c
+}
+
+// admitExtras publishes on node i, into ref, the admissions of the nodes
+// newCluster made identities for: every node of a real network runs under
+// an admitted key, and a node serves sync only to admitted keys.
+func (c *cluster) admitExtras(ref *reference, i int) {
+	c.t.Helper()
+	for k, id := range c.extras {
+		ref.publish(c.nodes[i], c.nw.Admit(c.t, id, fmt.Sprintf("Nodo %d", k)))
+	}
+}
+
+// topicUp waits until every node knows min peers on the network's topic:
+// from then on what one publishes reaches its topic peers by gossip. A
+// revoked key's node learns of its revocation only that way, since no
+// node serves it sync any more.
+func topicUp(t testing.TB, min int, nodes ...*Node) {
+	t.Helper()
+	if !waitUntil(15*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.Status().TopicPeers < min {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("the topic did not come up: fewer than %d topic peers on some node", min)
+	}
 }
 
 // meshUp connects the nodes as a ring with two random chords each: a
@@ -186,17 +221,24 @@ func frame(typ byte, body []byte) []byte {
 	return append(out, body...)
 }
 
-// insiderHello is a valid hello from initiator to responder by someone who
-// holds the network ID (any member, reader or revoked device), claiming
-// the keys of the given epochs.
-func insiderHello(nw directory.NetworkID, initiator, responder peer.ID, epochs ...uint64) []byte {
-	s := newSyncer(&Node{cfg: Config{Network: nw}})
-	body := s.proof('I', initiator, responder)
-	body = binary.BigEndian.AppendUint16(body, uint16(len(epochs)))
-	for _, e := range epochs {
-		body = binary.BigEndian.AppendUint64(body, e)
-	}
+// insiderHello is a valid hello from initiator to responder by the holder
+// of id, dated at the network's clock, claiming the keys of the given
+// epochs. Whether the responder serves it depends on what id is there.
+func insiderHello(id *directory.Identity, nw *dirtest.Network, initiator, responder peer.ID, epochs ...uint64) []byte {
+	s := newSyncer(&Node{cfg: Config{Network: nw.ID}})
+	body := append(s.proof('I', initiator, responder), signedHello(id, nw.ID, initiator, responder, nw.Now, epochs)...)
 	return frame(msgHello, body)
+}
+
+// unlimitedSync lifts n's sync budgets, for tests that are about something
+// else and open many sessions from one key.
+func unlimitedSync(n *Node) {
+	b := n.sync.budgets
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lim = syncLimits{bytesPerSec: rate.Inf, bytesBurst: 1 << 40, sessionsPerSec: rate.Inf, sessionsBurst: 1 << 30}
+	clear(b.keys)
+	clear(b.peers)
 }
 
 // insiderAck is a valid helloAck from responder to initiator.

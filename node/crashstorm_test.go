@@ -114,7 +114,8 @@ func stormKills(t *testing.T, rounds, ids int) {
 	}
 	// What it stored opens and is the directory: a fresh node syncing
 	// from it only reaches the same digest.
-	cfgF := testConfig(t, nw, dirtest.MustIdentity(t), t.TempDir())
+	// A steward's second device: only admitted keys may sync.
+	cfgF := testConfig(t, nw, nw.Stewards[1], t.TempDir())
 	cfgF.Bootstrap = []string{addr(n)}
 	f := startNode(t, cfgF)
 	waitFor(t, 20*time.Second, "a fresh node to sync the survivor's directory", func() bool { return f.State().Digest() == st.Digest() })

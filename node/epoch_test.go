@@ -51,11 +51,15 @@ func TestRotationAfterRevocation(t *testing.T) {
 	cfgR.Bootstrap = []string{addr(s), addr(a)}
 	r := startNode(t, cfgR)
 	nodes := []*Node{s, a, r}
+	// Once revoked, r gets nothing by sync: it learns what the others
+	// publish, its revocation included, by gossip.
+	topicUp(t, 2, nodes...)
 
 	ref := &reference{t: t, nw: nw}
 	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Uno"), nw.Admit(t, revoked, "Colectivo Dos"))
 	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
 	ref.publish(r, entryRec(t, nw, revoked, "refugio", 1))
+	waitFor(t, 15*time.Second, "everything before the revocation everywhere", func() bool { return sameDigest(nodes, ref.digest()) })
 	rev := nw.RevokeBy(t, revoked.Public())
 	ref.publish(s, rev)
 	want := ref.digest()
@@ -84,10 +88,10 @@ func TestRotationAfterRevocation(t *testing.T) {
 	ref.publish(a, later)
 	waitFor(t, 15*time.Second, "the steward's node to get the new entry", func() bool { return s.State().Has(later.Hash()) })
 	// Deterministic sync sessions from the revoked node to both others:
-	// they complete, and offer nothing sealed under the new key.
+	// its key is revoked, so both refuse its hello and serve nothing.
 	for _, p := range []*Node{s, a} {
-		if _, _, err := r.sync.session(p.Host().ID()); err != nil {
-			t.Fatalf("sync from the revoked node: %v", err)
+		if pulled, _, err := r.sync.session(p.Host().ID()); err == nil || pulled != 0 {
+			t.Fatalf("sync from the revoked node: pulled %d, err %v; want a refusal", pulled, err)
 		}
 	}
 	if r.State().Has(later.Hash()) {

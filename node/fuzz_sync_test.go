@@ -54,6 +54,7 @@ func FuzzSyncFrames(f *testing.F) {
 // would make fuzzing a hundred times slower).
 type fuzzNode struct {
 	nw     *dirtest.Network
+	org    *directory.Identity // the admitted key the peer says hello with
 	n      *Node
 	peer   host.Host
 	digest directory.Hash
@@ -93,7 +94,8 @@ func newFuzzNode(tb *testing.F) *fuzzNode {
 				tb.Fatal(err)
 			}
 		}
-		fz := &fuzzNode{nw: nw, n: n, peer: m, digest: n.State().Digest()}
+		unlimitedSync(n) // one key, thousands of sessions: the fuzzer explores the protocol, not the budget
+		fz := &fuzzNode{nw: nw, org: org, n: n, peer: m, digest: n.State().Digest()}
 		m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 			defer st.Reset()
 			st.SetDeadline(time.Now().Add(2 * time.Second))
@@ -137,7 +139,7 @@ func FuzzSyncServe(f *testing.F) {
 		defer st.Reset()
 		start := time.Now()
 		st.SetDeadline(start.Add(5 * time.Second))
-		st.Write(insiderHello(fz.nw.ID, fz.peer.ID(), fz.n.Host().ID(), 1))
+		st.Write(insiderHello(fz.org, fz.nw, fz.peer.ID(), fz.n.Host().ID(), 1))
 		st.Write(data)
 		st.CloseWrite()
 		w := newWire(st)

@@ -30,7 +30,8 @@ type Metrics struct {
 
 	descs struct {
 		peers, topicPeers, dhtPeers, records, unpersisted, syncAge, freshAge,
-		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled *prometheus.Desc
+		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled,
+		dhtRecords, dhtBytes, dhtRefused *prometheus.Desc
 	}
 }
 
@@ -111,6 +112,9 @@ func NewMetrics(n *Node) *Metrics {
 	d.reach = desc("ceiba_reachability", "1 for the current reachability verdict.", "state")
 	d.bytesIn = desc("ceiba_p2p_received_bytes_total", "Bytes received by the libp2p host (measured, all protocols).")
 	d.bytesOut = desc("ceiba_p2p_sent_bytes_total", "Bytes sent by the libp2p host (measured, all protocols).")
+	d.dhtRecords = desc("ceiba_dht_store_records", "Records this node holds in the DHT for the network (its own and others'), under the storage quotas.")
+	d.dhtBytes = desc("ceiba_dht_store_bytes", "Bytes this node's DHT store holds on disk, record envelopes included.")
+	d.dhtRefused = desc("ceiba_dht_store_refused_total", "DHT puts the storage policy refused: signer not admitted, over the charter's size, or over a quota.")
 	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
 
 	events, cancel := n.Subscribe()
@@ -186,7 +190,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.lagged.Describe(ch)
 	d := &m.descs
 	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
-		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled} {
+		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled,
+		d.dhtRecords, d.dhtBytes, d.dhtRefused} {
 		if desc != nil {
 			ch <- desc
 		}
@@ -222,6 +227,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.unpersisted, float64(st.Unpersisted))
 	gauge(d.syncAge, age(st.LastSync))
 	gauge(d.freshAge, age(st.FreshAsOf))
+	gauge(d.dhtRecords, float64(st.DHTStore.Records))
+	gauge(d.dhtBytes, float64(st.DHTStore.Bytes))
+	ch <- prometheus.MustNewConstMetric(d.dhtRefused, prometheus.CounterValue, float64(st.DHTStore.Refused))
 	gauge(d.epoch, float64(st.Epoch))
 	gauge(d.keyEpoch, float64(st.KeyEpoch))
 	cur := m.n.Reachability().State

@@ -35,12 +35,19 @@ func TestMocknetHundredNodesConverge(t *testing.T) {
 	mn := mocknet.New()
 	t.Cleanup(func() { mn.Close() })
 	nodes := make([]*Node, size)
+	// Every node runs under an admitted key, as in a real network (a node
+	// serves sync only to keys its directory admits): ten organizations,
+	// ten nodes each.
+	ids := make([]*directory.Identity, 10)
+	for i := range ids {
+		ids[i] = dirtest.MustIdentity(t)
+	}
 	for i := range nodes {
 		h, err := mn.GenPeer()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := testConfig(t, nw, dirtest.MustIdentity(t), "")
+		cfg := testConfig(t, nw, ids[i%len(ids)], "")
 		cfg.Host = h
 		cfg.Datastore = dssync.MutexWrap(datastore.NewMapDatastore())
 		cfg.SyncInterval = 2 * time.Second
@@ -77,6 +84,9 @@ func TestMocknetHundredNodesConverge(t *testing.T) {
 	})
 
 	ref := &reference{t: t, nw: nw}
+	for i, id := range ids {
+		ref.publish(nodes[i*7%size], nw.Admit(t, id, fmt.Sprintf("Nodo %d", i)))
+	}
 	start := time.Now()
 	// An entry before its publisher's membership: pooled until admitted.
 	ref.publish(nodes[size/2], entryRec(t, nw, orgs[1], "refugio", 1))

@@ -449,7 +449,11 @@ type Status struct {
 	// write yet; nonzero means the disk is failing.
 	Unpersisted int
 	DHTPeers    int // DHT routing table size; 0 without a DHT
-	Digest      directory.Hash
+	// DHTStore is what this node holds in the DHT for the network (its
+	// own records and others', bounded by dhtstore's quotas) and how many
+	// puts the storage policy refused; zero without a DHT.
+	DHTStore dhtstore.Usage
+	Digest   directory.Hash
 	// Accepted counts the records this node accepted since it started,
 	// by the path they came in on.
 	Accepted map[Via]int
@@ -477,6 +481,7 @@ func (n *Node) Status() Status {
 	st.FreshAsOf = n.FreshAsOf()
 	if n.dht != nil {
 		st.DHTPeers = n.dht.RoutingTableSize()
+		st.DHTStore = n.dht.Usage()
 	}
 	return st
 }

@@ -40,6 +40,11 @@ func TestFiveNodes(t *testing.T) {
 
 	// Publish on the steward's node and the organization's node.
 	ref.publish(nodes[0], nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	// The other three nodes' keys are admitted too: a node syncs only
+	// with a key its peers admit.
+	for i, id := range ids[2:] {
+		ref.publish(nodes[0], nw.Admit(t, id, fmt.Sprintf("Nodo %d", i+3)))
+	}
 	start := time.Now()
 	ref.publish(nodes[1], entryRec(t, nw, org, "asesoria", 1))
 	waitFor(t, 20*time.Second, "the entry to be searchable on all five nodes", func() bool {

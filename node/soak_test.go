@@ -56,6 +56,7 @@ func TestSoakFiftyNodesSustainedPublishing(t *testing.T) {
 	var mu sync.Mutex
 	ref := &reference{t: t, nw: nw}
 	ref.publish(c.nodes[0], nw.Genesis)
+	c.admitExtras(ref, 0)
 	for k, o := range orgs {
 		ref.publish(c.nodes[0], nw.Admit(t, o, fmt.Sprintf("Colectivo %d", k)))
 	}

@@ -31,7 +31,7 @@ import (
 //
 // A session is a short exchange on one stream (I initiator, R responder):
 //
-//	I → R  hello     proof(I), the epochs I holds keys for
+//	I → R  hello     proof(I), I's key, time, nonce, signature, the epochs I holds keys for
 //	R → I  helloAck  proof(R), count and root of what R offers I
 //	I → R  wantBuckets                        (only if the roots differ)
 //	R → I  buckets   256 × (count, hash) by the first byte of record hashes
@@ -43,11 +43,17 @@ import (
 //
 // The proofs are HMACs over both peer IDs under a key derived from the
 // network ID, so a peer that does not hold the charter learns nothing, not
-// even how many records there are. R offers only records it may seal
+// even how many records there are. The network ID is no secret to a
+// revoked device or a leaked invite, so I's hello also carries its
+// directory key's signature over both peer IDs, the time and a fresh
+// nonce (helloTranscript): R serves only keys its directory admits and
+// has not revoked, refuses a hello dated outside the charter's clock skew
+// or seen before, and charges everything it sends to that key's (and that
+// peer ID's) budget (syncbudget.go). R offers only records it may seal
 // under a key I holds and that is no older than the key R stored them
 // under: a device that kept an old key after a rotation gets nothing
 // published since.
-const SyncProtocol protocol.ID = "/ceiba/sync/1.0.0"
+const SyncProtocol protocol.ID = "/ceiba/sync/2.0.0"
 
 // Protocol bounds. A peer that exceeds them gets its stream reset.
 const (
@@ -118,6 +124,11 @@ type syncer struct {
 	rejected map[directory.Hash]time.Time
 	penalty  map[peer.ID]penalty
 
+	opening map[peer.ID]int // sync streams open per peer, checked or not
+	budgets *budgets
+	replays helloReplays
+	seals   *sealCache
+
 	outbound chan struct{} // semaphore of maxOutbound
 
 	digestMu  sync.Mutex
@@ -133,6 +144,9 @@ func newSyncer(n *Node) *syncer {
 		proofKey: k[:],
 		peers:    map[peer.ID]*peerSync{},
 		inbound:  map[peer.ID]int{},
+		opening:  map[peer.ID]int{},
+		budgets:  newBudgets(),
+		seals:    newSealCache(),
 		rejected: map[directory.Hash]time.Time{},
 		penalty:  map[peer.ID]penalty{},
 		outbound: make(chan struct{}, maxOutbound),
@@ -342,11 +356,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	if len(epochs) > maxHelloKeys {
 		epochs = epochs[len(epochs)-maxHelloKeys:]
 	}
-	hello := s.proof('I', me, p)
-	hello = binary.BigEndian.AppendUint16(hello, uint16(len(epochs)))
-	for _, e := range epochs {
-		hello = binary.BigEndian.AppendUint64(hello, e)
-	}
+	hello := append(s.proof('I', me, p), signedHello(n.id, n.cfg.Network, me, p, n.cfg.Now(), epochs)...)
 	if err := c.send(msgHello, hello); err != nil {
 		return 0, false, err
 	}
@@ -492,6 +502,13 @@ func (s *syncer) serve(st network.Stream) {
 	n := s.n
 	p := st.Conn().RemotePeer()
 	defer st.Reset() // no-op after a clean Close
+	// Beyond a few streams per peer there is nothing an honest peer needs
+	// (it runs one session with us at a time): refuse at once rather than
+	// hold the stream until the hello deadline.
+	if !s.open(p) {
+		return
+	}
+	defer s.closeStream(p)
 	defer context.AfterFunc(n.ctx, func() { st.Reset() })()
 	// The hello comes first and at once. Until its proof checks, the
 	// stream is a stranger's: it gets a short deadline and takes no
@@ -501,12 +518,40 @@ func (s *syncer) serve(st network.Stream) {
 	st.SetDeadline(time.Now().Add(min(helloTimeout, n.cfg.SyncTimeout)))
 	c := newWire(st)
 
-	body, err := c.expect(msgHello, 32+2+8*maxHelloKeys)
-	if err != nil || len(body) < 34 {
+	body, err := c.expect(msgHello, 32+helloFixedLen+8*maxHelloKeys)
+	if err != nil || len(body) < 32 {
 		return
 	}
 	if !hmac.Equal(body[:32], s.proof('I', p, n.host.ID())) {
 		// Not a member of this network, or of another one: say nothing.
+		return
+	}
+	hello, ok := parseHello(body[32:], n.cfg.Network, p, n.host.ID())
+	if !ok {
+		s.refuse("hello-"+string(p), "sync hello refused: malformed or its signature does not verify", "peer", p)
+		return
+	}
+	who := hello.key.Hex()
+	skew := directory.Policy{}.ClockSkewBound()
+	if ch := n.state.Charter(); ch != nil {
+		skew = ch.Policy.ClockSkewBound()
+	}
+	if d := n.cfg.Now().Sub(time.Unix(hello.unix, 0)); d > skew || d < -skew {
+		s.refuse("time-"+who, "sync hello refused: dated outside the clock-skew window", "peer", p, "key", directory.Fingerprint(hello.key), "off_by", d.Round(time.Second))
+		return
+	}
+	if role, ok := n.admittedRole(hello.key); !ok {
+		s.refuse("role-"+who, "sync hello refused: the key is not an admitted, unrevoked steward, member or reader here",
+			"peer", p, "key", directory.Fingerprint(hello.key), "is", role)
+		return
+	}
+	if !s.replays.fresh(hello.key, hello.nonce, 2*skew+time.Minute) {
+		s.refuse("replay-"+who, "sync hello refused: replayed", "peer", p, "key", directory.Fingerprint(hello.key))
+		return
+	}
+	if !s.budgets.take(hello.key, p, 1, true) {
+		s.refuse("sessions-"+who, "sync session refused: the key or peer is over its session budget",
+			"peer", p, "key", directory.Fingerprint(hello.key), "sessions_per_minute", SyncSessionsPerMinute)
 		return
 	}
 	if !s.acquire(p) {
@@ -514,16 +559,12 @@ func (s *syncer) serve(st network.Stream) {
 	}
 	defer s.release(p)
 	st.SetDeadline(time.Now().Add(n.cfg.SyncTimeout))
-	nk := int(binary.BigEndian.Uint16(body[32:]))
-	if nk > maxHelloKeys || len(body) != 34+8*nk {
-		return
-	}
 	kr := n.keyringSnapshot()
+	current, _, _ := kr.Current()
 	var common uint64
 	var key directory.ReadKey
 	haveCommon := false
-	for i := range nk {
-		e := binary.BigEndian.Uint64(body[34+8*i:])
+	for _, e := range hello.epochs {
 		if k, ok := kr[e]; ok && (!haveCommon || e > common) {
 			common, key, haveCommon = e, k, true
 		}
@@ -538,6 +579,18 @@ func (s *syncer) serve(st network.Stream) {
 	if err := c.send(msgHelloAck, ack); err != nil {
 		return
 	}
+	// charge draws what is about to be sent from the key's and the peer's
+	// budget; over budget, the session ends there (the peer keeps what
+	// it got and may come back when its budget has refilled).
+	charge := func(size int) bool {
+		if s.budgets.take(hello.key, p, size, false) {
+			return true
+		}
+		s.refuse("bytes-"+who, "sync session cut: the key or peer is over its byte budget",
+			"peer", p, "key", directory.Fingerprint(hello.key), "bytes_per_minute", SyncBytesPerMinute, "burst", SyncBytesBurst)
+		return false
+	}
+	served := map[directory.Hash]struct{}{} // no record goes twice in one session
 	sentBytes := 0
 	for range maxRequestsPerSession {
 		typ, body, err := c.recv(maxControlFrame)
@@ -549,7 +602,11 @@ func (s *syncer) serve(st network.Stream) {
 			st.Close()
 			return
 		case msgWantBuckets:
-			err = c.send(msgBuckets, offer.bucketTable())
+			table := offer.bucketTable()
+			if !charge(len(table)) {
+				return
+			}
+			err = c.send(msgBuckets, table)
 		case msgWantLists:
 			if len(body) == 0 || len(body) > 256 {
 				return
@@ -565,6 +622,9 @@ func (s *syncer) serve(st network.Stream) {
 				out = binary.BigEndian.AppendUint32(out, uint32(len(hs)))
 				for _, h := range hs {
 					out = append(out, h[:]...)
+				}
+				if !charge(len(out)) {
+					return
 				}
 				if err = c.send(msgList, out); err != nil {
 					return
@@ -582,12 +642,24 @@ func (s *syncer) serve(st network.Stream) {
 				var h directory.Hash
 				copy(h[:], body[4+32*i:])
 				out := h[:]
-				if r, ok := n.state.Record(h); ok && offer.has(h) && sentBytes < maxBytesPerSession {
+				_, again := served[h]
+				if r, ok := n.state.Record(h); ok && !again && offer.has(h) && sentBytes < maxBytesPerSession {
 					// Resealed under the newest key both hold; the offer
 					// already excludes records stored under a newer one.
-					sealed := directory.Seal(r, common, key)
+					sealed := s.seals.get(r, h, common, key, current)
+					if !charge(32 + len(sealed)) {
+						c.flush()
+						return
+					}
+					served[h] = struct{}{}
 					sentBytes += len(sealed)
 					out = append(out[:32:32], sealed...)
+				} else if !charge(32) {
+					// A hash asked again gets the "gone" frame, which
+					// still costs: a request of the same hash over and
+					// over must not be free either.
+					c.flush()
+					return
 				}
 				if err = c.send(msgRecord, out); err != nil {
 					return
@@ -599,6 +671,34 @@ func (s *syncer) serve(st network.Stream) {
 		if err != nil || c.flush() != nil {
 			return
 		}
+	}
+}
+
+// refuse logs why a peer was refused, once per why and key (or peer) every
+// budgetLogEvery: a peer that keeps trying must not flood the log.
+func (s *syncer) refuse(who, msg string, args ...any) {
+	if s.budgets.shouldLog(who) {
+		s.n.log.Warn(msg, args...)
+	}
+}
+
+// open counts a sync stream from p and reports whether it is within the
+// per-peer limit.
+func (s *syncer) open(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opening[p] >= maxInboundPerPeer {
+		return false
+	}
+	s.opening[p]++
+	return true
+}
+
+func (s *syncer) closeStream(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opening[p]--; s.opening[p] <= 0 {
+		delete(s.opening, p)
 	}
 }
 

@@ -705,6 +705,9 @@ func statusCmd(g *globals) *cobra.Command {
 					}
 					fmt.Println(")")
 				}
+				if ds := s.DHTStore; ds != nil {
+					fmt.Printf("DHT store: %d records, %s on disk (%d from signers not yet admitted; %d puts refused)\n", ds.Records, byteSize(ds.Bytes), ds.Pending, ds.Refused)
+				}
 				if !s.LastSync.IsZero() {
 					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)
 				}

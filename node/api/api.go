@@ -59,6 +59,20 @@ type Status struct {
 
 	// Traffic is what the node spent since it started, and its limits.
 	Traffic *Traffic `json:"traffic,omitempty"`
+	// DHTStore is what the node holds in the DHT for the network; absent
+	// without a DHT.
+	DHTStore *DHTStore `json:"dht_store,omitempty"`
+}
+
+// DHTStore is the disk a node's DHT store uses, within its quotas.
+type DHTStore struct {
+	Records int   `json:"records"`
+	Bytes   int64 `json:"bytes"`
+	// Pending counts records held from signers this node does not (yet)
+	// know as admitted, in their small shared pool.
+	Pending int `json:"pending"`
+	// Refused counts the puts the storage policy refused since start.
+	Refused int64 `json:"refused"`
 }
 
 // Traffic is a node's data use: what a person on a metered link checks.

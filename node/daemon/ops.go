@@ -106,6 +106,10 @@ func (d *Daemon) Status() api.Status {
 		RecvCap: caps.Recv, SendCap: caps.Send,
 		ThrottledIn: th.Recv.Seconds(), ThrottledOut: th.Send.Seconds(),
 	}
+	if d.cfg.dhtConfig().Mode() != "off" {
+		u := ns.DHTStore
+		s.DHTStore = &api.DHTStore{Records: u.Records, Bytes: u.Bytes, Pending: u.Pending, Refused: u.Refused}
+	}
 	return s
 }
 

@@ -81,8 +81,18 @@ func testOptions(nw *dirtest.Network, kr *testKeyring) Options {
 		CheckInterval:     100 * time.Millisecond,
 		RequestTimeout:    5 * time.Second,
 		Logger:            slog.New(slog.DiscardHandler),
+		Authority:         everyone{},
 	}
 }
+
+// everyone is the Authority of the tests that are about something other
+// than the storage policy: they sign with organizations they do not admit
+// in any directory state, and every one of them counts as a member.
+// quota_test.go tests the policy with a real one.
+type everyone struct{}
+
+func (everyone) Role(directory.PublicKey) Role { return RolePublisher }
+func (everyone) MaxRecordBytes() int           { return directory.MaxRecordBytes }
 
 func newNode(t *testing.T, store ds.Batching, opts Options) *testNode {
 	t.Helper()

@@ -129,9 +129,22 @@ type Options struct {
 	// network has no one else to serve it, and ModeAuto would leave
 	// unreachable-by-AutoNAT loopback and LAN networks all clients.
 	ClientMode bool
+	// Authority is what the node's directory knows of keys: the store
+	// holds for others only values whose signers it admits, within the
+	// quotas in quota.go. Nil admits no one: values from others then share
+	// only the small pending pool.
+	Authority Authority
+	// Self is the node's identity key; values it signed are always held.
+	Self directory.PublicKey
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// nobody is the Authority of a store given none: no key is admitted.
+type nobody struct{}
+
+func (nobody) Role(directory.PublicKey) Role { return RoleNone }
+func (nobody) MaxRecordBytes() int           { return directory.DefaultMaxRecordBytes }
 
 // Store is the DHT layer of one node. It is safe for concurrent use.
 type Store struct {
@@ -140,6 +153,7 @@ type Store struct {
 	dht  *dht.IpfsDHT
 	pm   *pb.ProtocolMessenger
 	val  *validator
+	qs   *quotaStore
 	log  *slog.Logger
 
 	ctx       context.Context
@@ -201,7 +215,16 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		opts.Logger = slog.Default()
 	}
 
+	if opts.Authority == nil {
+		opts.Authority = nobody{}
+	}
+
 	val := &validator{net: opts.Network, keyring: opts.Keyring}
+	dstore := namespace.Wrap(store, ds.NewKey("/dht"))
+	qs := newQuotaStore(dstore, val, opts.Authority, opts.Self, opts.Logger.With("component", "dhtstore"))
+	if err := qs.load(context.Background()); err != nil {
+		return nil, fmt.Errorf("dhtstore: counting what the DHT store holds: %w", err)
+	}
 	mode := dht.ModeServer
 	if opts.ClientMode {
 		mode = dht.ModeClient
@@ -212,7 +235,11 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		// stops insisting on the public network's pk/ipns validators.
 		dht.ProtocolPrefix("/ceiba"),
 		dht.Mode(mode),
-		dht.Datastore(namespace.Wrap(store, ds.NewKey("/dht"))),
+		dht.Datastore(dstore),
+		// Values go through the storage policy; provider records (the
+		// rendezvous) stay on the plain store.
+		dht.ValueDatastore(qs),
+		dht.OnRequestHook(qs.onRequest),
 		// Replacing the validator set drops the default /pk and /ipns
 		// namespaces: nothing but sealed Ceiba records may be stored, so a
 		// keyless peer cannot use our nodes as free storage.
@@ -243,6 +270,7 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		dht:       d,
 		pm:        pm,
 		val:       val,
+		qs:        qs,
 		log:       opts.Logger.With("component", "dhtstore"),
 		manifests: map[directory.PublicKey][]*directory.Record{},
 		issued:    map[directory.PublicKey]int64{},
@@ -263,9 +291,17 @@ func (s *Store) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		s.closeErr = s.dht.Close()
+		// kad-dht's handlers for streams already open outlive its Close
+		// until the host closes, and the caller may close the datastore
+		// before that: from here on they cannot write values into it.
+		s.qs.close()
 	})
 	return s.closeErr
 }
+
+// Usage is what the store holds in the DHT for the network, its own
+// records and others', and how many puts its storage policy refused.
+func (s *Store) Usage() Usage { return s.qs.usage() }
 
 // RoutingTableSize is how many DHT peers the node knows: zero means it is
 // alone and nothing it puts will be stored.

@@ -1,0 +1,359 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// What one key (and, separately, one peer ID) may draw from this node's
+// sync server. A key, not only a peer ID, carries the budget: peer IDs are
+// free to make, admitted keys are not. The numbers let a fresh node pull a
+// directory of several thousand typical entries in its first burst and
+// resume from there (sync is resumable), while capping what any one
+// reader can make a node send at
+//
+//	SyncBytesBurst + SyncBytesPerMinute × minutes
+//
+// (40 MiB in the first minute, 8 MiB a minute after) however it phrases its
+// requests. Everything sent after the hello counts: bucket tables, hash
+// lists and sealed records.
+const (
+	SyncBytesPerMinute = 8 << 20
+	SyncBytesBurst     = 32 << 20
+	// Sessions are charged separately: each costs a signature check and a
+	// digest, whatever it pulls.
+	SyncSessionsPerMinute = 120
+	SyncSessionsBurst     = 30
+
+	// helloNonceLen and helloFixedLen describe the hello after its network
+	// proof: key, time, nonce, signature, epoch count.
+	helloNonceLen = 16
+	helloFixedLen = 32 + 8 + helloNonceLen + 64 + 2
+
+	// sealCacheBytes bounds the sealed copies kept so a record is sealed
+	// once per epoch, not once per request.
+	sealCacheBytes   = 32 << 20
+	sealCacheEntries = 1 << 16
+
+	// maxSeenHellos bounds the replay cache; a hello is remembered for
+	// twice the clock-skew window it is accepted in.
+	maxSeenHellos = 1 << 17
+	// maxBuckets bounds the budget maps; idle (full) buckets are dropped
+	// first when they grow past it.
+	maxBuckets = 1 << 14
+	// budgetLogEvery is how often one key or peer's refusals are logged.
+	budgetLogEvery = 10 * time.Minute
+)
+
+// syncLimits are the budgets in force; tests shrink them to measure.
+type syncLimits struct {
+	bytesPerSec    rate.Limit
+	bytesBurst     int
+	sessionsPerSec rate.Limit
+	sessionsBurst  int
+}
+
+func defaultSyncLimits() syncLimits {
+	return syncLimits{
+		bytesPerSec:    rate.Limit(float64(SyncBytesPerMinute) / 60),
+		bytesBurst:     SyncBytesBurst,
+		sessionsPerSec: rate.Limit(float64(SyncSessionsPerMinute) / 60),
+		sessionsBurst:  SyncSessionsBurst,
+	}
+}
+
+type bucketPair struct{ bytes, sessions *rate.Limiter }
+
+// budgets holds the token buckets of every key and peer that was served.
+type budgets struct {
+	mu     sync.Mutex
+	lim    syncLimits
+	keys   map[directory.PublicKey]*bucketPair
+	peers  map[peer.ID]*bucketPair
+	logged map[string]time.Time
+}
+
+func newBudgets() *budgets {
+	return &budgets{
+		lim:    defaultSyncLimits(),
+		keys:   map[directory.PublicKey]*bucketPair{},
+		peers:  map[peer.ID]*bucketPair{},
+		logged: map[string]time.Time{},
+	}
+}
+
+func (b *budgets) pair() *bucketPair {
+	return &bucketPair{
+		bytes:    rate.NewLimiter(b.lim.bytesPerSec, b.lim.bytesBurst),
+		sessions: rate.NewLimiter(b.lim.sessionsPerSec, b.lim.sessionsBurst),
+	}
+}
+
+func bucketsFor[K comparable](b *budgets, m map[K]*bucketPair, k K, now time.Time) *bucketPair {
+	if p, ok := m[k]; ok {
+		return p
+	}
+	if len(m) >= maxBuckets {
+		// A full bucket holds nothing worth remembering: dropping it
+		// and making a fresh one later gives the same budget.
+		for k, p := range m {
+			if p.bytes.TokensAt(now) >= float64(p.bytes.Burst()) && p.sessions.TokensAt(now) >= float64(p.sessions.Burst()) {
+				delete(m, k)
+			}
+		}
+	}
+	if len(m) >= maxBuckets {
+		return nil
+	}
+	p := b.pair()
+	m[k] = p
+	return p
+}
+
+// take draws n tokens from both the key's and the peer's bucket, or from
+// neither. It reports false when either is short, or when the maps are
+// full of busy buckets (a flood of keys and peers all at work: refuse).
+func (b *budgets) take(k directory.PublicKey, p peer.ID, n int, sessions bool) bool {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kb, pb := bucketsFor(b, b.keys, k, now), bucketsFor(b, b.peers, p, now)
+	if kb == nil || pb == nil {
+		return false
+	}
+	pick := func(bp *bucketPair) *rate.Limiter {
+		if sessions {
+			return bp.sessions
+		}
+		return bp.bytes
+	}
+	kr := pick(kb).ReserveN(now, n)
+	if !kr.OK() || kr.DelayFrom(now) > 0 {
+		kr.CancelAt(now)
+		return false
+	}
+	pr := pick(pb).ReserveN(now, n)
+	if !pr.OK() || pr.DelayFrom(now) > 0 {
+		pr.CancelAt(now)
+		kr.CancelAt(now)
+		return false
+	}
+	return true
+}
+
+// shouldLog reports whether a refusal for who is worth a log line: the
+// first one, then one per budgetLogEvery, so a peer hammering the node
+// cannot flood its log.
+func (b *budgets) shouldLog(who string) bool {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.logged[who]; ok && now.Sub(t) < budgetLogEvery {
+		return false
+	}
+	if len(b.logged) >= maxBuckets {
+		for w, t := range b.logged {
+			if now.Sub(t) >= budgetLogEvery {
+				delete(b.logged, w)
+			}
+		}
+		if len(b.logged) >= maxBuckets {
+			return false
+		}
+	}
+	b.logged[who] = now
+	return true
+}
+
+// helloReplays remembers accepted hellos for as long as their time stamp
+// could pass the window check, so a captured hello cannot open a second
+// session, later or elsewhere (the peer IDs it binds stop it elsewhere).
+type helloReplays struct {
+	mu   sync.Mutex
+	seen map[[32 + helloNonceLen]byte]time.Time
+}
+
+// fresh records (k, nonce) and reports whether it was not seen before.
+func (r *helloReplays) fresh(k directory.PublicKey, nonce []byte, keep time.Duration) bool {
+	var id [32 + helloNonceLen]byte
+	copy(id[:], k[:])
+	copy(id[32:], nonce)
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seen == nil {
+		r.seen = map[[32 + helloNonceLen]byte]time.Time{}
+	}
+	if t, ok := r.seen[id]; ok && now.Before(t) {
+		return false
+	}
+	if len(r.seen) >= maxSeenHellos {
+		for id, t := range r.seen {
+			if !now.Before(t) {
+				delete(r.seen, id)
+			}
+		}
+		if len(r.seen) >= maxSeenHellos {
+			// Forgetting one could let it replay; refusing costs an
+			// honest peer one retry.
+			return false
+		}
+	}
+	r.seen[id] = now.Add(keep)
+	return true
+}
+
+// helloTranscript is what the initiator signs: the network, both peer IDs
+// (so the hello is worth nothing on another connection), the signing key,
+// the time and a fresh nonce (so it is worth nothing later), and the epochs
+// it claims.
+func helloTranscript(net directory.NetworkID, initiator, responder peer.ID, key directory.PublicKey, unix int64, nonce []byte, epochs []byte) []byte {
+	m := make([]byte, 0, 32+2+len(initiator)+2+len(responder)+32+8+len(nonce)+len(epochs))
+	m = append(m, net[:]...)
+	m = binary.BigEndian.AppendUint16(m, uint16(len(initiator)))
+	m = append(m, initiator...)
+	m = binary.BigEndian.AppendUint16(m, uint16(len(responder)))
+	m = append(m, responder...)
+	m = append(m, key[:]...)
+	m = binary.BigEndian.AppendUint64(m, uint64(unix))
+	m = append(m, nonce...)
+	return append(m, epochs...)
+}
+
+// signedHello is the hello body after the network proof.
+func signedHello(id *directory.Identity, net directory.NetworkID, initiator, responder peer.ID, now time.Time, epochs []uint64) []byte {
+	var nonce [helloNonceLen]byte
+	rand.Read(nonce[:])
+	enc := binary.BigEndian.AppendUint16(nil, uint16(len(epochs)))
+	for _, e := range epochs {
+		enc = binary.BigEndian.AppendUint64(enc, e)
+	}
+	key := id.Public()
+	sig := id.SignTranscript(directory.SyncHelloDomain, helloTranscript(net, initiator, responder, key, now.Unix(), nonce[:], enc))
+	out := make([]byte, 0, helloFixedLen+8*len(epochs))
+	out = append(out, key[:]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(now.Unix()))
+	out = append(out, nonce[:]...)
+	out = append(out, sig...)
+	return append(out, enc...)
+}
+
+// parsedHello is a hello whose signature checked.
+type parsedHello struct {
+	key    directory.PublicKey
+	unix   int64
+	nonce  []byte
+	epochs []uint64
+}
+
+// parseHello checks the signed part of a hello (body after the network
+// proof) and returns it; ok is false for anything malformed or forged.
+func parseHello(body []byte, net directory.NetworkID, initiator, responder peer.ID) (parsedHello, bool) {
+	if len(body) < helloFixedLen {
+		return parsedHello{}, false
+	}
+	var h parsedHello
+	copy(h.key[:], body[:32])
+	h.unix = int64(binary.BigEndian.Uint64(body[32:]))
+	h.nonce = body[40 : 40+helloNonceLen]
+	sig := body[40+helloNonceLen : 40+helloNonceLen+64]
+	enc := body[helloFixedLen-2:]
+	nk := int(binary.BigEndian.Uint16(enc))
+	if nk > maxHelloKeys || len(enc) != 2+8*nk {
+		return parsedHello{}, false
+	}
+	if !directory.VerifyTranscript(h.key, directory.SyncHelloDomain, helloTranscript(net, initiator, responder, h.key, h.unix, h.nonce, enc), sig) {
+		return parsedHello{}, false
+	}
+	for i := range nk {
+		h.epochs = append(h.epochs, binary.BigEndian.Uint64(enc[2+8*i:]))
+	}
+	return h, true
+}
+
+// admittedRole says what k is in the node's directory: a steward of the
+// current charter, a member or a reader, none of them revoked. Only these
+// may sync from the node.
+func (n *Node) admittedRole(k directory.PublicKey) (string, bool) {
+	st := n.state
+	if st.IsRevoked(k) {
+		return "revoked", false
+	}
+	if c := st.Charter(); c != nil && slices.Contains(c.StewardKeys(), k) {
+		return "steward", true
+	}
+	if _, ok := st.Member(k); ok {
+		return "member", true
+	}
+	if st.IsReader(k) {
+		return "reader", true
+	}
+	return "unknown", false
+}
+
+type sealKey struct {
+	h     directory.Hash
+	epoch uint64
+}
+
+// sealCache keeps sealed copies of records, bounded by bytes, so that
+// serving a record to many peers (or one peer many times) seals it once
+// per epoch. A copy of the same sealed bytes goes to every requester, as
+// gossip already does; connections are encrypted, so nothing on the wire
+// links them.
+type sealCache struct {
+	mu    sync.Mutex
+	lru   *simplelru.LRU[sealKey, []byte]
+	bytes int
+	epoch uint64 // newest epoch the cache has seen; older entries are dropped
+}
+
+func newSealCache() *sealCache {
+	c := &sealCache{}
+	l, err := simplelru.NewLRU(sealCacheEntries, func(_ sealKey, v []byte) { c.bytes -= len(v) })
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	c.lru = l
+	return c
+}
+
+// get returns r sealed under epoch with key, sealing it at most once while
+// the copy stays cached. current is the node's newest key epoch: when it
+// moves, every cached copy goes, since none will be asked for again.
+func (c *sealCache) get(r *directory.Record, h directory.Hash, epoch uint64, key directory.ReadKey, current uint64) []byte {
+	k := sealKey{h, epoch}
+	c.mu.Lock()
+	if current != c.epoch {
+		c.lru.Purge()
+		c.epoch = current
+	}
+	if v, ok := c.lru.Get(k); ok {
+		c.mu.Unlock()
+		return v
+	}
+	c.mu.Unlock()
+	sealed := directory.Seal(r, epoch, key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != current || len(sealed) > sealCacheBytes {
+		return sealed
+	}
+	if !c.lru.Contains(k) {
+		c.lru.Add(k, sealed)
+		c.bytes += len(sealed)
+		for c.bytes > sealCacheBytes {
+			c.lru.RemoveOldest()
+		}
+	}
+	return sealed
+}

@@ -544,6 +544,22 @@ func sealingKey(effective []*directory.Epoch, kr directory.Keyring) (uint64, dir
 	return 0, directory.ReadKey{}, false
 }
 
+// sealingKeyring is the keyring without the keys above the sealing epoch:
+// what the node reseals for peers and puts in the DHT with. A key the state
+// does not back yet (an invitee's for an epoch it has not seen, or one
+// planted in a tampered keystore) is never used to seal.
+func (n *Node) sealingKeyring() directory.Keyring {
+	kr := n.keyringSnapshot()
+	top := n.sealEpoch()
+	out := make(directory.Keyring, len(kr))
+	for e, k := range kr {
+		if e <= top {
+			out[e] = k
+		}
+	}
+	return out
+}
+
 // sealEpoch is the epoch of sealKey.
 func (n *Node) sealEpoch() uint64 {
 	e, _, _ := n.sealKey()

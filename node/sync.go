@@ -559,7 +559,7 @@ func (s *syncer) serve(st network.Stream) {
 	}
 	defer s.release(p)
 	st.SetDeadline(time.Now().Add(n.cfg.SyncTimeout))
-	kr := n.keyringSnapshot()
+	kr := n.sealingKeyring()
 	current, _, _ := kr.Current()
 	var common uint64
 	var key directory.ReadKey

@@ -39,31 +39,12 @@ func (ks *Keystore) Encrypt(passphrase string, workFactor int) ([]byte, error) {
 	if passphrase == "" {
 		return nil, errors.New("keystore: an empty passphrase protects nothing")
 	}
-	rcpt, err := age.NewScryptRecipient(passphrase)
-	if err != nil {
-		return nil, err
-	}
-	if workFactor == 0 {
-		workFactor = DefaultWorkFactor
-	}
-	rcpt.SetWorkFactor(workFactor)
 	seed, kemSecret := ks.Identity.secrets()
 	f := keystoreFile{Version: 1, Seed: seed, KEM: kemSecret, Keys: map[uint64][]byte{}}
 	for n, k := range ks.Keys {
 		f.Keys[n] = bytes.Clone(k[:])
 	}
-	var buf bytes.Buffer
-	w, err := age.Encrypt(&buf, rcpt)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write(marshal(&f)); err != nil {
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return EncryptWithPassphrase(marshal(&f), passphrase, workFactor)
 }
 
 // DecryptKeystore opens a keystore. A wrong passphrase is ErrWrongPassphrase;

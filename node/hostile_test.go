@@ -22,6 +22,32 @@ import (
 	"github.com/ceiba-network/ceiba/directory/dirtest"
 )
 
+// gossipAttacker is a host of its own, over real TCP, on the network's
+// topic with plain GossipSub (no validator, flood publish), in the topic
+// mesh of node n: what an attacker that knows the topic runs.
+func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *pubsub.Topic) {
+	t.Helper()
+	m := hostileHost(t)
+	ps, err := pubsub.NewGossipSub(t.Context(), m, pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := ps.Join(TopicName(nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Connect(t.Context(), peer.AddrInfo{ID: n.Host().ID(), Addrs: n.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the attacker and the node to see each other on the topic", func() bool {
+		return slices.Contains(n.topic.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), n.Host().ID())
+	})
+	return m, topic
+}
+
 func hostileHost(t *testing.T) host.Host {
 	t.Helper()
 	h, err := libp2p.New(
@@ -55,24 +81,7 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	recA, recB := record(a), record(b)
 
 	// The attacker: a plain GossipSub peer with no validator of its own.
-	m := hostileHost(t)
-	ps, err := pubsub.NewGossipSub(t.Context(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(TopicName(nw.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topic.Subscribe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Connect(t.Context(), peer.AddrInfo{ID: a.Host().ID(), Addrs: a.Host().Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "attacker and honest node to see each other on the topic", func() bool {
-		return slices.Contains(a.topic.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), a.Host().ID())
-	})
+	m, topic := gossipAttacker(t, nw.ID, a)
 
 	rejectedFrom := func(match func(error) bool) int {
 		return recA.count(func(ev Event) bool { return ev.Kind == EventRejected && ev.From == m.ID() && match(ev.Err) })

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
 )
@@ -48,24 +45,7 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	}
 
 	// The reader's own host: plain GossipSub, no validator, real TCP.
-	m := hostileHost(t)
-	ps, err := pubsub.NewGossipSub(t.Context(), m, pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	topic, err := ps.Join(TopicName(nw.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topic.Subscribe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Connect(t.Context(), peer.AddrInfo{ID: a.Host().ID(), Addrs: a.Host().Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the reader's host on the topic", func() bool {
-		return slices.Contains(a.topic.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), a.Host().ID())
-	})
+	_, topic := gossipAttacker(t, nw.ID, a)
 
 	const total = 10000
 	sent := 0

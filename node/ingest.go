@@ -325,6 +325,9 @@ func (n *Node) adoptKeys() {
 		switch {
 		case errors.Is(err, directory.ErrNotRecipient):
 			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
+		case errors.Is(err, directory.ErrKeyMismatch):
+			n.keyMismatch[e.Number] = true
+			n.log.Error("the epoch's package for this node holds another key than the epoch commits to: its signers equivocated; tell the stewards", "epoch", e.Number)
 		case err != nil:
 			n.log.Error("key package does not open", "epoch", e.Number, "err", err)
 		default:
@@ -335,6 +338,7 @@ func (n *Node) adoptKeys() {
 				n.log.Warn("replacing the read key of an epoch the state resolved differently", "epoch", e.Number)
 			}
 			n.adopted[e.Number] = fp
+			delete(n.keyMismatch, e.Number)
 			if old, ok := n.keyring[e.Number]; !ok || old != key {
 				n.keyring[e.Number] = key
 				added = append(added, e.Number)

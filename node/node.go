@@ -63,7 +63,12 @@ type Node struct {
 	keyring   directory.Keyring
 	epochSeen map[uint64]directory.Hash // effective epoch → fingerprint of its package for us, once handled
 	adopted   map[uint64]directory.Hash // epoch → fingerprint of the effective record its key was taken from
-	pkgCache  map[directory.Hash]packageResult
+	// keyMismatch holds the effective epochs whose package for this node
+	// held another key than the epoch commits to: its signers sealed
+	// different keys to different recipients, which only a recipient can
+	// see, so this node says so (status, health) for the stewards to act.
+	keyMismatch map[uint64]bool
+	pkgCache    map[directory.Hash]packageResult
 	// loaded is set once the state is rebuilt from the store; keys are
 	// pruned only after that (pruneKeys).
 	loaded      atomic.Bool
@@ -119,6 +124,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
+		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
 		pkgCache:    map[directory.Hash]packageResult{},
 		stored:      map[directory.Hash]uint64{},
@@ -457,6 +463,10 @@ type Status struct {
 	// Accepted counts the records this node accepted since it started,
 	// by the path they came in on.
 	Accepted map[Via]int
+	// KeyMismatches lists effective epochs whose package for this node
+	// holds another key than the epoch commits to (equivocation by the
+	// epoch's signers), ascending.
+	KeyMismatches []uint64
 }
 
 // Status returns a snapshot of the node's health.
@@ -477,6 +487,7 @@ func (n *Node) Status() Status {
 	st.Records = len(n.stored)
 	st.Unpersisted = len(n.unpersisted)
 	st.Accepted = maps.Clone(n.accepted)
+	st.KeyMismatches = slices.Sorted(maps.Keys(n.keyMismatch))
 	n.mu.Unlock()
 	st.FreshAsOf = n.FreshAsOf()
 	if n.dht != nil {

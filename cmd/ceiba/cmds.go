@@ -686,6 +686,9 @@ func statusCmd(g *globals) *cobra.Command {
 					return
 				}
 				fmt.Printf("Network:  %s (%s…)\nPeers:    %d\nEpoch:    %d (key held: %d)\n", s.NetworkName, s.Network[:12], s.Peers, s.Epoch, s.KeyEpoch)
+				for _, e := range s.KeyMismatches {
+					fmt.Printf("WARNING:  epoch %d sealed this node a key other than the one it announced: its signers equivocated; tell the stewards\n", e)
+				}
 				if s.Reachability != "" {
 					fmt.Printf("Reachable: %s: %s\n", s.Reachability, s.ReachabilityWhy)
 					if s.ReachabilityFix != "" {

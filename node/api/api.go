@@ -24,17 +24,20 @@ const TokenHeader = "X-Ceiba-Token"
 
 // Status is GET /v1/status.
 type Status struct {
-	Fingerprint   string          `json:"fingerprint"`
-	Role          string          `json:"role"` // steward, member, reader, pending or none
-	Joined        bool            `json:"joined"`
-	Network       string          `json:"network,omitempty"`
-	NetworkName   string          `json:"network_name,omitempty"`
-	PeerID        string          `json:"peer_id,omitempty"`
-	Addrs         []string        `json:"addrs,omitempty"`
-	Peers         int             `json:"peers"`
-	Reachability  string          `json:"reachability,omitempty"`
-	Epoch         uint64          `json:"epoch"`
-	KeyEpoch      uint64          `json:"key_epoch"` // newest read key this node holds
+	Fingerprint  string   `json:"fingerprint"`
+	Role         string   `json:"role"` // steward, member, reader, pending or none
+	Joined       bool     `json:"joined"`
+	Network      string   `json:"network,omitempty"`
+	NetworkName  string   `json:"network_name,omitempty"`
+	PeerID       string   `json:"peer_id,omitempty"`
+	Addrs        []string `json:"addrs,omitempty"`
+	Peers        int      `json:"peers"`
+	Reachability string   `json:"reachability,omitempty"`
+	Epoch        uint64   `json:"epoch"`
+	KeyEpoch     uint64   `json:"key_epoch"` // newest read key this node holds
+	// KeyMismatches lists epochs whose package for this node held another
+	// key than the epoch commits to: its signers equivocated.
+	KeyMismatches []uint64        `json:"key_mismatches,omitempty"`
 	LastSync      time.Time       `json:"last_sync,omitzero"`
 	LastSyncPeers int             `json:"last_sync_peers"`
 	FreshAsOf     time.Time       `json:"fresh_as_of,omitzero"`

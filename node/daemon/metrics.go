@@ -101,6 +101,9 @@ func (d *Daemon) Health() Health {
 	if st.KeyEpoch < st.Epoch {
 		why = append(why, "this node lacks the current read key")
 	}
+	if len(st.KeyMismatches) > 0 {
+		why = append(why, "a key rotation sealed this node a key other than the one it announced: tell the stewards")
+	}
 	d.mu.Lock()
 	profile := transport.Profile(d.cfg.Profile)
 	d.mu.Unlock()

@@ -95,6 +95,7 @@ func (d *Daemon) Status() api.Status {
 	s.FreshAsOf = ns.FreshAsOf
 	s.Epoch = st.CurrentEpoch()
 	s.KeyEpoch = ns.KeyEpoch
+	s.KeyMismatches = ns.KeyMismatches
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
 	reachabilityOf(n, &s)

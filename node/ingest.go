@@ -519,7 +519,11 @@ type pending struct {
 // unindexed (we see !Has and delete it) or indexed (the dropper deletes
 // it after us, under n.mu).
 func (n *Node) persist(batch []pending) error {
-	batch = slices.DeleteFunc(batch, func(p pending) bool { return !n.state.Has(p.hash) })
+	// Every record is written, even one the state has already let go of:
+	// a version superseded between Apply and this write is still
+	// acknowledged to whoever published it, and the version that
+	// superseded it may not reach the disk before a crash. Such a record
+	// becomes an orphan below, deleted once that is sure.
 	if len(batch) == 0 {
 		return nil
 	}

@@ -673,6 +673,7 @@ func (n *Node) load(ctx context.Context) error {
 		return fmt.Errorf("node: reading the store: %w", err)
 	}
 	var remove []directory.Hash
+	legacy := 0
 	for {
 		type opened struct {
 			r     *directory.Record
@@ -688,6 +689,10 @@ func (n *Node) load(ctx context.Context) error {
 			switch {
 			case errors.Is(err, directory.ErrNoKey):
 				waiting = append(waiting, it)
+			case errors.Is(err, directory.ErrUnknownVersion):
+				// Written by another protocol version: not corrupt, and
+				// not this node's to delete (PROTOCOL.md §10).
+				legacy++
 			case err != nil || r.Hash() != it.hash:
 				n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
 				remove = append(remove, it.hash)
@@ -725,6 +730,9 @@ func (n *Node) load(ctx context.Context) error {
 			break
 		}
 		items = waiting
+	}
+	if legacy > 0 {
+		return fmt.Errorf("node: %d stored records were written by another version of the Ceiba protocol; this ceiba speaks version 2 and has changed nothing in the store (docs/PROTOCOL.md §10: upgrading a home)", legacy)
 	}
 	for _, k := range bad {
 		n.store.ds.Delete(ctx, k)

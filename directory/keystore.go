@@ -50,20 +50,11 @@ func (ks *Keystore) Encrypt(passphrase string, workFactor int) ([]byte, error) {
 // DecryptKeystore opens a keystore. A wrong passphrase is ErrWrongPassphrase;
 // anything else that fails is ErrCorruptKeystore.
 func DecryptKeystore(data []byte, passphrase string) (*Keystore, error) {
-	id, err := age.NewScryptIdentity(passphrase)
+	plain, err := DecryptWithPassphrase(data, passphrase)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrWrongPassphrase, err)
-	}
-	r, err := age.Decrypt(bytes.NewReader(data), id)
-	if err != nil {
-		var noMatch *age.NoIdentityMatchError
-		if errors.As(err, &noMatch) || errors.Is(err, age.ErrIncorrectIdentity) {
-			return nil, ErrWrongPassphrase
+		if errors.Is(err, ErrWrongPassphrase) {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: %v", ErrCorruptKeystore, err)
-	}
-	plain, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptKeystore, err)
 	}
 	var f keystoreFile

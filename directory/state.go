@@ -357,22 +357,13 @@ func issuedOf(b Body) int64 {
 // node that is merely behind refuses them for a passing reason and takes
 // them at a later sync, once it has caught up.
 func (s *State) checkLookahead(t RecordType, b Body) error {
-	known := uint64(len(s.chain))
-	cited := uint64(0)
-	switch b := b.(type) {
-	case *Charter:
-		cited = b.Version - 1
-	case *Membership:
-		cited = b.Charter
-	case *Revocation:
-		cited = b.Charter
-	case *Epoch:
-		cited = b.Charter
-		if cur := uint64(len(s.epochs)); b.Number > cur+epochLookahead {
-			return reject(t, ErrUnknownCharter, "epoch %d is more than %d beyond the current epoch %d", b.Number, epochLookahead, cur)
+	if e, ok := b.(*Epoch); ok {
+		if cur := uint64(len(s.epochs)); e.Number > cur+epochLookahead {
+			return reject(t, ErrUnknownCharter, "epoch %d is more than %d beyond the current epoch %d", e.Number, epochLookahead, cur)
 		}
 	}
-	if cited > known+charterLookahead {
+	known := uint64(len(s.chain))
+	if cited, _ := citedVersion(b); cited > known+charterLookahead {
 		return reject(t, ErrUnknownCharter, "cites charter version %d, more than %d beyond the newest known (%d)", cited, charterLookahead, known)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
@@ -55,38 +54,9 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 		}
 		sent++
 	}
-	fresh := dirtest.MustIdentity(t)
-	for i := 0; sent < total; i++ {
-		if i%64 == 0 {
-			fresh = dirtest.MustIdentity(t) // a new key every 64 records
-		}
-		switch i % 8 {
-		case 0, 1:
-			send(entryRec(t, nw, fresh, fmt.Sprintf("basura-%d", i), 1))
-		case 2:
-			send(entryRec(t, nw, reader, fmt.Sprintf("mia-%d", i), 1))
-		case 3:
-			send(nw.Sign(t, &directory.Revocation{Key: fresh.Public(), Issued: nw.Now.Unix() + int64(i)}, fresh))
-		case 4:
-			send(nw.Vouch(t, fresh, dirtest.MustIdentity(t)))
-		case 5:
-			id := dirtest.MustIdentity(t)
-			send(nw.Sign(t, &directory.Membership{Charter: 2, Org: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: "Fachada", Issued: nw.Now.Unix()}, fresh))
-		case 6:
-			e, err := directory.NewEpoch(nw.ID, 2, 2, directory.Hash{}, directory.NewReadKey(), []directory.Recipient{{Key: reader.Public(), KEM: reader.KEMPublic()}}, nw.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			send(nw.Sign(t, e, fresh))
-		case 7:
-			m := &directory.Membership{Charter: 2, Org: fresh.Public(), KEM: fresh.KEMPublic(), KEMSig: fresh.KEMBinding(), Name: "Otra", Issued: nw.Now.Unix() + int64(i)}
-			p := nw.Sign(t, m, fresh)
-			ap, err := directory.NewApproval(p, reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			send(ap)
-		}
+	var fresh *directory.Identity
+	for i := range total {
+		send(dirtest.JunkRecord(t, nw.ID, i, reader, &fresh, nw.Now))
 	}
 	// Let the validators work through the flood, then publish.
 	time.Sleep(3 * time.Second)

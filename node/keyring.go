@@ -177,28 +177,20 @@ func (n *Node) checkOldSeal(r *directory.Record) error {
 	if !ok || e >= n.sealEpoch() || n.state.Has(r.Hash()) {
 		return nil
 	}
-	st := n.state
-	var stewards []directory.PublicKey
-	if c := st.Charter(); c != nil {
-		stewards = c.StewardKeys()
-	}
 	body, err := r.DecodeBody()
 	if err != nil {
 		return err
 	}
 	for _, sg := range r.Sigs {
-		k := sg.Key
-		if st.IsRevoked(k) {
-			continue
-		}
-		if slices.Contains(stewards, k) {
+		switch role, ok := n.admittedRole(sg.Key); {
+		case !ok:
+		case role != "reader":
 			return nil
-		}
-		if _, ok := st.Member(k); ok {
-			return nil
-		}
-		if rv, ok := body.(*directory.Revocation); ok && rv.Key == k && st.IsReader(k) {
-			return nil
+		default:
+			// A reader signs nothing others need but its own revocation.
+			if rv, isRev := body.(*directory.Revocation); isRev && rv.Key == sg.Key {
+				return nil
+			}
 		}
 	}
 	return fmt.Errorf("%w: %s sealed under epoch %d, current %d", ErrOldSeal, r.Type, e, n.sealEpoch())

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -153,36 +152,10 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	}
 	waitUntil(10*time.Second, "the attacker on the topic", func() bool { return slices.Contains(topic.ListPeers(), orgInfo.ID) })
 
-	now := time.Now()
-	sign := func(b directory.Body, by ...*directory.Identity) *directory.Record {
-		r, err := directory.NewRecord(netID, b, by...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 	const total = 10000
-	fresh := dirtest.MustIdentity(t)
+	var fresh *directory.Identity
 	for i := range total {
-		if i%64 == 0 {
-			fresh = dirtest.MustIdentity(t)
-		}
-		var r *directory.Record
-		switch i % 6 {
-		case 0, 1:
-			r = sign(dirtest.SampleEntry(fmt.Sprintf("basura-%d", i), 1, now), fresh)
-		case 2:
-			r = sign(dirtest.SampleEntry(fmt.Sprintf("mia-%d", i), 1, now), ks.Identity)
-		case 3:
-			r = sign(&directory.Revocation{Key: fresh.Public(), Issued: now.Unix() + int64(i%600)}, fresh)
-		case 4:
-			other := dirtest.MustIdentity(t)
-			r = sign(&directory.Reader{Key: other.Public(), KEM: other.KEMPublic(), KEMSig: other.KEMBinding(), Issued: now.Unix()}, fresh)
-		case 5:
-			other := dirtest.MustIdentity(t)
-			r = sign(&directory.Membership{Charter: 2, Org: other.Public(), KEM: other.KEMPublic(), KEMSig: other.KEMBinding(), Name: "Fachada", Issued: now.Unix()}, fresh)
-		}
-		if err := topic.Publish(t.Context(), directory.Seal(r, epoch, key)); err != nil {
+		if err := topic.Publish(t.Context(), directory.Seal(dirtest.JunkRecord(t, netID, i, ks.Identity, &fresh, time.Now()), epoch, key)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -123,3 +123,52 @@ func SampleEntry(id string, seq uint64, now time.Time) *directory.Entry {
 		},
 	}
 }
+
+// JunkRecord is the i-th of the records a key holder without standing can
+// sign for network net (a reader's device, or a revoked one): entries and
+// self-revocations under fresh keys, entries under its own key (own),
+// reader grants vouched by fresh keys, and memberships, epochs and
+// approvals citing a charter not linked yet. fresh changes every 64
+// records, as the flood tests' attacker rotates keys; *fresh carries it
+// from one call to the next.
+func JunkRecord(tb testing.TB, net directory.NetworkID, i int, own *directory.Identity, fresh **directory.Identity, now time.Time) *directory.Record {
+	tb.Helper()
+	if *fresh == nil || i%64 == 0 {
+		*fresh = MustIdentity(tb)
+	}
+	f := *fresh
+	sign := func(b directory.Body, by ...*directory.Identity) *directory.Record {
+		r, err := directory.NewRecord(net, b, by...)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return r
+	}
+	other := func() *directory.Identity { return MustIdentity(tb) }
+	switch i % 8 {
+	case 0, 1:
+		return sign(SampleEntry(fmt.Sprintf("basura-%d", i), 1, now), f)
+	case 2:
+		return sign(SampleEntry(fmt.Sprintf("mia-%d", i), 1, now), own)
+	case 3:
+		return sign(&directory.Revocation{Key: f.Public(), Issued: now.Unix() + int64(i%600)}, f)
+	case 4:
+		o := other()
+		return sign(&directory.Reader{Key: o.Public(), KEM: o.KEMPublic(), KEMSig: o.KEMBinding(), Issued: now.Unix()}, f)
+	case 5:
+		o := other()
+		return sign(&directory.Membership{Charter: 2, Org: o.Public(), KEM: o.KEMPublic(), KEMSig: o.KEMBinding(), Name: "Fachada", Issued: now.Unix()}, f)
+	case 6:
+		e, err := directory.NewEpoch(net, 2, 2, directory.Hash{}, directory.NewReadKey(), []directory.Recipient{{Key: own.Public(), KEM: own.KEMPublic()}}, now)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return sign(e, f)
+	}
+	m := &directory.Membership{Charter: 2, Org: f.Public(), KEM: f.KEMPublic(), KEMSig: f.KEMBinding(), Name: "Otra", Issued: now.Unix() + int64(i%600)}
+	ap, err := directory.NewApproval(sign(m, f), own)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ap
+}

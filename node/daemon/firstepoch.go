@@ -14,8 +14,9 @@ import (
 // a new network: the first read key was made by the steward who created
 // the network, and like every epoch it takes effect only with Threshold
 // stewards' approvals. A co-steward approves it once it has checked that
-// its own package opens to the key the epoch commits to; with another
-// key (or none) for it, the epoch is left for the stewards to look at.
+// its own package opens to the key the epoch commits to and that this is
+// the key it was handed when it joined; anything else is left for the
+// stewards to look at.
 func (d *Daemon) approveFirstEpoch(n *node.Node) {
 	st := n.State()
 	me := d.me()
@@ -28,10 +29,17 @@ func (d *Daemon) approveFirstEpoch(n *node.Node) {
 		if !ok || p.Effective || e.Number != 1 || slices.Contains(p.Approvers, me.Public()) {
 			continue
 		}
-		if _, err := directory.OpenKeyPackage(me, st.Network(), e); err != nil {
+		key, err := directory.OpenKeyPackage(me, st.Network(), e)
+		if err != nil {
 			if errors.Is(err, directory.ErrKeyMismatch) {
 				d.log.Error("the first epoch seals this steward a key other than the one it commits to; not approving it", "proposal", p.ID.Short())
 			}
+			continue
+		}
+		if held, ok := n.Keyring()[1]; !ok || held != key {
+			// Only the first epoch whose key this node was handed when
+			// it joined: a competing one, made by another steward while
+			// the network starts, waits for a deliberate approval.
 			continue
 		}
 		r, err := directory.NewApproval(&directory.Record{Version: directory.FormatVersion, Type: p.Type, Network: st.Network(), Body: p.Raw}, me)

@@ -176,13 +176,24 @@ func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) *pubsub.Topic {
 	return topic
 }
 
+// wireGossipOptions are the pubsub settings a peer needs for the node to
+// take its messages at all (PROTOCOL.md §7): no author, no signature,
+// message IDs by content. An attacker that knows the topic knows these.
+func wireGossipOptions() []pubsub.Option {
+	return []pubsub.Option{
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(messageID),
+	}
+}
+
 // capturingTopic is rawTopic that also keeps what the host receives on the
 // topic: what a peer without keys sees of the network's traffic.
 func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (*pubsub.Topic, func() [][]byte) {
 	t.Helper()
 	var mu sync.Mutex
 	var seen [][]byte
-	ps, err := pubsub.NewGossipSub(t.Context(), h)
+	ps, err := pubsub.NewGossipSub(t.Context(), h, wireGossipOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

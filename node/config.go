@@ -84,6 +84,13 @@ type DHTConfig struct {
 	Disabled bool
 	// ClientMode uses the DHT without serving it (unreachable nodes).
 	ClientMode bool
+	// Hidden keeps the node out of sight of other nodes' searches: it
+	// never advertises the network's rendezvous, so only peers it dials
+	// (or that already know its address) connect to it. Readers run
+	// hidden, so that no reader can learn another's address. A hidden
+	// node should also be a DHT client: a DHT server appears in every
+	// other server's answers.
+	Hidden bool
 	// AllowPrivateAddrs keeps loopback and LAN addresses in the DHT: for
 	// the demo, tests on 127.0.0.1 and single-LAN networks. Leave it off on
 	// the internet.

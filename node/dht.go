@@ -29,6 +29,14 @@ const (
 	rendezvousWant = 3               // fewer topic peers than this: look for more
 )
 
+// advertiseInterval is dhtstore's: negative (never) for a hidden node.
+func advertiseInterval(c DHTConfig) time.Duration {
+	if c.Hidden {
+		return -1
+	}
+	return 0
+}
+
 func (n *Node) startDHT() error {
 	if n.cfg.DHT.Disabled {
 		return nil
@@ -42,6 +50,7 @@ func (n *Node) startDHT() error {
 		RepublishInterval: n.cfg.DHT.RepublishInterval,
 		AllowPrivateAddrs: n.cfg.DHT.AllowPrivateAddrs,
 		ClientMode:        n.cfg.DHT.ClientMode,
+		AdvertiseInterval: advertiseInterval(n.cfg.DHT),
 		Authority:         dhtAuthority{n},
 		Self:              n.id.Public(),
 		Logger:            n.cfg.Logger,

@@ -51,9 +51,7 @@ type Event struct {
 	Via  Via
 	// From is the peer that handed the record over (the gossip hop, the
 	// sync peer); empty for local records and DHT fetches.
-	From peer.ID
-	// Origin is the peer that first published a gossip message.
-	Origin  peer.ID
+	From    peer.ID
 	Hash    directory.Hash
 	Type    directory.RecordType
 	Changed bool

@@ -102,8 +102,15 @@ func (n *Node) startGossip() error {
 	// (limited.go), so records and revocations reach peers that can be
 	// reached no other way. The DHT is not given it.
 	ps, err := pubsub.NewGossipSub(n.ctx, newGossipHost(n.host),
+		pubsub.WithGossipSubProtocols(gossipProtocolIDs, pubsub.GossipSubDefaultFeatures),
+		// No author, sequence number or signature at the pubsub layer:
+		// the record's own signature, inside the seal, proves who wrote
+		// it, and a pubsub author would tell every node which peer first
+		// published each record, i.e. which IP address is an
+		// organization's. Message IDs are the hash of the data.
 		pubsub.WithMessageIdFn(messageID),
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMaxMessageSize(directory.MaxSealedBytes+16<<10),
@@ -155,7 +162,7 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		return pubsub.ValidationIgnore
 	}
 	defer n.leave()
-	_, v, out, _ := n.ingestSealed(msg.Data, from, msg.GetFrom(), ViaGossip)
+	_, v, out, _ := n.ingestSealed(msg.Data, from, ViaGossip)
 	switch v {
 	case accepted:
 		if e, _ := directory.SealedEpoch(msg.Data); e < n.sealEpoch() {

@@ -28,7 +28,7 @@ import (
 func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *pubsub.Topic) {
 	t.Helper()
 	m := hostileHost(t)
-	ps, err := pubsub.NewGossipSub(t.Context(), m, pubsub.WithFloodPublish(true))
+	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
 	if err != nil {
 		t.Fatal(err)
 	}

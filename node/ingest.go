@@ -37,7 +37,7 @@ const revocationGrace = 2 * time.Minute
 
 // ingestSealed opens a sealed record and takes it through accept. It
 // returns the sealing the node stored (to gossip on) when accepted.
-func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (directory.Applied, verdict, []byte, error) {
+func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.Applied, verdict, []byte, error) {
 	r, err := directory.Open(sealed, n.cfg.Network, n.keyringSnapshot())
 	if err != nil {
 		v := invalid
@@ -50,10 +50,10 @@ func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (direc
 				n.sync.request(from)
 			}
 		}
-		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Origin: origin, Err: err})
+		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
 		return directory.Applied{}, v, nil, err
 	}
-	applied, out, err := n.accept(r, from, origin, via)
+	applied, out, err := n.accept(r, from, via)
 	if err != nil {
 		return applied, n.classify(r, err), nil, err
 	}
@@ -64,11 +64,11 @@ func (n *Node) ingestSealed(sealed []byte, from, origin peer.ID, via Via) (direc
 // the store makes it durable, new read keys are adopted, subscribers hear
 // of it. It returns the sealing stored (or, for a record the state accepts
 // without pooling, the sealing to gossip).
-func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (directory.Applied, []byte, error) {
+func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.Applied, []byte, error) {
 	defer n.startInflight()()
 	if via != ViaLocal {
 		if err := n.checkOldSeal(r); err != nil {
-			n.rejected(r, from, origin, via, err)
+			n.rejected(r, from, via, err)
 			return directory.Applied{}, nil, err
 		}
 	}
@@ -78,7 +78,7 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 		if mayPass(err) && via != ViaLocal {
 			n.parked.park(r, from, via)
 		}
-		n.rejected(r, from, origin, via, err)
+		n.rejected(r, from, via, err)
 		return applied, nil, err
 	}
 	n.afterApply(r, applied)
@@ -101,7 +101,7 @@ func (n *Node) accept(r *directory.Record, from, origin peer.ID, via Via) (direc
 	n.mu.Lock()
 	n.accepted[via]++
 	n.mu.Unlock()
-	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Origin: origin, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
+	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
 	return applied, sealed, nil
 }
 
@@ -128,7 +128,7 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		// Checked record by record against the state as the batch builds
 		// it: a membership earlier in the batch admits the entries after.
 		if err := n.checkOldSeal(r); err != nil {
-			n.rejected(r, from, "", via, err)
+			n.rejected(r, from, via, err)
 			continue
 		}
 		a, err := n.state.Apply(r)
@@ -136,7 +136,7 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 			if mayPass(err) {
 				n.parked.park(r, from, via)
 			}
-			n.rejected(r, from, "", via, err)
+			n.rejected(r, from, via, err)
 			continue
 		}
 		governed = governed || a.Changed && r.Type != directory.TypeEntry
@@ -231,7 +231,7 @@ func (n *Node) spreadEvidence(recs []*directory.Record) {
 	})
 }
 
-func (n *Node) rejected(r *directory.Record, from, origin peer.ID, via Via, err error) {
+func (n *Node) rejected(r *directory.Record, from peer.ID, via Via, err error) {
 	if errors.Is(err, directory.ErrDuplicate) {
 		return
 	}
@@ -240,7 +240,7 @@ func (n *Node) rejected(r *directory.Record, from, origin peer.ID, via Via, err 
 		// again. A local refusal says nothing about what peers offer.
 		n.sync.noteRejected(r.Hash())
 	}
-	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Origin: origin, Hash: r.Hash(), Type: r.Type, Err: err})
+	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
 }
 
 // classify says what a refusal by the state says about the sender. Only

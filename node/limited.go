@@ -10,16 +10,25 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// gossipProtocols are the protocols GossipSub (go-libp2p-pubsub v0.19)
-// opens its streams with: every GossipSub version and its FloodSub
-// fallback, as in pubsub.GossipSubDefaultProtocols.
-var gossipProtocols = map[protocol.ID]bool{
-	pubsub.GossipSubID_v13: true,
-	pubsub.GossipSubID_v12: true,
-	pubsub.GossipSubID_v11: true,
-	pubsub.GossipSubID_v10: true,
-	pubsub.FloodSubID:      true,
+// gossipProtocolIDs are the protocols the node speaks GossipSub over:
+// every GossipSub version, without pubsub's FloodSub fallback, which no
+// Ceiba node needs and which would only tell a prober one more thing
+// about the software.
+var gossipProtocolIDs = []protocol.ID{
+	pubsub.GossipSubID_v13,
+	pubsub.GossipSubID_v12,
+	pubsub.GossipSubID_v11,
+	pubsub.GossipSubID_v10,
 }
+
+// gossipProtocols is gossipProtocolIDs as a set, for gossipHost.
+var gossipProtocols = func() map[protocol.ID]bool {
+	m := make(map[protocol.ID]bool, len(gossipProtocolIDs))
+	for _, id := range gossipProtocolIDs {
+		m[id] = true
+	}
+	return m
+}()
 
 // gossipHost is the host GossipSub is given: the node's host (whatever
 // wraps it), except that GossipSub may use limited connections, the relay

@@ -355,7 +355,7 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 		return directory.Applied{}, ErrClosed
 	}
 	defer n.leave()
-	applied, sealed, err := n.accept(r, "", "", ViaLocal)
+	applied, sealed, err := n.accept(r, "", ViaLocal)
 	if err != nil {
 		return applied, err
 	}
@@ -373,7 +373,7 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 		return ErrClosed
 	}
 	defer n.leave()
-	applied, _, out, err := n.ingestSealed(sealed, "", "", ViaLocal)
+	applied, _, out, err := n.ingestSealed(sealed, "", ViaLocal)
 	if err != nil {
 		return err
 	}

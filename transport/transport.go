@@ -167,6 +167,9 @@ var DefaultListen = []string{
 	"/ip6/::/udp/4001/quic-v1/webtransport",
 }
 
+// NeutralAgentVersion is the agent version identify reports.
+const NeutralAgentVersion = "github.com/libp2p/go-libp2p"
+
 // Built is what Options produces: the options to pass to libp2p.New and
 // the connection manager they install, so the caller can protect more peers
 // later.
@@ -272,6 +275,11 @@ func Options(cfg Config) (Built, error) {
 		// operators need through its own collector.
 		libp2p.DisableMetrics(),
 		libp2p.BandwidthReporter(bw),
+		// Identify would otherwise announce the main module's path
+		// (github.com/ceiba-network/ceiba@…) to every peer that connects,
+		// naming the software and so the people who run it. This is what
+		// any go-libp2p program built without module information says.
+		libp2p.UserAgent(NeutralAgentVersion),
 	}
 	opts = append(opts, natOptions(cfg, relays, cm)...)
 	if useTCP {

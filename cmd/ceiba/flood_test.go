@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -122,7 +124,11 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	ps, err := pubsub.NewGossipSub(t.Context(), h, pubsub.WithFloodPublish(true))
+	// The network's gossip settings (PROTOCOL.md §7): no author, no
+	// pubsub signature, message IDs by content.
+	ps, err := pubsub.NewGossipSub(t.Context(), h, pubsub.WithFloodPublish(true), pubsub.WithNoAuthor(),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pb.Message) string { h := sha256.Sum256(m.Data); return string(h[:]) }))
 	if err != nil {
 		t.Fatal(err)
 	}

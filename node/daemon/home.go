@@ -59,6 +59,10 @@ type Config struct {
 // NetworkConfig names the network this node belongs to.
 type NetworkConfig struct {
 	ID string `toml:"id"`
+	// Role is what this node joined as (steward, member or reader). It
+	// decides defaults that must hold from the node's first start, before
+	// the directory shows its admission: a reader is hidden.
+	Role string `toml:"role,omitempty"`
 }
 
 // NodeConfig is the peer-to-peer side.
@@ -78,8 +82,9 @@ type NodeConfig struct {
 	// Reachability "public" or "private" skips AutoNAT's probing.
 	Reachability string `toml:"reachability,omitempty"`
 
-	// DHT is "server", "client" or "off"; empty takes the profile's
-	// (client for lowdata, server otherwise). See transport.go.
+	// DHT is "server", "client" or "off"; empty takes the default (client
+	// for readers and the lowdata profile, server otherwise). A reader
+	// that sets "server" also announces itself. See transport.go.
 	DHT string `toml:"dht,omitempty"`
 	// SendKiB and RecvKiB cap the node's traffic in KiB per second;
 	// absent takes the profile's caps (lowdata has some), 0 lifts them.

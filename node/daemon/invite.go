@@ -554,7 +554,7 @@ func (d *Daemon) AcceptInvite(ctx context.Context, req api.AcceptRequest) (api.S
 	if len(keys) == 0 {
 		return api.Status{}, fmt.Errorf("the inviting node sent no read key")
 	}
-	if err := d.join(ctx, w.Network, keys, code.bootstrap()); err != nil {
+	if err := d.join(ctx, w.Network, w.Role, keys, code.bootstrap()); err != nil {
 		return api.Status{}, err
 	}
 	for _, raw := range w.Records {

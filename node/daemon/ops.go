@@ -197,7 +197,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 	if err != nil {
 		return api.NetworkResult{}, err
 	}
-	if err := d.join(ctx, netID, directory.Keyring{1: key}, nil); err != nil {
+	if err := d.join(ctx, netID, "steward", directory.Keyring{1: key}, nil); err != nil {
 		return api.NetworkResult{}, err
 	}
 	n := d.Node()
@@ -251,7 +251,7 @@ func missingSigners(r *directory.Record, c *directory.Charter) []string {
 
 // join records the network in the config, stores the keys, writes the
 // revocation certificate and starts the node.
-func (d *Daemon) join(ctx context.Context, netID directory.NetworkID, keys directory.Keyring, bootstrap []string) error {
+func (d *Daemon) join(ctx context.Context, netID directory.NetworkID, role string, keys directory.Keyring, bootstrap []string) error {
 	d.mu.Lock()
 	for n, k := range keys {
 		d.ks.Keys[n] = k
@@ -259,6 +259,7 @@ func (d *Daemon) join(ctx context.Context, netID directory.NetworkID, keys direc
 	ks := d.ks
 	cfg := *d.cfg
 	cfg.Network.ID = hex.EncodeToString(netID[:])
+	cfg.Network.Role = role
 	cfg.Node.Bootstrap = append(slices.Clone(cfg.Node.Bootstrap), bootstrap...)
 	d.mu.Unlock()
 	if err := d.saveKeys(ks); err != nil {

@@ -54,18 +54,24 @@ func rateSetting(kib *int64) int64 {
 // dhtConfig is the node's DHT role. A lowdata node uses the DHT without
 // serving it: answering other nodes' lookups and storing their records
 // would spend its data on them. It still reads and publishes through the
-// servers (stewards' and vps nodes).
+// servers (stewards' and vps nodes). A reader's node is a hidden client
+// unless its operator opts in with dht = "server": a DHT server is listed
+// in other servers' answers, and a rendezvous provider record names the
+// node to anyone who asks, so either would hand its address to every
+// other reader and to anyone who can reach one node.
 func (c *Config) dhtConfig() node.DHTConfig {
+	reader := c.Network.Role == "reader"
 	mode := c.Node.DHT
 	if mode == "" {
 		mode = "server"
-		if c.Profile == string(transport.ProfileLowData) {
+		if c.Profile == string(transport.ProfileLowData) || reader {
 			mode = "client"
 		}
 	}
 	return node.DHTConfig{
 		Disabled:          mode == "off",
 		ClientMode:        mode == "client",
+		Hidden:            reader && mode != "server",
 		AllowPrivateAddrs: c.Node.PrivateAddrs,
 	}
 }

@@ -104,6 +104,13 @@ var steps = []step{
 		args:  []string{"-bench", "^BenchmarkDaemonRSS$", "-benchtime", "3x", "-timeout", "0"},
 		quick: []string{"-bench", "^BenchmarkDaemonRSS$/^entries=10000$", "-benchtime", "1x", "-timeout", "0"},
 	},
+	{
+		// Issue 17: resident memory through init, start, network create,
+		// invite accept and idle, at the default passphrase cost.
+		name: "daemon-lifecycle",
+		pkg:  "./bench/daemonrss/",
+		args: []string{"-bench", "^BenchmarkDaemonLifecycleRSS$", "-benchtime", "3x", "-timeout", "0"},
+	},
 }
 
 func main() {

@@ -264,6 +264,12 @@ func otherTargets(res *Results) []target {
 		t.met = yes(ingest/verify >= 0.5)
 	}
 	ts = append(ts, t)
+	t = target{what: "daemon resident memory after start, invite accept and idle (empty directory)", goal: "< 80 MiB"}
+	if b := res.Find("BenchmarkDaemonLifecycleRSS"); b != nil {
+		v := max(med(b, "started-MiB"), med(b, "accepted-MiB"), med(b, "idle-MiB"))
+		t.measured, t.met = num(v)+" MiB", yes(v < 80)
+	}
+	ts = append(ts, t)
 	t = target{what: "search p99 at 100,000 entries", goal: "< 5 ms"}
 	if v := med(res.Find("BenchmarkSearch/n=100000"), "p99-µs"); !math.IsNaN(v) {
 		t.measured, t.met = num(v/1000)+" ms", yes(v < 5000)
@@ -530,11 +536,21 @@ func writeMemory(md *strings.Builder, res *Results) {
 		}
 	}
 	heap := res.Find("BenchmarkNodeHeap/n=1000")
-	if len(bs) == 0 && heap == nil {
+	life := res.Find("BenchmarkDaemonLifecycleRSS")
+	if len(bs) == 0 && heap == nil && life == nil {
 		return
 	}
 	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
 	w("## Memory\n\n")
+	if life != nil {
+		w("Two real daemons through what people do first, at the default passphrase cost: `ceiba init` (its peak,\n")
+		w("scrypt's working memory), the daemons started, the steward's after `ceiba network create`, the organization's\n")
+		w("after `ceiba invite accept`, and both idle 60 s later. VmRSS, the larger of the two daemons. Target: under 80 MiB\n")
+		w("after start, after accepting an invite and at idle.\n\n")
+		w("| init peak | after start | after network create | after invite accept | idle 60 s | runs |\n|---:|---:|---:|---:|---:|---:|\n")
+		w("| %s | %s | %s | %s | %s | %d |\n\n", num(med(life, "init-peak-MiB")), num(med(life, "started-MiB")), num(med(life, "created-MiB")),
+			num(med(life, "accepted-MiB")), num(med(life, "idle-MiB")), runsOf(life))
+	}
 	if len(bs) > 0 {
 		w("One real `ceiba daemon` process (bin/ceiba) holding n entries, filled by `ceiba import`. VmRSS after a restart on\n")
 		w("the filled home is the steady state; after the import it still holds the import's garbage. Start-up is from exec\n")
@@ -552,7 +568,7 @@ func writeMemory(md *strings.Builder, res *Results) {
 		w("Go heap per simulated node at N = 1,000 (mock host, GossipSub, sync, state and store with the founding\n")
 		w("records; no bare router): **%s KiB** (median of %d networks).\n\n", num(med(heap, "heap-KiB/node")), runsOf(heap))
 	}
-	writeReruns(md, func(*Bench) bool { return true }, append(bs, heap))
+	writeReruns(md, func(*Bench) bool { return true }, append(bs, heap, life))
 }
 
 func writeFailures(md *strings.Builder, res *Results) {

@@ -241,3 +241,15 @@ func (s *State) Usage(pub PublicKey) AuthorUsage {
 	}
 	return u
 }
+
+// HeldSeq returns the seq of the version of pub's entry id this state
+// holds, if it holds one that has not expired.
+func (s *State) HeldSeq(pub PublicKey, id string) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	slot := s.entries[pub][id]
+	if slot == nil || slot.expired {
+		return 0, false
+	}
+	return slot.entry.Seq, true
+}

@@ -711,6 +711,9 @@ func statusCmd(g *globals) *cobra.Command {
 				if ds := s.DHTStore; ds != nil {
 					fmt.Printf("DHT store: %d records, %s on disk (%d from signers not yet admitted; %d puts refused)\n", ds.Records, byteSize(ds.Bytes), ds.Pending, ds.Refused)
 				}
+				for _, h := range s.HeldBack {
+					fmt.Printf("Held back: %d entry versions from %q (%s), over the charter's update rate; its newest version still arrives by sync\n", h.Held, h.Name, h.Author)
+				}
 				if !s.LastSync.IsZero() {
 					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)
 				}

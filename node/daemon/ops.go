@@ -107,6 +107,9 @@ func (d *Daemon) Status() api.Status {
 		RecvCap: caps.Recv, SendCap: caps.Send,
 		ThrottledIn: th.Recv.Seconds(), ThrottledOut: th.Send.Seconds(),
 	}
+	for _, h := range ns.HeldBack {
+		s.HeldBack = append(s.HeldBack, api.HeldBack{Author: directory.Fingerprint(h.Author), Name: h.Name, Held: h.Held})
+	}
 	if d.cfg.dhtConfig().Mode() != "off" {
 		u := ns.DHTStore
 		s.DHTStore = &api.DHTStore{Records: u.Records, Bytes: u.Bytes, Pending: u.Pending, Refused: u.Refused}

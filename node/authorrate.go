@@ -29,10 +29,13 @@ import (
 // ErrAuthorRate refuses an entry version over its author's update rate.
 var ErrAuthorRate = errors.New("author over the charter's update rate")
 
-// authorBurstDivisor sets a bucket's burst to a quarter of the hourly
-// rate: an organization can fix a typo a few times in a row, and no
-// author gets more than 1.25 × the hourly rate forwarded in any hour.
-const authorBurstDivisor = 4
+// authorBurstDivisor sets a bucket's burst to a twentieth of the hourly
+// rate (3 at the default 60): an organization can fix a typo a few times
+// in a row, no author gets more than 1.05 × the hourly rate forwarded in
+// any hour, and a burst of the largest records is small next to a
+// lowdata node's cap. (A quarter, 15 at the default, delayed a revocation
+// on 100 nodes to 2.2 s while the burst spread: BenchmarkChurn.)
+const authorBurstDivisor = 20
 
 // heldBackLogInterval is how often, at most, the node logs that it held
 // back one author's versions.

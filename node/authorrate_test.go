@@ -13,7 +13,7 @@ import (
 // Issue 21, finding 3, as a member runs it: from a host of its own over
 // real TCP, an admitted organization republishes one entry 120 times in
 // under 3 s. Each node applies and forwards by gossip at most the
-// charter's burst of replacing versions (a quarter of the hourly rate),
+// charter's burst of replacing versions (a twentieth of the hourly rate),
 // holds back the rest and says so in its status; its newest version still
 // reaches every node, by sync from a node that holds it.
 func TestChurnForwardedWithinAuthorRate(t *testing.T) {

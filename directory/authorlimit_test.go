@@ -180,10 +180,10 @@ func TestAuthorLimitHeldEntriesAreBounded(t *testing.T) {
 func TestCharterRefusesAuthorLimitsOutOfRange(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	for _, p := range []directory.Policy{
-		{MaxAuthorUpdatesPerHour: 3601},
-		{MaxAuthorEntries: 1<<16 + 1},
+		{MaxAuthorUpdatesPerHour: 1<<24 + 1},
+		{MaxAuthorEntries: 1<<24 + 1},
 		{MaxAuthorBytes: 100},
-		{MaxAuthorBytes: 1<<32 + 1},
+		{MaxAuthorBytes: 1<<40 + 1},
 	} {
 		if _, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, p, nw.Now); !errors.Is(err, directory.ErrInvalid) {
 			t.Errorf("policy %+v: %v, want ErrInvalid", p, err)

@@ -37,12 +37,14 @@ const (
 	DefaultMaxAuthorUpdatesPerHour = 60
 	DefaultMaxAuthorEntries        = 1024
 	DefaultMaxAuthorBytes          = 32 << 20
-	// The ranges a charter may set them in: no limit so large that it
-	// stops bounding anything, and room for at least one typical entry.
+	// The ranges a charter may set them in: room for at least one typical
+	// entry, and caps that keep the arithmetic far from overflow. A
+	// network that publishes in bulk (an import of a large directory, a
+	// benchmark) raises the limits by amendment.
 	minAuthorBytes             = 4096
-	maxAuthorUpdatesPerHourCap = 3600
-	maxAuthorEntriesCap        = 1 << 16
-	maxAuthorBytesCap          = 1 << 32
+	maxAuthorUpdatesPerHourCap = 1 << 24
+	maxAuthorEntriesCap        = 1 << 24
+	maxAuthorBytesCap          = 1 << 40
 )
 
 func (p Policy) maxRecordBytes() int {

@@ -190,6 +190,11 @@ type ProposeRequest struct {
 	Threshold int            `json:"threshold,omitempty"`
 	Add       []PublicKeyDoc `json:"add,omitempty"`
 	Remove    []string       `json:"remove,omitempty"`
+	// The charter's per-author limits (PROTOCOL.md §4); 0 keeps the
+	// current value.
+	MaxAuthorUpdatesPerHour uint32 `json:"max_author_updates_per_hour,omitempty"`
+	MaxAuthorEntries        uint32 `json:"max_author_entries,omitempty"`
+	MaxAuthorBytes          uint64 `json:"max_author_bytes,omitempty"`
 }
 
 // Proposal is a pending or effective steward proposal.

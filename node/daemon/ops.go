@@ -551,7 +551,17 @@ func (d *Daemon) Propose(ctx context.Context, req api.ProposeRequest) (api.Propo
 		if threshold == 0 {
 			threshold = int(c.Threshold)
 		}
-		amended, err := directory.Amend(c, st.CharterID(), stewards, threshold, c.Policy, now)
+		policy := c.Policy
+		if req.MaxAuthorUpdatesPerHour != 0 {
+			policy.MaxAuthorUpdatesPerHour = req.MaxAuthorUpdatesPerHour
+		}
+		if req.MaxAuthorEntries != 0 {
+			policy.MaxAuthorEntries = req.MaxAuthorEntries
+		}
+		if req.MaxAuthorBytes != 0 {
+			policy.MaxAuthorBytes = req.MaxAuthorBytes
+		}
+		amended, err := directory.Amend(c, st.CharterID(), stewards, threshold, policy, now)
 		if err != nil {
 			return api.Proposal{}, userErrorf("%v", err)
 		}

@@ -201,10 +201,10 @@ func (n *Node) gossipRate(r *directory.Record) error {
 	return fmt.Errorf("%w: %s, %d replacing versions per hour", ErrAuthorRate, directory.Fingerprint(pub), perHour)
 }
 
-// checkLocalEntry refuses, on the publisher's own node, an entry version
-// the network would hold back: over the live-entry limits, or over the
-// update rate. It says what the limit is and, for the rate, when the next
-// update can go.
+// checkLocalEntry refuses, on the publisher's own node (the one whose
+// identity signed r), an entry version the network would hold back: over
+// the live-entry limits, or over the update rate. It says what the limit
+// is and, for the rate, when the next update can go.
 func (n *Node) checkLocalEntry(r *directory.Record) error {
 	if r.Type != directory.TypeEntry || len(r.Sigs) != 1 {
 		return nil
@@ -215,6 +215,12 @@ func (n *Node) checkLocalEntry(r *directory.Record) error {
 		return nil // Apply says what is wrong with it
 	}
 	pub := r.Sigs[0].Key
+	if pub != n.id.Public() {
+		// Only an organization's own node speaks for it. A record of
+		// another key handed to Publish (a relayed copy, a test) is
+		// judged by every other node's rules, not refused here.
+		return nil
+	}
 	if _, member := n.state.Member(pub); !member {
 		return nil
 	}

@@ -232,7 +232,7 @@ func (n *Node) checkLocalEntry(r *directory.Record) error {
 	}
 	perHour := n.updatesPerHour()
 	now := time.Now()
-	if wait, _ := n.authorRate.take(pub, perHour, now, false); wait > 0 {
+	if wait, _ := n.localRate.take(pub, perHour, now, false); wait > 0 {
 		wait = wait.Round(time.Second)
 		return fmt.Errorf("%w: this organization updated its entries %d times recently; the network forwards %d updates an hour (a burst of %d); the next update is possible in %s, at %s",
 			ErrAuthorRate, burstOf(perHour), perHour, burstOf(perHour), wait, now.Add(wait).UTC().Format("15:04:05 UTC"))

@@ -92,7 +92,11 @@ type Node struct {
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
 
-	authorRate *authorRate // authorrate.go
+	// authorRate holds the forwarding rule's buckets (authorrate.go);
+	// localRate the node's own organization's publications, kept apart
+	// so that copies of its versions coming back by gossip (from another
+	// device of the same key, or a test) do not spend them.
+	authorRate, localRate *authorRate
 
 	reach reachState // reachability.go
 
@@ -136,6 +140,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		scores:      map[peer.ID]float64{},
 		accepted:    map[Via]int{},
 		authorRate:  newAuthorRate(),
+		localRate:   newAuthorRate(),
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
 	}

@@ -18,6 +18,13 @@ type Policy struct {
 	ClockSkew        uint32   `cbor:"3,keyasint,omitempty"` // seconds a record may be dated ahead
 	StaleAfter       uint32   `cbor:"4,keyasint,omitempty"` // seconds without news before data shows as stale
 	Relays           []string `cbor:"5,keyasint,omitempty"` // static relay addresses for NATed nodes
+	// Per-author limits (see authorlimit.go). Updates per hour is a
+	// forwarding rule: every node forwards at most that many replacing
+	// versions of one author's entries. Entries and bytes are a state rule:
+	// an author's live entry slots beyond them are held back, not shown.
+	MaxAuthorUpdatesPerHour uint32 `cbor:"6,keyasint,omitempty"`
+	MaxAuthorEntries        uint32 `cbor:"7,keyasint,omitempty"` // live entry slots, tombstones included until they expire
+	MaxAuthorBytes          uint64 `cbor:"8,keyasint,omitempty"` // sum of the sizes of an author's live entry records
 }
 
 // Policy defaults.
@@ -26,6 +33,18 @@ const (
 	DefaultMaxEntryLifetime = 180 * 24 * 3600
 	DefaultClockSkew        = 10 * 60
 	DefaultStaleAfter       = 7 * 24 * 3600
+
+	DefaultMaxAuthorUpdatesPerHour = 60
+	DefaultMaxAuthorEntries        = 1024
+	DefaultMaxAuthorBytes          = 32 << 20
+	// The ranges a charter may set them in: room for at least one typical
+	// entry, and caps that keep the arithmetic far from overflow. A
+	// network that publishes in bulk (an import of a large directory, a
+	// benchmark) raises the limits by amendment.
+	minAuthorBytes             = 4096
+	maxAuthorUpdatesPerHourCap = 1 << 24
+	maxAuthorEntriesCap        = 1 << 24
+	maxAuthorBytesCap          = 1 << 40
 )
 
 func (p Policy) maxRecordBytes() int {
@@ -124,6 +143,9 @@ func (c *Charter) check() error {
 	}
 	if len(c.Policy.Relays) > 32 {
 		return errors.New("at most 32 relays")
+	}
+	if err := c.Policy.checkAuthorLimits(); err != nil {
+		return err
 	}
 	return checkTime("issued", c.Issued)
 }

@@ -80,6 +80,8 @@ func TestApplyOrderIndependent(t *testing.T) {
 		"revocations before what they void": cover.revocationFirst,
 		"approvals before their proposal":   cover.approvalFirst,
 		"memberships left below threshold":  cover.belowThreshold,
+		"authors over a per-author limit":   cover.heldBack,
+		"shrinking updates":                 cover.shrinks,
 	} {
 		if n == 0 {
 			t.Errorf("no record set exercised %s", what)
@@ -90,7 +92,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 type coverage struct {
 	visible, amended, revoked, revokedStewards, epochs, rotations, readers int
 	equivocations, tombstones, revocationFirst, approvalFirst              int
-	belowThreshold, forks                                                  int
+	belowThreshold, forks, heldBack, shrinks                               int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -279,6 +281,12 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	}
 	cover.tombstones += g.tombstones
 	cover.belowThreshold += g.belowThreshold
+	cover.shrinks += g.shrinks
+	for _, org := range g.orgs {
+		if ref.Usage(org.Public()).Held > 0 {
+			cover.heldBack++
+		}
+	}
 }
 
 func diffViews(want, got view) string {
@@ -313,7 +321,7 @@ type gen struct {
 	revokedBy   map[directory.Hash]directory.PublicKey
 	info        map[*directory.Record]recordInfo
 
-	tombstones, belowThreshold int
+	tombstones, belowThreshold, shrinks int
 }
 
 type charterVersionInfo struct {
@@ -436,7 +444,10 @@ func (g *gen) amendment(prev charterVersionInfo, ids []*directory.Identity, k in
 	for i, id := range ids {
 		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
-	c, err := directory.Amend(prev.charter, prev.id, stewards, k, directory.Policy{}, issued)
+	// Amendments set small per-author limits, different each time, so
+	// which entries count changes as charters arrive.
+	policy := directory.Policy{MaxAuthorEntries: uint32(2 + g.rng.IntN(2)), MaxAuthorBytes: uint64(4096 + g.rng.IntN(4096))}
+	c, err := directory.Amend(prev.charter, prev.id, stewards, k, policy, issued)
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -494,6 +505,10 @@ func (g *gen) entry(id string, seq uint64, variant int) *directory.Entry {
 }
 
 func (g *gen) publish(org *directory.Identity) {
+	if g.chance(0.35) {
+		g.publishHeavy(org)
+		return
+	}
 	for j := range 1 + g.rng.IntN(3) {
 		id := fmt.Sprintf("svc-%d", j)
 		last := uint64(1 + g.rng.IntN(3))
@@ -508,6 +523,29 @@ func (g *gen) publish(org *directory.Identity) {
 				// Equivocation: same seq, different content.
 				g.add(g.nw.Sign(g.t, g.entry(id, seq, 1), org))
 			}
+		}
+	}
+}
+
+// publishHeavy has org publish more and larger entries than amended
+// charters allow, and sometimes shrink or delete one of them afterwards,
+// which lets a held entry back into view.
+func (g *gen) publishHeavy(org *directory.Identity) {
+	for j := range 3 + g.rng.IntN(2) {
+		id := fmt.Sprintf("big-%d", j)
+		e := g.entry(id, 1, 0)
+		if g.chance(0.6) {
+			e.Service.Description = strings.Repeat("refugio ", 250+g.rng.IntN(240))
+		}
+		g.add(g.nw.Sign(g.t, e, org))
+		if g.chance(0.4) {
+			small := g.entry(id, 2, 0)
+			if g.chance(0.3) {
+				small.Deleted, small.Service = true, nil
+				g.tombstones++
+			}
+			g.shrinks++
+			g.add(g.nw.Sign(g.t, small, org))
 		}
 	}
 }

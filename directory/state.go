@@ -52,6 +52,9 @@ type State struct {
 	pendingEntries      map[PublicKey]int
 	pendingEntriesTotal int
 	pendingGrantsTotal  int
+	// limitsSettled are the per-author limits the entries were last
+	// ranked under (authorlimit.go).
+	limitsSettled authorLimits
 
 	// The effective view.
 	chain []*proposal // chain[i] is charter version i+1
@@ -123,6 +126,12 @@ type entrySlot struct {
 	entry   *Entry
 	visible bool
 	expired bool // dropped from the pool by Expire; the seq is remembered
+	// rank orders the author's slots for the per-author limits, size is
+	// the best record's encoded size, and over says the slot lies beyond
+	// the limits (authorlimit.go).
+	rank SlotID
+	size int
+	over bool
 	// seen is the first record hash seen at each of the slot's newest
 	// seqs, so an equivocation is caught whichever of its records came
 	// first and whether or not a newer seq came in between. Older seqs are
@@ -178,6 +187,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		readerOf:           map[PublicKey][]PublicKey{},
 		equivoc:            map[string]Equivocation{},
 		index:              NewIndex(),
+		limitsSettled:      Policy{}.authorLimitsOf(),
 	}
 }
 
@@ -212,7 +222,7 @@ func (s *State) Apply(r *Record) (Applied, error) {
 		return Applied{}, err
 	}
 	s.dropped, s.changed = nil, false
-	changed, err := s.add(r, h, body)
+	changed, err := s.add(r, h, body, len(enc))
 	changed = changed || s.changed
 	dropped := s.dropped
 	s.dropped, s.changed = nil, false
@@ -369,10 +379,10 @@ func (s *State) checkLookahead(t RecordType, b Body) error {
 	return nil
 }
 
-func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
+func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 	switch b := body.(type) {
 	case *Entry:
-		return s.addEntry(r, h, b)
+		return s.addEntry(r, h, b, n)
 	case *Reader:
 		return s.addGrant(r, h, b)
 	case *Approval:
@@ -586,7 +596,7 @@ func (s *State) rebuildReader(k PublicKey) {
 	s.changed = true
 }
 
-func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
+func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	if len(r.Sigs) != 1 {
 		return false, reject(r.Type, ErrInvalid, "an entry has one signer, its publisher")
 	}
@@ -649,6 +659,13 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 			}
 			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
 		}
+	}
+	if !pending {
+		if err := s.checkAuthorRoom(r.Type, pub, e.ID, n); err != nil {
+			return false, err
+		}
+	}
+	if cur != nil {
 		if !cur.expired {
 			delete(s.records, cur.hash)
 			s.dropped = append(s.dropped, cur.hash)
@@ -666,15 +683,17 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 			delete(seen, q)
 		}
 	}
-	if pending && (cur == nil || cur.expired) {
-		s.pendingEntries[pub]++
-		s.pendingEntriesTotal++
+	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen, size: n, rank: SlotIDOf(entrySlotName(pub, e.ID))}
+	wasVisible := cur != nil && cur.visible
+	if cur != nil {
+		// settleAuthor refreshes the slots whose standing changed; this
+		// one starts from where its old version stood.
+		slot.over, slot.visible = cur.over, cur.visible
 	}
-	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen}
 	slots[e.ID] = slot
 	s.records[h] = r
-	wasVisible := cur != nil && cur.visible
-	slot.visible = s.activeMember(pub) && !e.Deleted
+	s.settleAuthor(pub)
+	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
 		s.index.Put(entrySlotName(pub, e.ID), pub, e)
 	} else if wasVisible {
@@ -686,7 +705,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry) (bool, error) {
 // refreshEntry puts slot into or out of the search index when its
 // publisher's standing changed.
 func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
-	visible := s.activeMember(pub) && !slot.entry.Deleted && !slot.expired
+	visible := s.activeMember(pub) && !slot.entry.Deleted && !slot.expired && !slot.over
 	if visible == slot.visible {
 		return
 	}
@@ -829,19 +848,7 @@ func (s *State) standingChanged(k PublicKey, nowActive bool) {
 	} else {
 		s.pendingGrantsTotal += n
 	}
-	live := 0
-	for _, slot := range s.entries[k] {
-		s.refreshEntry(k, slot)
-		if !slot.expired {
-			live++
-		}
-	}
-	s.pendingEntriesTotal -= s.pendingEntries[k]
-	delete(s.pendingEntries, k)
-	if !nowActive && live > 0 {
-		s.pendingEntries[k] = live
-		s.pendingEntriesTotal += live
-	}
+	s.settleAuthor(k)
 }
 
 // recompute re-derives the governance view from the proposals stewards
@@ -961,6 +968,7 @@ func (s *State) recompute() bool {
 	}
 
 	s.deriveEpochs()
+	s.settleAuthorLimits()
 
 	// Readers and entries of every key whose standing changed.
 	for k, was := range wasActive {

@@ -408,6 +408,7 @@ func (s *State) Expire() int {
 	defer s.mu.Unlock()
 	now := s.now()
 	n := 0
+	touched := map[PublicKey]bool{}
 	for pub, slots := range s.entries {
 		for id, slot := range slots {
 			if slot.expired || now.Before(time.Unix(slot.entry.Expires, 0)) {
@@ -418,11 +419,14 @@ func (s *State) Expire() int {
 			}
 			delete(s.records, slot.hash)
 			slot.expired, slot.visible = true, false
-			if c := s.pendingEntries[pub]; c > 0 {
-				s.pendingEntries[pub], s.pendingEntriesTotal = c-1, s.pendingEntriesTotal-1
-			}
+			touched[pub] = true
 			n++
 		}
+	}
+	// An expired slot no longer counts against its author's limits, nor
+	// the pending quotas, and may let a held-back entry into view.
+	for pub := range touched {
+		s.settleAuthor(pub)
 	}
 	// A reader grant that expired no longer admits its key.
 	for k, gs := range s.grantsByKey {

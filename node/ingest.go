@@ -53,6 +53,14 @@ func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.App
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
 		return directory.Applied{}, v, nil, err
 	}
+	if via == ViaGossip {
+		if err := n.gossipRate(r); err != nil {
+			// Not n.rejected: sync must still fetch this version (or a
+			// newer one) from peers later.
+			n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
+			return directory.Applied{}, ignored, nil, err
+		}
+	}
 	applied, out, err := n.accept(r, from, via)
 	if err != nil {
 		return applied, n.classify(r, err), nil, err

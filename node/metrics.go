@@ -31,7 +31,7 @@ type Metrics struct {
 	descs struct {
 		peers, topicPeers, dhtPeers, records, unpersisted, syncAge, freshAge,
 		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled,
-		dhtRecords, dhtBytes, dhtRefused *prometheus.Desc
+		dhtRecords, dhtBytes, dhtRefused, heldBack *prometheus.Desc
 	}
 }
 
@@ -61,6 +61,9 @@ var rejectReasons = []struct {
 	{directory.ErrExpired, "expired"},
 	{directory.ErrFromFuture, "from_future"},
 	{directory.ErrPendingSignature, "pending_signature"},
+	{directory.ErrAuthorLimit, "author_limit"},
+	{directory.ErrQuota, "quota"},
+	{ErrAuthorRate, "author_rate"},
 }
 
 // RejectReason is the metric label for a rejection error: the directory
@@ -115,6 +118,7 @@ func NewMetrics(n *Node) *Metrics {
 	d.dhtRecords = desc("ceiba_dht_store_records", "Records this node holds in the DHT for the network (its own and others'), under the storage quotas.")
 	d.dhtBytes = desc("ceiba_dht_store_bytes", "Bytes this node's DHT store holds on disk, record envelopes included.")
 	d.dhtRefused = desc("ceiba_dht_store_refused_total", "DHT puts the storage policy refused: signer not admitted, over the charter's size, or over a quota.")
+	d.heldBack = desc("ceiba_author_versions_held_back_total", "Entry versions held back (not applied, not forwarded) because their organization was over the charter's update rate, by organization fingerprint. Only admitted members appear.", "author")
 	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
 
 	events, cancel := n.Subscribe()
@@ -191,7 +195,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := &m.descs
 	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
 		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled,
-		d.dhtRecords, d.dhtBytes, d.dhtRefused} {
+		d.dhtRecords, d.dhtBytes, d.dhtRefused, d.heldBack} {
 		if desc != nil {
 			ch <- desc
 		}
@@ -230,6 +234,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.dhtRecords, float64(st.DHTStore.Records))
 	gauge(d.dhtBytes, float64(st.DHTStore.Bytes))
 	ch <- prometheus.MustNewConstMetric(d.dhtRefused, prometheus.CounterValue, float64(st.DHTStore.Refused))
+	for _, h := range st.HeldBack {
+		ch <- prometheus.MustNewConstMetric(d.heldBack, prometheus.CounterValue, float64(h.Held), directory.Fingerprint(h.Author))
+	}
 	gauge(d.epoch, float64(st.Epoch))
 	gauge(d.keyEpoch, float64(st.KeyEpoch))
 	cur := m.n.Reachability().State

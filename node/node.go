@@ -92,6 +92,12 @@ type Node struct {
 	scoresMu sync.Mutex
 	scores   map[peer.ID]float64
 
+	// authorRate holds the forwarding rule's buckets (authorrate.go);
+	// localRate the node's own organization's publications, kept apart
+	// so that copies of its versions coming back by gossip (from another
+	// device of the same key, or a test) do not spend them.
+	authorRate, localRate *authorRate
+
 	reach reachState // reachability.go
 
 	// life guards shutdown: every entry point that touches the store holds
@@ -133,6 +139,8 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		revokedAt:   map[directory.PublicKey]time.Time{},
 		scores:      map[peer.ID]float64{},
 		accepted:    map[Via]int{},
+		authorRate:  newAuthorRate(),
+		localRate:   newAuthorRate(),
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
 	}
@@ -355,6 +363,9 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 		return directory.Applied{}, ErrClosed
 	}
 	defer n.leave()
+	if err := n.checkLocalEntry(r); err != nil {
+		return directory.Applied{}, err
+	}
 	applied, sealed, err := n.accept(r, "", ViaLocal)
 	if err != nil {
 		return applied, err
@@ -467,6 +478,9 @@ type Status struct {
 	// holds another key than the epoch commits to (equivocation by the
 	// epoch's signers), ascending.
 	KeyMismatches []uint64
+	// HeldBack lists the organizations whose entry versions this node
+	// held back under the charter's update rate since it started.
+	HeldBack []AuthorHeld
 }
 
 // Status returns a snapshot of the node's health.
@@ -490,6 +504,7 @@ func (n *Node) Status() Status {
 	st.KeyMismatches = slices.Sorted(maps.Keys(n.keyMismatch))
 	n.mu.Unlock()
 	st.FreshAsOf = n.FreshAsOf()
+	st.HeldBack = n.HeldBack()
 	if n.dht != nil {
 		st.DHTPeers = n.dht.RoutingTableSize()
 		st.DHTStore = n.dht.Usage()

@@ -89,6 +89,9 @@ func measure(b *testing.B, bin string, n int) result {
 	cli("network", "create", "--name", "Red de prueba")
 	cli("key", "export", "--out", filepath.Join(home, "me.pub"))
 	cli("steward", "propose", "admit", "--keyfile", filepath.Join(home, "me.pub"), "--name", "Colectivo de Prueba")
+	// One organization publishes every entry here: lift the charter's
+	// per-author limits (1,024 entries, 32 MiB by default) first.
+	cli("steward", "propose", "charter", "--max-author-entries", "16777216", "--max-author-bytes", "1099511627776")
 
 	ks, err := directory.LoadKeystore(daemon.Home{Dir: home}.KeysPath(), passphrase)
 	if err != nil {

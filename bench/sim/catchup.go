@@ -48,7 +48,7 @@ const catchUpNodes = 10
 func NewCatchUp(ctx context.Context, entries int, viaDHT bool, seed uint64) (*CatchUp, error) {
 	// Quick sync rounds fill in whatever gossip drops while the updates
 	// are published; the restarted laggard runs the default interval.
-	nw, err := New(ctx, Config{N: catchUpNodes, Orgs: 5, DHT: viaDHT, Seed: seed, SyncInterval: 2 * time.Second})
+	nw, err := New(ctx, Config{N: catchUpNodes, Orgs: 5, DHT: viaDHT, Seed: seed, SyncInterval: 2 * time.Second, Policy: BulkPolicy})
 	if err != nil {
 		return nil, err
 	}

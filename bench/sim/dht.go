@@ -42,7 +42,7 @@ type DHTNet struct {
 // each bootstrapped from the first, and waits until their routing tables
 // hold at least min(n-1, 15) peers.
 func NewDHTNet(ctx context.Context, n int, latency time.Duration, seed uint64) (*DHTNet, error) {
-	fix, err := NewFixture(stewards, 2)
+	fix, err := NewFixture(stewards, 2, directory.Policy{})
 	if err != nil {
 		return nil, err
 	}

@@ -21,8 +21,9 @@ type Fixture struct {
 	Now time.Time
 }
 
-// NewFixture creates a network of stewards stewards with threshold k.
-func NewFixture(stewards, k int) (*Fixture, error) {
+// NewFixture creates a network of stewards stewards with threshold k and
+// the given charter policy.
+func NewFixture(stewards, k int, policy directory.Policy) (*Fixture, error) {
 	f := &Fixture{Key: directory.NewReadKey(), Threshold: k, Now: time.Now().Truncate(time.Second)}
 	var list []directory.Steward
 	for i := range stewards {
@@ -33,7 +34,7 @@ func NewFixture(stewards, k int) (*Fixture, error) {
 		f.Stewards = append(f.Stewards, id)
 		list = append(list, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
-	c, err := directory.NewGenesis("Red simulada", list, k, directory.Policy{}, f.Now)
+	c, err := directory.NewGenesis("Red simulada", list, k, policy, f.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -82,3 +83,8 @@ func (f *Fixture) Entry(org *directory.Identity, id string, seq uint64, token st
 // a final k) and that matches nothing else in the corpus, so a search for
 // it finds exactly the entries named after it.
 func Token(i int) string { return fmt.Sprintf("zq%dk", i) }
+
+// BulkPolicy lifts the per-author limits for benchmarks in which a few
+// organizations publish and update thousands of entries in seconds: what
+// they measure is sync and gossip, not the limits.
+var BulkPolicy = directory.Policy{MaxAuthorUpdatesPerHour: 1 << 24, MaxAuthorEntries: 1 << 24, MaxAuthorBytes: 1 << 40}

@@ -64,6 +64,10 @@ type Config struct {
 	// SyncInterval and FetchInterval override the node defaults.
 	SyncInterval  time.Duration
 	FetchInterval time.Duration
+	// Policy is the genesis charter's policy; the zero value takes the
+	// defaults. Benchmarks that publish in bulk from few organizations
+	// raise the per-author limits (BulkPolicy).
+	Policy directory.Policy
 	// Logger gets the nodes' logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -116,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 	if stewards+cfg.Orgs > cfg.N {
 		return nil, fmt.Errorf("sim: %d stewards and %d organizations need %d nodes", stewards, cfg.Orgs, stewards+cfg.Orgs)
 	}
-	fix, err := NewFixture(stewards, 2)
+	fix, err := NewFixture(stewards, 2, cfg.Policy)
 	if err != nil {
 		return nil, err
 	}

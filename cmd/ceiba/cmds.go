@@ -495,6 +495,8 @@ func stewardCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "steward", Short: "Stewards: propose and approve admissions, revocations and charter changes"}
 	var keyfile, name, reason, draft string
 	var threshold int
+	var maxEntries, maxUpdates uint32
+	var maxBytes uint64
 	var add, remove []string
 	propose := &cobra.Command{
 		Use:   "propose admit|revoke|charter [KEY]",
@@ -502,10 +504,12 @@ func stewardCmd(g *globals) *cobra.Command {
 		Long: "  ceiba steward propose admit --keyfile org.pub --name \"Organization\"\n" +
 			"  ceiba steward propose revoke FINGERPRINT [--reason TEXT]\n" +
 			"  ceiba steward propose charter [--threshold K] [--add KEYFILE] [--remove FINGERPRINT]\n" +
+			"        [--max-author-entries N] [--max-author-bytes N] [--max-author-updates-per-hour N]\n" +
 			"Other stewards see the proposal with \"ceiba steward proposals\" and approve it.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			req := api.ProposeRequest{Kind: a[0], Reason: reason, Threshold: threshold, Remove: remove}
+			req := api.ProposeRequest{Kind: a[0], Reason: reason, Threshold: threshold, Remove: remove,
+				MaxAuthorEntries: maxEntries, MaxAuthorBytes: maxBytes, MaxAuthorUpdatesPerHour: maxUpdates}
 			switch a[0] {
 			case "admit":
 				if keyfile == "" {
@@ -548,6 +552,9 @@ func stewardCmd(g *globals) *cobra.Command {
 	propose.Flags().IntVar(&threshold, "threshold", 0, "new threshold")
 	propose.Flags().StringArrayVar(&add, "add", nil, "a steward to add (public key file)")
 	propose.Flags().StringArrayVar(&remove, "remove", nil, "a steward to remove (fingerprint)")
+	propose.Flags().Uint32Var(&maxEntries, "max-author-entries", 0, "charter: live entries one organization may have shown (0: unchanged; default 1024)")
+	propose.Flags().Uint64Var(&maxBytes, "max-author-bytes", 0, "charter: bytes of live entries one organization may have shown (0: unchanged; default 32 MiB)")
+	propose.Flags().Uint32Var(&maxUpdates, "max-author-updates-per-hour", 0, "charter: entry updates per organization per hour that nodes forward (0: unchanged; default 60)")
 	list := &cobra.Command{
 		Use: "proposals", Short: "List proposals, pending first", Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -710,6 +717,9 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				if ds := s.DHTStore; ds != nil {
 					fmt.Printf("DHT store: %d records, %s on disk (%d from signers not yet admitted; %d puts refused)\n", ds.Records, byteSize(ds.Bytes), ds.Pending, ds.Refused)
+				}
+				for _, h := range s.HeldBack {
+					fmt.Printf("Held back: %d entry versions from %q (%s), over the charter's update rate; its newest version still arrives by sync\n", h.Held, h.Name, h.Author)
 				}
 				if !s.LastSync.IsZero() {
 					fmt.Printf("Synced:   %s with %d peers\n", s.LastSync.Local().Format(time.DateTime), s.LastSyncPeers)

@@ -65,6 +65,18 @@ type Status struct {
 	// DHTStore is what the node holds in the DHT for the network; absent
 	// without a DHT.
 	DHTStore *DHTStore `json:"dht_store,omitempty"`
+	// HeldBack lists the organizations whose entry versions this node
+	// held back under the charter's update rate since it started, most
+	// first: how stewards see a member churning past its limit.
+	HeldBack []HeldBack `json:"held_back,omitempty"`
+}
+
+// HeldBack is one organization's entry versions held back under the
+// charter's update rate.
+type HeldBack struct {
+	Author string `json:"author"` // fingerprint
+	Name   string `json:"name,omitempty"`
+	Held   uint64 `json:"held"`
 }
 
 // DHTStore is the disk a node's DHT store uses, within its quotas.
@@ -178,6 +190,11 @@ type ProposeRequest struct {
 	Threshold int            `json:"threshold,omitempty"`
 	Add       []PublicKeyDoc `json:"add,omitempty"`
 	Remove    []string       `json:"remove,omitempty"`
+	// The charter's per-author limits (PROTOCOL.md §4); 0 keeps the
+	// current value.
+	MaxAuthorUpdatesPerHour uint32 `json:"max_author_updates_per_hour,omitempty"`
+	MaxAuthorEntries        uint32 `json:"max_author_entries,omitempty"`
+	MaxAuthorBytes          uint64 `json:"max_author_bytes,omitempty"`
 }
 
 // Proposal is a pending or effective steward proposal.

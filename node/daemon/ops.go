@@ -107,6 +107,9 @@ func (d *Daemon) Status() api.Status {
 		RecvCap: caps.Recv, SendCap: caps.Send,
 		ThrottledIn: th.Recv.Seconds(), ThrottledOut: th.Send.Seconds(),
 	}
+	for _, h := range ns.HeldBack {
+		s.HeldBack = append(s.HeldBack, api.HeldBack{Author: directory.Fingerprint(h.Author), Name: h.Name, Held: h.Held})
+	}
 	if d.cfg.dhtConfig().Mode() != "off" {
 		u := ns.DHTStore
 		s.DHTStore = &api.DHTStore{Records: u.Records, Bytes: u.Bytes, Pending: u.Pending, Refused: u.Refused}
@@ -549,7 +552,17 @@ func (d *Daemon) Propose(ctx context.Context, req api.ProposeRequest) (api.Propo
 		if threshold == 0 {
 			threshold = int(c.Threshold)
 		}
-		amended, err := directory.Amend(c, st.CharterID(), stewards, threshold, c.Policy, now)
+		policy := c.Policy
+		if req.MaxAuthorUpdatesPerHour != 0 {
+			policy.MaxAuthorUpdatesPerHour = req.MaxAuthorUpdatesPerHour
+		}
+		if req.MaxAuthorEntries != 0 {
+			policy.MaxAuthorEntries = req.MaxAuthorEntries
+		}
+		if req.MaxAuthorBytes != 0 {
+			policy.MaxAuthorBytes = req.MaxAuthorBytes
+		}
+		amended, err := directory.Amend(c, st.CharterID(), stewards, threshold, policy, now)
 		if err != nil {
 			return api.Proposal{}, userErrorf("%v", err)
 		}

@@ -94,6 +94,14 @@ var steps = []step{
 		quick: []string{"-bench", "^BenchmarkDHTPutGet$/^n=100$/^lat=0ms$", "-benchtime", "3x", "-timeout", "0"},
 	},
 	{
+		// Issue 21: one member churning past its update rate on 100
+		// nodes; revocation time against the quiet network.
+		name:  "churn",
+		pkg:   "./bench/sim/",
+		args:  []string{"-bench", "^BenchmarkChurn$", "-benchtime", "3x", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkChurn$", "-benchtime", "1x", "-timeout", "0"},
+	},
+	{
 		name: "invite",
 		pkg:  "./bench/sim/",
 		args: []string{"-bench", "^BenchmarkDHTInviteFetch$", "-benchtime", "5x", "-timeout", "0"},

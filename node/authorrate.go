@@ -1,0 +1,241 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// The per-author update rate (issue 21, finding 3) is a forwarding rule,
+// the same on every node: GossipSub validation keeps a token bucket per
+// admitted member key, and a version of an entry that replaces one the node
+// holds costs a token. Out of tokens, the version is ignored: not applied,
+// not forwarded, and no fault of the peer that forwarded it (honest
+// forwarders' buckets differ by when versions reached them). What is
+// accepted is unchanged, so the state stays a function of the set of
+// records; the newest version still reaches every node by sync, which
+// carries only the newest version of each slot, so a churning author's
+// versions collapse to one per sync round. First versions of new slots cost
+// nothing here: the charter's live-entry limits bound them (authorlimit.go
+// in directory).
+
+// ErrAuthorRate refuses an entry version over its author's update rate.
+var ErrAuthorRate = errors.New("author over the charter's update rate")
+
+// authorBurstDivisor sets a bucket's burst to a twentieth of the hourly
+// rate (3 at the default 60): an organization can fix a typo a few times
+// in a row, no author gets more than 1.05 × the hourly rate forwarded in
+// any hour, and a burst of the largest records is small next to a
+// lowdata node's cap. (A quarter, 15 at the default, delayed a revocation
+// on 100 nodes to 2.2 s while the burst spread: BenchmarkChurn.)
+const authorBurstDivisor = 20
+
+// heldBackLogInterval is how often, at most, the node logs that it held
+// back one author's versions.
+const heldBackLogInterval = 10 * time.Minute
+
+type authorRate struct {
+	mu      sync.Mutex
+	perHour int
+	buckets map[directory.PublicKey]*rate.Limiter
+	// held counts versions held back per author since start, and logged
+	// when each author was last logged; both only for keys that were
+	// admitted members when it happened.
+	held      map[directory.PublicKey]uint64
+	logged    map[directory.PublicKey]time.Time
+	lastSweep time.Time
+}
+
+func newAuthorRate() *authorRate {
+	return &authorRate{buckets: map[directory.PublicKey]*rate.Limiter{}, held: map[directory.PublicKey]uint64{}, logged: map[directory.PublicKey]time.Time{}}
+}
+
+func burstOf(perHour int) int { return max(1, perHour/authorBurstDivisor) }
+
+// take spends one of pub's tokens at now. When there is none it returns
+// how long until there is, and whether to log (once per author per
+// heldBackLogInterval).
+func (a *authorRate) take(pub directory.PublicKey, perHour int, now time.Time, count bool) (wait time.Duration, logIt bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	limit := rate.Limit(float64(perHour) / 3600)
+	if perHour != a.perHour {
+		// A charter amendment changed the rate: every bucket follows.
+		a.perHour = perHour
+		for _, b := range a.buckets {
+			b.SetLimitAt(now, limit)
+			b.SetBurstAt(now, burstOf(perHour))
+		}
+	}
+	a.sweep(now)
+	b := a.buckets[pub]
+	if b == nil {
+		b = rate.NewLimiter(limit, burstOf(perHour))
+		a.buckets[pub] = b
+	}
+	if b.AllowN(now, 1) {
+		return 0, false
+	}
+	r := b.ReserveN(now, 1)
+	wait = r.DelayFrom(now)
+	r.CancelAt(now)
+	if !count {
+		return wait, false
+	}
+	a.held[pub]++
+	if now.Sub(a.logged[pub]) >= heldBackLogInterval {
+		a.logged[pub] = now
+		logIt = true
+	}
+	return wait, logIt
+}
+
+// sweep forgets buckets that are full again, at most once a minute: a
+// full bucket is what a new one would be, so forgetting it changes
+// nothing, and the map holds only authors active in the last burst/rate.
+func (a *authorRate) sweep(now time.Time) {
+	if now.Sub(a.lastSweep) < time.Minute {
+		return
+	}
+	a.lastSweep = now
+	for k, b := range a.buckets {
+		if b.TokensAt(now) >= float64(b.Burst()) {
+			delete(a.buckets, k)
+		}
+	}
+}
+
+// forget drops what is kept for keys no longer admitted.
+func (a *authorRate) forget(keep func(directory.PublicKey) bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.held {
+		if !keep(k) {
+			delete(a.held, k)
+			delete(a.logged, k)
+			delete(a.buckets, k)
+		}
+	}
+}
+
+// AuthorHeld is how many entry versions from one author this node held
+// back under the charter's update rate since it started.
+type AuthorHeld struct {
+	Author directory.PublicKey
+	Name   string // the organization's name, when it is a member
+	Held   uint64
+}
+
+// HeldBack lists the authors whose versions this node held back, most
+// first: what a steward reads to see which member is over its rate.
+func (n *Node) HeldBack() []AuthorHeld {
+	n.authorRate.forget(func(k directory.PublicKey) bool { _, ok := n.state.Member(k); return ok })
+	n.authorRate.mu.Lock()
+	out := make([]AuthorHeld, 0, len(n.authorRate.held))
+	for k, c := range n.authorRate.held {
+		out = append(out, AuthorHeld{Author: k, Held: c})
+	}
+	n.authorRate.mu.Unlock()
+	for i := range out {
+		if m, ok := n.state.Member(out[i].Author); ok {
+			out[i].Name = m.Name
+		}
+	}
+	slices.SortFunc(out, func(a, b AuthorHeld) int {
+		if a.Held != b.Held {
+			return int(b.Held) - int(a.Held)
+		}
+		return slices.Compare(a.Author[:], b.Author[:])
+	})
+	return out
+}
+
+// replacesHeld says whether r is an entry version that replaces one the
+// node holds from an admitted member, and returns its author.
+func (n *Node) replacesHeld(r *directory.Record) (directory.PublicKey, bool) {
+	if r.Type != directory.TypeEntry || len(r.Sigs) != 1 {
+		return directory.PublicKey{}, false
+	}
+	body, err := r.DecodeBody()
+	e, ok := body.(*directory.Entry)
+	if err != nil || !ok {
+		return directory.PublicKey{}, false
+	}
+	pub := r.Sigs[0].Key
+	if _, member := n.state.Member(pub); !member {
+		return pub, false // no bucket: only admitted members get one
+	}
+	seq, held := n.state.HeldSeq(pub, e.ID)
+	return pub, held && e.Seq > seq
+}
+
+func (n *Node) updatesPerHour() int {
+	if c := n.state.Charter(); c != nil {
+		return c.Policy.MaxAuthorUpdates()
+	}
+	return directory.Policy{}.MaxAuthorUpdates()
+}
+
+// gossipRate applies the forwarding rule to a record that came by gossip.
+func (n *Node) gossipRate(r *directory.Record) error {
+	pub, replaces := n.replacesHeld(r)
+	if !replaces {
+		return nil
+	}
+	perHour := n.updatesPerHour()
+	wait, logIt := n.authorRate.take(pub, perHour, time.Now(), true)
+	if wait == 0 {
+		return nil
+	}
+	if logIt {
+		n.log.Warn("holding back entry versions from an organization over the charter's update rate; sync brings its newest version",
+			slog.String("author", directory.Fingerprint(pub)), slog.Int("per_hour", perHour))
+	}
+	return fmt.Errorf("%w: %s, %d replacing versions per hour", ErrAuthorRate, directory.Fingerprint(pub), perHour)
+}
+
+// checkLocalEntry refuses, on the publisher's own node (the one whose
+// identity signed r), an entry version the network would hold back: over
+// the live-entry limits, or over the update rate. It says what the limit
+// is and, for the rate, when the next update can go.
+func (n *Node) checkLocalEntry(r *directory.Record) error {
+	if r.Type != directory.TypeEntry || len(r.Sigs) != 1 {
+		return nil
+	}
+	body, err := r.DecodeBody()
+	e, ok := body.(*directory.Entry)
+	if err != nil || !ok {
+		return nil // Apply says what is wrong with it
+	}
+	pub := r.Sigs[0].Key
+	if pub != n.id.Public() {
+		// Only an organization's own node speaks for it. A record of
+		// another key handed to Publish (a relayed copy, a test) is
+		// judged by every other node's rules, not refused here.
+		return nil
+	}
+	if _, member := n.state.Member(pub); !member {
+		return nil
+	}
+	if err := n.state.CheckPublish(pub, e, len(r.Encode())); err != nil {
+		return err
+	}
+	if _, replaces := n.replacesHeld(r); !replaces {
+		return nil
+	}
+	perHour := n.updatesPerHour()
+	now := time.Now()
+	if wait, _ := n.localRate.take(pub, perHour, now, false); wait > 0 {
+		wait = wait.Round(time.Second)
+		return fmt.Errorf("%w: this organization updated its entries %d times recently; the network forwards %d updates an hour (a burst of %d); the next update is possible in %s, at %s",
+			ErrAuthorRate, burstOf(perHour), perHour, burstOf(perHour), wait, now.Add(wait).UTC().Format("15:04:05 UTC"))
+	}
+	return nil
+}

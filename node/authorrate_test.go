@@ -1,0 +1,97 @@
+package node
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// Issue 21, finding 3, as a member runs it: from a host of its own over
+// real TCP, an admitted organization republishes one entry 120 times in
+// under 3 s. Each node applies and forwards by gossip at most the
+// charter's burst of replacing versions (a twentieth of the hourly rate),
+// holds back the rest and says so in its status; its newest version still
+// reaches every node, by sync from a node that holds it.
+func TestChurnForwardedWithinAuthorRate(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	cfgA := testConfig(t, nw, nw.Stewards[1], t.TempDir())
+	cfgA.Bootstrap = []string{addr(s)}
+	a := startNode(t, cfgA)
+	cfgB := testConfig(t, nw, nw.Stewards[2], t.TempDir())
+	cfgB.Bootstrap = []string{addr(a)}
+	b := startNode(t, cfgB)
+	nodes := []*Node{s, a, b}
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), entryRec(t, nw, org, "churn", 1))
+	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
+	before := make([]int, len(nodes))
+	for i, n := range nodes {
+		before[i] = n.Status().Accepted[ViaGossip]
+	}
+
+	_, topic := gossipAttacker(t, nw.ID, a)
+	const versions = 120
+	var last *directory.Record
+	for seq := uint64(2); seq <= versions+1; seq++ {
+		last = entryRec(t, nw, org, "churn", seq)
+		if err := topic.Publish(t.Context(), directory.Seal(last, 1, nw.Key)); err != nil {
+			t.Fatal(err)
+		}
+		// Paced as a churning publisher is: each version is validated
+		// before the next comes, none is made stale by its successor.
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The raw host serves no sync; the organization's own node would. Its
+	// newest version, held by one node, reaches the others by sync where
+	// gossip holds it back.
+	time.Sleep(time.Second)
+	if err := s.Import(t.Context(), directory.Seal(last, 1, nw.Key)); err != nil && !errors.Is(err, directory.ErrDuplicate) {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the newest version on every node", func() bool {
+		for _, n := range nodes {
+			if !n.State().Has(last.Hash()) {
+				return false
+			}
+		}
+		return true
+	})
+	burst := burstOf(directory.Policy{}.MaxAuthorUpdates())
+	for i, n := range nodes {
+		got := n.Status().Accepted[ViaGossip] - before[i]
+		// One more than the burst: the newest version may come by gossip
+		// after a token refilled (one a minute).
+		if got > burst+1 {
+			t.Errorf("node %d applied and forwarded %d of %d versions by gossip; the charter's rate allows a burst of %d", i, got, versions, burst)
+		}
+	}
+	held := a.Status().HeldBack
+	if len(held) != 1 || held[0].Author != org.Public() || held[0].Name != "Colectivo Ejemplo" || held[0].Held < versions/2 {
+		t.Fatalf("node a's status shows held back %+v, want the organization with most of its %d versions", held, versions)
+	}
+}
+
+// The organization's own node refuses an update over the rate before it
+// goes out, and says when the next is possible.
+func TestPublishOverAuthorRateSaysWhen(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	n := startNode(t, testConfig(t, nw, org, t.TempDir()))
+	mustPublish(t, n, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), entryRec(t, nw, org, "asesoria", 1))
+	burst := burstOf(directory.Policy{}.MaxAuthorUpdates())
+	for seq := uint64(2); seq <= uint64(burst)+1; seq++ {
+		mustPublish(t, n, entryRec(t, nw, org, "asesoria", seq))
+	}
+	_, err := n.Publish(t.Context(), entryRec(t, nw, org, "asesoria", uint64(burst)+2))
+	if !errors.Is(err, ErrAuthorRate) || !strings.Contains(err.Error(), "the next update is possible in") {
+		t.Fatalf("update %d in a row: %v, want ErrAuthorRate saying when the next is possible", burst+1, err)
+	}
+	// A new entry is not an update: the live-entry limits bound those.
+	mustPublish(t, n, entryRec(t, nw, org, "albergue", 1))
+}

@@ -446,7 +446,7 @@ func BenchmarkRotation(b *testing.B) {
 				all = append(all, ms(last))
 				seal = append(seal, ms(rot.Seal))
 				wire = append(wire, float64(rot.WireBytes)/1024)
-				b.Logf("%d recipients, %d pages, %.0f KiB: sealed in %v, every node holds the key after %v", rot.Recipients, rot.Pages, float64(rot.WireBytes)/1024, rot.Seal.Round(time.Millisecond), last.Round(time.Millisecond))
+				b.Logf("%d recipients, %d pages, %.0f KiB: sealed in %v, every node holds the key after %v (%d missed)", rot.Recipients, rot.Pages, float64(rot.WireBytes)/1024, rot.Seal.Round(time.Millisecond), last.Round(time.Millisecond), missed)
 				number++
 			}
 			b.ReportMetric(median(all), "all-hold-ms")

@@ -315,7 +315,7 @@ func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
 // (pruneKeys).
 func (n *Node) adoptKeys() {
 	var added []uint64
-	askPages := false
+	var askAgain time.Duration // nonzero: ask peers for missing pages now, look again after it
 	for _, e := range n.state.Epochs() {
 		fp := n.epochFingerprint(e)
 		n.mu.Lock()
@@ -337,11 +337,19 @@ func (n *Node) adoptKeys() {
 			// Until they are all here the epoch is looked at again on
 			// every call, and a follow-up call is armed with each ask, so
 			// the asking goes on after the last page gossip brought.
+			// A node that holds the key the epoch commits to (from its
+			// invite, or opened before) needs no page of it.
 			n.log.Debug("waiting for the pages of the current rotation", "epoch", e.Number, "err", err)
+			if held, ok := n.keyring[e.Number]; ok && directory.VerifyEpochKey(n.cfg.Network, e, held) {
+				break
+			}
 			delete(n.epochSeen, e.Number)
-			if time.Since(n.pagesAsked[e.Number]) > pagesAskEvery {
-				n.pagesAsked[e.Number] = time.Now()
-				askPages = true
+			if a := n.pagesAsked[e.Number]; time.Now().After(a.next) {
+				// Every 3 s at first, then less and less often: pages
+				// no peer has (a rotation whose publisher failed midway)
+				// must not keep every node asking.
+				askAgain = pagesAskEvery << min(a.times, 6)
+				n.pagesAsked[e.Number] = pagesAsk{next: time.Now().Add(askAgain), times: a.times + 1}
 			}
 		case errors.Is(err, directory.ErrNotRecipient):
 			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
@@ -366,12 +374,12 @@ func (n *Node) adoptKeys() {
 		}
 		n.mu.Unlock()
 	}
-	if askPages && n.sync != nil {
+	if askAgain > 0 && n.sync != nil {
 		peers := n.host.Network().Peers()
 		for _, i := range mrand.Perm(len(peers))[:min(pagesAskPeers, len(peers))] {
 			n.sync.request(peers[i])
 		}
-		time.AfterFunc(pagesAskEvery+time.Millisecond, func() {
+		time.AfterFunc(askAgain+time.Millisecond, func() {
 			if n.enter() {
 				defer n.leave()
 				n.adoptKeys()
@@ -407,11 +415,17 @@ func (n *Node) adoptKeys() {
 }
 
 // A node missing pages of the current rotation asks pagesAskPeers random
-// peers for a sync, at most every pagesAskEvery.
+// peers for a sync, first after pagesAskEvery, then at doubling intervals
+// up to 64 times that (about 3 minutes).
 const (
 	pagesAskPeers = 3
 	pagesAskEvery = 3 * time.Second
 )
+
+type pagesAsk struct {
+	next  time.Time
+	times int
+}
 
 // epochFingerprint identifies an epoch body as far as this node's key is
 // concerned, so a different epoch of the same number is noticed: its

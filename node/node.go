@@ -68,9 +68,10 @@ type Node struct {
 	// different keys to different recipients, which only a recipient can
 	// see, so this node says so (status, health) for the stewards to act.
 	keyMismatch map[uint64]bool
-	// pagesAsked is when this node last asked peers for the missing pages
-	// of an effective epoch's rotation, by epoch.
-	pagesAsked map[uint64]time.Time
+	// pagesAsked is when this node may next ask peers for the missing
+	// pages of an effective epoch's rotation, and how often it has, by
+	// epoch.
+	pagesAsked map[uint64]pagesAsk
 	pkgCache   map[directory.Hash]packageResult
 	// loaded is set once the state is rebuilt from the store; keys are
 	// pruned only after that (pruneKeys).
@@ -127,7 +128,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
-		pagesAsked:  map[uint64]time.Time{},
+		pagesAsked:  map[uint64]pagesAsk{},
 		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
 		pkgCache:    map[directory.Hash]packageResult{},

@@ -32,7 +32,11 @@ func TestRotationRecipientLimit(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
 	readers := make([]*directory.Identity, total-len(nw.Stewards)-1)
-	onEveryCore(len(readers), func(i int) { readers[i] = dirtest.MustIdentity(t) })
+	errs := make([]error, len(readers))
+	onEveryCore(len(readers), func(i int) { readers[i], errs[i] = directory.NewIdentity() })
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err) // from the test goroutine, as t.Fatal must be
+	}
 
 	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 	mustPublish(t, s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"))

@@ -47,6 +47,9 @@ const (
 	maxAuthorBytesCap          = 1 << 40
 )
 
+// MaxRecordSize is the largest record the charter lets nodes accept.
+func (p Policy) MaxRecordSize() int { return p.maxRecordBytes() }
+
 func (p Policy) maxRecordBytes() int {
 	if p.MaxRecordBytes == 0 {
 		return DefaultMaxRecordBytes
@@ -256,31 +259,30 @@ func (r *Revocation) check() error {
 }
 
 // Epoch introduces a new read key, sealed to each remaining member and
-// reader in its own package. Epoch N+1 takes effect only after epoch N.
-// It is valid when Threshold unrevoked stewards of the cited charter approve
-// it, or when one of them signs it right after a revocation approved by
-// stewards (not a self-revocation) that After names: the automatic rotation
-// that follows a revocation (State.epochValid says what "right after" is).
+// reader in its own package, carried by the EpochPage records whose hashes
+// PageHashes lists (epochpage.go). Epoch N+1 takes effect only after epoch
+// N. It is valid when Threshold unrevoked stewards of the cited charter
+// approve it, or when one of them signs it right after a revocation
+// approved by stewards (not a self-revocation) that After names: the
+// automatic rotation that follows a revocation (State.epochValid says what
+// "right after" is).
 type Epoch struct {
-	Number   uint64       `cbor:"1,keyasint"`
-	Charter  uint64       `cbor:"2,keyasint"`
-	After    Hash         `cbor:"3,keyasint"`
-	Packages []KeyPackage `cbor:"4,keyasint"`
-	Issued   int64        `cbor:"5,keyasint"`
-	// Rotation is a random ID in every package's HPKE info, so a package
-	// cannot be moved into another epoch record of the same number.
+	Number  uint64 `cbor:"1,keyasint"`
+	Charter uint64 `cbor:"2,keyasint"`
+	After   Hash   `cbor:"3,keyasint"`
+	// PageHashes lists PageHash of each page, by index: the approval of
+	// the epoch is the approval of exactly these packages.
+	PageHashes []Hash `cbor:"4,keyasint"`
+	Issued     int64  `cbor:"5,keyasint"`
+	// Rotation is a random ID in every package's HPKE info and tag, and in
+	// every page, so a package or page cannot be moved into another epoch
+	// record of the same number.
 	Rotation [16]byte `cbor:"6,keyasint"`
 	// KeyCommit commits the record to one read key (EpochKeyCommitment).
 	// Co-approvers cannot open each other's packages; each recipient checks
 	// its own against this, so one epoch cannot hand different keys to
 	// different recipients without the mismatch being seen.
 	KeyCommit Hash `cbor:"7,keyasint"`
-}
-
-// KeyPackage carries the epoch's read key, HPKE-sealed to one recipient.
-type KeyPackage struct {
-	Recipient PublicKey `cbor:"1,keyasint"`
-	Sealed    []byte    `cbor:"2,keyasint"`
 }
 
 func (*Epoch) RecordType() RecordType { return TypeEpoch }
@@ -295,16 +297,8 @@ func (e *Epoch) check() error {
 	if e.KeyCommit == (Hash{}) {
 		return errors.New("key commitment missing")
 	}
-	if len(e.Packages) == 0 || len(e.Packages) > maxArrayElements {
-		return fmt.Errorf("%d key packages", len(e.Packages))
-	}
-	for i, p := range e.Packages {
-		if len(p.Sealed) == 0 || len(p.Sealed) > 2048 {
-			return fmt.Errorf("package %d has %d bytes", i, len(p.Sealed))
-		}
-		if i > 0 && !keyLess(e.Packages[i-1].Recipient, p.Recipient) {
-			return errors.New("packages must be sorted by recipient, each once")
-		}
+	if len(e.PageHashes) == 0 || len(e.PageHashes) > maxPages {
+		return fmt.Errorf("%d pages, want 1 to %d", len(e.PageHashes), maxPages)
 	}
 	return checkTime("issued", e.Issued)
 }

@@ -23,28 +23,36 @@ func TestEpochKeyCommitment(t *testing.T) {
 		t.Fatal(err)
 	}
 	committed, other := NewReadKey(), NewReadKey()
-	e, err := NewEpoch(net, 2, 1, Hash{}, committed, []Recipient{{Key: a.Public(), KEM: a.KEMPublic()}, {Key: b.Public(), KEM: b.KEMPublic()}}, time.Unix(1767268800, 0))
+	e, pages, err := NewEpoch(net, 2, 1, Hash{}, committed, []Recipient{{Key: a.Public(), KEM: a.KEMPublic()}, {Key: b.Public(), KEM: b.KEMPublic()}}, time.Unix(1767268800, 0), DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The signer reseals b's package to another key.
-	for i, p := range e.Packages {
-		if p.Recipient != b.Public() {
-			continue
-		}
-		pk, err := kem.NewPublicKey(b.KEMPublic())
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Packages[i].Sealed, err = hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, e.Number, e.Rotation, b.Public()), other[:])
-		if err != nil {
-			t.Fatal(err)
+	tb := PackageTag(net, e.Number, e.Rotation, b.Public())
+	resealed := 0
+	for _, pg := range pages {
+		for i, p := range pg.Packages {
+			if p.Tag != tb {
+				continue
+			}
+			pk, err := kem.NewPublicKey(b.KEMPublic())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pg.Packages[i].Sealed, err = hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, e.Number, e.Rotation, b.Public()), other[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			resealed++
 		}
 	}
-	if got, err := OpenKeyPackage(a, net, e); err != nil || got != committed {
+	if resealed != 1 {
+		t.Fatalf("b has %d packages, want 1", resealed)
+	}
+	if got, err := OpenKeyPackage(a, net, e, pages); err != nil || got != committed {
 		t.Fatalf("the recipient sealed the committed key: %v", err)
 	}
-	if _, err := OpenKeyPackage(b, net, e); !errors.Is(err, ErrKeyMismatch) {
+	if _, err := OpenKeyPackage(b, net, e, pages); !errors.Is(err, ErrKeyMismatch) {
 		t.Fatalf("a package holding another key than the commitment: %v, want ErrKeyMismatch", err)
 	}
 	if VerifyEpochKey(net, e, other) || !VerifyEpochKey(net, e, committed) {
@@ -52,12 +60,16 @@ func TestEpochKeyCommitment(t *testing.T) {
 	}
 	// A package moved from another epoch record of the same number does not
 	// open: the rotation ID is in its HPKE info.
-	e2, err := NewEpoch(net, 2, 1, Hash{}, other, []Recipient{{Key: a.Public(), KEM: a.KEMPublic()}}, time.Unix(1767268800, 0))
+	e2, pages2, err := NewEpoch(net, 2, 1, Hash{}, other, []Recipient{{Key: a.Public(), KEM: a.KEMPublic()}}, time.Unix(1767268800, 0), DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2.Rotation, e2.KeyCommit = e.Rotation, e.KeyCommit
-	if _, err := OpenKeyPackage(a, net, e2); !errors.Is(err, ErrDecrypt) {
+	moved, ok := FindPackage(net, e2, pages2, a.Public())
+	if !ok {
+		t.Fatal("a has no package in the second rotation")
+	}
+	forged := []*EpochPage{{Number: 2, Rotation: e.Rotation, Packages: []Package{{Tag: PackageTag(net, 2, e.Rotation, a.Public()), Sealed: moved}}}}
+	if _, err := OpenKeyPackage(a, net, e, forged); !errors.Is(err, ErrDecrypt) {
 		t.Fatalf("a package moved between rotations: %v, want ErrDecrypt", err)
 	}
 }

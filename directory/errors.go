@@ -35,6 +35,8 @@ var (
 	ErrPendingSignature = errors.New("signer is not yet known to be authorized")
 	ErrKeyMismatch      = errors.New("key package holds another key than the epoch commits to")
 	ErrQuota            = errors.New("pending records over the quota")
+	ErrPagesMissing     = errors.New("not every page of the rotation is held yet")
+	ErrPageMismatch     = errors.New("epoch page is not the one its epoch lists")
 )
 
 // RejectError says which record was refused and why. Reason is one of the

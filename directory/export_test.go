@@ -22,3 +22,13 @@ func SeenSeqsForTest(s *State, pub PublicKey, id string) int {
 	defer s.mu.RUnlock()
 	return len(s.entries[pub][id].seen)
 }
+
+// PadForTest makes NewEpoch pad to pad(n) packages instead of
+// PaddedPackages(n) until the returned function is called: tests that
+// build many rotations seal a handful of packages each instead of 64.
+// Not for tests that run in parallel with others that build rotations.
+func PadForTest(pad func(int) int) (restore func()) {
+	old := paddingForTest
+	paddingForTest = pad
+	return func() { paddingForTest = old }
+}

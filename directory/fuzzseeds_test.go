@@ -20,6 +20,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("CEIBA_WRITE_FUZZ_SEEDS") == "" {
 		t.Skip("writes testdata only when CEIBA_WRITE_FUZZ_SEEDS is set")
 	}
+	// A page of 64 padded packages would make a 60 KB seed.
+	defer directory.PadForTest(func(n int) int { return n + 1 })()
 	stewards := []*directory.Identity{dirtest.MustIdentity(t), dirtest.MustIdentity(t)}
 	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
 	var list []directory.Steward
@@ -49,8 +51,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	tomb := dirtest.SampleEntry("asesoria", 2, now)
 	tomb.Deleted, tomb.Service = true, nil
-	epochBody, err := directory.NewEpoch(fuzzNet, 1, 1, directory.Hash{}, fuzzKey,
-		[]directory.Recipient{{Key: org.Public(), KEM: org.KEMPublic()}}, now)
+	epochBody, pages, err := directory.NewEpoch(fuzzNet, 1, 1, directory.Hash{}, fuzzKey,
+		[]directory.Recipient{{Key: org.Public(), KEM: org.KEMPublic()}}, now, directory.DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +69,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"tombstone":  sign(tomb, org),
 		"revocation": sign(&directory.Revocation{Key: reader.Public(), Issued: now.Unix()}, reader),
 		"epoch":      sign(epochBody, stewards...),
+		"epoch-page": sign(pages[0], stewards[0]),
 		"approval":   approval,
 	}
 	write := func(target, name string, lines ...string) {

@@ -78,7 +78,7 @@ func TestOneStewardCannotRotateAlone(t *testing.T) {
 	nw, st := f.nw, f.nw.Stewards
 	rs := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
 	epoch := func(n uint64, after directory.Hash, rs []directory.Recipient) *directory.Epoch {
-		e, err := directory.NewEpoch(nw.ID, n, 1, after, directory.NewReadKey(), rs, nw.Now)
+		e, _, err := directory.NewEpoch(nw.ID, n, 1, after, directory.NewReadKey(), rs, nw.Now, directory.DefaultMaxRecordBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestOneStewardCannotRotateAlone(t *testing.T) {
 	mustApply(t, s, orgRev)
 
 	huge := &directory.Epoch{Number: 1<<64 - 1, Charter: 1, After: orgRev.ProposalID(), Issued: nw.Now.Unix(), KeyCommit: directory.Hash{1},
-		Packages: epoch(2, orgRev.ProposalID(), rs[:1]).Packages}
+		PageHashes: epoch(2, orgRev.ProposalID(), rs[:1]).PageHashes}
 	if _, err := directory.NewRecord(nw.ID, huge, st[2]); !errors.Is(err, directory.ErrInvalid) {
 		t.Fatalf("epoch 2^64-1: %v, want ErrInvalid", err)
 	}

@@ -40,6 +40,9 @@ func TestApplyOrderIndependent(t *testing.T) {
 			sets = 10
 		}
 	}
+	// Two dummies per rotation rather than padding to 64: the padding is
+	// TestRotationPadding's business, the order of pages this one's.
+	defer directory.PadForTest(func(n int) int { return n + 2 })()
 	var cover coverage
 	ran := 0
 	for i := range sets {
@@ -82,6 +85,8 @@ func TestApplyOrderIndependent(t *testing.T) {
 		"memberships left below threshold":  cover.belowThreshold,
 		"authors over a per-author limit":   cover.heldBack,
 		"shrinking updates":                 cover.shrinks,
+		"rotations of several pages":        cover.paged,
+		"pages that never arrive":           cover.partial,
 	} {
 		if n == 0 {
 			t.Errorf("no record set exercised %s", what)
@@ -93,6 +98,7 @@ type coverage struct {
 	visible, amended, revoked, revokedStewards, epochs, rotations, readers int
 	equivocations, tombstones, revocationFirst, approvalFirst              int
 	belowThreshold, forks, heldBack, shrinks                               int
+	paged, partial, partialCurrent                                         int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -107,6 +113,7 @@ type view struct {
 	Epoch         uint64
 	Entries       int
 	Conflicts     int
+	Rotation      directory.Rotation
 }
 
 type result struct {
@@ -141,6 +148,7 @@ func viewOf(s *directory.State) view {
 		Entries:       st.Entries,
 		Conflicts:     st.Conflict,
 	}
+	v.Rotation, _ = s.CurrentRotation()
 	for _, q := range propQueries {
 		var rs []result
 		for _, r := range s.Search(q) {
@@ -282,6 +290,11 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.tombstones += g.tombstones
 	cover.belowThreshold += g.belowThreshold
 	cover.shrinks += g.shrinks
+	cover.paged += g.paged
+	cover.partial += g.partial
+	if want.Rotation.Pages > 0 && !want.Rotation.Complete() {
+		cover.partialCurrent++
+	}
 	for _, org := range g.orgs {
 		if ref.Usage(org.Public()).Held > 0 {
 			cover.heldBack++
@@ -322,6 +335,7 @@ type gen struct {
 	info        map[*directory.Record]recordInfo
 
 	tombstones, belowThreshold, shrinks int
+	paged, partial                      int // rotations of several pages; pages left out
 }
 
 type charterVersionInfo struct {
@@ -608,33 +622,51 @@ func (g *gen) rotate() {
 		}
 		return append(slices.Clone(rs), directory.Recipient{Key: k, KEM: g.recipientKEM(k)})
 	}
-	epoch := func(n uint64, after directory.Hash, rs []directory.Recipient) *directory.Epoch {
-		e, err := directory.NewEpoch(g.nw.ID, n, uint64(cite+1), after, directory.NewReadKey(), rs, g.now)
+	// Each rotation comes as its epoch record and its pages (small
+	// records, so one rotation takes several). Pages are relayed by one
+	// of the version's stewards (who may be revoked), sometimes by two,
+	// and sometimes one never arrives: the rotation stays partial.
+	propose := func(n uint64, after directory.Hash, rs []directory.Recipient, signers []*directory.Identity) {
+		e, pages, err := directory.NewEpoch(g.nw.ID, n, uint64(cite+1), after, directory.NewReadKey(), rs, g.now, 4096)
 		if err != nil {
 			g.t.Fatal(err)
 		}
-		return e
+		g.propose(e, signers)
+		for _, pg := range pages {
+			if g.chance(0.05) {
+				g.partial++
+				continue
+			}
+			relays := g.pick(v.stewards, 1+g.rng.IntN(2))
+			for _, s := range relays {
+				g.add(g.nw.Sign(g.t, pg, s))
+			}
+		}
+		if len(pages) > 1 {
+			g.paged++
+		}
 	}
 	// Epoch 1 seals to the key a revocation may remove, so the automatic
 	// rotation after it can take effect.
-	g.propose(epoch(1, directory.Hash{}, with(recipients, target)), g.pick(v.stewards, v.k))
-	if g.chance(0.15) {
-		g.propose(epoch(1, directory.Hash{}, recipients), g.pick(v.stewards, v.k)) // two keys for one epoch
+	propose(1, directory.Hash{}, with(recipients, target), g.pick(v.stewards, v.k))
+	if g.chance(0.3) {
+		propose(1, directory.Hash{}, recipients, g.pick(v.stewards, v.k)) // two keys for one epoch
 	}
 	if after != (directory.Hash{}) {
 		// The automatic rotation one steward signs after a revocation:
-		// effective only if stewards revoked a key that held a package.
-		g.propose(epoch(2, after, recipients), g.pick(v.stewards, 1))
+		// effective only if stewards revoked a key that held a package,
+		// and once all its pages are held.
+		propose(2, after, recipients, g.pick(v.stewards, 1))
 		if g.chance(0.3) {
 			// One that still seals to the revoked key proves nothing.
-			g.propose(epoch(2, after, with(recipients, target)), g.pick(v.stewards, 1))
+			propose(2, after, with(recipients, target), g.pick(v.stewards, 1))
 		}
 	}
 	if v.k > 1 && g.chance(0.3) {
-		g.propose(epoch(3, directory.Hash{}, recipients), g.pick(v.stewards, 1)) // never effective
+		propose(3, directory.Hash{}, recipients, g.pick(v.stewards, 1)) // never effective
 	}
 	if g.chance(0.2) {
-		g.propose(epoch(5, directory.Hash{}, recipients), g.pick(v.stewards, v.k)) // skips 3 and 4: never effective
+		propose(5, directory.Hash{}, recipients, g.pick(v.stewards, v.k)) // skips 3 and 4: never effective
 	}
 }
 
@@ -659,9 +691,9 @@ func (g *gen) recipientKEM(k directory.PublicKey) []byte {
 
 func (g *gen) recipients(ids []*directory.Identity) []directory.Recipient {
 	var out []directory.Recipient
-	// Who receives the key does not change the view; one package keeps
+	// Who receives the key does not change the view; a few packages keep
 	// HPKE from dominating the test's time.
-	for _, id := range ids[:1] {
+	for _, id := range ids[:1+g.rng.IntN(2)] {
 		out = append(out, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding()})
 	}
 	return out

@@ -24,6 +24,7 @@ const (
 	TypeEpoch      RecordType = 6
 	TypeApproval   RecordType = 7
 	TypeManifest   RecordType = 8
+	TypeEpochPage  RecordType = 9
 )
 
 var typeNames = map[RecordType]string{
@@ -35,6 +36,7 @@ var typeNames = map[RecordType]string{
 	TypeEpoch:      "epoch",
 	TypeApproval:   "approval",
 	TypeManifest:   "manifest",
+	TypeEpochPage:  "epoch-page",
 }
 
 func (t RecordType) String() string {
@@ -65,7 +67,7 @@ func ApplyRank(t RecordType) int {
 		return 0
 	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch:
 		return 1
-	case TypeReader:
+	case TypeReader, TypeEpochPage:
 		return 2
 	}
 	return 3
@@ -302,6 +304,8 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 		b = new(Approval)
 	case TypeManifest:
 		b = new(Manifest)
+	case TypeEpochPage:
+		b = new(EpochPage)
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}

@@ -128,9 +128,8 @@ func TestApplyRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	oversized := &directory.Epoch{Number: 1, Charter: 1, Issued: now.Unix(), KeyCommit: directory.Hash{1}}
-	for i := range 40 {
-		k := directory.PublicKey{byte(i + 1)}
-		oversized.Packages = append(oversized.Packages, directory.KeyPackage{Recipient: k, Sealed: bytes.Repeat([]byte{1}, 2000)})
+	for i := range 2100 {
+		oversized.PageHashes = append(oversized.PageHashes, directory.Hash{byte(i), byte(i >> 8)})
 	}
 	otherReader := dirtest.MustIdentity(t)
 
@@ -666,19 +665,18 @@ func TestEpochRotation(t *testing.T) {
 	nw, st := f.nw, f.nw.Stewards
 	withOrg := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
 	withoutOrg := withOrg[:1]
-	epoch := func(n uint64, after directory.Hash, rs []directory.Recipient) *directory.Epoch {
-		e, err := directory.NewEpoch(nw.ID, n, 1, after, directory.NewReadKey(), rs, nw.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
+	// rotation is an epoch record with its pages, signed by one steward.
+	rotation := func(n uint64, after directory.Hash, rs []directory.Recipient, by *directory.Identity) []*directory.Record {
+		e, pages := nw.Rotation(t, n, 1, after, directory.NewReadKey(), rs, by)
+		return append([]*directory.Record{e}, pages...)
 	}
-	first := epoch(1, directory.Hash{}, withOrg)
-	s := f.state(t, nw.Sign(t, first, st[0]))
+	firstRecs := rotation(1, directory.Hash{}, withOrg, st[0])
+	first := firstRecs[0]
+	s := f.state(t, firstRecs...)
 	if n := s.CurrentEpoch(); n != 0 {
 		t.Fatalf("epoch signed by one steward without a revocation took effect: %d", n)
 	}
-	mustApply(t, s, approval(t, nw.Sign(t, first, st[0]), st[1]))
+	mustApply(t, s, approval(t, first, st[1]))
 	if n := s.CurrentEpoch(); n != 1 {
 		t.Fatalf("first epoch approved by the threshold: current epoch %d, want 1", n)
 	}
@@ -692,11 +690,11 @@ func TestEpochRotation(t *testing.T) {
 	byStewards.Reason = "aviso de la organización"
 	pending := nw.Sign(t, byStewards, st[0])
 	mustApply(t, s, self, pending)
-	mustApply(t, s, nw.Sign(t, epoch(2, self.ProposalID(), withoutOrg), st[2]))
+	mustApply(t, s, rotation(2, self.ProposalID(), withoutOrg, st[2])...)
 	if n := s.CurrentEpoch(); n != 1 {
 		t.Fatalf("one steward rotated alone after a self-revocation: current epoch %d", n)
 	}
-	mustApply(t, s, nw.Sign(t, epoch(2, pending.ProposalID(), withoutOrg), st[1]))
+	mustApply(t, s, rotation(2, pending.ProposalID(), withoutOrg, st[1])...)
 	if n := s.CurrentEpoch(); n != 1 {
 		t.Fatalf("rotation after a revocation still short of threshold took effect: %d", n)
 	}
@@ -706,7 +704,7 @@ func TestEpochRotation(t *testing.T) {
 	}
 	// The same revocation does not let a steward rotate again: the key it
 	// removed held no package in epoch 2.
-	mustApply(t, s, nw.Sign(t, epoch(3, pending.ProposalID(), withoutOrg), st[2]))
+	mustApply(t, s, rotation(3, pending.ProposalID(), withoutOrg, st[2])...)
 	if n := s.CurrentEpoch(); n != 2 {
 		t.Fatalf("one revocation let a steward rotate twice: current epoch %d", n)
 	}

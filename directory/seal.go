@@ -212,57 +212,6 @@ type Recipient struct {
 	KEMSig []byte
 }
 
-// NewEpoch builds the body of epoch number for the given recipients: it
-// seals key to each of them. The info string binds each package to its
-// network, epoch and recipient, so a package cannot be replayed elsewhere.
-func NewEpoch(net NetworkID, number, charter uint64, after Hash, key ReadKey, recipients []Recipient, now time.Time) (*Epoch, error) {
-	e := &Epoch{Number: number, Charter: charter, After: after, Issued: now.Unix()}
-	rand.Read(e.Rotation[:])
-	e.KeyCommit = EpochKeyCommitment(net, number, e.Rotation, key)
-	seen := map[PublicKey]bool{}
-	for _, rc := range recipients {
-		if seen[rc.Key] {
-			continue
-		}
-		seen[rc.Key] = true
-		pk, err := kem.NewPublicKey(rc.KEM)
-		if err != nil {
-			return nil, fmt.Errorf("recipient %s: %w: %v", Fingerprint(rc.Key), ErrInvalid, err)
-		}
-		sealed, err := hpke.Seal(pk, pkgKDF, pkgAEAD, packageInfo(net, number, e.Rotation, rc.Key), key[:])
-		if err != nil {
-			return nil, err
-		}
-		e.Packages = append(e.Packages, KeyPackage{Recipient: rc.Key, Sealed: sealed})
-	}
-	slices.SortFunc(e.Packages, func(a, b KeyPackage) int { return compareKeys(a.Recipient, b.Recipient) })
-	return e, nil
-}
-
-// OpenKeyPackage finds id's package in the epoch, opens it and checks the
-// key against the epoch's commitment. ErrKeyMismatch means the signers of
-// e sealed this recipient a key other than the one they committed to:
-// evidence of equivocation for stewards to see.
-func OpenKeyPackage(id *Identity, net NetworkID, e *Epoch) (ReadKey, error) {
-	me := id.Public()
-	for _, p := range e.Packages {
-		if p.Recipient != me {
-			continue
-		}
-		plain, err := hpke.Open(id.kem, pkgKDF, pkgAEAD, packageInfo(net, e.Number, e.Rotation, me), p.Sealed)
-		if err != nil || len(plain) != len(ReadKey{}) {
-			return ReadKey{}, fmt.Errorf("%w: epoch %d package does not open", ErrDecrypt, e.Number)
-		}
-		var k ReadKey
-		copy(k[:], plain)
-		if !VerifyEpochKey(net, e, k) {
-			return ReadKey{}, fmt.Errorf("%w: epoch %d", ErrKeyMismatch, e.Number)
-		}
-		return k, nil
-	}
-	return ReadKey{}, fmt.Errorf("%w (epoch %d)", ErrNotRecipient, e.Number)
-}
-
 // BlindSlot maps a slot to the DHT key it is stored under in one epoch.
 // Without the read key a DHT node cannot tell which record a key holds, nor
 // link the keys of one organization's entries.

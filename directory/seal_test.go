@@ -140,49 +140,74 @@ func TestKeyPackages(t *testing.T) {
 	}
 	recipients = append(recipients, recipients[0]) // listed twice, sealed once
 	key := directory.NewReadKey()
-	e, err := directory.NewEpoch(nw.ID, 4, 1, directory.Hash{}, key, recipients, nw.Now)
+	e, pages, err := directory.NewEpoch(nw.ID, 4, 1, directory.Hash{}, key, recipients, nw.Now, directory.DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(e.Packages) != len(ids) {
-		t.Fatalf("%d packages for %d distinct recipients", len(e.Packages), len(ids))
+	// Three recipients, padded to the smallest bucket: an outsider sees
+	// 64 packages however few are real.
+	n := 0
+	for _, p := range pages {
+		n += len(p.Packages)
+	}
+	if n != 64 {
+		t.Fatalf("%d packages for 3 distinct recipients, want them padded to 64", n)
 	}
 	for i, id := range ids {
-		got, err := directory.OpenKeyPackage(id, nw.ID, e)
+		got, err := directory.OpenKeyPackage(id, nw.ID, e, pages)
 		if err != nil || got != key {
 			t.Fatalf("recipient %d: key %x, %v; want the epoch key", i, got[:4], err)
 		}
 	}
-	// The epoch travels as a record; a member opens its package from there.
-	r, err := directory.DecodeRecord(nw.Sign(t, e, nw.Stewards[:2]...).Encode())
-	if err != nil {
-		t.Fatal(err)
+	// The pages travel as records; a member opens its package from there.
+	var decoded []*directory.EpochPage
+	for _, p := range pages {
+		r, err := directory.DecodeRecord(nw.Sign(t, p, nw.Stewards[0]).Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := r.DecodeBody()
+		decoded = append(decoded, body.(*directory.EpochPage))
 	}
-	body, _ := r.DecodeBody()
-	if got, err := directory.OpenKeyPackage(ids[1], nw.ID, body.(*directory.Epoch)); err != nil || got != key {
-		t.Fatalf("package from the decoded record: %v", err)
+	if got, err := directory.OpenKeyPackage(ids[1], nw.ID, e, decoded); err != nil || got != key {
+		t.Fatalf("package from the decoded pages: %v", err)
 	}
 
-	if _, err := directory.OpenKeyPackage(dirtest.MustIdentity(t), nw.ID, e); !errors.Is(err, directory.ErrNotRecipient) {
+	if _, err := directory.OpenKeyPackage(dirtest.MustIdentity(t), nw.ID, e, pages); !errors.Is(err, directory.ErrNotRecipient) {
 		t.Fatalf("non-recipient: err = %v, want ErrNotRecipient", err)
 	}
+	if _, err := directory.OpenKeyPackage(dirtest.MustIdentity(t), nw.ID, e, nil); !errors.Is(err, directory.ErrPagesMissing) {
+		t.Fatalf("no pages held: err = %v, want ErrPagesMissing", err)
+	}
+	// A package replayed as another epoch or network is not found under
+	// its tag, and opens for no one when put under the right tag.
 	renumbered := *e
 	renumbered.Number = 5
-	if _, err := directory.OpenKeyPackage(ids[0], nw.ID, &renumbered); !errors.Is(err, directory.ErrDecrypt) {
+	replay := func(net directory.NetworkID, ep *directory.Epoch) []*directory.EpochPage {
+		sealed, ok := directory.FindPackage(nw.ID, e, pages, ids[0].Public())
+		if !ok {
+			t.Fatal("package not found")
+		}
+		return []*directory.EpochPage{{Number: ep.Number, Rotation: ep.Rotation, Packages: []directory.Package{{Tag: directory.PackageTag(net, ep.Number, ep.Rotation, ids[0].Public()), Sealed: sealed}}}}
+	}
+	if _, err := directory.OpenKeyPackage(ids[0], nw.ID, &renumbered, replay(nw.ID, &renumbered)); !errors.Is(err, directory.ErrDecrypt) {
 		t.Fatalf("package replayed as another epoch: err = %v, want ErrDecrypt", err)
 	}
-	if _, err := directory.OpenKeyPackage(ids[0], dirtest.New(t, 1, 1).ID, e); !errors.Is(err, directory.ErrDecrypt) {
+	elsewhere := dirtest.New(t, 1, 1).ID
+	if _, err := directory.OpenKeyPackage(ids[0], elsewhere, e, replay(elsewhere, e)); !errors.Is(err, directory.ErrDecrypt) {
 		t.Fatalf("package replayed in another network: err = %v, want ErrDecrypt", err)
 	}
-	// A package relabelled for another recipient opens for neither.
-	swapped := *e
-	swapped.Packages = slices.Clone(e.Packages)
-	swapped.Packages[0].Sealed, swapped.Packages[1].Sealed = e.Packages[1].Sealed, e.Packages[0].Sealed
-	for _, id := range ids {
-		if id.Public() != swapped.Packages[0].Recipient && id.Public() != swapped.Packages[1].Recipient {
-			continue
-		}
-		if _, err := directory.OpenKeyPackage(id, nw.ID, &swapped); !errors.Is(err, directory.ErrDecrypt) {
+	// A package put under another recipient's tag opens for neither.
+	s0, _ := directory.FindPackage(nw.ID, e, pages, ids[0].Public())
+	s1, _ := directory.FindPackage(nw.ID, e, pages, ids[1].Public())
+	swapped := []*directory.EpochPage{{Number: e.Number, Rotation: e.Rotation, Packages: []directory.Package{
+		{Tag: directory.PackageTag(nw.ID, e.Number, e.Rotation, ids[0].Public()), Sealed: s1},
+		{Tag: directory.PackageTag(nw.ID, e.Number, e.Rotation, ids[1].Public()), Sealed: s0},
+	}}}
+	// A page's packages are sorted by tag: that is how a recipient finds its own.
+	slices.SortFunc(swapped[0].Packages, func(a, b directory.Package) int { return bytes.Compare(a.Tag[:], b.Tag[:]) })
+	for _, id := range ids[:2] {
+		if _, err := directory.OpenKeyPackage(id, nw.ID, e, swapped); !errors.Is(err, directory.ErrDecrypt) {
 			t.Fatalf("swapped package: err = %v, want ErrDecrypt", err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 //	reader/<reader key>/<voucher key>
 //	entry/<publisher key>/<entry id>
 //	manifest/<signer key>/<page>
+//	epoch/<number>/<rotation hex>/<page index>   an epoch page, whoever relays it
 func (r *Record) Slot() (string, error) {
 	body, err := r.DecodeBody()
 	if err != nil {
@@ -36,6 +37,8 @@ func (r *Record) Slot() (string, error) {
 		return entrySlotName(signer, b.ID), nil
 	case *Manifest:
 		return fmt.Sprintf("manifest/%s/%d", signer.Hex(), b.Page), nil
+	case *EpochPage:
+		return pageSlot(b), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }

@@ -46,6 +46,10 @@ type State struct {
 	grantsByKey     map[PublicKey]map[Hash]*readerGrant
 	grantsByVoucher map[PublicKey]map[Hash]*readerGrant
 	entries         map[PublicKey]map[string]*entrySlot
+	// pages holds epoch page bodies by PageHash, and pagesBySigner the
+	// page records each key relayed, to drop on its revocation.
+	pages         map[Hash]*heldPage
+	pagesBySigner map[PublicKey]map[Hash]Hash
 	// pendingEntries and pendingGrants count what keys that are not active
 	// members hold in the pool: the quotas that keep a key holder from
 	// filling every node's disk.
@@ -178,6 +182,8 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		grantsByKey:        map[PublicKey]map[Hash]*readerGrant{},
 		grantsByVoucher:    map[PublicKey]map[Hash]*readerGrant{},
 		entries:            map[PublicKey]map[string]*entrySlot{},
+		pages:              map[Hash]*heldPage{},
+		pagesBySigner:      map[PublicKey]map[Hash]Hash{},
 		pendingEntries:     map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
 		linked:             map[uint64][]*Charter{},
@@ -385,6 +391,8 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		return s.addEntry(r, h, b, n)
 	case *Reader:
 		return s.addGrant(r, h, b)
+	case *EpochPage:
+		return s.addPage(r, h, b)
 	case *Approval:
 		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
 		if err != nil {
@@ -794,6 +802,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.pendingEntriesTotal -= s.pendingEntries[k]
 	delete(s.pendingEntries, k)
 	delete(s.entries, k)
+	s.dropPagesBy(k)
 	affected := map[PublicKey]bool{k: true}
 	wasActive := s.members[k] != nil
 	for h, g := range s.grantsByVoucher[k] {
@@ -1020,8 +1029,9 @@ func (s *State) deriveEpochs() {
 // unrevoked stewards of its charter, or one of them right after a
 // revocation by stewards. "Right after" is what keeps one revocation from
 // justifying a string of rotations by one steward: the revocation is no
-// older than prev, p no older than the revocation, prev did not already
-// follow it, and p seals nothing to the revoked key.
+// older than prev, p no older than the revocation, and prev did not
+// already follow it, and p seals nothing to the revoked key: every page of
+// p is held and none has a package for that key.
 func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 	e := p.body.(*Epoch)
 	c := s.charterAt(e.Charter)
@@ -1036,12 +1046,7 @@ func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 		return false
 	}
 	rv, ok := s.proposals[e.After].body.(*Revocation)
-	return ok && rv.Issued >= prev.Issued && e.Issued >= rv.Issued && !hasPackage(e, rv.Key)
-}
-
-func hasPackage(e *Epoch, k PublicKey) bool {
-	_, found := slices.BinarySearchFunc(e.Packages, k, func(p KeyPackage, k PublicKey) int { return compareKeys(p.Recipient, k) })
-	return found
+	return ok && rv.Issued >= prev.Issued && e.Issued >= rv.Issued && s.completeWithout(e, rv.Key)
 }
 
 // pruneWaiting drops proposals that waited for a charter version now
@@ -1188,6 +1193,7 @@ func (s *State) viewDigest() Hash {
 	for _, p := range s.epochs {
 		line([]byte("epoch"), p.id[:])
 	}
+	s.pageDigest(line)
 	for _, k := range sortedKeys(s.entries) {
 		slots := s.entries[k]
 		ids := make([]string, 0, len(slots))

@@ -69,7 +69,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref.recs = append(ref.recs, epochRec)
+	ref.recs = append(ref.recs, rotationRecs(t, s, epochRec)...)
 	waitFor(t, 15*time.Second, "the steward's and the member's nodes to adopt the epoch 2 key", func() bool {
 		return s.Status().KeyEpoch == 2 && a.Status().KeyEpoch == 2
 	})
@@ -133,8 +133,8 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 	org := dirtest.MustIdentity(t)
 	const top = math.MaxUint64
 	bogusTop, bogus2 := directory.NewReadKey(), directory.NewReadKey()
-	lone, err := directory.NewEpoch(nw.ID, 2, 1, directory.Hash{}, bogus2,
-		[]directory.Recipient{{Key: nw.Stewards[0].Public(), KEM: nw.Stewards[0].KEMPublic()}, {Key: nw.Stewards[1].Public(), KEM: nw.Stewards[1].KEMPublic()}}, nw.Now)
+	lone, lonePages, err := directory.NewEpoch(nw.ID, 2, 1, directory.Hash{}, bogus2,
+		[]directory.Recipient{{Key: nw.Stewards[0].Public(), KEM: nw.Stewards[0].KEMPublic()}, {Key: nw.Stewards[1].Public(), KEM: nw.Stewards[1].KEMPublic()}}, nw.Now, directory.DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +191,9 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 
 	// The lone epoch reaches the node, pending: the key it carries goes.
 	mustPublish(t, s, loneRec)
+	for _, pg := range lonePages {
+		mustPublish(t, s, nw.Sign(t, pg, nw.Stewards[1]))
+	}
 	if s.State().CurrentEpoch() != 1 {
 		t.Fatalf("the lone steward's epoch took effect: current epoch %d", s.State().CurrentEpoch())
 	}

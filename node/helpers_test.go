@@ -188,3 +188,32 @@ func (r *reference) digest() directory.Hash {
 	}
 	return st.Digest()
 }
+
+// rotationRecs is a rotation's epoch record and the page records n holds
+// for it: what a reference state needs to reach the digest of nodes that
+// received the whole rotation.
+func rotationRecs(t testing.TB, n *Node, epochRec *directory.Record) []*directory.Record {
+	t.Helper()
+	b, err := epochRec.DecodeBody()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := b.(*directory.Epoch)
+	out := []*directory.Record{epochRec}
+	for _, r := range n.State().Records() {
+		if r.Type != directory.TypeEpochPage {
+			continue
+		}
+		pb, err := r.DecodeBody()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pg := pb.(*directory.EpochPage); pg.Number == e.Number && pg.Rotation == e.Rotation {
+			out = append(out, r)
+		}
+	}
+	if len(out)-1 != len(e.PageHashes) {
+		t.Fatalf("the rotating node holds %d of %d pages", len(out)-1, len(e.PageHashes))
+	}
+	return out
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"time"
 
@@ -90,7 +91,10 @@ func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.App
 		return applied, nil, err
 	}
 	n.afterApply(r, applied)
-	if applied.Changed && r.Type != directory.TypeEntry {
+	// A new epoch proposal changes no view until it takes effect, but
+	// the pages parked for want of it are taken now (a rotation by one
+	// steward takes effect only once they are).
+	if applied.Changed && r.Type != directory.TypeEntry || r.Type == directory.TypeEpoch {
 		defer n.retryParked()
 	}
 	epoch, sealed := n.sealFor(r)
@@ -147,7 +151,7 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 			n.rejected(r, from, via, err)
 			continue
 		}
-		governed = governed || a.Changed && r.Type != directory.TypeEntry
+		governed = governed || a.Changed && r.Type != directory.TypeEntry || r.Type == directory.TypeEpoch
 		n.afterApply(r, a)
 		applied = append(applied, a)
 		dropped = append(dropped, a.Dropped...)
@@ -276,7 +280,7 @@ func (n *Node) classify(r *directory.Record, err error) verdict {
 // afterApply updates what the node derives from governance changes: when
 // revocations became known, and which read keys it can now open.
 func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
-	if r.Type == directory.TypeEpoch && !a.Changed {
+	if (r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage) && !a.Changed {
 		// A pending epoch changes no view, but may be where a key this
 		// node holds came from (pruneKeys).
 		n.adoptKeys()
@@ -319,8 +323,9 @@ func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
 // (pruneKeys).
 func (n *Node) adoptKeys() {
 	var added []uint64
+	var askAgain time.Duration // nonzero: ask peers for missing pages now, look again after it
 	for _, e := range n.state.Epochs() {
-		fp := epochFingerprint(n.id.Public(), e)
+		fp := n.epochFingerprint(e)
 		n.mu.Lock()
 		seen := n.epochSeen[e.Number] == fp
 		n.mu.Unlock()
@@ -331,6 +336,29 @@ func (n *Node) adoptKeys() {
 		n.mu.Lock()
 		n.epochSeen[e.Number] = fp
 		switch {
+		case errors.Is(err, directory.ErrPagesMissing):
+			// The rotation's pages are still arriving; the fingerprint
+			// counts the pages held, so the next one brings us back.
+			// Gossip drops what overflows a peer's queue, and a rotation
+			// is a burst of large records: what did not come by gossip
+			// is asked of a few peers by sync, at most every few seconds.
+			// Until they are all here the epoch is looked at again on
+			// every call, and a follow-up call is armed with each ask, so
+			// the asking goes on after the last page gossip brought.
+			// A node that holds the key the epoch commits to (from its
+			// invite, or opened before) needs no page of it.
+			n.log.Debug("waiting for the pages of the current rotation", "epoch", e.Number, "err", err)
+			if held, ok := n.keyring[e.Number]; ok && directory.VerifyEpochKey(n.cfg.Network, e, held) {
+				break
+			}
+			delete(n.epochSeen, e.Number)
+			if a := n.pagesAsked[e.Number]; time.Now().After(a.next) {
+				// Every 3 s at first, then less and less often: pages
+				// no peer has (a rotation whose publisher failed midway)
+				// must not keep every node asking.
+				askAgain = pagesAskEvery << min(a.times, 6)
+				n.pagesAsked[e.Number] = pagesAsk{next: time.Now().Add(askAgain), times: a.times + 1}
+			}
 		case errors.Is(err, directory.ErrNotRecipient):
 			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
 		case errors.Is(err, directory.ErrKeyMismatch):
@@ -353,6 +381,18 @@ func (n *Node) adoptKeys() {
 			}
 		}
 		n.mu.Unlock()
+	}
+	if askAgain > 0 && n.sync != nil {
+		peers := n.host.Network().Peers()
+		for _, i := range mrand.Perm(len(peers))[:min(pagesAskPeers, len(peers))] {
+			n.sync.request(peers[i])
+		}
+		time.AfterFunc(askAgain+time.Millisecond, func() {
+			if n.enter() {
+				defer n.leave()
+				n.adoptKeys()
+			}
+		})
 	}
 	dropped := false
 	if n.loaded.Load() {
@@ -382,16 +422,33 @@ func (n *Node) adoptKeys() {
 	}
 }
 
+// A node missing pages of the current rotation asks pagesAskPeers random
+// peers for a sync, first after pagesAskEvery, then at doubling intervals
+// up to 64 times that (about 3 minutes).
+const (
+	pagesAskPeers = 3
+	pagesAskEvery = 3 * time.Second
+)
+
+type pagesAsk struct {
+	next  time.Time
+	times int
+}
+
 // epochFingerprint identifies an epoch body as far as this node's key is
-// concerned, so a different epoch of the same number is noticed.
-func epochFingerprint(me directory.PublicKey, e *directory.Epoch) directory.Hash {
+// concerned, so a different epoch of the same number is noticed: its
+// rotation and this node's package in it, or, while the package is not
+// among the pages held, how many are held, so that each new page is a
+// reason to look again.
+func (n *Node) epochFingerprint(e *directory.Epoch) directory.Hash {
 	h := sha256.New()
 	h.Write(e.After[:])
-	fmt.Fprintf(h, "%d/%d/%d", e.Number, e.Charter, e.Issued)
-	for _, p := range e.Packages {
-		if p.Recipient == me {
-			h.Write(p.Sealed)
-		}
+	fmt.Fprintf(h, "%d/%d/%d/%x", e.Number, e.Charter, e.Issued, e.Rotation)
+	pages := n.state.EpochPages(e)
+	if sealed, ok := directory.FindPackage(n.cfg.Network, e, pages, n.id.Public()); ok {
+		h.Write(sealed)
+	} else {
+		fmt.Fprintf(h, "/missing/%d", len(pages))
 	}
 	var out directory.Hash
 	h.Sum(out[:0])
@@ -485,14 +542,18 @@ func (n *Node) enablesEpoch(r *directory.Record) (uint64, bool) {
 	return 0, false
 }
 
-// epochNumber is the number of the epoch r proposes or approves.
+// epochNumber is the number of the epoch r proposes, approves or carries
+// a page of.
 func epochNumber(r *directory.Record) (uint64, bool) {
-	if r.Type != directory.TypeEpoch && r.Type != directory.TypeApproval {
+	if r.Type != directory.TypeEpoch && r.Type != directory.TypeApproval && r.Type != directory.TypeEpochPage {
 		return 0, false
 	}
 	b, err := r.DecodeBody()
 	if err != nil {
 		return 0, false
+	}
+	if pg, ok := b.(*directory.EpochPage); ok {
+		return pg.Number, true
 	}
 	if a, ok := b.(*directory.Approval); ok {
 		if a.Of != directory.TypeEpoch {

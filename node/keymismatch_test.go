@@ -24,7 +24,7 @@ func TestKeyMismatchIsShownByTheRecipient(t *testing.T) {
 
 	committed, other := directory.NewReadKey(), directory.NewReadKey()
 	rs := []directory.Recipient{{Key: nw.Stewards[0].Public(), KEM: nw.Stewards[0].KEMPublic()}, {Key: org.Public(), KEM: org.KEMPublic()}}
-	e, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, committed, rs, nw.Now)
+	e, pages, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, committed, rs, nw.Now, directory.DefaultMaxRecordBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,14 +37,24 @@ func TestKeyMismatchIsShownByTheRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range e.Packages {
-		if e.Packages[i].Recipient == org.Public() {
-			if e.Packages[i].Sealed, err = hpke.Seal(pk, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, other[:]); err != nil {
-				t.Fatal(err)
+	tag := directory.PackageTag(nw.ID, e.Number, e.Rotation, org.Public())
+	var pageRecs []*directory.Record
+	for i, pg := range pages {
+		for j := range pg.Packages {
+			if pg.Packages[j].Tag == tag {
+				if pg.Packages[j].Sealed, err = hpke.Seal(pk, hpke.HKDFSHA256(), hpke.ChaCha20Poly1305(), info, other[:]); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
+		// The signers list the page as it is now: the epoch is
+		// consistent, only the key inside one package differs.
+		pr := nw.Sign(t, pg, nw.Stewards[0])
+		e.PageHashes[i] = directory.PageHash(pr.Body)
+		pageRecs = append(pageRecs, pr)
 	}
 	mustPublish(t, n, nw.Genesis, nw.Sign(t, e, nw.Stewards[0], nw.Stewards[1]), nw.Admit(t, org, "Colectivo Ejemplo"))
+	mustPublish(t, n, pageRecs...)
 	waitFor(t, 10*time.Second, "the organization's node to report the mismatch", func() bool {
 		return slices.Equal(n.Status().KeyMismatches, []uint64{1})
 	})

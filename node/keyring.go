@@ -42,7 +42,7 @@ func (n *Node) openPackage(e *directory.Epoch, fp directory.Hash) (directory.Rea
 	if ok {
 		return res.key, res.err
 	}
-	key, err := directory.OpenKeyPackage(n.id, n.cfg.Network, e)
+	key, err := directory.OpenKeyPackage(n.id, n.cfg.Network, e, n.state.EpochPages(e))
 	n.mu.Lock()
 	if len(n.pkgCache) >= maxPackageCache {
 		clear(n.pkgCache)
@@ -68,7 +68,6 @@ func (n *Node) openPackage(e *directory.Epoch, fp directory.Hash) (directory.Rea
 // or a sync batch is half applied, an epoch that is not effective yet may
 // only be waiting for its predecessor.
 func (n *Node) pruneKeys() bool {
-	me := n.id.Public()
 	effective := map[uint64]*directory.Epoch{}
 	for _, e := range n.state.Epochs() {
 		effective[e.Number] = e
@@ -96,7 +95,7 @@ func (n *Node) pruneKeys() bool {
 			continue
 		}
 		if fp, ok := adopted[num]; ok {
-			if e == nil || epochFingerprint(me, e) != fp {
+			if e == nil || n.epochFingerprint(e) != fp {
 				// Taken from a record that is not (or no longer) the
 				// effective epoch of its number; adoptKeys has already
 				// replaced it where the effective one has a package for us.
@@ -114,7 +113,7 @@ func (n *Node) pruneKeys() bool {
 			if !ok || p.Effective || !suspect[e.Number] {
 				continue
 			}
-			if k, err := n.openPackage(e, epochFingerprint(me, e)); err == nil && k == held[e.Number] {
+			if k, err := n.openPackage(e, n.epochFingerprint(e)); err == nil && k == held[e.Number] {
 				drop[e.Number] = true
 			}
 		}

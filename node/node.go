@@ -68,7 +68,11 @@ type Node struct {
 	// different keys to different recipients, which only a recipient can
 	// see, so this node says so (status, health) for the stewards to act.
 	keyMismatch map[uint64]bool
-	pkgCache    map[directory.Hash]packageResult
+	// pagesAsked is when this node may next ask peers for the missing
+	// pages of an effective epoch's rotation, and how often it has, by
+	// epoch.
+	pagesAsked map[uint64]pagesAsk
+	pkgCache   map[directory.Hash]packageResult
 	// loaded is set once the state is rebuilt from the store; keys are
 	// pruned only after that (pruneKeys).
 	loaded      atomic.Bool
@@ -130,6 +134,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
+		pagesAsked:  map[uint64]pagesAsk{},
 		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
 		pkgCache:    map[directory.Hash]packageResult{},
@@ -404,8 +409,8 @@ func (n *Node) gossip(ctx context.Context, h directory.Hash, sealed []byte) {
 }
 
 // Rotate starts a new read-key epoch on a steward's node: a fresh key,
-// sealed to every current recipient (State.Recipients), signed by this
-// node's identity, published. It takes effect at once when the charter's
+// sealed to every current recipient (State.Recipients) in as many pages as
+// they need, signed by this node's identity, published. It takes effect at once when the charter's
 // threshold is 1, or when after names an effective revocation (the
 // automatic rotation that follows it); otherwise it is a proposal that other
 // stewards approve. after may be zero.
@@ -431,18 +436,13 @@ func (n *Node) Rotate(ctx context.Context, after directory.Hash) (*directory.Rec
 		return nil, fmt.Errorf("node: rotate: the current epoch is %d, the last number there is; no further epoch can follow it", cur)
 	}
 	number := cur + 1
-	body, err := directory.NewEpoch(st.Network(), number, c.Version, after, directory.NewReadKey(), st.Recipients(), n.cfg.Now())
+	// Sealing to thousands of recipients takes seconds of every core;
+	// callers run it off the node's loops (the daemon's key worker).
+	body, pages, err := directory.NewEpoch(st.Network(), number, c.Version, after, directory.NewReadKey(), st.Recipients(), n.cfg.Now(), c.Policy.MaxRecordSize())
 	if err != nil {
 		return nil, fmt.Errorf("node: rotate: %w", err)
 	}
-	r, err := directory.NewRecord(st.Network(), body, n.id)
-	if err != nil {
-		return nil, fmt.Errorf("node: rotate: %w", err)
-	}
-	if _, err := n.Publish(ctx, r); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return n.PublishRotation(ctx, body, pages)
 }
 
 // Status is a snapshot of the node's health.

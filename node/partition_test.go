@@ -112,7 +112,7 @@ func TestPartitionHealsToOneDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref.recs = append(ref.recs, epochRec)
+	ref.recs = append(ref.recs, rotationRecs(t, c.nodes[0], epochRec)...)
 	ref.publish(c.nodes[1], entryRec(t, nw, orgA, "tras-rotar", 1))
 	// Side B: another organization is revoked there; new entries.
 	ref.publish(c.nodes[6], entries(t, nw, orgB, "lado-b", 5)...)

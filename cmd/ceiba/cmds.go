@@ -693,6 +693,11 @@ func statusCmd(g *globals) *cobra.Command {
 					return
 				}
 				fmt.Printf("Network:  %s (%s…)\nPeers:    %d\nEpoch:    %d (key held: %d)\n", s.NetworkName, s.Network[:12], s.Peers, s.Epoch, s.KeyEpoch)
+				if r := s.Rotation; r != nil && !r.Complete() {
+					fmt.Printf("Rotation: epoch %d in progress: %d of %d pages of key packages held here\n", r.Epoch, r.Held, r.Pages)
+				} else if r != nil {
+					fmt.Printf("Rotation: epoch %d complete: all %d pages of key packages held here\n", r.Epoch, r.Pages)
+				}
 				for _, e := range s.KeyMismatches {
 					fmt.Printf("WARNING:  epoch %d sealed this node a key other than the one it announced: its signers equivocated; tell the stewards\n", e)
 				}

@@ -24,6 +24,8 @@ type Network struct {
 	// tests that rotate publish it with the genesis, since epoch 2 takes
 	// effect only after epoch 1.
 	FirstEpoch *directory.Record
+	// FirstPages carry epoch 1's key packages, signed by the first steward.
+	FirstPages []*directory.Record
 	Threshold  int
 	Key        directory.ReadKey
 	Now        time.Time
@@ -50,12 +52,23 @@ func New(tb testing.TB, n, k int) *Network {
 	for _, st := range stewards {
 		recipients = append(recipients, directory.Recipient{Key: st.Key, KEM: st.KEM})
 	}
-	e, err := directory.NewEpoch(nw.ID, 1, 1, directory.Hash{}, nw.Key, recipients, nw.Now)
+	nw.FirstEpoch, nw.FirstPages = nw.Rotation(tb, 1, 1, directory.Hash{}, nw.Key, recipients, nw.Stewards[:k]...)
+	return nw
+}
+
+// Rotation builds epoch number sealing key to recipients: the epoch
+// record signed by signers, and its pages signed by the first of them.
+func (nw *Network) Rotation(tb testing.TB, number, charter uint64, after directory.Hash, key directory.ReadKey, recipients []directory.Recipient, signers ...*directory.Identity) (*directory.Record, []*directory.Record) {
+	tb.Helper()
+	e, pages, err := directory.NewEpoch(nw.ID, number, charter, after, key, recipients, nw.Now, directory.DefaultMaxRecordBytes)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	nw.FirstEpoch = nw.Sign(tb, e, nw.Stewards[:k]...)
-	return nw
+	var prs []*directory.Record
+	for _, p := range pages {
+		prs = append(prs, nw.Sign(tb, p, signers[0]))
+	}
+	return nw.Sign(tb, e, signers...), prs
 }
 
 // MustIdentity generates an identity or fails the test.
@@ -159,7 +172,7 @@ func JunkRecord(tb testing.TB, net directory.NetworkID, i int, own *directory.Id
 		o := other()
 		return sign(&directory.Membership{Charter: 2, Org: o.Public(), KEM: o.KEMPublic(), KEMSig: o.KEMBinding(), Name: "Fachada", Issued: now.Unix()}, f)
 	case 6:
-		e, err := directory.NewEpoch(net, 2, 2, directory.Hash{}, directory.NewReadKey(), []directory.Recipient{{Key: own.Public(), KEM: own.KEMPublic()}}, now)
+		e, _, err := directory.NewEpoch(net, 2, 2, directory.Hash{}, directory.NewReadKey(), []directory.Recipient{{Key: own.Public(), KEM: own.KEMPublic()}}, now, directory.DefaultMaxRecordBytes)
 		if err != nil {
 			tb.Fatal(err)
 		}

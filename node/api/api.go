@@ -37,12 +37,16 @@ type Status struct {
 	KeyEpoch     uint64   `json:"key_epoch"` // newest read key this node holds
 	// KeyMismatches lists epochs whose package for this node held another
 	// key than the epoch commits to: its signers equivocated.
-	KeyMismatches []uint64        `json:"key_mismatches,omitempty"`
-	LastSync      time.Time       `json:"last_sync,omitzero"`
-	LastSyncPeers int             `json:"last_sync_peers"`
-	FreshAsOf     time.Time       `json:"fresh_as_of,omitzero"`
-	Stale         bool            `json:"stale"`
-	Counts        directory.Stats `json:"counts"`
+	KeyMismatches []uint64 `json:"key_mismatches,omitempty"`
+	// Rotation is how many of the current epoch's pages (its key packages,
+	// PROTOCOL.md §4) this node holds: a rotation is in progress here
+	// until it holds all of them.
+	Rotation      *directory.Rotation `json:"rotation,omitempty"`
+	LastSync      time.Time           `json:"last_sync,omitzero"`
+	LastSyncPeers int                 `json:"last_sync_peers"`
+	FreshAsOf     time.Time           `json:"fresh_as_of,omitzero"`
+	Stale         bool                `json:"stale"`
+	Counts        directory.Stats     `json:"counts"`
 
 	// Reachability (above) is public, relay, unreachable or unknown;
 	// ReachabilityWhy explains it and ReachabilityFix says what to do, in

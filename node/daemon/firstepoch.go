@@ -29,7 +29,7 @@ func (d *Daemon) approveFirstEpoch(n *node.Node) {
 		if !ok || p.Effective || e.Number != 1 || slices.Contains(p.Approvers, me.Public()) {
 			continue
 		}
-		key, err := directory.OpenKeyPackage(me, st.Network(), e)
+		key, err := directory.OpenKeyPackage(me, st.Network(), e, st.EpochPages(e))
 		if err != nil {
 			if errors.Is(err, directory.ErrKeyMismatch) {
 				d.log.Error("the first epoch seals this steward a key other than the one it commits to; not approving it", "proposal", p.ID.Short())

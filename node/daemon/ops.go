@@ -96,6 +96,9 @@ func (d *Daemon) Status() api.Status {
 	s.Epoch = st.CurrentEpoch()
 	s.KeyEpoch = ns.KeyEpoch
 	s.KeyMismatches = ns.KeyMismatches
+	if rot, ok := st.CurrentRotation(); ok {
+		s.Rotation = &rot
+	}
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
 	reachabilityOf(n, &s)
@@ -192,11 +195,7 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 	for _, s := range charter.Stewards {
 		recipients = append(recipients, directory.Recipient{Key: s.Key, KEM: s.KEM})
 	}
-	eb, err := directory.NewEpoch(netID, 1, 1, directory.Hash{}, key, recipients, time.Now())
-	if err != nil {
-		return api.NetworkResult{}, err
-	}
-	epoch, err := directory.NewRecord(netID, eb, me)
+	eb, pages, err := directory.NewEpoch(netID, 1, 1, directory.Hash{}, key, recipients, time.Now(), charter.Policy.MaxRecordSize())
 	if err != nil {
 		return api.NetworkResult{}, err
 	}
@@ -204,10 +203,11 @@ func (d *Daemon) CreateNetwork(ctx context.Context, req api.NetworkRequest) (api
 		return api.NetworkResult{}, err
 	}
 	n := d.Node()
-	for _, r := range []*directory.Record{genesis, epoch} {
-		if _, err := n.Publish(ctx, r); err != nil {
-			return api.NetworkResult{}, fmt.Errorf("publish %s: %w", r.Type, err)
-		}
+	if _, err := n.Publish(ctx, genesis); err != nil {
+		return api.NetworkResult{}, fmt.Errorf("publish %s: %w", genesis.Type, err)
+	}
+	if _, err := n.PublishRotation(ctx, eb, pages); err != nil {
+		return api.NetworkResult{}, fmt.Errorf("publish the first epoch: %w", err)
 	}
 	res := api.NetworkResult{Network: netID.String(), JoinCodes: map[string]string{}}
 	for _, s := range charter.Stewards {
@@ -671,7 +671,8 @@ func (d *Daemon) proposalView(p directory.Proposal) api.Proposal {
 		}
 	case *directory.Epoch:
 		v.Kind = "epoch"
-		v.Summary = fmt.Sprintf("read key epoch %d for %d recipients", b.Number, len(b.Packages))
+		// The number of recipients is hidden by padding (PROTOCOL.md §5).
+		v.Summary = fmt.Sprintf("read key epoch %d, sealed in %d pages", b.Number, len(b.PageHashes))
 	}
 	return v
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -62,7 +63,7 @@ func (d *Daemon) watch(n *node.Node) {
 			case ev.Kind == node.EventLagged:
 				nudge()
 			case ev.Kind != node.EventRecord || ev.Type == directory.TypeEntry:
-			case ev.Changed || ev.Type == directory.TypeEpoch || ev.Type == directory.TypeApproval:
+			case ev.Changed || ev.Type == directory.TypeEpoch || ev.Type == directory.TypeApproval || ev.Type == directory.TypeEpochPage:
 				nudge()
 			}
 		}
@@ -193,7 +194,7 @@ func (rw *rotationWatch) plan(st *directory.State, me directory.PublicKey) *rota
 	cur := eps[len(eps)-1]
 	var keys []directory.PublicKey
 	for _, k := range st.Revoked() {
-		if hasPackage(cur, k) || rw.readers[k] {
+		if st.HasPackage(cur, k) || rw.readers[k] {
 			keys = append(keys, k)
 		}
 	}
@@ -212,7 +213,7 @@ func (rw *rotationWatch) plan(st *directory.State, me directory.PublicKey) *rota
 		if rv.Charter != 0 && !slices.Contains(p.Approvers, rv.Key) {
 			rank += 2 // by stewards
 		}
-		if hasPackage(cur, rv.Key) {
+		if st.HasPackage(cur, rv.Key) {
 			rank++
 		}
 		if rank > bestRank || rank == bestRank && bytes.Compare(p.ID[:], best.ID[:]) < 0 {
@@ -242,24 +243,26 @@ func (rw *rotationWatch) plan(st *directory.State, me directory.PublicKey) *rota
 }
 
 // proposed reports whether a pending epoch of the next number, signed by
-// me and leaving out every revoked key, is already in the pool: it waits
-// for co-stewards' approvals, and a second one would only compete with it.
+// me, with every page held and leaving out every revoked key, is already
+// in the pool: it waits for co-stewards' approvals, and a second one would
+// only compete with it. One whose pages this node failed to publish all of
+// can never take effect, so the rotation is made again.
 func (rw *rotationWatch) proposed(st *directory.State, me directory.PublicKey) bool {
 	next := st.CurrentEpoch() + 1
+	revoked := st.Revoked()
 	for _, p := range st.Proposals() {
 		e, ok := p.Body.(*directory.Epoch)
 		if !ok || p.Effective || e.Number != next || !slices.Contains(p.Approvers, me) {
 			continue
 		}
-		if !slices.ContainsFunc(e.Packages, func(kp directory.KeyPackage) bool { return st.IsRevoked(kp.Recipient) }) {
+		if len(st.EpochPages(e)) != len(e.PageHashes) {
+			continue
+		}
+		if !slices.ContainsFunc(revoked, func(k directory.PublicKey) bool { return st.HasPackage(e, k) }) {
 			return true
 		}
 	}
 	return false
-}
-
-func hasPackage(e *directory.Epoch, k directory.PublicKey) bool {
-	return slices.ContainsFunc(e.Packages, func(p directory.KeyPackage) bool { return p.Recipient == k })
 }
 
 // approveRotations approves, once each, the pending epochs of co-stewards
@@ -317,11 +320,14 @@ func checkRotation(st *directory.State, c *directory.Charter, cur, e *directory.
 		return errors.New("it names no effective revocation")
 	}
 	rv, ok := rev.Body.(*directory.Revocation)
-	if !ok || !hasPackage(cur, rv.Key) && !couldRead[rv.Key] {
+	if !ok || !st.HasPackage(cur, rv.Key) && !couldRead[rv.Key] {
 		return errors.New("the revocation it names is not of a key that could read the current epoch")
 	}
-	for _, kp := range e.Packages {
-		if st.IsRevoked(kp.Recipient) {
+	if held := len(st.EpochPages(e)); held != len(e.PageHashes) {
+		return fmt.Errorf("%d of its %d pages have arrived", held, len(e.PageHashes))
+	}
+	for _, k := range st.Revoked() {
+		if st.HasPackage(e, k) {
 			return errors.New("it seals the new key to a revoked key")
 		}
 	}
@@ -330,11 +336,11 @@ func checkRotation(st *directory.State, c *directory.Charter, cur, e *directory.
 		want = append(want, m.Key)
 	}
 	for _, k := range want {
-		if !st.IsRevoked(k) && !hasPackage(e, k) {
+		if !st.IsRevoked(k) && !st.HasPackage(e, k) {
 			return errors.New("it leaves out a steward or member")
 		}
 	}
-	if _, err := directory.OpenKeyPackage(me, st.Network(), e); err != nil {
+	if _, err := directory.OpenKeyPackage(me, st.Network(), e, st.EpochPages(e)); err != nil {
 		return err
 	}
 	return nil

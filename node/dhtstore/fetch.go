@@ -308,7 +308,7 @@ func applyRank(t directory.RecordType) int {
 		return 2
 	case directory.TypeApproval:
 		return 3
-	case directory.TypeReader:
+	case directory.TypeReader, directory.TypeEpochPage:
 		return 4
 	}
 	return 5

@@ -107,6 +107,22 @@ var steps = []step{
 		args: []string{"-bench", "^BenchmarkDHTInviteFetch$", "-benchtime", "5x", "-timeout", "0"},
 	},
 	{
+		// Issue 14: sealing a rotation on one core (target: 10,000
+		// recipients in under 10 s of CPU) and its size on the wire.
+		name:  "rotation-seal",
+		pkg:   "./directory/",
+		args:  []string{"-bench", "^BenchmarkNewEpoch$", "-cpu", "1", "-count", "3"},
+		quick: []string{"-bench", "^BenchmarkNewEpoch$/^recipients=100$", "-cpu", "1", "-count", "1", "-benchtime", "1x"},
+	},
+	{
+		// Issue 14: time until every node holds a rotation's key, 30 nodes
+		// at 20 ms links (target: under 5 s at 10,000 recipients).
+		name:  "rotation",
+		pkg:   "./bench/sim/",
+		args:  []string{"-bench", "^BenchmarkRotation$", "-benchtime", "3x", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkRotation$/^recipients=100$", "-benchtime", "1x", "-timeout", "0"},
+	},
+	{
 		name:  "daemon",
 		pkg:   "./bench/daemonrss/",
 		args:  []string{"-bench", "^BenchmarkDaemonRSS$", "-benchtime", "3x", "-timeout", "0"},

@@ -1,0 +1,217 @@
+package directory
+
+import (
+	"fmt"
+	"slices"
+)
+
+// heldPage is one page body the pool holds, with every record carrying it
+// (the same page relayed under different signatures) by signer.
+type heldPage struct {
+	page    *EpochPage
+	records map[Hash]PublicKey
+}
+
+// addPage applies an EpochPage. A page is held when an epoch proposal of
+// its number and rotation, not waiting for its charter, lists its hash at
+// its index, and a steward of that charter version relays (signs) it.
+// Whether it is held is a function of the pool: a page whose epoch has not
+// arrived is refused for a passing reason and taken at a later sync; a
+// page signed by a key revoked since leaves the pool with everything that
+// key signed alone, and the same page relayed by another steward stands.
+func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
+	if len(r.Sigs) != 1 {
+		return false, reject(r.Type, ErrInvalid, "an epoch page has one signer, the steward who relays it")
+	}
+	ph := PageHash(r.Body)
+	var matches []*proposal
+	waiting := false
+	for _, p := range s.governance[TypeEpoch] {
+		e := p.body.(*Epoch)
+		if e.Number != pg.Number || e.Rotation != pg.Rotation {
+			continue
+		}
+		if _, w := s.waiting[p.id]; w {
+			waiting = true
+			continue
+		}
+		matches = append(matches, p)
+	}
+	if len(matches) == 0 {
+		if waiting {
+			return false, reject(r.Type, ErrUnknownCharter, "the epoch %d proposal of rotation %x cites a charter not known yet", pg.Number, pg.Rotation[:4])
+		}
+		return false, reject(r.Type, ErrPendingSignature, "no epoch %d proposal with rotation %x is known: nobody proposed it, or it has not arrived yet", pg.Number, pg.Rotation[:4])
+	}
+	var listed *proposal
+	var mismatch *proposal
+	for _, p := range matches {
+		e := p.body.(*Epoch)
+		if int(pg.Index) >= len(e.PageHashes) {
+			continue
+		}
+		if e.PageHashes[pg.Index] == ph {
+			listed = p
+			break
+		}
+		mismatch = p
+	}
+	switch {
+	case listed == nil && mismatch == nil:
+		return false, reject(r.Type, ErrInvalid, "page %d of epoch %d rotation %x, which has %d pages", pg.Index, pg.Number, pg.Rotation[:4], len(matches[0].body.(*Epoch).PageHashes))
+	case listed == nil:
+		// The page's own slot holds another body than the approved
+		// epoch lists. Signed by one who signed that epoch, it is the
+		// same key saying two things: equivocation for stewards to see.
+		e := mismatch.body.(*Epoch)
+		signer := r.Sigs[0].Key
+		if mismatch.sigs[signer] {
+			s.noteEquivocation(signer, pageSlot(pg), e.PageHashes[pg.Index], ph)
+			s.changed = true
+		}
+		return s.changed, reject(r.Type, ErrPageMismatch, "page %d of epoch %d rotation %x hashes to %s, the epoch lists %s", pg.Index, pg.Number, pg.Rotation[:4], ph.Short(), e.PageHashes[pg.Index].Short())
+	}
+	signer := r.Sigs[0].Key
+	if cs := s.linked[listed.body.(*Epoch).Charter]; !slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(signer) }) {
+		// Passing: a fork of the cited version that names the signer
+		// may still be linked.
+		return false, reject(r.Type, ErrPendingSignature, "page signer %s is not a steward of charter version %d", Fingerprint(signer), listed.body.(*Epoch).Charter)
+	}
+	hp := s.pages[ph]
+	fresh := hp == nil
+	if fresh {
+		hp = &heldPage{page: pg, records: map[Hash]PublicKey{}}
+		s.pages[ph] = hp
+	}
+	hp.records[h] = signer
+	s.records[h] = r
+	if s.pagesBySigner[signer] == nil {
+		s.pagesBySigner[signer] = map[Hash]Hash{}
+	}
+	s.pagesBySigner[signer][h] = ph
+	if !fresh {
+		return false, nil
+	}
+	// A rotation one steward signed takes effect only once every page is
+	// held (epochValid): the last page may make it effective.
+	for _, p := range matches {
+		if e := p.body.(*Epoch); len(s.pagesOf(e)) == len(e.PageHashes) && !s.isEffective(p) {
+			return s.recompute(), nil
+		}
+	}
+	return s.effectiveLists(ph, pg), nil
+}
+
+func (s *State) isEffective(p *proposal) bool {
+	n := p.body.(*Epoch).Number
+	return n <= uint64(len(s.epochs)) && s.epochs[n-1] == p
+}
+
+// completeWithout reports whether every page of e is held and none seals to k:
+// what a rotation one steward signs after a revocation must show before
+// it takes effect.
+func (s *State) completeWithout(e *Epoch, k PublicKey) bool {
+	pages := s.pagesOf(e)
+	if len(pages) != len(e.PageHashes) {
+		return false
+	}
+	_, found := FindPackage(s.net, e, pages, k)
+	return !found
+}
+
+// effectiveLists reports whether an effective epoch lists page body ph.
+func (s *State) effectiveLists(ph Hash, pg *EpochPage) bool {
+	if pg.Number == 0 || pg.Number > uint64(len(s.epochs)) {
+		return false
+	}
+	e := s.epochs[pg.Number-1].body.(*Epoch)
+	return e.Rotation == pg.Rotation && int(pg.Index) < len(e.PageHashes) && e.PageHashes[pg.Index] == ph
+}
+
+// dropPagesBy removes the page records k signed, on k's revocation.
+func (s *State) dropPagesBy(k PublicKey) {
+	for h, ph := range s.pagesBySigner[k] {
+		delete(s.records, h)
+		s.dropped = append(s.dropped, h)
+		hp := s.pages[ph]
+		if hp == nil {
+			continue
+		}
+		delete(hp.records, h)
+		if len(hp.records) == 0 {
+			if s.effectiveLists(ph, hp.page) {
+				s.changed = true
+			}
+			delete(s.pages, ph)
+		}
+	}
+	delete(s.pagesBySigner, k)
+}
+
+func pageSlot(pg *EpochPage) string {
+	return fmt.Sprintf("epoch/%d/%x/%d", pg.Number, pg.Rotation[:], pg.Index)
+}
+
+// pagesOf returns the held pages of e, by index.
+func (s *State) pagesOf(e *Epoch) []*EpochPage {
+	var out []*EpochPage
+	for _, ph := range e.PageHashes {
+		if hp := s.pages[ph]; hp != nil && hp.page.Number == e.Number && hp.page.Rotation == e.Rotation {
+			out = append(out, hp.page)
+		}
+	}
+	return out
+}
+
+// EpochPages returns the pages of rotation e the pool holds, in index
+// order; fewer than len(e.PageHashes) while the rotation is arriving.
+func (s *State) EpochPages(e *Epoch) []*EpochPage {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pagesOf(e)
+}
+
+// HasPackage reports whether k has a package among the held pages of e.
+func (s *State) HasPackage(e *Epoch, k PublicKey) bool {
+	_, ok := FindPackage(s.net, e, s.EpochPages(e), k)
+	return ok
+}
+
+// Rotation is how far the current epoch's pages have arrived: what status
+// displays show as a rotation in progress.
+type Rotation struct {
+	Epoch uint64 `json:"epoch"`
+	Pages int    `json:"pages"`
+	Held  int    `json:"pages_held"`
+}
+
+// Complete reports whether every page of the rotation is held.
+func (r Rotation) Complete() bool { return r.Held == r.Pages }
+
+// CurrentRotation reports the pages of the newest effective epoch.
+func (s *State) CurrentRotation() (Rotation, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.epochs) == 0 {
+		return Rotation{}, false
+	}
+	e := s.epochs[len(s.epochs)-1].body.(*Epoch)
+	return Rotation{Epoch: e.Number, Pages: len(e.PageHashes), Held: len(s.pagesOf(e))}, true
+}
+
+// pageDigest is the part of the view digest pages add: for each effective
+// epoch, which of its pages are held.
+func (s *State) pageDigest(line func(...[]byte)) {
+	for _, p := range s.epochs {
+		e := p.body.(*Epoch)
+		held := make([]byte, 0, len(e.PageHashes))
+		for _, ph := range e.PageHashes {
+			if _, ok := s.pages[ph]; ok {
+				held = append(held, 1)
+			} else {
+				held = append(held, 0)
+			}
+		}
+		line([]byte("pages"), p.id[:], held)
+	}
+}

@@ -68,6 +68,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"revocation": sign(&directory.Revocation{Key: reader.Public(), Issued: now.Unix()}, reader),
 		"epoch":      sign(epochBody, stewards...),
 		"approval":   approval,
+		"heartbeat": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
+			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix()}, stewards[0]),
 	}
 	write := func(target, name string, lines ...string) {
 		dir := filepath.Join("testdata", "fuzz", target)

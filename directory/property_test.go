@@ -105,6 +105,10 @@ type view struct {
 	Epoch         uint64
 	Entries       int
 	Conflicts     int
+	// Heartbeats are outside the digest, but which ones a node holds
+	// must not depend on the order either.
+	Heartbeats []directory.StewardHeartbeat
+	Fresh      directory.Freshness
 }
 
 type result struct {
@@ -138,6 +142,8 @@ func viewOf(s *directory.State) view {
 		Epoch:         st.Epoch,
 		Entries:       st.Entries,
 		Conflicts:     st.Conflict,
+		Heartbeats:    s.Heartbeats(),
+		Fresh:         s.HeartbeatFreshness(),
 	}
 	for _, q := range propQueries {
 		var rs []result
@@ -398,6 +404,26 @@ func (g *gen) generate() {
 	}
 	g.revoke()
 	g.rotate()
+	g.heartbeats()
+}
+
+// heartbeats adds heartbeats from stewards of every version (current,
+// removed and revoked ones alike), some superseded by a newer one, some
+// citing a version beyond the chain: which are held must not depend on
+// the order.
+func (g *gen) heartbeats() {
+	for v, info := range g.versions {
+		for _, st := range info.stewards {
+			if !g.chance(0.5) {
+				continue
+			}
+			for i := range 1 + g.rng.IntN(2) {
+				issued := g.now.Add(-time.Duration(g.rng.IntN(3)+i) * time.Minute)
+				g.add(g.nw.Sign(g.t, &directory.Heartbeat{Charter: uint64(v + 1 + g.rng.IntN(2)), Epoch: 1, Digest: directory.Hash{byte(i + 1)},
+					Issued: issued.Unix(), Expires: issued.Add(time.Hour).Unix()}, st))
+			}
+		}
+	}
 }
 
 // amend adds charter version 2 (and sometimes 3), a pending fork attempt

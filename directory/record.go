@@ -24,6 +24,8 @@ const (
 	TypeEpoch      RecordType = 6
 	TypeApproval   RecordType = 7
 	TypeManifest   RecordType = 8
+	// 9 is the epoch page and 10 equivocation evidence.
+	TypeHeartbeat RecordType = 11
 )
 
 var typeNames = map[RecordType]string{
@@ -35,6 +37,7 @@ var typeNames = map[RecordType]string{
 	TypeEpoch:      "epoch",
 	TypeApproval:   "approval",
 	TypeManifest:   "manifest",
+	TypeHeartbeat:  "heartbeat",
 }
 
 func (t RecordType) String() string {
@@ -63,7 +66,7 @@ func ApplyRank(t RecordType) int {
 	switch t {
 	case TypeCharter:
 		return 0
-	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch:
+	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch, TypeHeartbeat:
 		return 1
 	case TypeReader:
 		return 2
@@ -302,6 +305,8 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 		b = new(Approval)
 	case TypeManifest:
 		b = new(Manifest)
+	case TypeHeartbeat:
+		b = new(Heartbeat)
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}

@@ -17,6 +17,7 @@ import (
 //	reader/<reader key>/<voucher key>
 //	entry/<publisher key>/<entry id>
 //	manifest/<signer key>/<page>
+//	heartbeat/<steward key>
 func (r *Record) Slot() (string, error) {
 	body, err := r.DecodeBody()
 	if err != nil {
@@ -36,6 +37,8 @@ func (r *Record) Slot() (string, error) {
 		return entrySlotName(signer, b.ID), nil
 	case *Manifest:
 		return fmt.Sprintf("manifest/%s/%d", signer.Hex(), b.Page), nil
+	case *Heartbeat:
+		return "heartbeat/" + signer.Hex(), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }
@@ -68,6 +71,10 @@ func Better(a, b *Record) bool {
 		}
 	case *Manifest:
 		if y, ok := bb.(*Manifest); ok && x.Issued != y.Issued {
+			return x.Issued > y.Issued
+		}
+	case *Heartbeat:
+		if y, ok := bb.(*Heartbeat); ok && x.Issued != y.Issued {
 			return x.Issued > y.Issued
 		}
 	default:

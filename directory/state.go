@@ -70,6 +70,10 @@ type State struct {
 	epochs             []*proposal // effective epochs: epochs[i] is number i+1
 	equivoc            map[string]Equivocation
 	index              *Index
+	// heartbeats holds the newest heartbeat of each current steward
+	// (heartbeat.go); they are pooled, synced and stored, but are not in
+	// the digest.
+	heartbeats map[PublicKey]*heartbeatSlot
 
 	// dropped collects the hashes the current Apply removes from the
 	// pool, so the caller can delete them from its store; changed notes
@@ -178,6 +182,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		readerOf:           map[PublicKey][]PublicKey{},
 		equivoc:            map[string]Equivocation{},
 		index:              NewIndex(),
+		heartbeats:         map[PublicKey]*heartbeatSlot{},
 	}
 }
 
@@ -347,6 +352,8 @@ func issuedOf(b Body) int64 {
 		return b.Issued
 	case *Epoch:
 		return b.Issued
+	case *Heartbeat:
+		return b.Issued
 	}
 	return 0
 }
@@ -375,6 +382,8 @@ func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
 		return s.addEntry(r, h, b)
 	case *Reader:
 		return s.addGrant(r, h, b)
+	case *Heartbeat:
+		return s.addHeartbeat(r, h, b)
 	case *Approval:
 		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
 		if err != nil {
@@ -763,6 +772,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	}
 	s.revoked[k] = id
 	s.changed = true
+	s.dropHeartbeat(k)
 	for name, slot := range s.entries[k] {
 		if slot.visible {
 			s.index.Remove(entrySlotName(k, name))

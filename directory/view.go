@@ -424,6 +424,7 @@ func (s *State) Expire() int {
 			n++
 		}
 	}
+	s.expireHeartbeats(now)
 	// A reader grant that expired no longer admits its key.
 	for k, gs := range s.grantsByKey {
 		for _, g := range gs {

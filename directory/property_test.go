@@ -529,10 +529,23 @@ func (g *gen) publish(org *directory.Identity) {
 				e.Deleted, e.Service = true, nil
 				g.tombstones++
 			}
-			g.add(g.nw.Sign(g.t, e, org))
+			orig := g.nw.Sign(g.t, e, org)
+			g.add(orig)
 			if g.chance(0.2) {
 				// Equivocation: same seq, different content.
-				g.add(g.nw.Sign(g.t, g.entry(id, seq, 1), org))
+				other := g.nw.Sign(g.t, g.entry(id, seq, 1), org)
+				reports := g.rng.IntN(3)
+				if reports == 0 || g.chance(0.7) {
+					g.add(other)
+				} // else the other version is known only from evidence
+				// Evidence of it, from one or two reporters.
+				for range reports {
+					ev, err := directory.NewEvidence(orig, other, dirtest.MustIdentity(g.t))
+					if err != nil {
+						g.t.Fatal(err)
+					}
+					g.add(ev)
+				}
 			}
 		}
 	}

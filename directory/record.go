@@ -24,7 +24,8 @@ const (
 	TypeEpoch      RecordType = 6
 	TypeApproval   RecordType = 7
 	TypeManifest   RecordType = 8
-	// 9 is the epoch page and 10 equivocation evidence.
+	// 9 is the epoch page.
+	TypeEvidence  RecordType = 10
 	TypeHeartbeat RecordType = 11
 )
 
@@ -37,6 +38,7 @@ var typeNames = map[RecordType]string{
 	TypeEpoch:      "epoch",
 	TypeApproval:   "approval",
 	TypeManifest:   "manifest",
+	TypeEvidence:   "evidence",
 	TypeHeartbeat:  "heartbeat",
 }
 
@@ -307,6 +309,8 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 		b = new(Manifest)
 	case TypeHeartbeat:
 		b = new(Heartbeat)
+	case TypeEvidence:
+		b = new(Evidence)
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}

@@ -18,6 +18,7 @@ import (
 //	entry/<publisher key>/<entry id>
 //	manifest/<signer key>/<page>
 //	heartbeat/<steward key>
+//	evidence/<hash of the two conflicting records' hashes>
 func (r *Record) Slot() (string, error) {
 	body, err := r.DecodeBody()
 	if err != nil {
@@ -39,6 +40,8 @@ func (r *Record) Slot() (string, error) {
 		return fmt.Sprintf("manifest/%s/%d", signer.Hex(), b.Page), nil
 	case *Heartbeat:
 		return "heartbeat/" + signer.Hex(), nil
+	case *Evidence:
+		return evidenceSlotName(sha256.Sum256(b.First), sha256.Sum256(b.Second)), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }

@@ -74,6 +74,9 @@ type State struct {
 	// (heartbeat.go); they are pooled, synced and stored, but are not in
 	// the digest.
 	heartbeats map[PublicKey]*heartbeatSlot
+	// evidence holds one evidence record per conflict (evidence.go).
+	evidence        map[string]*evidenceSlot
+	pendingEvidence int
 
 	// dropped collects the hashes the current Apply removes from the
 	// pool, so the caller can delete them from its store; changed notes
@@ -183,6 +186,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		equivoc:            map[string]Equivocation{},
 		index:              NewIndex(),
 		heartbeats:         map[PublicKey]*heartbeatSlot{},
+		evidence:           map[string]*evidenceSlot{},
 	}
 }
 
@@ -243,8 +247,12 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 		return reject(r.Type, ErrWrongNetwork, "")
 	}
 	p := s.policy()
-	if n > p.maxRecordBytes() {
-		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, p.maxRecordBytes())
+	limit := p.maxRecordBytes()
+	if r.Type == TypeEvidence {
+		limit = EvidenceLimit(limit) // it carries two records
+	}
+	if n > limit {
+		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, limit)
 	}
 	inner := body
 	if a, ok := body.(*Approval); ok {
@@ -256,6 +264,12 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	}
 	if err := s.checkLookahead(r.Type, inner); err != nil {
 		return err
+	}
+	if r.Type == TypeEvidence {
+		// Evidence proves itself, whoever reports it: refusing it from a
+		// key revoked since would make what a node knows of a conflict
+		// depend on the order of arrival.
+		return nil
 	}
 	if !multiSigned(inner) {
 		// A revoked key is refused for everything it signs alone.
@@ -384,6 +398,8 @@ func (s *State) add(r *Record, h Hash, body Body) (bool, error) {
 		return s.addGrant(r, h, b)
 	case *Heartbeat:
 		return s.addHeartbeat(r, h, b)
+	case *Evidence:
+		return s.addEvidence(r, h, b)
 	case *Approval:
 		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
 		if err != nil {
@@ -709,15 +725,20 @@ func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
 }
 
 func (s *State) noteEquivocation(k PublicKey, slot string, a, b Hash) {
-	eq := s.equivoc[slot]
+	s.equivoc[slot] = mergeEquivocation(s.equivoc[slot], k, slot, a, b)
+}
+
+// mergeEquivocation adds the records a and b to eq, a copy.
+func mergeEquivocation(eq Equivocation, k PublicKey, slot string, a, b Hash) Equivocation {
 	eq.Key, eq.Slot = k, slot
+	eq.Hashes = slices.Clone(eq.Hashes)
 	for _, h := range []Hash{a, b} {
 		if !slices.Contains(eq.Hashes, h) {
 			eq.Hashes = append(eq.Hashes, h)
 		}
 	}
 	slices.SortFunc(eq.Hashes, func(x, y Hash) int { return bytes.Compare(x[:], y[:]) })
-	s.equivoc[slot] = eq
+	return eq
 }
 
 func (s *State) activeMember(k PublicKey) bool {
@@ -773,6 +794,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.revoked[k] = id
 	s.changed = true
 	s.dropHeartbeat(k)
+	s.dropEvidenceOf(k)
 	for name, slot := range s.entries[k] {
 		if slot.visible {
 			s.index.Remove(entrySlotName(k, name))

@@ -2,10 +2,10 @@ package directory
 
 import (
 	"bytes"
-	"maps"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 )
 
 // Evidence carries the two conflicting records of an equivocation (one key

@@ -897,10 +897,12 @@ func (s *State) recompute() bool {
 		}
 	}
 
-	// Charter chain. Links are history: they count the stewards of the
-	// previous version whether or not they were revoked since, so revoking a
-	// steward never rolls the charter back. A fork (two valid successors)
-	// is equivocation by the stewards; the lower proposal ID wins.
+	// Linked charters: every charter reachable from the genesis through
+	// links that count the stewards of the previous version whether or
+	// not they were revoked since, so linked only grows with the pool and
+	// what is checked against it (approvers, revocations) never has to be
+	// undone. The chain itself is derived after the revocations
+	// (deriveChain), where a revoked steward loses its weight.
 	s.chain = s.chain[:0]
 	clear(s.linked)
 	var byPrev = map[Hash][]*proposal{}
@@ -932,18 +934,6 @@ func (s *State) recompute() bool {
 			s.linked[c.Version] = append(s.linked[c.Version], c)
 			todo = append(todo, successors(todo[0])...)
 		}
-		s.chain = append(s.chain, genesis[0])
-		for {
-			tc := s.chain[len(s.chain)-1].body.(*Charter)
-			next := successors(s.chain[len(s.chain)-1])
-			if len(next) == 0 {
-				break
-			}
-			if len(next) > 1 {
-				s.noteEquivocation(PublicKey{}, fmt.Sprintf("charter/%d", tc.Version+1), next[0].id, next[1].id)
-			}
-			s.chain = append(s.chain, next[0])
-		}
 	}
 	s.pruneWaiting()
 
@@ -967,6 +957,8 @@ func (s *State) recompute() bool {
 		s.stewardRevocations[p.id] = true
 		s.revokeKey(rv.Key, p.id)
 	}
+
+	s.deriveChain(genesis, byPrev)
 
 	// Members: Threshold unrevoked stewards of the cited charter.
 	// The newest membership per organization wins; between two of the same
@@ -1006,6 +998,84 @@ func (s *State) recompute() bool {
 		}
 	}
 	return s.changed || s.governanceDigest() != before
+}
+
+// deriveChain follows the chain from the genesis. Unlike linked, it does
+// not count on a link citing version N the signature of a steward that a
+// revocation by stewards citing a version up to N revoked: revoking a
+// compromised steward at the current version takes its weight from every
+// later amendment, so one more compromise does not give its holders the
+// threshold over the charter. Links citing earlier versions still count
+// it (history: a revocation never rolls back what came before the version
+// it names). The chain is derived whole from the pool on every recompute,
+// and what depends on it (members, epochs) after it, so it may move back
+// when such a revocation arrives. Revocations themselves, and linked,
+// count revoked signers as before, so they only grow.
+func (s *State) deriveChain(genesis []*proposal, byPrev map[Hash][]*proposal) {
+	if len(genesis) == 0 {
+		return
+	}
+	revokedFrom := map[PublicKey]uint64{}
+	for id := range s.stewardRevocations {
+		rv := s.proposals[id].body.(*Revocation)
+		if v, ok := revokedFrom[rv.Key]; !ok || rv.Charter < v {
+			revokedFrom[rv.Key] = rv.Charter
+		}
+	}
+	weight := func(q *proposal, prev *Charter) int {
+		n := 0
+		for k := range q.sigs {
+			if v, rev := revokedFrom[k]; prev.isSteward(k) && (!rev || v > prev.Version) {
+				n++
+			}
+		}
+		return n
+	}
+	s.chain = append(s.chain, genesis[0])
+	for {
+		tc := s.chain[len(s.chain)-1].body.(*Charter)
+		var next []*proposal
+		for _, q := range byPrev[s.chain[len(s.chain)-1].id] {
+			if q.body.(*Charter).Version == tc.Version+1 && weight(q, tc) >= int(tc.Threshold) {
+				next = append(next, q)
+			}
+		}
+		if len(next) == 0 {
+			return
+		}
+		if len(next) > 1 {
+			s.noteEquivocation(PublicKey{}, fmt.Sprintf("charter/%d", tc.Version+1), next[0].id, next[1].id)
+			next = s.forkWinner(next, func(q *proposal) int { return weight(q, tc) })
+			if next == nil {
+				return // frozen at the last common version
+			}
+		}
+		s.chain = append(s.chain, next[0])
+	}
+}
+
+// forkWinner settles a fork of the chain after charter prev: the successor
+// signed by strictly more of the previous version's stewards (that count,
+// by weight) than every other, or none.
+// No rule that picks among equals can hold: those who sign both
+// candidates can also vary theirs until any deterministic choice (the
+// lower proposal ID, as before) favours it. A tie freezes the chain at
+// prev, reported as equivocation, until more stewards sign one side.
+func (s *State) forkWinner(next []*proposal, weight func(*proposal) int) []*proposal {
+	var win *proposal
+	best, tie := -1, false
+	for _, q := range next {
+		switch n := weight(q); {
+		case n > best:
+			win, best, tie = q, n, false
+		case n == best:
+			tie = true
+		}
+	}
+	if tie {
+		return nil
+	}
+	return []*proposal{win}
 }
 
 // deriveEpochs builds the epoch chain: epoch 1, then each number only

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -71,6 +72,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"epoch":      sign(epochBody, stewards...),
 		"epoch-page": sign(pages[0], stewards[0]),
 		"approval":   approval,
+		"evidence":   evidenceSeed(t, sign, org, now),
+		"heartbeat": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
+			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix()}, stewards[0]),
 	}
 	write := func(target, name string, lines ...string) {
 		dir := filepath.Join("testdata", "fuzz", target)
@@ -99,4 +103,15 @@ func padded(plain []byte) []byte {
 		out = append(out, 0)
 	}
 	return out
+}
+
+// evidenceSeed is evidence of an entry's two versions with one seq.
+func evidenceSeed(t *testing.T, sign func(directory.Body, ...*directory.Identity) *directory.Record, org *directory.Identity, now time.Time) *directory.Record {
+	other := dirtest.SampleEntry("asesoria", 1, now)
+	other.Service.Name = "Otro servicio"
+	ev, err := directory.NewEvidence(sign(dirtest.SampleEntry("asesoria", 1, now), org), sign(other, org), org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
 }

@@ -114,6 +114,10 @@ type view struct {
 	Entries       int
 	Conflicts     int
 	Rotation      directory.Rotation
+	// Heartbeats are outside the digest, but which ones a node holds
+	// must not depend on the order either.
+	Heartbeats []directory.StewardHeartbeat
+	Fresh      directory.Freshness
 }
 
 type result struct {
@@ -147,6 +151,8 @@ func viewOf(s *directory.State) view {
 		Epoch:         st.Epoch,
 		Entries:       st.Entries,
 		Conflicts:     st.Conflict,
+		Heartbeats:    s.Heartbeats(),
+		Fresh:         s.HeartbeatFreshness(),
 	}
 	v.Rotation, _ = s.CurrentRotation()
 	for _, q := range propQueries {
@@ -420,6 +426,26 @@ func (g *gen) generate() {
 	}
 	g.revoke()
 	g.rotate()
+	g.heartbeats()
+}
+
+// heartbeats adds heartbeats from stewards of every version (current,
+// removed and revoked ones alike), some superseded by a newer one, some
+// citing a version beyond the chain: which are held must not depend on
+// the order.
+func (g *gen) heartbeats() {
+	for v, info := range g.versions {
+		for _, st := range info.stewards {
+			if !g.chance(0.5) {
+				continue
+			}
+			for i := range 1 + g.rng.IntN(2) {
+				issued := g.now.Add(-time.Duration(g.rng.IntN(3)+i) * time.Minute)
+				g.add(g.nw.Sign(g.t, &directory.Heartbeat{Charter: uint64(v + 1 + g.rng.IntN(2)), Epoch: 1, Digest: directory.Hash{byte(i + 1)},
+					Issued: issued.Unix(), Expires: issued.Add(time.Hour).Unix()}, st))
+			}
+		}
+	}
 }
 
 // amend adds charter version 2 (and sometimes 3), a pending fork attempt
@@ -532,10 +558,23 @@ func (g *gen) publish(org *directory.Identity) {
 				e.Deleted, e.Service = true, nil
 				g.tombstones++
 			}
-			g.add(g.nw.Sign(g.t, e, org))
+			orig := g.nw.Sign(g.t, e, org)
+			g.add(orig)
 			if g.chance(0.2) {
 				// Equivocation: same seq, different content.
-				g.add(g.nw.Sign(g.t, g.entry(id, seq, 1), org))
+				other := g.nw.Sign(g.t, g.entry(id, seq, 1), org)
+				reports := g.rng.IntN(3)
+				if reports == 0 || g.chance(0.7) {
+					g.add(other)
+				} // else the other version is known only from evidence
+				// Evidence of it, from one or two reporters.
+				for range reports {
+					ev, err := directory.NewEvidence(orig, other, dirtest.MustIdentity(g.t))
+					if err != nil {
+						g.t.Fatal(err)
+					}
+					g.add(ev)
+				}
 			}
 		}
 	}

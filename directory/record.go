@@ -25,6 +25,8 @@ const (
 	TypeApproval   RecordType = 7
 	TypeManifest   RecordType = 8
 	TypeEpochPage  RecordType = 9
+	TypeEvidence   RecordType = 10
+	TypeHeartbeat  RecordType = 11
 )
 
 var typeNames = map[RecordType]string{
@@ -37,6 +39,8 @@ var typeNames = map[RecordType]string{
 	TypeApproval:   "approval",
 	TypeManifest:   "manifest",
 	TypeEpochPage:  "epoch-page",
+	TypeEvidence:   "evidence",
+	TypeHeartbeat:  "heartbeat",
 }
 
 func (t RecordType) String() string {
@@ -65,7 +69,7 @@ func ApplyRank(t RecordType) int {
 	switch t {
 	case TypeCharter:
 		return 0
-	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch:
+	case TypeApproval, TypeMembership, TypeRevocation, TypeEpoch, TypeHeartbeat:
 		return 1
 	case TypeReader, TypeEpochPage:
 		return 2
@@ -306,6 +310,10 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 		b = new(Manifest)
 	case TypeEpochPage:
 		b = new(EpochPage)
+	case TypeHeartbeat:
+		b = new(Heartbeat)
+	case TypeEvidence:
+		b = new(Evidence)
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}

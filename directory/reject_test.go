@@ -618,9 +618,12 @@ func forkOf(t *testing.T, nw *dirtest.Network, than directory.Hash, lower bool) 
 	return nil
 }
 
-// Two valid successors of one charter version: every node picks the same
-// one and reports the fork, and a revocation made under the losing branch
-// still stands, because revocation is for good.
+// Two valid successors of one charter version, signed by as many
+// stewards each: every node freezes the chain at version 1 and reports
+// the fork, whatever the proposal IDs (which the signers of a fork can
+// grind). A revocation made under either branch stands, because
+// revocation is for good. Once a third steward signs one side, that side
+// wins everywhere.
 func TestCharterForkResolvesTheSameEverywhere(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
@@ -645,18 +648,24 @@ func TestCharterForkResolvesTheSameEverywhere(t *testing.T) {
 	r3 := nw.Sign(t, v3, nw.Stewards[0], newcomer)
 	// Revoked by the newcomer, a steward only in versions 2 and 3.
 	revoke := nw.Sign(t, &directory.Revocation{Key: org.Public(), Charter: 3, Issued: nw.Now.Unix()}, newcomer, nw.Stewards[1])
-	fork := forkOf(t, nw, r2.ProposalID(), true)
 
-	s := inAllOrders(t, nw, nw.Genesis, r2, r3, revoke, fork)
-	if s.CharterID() != fork.ProposalID() {
-		t.Fatal("the fork with the lower proposal ID did not win")
-	}
-	if !s.IsRevoked(org.Public()) {
-		t.Fatal("a fork winning later brought a revoked key back")
-	}
-	eq := s.Equivocations()
-	if len(eq) != 1 || eq[0].Slot != "charter/2" {
-		t.Fatalf("equivocations = %+v, want the charter fork", eq)
+	for _, ground := range []bool{true, false} { // the fork's ID below or above the honest one
+		fork := forkOf(t, nw, r2.ProposalID(), ground)
+		s := inAllOrders(t, nw, nw.Genesis, r2, r3, revoke, fork)
+		if s.CharterID() != nw.Genesis.ProposalID() {
+			t.Fatalf("fork with the lower ID %v: chain at version %d, want frozen at 1", ground, charterVersion(s))
+		}
+		if !s.IsRevoked(org.Public()) {
+			t.Fatal("a frozen fork brought a revoked key back")
+		}
+		eq := s.Equivocations()
+		if len(eq) != 1 || eq[0].Slot != "charter/2" {
+			t.Fatalf("equivocations = %+v, want the charter fork", eq)
+		}
+		s = inAllOrders(t, nw, nw.Genesis, r2, r3, revoke, fork, approval(t, r2, nw.Stewards[2]))
+		if charterVersion(s) != 3 || len(s.Equivocations()) != 1 {
+			t.Fatalf("three stewards against two: chain at version %d, want the honest version 3, fork reported", charterVersion(s))
+		}
 	}
 }
 
@@ -755,4 +764,43 @@ func TestOpenedRecordChangedAfterwardsIsVerifiedAgain(t *testing.T) {
 	applyExpect(t, s, r, directory.ErrBadSignature)
 	r.Body[i] ^= 0x20
 	applyExpect(t, s, r, nil)
+}
+
+// A steward revoked by the others at version 1 no longer counts on links
+// citing version 1 or later: with one more compromised steward it cannot
+// amend the charter, in any order of arrival. A link it signed citing an
+// earlier version than its revocation names still stands (history).
+func TestRevokedStewardLosesWeightOnLaterLinks(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	bad, second, honest := nw.Stewards[0], nw.Stewards[1], nw.Stewards[2]
+	attacker := dirtest.MustIdentity(t)
+	takeover, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), []directory.Steward{
+		{Key: bad.Public(), KEM: bad.KEMPublic(), KEMSig: bad.KEMBinding()},
+		{Key: attacker.Public(), KEM: attacker.KEMPublic(), KEMSig: attacker.KEMBinding()},
+	}, 1, directory.Policy{}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeBad := nw.Sign(t, &directory.Revocation{Key: bad.Public(), Charter: 1, Reason: "dispositivo incautado", Issued: nw.Now.Unix()}, second, honest)
+	s := inAllOrders(t, nw, nw.Genesis, revokeBad, nw.Sign(t, takeover, bad, second))
+	if charterVersion(s) != 1 || !s.IsRevoked(bad.Public()) {
+		t.Fatalf("a revoked steward and one more amended the charter: version %d", charterVersion(s))
+	}
+
+	// Version 2 signed by both before the compromise, and the revocation
+	// naming version 2: version 2 stands, the takeover from it does not.
+	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := nw.Sign(t, v2, bad, second)
+	takeover3, err := directory.Amend(v2, r2.ProposalID(), takeover.Stewards, 1, directory.Policy{}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeAt2 := nw.Sign(t, &directory.Revocation{Key: bad.Public(), Charter: 2, Reason: "dispositivo incautado", Issued: nw.Now.Unix()}, second, honest)
+	s = inAllOrders(t, nw, nw.Genesis, r2, revokeAt2, nw.Sign(t, takeover3, bad, second))
+	if charterVersion(s) != 2 {
+		t.Fatalf("chain at version %d, want 2: the link before the revocation stands, the takeover after it does not", charterVersion(s))
+	}
 }

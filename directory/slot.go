@@ -18,6 +18,8 @@ import (
 //	entry/<publisher key>/<entry id>
 //	manifest/<signer key>/<page>
 //	epoch/<number>/<rotation hex>/<page index>   an epoch page, whoever relays it
+//	heartbeat/<steward key>
+//	evidence/<hash of the two conflicting records' hashes>
 func (r *Record) Slot() (string, error) {
 	body, err := r.DecodeBody()
 	if err != nil {
@@ -39,6 +41,10 @@ func (r *Record) Slot() (string, error) {
 		return fmt.Sprintf("manifest/%s/%d", signer.Hex(), b.Page), nil
 	case *EpochPage:
 		return pageSlot(b), nil
+	case *Heartbeat:
+		return "heartbeat/" + signer.Hex(), nil
+	case *Evidence:
+		return evidenceSlotName(sha256.Sum256(b.First), sha256.Sum256(b.Second)), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }
@@ -71,6 +77,10 @@ func Better(a, b *Record) bool {
 		}
 	case *Manifest:
 		if y, ok := bb.(*Manifest); ok && x.Issued != y.Issued {
+			return x.Issued > y.Issued
+		}
+	case *Heartbeat:
+		if y, ok := bb.(*Heartbeat); ok && x.Issued != y.Issued {
 			return x.Issued > y.Issued
 		}
 	default:

@@ -77,6 +77,13 @@ type State struct {
 	epochs             []*proposal // effective epochs: epochs[i] is number i+1
 	equivoc            map[string]Equivocation
 	index              *Index
+	// heartbeats holds the newest heartbeat of each current steward
+	// (heartbeat.go); they are pooled, synced and stored, but are not in
+	// the digest.
+	heartbeats map[PublicKey]*heartbeatSlot
+	// evidence holds one evidence record per conflict (evidence.go).
+	evidence        map[string]*evidenceSlot
+	pendingEvidence int
 
 	// dropped collects the hashes the current Apply removes from the
 	// pool, so the caller can delete them from its store; changed notes
@@ -194,6 +201,8 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		equivoc:            map[string]Equivocation{},
 		index:              NewIndex(),
 		limitsSettled:      Policy{}.authorLimitsOf(),
+		heartbeats:         map[PublicKey]*heartbeatSlot{},
+		evidence:           map[string]*evidenceSlot{},
 	}
 }
 
@@ -254,8 +263,12 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 		return reject(r.Type, ErrWrongNetwork, "")
 	}
 	p := s.policy()
-	if n > p.maxRecordBytes() {
-		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, p.maxRecordBytes())
+	limit := p.maxRecordBytes()
+	if r.Type == TypeEvidence {
+		limit = EvidenceLimit(limit) // it carries two records
+	}
+	if n > limit {
+		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, limit)
 	}
 	inner := body
 	if a, ok := body.(*Approval); ok {
@@ -267,6 +280,12 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	}
 	if err := s.checkLookahead(r.Type, inner); err != nil {
 		return err
+	}
+	if r.Type == TypeEvidence {
+		// Evidence proves itself, whoever reports it: refusing it from a
+		// key revoked since would make what a node knows of a conflict
+		// depend on the order of arrival.
+		return nil
 	}
 	if !multiSigned(inner) {
 		// A revoked key is refused for everything it signs alone.
@@ -363,6 +382,8 @@ func issuedOf(b Body) int64 {
 		return b.Issued
 	case *Epoch:
 		return b.Issued
+	case *Heartbeat:
+		return b.Issued
 	}
 	return 0
 }
@@ -393,6 +414,10 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		return s.addGrant(r, h, b)
 	case *EpochPage:
 		return s.addPage(r, h, b)
+	case *Heartbeat:
+		return s.addHeartbeat(r, h, b)
+	case *Evidence:
+		return s.addEvidence(r, h, b)
 	case *Approval:
 		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
 		if err != nil {
@@ -727,15 +752,20 @@ func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
 }
 
 func (s *State) noteEquivocation(k PublicKey, slot string, a, b Hash) {
-	eq := s.equivoc[slot]
+	s.equivoc[slot] = mergeEquivocation(s.equivoc[slot], k, slot, a, b)
+}
+
+// mergeEquivocation adds the records a and b to eq, a copy.
+func mergeEquivocation(eq Equivocation, k PublicKey, slot string, a, b Hash) Equivocation {
 	eq.Key, eq.Slot = k, slot
+	eq.Hashes = slices.Clone(eq.Hashes)
 	for _, h := range []Hash{a, b} {
 		if !slices.Contains(eq.Hashes, h) {
 			eq.Hashes = append(eq.Hashes, h)
 		}
 	}
 	slices.SortFunc(eq.Hashes, func(x, y Hash) int { return bytes.Compare(x[:], y[:]) })
-	s.equivoc[slot] = eq
+	return eq
 }
 
 func (s *State) activeMember(k PublicKey) bool {
@@ -790,6 +820,8 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	}
 	s.revoked[k] = id
 	s.changed = true
+	s.dropHeartbeat(k)
+	s.dropEvidenceOf(k)
 	for name, slot := range s.entries[k] {
 		if slot.visible {
 			s.index.Remove(entrySlotName(k, name))
@@ -881,10 +913,12 @@ func (s *State) recompute() bool {
 		}
 	}
 
-	// Charter chain. Links are history: they count the stewards of the
-	// previous version whether or not they were revoked since, so revoking a
-	// steward never rolls the charter back. A fork (two valid successors)
-	// is equivocation by the stewards; the lower proposal ID wins.
+	// Linked charters: every charter reachable from the genesis through
+	// links that count the stewards of the previous version whether or
+	// not they were revoked since, so linked only grows with the pool and
+	// what is checked against it (approvers, revocations) never has to be
+	// undone. The chain itself is derived after the revocations
+	// (deriveChain), where a revoked steward loses its weight.
 	s.chain = s.chain[:0]
 	clear(s.linked)
 	var byPrev = map[Hash][]*proposal{}
@@ -916,18 +950,6 @@ func (s *State) recompute() bool {
 			s.linked[c.Version] = append(s.linked[c.Version], c)
 			todo = append(todo, successors(todo[0])...)
 		}
-		s.chain = append(s.chain, genesis[0])
-		for {
-			tc := s.chain[len(s.chain)-1].body.(*Charter)
-			next := successors(s.chain[len(s.chain)-1])
-			if len(next) == 0 {
-				break
-			}
-			if len(next) > 1 {
-				s.noteEquivocation(PublicKey{}, fmt.Sprintf("charter/%d", tc.Version+1), next[0].id, next[1].id)
-			}
-			s.chain = append(s.chain, next[0])
-		}
 	}
 	s.pruneWaiting()
 
@@ -951,6 +973,8 @@ func (s *State) recompute() bool {
 		s.stewardRevocations[p.id] = true
 		s.revokeKey(rv.Key, p.id)
 	}
+
+	s.deriveChain(genesis, byPrev)
 
 	// Members: Threshold unrevoked stewards of the cited charter.
 	// The newest membership per organization wins; between two of the same
@@ -991,6 +1015,84 @@ func (s *State) recompute() bool {
 		}
 	}
 	return s.changed || s.governanceDigest() != before
+}
+
+// deriveChain follows the chain from the genesis. Unlike linked, it does
+// not count on a link citing version N the signature of a steward that a
+// revocation by stewards citing a version up to N revoked: revoking a
+// compromised steward at the current version takes its weight from every
+// later amendment, so one more compromise does not give its holders the
+// threshold over the charter. Links citing earlier versions still count
+// it (history: a revocation never rolls back what came before the version
+// it names). The chain is derived whole from the pool on every recompute,
+// and what depends on it (members, epochs) after it, so it may move back
+// when such a revocation arrives. Revocations themselves, and linked,
+// count revoked signers as before, so they only grow.
+func (s *State) deriveChain(genesis []*proposal, byPrev map[Hash][]*proposal) {
+	if len(genesis) == 0 {
+		return
+	}
+	revokedFrom := map[PublicKey]uint64{}
+	for id := range s.stewardRevocations {
+		rv := s.proposals[id].body.(*Revocation)
+		if v, ok := revokedFrom[rv.Key]; !ok || rv.Charter < v {
+			revokedFrom[rv.Key] = rv.Charter
+		}
+	}
+	weight := func(q *proposal, prev *Charter) int {
+		n := 0
+		for k := range q.sigs {
+			if v, rev := revokedFrom[k]; prev.isSteward(k) && (!rev || v > prev.Version) {
+				n++
+			}
+		}
+		return n
+	}
+	s.chain = append(s.chain, genesis[0])
+	for {
+		tc := s.chain[len(s.chain)-1].body.(*Charter)
+		var next []*proposal
+		for _, q := range byPrev[s.chain[len(s.chain)-1].id] {
+			if q.body.(*Charter).Version == tc.Version+1 && weight(q, tc) >= int(tc.Threshold) {
+				next = append(next, q)
+			}
+		}
+		if len(next) == 0 {
+			return
+		}
+		if len(next) > 1 {
+			s.noteEquivocation(PublicKey{}, fmt.Sprintf("charter/%d", tc.Version+1), next[0].id, next[1].id)
+			next = s.forkWinner(next, func(q *proposal) int { return weight(q, tc) })
+			if next == nil {
+				return // frozen at the last common version
+			}
+		}
+		s.chain = append(s.chain, next[0])
+	}
+}
+
+// forkWinner settles a fork of the chain after charter prev: the successor
+// signed by strictly more of the previous version's stewards (that count,
+// by weight) than every other, or none.
+// No rule that picks among equals can hold: those who sign both
+// candidates can also vary theirs until any deterministic choice (the
+// lower proposal ID, as before) favours it. A tie freezes the chain at
+// prev, reported as equivocation, until more stewards sign one side.
+func (s *State) forkWinner(next []*proposal, weight func(*proposal) int) []*proposal {
+	var win *proposal
+	best, tie := -1, false
+	for _, q := range next {
+		switch n := weight(q); {
+		case n > best:
+			win, best, tie = q, n, false
+		case n == best:
+			tie = true
+		}
+	}
+	if tie {
+		return nil
+	}
+	return []*proposal{win}
 }
 
 // deriveEpochs builds the epoch chain: epoch 1, then each number only

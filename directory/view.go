@@ -354,8 +354,9 @@ func (s *State) Records() []*Record {
 func (s *State) Equivocations() []Equivocation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]Equivocation, 0, len(s.equivoc))
-	for _, e := range s.equivoc {
+	all := s.equivocationsLocked()
+	out := make([]Equivocation, 0, len(all))
+	for _, e := range all {
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b Equivocation) int { return cmp.Compare(a.Slot, b.Slot) })
@@ -379,7 +380,7 @@ type Stats struct {
 func (s *State) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := Stats{Records: len(s.records), Entries: s.index.Len(), Readers: len(s.readerOf), Revoked: len(s.revoked), Conflict: len(s.equivoc)}
+	st := Stats{Records: len(s.records), Entries: s.index.Len(), Readers: len(s.readerOf), Revoked: len(s.revoked), Conflict: len(s.equivocationsLocked())}
 	for k := range s.members {
 		if _, rev := s.revoked[k]; !rev {
 			st.Members++
@@ -428,6 +429,7 @@ func (s *State) Expire() int {
 	for pub := range touched {
 		s.settleAuthor(pub)
 	}
+	s.expireHeartbeats(now)
 	// A reader grant that expired no longer admits its key.
 	for k, gs := range s.grantsByKey {
 		for _, g := range gs {

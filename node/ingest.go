@@ -100,7 +100,9 @@ func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.App
 	epoch, sealed := n.sealFor(r)
 	if via != ViaLocal && len(n.state.Equivocations()) > equivocations {
 		// Read now: the version r displaced leaves the store below.
-		defer n.spreadEvidence(n.evidenceOf(r, applied.Dropped))
+		ev := n.evidenceOf(r, applied.Dropped)
+		defer n.spreadEvidence(ev)
+		defer n.reportEquivocation(ev)
 	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
 		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
@@ -186,6 +188,7 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: a.Hash, Type: a.Type, Changed: a.Changed})
 	}
 	n.spreadEvidence(evidence)
+	n.reportEquivocation(evidence)
 	if governed {
 		n.retryParked()
 	}

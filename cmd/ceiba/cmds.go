@@ -734,8 +734,18 @@ func statusCmd(g *globals) *cobra.Command {
 					fresh = s.FreshAsOf.Local().Format(time.DateTime)
 				}
 				fmt.Printf("Fresh as of: %s", fresh)
-				if s.Stale {
+				if s.Stale && !s.HeartbeatStale {
 					fmt.Print("  (STALE: no news from the network for too long)")
+				}
+				fmt.Print("\nStewards: ")
+				switch {
+				case s.LastHeartbeat.IsZero():
+					fmt.Print("no signed heartbeat received yet")
+				default:
+					fmt.Printf("last heartbeat %s, valid until %s", s.LastHeartbeat.Local().Format(time.DateTime), s.HeartbeatExpires.Local().Format(time.DateTime))
+				}
+				if s.HeartbeatStale {
+					fmt.Print("\nSTALE:    no valid steward heartbeat. Even if peers answer, they may be withholding news (revocations, changes), or the stewards' nodes are down: do not rely on this copy; connect to other peers or ask a steward")
 				}
 				fmt.Printf("\nEntries:  %d  Members: %d  Readers: %d  Revoked keys: %d  Pending proposals: %d\n",
 					s.Counts.Entries, s.Counts.Members, s.Counts.Readers, s.Counts.Revoked, s.Counts.Pending)

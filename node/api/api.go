@@ -46,7 +46,15 @@ type Status struct {
 	LastSyncPeers int                 `json:"last_sync_peers"`
 	FreshAsOf     time.Time           `json:"fresh_as_of,omitzero"`
 	Stale         bool                `json:"stale"`
-	Counts        directory.Stats     `json:"counts"`
+	// HeartbeatStale: no steward's signed heartbeat is valid now, so news
+	// from the stewards has stopped reaching this node even if peers
+	// answer (an eclipse by insiders, or the stewards' nodes are down).
+	// It makes Stale true. LastHeartbeat is when the newest heartbeat held
+	// was issued, HeartbeatExpires when the last one expires.
+	HeartbeatStale   bool            `json:"heartbeat_stale"`
+	LastHeartbeat    time.Time       `json:"last_heartbeat,omitzero"`
+	HeartbeatExpires time.Time       `json:"heartbeat_expires,omitzero"`
+	Counts           directory.Stats `json:"counts"`
 
 	// Reachability (above) is public, relay, unreachable or unknown;
 	// ReachabilityWhy explains it and ReachabilityFix says what to do, in

@@ -25,6 +25,9 @@ type Options struct {
 	WorkFactor int
 	// SyncInterval overrides the node's periodic anti-entropy interval.
 	SyncInterval time.Duration
+	// HeartbeatInterval overrides how often a steward's node publishes
+	// its heartbeat (heartbeat.go); 0 means hourly.
+	HeartbeatInterval time.Duration
 }
 
 // Daemon is a running node with its local API.
@@ -145,6 +148,11 @@ func (d *Daemon) startNode(ctx context.Context) error {
 	go func() {
 		defer d.wg.Done()
 		d.watch(n)
+	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.heartbeats(n)
 	}()
 	for _, a := range n.Addrs() {
 		d.log.Info("node listening", "addr", a.String())

@@ -95,8 +95,11 @@ func (d *Daemon) Health() Health {
 	if st.Unpersisted > 0 {
 		why = append(why, "the store cannot write records (disk full or failing)")
 	}
-	if d.stale(n.State(), st.FreshAsOf) {
+	if syncStale(n.State(), st.FreshAsOf) {
 		why = append(why, "no successful sync for longer than the network's stale bound")
+	}
+	if n.State().HeartbeatFreshness().Stale {
+		why = append(why, "no valid heartbeat from any steward: the stewards' nodes are down, or this node's peers withhold news")
 	}
 	if st.KeyEpoch < st.Epoch {
 		why = append(why, "this node lacks the current read key")

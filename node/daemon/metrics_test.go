@@ -37,6 +37,16 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if _, err := d.CreateNetwork(context.Background(), api.NetworkRequest{Name: "Red Secreta", Threshold: 1}); err != nil {
 		t.Fatal(err)
 	}
+	// A steward's node publishes its heartbeat as it starts: without one
+	// every node, this one included, would show its copy as stale.
+	for deadline := time.Now().Add(10 * time.Second); len(d.Node().State().Heartbeats()) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the steward's node published no heartbeat")
+		}
+	}
+	if s := d.Status(); s.HeartbeatStale || s.LastHeartbeat.IsZero() || !s.HeartbeatExpires.After(time.Now().Add(2*time.Hour)) {
+		t.Fatalf("status after the steward's heartbeat: stale %v, last %s, expires %s", s.HeartbeatStale, s.LastHeartbeat, s.HeartbeatExpires)
+	}
 	code, body = get(t, d, "/healthz")
 	var h Health
 	if err := json.Unmarshal([]byte(body), &h); err != nil {
@@ -44,6 +54,9 @@ func TestHealthzAndMetrics(t *testing.T) {
 	}
 	if code != http.StatusServiceUnavailable || h.Status != "degraded" || !strings.Contains(body, "no connected peers") {
 		t.Fatalf("a lone node: %d %s", code, body)
+	}
+	if strings.Contains(body, "heartbeat") {
+		t.Fatalf("a steward's node holding its own heartbeat: %s", body)
 	}
 	for _, secret := range []string{"Red Secreta", d.Node().Host().ID().String(), d.Status().Network} {
 		if strings.Contains(body, secret) {
@@ -54,10 +67,11 @@ func TestHealthzAndMetrics(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
-	// The four records of the network's creation (the genesis, epoch 1
-	// and its two pages: one steward's package padded to 64) were accepted
-	// before the first scrape, and are counted all the same.
-	for _, want := range []string{"ceiba_records 4", `ceiba_records_accepted_total{via="local"} 4`, "ceiba_peers 0", `ceiba_reachability{state="unknown"}`, "ceiba_p2p_sent_bytes_total"} {
+	// The five records of the network's creation (the genesis, epoch 1
+	// and its two pages: one steward's package padded to 64) and the
+	// steward's heartbeat were accepted before the first scrape, and are
+	// counted all the same.
+	for _, want := range []string{"ceiba_records 5", `ceiba_records_accepted_total{via="local"} 5`, "ceiba_peers 0", `ceiba_reachability{state="unknown"}`, "ceiba_p2p_sent_bytes_total"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

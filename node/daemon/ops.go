@@ -101,6 +101,8 @@ func (d *Daemon) Status() api.Status {
 	}
 	s.Counts = st.Stats()
 	s.Stale = d.stale(st, ns.FreshAsOf)
+	hb := st.HeartbeatFreshness()
+	s.HeartbeatStale, s.LastHeartbeat, s.HeartbeatExpires = hb.Stale, hb.Newest, hb.Expires
 	reachabilityOf(n, &s)
 	s.OffersRelay = n.OffersRelay()
 	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
@@ -120,7 +122,14 @@ func (d *Daemon) Status() api.Status {
 	return s
 }
 
+// stale says whether this node's copy may be out of date: no successful
+// sync within the charter's stale bound, or no valid steward heartbeat
+// (peers that answer but withhold what is new: docs/SECURITY.md).
 func (d *Daemon) stale(st *directory.State, fresh time.Time) bool {
+	return syncStale(st, fresh) || st.HeartbeatFreshness().Stale
+}
+
+func syncStale(st *directory.State, fresh time.Time) bool {
 	bound := directory.Policy{}.StaleBound()
 	if c := st.Charter(); c != nil {
 		bound = c.Policy.StaleBound()

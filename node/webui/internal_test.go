@@ -340,6 +340,13 @@ func TestTrustNotices(t *testing.T) {
 	if ns := trustNotices(l, stale, api.Status{}); !has(ns, "nunca se ha sincronizado") {
 		t.Errorf("never synced: %+v", ns)
 	}
+	// Synced a minute ago, but the stewards' heartbeat expired: the peers
+	// answer and may be withholding news (an eclipse), which the notice
+	// says instead of "updated a minute ago".
+	eclipsed := api.Status{FreshAsOf: time.Now().Add(-time.Minute), HeartbeatStale: true, LastHeartbeat: time.Date(2026, 11, 20, 9, 30, 0, 0, time.Local)}
+	if ns := trustNotices(l, stale, eclipsed); !has(ns, "señal de vida firmada") || !has(ns, "20 de noviembre de 2026") || !has(ns, "reteniendo novedades") {
+		t.Errorf("heartbeat expired: %+v", ns)
+	}
 	old := base
 	old.Service = &directory.Service{Name: "x", Status: "temporarily-closed", LastVerified: "2024-01-05"}
 	if ns := trustNotices(l, old, fresh); !has(ns, "cerrado temporalmente") || !has(ns, "5 de enero de 2024, hace mucho") {

@@ -175,9 +175,14 @@ func trustNotices(l *locale, e api.Entry, st api.Status) []notice {
 		out = append(out, notice{"warn", l.T("trust.expired", l.Date(e.Expires))})
 	}
 	if e.Stale {
-		if st.FreshAsOf.IsZero() {
+		switch {
+		case st.HeartbeatStale && !st.FreshAsOf.IsZero() && !st.LastHeartbeat.IsZero():
+			out = append(out, notice{"warn", l.T("trust.stale.heartbeat", l.DateTime(st.LastHeartbeat))})
+		case st.HeartbeatStale && !st.FreshAsOf.IsZero():
+			out = append(out, notice{"warn", l.T("status.heartbeat.never")})
+		case st.FreshAsOf.IsZero():
 			out = append(out, notice{"warn", l.T("trust.stale.never")})
-		} else {
+		default:
 			out = append(out, notice{"warn", l.T("trust.stale", l.DateTime(st.FreshAsOf))})
 		}
 	}

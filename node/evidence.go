@@ -1,0 +1,46 @@
+package node
+
+import (
+	"errors"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// reportEquivocation publishes, signed by this node's key, durable
+// evidence of each equivocation among recs (what evidenceOf gathered: the
+// record that revealed it and the versions it displaced) and the pooled
+// version each conflicts with. Unlike the gossip of the two versions,
+// evidence is pooled, stored, synced, resealed after a rotation and put
+// in the DHT, so the report survives restarts and reaches nodes that were
+// offline (directory.Evidence). Evidence of a conflict already held is
+// refused as stale, so many nodes reporting one conflict leave one record.
+func (n *Node) reportEquivocation(recs []*directory.Record) {
+	var pairs [][2]*directory.Record
+	for i, a := range recs {
+		if a.Type != directory.TypeEntry {
+			continue
+		}
+		if c, ok := n.state.Conflicting(a); ok {
+			pairs = append(pairs, [2]*directory.Record{a, c})
+		}
+		for _, b := range recs[i+1:] {
+			if b.Type == directory.TypeEntry {
+				pairs = append(pairs, [2]*directory.Record{a, b})
+			}
+		}
+	}
+	if len(pairs) == 0 {
+		return
+	}
+	n.wg.Go(func() {
+		for _, p := range pairs {
+			ev, err := directory.NewEvidence(p[0], p[1], n.id)
+			if err != nil {
+				continue // not a conflict (an older seq it superseded)
+			}
+			if _, err := n.Publish(n.ctx, ev); err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrStale) {
+				n.log.Warn("equivocation evidence not published", "err", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// A member equivocates while a third node is offline; then the stewards
+// rotate the read key. The steward's node, restarted, still reports the
+// equivocation (the losing version is stored nowhere: only the evidence
+// record it published keeps the report), and the third node, coming back
+// with only the old key, learns of it by sync through the rotation.
+func TestEquivocationEvidenceSurvivesRestartAndRotation(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, witness, late := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	s := startNode(t, cfgS)
+	cfgW := testConfig(t, nw, witness, t.TempDir())
+	cfgW.Bootstrap = []string{addr(s)}
+	w := startNode(t, cfgW)
+	topicUp(t, 1, s, w)
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo"), nw.Admit(t, witness, "Testigo"), nw.Admit(t, late, "Tardía"))
+	waitFor(t, 15*time.Second, "both nodes to agree", func() bool { return sameDigest([]*Node{s, w}, ref.digest()) })
+
+	x := entryRec(t, nw, org, "asesoria", 1)
+	ye := dirtest.SampleEntry("asesoria", 1, nw.Now)
+	ye.Service.Contacts[0].Value = "+52 55 9999 9999" // the attacker's number
+	y := nw.Sign(t, ye, org)
+	done := make(chan error, 2)
+	go func() { _, err := s.Publish(t.Context(), x); done <- err }()
+	go func() { _, err := w.Publish(t.Context(), y); done <- err }()
+	for range 2 {
+		if err := <-done; err != nil && !errors.Is(err, directory.ErrDuplicate) {
+			t.Fatalf("publishing one side of the equivocation: %v", err)
+		}
+	}
+	reports := func(n *Node) bool {
+		return slices.ContainsFunc(n.State().Equivocations(), func(e directory.Equivocation) bool {
+			return e.Key == org.Public() && slices.Contains(e.Hashes, x.Hash()) && slices.Contains(e.Hashes, y.Hash())
+		})
+	}
+	holdsEvidence := func(n *Node) bool {
+		return slices.ContainsFunc(n.State().Records(), func(r *directory.Record) bool { return r.Type == directory.TypeEvidence })
+	}
+	waitFor(t, 15*time.Second, "both nodes to report and hold evidence", func() bool {
+		return reports(s) && reports(w) && holdsEvidence(s) && holdsEvidence(w)
+	})
+
+	// The stewards rotate; the late node is a recipient but offline.
+	epoch2, err := s.Rotate(t.Context(), directory.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval, err := directory.NewApproval(epoch2, nw.Stewards[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, s, approval)
+	waitFor(t, 15*time.Second, "epoch 2 on both nodes", func() bool {
+		return s.Status().KeyEpoch == 2 && w.Status().KeyEpoch == 2 && s.sealEpoch() == 2
+	})
+
+	// Restart the steward's node.
+	keys := s.Keyring()
+	s.Close()
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: keys}
+	cfgS.Listen = loopback
+	s = startNode(t, cfgS)
+	if !reports(s) || !holdsEvidence(s) {
+		t.Fatalf("after a restart the steward's node reports %+v", s.State().Equivocations())
+	}
+
+	// The late node: only epoch 1's key, and only the restarted node as a
+	// peer, which holds the winning version and the evidence.
+	cfgL := testConfig(t, nw, late, t.TempDir())
+	cfgL.Bootstrap = []string{addr(s)}
+	l := startNode(t, cfgL)
+	waitFor(t, 20*time.Second, "the late node to take epoch 2 and report the equivocation", func() bool {
+		return l.Status().KeyEpoch == 2 && reports(l)
+	})
+	t.Logf("late node: %+v", l.State().Equivocations())
+}

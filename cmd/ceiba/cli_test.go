@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,7 +167,10 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-func startDaemon(t *testing.T, home, apiPort string) {
+// startDaemon starts "ceiba daemon" for home and waits for its API. The
+// returned stop interrupts it and waits for it to exit; it also runs at
+// the test's end.
+func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
@@ -175,20 +179,25 @@ func startDaemon(t *testing.T, home, apiPort string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
-			return
+			return stop
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
+	return nil
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

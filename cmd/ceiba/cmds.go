@@ -263,7 +263,7 @@ service:
   name: Asesoría jurídica para personas defensoras
   description: >-
     Acompañamiento legal en solicitudes de asilo y medidas de protección.
-  # active, inactive or temporarily-closed
+  # active (if left out), inactive or temporarily-closed
   status: active
   # legal, shelter, health, psychosocial, digital-security, migration, work,
   # education, food, financial, protection, documentation, accompaniment
@@ -312,6 +312,11 @@ func parseEntryFile(path string) (api.PublishRequest, error) {
 	}
 	if req.Service == nil {
 		return req, fmt.Errorf("%s has no service: section (see \"ceiba entry template\")", path)
+	}
+	// An entry that says nothing of its status is open: asking every
+	// organization to write "status: active" only makes files fail.
+	if req.Service.Status == "" {
+		req.Service.Status = "active"
 	}
 	if err := directory.CheckService(req.Service); err != nil {
 		return req, fmt.Errorf("%s: %v", path, err)
@@ -805,12 +810,20 @@ func importCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/import", b, &res); err != nil {
 				return err
 			}
-			return g.print(res, func() {
+			if err := g.print(res, func() {
 				fmt.Printf("Imported %d new records (%d already known, %d rejected).\n", res.Added, res.Known, res.Rejected)
 				for _, r := range res.Reasons {
 					fmt.Println("  rejected: " + r)
 				}
-			})
+			}); err != nil {
+				return err
+			}
+			// A refused record may be a damaged or tampered bundle: a
+			// script must not take the import for a full one.
+			if res.Rejected > 0 {
+				return fmt.Errorf("%d of the bundle's %d records were refused; the others were imported", res.Rejected, res.Added+res.Known+res.Rejected)
+			}
+			return nil
 		},
 	}
 }

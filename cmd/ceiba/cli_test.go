@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -171,6 +170,13 @@ func equalMaps(a, b map[string]string) bool {
 // returned stop interrupts it and waits for it to exit; it also runs at
 // the test's end.
 func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
+	stop, _ = startDaemonProcess(t, home, apiPort)
+	return stop
+}
+
+// startDaemonProcess is startDaemon that also returns a channel closed
+// when the process has exited, by itself or by stop.
+func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
@@ -179,12 +185,14 @@ func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
+	done := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(done)
+	}()
 	stop = func() {
-		once.Do(func() {
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		})
+		cmd.Process.Signal(os.Interrupt)
+		<-done
 	}
 	t.Cleanup(stop)
 	deadline := time.Now().Add(20 * time.Second)
@@ -192,12 +200,12 @@ func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
-			return stop
+			return stop, done
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
-	return nil
+	return nil, nil
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -832,19 +833,15 @@ func wipeCmd(g *globals) *cobra.Command {
 	var yes bool
 	cmd := &cobra.Command{
 		Use:   "wipe",
-		Short: "Destroy this device's keys and directory copy",
-		Long:  "Overwrites and deletes the keystore, then deletes the whole Ceiba home. Stop the daemon first.",
-		Args:  args(0, "no arguments"),
+		Short: "Destroy this device's keys and directory copy, stopping the daemon",
+		Long: "Overwrites and deletes the keystore, then deletes the whole Ceiba home. If the daemon\n" +
+			"is running for this home, it does this itself and exits: one step, for when someone\n" +
+			"is at the door. The web UI has the same action (My services → Wipe this device).",
+		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h := g.homeDir()
 			if _, err := os.Stat(h.KeysPath()); err != nil {
 				return fmt.Errorf("no Ceiba keys in %s", h.Dir)
-			}
-			if c, err := g.client(); err == nil {
-				var s api.Status
-				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
-					return errors.New("the daemon is still running for this home: stop it first")
-				}
 			}
 			if !yes {
 				fmt.Fprintf(os.Stderr, "This destroys the keys and data in %s for good. Type \"wipe\" to go on: ", h.Dir)
@@ -854,15 +851,46 @@ func wipeCmd(g *globals) *cobra.Command {
 					return errors.New("nothing wiped")
 				}
 			}
+			if c, err := g.client(); err == nil {
+				var s api.Status
+				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
+					// The daemon holds the store open: it wipes and exits.
+					if err := c.Do(cmd.Context(), http.MethodPost, "/v1/wipe", nil, nil); err != nil {
+						return fmt.Errorf("the daemon could not wipe this home: %w", err)
+					}
+					if err := waitDaemonGone(cmd.Context(), c); err != nil {
+						return err
+					}
+				}
+			}
+			// Also what a daemon left, or the whole home when none ran.
 			if err := daemon.Wipe(h); err != nil {
 				return err
 			}
-			fmt.Fprintln(os.Stderr, "Wiped.")
+			fmt.Fprintf(os.Stderr, "Wiped: the daemon is stopped, and the keys and directory copy in %s are destroyed.\n", h.Dir)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	return cmd
+}
+
+// waitDaemonGone waits until the daemon's API no longer answers: the
+// process has exited.
+func waitDaemonGone(ctx context.Context, c *api.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var s api.Status
+		if c.Do(ctx, http.MethodGet, "/v1/status", nil, &s) != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("the keys and data are wiped, but the daemon did not stop within 30s: stop it")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func versionCmd() *cobra.Command {

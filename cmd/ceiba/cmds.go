@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -893,14 +895,57 @@ func waitDaemonGone(ctx context.Context, c *api.Client) error {
 	}
 }
 
+// versionInfo is what "ceiba version --json" prints: enough to tell which
+// source and which dependencies a binary was built from.
+type versionInfo struct {
+	Version  string          `json:"version"`
+	Commit   string          `json:"commit,omitempty"`
+	Go       string          `json:"go"`
+	Protocol int             `json:"protocol"`
+	Modules  []moduleVersion `json:"modules"`
+}
+
+type moduleVersion struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	Sum     string `json:"sum,omitempty"`
+}
+
+func buildVersion() versionInfo {
+	v := versionInfo{Version: version, Commit: commit, Go: runtime.Version(), Protocol: directory.FormatVersion, Modules: []moduleVersion{}}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && v.Commit == "" {
+			v.Commit = s.Value
+		}
+	}
+	for _, m := range bi.Deps {
+		if m.Replace != nil {
+			m = m.Replace
+		}
+		v.Modules = append(v.Modules, moduleVersion{Path: m.Path, Version: m.Version, Sum: m.Sum})
+	}
+	return v
+}
+
 func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "version", Short: "Print the version", Args: args(0, "no arguments"),
+	cmd := &cobra.Command{
+		Use: "version", Short: "Print the version (--json: also the commit, Go version and module sums)", Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Printf("ceiba %s (protocol v%d)\n", version, directory.FormatVersion)
+			v := buildVersion()
+			if f := cmd.Flag("json"); f != nil && f.Changed {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			fmt.Printf("ceiba %s (protocol v%d, %s)\n", v.Version, v.Protocol, v.Go)
 			return nil
 		},
 	}
+	return cmd
 }
 
 func demoCmd() *cobra.Command {

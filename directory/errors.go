@@ -3,6 +3,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Sentinel errors name each reason a record can be refused. Callers match
@@ -48,10 +49,28 @@ type RejectError struct {
 }
 
 func (e *RejectError) Error() string {
-	if e.Detail == "" {
-		return fmt.Sprintf("%s record rejected: %v", e.Type, e.Reason)
+	// A record refused before its type could be read (it did not open, or
+	// did not decode) has Type 0, which names no type: say so instead of
+	// "type(0)".
+	what := "undecodable record"
+	if e.Type != 0 {
+		what = e.Type.String() + " record"
 	}
-	return fmt.Sprintf("%s record rejected: %v: %s", e.Type, e.Reason, e.Detail)
+	// Detail is often the text of an error that wraps Reason already
+	// ("malformed encoding: cbor: …"); say the reason once.
+	detail := e.Detail
+	if e.Reason != nil {
+		r := e.Reason.Error()
+		if detail == r {
+			detail = ""
+		} else {
+			detail = strings.TrimPrefix(detail, r+": ")
+		}
+	}
+	if detail == "" {
+		return fmt.Sprintf("%s rejected: %v", what, e.Reason)
+	}
+	return fmt.Sprintf("%s rejected: %v: %s", what, e.Reason, detail)
 }
 
 func (e *RejectError) Unwrap() error { return e.Reason }

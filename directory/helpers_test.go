@@ -2,6 +2,7 @@ package directory_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ceiba-network/ceiba/directory"
@@ -48,6 +49,16 @@ func wantReject(t testing.TB, err, reason error) {
 	var re *directory.RejectError
 	if !errors.As(err, &re) {
 		t.Fatalf("err = %T %v, want a *RejectError", err, err)
+	}
+	// What a person reads: the reason once ("encoding is not canonical:
+	// encoding is not canonical" said nothing more), and a record whose
+	// type could not be read named as such, not "type(0)".
+	msg := err.Error()
+	if n := strings.Count(msg, reason.Error()); n != 1 {
+		t.Fatalf("error %q says %q %d times, want once", msg, reason.Error(), n)
+	}
+	if strings.Contains(msg, "type(0)") {
+		t.Fatalf("error %q names a type the record does not have", msg)
 	}
 }
 

@@ -42,7 +42,7 @@ func connectTo(t *testing.T, h host.Host, n *Node) {
 // A keyless peer floods the topic for as long as honest members publish:
 // random bytes, messages above the size cap, records sealed under a key it
 // made up, and replays of the honest messages it sees go by. Every honest
-// entry is still searchable on every honest node within a bound, the
+// entry is still searchable on every honest node while the flood goes on, the
 // honest state is exactly what was published, and the flooder ends up
 // graylisted (or dropped from the topic) by the node it flooded.
 func TestFloodedNodesStayResponsive(t *testing.T) {
@@ -76,25 +76,25 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	// Whether the flooder was graylisted or dropped at any point while it
 	// flooded: its score decays once it stops, and a loaded machine can
 	// take long enough over the honest checks below for it to recover.
-	var caught atomic.Bool
+	// The flood goes on until then, however long a loaded machine takes.
+	caught := make(chan struct{})
 	flooderCaught := func() bool {
 		s, ok := a.PeerScore(m.ID())
 		return (ok && s < GraylistThreshold) || !slices.Contains(a.topic.ListPeers(), m.ID())
 	}
 	wg.Go(func() {
+		// GossipSub reports no event when a score crosses a threshold:
+		// the score is read as it changes, every heartbeat or so.
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
-		for !caught.Load() {
+		for !flooderCaught() {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
-				if flooderCaught() {
-					caught.Store(true)
-				}
-
 			}
 		}
+		close(caught)
 	})
 	wg.Go(func() {
 		tick := time.NewTicker(10 * time.Millisecond)
@@ -140,15 +140,17 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	})
 
 	// Honest publications during the flood, one every 300 ms (pacing,
-	// so the flood lasts a few seconds).
-	const bound = 5 * time.Second
+	// so the flood lasts a few seconds). Each waits on the flooded nodes'
+	// events, not on a clock: how fast is for the benchmarks; here what
+	// matters is that every entry arrives while the flood goes on.
+	flooded := nodeEvents(t, a, b)
 	var worst time.Duration
 	for i := range 10 {
 		time.Sleep(300 * time.Millisecond)
 		e := entryRec(t, nw, org, "servicio-"+string(rune('a'+i)), 1)
 		start := time.Now()
 		ref.publish(c, e)
-		waitFor(t, bound, "an entry published during the flood to be searchable everywhere", func() bool {
+		waitEvent(t, flooded, "an entry published during the flood to be searchable everywhere", func() bool {
 			return a.State().Has(e.Hash()) && b.State().Has(e.Hash())
 		})
 		worst = max(worst, time.Since(start))
@@ -158,8 +160,13 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	old := entryRec(t, nw, org, "servicio-a", 1)
 	newer := entryRec(t, nw, org, "servicio-a", 2)
 	ref.publish(c, newer)
-	waitFor(t, bound, "the update everywhere", func() bool { return a.State().Has(newer.Hash()) && b.State().Has(newer.Hash()) })
+	waitEvent(t, flooded, "the update everywhere", func() bool { return a.State().Has(newer.Hash()) && b.State().Has(newer.Hash()) })
 	topic.Publish(t.Context(), directory.Seal(old, 1, nw.Key))
+	select {
+	case <-caught:
+	case <-time.After(hangLimit):
+		t.Fatalf("the flooder was neither graylisted nor dropped from the topic after %s of flooding", hangLimit)
+	}
 	close(stop)
 	wg.Wait()
 
@@ -173,9 +180,6 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 			t.Fatalf("a node stores %d records and pools %d", got, len(n.State().Hashes()))
 		}
 	}
-	waitFor(t, 10*time.Second, "the flooder to be graylisted or dropped from the topic", func() bool {
-		return caught.Load() || flooderCaught()
-	})
 	// What the flooder saw of the honest traffic is ciphertext: no name,
 	// no contact, no network name.
 	seen := captured()
@@ -190,8 +194,8 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 		}
 	}
 	score, _ := a.PeerScore(m.ID())
-	t.Logf("flood: %d messages sent (%d above the size cap, %d replays); worst publish→searchable on the flooded nodes %s (bound %s); flooder's score %.0f",
-		sent.Load(), oversized.Load(), replayed.Load(), worst.Round(time.Millisecond), bound, score)
+	t.Logf("flood: %d messages sent (%d above the size cap, %d replays); worst publish→searchable on the flooded nodes %s; flooder's score %.0f",
+		sent.Load(), oversized.Load(), replayed.Load(), worst.Round(time.Millisecond), score)
 }
 
 // spyValidator is a DHT validator that accepts anything and remembers

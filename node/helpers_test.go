@@ -77,6 +77,49 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// hangLimit only turns a hang into a failure that names what it waited
+// for; it is no speed target (those are benchmarks), and a loaded machine
+// stays far below it.
+const hangLimit = 2 * time.Minute
+
+// nodeEvents signals whenever one of the nodes reports an event, for
+// waitEvent.
+func nodeEvents(t testing.TB, nodes ...*Node) <-chan struct{} {
+	wake := make(chan struct{}, 1)
+	for _, n := range nodes {
+		evs, unsub := n.Subscribe()
+		t.Cleanup(unsub)
+		go func() {
+			for range evs {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	return wake
+}
+
+// waitEvent checks cond again each time the nodes behind wake report an
+// event (and each second, in case the last event came before the state
+// showed it), until it holds.
+func waitEvent(t testing.TB, wake <-chan struct{}, what string, cond func() bool) {
+	t.Helper()
+	hang := time.NewTimer(hangLimit)
+	defer hang.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-hang.C:
+			t.Fatalf("nothing changed it in %s: waiting for %s", hangLimit, what)
+		}
+	}
+}
+
 func mustPublish(t testing.TB, n *Node, recs ...*directory.Record) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -166,7 +166,17 @@ func equalMaps(a, b map[string]string) bool {
 	return true
 }
 
-func startDaemon(t *testing.T, home, apiPort string) {
+// startDaemon starts "ceiba daemon" for home and waits for its API. The
+// returned stop interrupts it and waits for it to exit; it also runs at
+// the test's end.
+func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
+	stop, _ = startDaemonProcess(t, home, apiPort)
+	return stop
+}
+
+// startDaemonProcess is startDaemon that also returns a channel closed
+// when the process has exited, by itself or by stop.
+func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
@@ -175,20 +185,27 @@ func startDaemon(t *testing.T, home, apiPort string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() {
 		cmd.Wait()
-	})
+		close(done)
+	}()
+	stop = func() {
+		cmd.Process.Signal(os.Interrupt)
+		<-done
+	}
+	t.Cleanup(stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
-			return
+			return stop, done
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
+	return nil, nil
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

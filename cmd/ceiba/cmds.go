@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -263,7 +266,7 @@ service:
   name: Asesoría jurídica para personas defensoras
   description: >-
     Acompañamiento legal en solicitudes de asilo y medidas de protección.
-  # active, inactive or temporarily-closed
+  # active (if left out), inactive or temporarily-closed
   status: active
   # legal, shelter, health, psychosocial, digital-security, migration, work,
   # education, food, financial, protection, documentation, accompaniment
@@ -312,6 +315,11 @@ func parseEntryFile(path string) (api.PublishRequest, error) {
 	}
 	if req.Service == nil {
 		return req, fmt.Errorf("%s has no service: section (see \"ceiba entry template\")", path)
+	}
+	// An entry that says nothing of its status is open: asking every
+	// organization to write "status: active" only makes files fail.
+	if req.Service.Status == "" {
+		req.Service.Status = "active"
 	}
 	if err := directory.CheckService(req.Service); err != nil {
 		return req, fmt.Errorf("%s: %v", path, err)
@@ -830,12 +838,20 @@ func importCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/import", b, &res); err != nil {
 				return err
 			}
-			return g.print(res, func() {
+			if err := g.print(res, func() {
 				fmt.Printf("Imported %d new records (%d already known, %d rejected).\n", res.Added, res.Known, res.Rejected)
 				for _, r := range res.Reasons {
 					fmt.Println("  rejected: " + r)
 				}
-			})
+			}); err != nil {
+				return err
+			}
+			// A refused record may be a damaged or tampered bundle: a
+			// script must not take the import for a full one.
+			if res.Rejected > 0 {
+				return fmt.Errorf("%d of the bundle's %d records were refused; the others were imported", res.Rejected, res.Added+res.Known+res.Rejected)
+			}
+			return nil
 		},
 	}
 }
@@ -844,19 +860,15 @@ func wipeCmd(g *globals) *cobra.Command {
 	var yes bool
 	cmd := &cobra.Command{
 		Use:   "wipe",
-		Short: "Destroy this device's keys and directory copy",
-		Long:  "Overwrites and deletes the keystore, then deletes the whole Ceiba home. Stop the daemon first.",
-		Args:  args(0, "no arguments"),
+		Short: "Destroy this device's keys and directory copy, stopping the daemon",
+		Long: "Overwrites and deletes the keystore, then deletes the whole Ceiba home. If the daemon\n" +
+			"is running for this home, it does this itself and exits: one step, for when someone\n" +
+			"is at the door. The web UI has the same action (My services → Wipe this device).",
+		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h := g.homeDir()
 			if _, err := os.Stat(h.KeysPath()); err != nil {
 				return fmt.Errorf("no Ceiba keys in %s", h.Dir)
-			}
-			if c, err := g.client(); err == nil {
-				var s api.Status
-				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
-					return errors.New("the daemon is still running for this home: stop it first")
-				}
 			}
 			if !yes {
 				fmt.Fprintf(os.Stderr, "This destroys the keys and data in %s for good. Type \"wipe\" to go on: ", h.Dir)
@@ -866,10 +878,23 @@ func wipeCmd(g *globals) *cobra.Command {
 					return errors.New("nothing wiped")
 				}
 			}
+			if c, err := g.client(); err == nil {
+				var s api.Status
+				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
+					// The daemon holds the store open: it wipes and exits.
+					if err := c.Do(cmd.Context(), http.MethodPost, "/v1/wipe", nil, nil); err != nil {
+						return fmt.Errorf("the daemon could not wipe this home: %w", err)
+					}
+					if err := waitDaemonGone(cmd.Context(), c); err != nil {
+						return err
+					}
+				}
+			}
+			// Also what a daemon left, or the whole home when none ran.
 			if err := daemon.Wipe(h); err != nil {
 				return err
 			}
-			fmt.Fprintln(os.Stderr, "Wiped.")
+			fmt.Fprintf(os.Stderr, "Wiped: the daemon is stopped, and the keys and directory copy in %s are destroyed.\n", h.Dir)
 			return nil
 		},
 	}
@@ -877,14 +902,75 @@ func wipeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// waitDaemonGone waits until the daemon's API no longer answers: the
+// process has exited.
+func waitDaemonGone(ctx context.Context, c *api.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		var s api.Status
+		if c.Do(ctx, http.MethodGet, "/v1/status", nil, &s) != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("the keys and data are wiped, but the daemon did not stop within 30s: stop it")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// versionInfo is what "ceiba version --json" prints: enough to tell which
+// source and which dependencies a binary was built from.
+type versionInfo struct {
+	Version  string          `json:"version"`
+	Commit   string          `json:"commit,omitempty"`
+	Go       string          `json:"go"`
+	Protocol int             `json:"protocol"`
+	Modules  []moduleVersion `json:"modules"`
+}
+
+type moduleVersion struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	Sum     string `json:"sum,omitempty"`
+}
+
+func buildVersion() versionInfo {
+	v := versionInfo{Version: version, Commit: commit, Go: runtime.Version(), Protocol: directory.FormatVersion, Modules: []moduleVersion{}}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && v.Commit == "" {
+			v.Commit = s.Value
+		}
+	}
+	for _, m := range bi.Deps {
+		if m.Replace != nil {
+			m = m.Replace
+		}
+		v.Modules = append(v.Modules, moduleVersion{Path: m.Path, Version: m.Version, Sum: m.Sum})
+	}
+	return v
+}
+
 func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use: "version", Short: "Print the version", Args: args(0, "no arguments"),
+	cmd := &cobra.Command{
+		Use: "version", Short: "Print the version (--json: also the commit, Go version and module sums)", Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Printf("ceiba %s (protocol v%d)\n", version, directory.FormatVersion)
+			v := buildVersion()
+			if f := cmd.Flag("json"); f != nil && f.Changed {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			fmt.Printf("ceiba %s (protocol v%d, %s)\n", v.Version, v.Protocol, v.Go)
 			return nil
 		},
 	}
+	return cmd
 }
 
 func demoCmd() *cobra.Command {

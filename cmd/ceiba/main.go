@@ -21,8 +21,12 @@ import (
 	"github.com/ceiba-network/ceiba/node/daemon"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
 
 type globals struct {
 	home           string

@@ -45,6 +45,12 @@ type Daemon struct {
 	node *node.Node
 
 	invites *inviteBook
+	// wiped is set (under mu) once WipeAndStop has destroyed the home:
+	// nothing may start the node or write the keys again. exit closes
+	// then, and Wait returns.
+	wiped    bool
+	exit     chan struct{}
+	exitOnce sync.Once
 	// rotateAuto, when set (by tests, under mu), makes the automatic
 	// rotation instead of rotate, so a test can make it fail.
 	rotateAuto func(context.Context, *node.Node, directory.Hash) error
@@ -80,7 +86,7 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		log = slog.Default()
 	}
 	dctx, cancel := context.WithCancel(context.Background())
-	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, id: ks.Identity, stop: cancel, ctx: dctx}
+	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, id: ks.Identity, stop: cancel, ctx: dctx, exit: make(chan struct{})}
 	if d.invites, err = loadInvites(h.InvitesPath()); err != nil {
 		cancel()
 		return nil, err
@@ -119,6 +125,9 @@ func (d *Daemon) startNode(ctx context.Context) error {
 	defer d.mu.Unlock()
 	if d.node != nil {
 		return nil
+	}
+	if d.wiped {
+		return errWiped
 	}
 	netID, joined, err := d.cfg.NetworkID()
 	if err != nil || !joined {
@@ -163,6 +172,12 @@ func (d *Daemon) startNode(ctx context.Context) error {
 // saveKeys persists the keystore after the node added a read key, and
 // adopts it as the daemon's copy.
 func (d *Daemon) saveKeys(ks *directory.Keystore) error {
+	d.mu.Lock()
+	wiped := d.wiped
+	d.mu.Unlock()
+	if wiped {
+		return errWiped
+	}
 	if err := directory.SaveKeystore(d.home.KeysPath(), ks, d.opts.Passphrase, d.opts.WorkFactor); err != nil {
 		return err
 	}
@@ -199,10 +214,44 @@ func (d *Daemon) Close() error {
 	return err
 }
 
-// Wait blocks until ctx ends, then closes the daemon.
+// Wait blocks until ctx ends or WipeAndStop has run, then closes the
+// daemon.
 func (d *Daemon) Wait(ctx context.Context) error {
-	<-ctx.Done()
-	return d.Close()
+	select {
+	case <-ctx.Done():
+	case <-d.exit:
+	}
+	err := d.Close()
+	d.mu.Lock()
+	wiped := d.wiped
+	d.mu.Unlock()
+	if wiped {
+		// Whatever a worker wrote between the wipe and its end goes too.
+		return Wipe(d.home)
+	}
+	return err
+}
+
+var errWiped = errors.New("this node's keys and data were wiped")
+
+// WipeAndStop is the panic button: it stops the node (which lets go of
+// the store), overwrites and deletes the keystore, deletes the whole home,
+// and then makes Wait return, so the daemon process exits. The API answers
+// the request that asked for it before it closes.
+func (d *Daemon) WipeAndStop() error {
+	d.mu.Lock()
+	d.wiped = true
+	n := d.node
+	d.node = nil
+	d.mu.Unlock()
+	d.log.Warn("wiping this home's keys and data, then stopping", "home", d.home.Dir)
+	d.stop()
+	if n != nil {
+		n.Close()
+	}
+	err := Wipe(d.home)
+	d.exitOnce.Do(func() { close(d.exit) })
+	return err
 }
 
 // Wipe destroys a home's keys and cache: the keystore is overwritten before

@@ -141,6 +141,10 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.Import(r.Context(), b)
 		reply(w, res, err)
 	})
+	// The panic button: keys and copy destroyed, then the daemon exits.
+	write("POST /v1/wipe", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]bool{"wiped": true}, d.WipeAndStop())
+	})
 	d.opsRoutes(mux)
 	// The web UI answers everything the API does not.
 	mux.Handle("/", webui.New(d, d.token))

@@ -27,6 +27,7 @@ type node struct {
 	d     *daemon.Daemon
 	url   string
 	token string
+	home  string
 }
 
 func startNode(t *testing.T, name string) *node {
@@ -45,7 +46,7 @@ func startNode(t *testing.T, name string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &node{d: d, url: "http://" + d.APIAddr(), token: tok}
+	return &node{d: d, url: "http://" + d.APIAddr(), token: tok, home: h.Dir}
 }
 
 // startNetwork makes two stewards (both must approve admissions and

@@ -320,3 +320,5 @@ func (f *fakeNode) Propose(_ context.Context, req api.ProposeRequest) (api.Propo
 func (f *fakeNode) Rotate(context.Context) (api.Proposal, error) {
 	return api.Proposal{}, errors.New("the fake does not rotate keys")
 }
+
+func (f *fakeNode) WipeAndStop() error { return errors.New("the fake does not wipe") }

@@ -33,6 +33,9 @@ type Backend interface {
 	Approve(ctx context.Context, ref string) (api.Proposal, error)
 	Propose(ctx context.Context, req api.ProposeRequest) (api.Proposal, error)
 	Rotate(ctx context.Context) (api.Proposal, error)
+	// WipeAndStop destroys this home's keys and copy, then stops the
+	// daemon (after this request is answered).
+	WipeAndStop() error
 }
 
 //go:embed templates/*.html
@@ -107,6 +110,9 @@ func (u *ui) routes() {
 	m.HandleFunc("GET /org/invite", u.withSession(u.inviteForm))
 	m.HandleFunc("POST /org/invite", u.withSession(u.invite))
 	m.HandleFunc("GET /org/invite/qr", u.withSession(u.inviteQR))
+
+	m.HandleFunc("GET /wipe", u.withSession(u.wipeForm))
+	m.HandleFunc("POST /wipe", u.withSession(u.wipe))
 
 	m.HandleFunc("GET /steward", u.withSession(u.steward))
 	m.HandleFunc("POST /steward/approve", u.withSession(u.approve))

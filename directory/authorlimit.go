@@ -245,11 +245,21 @@ func (s *State) Usage(pub PublicKey) AuthorUsage {
 // HeldSeq returns the seq of the version of pub's entry id this state
 // holds, if it holds one that has not expired.
 func (s *State) HeldSeq(pub PublicKey, id string) (uint64, bool) {
+	e, ok := s.HeldEntry(pub, id)
+	if !ok {
+		return 0, false
+	}
+	return e.Seq, true
+}
+
+// HeldEntry is the live version of pub's entry id this state holds. The
+// caller must not modify it.
+func (s *State) HeldEntry(pub PublicKey, id string) (*Entry, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	slot := s.entries[pub][id]
 	if slot == nil || slot.expired {
-		return 0, false
+		return nil, false
 	}
-	return slot.entry.Seq, true
+	return slot.entry, true
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -228,6 +229,14 @@ func (n *Node) checkLocalEntry(r *directory.Record) error {
 		return err
 	}
 	if _, replaces := n.replacesHeld(r); !replaces {
+		return nil
+	}
+	if held, ok := n.state.HeldEntry(pub, e.ID); ok && held.Deleted == e.Deleted && reflect.DeepEqual(held.Service, e.Service) {
+		// A renewal: the same service with a later expiry. An
+		// organization renews every entry before it expires, often all
+		// at once; refusing here would keep its listings from expiring
+		// only by making it wait hours. Other nodes still forward
+		// renewals within the rate, and sync brings the rest.
 		return nil
 	}
 	perHour := n.updatesPerHour()

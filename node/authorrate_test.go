@@ -94,4 +94,15 @@ func TestPublishOverAuthorRateSaysWhen(t *testing.T) {
 	}
 	// A new entry is not an update: the live-entry limits bound those.
 	mustPublish(t, n, entryRec(t, nw, org, "albergue", 1))
+
+	// Renewals (the same service, a later expiry) are not refused: an
+	// organization renews all its entries before they expire, at once.
+	for seq := uint64(2); seq <= uint64(3*burst)+2; seq++ {
+		e := dirtest.SampleEntry("albergue", seq, nw.Now)
+		e.Service.Name = "Asesoría jurídica albergue versión 1"
+		e.Expires += int64(seq)
+		if _, err := n.Publish(t.Context(), nw.Sign(t, e, org)); err != nil {
+			t.Fatalf("renewal %d of an unchanged entry refused: %v", seq-1, err)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hpke"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -83,25 +82,15 @@ func (p *EpochPage) find(t [PackageTagSize]byte) ([]byte, bool) {
 // already know k; whoever knows k (a member, a steward) can find whether
 // k has a package, as it could read the recipient list before.
 func PackageTag(net NetworkID, number uint64, rotation [16]byte, k PublicKey) [PackageTagSize]byte {
-	h := sha256.New()
-	h.Write([]byte("ceiba/v2/package-tag\x00"))
-	h.Write(net[:])
-	h.Write(binary.BigEndian.AppendUint64(nil, number))
-	h.Write(rotation[:])
-	h.Write(k[:])
+	full := domainHash("ceiba/v2/package-tag", net[:], binary.BigEndian.AppendUint64(nil, number), rotation[:], k[:])
 	var t [PackageTagSize]byte
-	copy(t[:], h.Sum(nil))
+	copy(t[:], full[:])
 	return t
 }
 
 // PageHash is what an Epoch lists for a page: the hash of the page body.
 func PageHash(body []byte) Hash {
-	h := sha256.New()
-	h.Write([]byte("ceiba/v2/epoch-page\x00"))
-	h.Write(body)
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	return domainHash("ceiba/v2/epoch-page", body)
 }
 
 // PaddedPackages is how many packages a rotation to n recipients carries:

@@ -196,11 +196,19 @@ func (r *Record) ProposalID() Hash {
 }
 
 func proposalID(net NetworkID, t RecordType, body []byte) Hash {
+	return domainHash("ceiba proposal v1", []byte{byte(t)}, net[:], body)
+}
+
+// domainHash is SHA-256 of domain, a zero byte and parts, concatenated:
+// every hash the protocol defines names its use first, so no two uses can
+// ever produce the same input.
+func domainHash(domain string, parts ...[]byte) Hash {
 	h := sha256.New()
-	h.Write([]byte("ceiba proposal v1\x00"))
-	h.Write([]byte{byte(t)})
-	h.Write(net[:])
-	h.Write(body)
+	h.Write([]byte(domain))
+	h.Write([]byte{0})
+	for _, p := range parts {
+		h.Write(p)
+	}
 	var out Hash
 	h.Sum(out[:0])
 	return out
@@ -349,10 +357,5 @@ func unwrapSentinel(err error) error {
 
 // GenesisID is the network ID a genesis charter body defines.
 func GenesisID(body []byte) NetworkID {
-	h := sha256.New()
-	h.Write([]byte("ceiba network v1\x00"))
-	h.Write(body)
-	var n NetworkID
-	h.Sum(n[:0])
-	return n
+	return NetworkID(domainHash("ceiba network v1", body))
 }

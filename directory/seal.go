@@ -183,15 +183,7 @@ func packageInfo(net NetworkID, epoch uint64, rotation [16]byte, recipient Publi
 // EpochKeyCommitment is the hash an epoch record carries of its read key,
 // bound to the network, the epoch number and the rotation ID.
 func EpochKeyCommitment(net NetworkID, number uint64, rotation [16]byte, key ReadKey) Hash {
-	h := sha256.New()
-	h.Write([]byte("ceiba/v2/epoch-key\x00"))
-	h.Write(net[:])
-	h.Write(binary.BigEndian.AppendUint64(nil, number))
-	h.Write(rotation[:])
-	h.Write(key[:])
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	return domainHash("ceiba/v2/epoch-key", net[:], binary.BigEndian.AppendUint64(nil, number), rotation[:], key[:])
 }
 
 // VerifyEpochKey reports whether key is the read key epoch e commits to:

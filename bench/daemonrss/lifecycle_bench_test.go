@@ -2,10 +2,8 @@ package daemonrss
 
 import (
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -27,17 +25,12 @@ func BenchmarkDaemonLifecycleRSS(b *testing.B) {
 		steward, org := b.TempDir(), b.TempDir()
 		cli := func(home string, args ...string) string {
 			b.Helper()
-			cmd := exec.Command(bin, append([]string{"--home", home}, args...)...)
-			cmd.Env = env
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				b.Fatalf("ceiba %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
+			out, cmd := runCeiba(b, bin, env, home, args...)
 			if args[0] == "init" {
 				// Linux reports ru_maxrss in KiB.
 				initPeak = append(initPeak, float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024)
 			}
-			return string(out)
+			return out
 		}
 		for _, h := range []string{steward, org} {
 			cli(h, "init", "--local", "--name", "Prueba", "--api-port", strconv.Itoa(freePort(b)), "--p2p-port", "0")

@@ -76,13 +76,8 @@ func measure(b *testing.B, bin string, n int) result {
 	env := append(os.Environ(), "CEIBA_PASSPHRASE="+passphrase, "CEIBA_KDF_WORK_FACTOR=10")
 	cli := func(args ...string) string {
 		b.Helper()
-		cmd := exec.Command(bin, append([]string{"--home", home}, args...)...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			b.Fatalf("ceiba %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
+		out, _ := runCeiba(b, bin, env, home, args...)
+		return out
 	}
 	cli("init", "--local", "--name", "Colectivo de Prueba", "--api-port", strconv.Itoa(port), "--p2p-port", "0")
 	d := startDaemon(b, bin, home, env)
@@ -282,6 +277,19 @@ func (d *daemonProc) stop(b *testing.B) {
 		<-done
 		b.Fatalf("the daemon did not stop on SIGINT\n%s", d.log())
 	}
+}
+
+// runCeiba runs `ceiba --home home args...` and fails the benchmark if it
+// fails; it returns the output and the finished command (for its rusage).
+func runCeiba(b *testing.B, bin string, env []string, home string, args ...string) (string, *exec.Cmd) {
+	b.Helper()
+	cmd := exec.Command(bin, append([]string{"--home", home}, args...)...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("ceiba %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), cmd
 }
 
 func buildCeiba(b *testing.B) string {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -235,8 +236,17 @@ func TestRelayOnlyPeersSyncAndGossip(t *testing.T) {
 // adds a version fails here instead of silently losing relay-only peers),
 // and nothing else, alone or mixed in.
 func TestGossipHostAllowsOnlyGossipProtocols(t *testing.T) {
-	if !onlyGossip(pubsub.GossipSubDefaultProtocols) {
-		t.Fatalf("not every default GossipSub protocol is allowed on circuits: %v", pubsub.GossipSubDefaultProtocols)
+	// The node speaks every GossipSub version of the library's defaults
+	// but FloodSub (off, PROTOCOL.md §7).
+	meshsub := slices.DeleteFunc(slices.Clone(pubsub.GossipSubDefaultProtocols), func(p protocol.ID) bool { return p == pubsub.FloodSubID })
+	if !slices.Equal(meshsub, gossipProtocolIDs) {
+		t.Fatalf("the node speaks %v; the library's GossipSub versions are %v", gossipProtocolIDs, meshsub)
+	}
+	if !onlyGossip(gossipProtocolIDs) {
+		t.Fatalf("not every GossipSub protocol the node speaks is allowed on circuits: %v", gossipProtocolIDs)
+	}
+	if onlyGossip([]protocol.ID{pubsub.FloodSubID}) {
+		t.Fatal("FloodSub is allowed on circuits")
 	}
 	for _, pids := range [][]protocol.ID{
 		nil,

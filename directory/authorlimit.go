@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Per-author limits. One admitted member can otherwise make every node
@@ -69,13 +70,52 @@ func (p Policy) checkAuthorLimits() error {
 	return nil
 }
 
-// authorLimits are the two state-rule limits in force.
-type authorLimits struct{ entries, bytes int }
+// authorLimits are the state-rule limits in force on entries: the two
+// per-author limits, and the charter's max_record_bytes and
+// max_entry_lifetime, which decide whether an entry can be shown at all.
+type authorLimits struct {
+	entries, bytes int
+	recordBytes    int
+	lifetime       time.Duration
+}
 
 func (s *State) authorLimits() authorLimits { return s.policy().authorLimitsOf() }
 
 func (p Policy) authorLimitsOf() authorLimits {
-	return authorLimits{p.MaxAuthorLiveEntries(), p.MaxAuthorLiveBytes()}
+	return authorLimits{p.MaxAuthorLiveEntries(), p.MaxAuthorLiveBytes(), p.maxRecordBytes(), p.maxEntryLifetime()}
+}
+
+// Policy limits on one entry. Nodes accept an entry against the
+// protocol's hard limits only (MaxRecordBytes, the date range), and show it
+// only while it fits the current charter's max_record_bytes and
+// max_entry_lifetime. Refusing it instead would make the state depend on
+// whether an amendment lowering a limit arrived before or after the entry;
+// visibility is re-derived from the set whenever the charter changes. An
+// entry outside the policy is held like one beyond the per-author limits:
+// in the pool, counted against the pending quotas, out of the index and
+// the digest, and shown again if an amendment raises the limit.
+
+// outsidePolicy says why an entry of n encoded bytes may not be shown
+// under l, or "" if it may.
+func (l authorLimits) outsidePolicy(e *Entry, n int) string {
+	if n > l.recordBytes {
+		return fmt.Sprintf("the entry takes %d bytes; the network's charter allows %d", n, l.recordBytes)
+	}
+	if life := entryLife(e); life > l.lifetime {
+		return fmt.Sprintf("the entry lives %s from its issue date; the network's charter allows %s", days(life), days(l.lifetime))
+	}
+	return ""
+}
+
+// days says d in days, as organizations set an entry's expiry.
+func days(d time.Duration) string {
+	return fmt.Sprintf("%.4g days", d.Hours()/24)
+}
+
+// entryLife is how long e lives from its own issue date. Both dates are
+// within the protocol's range (Entry.check), so this cannot overflow.
+func entryLife(e *Entry) time.Duration {
+	return time.Duration(e.Expires-e.Issued) * time.Second
 }
 
 // slotUse is what one live entry slot weighs against its author's limits.
@@ -83,6 +123,25 @@ type slotUse struct {
 	rank SlotID
 	size int
 	id   string
+	// outside says the entry is beyond the charter's per-entry limits:
+	// held whatever the author's other entries weigh.
+	outside bool
+}
+
+// heldUses returns those of uses that are not shown: every one outside
+// the charter's per-entry limits, then those of the rest that lie beyond
+// the longest prefix, by rank, within the per-author limits. uses is
+// reordered in place.
+func heldUses(uses []slotUse, l authorLimits) []slotUse {
+	in := 0
+	for i := range uses {
+		if !uses[i].outside {
+			uses[in], uses[i] = uses[i], uses[in]
+			in++
+		}
+	}
+	keep := keptPrefix(uses[:in], l)
+	return append(slices.Clone(uses[in:]), uses[keep:in]...)
 }
 
 // keptPrefix returns how many of uses, sorted by rank, fit within the
@@ -106,15 +165,15 @@ func keptPrefix(uses []slotUse, l authorLimits) int {
 	return len(uses)
 }
 
-// liveUses lists pub's live slots, with slot id replaced by (or added as)
-// the given use when id is not empty.
-func (s *State) liveUses(pub PublicKey, repl slotUse) []slotUse {
+// liveUses lists pub's live slots weighed under l, with slot id replaced
+// by (or added as) the given use when id is not empty.
+func (s *State) liveUses(pub PublicKey, l authorLimits, repl slotUse) []slotUse {
 	var uses []slotUse
 	for id, slot := range s.entries[pub] {
 		if slot.expired || id == repl.id {
 			continue
 		}
-		uses = append(uses, slotUse{slot.rank, slot.size, id})
+		uses = append(uses, slotUse{slot.rank, slot.size, id, l.outsidePolicy(slot.entry, slot.size) != ""})
 	}
 	if repl.id != "" {
 		uses = append(uses, repl)
@@ -122,13 +181,13 @@ func (s *State) liveUses(pub PublicKey, repl slotUse) []slotUse {
 	return uses
 }
 
-// checkAuthorRoom refuses a new version of slot id, of n bytes, from an
-// active member when it would leave more of the author's entries beyond
-// the limits than the pending pool takes. It changes nothing.
-func (s *State) checkAuthorRoom(t RecordType, pub PublicKey, id string, n int) error {
+// checkAuthorRoom refuses a new version e, of n bytes, from an active
+// member when it would leave more of the author's entries held (beyond the
+// limits) than the pending pool takes. It changes nothing.
+func (s *State) checkAuthorRoom(t RecordType, pub PublicKey, e *Entry, n int) error {
 	l := s.authorLimits()
-	uses := s.liveUses(pub, slotUse{SlotIDOf(entrySlotName(pub, id)), n, id})
-	over := len(uses) - keptPrefix(uses, l)
+	uses := s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, l.outsidePolicy(e, n) != ""})
+	over := len(heldUses(uses, l))
 	if over == 0 {
 		return nil
 	}
@@ -153,11 +212,11 @@ func usesBytes(uses []slotUse) int {
 // while it is.
 func (s *State) settleAuthor(pub PublicKey) {
 	active := s.activeMember(pub)
-	uses := s.liveUses(pub, slotUse{})
+	l := s.authorLimits()
+	uses := s.liveUses(pub, l, slotUse{})
 	over := map[string]bool{}
 	if active {
-		keep := keptPrefix(uses, s.authorLimits())
-		for _, u := range uses[keep:] {
+		for _, u := range heldUses(uses, l) {
 			over[u.id] = true
 		}
 	}
@@ -178,7 +237,7 @@ func (s *State) settleAuthor(pub PublicKey) {
 }
 
 // settleAuthorLimits re-derives every author when the charter in force
-// changed the limits.
+// changed the limits, the per-entry ones included.
 func (s *State) settleAuthorLimits() {
 	if l := s.authorLimits(); l != s.limitsSettled {
 		s.limitsSettled = l
@@ -197,14 +256,31 @@ type AuthorUsage struct {
 }
 
 // CheckPublish says whether a new version of entry e, of n encoded bytes,
-// from pub would be within the charter's per-author limits: a publishing
-// node asks before it signs, so an honest member never has an entry held
-// back by the network.
+// from pub would be within the charter's per-entry and per-author limits:
+// a publishing node asks before it signs, so an honest member never has an
+// entry held back by the network.
 func (s *State) CheckPublish(pub PublicKey, e *Entry, n int) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	l := s.authorLimits()
-	uses := s.liveUses(pub, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID})
+	// A tombstone outside the lifetime is still worth sending: it
+	// supersedes the version it deletes even while it is not shown, and it
+	// must outlive that version.
+	if why := l.outsidePolicy(e, n); why != "" && !e.Deleted {
+		err := ErrInvalid
+		if n > l.recordBytes {
+			err = ErrTooLarge
+		}
+		return reject(TypeEntry, err, "%s, so no node would show it", why)
+	}
+	// The author's other entries outside the policy are held whatever
+	// this one does; only those within it compete for the limits.
+	var uses []slotUse
+	for _, u := range s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, false}) {
+		if !u.outside {
+			uses = append(uses, u)
+		}
+	}
 	keep := keptPrefix(uses, l)
 	if keep == len(uses) {
 		return nil

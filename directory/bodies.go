@@ -47,8 +47,13 @@ const (
 	maxAuthorBytesCap          = 1 << 40
 )
 
-// MaxRecordSize is the largest record the charter lets nodes accept.
+// MaxRecordSize is the largest entry record nodes show, and the largest
+// record honest nodes make and store for others (see outsidePolicy).
 func (p Policy) MaxRecordSize() int { return p.maxRecordBytes() }
+
+// MaxEntryLife is the longest an entry may live, from its issue date to
+// its expiry, and still be shown.
+func (p Policy) MaxEntryLife() time.Duration { return p.maxEntryLifetime() }
 
 func (p Policy) maxRecordBytes() int {
 	if p.MaxRecordBytes == 0 {

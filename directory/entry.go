@@ -101,6 +101,12 @@ func (e *Entry) check() error {
 	if err := checkTime("issued", e.Issued); err != nil {
 		return fieldErr("issued", "%v", err)
 	}
+	if err := checkTime("expires", e.Expires); err != nil {
+		// The protocol's date range is the only bound on an entry's life a
+		// node checks on arrival; the charter's max_entry_lifetime decides
+		// only whether it is shown (see outsidePolicy).
+		return fieldErr("expires", "%v", err)
+	}
 	if e.Expires <= e.Issued {
 		return fieldErr("expires", "must be after issued")
 	}

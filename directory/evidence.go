@@ -17,8 +17,9 @@ import (
 //
 // First and Second are the two records' canonical encodings, the lower
 // record hash first, so one conflict has one body. Nothing smaller lets a
-// node check both signatures; the record may therefore be up to twice the
-// charter's max_record_bytes (EvidenceLimit).
+// node check both signatures; the record may therefore be larger than the
+// charter's max_record_bytes, which, like every record, it is not checked
+// against: only the protocol's MaxRecordBytes bounds it.
 type Evidence struct {
 	First  []byte `cbor:"1,keyasint"`
 	Second []byte `cbor:"2,keyasint"`
@@ -69,13 +70,6 @@ func NewEvidence(a, b *Record, reporter *Identity) (*Record, error) {
 		a, b = b, a
 	}
 	return NewRecord(a.Network, &Evidence{First: a.Encode(), Second: b.Encode()}, reporter)
-}
-
-// EvidenceLimit is the size an evidence record may have under a charter
-// allowing maxRecordBytes: two records and the envelope, within the
-// decoder's hard limit.
-func EvidenceLimit(maxRecordBytes int) int {
-	return min(2*maxRecordBytes+1024, MaxRecordBytes)
 }
 
 // evidenceSlotName is the slot of the evidence of one conflict, named by

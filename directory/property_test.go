@@ -70,23 +70,24 @@ func TestApplyOrderIndependent(t *testing.T) {
 	// A generator that stopped producing the hard cases would let the
 	// property pass vacuously.
 	for what, n := range map[string]int{
-		"visible entries":                   cover.visible,
-		"charter amendments in force":       cover.amended,
-		"revoked keys":                      cover.revoked,
-		"revoked stewards":                  cover.revokedStewards,
-		"effective epochs":                  cover.epochs,
-		"rotations after a revocation":      cover.rotations,
-		"admitted readers":                  cover.readers,
-		"equivocations":                     cover.equivocations,
-		"charter or epoch forks":            cover.forks,
-		"tombstoned entries":                cover.tombstones,
-		"revocations before what they void": cover.revocationFirst,
-		"approvals before their proposal":   cover.approvalFirst,
-		"memberships left below threshold":  cover.belowThreshold,
-		"authors over a per-author limit":   cover.heldBack,
-		"shrinking updates":                 cover.shrinks,
-		"rotations of several pages":        cover.paged,
-		"pages that never arrive":           cover.partial,
+		"visible entries":                                       cover.visible,
+		"charter amendments in force":                           cover.amended,
+		"revoked keys":                                          cover.revoked,
+		"revoked stewards":                                      cover.revokedStewards,
+		"effective epochs":                                      cover.epochs,
+		"rotations after a revocation":                          cover.rotations,
+		"admitted readers":                                      cover.readers,
+		"equivocations":                                         cover.equivocations,
+		"charter or epoch forks":                                cover.forks,
+		"tombstoned entries":                                    cover.tombstones,
+		"revocations before what they void":                     cover.revocationFirst,
+		"approvals before their proposal":                       cover.approvalFirst,
+		"memberships left below threshold":                      cover.belowThreshold,
+		"authors over a per-author limit":                       cover.heldBack,
+		"shrinking updates":                                     cover.shrinks,
+		"rotations of several pages":                            cover.paged,
+		"pages that never arrive":                               cover.partial,
+		"entries outside an amended charter's per-entry limits": cover.outside,
 	} {
 		if n == 0 {
 			t.Errorf("no record set exercised %s", what)
@@ -99,6 +100,7 @@ type coverage struct {
 	equivocations, tombstones, revocationFirst, approvalFirst              int
 	belowThreshold, forks, heldBack, shrinks                               int
 	paged, partial, partialCurrent                                         int
+	outside                                                                int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -294,6 +296,7 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 		}
 	}
 	cover.tombstones += g.tombstones
+	cover.outside += g.outsidePolicy(want.Charter)
 	cover.belowThreshold += g.belowThreshold
 	cover.shrinks += g.shrinks
 	cover.paged += g.paged
@@ -370,6 +373,31 @@ func newGen(t *testing.T, rng *rand.Rand) *gen {
 }
 
 func (g *gen) add(r *directory.Record) { g.recs = append(g.recs, r) }
+
+// outsidePolicy counts the entries beyond the per-entry limits of the
+// generated charter of the given version (a fork may have won instead:
+// this is coverage, not the property).
+func (g *gen) outsidePolicy(version uint64) int {
+	if version < 2 || int(version) > len(g.versions) {
+		return 0
+	}
+	p := g.versions[version-1].charter.Policy
+	n := 0
+	for _, r := range g.recs {
+		if r.Type != directory.TypeEntry {
+			continue
+		}
+		b, err := r.DecodeBody()
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		e := b.(*directory.Entry)
+		if len(r.Encode()) > p.MaxRecordSize() || time.Duration(e.Expires-e.Issued)*time.Second > p.MaxEntryLife() {
+			n++
+		}
+	}
+	return n
+}
 
 func (g *gen) chance(p float64) bool { return g.rng.Float64() < p }
 
@@ -485,8 +513,17 @@ func (g *gen) amendment(prev charterVersionInfo, ids []*directory.Identity, k in
 		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
 	// Amendments set small per-author limits, different each time, so
-	// which entries count changes as charters arrive.
+	// which entries count changes as charters arrive; often they also
+	// lower the per-entry limits below what some entries already take
+	// (publishHeavy's sizes, entry's lifetimes), so which entries may be
+	// shown at all changes too.
 	policy := directory.Policy{MaxAuthorEntries: uint32(2 + g.rng.IntN(2)), MaxAuthorBytes: uint64(4096 + g.rng.IntN(4096))}
+	if g.chance(0.5) {
+		policy.MaxRecordBytes = uint32(4096 + g.rng.IntN(1024))
+	}
+	if g.chance(0.5) {
+		policy.MaxEntryLifetime = uint32((60 + g.rng.IntN(60)) * 24 * 3600)
+	}
 	c, err := directory.Amend(prev.charter, prev.id, stewards, k, policy, issued)
 	if err != nil {
 		g.t.Fatal(err)
@@ -541,6 +578,10 @@ func (g *gen) entry(id string, seq uint64, variant int) *directory.Entry {
 	s.Languages = [][]string{{"es"}, {"es", "en"}}[g.rng.IntN(2)]
 	s.Name = fmt.Sprintf("Servicio %s", id)
 	s.Description = fmt.Sprintf("%s, versión %d.%d", propWords[g.rng.IntN(len(propWords))], seq, variant)
+	if g.chance(0.4) {
+		// Lifetimes either side of what amendments allow.
+		e.Expires = g.now.Add(time.Duration(30+g.rng.IntN(150)) * 24 * time.Hour).Unix()
+	}
 	return e
 }
 

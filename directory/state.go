@@ -263,12 +263,15 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 		return reject(r.Type, ErrWrongNetwork, "")
 	}
 	p := s.policy()
-	limit := p.maxRecordBytes()
-	if r.Type == TypeEvidence {
-		limit = EvidenceLimit(limit) // it carries two records
-	}
-	if n > limit {
-		return reject(r.Type, ErrTooLarge, "%d bytes, charter allows %d", n, limit)
+	// Every record is accepted against the protocol's hard limit only, not
+	// the charter's max_record_bytes: a refusal cannot be undone, so
+	// checking the current charter would make the state depend on whether
+	// an amendment lowering it arrived first. Entries above the charter's
+	// limit are accepted but not shown (outsidePolicy); other records above
+	// it take effect, and honest nodes do not make them (they size epoch
+	// pages, and refuse to publish, by the current charter).
+	if n > MaxRecordBytes {
+		return reject(r.Type, ErrTooLarge, "%d bytes, the protocol allows %d", n, MaxRecordBytes)
 	}
 	inner := body
 	if a, ok := body.(*Approval); ok {
@@ -637,9 +640,6 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	if !s.now().Before(time.Unix(e.Expires, 0)) {
 		return false, reject(r.Type, ErrExpired, "entry %s expired %s", e.ID, time.Unix(e.Expires, 0).UTC().Format(time.RFC3339))
 	}
-	if life := time.Duration(e.Expires-e.Issued) * time.Second; life > s.policy().maxEntryLifetime() {
-		return false, reject(r.Type, ErrInvalid, "entry lives %s, charter allows %s", life, s.policy().maxEntryLifetime())
-	}
 	if len(s.grantsByKey[pub]) > 0 && s.members[pub] == nil {
 		return false, reject(r.Type, ErrNotMember, "signer %s is a reader; readers cannot publish", Fingerprint(pub))
 	}
@@ -694,7 +694,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 		}
 	}
 	if !pending {
-		if err := s.checkAuthorRoom(r.Type, pub, e.ID, n); err != nil {
+		if err := s.checkAuthorRoom(r.Type, pub, e, n); err != nil {
 			return false, err
 		}
 	}

@@ -106,3 +106,38 @@ func TestPublishOverAuthorRateSaysWhen(t *testing.T) {
 		}
 	}
 }
+
+// The organization's own node refuses, before it goes out, an entry the
+// current charter would keep every node from showing: other nodes accept
+// it (so the state does not depend on when an amendment arrived) but hold
+// it out of view, and the organization must hear why.
+func TestPublishOutsideCharterRefusedLocally(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2,
+		directory.Policy{MaxRecordBytes: 4096, MaxEntryLifetime: 30 * 24 * 3600}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, testConfig(t, nw, org, t.TempDir()))
+	mustPublish(t, n, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Sign(t, v2, nw.Stewards[:2]...))
+
+	long := dirtest.SampleEntry("asesoria", 1, nw.Now) // 90 days
+	_, err = n.Publish(t.Context(), nw.Sign(t, long, org))
+	if !errors.Is(err, directory.ErrInvalid) || !strings.Contains(err.Error(), "charter allows 30 days") {
+		t.Fatalf("an entry living 90 days under a 30-day charter: %v, want ErrInvalid naming the limit", err)
+	}
+	big := dirtest.SampleEntry("albergue", 1, nw.Now)
+	big.Expires = nw.Now.Add(20 * 24 * time.Hour).Unix()
+	big.Service.Description = strings.Repeat("a", 4000)
+	_, err = n.Publish(t.Context(), nw.Sign(t, big, org))
+	if !errors.Is(err, directory.ErrTooLarge) || !strings.Contains(err.Error(), "charter allows 4096") {
+		t.Fatalf("an entry above a 4096-byte charter: %v, want ErrTooLarge naming the limit", err)
+	}
+	if n.State().Has(nw.Sign(t, long, org).Hash()) || len(n.State().Search(directory.Query{})) != 0 {
+		t.Fatal("a refused entry changed the state")
+	}
+	fits := dirtest.SampleEntry("asesoria", 1, nw.Now)
+	fits.Expires = nw.Now.Add(30 * 24 * time.Hour).Unix()
+	mustPublish(t, n, nw.Sign(t, fits, org))
+}

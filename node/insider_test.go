@@ -190,9 +190,11 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 // What backdating or forward-dating an entry can and cannot do. The
 // protocol has no rule tying a record's issue date to its signer's
 // admission; what it promises is that an entry is refused when expired on
-// arrival, when it outlives the charter's maximum lifetime counted from its
-// own issue date, and when dated beyond the clock skew. So backdating only
-// shortens an entry's life, and forward-dating gains at most the skew.
+// arrival and when dated beyond the clock skew, and not shown while it
+// outlives the charter's maximum lifetime counted from its own issue date
+// (accepted, so the state does not depend on when an amendment lowering
+// that lifetime arrived). So backdating only shortens an entry's life, and
+// forward-dating gains at most the skew.
 func TestDatesCannotStretchAnEntry(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
@@ -213,7 +215,7 @@ func TestDatesCannotStretchAnEntry(t *testing.T) {
 		want error
 	}{
 		{"backdated a year and expired on arrival", dated("viejo", 1, now.Add(-365*day), now.Add(-day)), directory.ErrExpired},
-		{"backdated to outlive the charter's lifetime", dated("largo", 1, now.Add(-30*day), now.Add(maxLife)), directory.ErrInvalid},
+		{"backdated to outlive the charter's lifetime (accepted, not shown)", dated("largo", 1, now.Add(-30*day), now.Add(maxLife)), nil},
 		{"forward-dated beyond the clock skew", dated("futuro", 1, now.Add(skew+time.Minute), now.Add(30*day)), directory.ErrFromFuture},
 		{"backdated within its lifetime, higher seq", dated("asesoria", 2, now.Add(-10*day), now.Add(20*day)), nil},
 		{"the superseded version replayed", entryRec(t, nw, org, "asesoria", 1), directory.ErrStale},
@@ -232,6 +234,14 @@ func TestDatesCannotStretchAnEntry(t *testing.T) {
 	l, ok := n.State().Lookup("entry/" + org.Public().Hex() + "/asesoria")
 	if !ok || l.Entry.Seq != 2 || time.Unix(l.Entry.Expires, 0).After(now.Add(20*day)) {
 		t.Fatalf("the backdated update: %+v, %v", l.Entry, ok)
+	}
+	for _, r := range n.State().Search(directory.Query{}) {
+		if r.Entry.ID == "largo" {
+			t.Fatal("an entry backdated to outlive the charter's lifetime is shown")
+		}
+	}
+	if u := n.State().Usage(org.Public()); u.Held != 1 {
+		t.Fatalf("usage %+v, want the backdated entry held", u)
 	}
 	if eq := n.State().Equivocations(); len(eq) != 1 || eq[0].Key != org.Public() {
 		t.Fatalf("reusing seq 1 with new content is not reported: %+v", eq)
@@ -538,7 +548,11 @@ func TestFrozenNodeGoesStaleAndItsEntriesExpire(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	e := entryRec(t, nw, org, "asesoria", 1) // expires in 90 days
 	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), e)
-	waitFor(t, 10*time.Second, "the second node to hold the entry", func() bool { return b.State().Has(e.Hash()) })
+	// The entry can arrive before the genesis (it waits in the pool), so
+	// wait for both.
+	waitFor(t, 10*time.Second, "the second node to hold the entry and the charter", func() bool {
+		return b.State().Has(e.Hash()) && b.State().Charter() != nil
+	})
 	bound := b.State().Charter().Policy.StaleBound()
 	stale := func() bool { return time.Since(b.Status().FreshAsOf) > bound }
 	waitFor(t, 5*time.Second, "the second node to be fresh while its peer answers", func() bool { return !stale() })

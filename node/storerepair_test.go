@@ -12,37 +12,8 @@ import (
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/node/storetest"
 )
-
-// flipBytes changes n bytes in the middle of the largest table of the
-// store under dataDir, the way a failing disk would, and returns the
-// table's name.
-func flipBytes(t *testing.T, dataDir string, n int) string {
-	t.Helper()
-	tables, _ := filepath.Glob(filepath.Join(dataDir, "store", "*.sst"))
-	var path string
-	var size int64
-	for _, p := range tables {
-		if fi, err := os.Stat(p); err == nil && fi.Size() > size {
-			path, size = p, fi.Size()
-		}
-	}
-	if path == "" {
-		t.Fatalf("no table in %s", dataDir)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := len(b) / 3 // among the data blocks, which come first
-	for i := range n {
-		b[at+i] ^= 0xff
-	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Base(path)
-}
 
 func storedHashes(n *Node) map[directory.Hash]bool {
 	n.mu.Lock()
@@ -77,7 +48,7 @@ func TestDamagedStoreIsRebuilt(t *testing.T) {
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
-	table := flipBytes(t, cfg.DataDir, 16)
+	table := storetest.DamageTable(t, filepath.Join(cfg.DataDir, "store"), 16)
 
 	// Offline: what the node reads back is its own.
 	m = startNode(t, cfg)

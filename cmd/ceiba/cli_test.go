@@ -178,10 +178,18 @@ func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
 // when the process has exited, by itself or by stop.
 func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}) {
 	t.Helper()
+	stop, exited, _ = startDaemonLogged(t, home, apiPort)
+	return stop, exited
+}
+
+// startDaemonLogged is startDaemonProcess that also returns the daemon's
+// log (its standard error), to read once the process has exited.
+func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *bytes.Buffer) {
+	t.Helper()
+	logs = &bytes.Buffer{}
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,12 +208,12 @@ func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
-			return stop, done
+			return stop, done, logs
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
-	return nil, nil
+	return nil, nil, nil
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

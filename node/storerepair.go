@@ -168,6 +168,14 @@ func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.D
 		Damage:  strings.TrimPrefix(damage.Error(), ErrDamagedStore.Error()+": "),
 		MovedTo: path + ".damaged-" + now.UTC().Format("20060102T150405Z"),
 	}
+	// Two repairs within a second (a disk that keeps failing) must not
+	// overwrite the first damaged copy.
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(rep.MovedTo); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		rep.MovedTo = fmt.Sprintf("%s.damaged-%s-%d", path, now.UTC().Format("20060102T150405Z"), i)
+	}
 	if err := os.Rename(path, rep.MovedTo); err != nil {
 		return nil, nil, fmt.Errorf("%w (%s), and moving it aside failed: %w", ErrDamagedStore, rep.Damage, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ceiba-network/ceiba/internal/netnstest"
+	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/node/demo"
 )
 
@@ -101,6 +103,26 @@ func initHome(t *testing.T) (home, apiPort string) {
 		t.Fatalf("init did not print the fingerprint: %q", r.stdout)
 	}
 	return home, apiPort
+}
+
+// mustRun runs ceiba with the home and args, and fails the test if it fails.
+func mustRun(t *testing.T, home string, args ...string) string {
+	t.Helper()
+	r := ceiba(t, testEnv, append([]string{"--home", home}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("ceiba %s: %s", strings.Join(args, " "), r.stderr)
+	}
+	return r.stdout
+}
+
+// daemonStatus is `ceiba --json status` against the home's daemon.
+func daemonStatus(t *testing.T, home string) api.Status {
+	t.Helper()
+	var s api.Status
+	if err := json.Unmarshal([]byte(mustRun(t, home, "--json", "status")), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func snapshot(t *testing.T, dir string) map[string]string {

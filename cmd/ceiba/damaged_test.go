@@ -22,56 +22,30 @@ func TestDamagedStoreDaemon(t *testing.T) {
 	startDaemon(t, steward, stewardAPI)
 	org, orgAPI := initHome(t)
 	stopOrg := startDaemon(t, org, orgAPI)
-	run := func(home string, args ...string) string {
-		t.Helper()
-		r := ceiba(t, testEnv, append([]string{"--home", home}, args...)...)
-		if r.code != 0 {
-			t.Fatalf("ceiba %s: %s", strings.Join(args, " "), r.stderr)
-		}
-		return r.stdout
-	}
-	status := func(home string) api.Status {
-		t.Helper()
-		var s api.Status
-		if err := json.Unmarshal([]byte(run(home, "--json", "status")), &s); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	run(steward, "network", "create", "--name", "Red de prueba")
+	mustRun(t, steward, "network", "create", "--name", "Red de prueba")
 	var inv api.Invite
-	if err := json.Unmarshal([]byte(run(steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
+	if err := json.Unmarshal([]byte(mustRun(t, steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
 		t.Fatal(err)
 	}
-	run(org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
-	waitUntil("the organization's admission", func() bool { return status(org).Role == "member" })
+	mustRun(t, org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
+	waitUntil(t, time.Minute, "the organization's admission", func() bool { return daemonStatus(t, org).Role == "member" })
 	entry := filepath.Join(t.TempDir(), "entrada.yaml")
-	if err := os.WriteFile(entry, []byte(run(org, "entry", "template")), 0o600); err != nil {
+	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	const entries = 20
 	for i := range entries {
-		run(org, "entry", "publish", entry, "--id", "servicio-"+string(rune('a'+i)))
+		mustRun(t, org, "entry", "publish", entry, "--id", "servicio-"+string(rune('a'+i)))
 	}
-	before := status(org)
-	waitUntil("the steward to hold the organization's entries", func() bool {
-		return status(steward).Counts.Records >= before.Counts.Records
+	before := daemonStatus(t, org)
+	waitUntil(t, time.Minute, "the steward to hold the organization's entries", func() bool {
+		return daemonStatus(t, steward).Counts.Records >= before.Counts.Records
 	})
 	stopOrg()
 
 	table := storetest.DamageTable(t, filepath.Join(org, "data", "store"), 16)
 	stopOrg, _, logs := startDaemonLogged(t, org, orgAPI)
-	after := status(org)
+	after := daemonStatus(t, org)
 	if after.Fingerprint != before.Fingerprint || after.PeerID != before.PeerID {
 		t.Errorf("the repair changed the node's keys: fingerprint %s → %s, peer %s → %s", before.Fingerprint, after.Fingerprint, before.PeerID, after.PeerID)
 	}
@@ -85,11 +59,11 @@ func TestDamagedStoreDaemon(t *testing.T) {
 	if _, err := os.Stat(rep.KeptAt); err != nil {
 		t.Errorf("the damaged copy is not where status says: %v", err)
 	}
-	if out := run(org, "status"); !strings.Contains(out, "WARNING:  the store was damaged") {
+	if out := mustRun(t, org, "status"); !strings.Contains(out, "WARNING:  the store was damaged") {
 		t.Errorf("ceiba status does not warn of the repair:\n%s", out)
 	}
-	waitUntil("every entry back on the organization's node", func() bool {
-		s := status(org)
+	waitUntil(t, time.Minute, "every entry back on the organization's node", func() bool {
+		s := daemonStatus(t, org)
 		return s.Counts.Records >= before.Counts.Records && s.Counts.Entries >= before.Counts.Entries
 	})
 	for i := range entries {

@@ -74,23 +74,77 @@ func oneLine(s string) string {
 	return s
 }
 
-// checkTables reads every block of every table of the store in dir and
-// checks its checksum. Pebble only checks a block when it reads it, so
-// without this a damaged table is found later, by a compaction in the
-// background, which stops the process. The tables are read directly, not
-// through pebble.Open, so that no compaction runs over a damaged table.
-func checkTables(dir string) error {
-	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if err != nil {
+// checkTables reads every block of every live table of the store in dir
+// and checks its checksum. Pebble only checks a block when it reads it,
+// so without this a damaged table is found later, by a compaction in the
+// background, which stops the process. The live tables are listed by a
+// read-only open (no compaction runs, nothing is written or deleted), so
+// a half-written table a crash left behind, which pebble ignores and
+// removes, is not taken for damage. A store that does not open read-only
+// for another reason than corruption is left to the normal open, which
+// reports it.
+func checkTables(dir string, log *slog.Logger) error {
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
+		return nil // a new store
+	}
+	var live []string
+	err := withPebble(dir, log, &pebble.Options{ReadOnly: true}, func(db *pebble.DB) error {
+		levels, err := db.SSTables()
+		if err != nil {
+			return err
+		}
+		for _, level := range levels {
+			for _, t := range level {
+				if t.BackingType == pebble.BackingTypeLocal {
+					live = append(live, fmt.Sprintf("%06d.sst", uint64(t.BackingSSTNum)))
+				}
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrDamagedStore) {
 		return err
 	}
+	if err != nil {
+		log.Debug("store: the read-only check could not open the store", "err", err)
+		return nil
+	}
 	ropts := readerOptions()
-	for _, path := range tables {
-		if err := withTable(path, ropts, func(r *sstable.Reader) error { return r.ValidateBlockChecksums() }); err != nil {
-			return fmt.Errorf("%w: table %s: %s", ErrDamagedStore, filepath.Base(path), oneLine(err.Error()))
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(live))) {
+		if err := withTable(filepath.Join(dir, name), ropts, func(r *sstable.Reader) error { return r.ValidateBlockChecksums() }); err != nil {
+			return fmt.Errorf("%w: table %s: %s", ErrDamagedStore, name, oneLine(err.Error()))
 		}
 	}
 	return nil
+}
+
+// withPebble opens the pebble database at path with the node's logger and
+// opts, runs fn on it and closes it, turning a pebble Fatalf during all
+// that, or a corruption error, into ErrDamagedStore.
+func withPebble(path string, log *slog.Logger, opts *pebble.Options, fn func(*pebble.DB) error) (err error) {
+	pl := &pebbleLogger{log: log}
+	pl.opening.Store(true)
+	defer func() {
+		if p := recover(); p != nil {
+			f, ok := p.(pebbleFatal)
+			if !ok {
+				panic(p)
+			}
+			err = fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
+		}
+	}()
+	opts.Logger = pl
+	db, err := pebble.Open(path, opts)
+	if err == nil {
+		err = fn(db)
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if errors.Is(err, pebble.ErrCorruption) {
+		return fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
+	}
+	return err
 }
 
 // readerOptions are the options pebble itself reads the store's tables
@@ -155,7 +209,7 @@ func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err err
 // the damaged copy. The node's load then verifies and applies those like
 // any stored record, and sync brings back the rest from peers.
 func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.Datastore, *StoreRepair, error) {
-	damage := checkTables(path)
+	damage := checkTables(path, log)
 	if damage == nil {
 		pds, err := openPebble(path, log)
 		if !errors.Is(err, ErrDamagedStore) {

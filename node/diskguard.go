@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/ipfs/go-datastore"
 	pebbleds "github.com/ipfs/go-ds-pebble"
@@ -35,20 +37,22 @@ type diskGuard struct {
 // openStore opens the pebble datastore at dir/store behind a disk guard.
 // On a full disk pebble's open does not return (it retries writing its
 // log and tables), so a node refuses to start there with a clear error.
-func openStore(dir string) (datastore.Batching, error) {
+// A damaged store is moved aside and rebuilt (openCheckedStore); the
+// StoreRepair it returns then says so.
+func openStore(dir string, log *slog.Logger, now time.Time) (datastore.Batching, *StoreRepair, error) {
 	g := &diskGuard{dir: dir}
 	if err := g.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	pds, err := pebbleds.NewDatastore(filepath.Join(dir, "store"))
+	pds, rep, err := openCheckedStore(filepath.Join(dir, "store"), log, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, ok := freeSpace(dir); !ok {
-		return pds, nil // the platform cannot tell; nothing to guard with
+		return pds, rep, nil // the platform cannot tell; nothing to guard with
 	}
 	g.Batching = pds
-	return g, nil
+	return g, rep, nil
 }
 
 func (g *diskGuard) check() error {

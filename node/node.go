@@ -42,7 +42,10 @@ type Node struct {
 	ownHost bool
 	root    datastore.Batching
 	ownDS   bool
-	store   *recordStore
+	// repair says what the node did at start with a damaged store; nil
+	// when the store was sound. Status reports it.
+	repair *StoreRepair
+	store  *recordStore
 
 	ps      *pubsub.PubSub
 	topic   *pubsub.Topic
@@ -174,11 +177,11 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	if cfg.Datastore != nil {
 		n.root = cfg.Datastore
 	} else {
-		pds, err := openStore(cfg.DataDir)
+		pds, rep, err := openStore(cfg.DataDir, n.log, time.Now()) // names the damaged copy: the wall clock, not the node's
 		if err != nil {
 			return n, fmt.Errorf("node: opening the store: %w", err)
 		}
-		n.root, n.ownDS = pds, true
+		n.root, n.ownDS, n.repair = pds, true, rep
 	}
 	n.store = newRecordStore(n.root)
 	if err := n.load(ctx); err != nil {
@@ -481,6 +484,9 @@ type Status struct {
 	// HeldBack lists the organizations whose entry versions this node
 	// held back under the charter's update rate since it started.
 	HeldBack []AuthorHeld
+	// StoreRepair is set when the node found its store damaged at start
+	// and rebuilt it: the operator should check the disk.
+	StoreRepair *StoreRepair
 }
 
 // Status returns a snapshot of the node's health.
@@ -505,6 +511,7 @@ func (n *Node) Status() Status {
 	n.mu.Unlock()
 	st.FreshAsOf = n.FreshAsOf()
 	st.HeldBack = n.HeldBack()
+	st.StoreRepair = n.repair
 	if n.dht != nil {
 		st.DHTPeers = n.dht.RoutingTableSize()
 		st.DHTStore = n.dht.Usage()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ceiba-network/ceiba/internal/netnstest"
+	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/node/demo"
 )
 
@@ -103,6 +105,26 @@ func initHome(t *testing.T) (home, apiPort string) {
 	return home, apiPort
 }
 
+// mustRun runs ceiba with the home and args, and fails the test if it fails.
+func mustRun(t *testing.T, home string, args ...string) string {
+	t.Helper()
+	r := ceiba(t, testEnv, append([]string{"--home", home}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("ceiba %s: %s", strings.Join(args, " "), r.stderr)
+	}
+	return r.stdout
+}
+
+// daemonStatus is `ceiba --json status` against the home's daemon.
+func daemonStatus(t *testing.T, home string) api.Status {
+	t.Helper()
+	var s api.Status
+	if err := json.Unmarshal([]byte(mustRun(t, home, "--json", "status")), &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func snapshot(t *testing.T, dir string) map[string]string {
 	t.Helper()
 	files := map[string]string{}
@@ -178,10 +200,18 @@ func startDaemon(t *testing.T, home, apiPort string) (stop func()) {
 // when the process has exited, by itself or by stop.
 func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}) {
 	t.Helper()
+	stop, exited, _ = startDaemonLogged(t, home, apiPort)
+	return stop, exited
+}
+
+// startDaemonLogged is startDaemonProcess that also returns the daemon's
+// log (its standard error), to read once the process has exited.
+func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *bytes.Buffer) {
+	t.Helper()
+	logs = &bytes.Buffer{}
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,12 +230,12 @@ func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
-			return stop, done
+			return stop, done, logs
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
-	return nil, nil
+	return nil, nil, nil
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

@@ -706,6 +706,9 @@ func statusCmd(g *globals) *cobra.Command {
 				} else if r != nil {
 					fmt.Printf("Rotation: epoch %d complete: all %d pages of key packages held here\n", r.Epoch, r.Pages)
 				}
+				if r := s.StoreRepair; r != nil {
+					fmt.Printf("WARNING:  the store was damaged (%s); rebuilt at start, %d records read back, peers sent the rest; check the disk; damaged copy kept at %s\n", r.Damage, r.Recovered, r.KeptAt)
+				}
 				for _, e := range s.KeyMismatches {
 					fmt.Printf("WARNING:  epoch %d sealed this node a key other than the one it announced: its signers equivocated; tell the stewards\n", e)
 				}

@@ -45,19 +45,11 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	}
 	run := func(d daemon, args ...string) string {
 		t.Helper()
-		r := ceiba(t, testEnv, append([]string{"--home", d.home}, args...)...)
-		if r.code != 0 {
-			t.Fatalf("ceiba %s: %s", strings.Join(args, " "), r.stderr)
-		}
-		return r.stdout
+		return mustRun(t, d.home, args...)
 	}
 	status := func(d daemon) api.Status {
 		t.Helper()
-		var s api.Status
-		if err := json.Unmarshal([]byte(run(d, "--json", "status")), &s); err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return daemonStatus(t, d.home)
 	}
 	invite := func(from, to daemon, role string) {
 		t.Helper()
@@ -71,30 +63,20 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 		r := ceiba(t, testEnv, "--home", d.home, "--json", "search")
 		return r.code == 0 && strings.Contains(r.stdout, `"`+id+`"`)
 	}
-	waitUntil := func(timeout time.Duration, what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %s waiting for %s", timeout, what)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 
 	steward, org, reader := start(), start(), start()
 	run(steward, "network", "create", "--name", "Red de prueba")
 	invite(steward, org, "member")
-	waitUntil(30*time.Second, "the organization's admission", func() bool { return status(org).Role == "member" })
+	waitUntil(t, 30*time.Second, "the organization's admission", func() bool { return status(org).Role == "member" })
 	invite(org, reader, "reader")
-	waitUntil(30*time.Second, "the reader's admission", func() bool { return status(reader).Role == "reader" })
+	waitUntil(t, 30*time.Second, "the reader's admission", func() bool { return status(reader).Role == "reader" })
 	entry := filepath.Join(t.TempDir(), "entrada.yaml")
 	if err := os.WriteFile(entry, []byte(run(org, "entry", "template")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	run(org, "entry", "publish", entry, "--id", "antes")
 	daemons := []daemon{steward, org, reader}
-	waitUntil(30*time.Second, "the first entry everywhere", func() bool {
+	waitUntil(t, 30*time.Second, "the first entry everywhere", func() bool {
 		return !slices.ContainsFunc(daemons, func(d daemon) bool { return !finds(d, "antes") })
 	})
 	before := make([]int, len(daemons))
@@ -156,7 +138,7 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	if err := h.Connect(t.Context(), *orgInfo); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(10*time.Second, "the attacker on the topic", func() bool { return slices.Contains(topic.ListPeers(), orgInfo.ID) })
+	waitUntil(t, 10*time.Second, "the attacker on the topic", func() bool { return slices.Contains(topic.ListPeers(), orgInfo.ID) })
 
 	const total = 10000
 	var fresh *directory.Identity
@@ -169,7 +151,7 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 
 	run(org, "entry", "publish", entry, "--id", "despues")
 	published := time.Now()
-	waitUntil(30*time.Second, "the organization's next entry everywhere", func() bool {
+	waitUntil(t, 30*time.Second, "the organization's next entry everywhere", func() bool {
 		return !slices.ContainsFunc(daemons, func(d daemon) bool { return !finds(d, "despues") })
 	})
 	took := time.Since(published)

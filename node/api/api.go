@@ -22,6 +22,14 @@ import (
 // TokenHeader carries the write token.
 const TokenHeader = "X-Ceiba-Token"
 
+// StoreRepair says what the node did with a damaged store at start.
+type StoreRepair struct {
+	At        time.Time `json:"at"`
+	Damage    string    `json:"damage"`    // the damaged file and the reason
+	KeptAt    string    `json:"kept_at"`   // the damaged copy, for forensics
+	Recovered int       `json:"recovered"` // records read back from it; peers sent the rest
+}
+
 // Status is GET /v1/status.
 type Status struct {
 	Fingerprint  string   `json:"fingerprint"`
@@ -38,6 +46,9 @@ type Status struct {
 	// KeyMismatches lists epochs whose package for this node held another
 	// key than the epoch commits to: its signers equivocated.
 	KeyMismatches []uint64 `json:"key_mismatches,omitempty"`
+	// StoreRepair is set when the node found its store damaged at start
+	// and rebuilt it (docs/OPERATIONS.md, "A damaged store").
+	StoreRepair *StoreRepair `json:"store_repair,omitempty"`
 	// Rotation is how many of the current epoch's pages (its key packages,
 	// PROTOCOL.md §4) this node holds: a rotation is in progress here
 	// until it holds all of them.

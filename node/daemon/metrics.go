@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 
@@ -94,6 +95,9 @@ func (d *Daemon) Health() Health {
 	}
 	if st.Unpersisted > 0 {
 		why = append(why, "the store cannot write records (disk full or failing)")
+	}
+	if r := st.StoreRepair; r != nil {
+		why = append(why, fmt.Sprintf("the store was found damaged at start (%s) and rebuilt; check the disk; the damaged copy is at %s", r.Damage, r.MovedTo))
 	}
 	if syncStale(n.State(), st.FreshAsOf) {
 		why = append(why, "no successful sync for longer than the network's stale bound")

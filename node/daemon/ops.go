@@ -96,6 +96,9 @@ func (d *Daemon) Status() api.Status {
 	s.Epoch = st.CurrentEpoch()
 	s.KeyEpoch = ns.KeyEpoch
 	s.KeyMismatches = ns.KeyMismatches
+	if r := ns.StoreRepair; r != nil {
+		s.StoreRepair = &api.StoreRepair{At: r.When, Damage: r.Damage, KeptAt: r.MovedTo, Recovered: r.Recovered}
+	}
 	if rot, ok := st.CurrentRotation(); ok {
 		s.Rotation = &rot
 	}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ceiba-network/ceiba/node/api"
+	"github.com/ceiba-network/ceiba/node/storetest"
+)
+
+// Issue 18, item 2: bytes flipped in a table of a member's store used to
+// make `ceiba daemon` die with a pebble FATAL and a stack trace. Now the
+// daemon starts, says in one line what was damaged and where the damaged
+// copy is kept, keeps its keys, reads back the records it still can, and
+// gets the rest from a peer; `ceiba status` warns the operator.
+func TestDamagedStoreDaemon(t *testing.T) {
+	steward, stewardAPI := initHome(t)
+	startDaemon(t, steward, stewardAPI)
+	org, orgAPI := initHome(t)
+	stopOrg := startDaemon(t, org, orgAPI)
+	mustRun(t, steward, "network", "create", "--name", "Red de prueba")
+	var inv api.Invite
+	if err := json.Unmarshal([]byte(mustRun(t, steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
+	waitUntil(t, time.Minute, "the organization's admission", func() bool { return daemonStatus(t, org).Role == "member" })
+	entry := filepath.Join(t.TempDir(), "entrada.yaml")
+	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const entries = 20
+	for i := range entries {
+		mustRun(t, org, "entry", "publish", entry, "--id", "servicio-"+string(rune('a'+i)))
+	}
+	before := daemonStatus(t, org)
+	waitUntil(t, time.Minute, "the steward to hold the organization's entries", func() bool {
+		return daemonStatus(t, steward).Counts.Records >= before.Counts.Records
+	})
+	stopOrg()
+
+	table := storetest.DamageTable(t, filepath.Join(org, "data", "store"), 16)
+	stopOrg, _, logs := startDaemonLogged(t, org, orgAPI)
+	after := daemonStatus(t, org)
+	if after.Fingerprint != before.Fingerprint || after.PeerID != before.PeerID {
+		t.Errorf("the repair changed the node's keys: fingerprint %s → %s, peer %s → %s", before.Fingerprint, after.Fingerprint, before.PeerID, after.PeerID)
+	}
+	rep := after.StoreRepair
+	if rep == nil {
+		t.Fatal("status does not report the repair")
+	}
+	if rep.Recovered == 0 || !strings.Contains(rep.Damage, table) {
+		t.Errorf("repair %+v: want records read back and the damage naming %s", rep, table)
+	}
+	if _, err := os.Stat(rep.KeptAt); err != nil {
+		t.Errorf("the damaged copy is not where status says: %v", err)
+	}
+	if out := mustRun(t, org, "status"); !strings.Contains(out, "WARNING:  the store was damaged") {
+		t.Errorf("ceiba status does not warn of the repair:\n%s", out)
+	}
+	waitUntil(t, time.Minute, "every entry back on the organization's node", func() bool {
+		s := daemonStatus(t, org)
+		return s.Counts.Records >= before.Counts.Records && s.Counts.Entries >= before.Counts.Entries
+	})
+	for i := range entries {
+		id := "servicio-" + string(rune('a'+i))
+		if r := ceiba(t, testEnv, "--home", org, "--json", "search"); !strings.Contains(r.stdout, `"`+id+`"`) {
+			t.Errorf("entry %s not found after the repair", id)
+		}
+	}
+	stopOrg()
+	var lines []string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "damaged") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], table) || !strings.Contains(lines[0], rep.KeptAt) {
+		t.Errorf("want one log line naming the table and the damaged copy, got %q", lines)
+	}
+	if strings.Contains(logs.String(), "goroutine ") || strings.Contains(logs.String(), "FATAL") {
+		t.Errorf("the daemon's log holds a stack trace or a FATAL:\n%s", logs.String())
+	}
+	t.Logf("%s", lines)
+}

@@ -1,0 +1,318 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+)
+
+// ErrDamagedStore is wrapped by errors about a store whose files fail
+// their checksums (a failing disk, or bytes changed behind the node's
+// back). The node does not start on such a store as it is: it moves it
+// aside and rebuilds it (see repairStore).
+var ErrDamagedStore = errors.New("the node's store is damaged")
+
+// StoreRepair says what the node did at start with a damaged store: where
+// the damaged copy is kept, what was wrong with it, and how many records
+// it could still read from it. Everything else comes back from peers by
+// sync, since every record is signed and verified on the way in.
+type StoreRepair struct {
+	When      time.Time
+	Damage    string // the first damaged file and the reason, one line
+	MovedTo   string // the damaged copy, kept for forensics
+	Recovered int    // records read back from the damaged copy
+}
+
+// pebbleLogger routes pebble's messages to the node's log. Pebble calls
+// Fatalf on damage it finds (a checksum mismatch in a table) and expects
+// it not to return; its default prints a stack trace and exits. While the
+// store is being opened, Fatalf panics with a pebbleFatal that the open
+// path recovers into ErrDamagedStore; afterwards (damage found by a
+// background compaction) it logs one line and exits, and the next start
+// finds the damage and repairs it.
+type pebbleLogger struct {
+	log     *slog.Logger
+	opening atomic.Bool // read by pebble's background goroutines
+}
+
+type pebbleFatal struct{ msg string }
+
+func (l *pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("store: " + fmt.Sprintf(format, args...))
+}
+
+func (l *pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Warn("store: " + fmt.Sprintf(format, args...))
+}
+
+func (l *pebbleLogger) Fatalf(format string, args ...any) {
+	msg := oneLine(fmt.Sprintf(format, args...))
+	if l.opening.Load() {
+		panic(pebbleFatal{msg})
+	}
+	l.log.Error("the node's store is damaged; stopping. Start the node again: it moves the damaged store aside and rebuilds it", "damage", msg)
+	os.Exit(1)
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// checkTables reads every block of every live table of the store in dir
+// and checks its checksum. Pebble only checks a block when it reads it,
+// so without this a damaged table is found later, by a compaction in the
+// background, which stops the process. The live tables are listed by a
+// read-only open (no compaction runs, nothing is written or deleted), so
+// a half-written table a crash left behind, which pebble ignores and
+// removes, is not taken for damage. A store that does not open read-only
+// for another reason than corruption is left to the normal open, which
+// reports it.
+func checkTables(dir string, log *slog.Logger) error {
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
+		return nil // a new store
+	}
+	var live []string
+	err := withPebble(dir, log, &pebble.Options{ReadOnly: true}, func(db *pebble.DB) error {
+		levels, err := db.SSTables()
+		if err != nil {
+			return err
+		}
+		for _, level := range levels {
+			for _, t := range level {
+				if t.BackingType == pebble.BackingTypeLocal {
+					live = append(live, fmt.Sprintf("%06d.sst", uint64(t.BackingSSTNum)))
+				}
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrDamagedStore) {
+		return err
+	}
+	if err != nil {
+		log.Debug("store: the read-only check could not open the store", "err", err)
+		return nil
+	}
+	ropts := readerOptions()
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(live))) {
+		if err := withTable(filepath.Join(dir, name), ropts, func(r *sstable.Reader) error { return r.ValidateBlockChecksums() }); err != nil {
+			return fmt.Errorf("%w: table %s: %s", ErrDamagedStore, name, oneLine(err.Error()))
+		}
+	}
+	return nil
+}
+
+// withPebble opens the pebble database at path with the node's logger and
+// opts, runs fn on it and closes it, turning a pebble Fatalf during all
+// that, or a corruption error, into ErrDamagedStore.
+func withPebble(path string, log *slog.Logger, opts *pebble.Options, fn func(*pebble.DB) error) (err error) {
+	pl := &pebbleLogger{log: log}
+	pl.opening.Store(true)
+	defer func() {
+		if p := recover(); p != nil {
+			f, ok := p.(pebbleFatal)
+			if !ok {
+				panic(p)
+			}
+			err = fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
+		}
+	}()
+	opts.Logger = pl
+	db, err := pebble.Open(path, opts)
+	if err == nil {
+		err = fn(db)
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if errors.Is(err, pebble.ErrCorruption) {
+		return fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
+	}
+	return err
+}
+
+// readerOptions are the options pebble itself reads the store's tables
+// with (go-ds-pebble opens it with pebble's defaults).
+func readerOptions() sstable.ReaderOptions {
+	o := &pebble.Options{}
+	o.EnsureDefaults()
+	return o.MakeReaderOptions()
+}
+
+func withTable(path string, ropts sstable.ReaderOptions, fn func(*sstable.Reader) error) (err error) {
+	defer func() {
+		// A table damaged in its metadata can make the reader panic
+		// rather than return an error.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("unreadable: %v", p)
+		}
+	}()
+	f, err := vfs.Default.Open(path)
+	if err != nil {
+		return err
+	}
+	readable, err := sstable.NewSimpleReadable(f)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r, err := sstable.NewReader(context.Background(), readable, ropts)
+	if err != nil {
+		readable.Close()
+		return err
+	}
+	defer r.Close()
+	return fn(r)
+}
+
+// openPebble opens the pebble datastore at path with the node's logger,
+// turning a pebble Fatalf during the open into ErrDamagedStore.
+func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err error) {
+	pl := &pebbleLogger{log: log}
+	pl.opening.Store(true)
+	defer func() {
+		if p := recover(); p != nil {
+			f, ok := p.(pebbleFatal)
+			if !ok {
+				panic(p)
+			}
+			pds, err = nil, fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
+		}
+		pl.opening.Store(false)
+	}()
+	pds, err = pebbleds.NewDatastore(path, pebbleds.WithPebbleOpts(&pebble.Options{Logger: pl}))
+	if errors.Is(err, pebble.ErrCorruption) {
+		return nil, fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
+	}
+	return pds, err
+}
+
+// openCheckedStore opens the store at path. If its files are damaged it
+// moves the directory aside to <path>.damaged-<time>, opens a fresh store
+// in its place, and copies into it every record it can still read from
+// the damaged copy. The node's load then verifies and applies those like
+// any stored record, and sync brings back the rest from peers.
+func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.Datastore, *StoreRepair, error) {
+	damage := checkTables(path, log)
+	if damage == nil {
+		pds, err := openPebble(path, log)
+		if !errors.Is(err, ErrDamagedStore) {
+			return pds, nil, err
+		}
+		damage = err
+	}
+	rep := &StoreRepair{
+		When:    now.UTC(),
+		Damage:  strings.TrimPrefix(damage.Error(), ErrDamagedStore.Error()+": "),
+		MovedTo: path + ".damaged-" + now.UTC().Format("20060102T150405Z"),
+	}
+	// Two repairs within a second (a disk that keeps failing) must not
+	// overwrite the first damaged copy.
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(rep.MovedTo); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		rep.MovedTo = fmt.Sprintf("%s.damaged-%s-%d", path, now.UTC().Format("20060102T150405Z"), i)
+	}
+	if err := os.Rename(path, rep.MovedTo); err != nil {
+		return nil, nil, fmt.Errorf("%w (%s), and moving it aside failed: %w", ErrDamagedStore, rep.Damage, err)
+	}
+	recs := salvageRecords(rep.MovedTo, log)
+	pds, err := openPebble(path, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening a fresh store after moving the damaged one to %s: %w", rep.MovedTo, err)
+	}
+	if len(recs) > 0 {
+		if err := newRecordStore(pds).putMany(context.Background(), recs); err != nil {
+			pds.Close()
+			return nil, nil, fmt.Errorf("copying the records read back from %s: %w", rep.MovedTo, err)
+		}
+	}
+	rep.Recovered = len(recs)
+	log.Warn("the node's store was damaged: moved it aside and rebuilt it; peers fill in the rest",
+		"damage", rep.Damage, "kept_at", rep.MovedTo, "records_read_back", rep.Recovered)
+	return pds, rep, nil
+}
+
+// salvageRecords reads every record it can from the tables of a damaged
+// store, each from the start forward and from the end backward, so that
+// only the records in the damaged blocks themselves are lost. The
+// records written since the last flush (in pebble's log) are not read:
+// peers still hold them. A record deleted since it was written may come
+// back; the node's load drops it again as it would any stored record the
+// state refuses. What is read is not trusted: the node verifies each
+// record (signature, seal, hash) as it loads it.
+func salvageRecords(dir string, log *slog.Logger) []pending {
+	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	ropts := readerOptions()
+	prefix := []byte(recordsPrefix.String() + "/")
+	got := map[string][]byte{}
+	// take keeps one record read from a table; false stops reading that
+	// table in that direction (a damaged value).
+	take := func(kind pebble.InternalKeyKind, key []byte, value func([]byte) ([]byte, bool, error)) bool {
+		if kind != pebble.InternalKeyKindSet || !strings.HasPrefix(string(key), string(prefix)) {
+			return true
+		}
+		k := string(key[len(prefix):])
+		if _, ok := got[k]; ok {
+			return true
+		}
+		v, _, err := value(nil)
+		if err != nil {
+			return false
+		}
+		got[k] = slices.Clone(v)
+		return true
+	}
+	for _, path := range tables {
+		err := withTable(path, ropts, func(r *sstable.Reader) error {
+			for _, forward := range []bool{true, false} {
+				it, err := r.NewIter(sstable.NoTransforms, nil, nil, sstable.AssertNoBlobHandles)
+				if err != nil {
+					return err
+				}
+				kv := it.First()
+				if !forward {
+					kv = it.Last()
+				}
+				for kv != nil && take(kv.Kind(), kv.K.UserKey, kv.Value) {
+					if forward {
+						kv = it.Next()
+					} else {
+						kv = it.Prev()
+					}
+				}
+				it.Close()
+			}
+			return nil
+		})
+		if err != nil {
+			log.Debug("store: table unreadable during repair", "table", filepath.Base(path), "err", err)
+		}
+	}
+	var out []pending
+	for k, v := range got {
+		h, ok := parseRecordKey(k)
+		if !ok {
+			continue
+		}
+		out = append(out, pending{hash: h, sealed: v})
+	}
+	return out
+}

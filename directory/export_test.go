@@ -7,9 +7,6 @@ package directory
 // without having to sign each input.
 func DecodeBodyOf(t RecordType, data []byte) (Body, error) { return decodeBody(t, data) }
 
-// SealHeaderLen is the length of a sealed record's public header.
-const SealHeaderLen = headerLen
-
 // SignKEMBindingForTest signs kemKey as id's encapsulation key, as a key
 // holder that signs two would.
 func SignKEMBindingForTest(id *Identity, kemKey []byte) []byte {

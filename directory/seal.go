@@ -54,12 +54,47 @@ const (
 	sealVersion   = 2
 	networkTagLen = 8
 	headerLen     = 1 + networkTagLen + 8 + chacha20poly1305.NonceSizeX
-	// Plaintexts are padded to a multiple of padBlock so ciphertext sizes
-	// say little about which record (or which kind of record) is inside.
-	padBlock = 256
 	// MaxSealedBytes bounds what Open will look at.
-	MaxSealedBytes = headerLen + MaxRecordBytes + padBlock + chacha20poly1305.Overhead
+	MaxSealedBytes = headerLen + (MaxRecordBytes/largeBucket+1)*largeBucket + chacha20poly1305.Overhead
 )
+
+// SealHeaderLen is the length of a sealed record's public header; the
+// AEAD adds 16 bytes after the padded record.
+const SealHeaderLen = headerLen
+
+// Size buckets. A record and its end marker are padded to the smallest
+// bucket that holds them: a power of two from smallBucket up to
+// largeBucket·4, then a multiple of largeBucket. Revocations, approvals,
+// reader grants and most entries all seal to the first two buckets, so a
+// watcher of the wire cannot tell a revocation (or an epoch change) from
+// an entry by its length; the largest records (max_record_bytes exactly)
+// cost at most a quarter more rather than double.
+const (
+	smallBucket = 1 << 10
+	largeBucket = 16 << 10
+)
+
+// PaddedSize is the size bucket a record of n encoded bytes is sealed in
+// (PROTOCOL.md §5): the length of its padded plaintext.
+func PaddedSize(n int) int {
+	n++ // the 0x80 end marker
+	if n <= 4*largeBucket {
+		b := smallBucket
+		for b < n {
+			b <<= 1
+		}
+		return b
+	}
+	return (n + largeBucket - 1) / largeBucket * largeBucket
+}
+
+// isBucket reports whether n is a size PaddedSize produces.
+func isBucket(n int) bool {
+	if n <= 4*largeBucket {
+		return n >= smallBucket && n&(n-1) == 0
+	}
+	return n%largeBucket == 0
+}
 
 // NetworkTag is the public, short label sealed records carry so a node can
 // drop another network's traffic without trying to decrypt it.
@@ -75,7 +110,7 @@ func NetworkTag(net NetworkID) [networkTagLen]byte {
 // epoch.
 func Seal(r *Record, epoch uint64, key ReadKey) []byte {
 	plain := r.Encode()
-	padded := make([]byte, len(plain)+1, (len(plain)/padBlock+1)*padBlock)
+	padded := make([]byte, len(plain)+1, PaddedSize(len(plain)))
 	copy(padded, plain)
 	padded[len(plain)] = 0x80
 	padded = padded[:cap(padded)]
@@ -136,6 +171,9 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	}
 	if tag := NetworkTag(net); !hmac.Equal(sealed[1:1+networkTagLen], tag[:]) {
 		return nil, &RejectError{Reason: ErrWrongNetwork, Detail: "network tag does not match"}
+	}
+	if n := len(sealed) - headerLen - chacha20poly1305.Overhead; !isBucket(n) {
+		return nil, &RejectError{Reason: ErrMalformed, Detail: fmt.Sprintf("padded to %d bytes, not a size bucket", n)}
 	}
 	epoch := binary.BigEndian.Uint64(sealed[1+networkTagLen:])
 	key, ok := keys[epoch]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -52,12 +53,19 @@ func sealRaw(t *testing.T, header []byte, key directory.ReadKey, plain []byte) [
 	return aead.Seal(slices.Clone(header), header[len(header)-chacha20poly1305.NonceSizeX:], plain, header)
 }
 
+// pad follows PROTOCOL.md §5: the end marker, then zeros up to the size
+// bucket, a power of two from 1 KiB to 64 KiB, above that a multiple of
+// 16 KiB.
 func pad(b []byte) []byte {
 	b = append(slices.Clone(b), 0x80)
-	for len(b)%256 != 0 {
-		b = append(b, 0)
+	size := 1024
+	for size < len(b) && size < 64<<10 {
+		size *= 2
 	}
-	return b
+	if size < len(b) {
+		size = (len(b) + 16<<10 - 1) / (16 << 10) * (16 << 10)
+	}
+	return append(b, make([]byte, size-len(b))...)
 }
 
 func TestOpenRejects(t *testing.T) {
@@ -93,10 +101,14 @@ func TestOpenRejects(t *testing.T) {
 		{name: "seal version 1, under the bare read key", data: mutate(func(b []byte) []byte { b[0] = 1; return b }), want: directory.ErrUnknownVersion},
 		{name: "truncated to the header", data: sealed[:directory.SealHeaderLen+4], want: directory.ErrMalformed},
 		{name: "empty", data: nil, want: directory.ErrMalformed},
-		{name: "truncated ciphertext", data: sealed[:len(sealed)-1], want: directory.ErrDecrypt},
-		{name: "one block dropped", data: slices.Concat(sealed[:directory.SealHeaderLen], sealed[directory.SealHeaderLen+256:]), want: directory.ErrDecrypt},
+		{name: "truncated ciphertext (not a size bucket)", data: sealed[:len(sealed)-1], want: directory.ErrMalformed},
+		{name: "padded to a size between buckets", data: sealRaw(t, header, nw.Key, append(pad(rec.Encode()), make([]byte, 256)...)), want: directory.ErrMalformed},
+		{name: "cut to a smaller size bucket", data: func() []byte {
+			big := directory.Seal(nw.Genesis, 1, nw.Key) // 8 KiB bucket
+			return big[:directory.SealHeaderLen+4096+16]
+		}(), want: directory.ErrDecrypt},
 		{name: "too large", data: make([]byte, directory.MaxSealedBytes+1), want: directory.ErrTooLarge},
-		{name: "padding without its marker", data: sealRaw(t, header, nw.Key, make([]byte, 256)), want: directory.ErrMalformed},
+		{name: "padding without its marker", data: sealRaw(t, header, nw.Key, make([]byte, 1024)), want: directory.ErrMalformed},
 		{name: "padding ending in a non-zero byte", data: sealRaw(t, header, nw.Key, func() []byte {
 			p := pad(rec.Encode())
 			p[len(p)-1] = 1
@@ -210,5 +222,52 @@ func TestKeyPackages(t *testing.T) {
 		if _, err := directory.OpenKeyPackage(id, nw.ID, e, swapped); !errors.Is(err, directory.ErrDecrypt) {
 			t.Fatalf("swapped package: err = %v, want ErrDecrypt", err)
 		}
+	}
+}
+
+// A watcher of the wire sees a sealed record's length. A revocation, a
+// steward's approval, a reader grant and an entry must not be told apart
+// by it, and every length must be one of the buckets of PROTOCOL.md §5.
+func TestSealedSizesRevealOnlyABucket(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	admit := nw.Admit(t, org, "Colectivo Ejemplo")
+	revocation := nw.RevokeBy(t, reader.Public())
+	small := map[string]*directory.Record{
+		"revocation": revocation,
+		"approval":   nw.Sign(t, &directory.Approval{Of: directory.TypeRevocation, Proposal: revocation.Body}, nw.Stewards[0]),
+		"entry":      nw.Entry(t, org, "asesoria", 1),
+		"tombstone":  nw.Sign(t, &directory.Entry{ID: "asesoria", Seq: 2, Issued: time.Now().Unix(), Expires: time.Now().Add(time.Hour).Unix(), Deleted: true}, org),
+	}
+	want := -1
+	for name, r := range small {
+		n := len(directory.Seal(r, 1, nw.Key))
+		if want == -1 {
+			want = n
+		}
+		if n != want {
+			t.Errorf("a sealed %s is %d bytes, another small record %d: the length tells them apart", name, n, want)
+		}
+	}
+	for _, r := range []*directory.Record{admit, nw.Vouch(t, org, reader), nw.Genesis} {
+		sealed := directory.Seal(r, 1, nw.Key)
+		if _, err := directory.Open(sealed, nw.ID, directory.Keyring{1: nw.Key}); err != nil {
+			t.Fatalf("a %v record does not open after sealing: %v", r.Type, err)
+		}
+	}
+	// Every length around each bucket's edge, and every 97th in between.
+	prev := 0
+	for n := 0; n <= directory.MaxRecordBytes; n++ {
+		b := directory.PaddedSize(n)
+		if b <= n || b < prev {
+			t.Fatalf("record of %d bytes: bucket %d, after %d for one byte less", n, b, prev)
+		}
+		if (b != prev || n%97 == 0) && len(pad(make([]byte, n))) != b {
+			t.Fatalf("record of %d bytes: bucket %d, the spec's padding gives %d", n, b, len(pad(make([]byte, n))))
+		}
+		prev = b
+	}
+	if got := directory.PaddedSize(directory.MaxRecordBytes); directory.SealHeaderLen+got+16 > directory.MaxSealedBytes {
+		t.Errorf("the largest record seals to %d bytes, above MaxSealedBytes %d", directory.SealHeaderLen+got+16, directory.MaxSealedBytes)
 	}
 }

@@ -72,6 +72,9 @@ func TestGossipNamesNoPublisher(t *testing.T) {
 		t.Errorf("the gossip message names its publisher: from=%x seqno=%x signature=%d bytes key=%d bytes",
 			msg.From, msg.Seqno, len(msg.Signature), len(msg.Key))
 	}
+	if body := len(msg.Data) - directory.SealHeaderLen - 16; directory.PaddedSize(body-1) != body {
+		t.Errorf("the sealed record on the wire is %d bytes, not a documented size bucket", len(msg.Data))
+	}
 	if _, err := directory.Open(msg.Data, nw.ID, nil); err == nil {
 		t.Error("the gossip payload opened without any read key")
 	}

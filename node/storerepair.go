@@ -124,15 +124,7 @@ func checkTables(dir string, log *slog.Logger) error {
 func withPebble(path string, log *slog.Logger, opts *pebble.Options, fn func(*pebble.DB) error) (err error) {
 	pl := &pebbleLogger{log: log}
 	pl.opening.Store(true)
-	defer func() {
-		if p := recover(); p != nil {
-			f, ok := p.(pebbleFatal)
-			if !ok {
-				panic(p)
-			}
-			err = fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
-		}
-	}()
+	defer damagedOnFatal(&err)
 	opts.Logger = pl
 	db, err := pebble.Open(path, opts)
 	if err == nil {
@@ -145,6 +137,18 @@ func withPebble(path string, log *slog.Logger, opts *pebble.Options, fn func(*pe
 		return fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
 	}
 	return err
+}
+
+// damagedOnFatal, deferred, turns the pebbleFatal a pebbleLogger panics
+// with during an open into ErrDamagedStore in *err; any other panic goes on.
+func damagedOnFatal(err *error) {
+	if p := recover(); p != nil {
+		f, ok := p.(pebbleFatal)
+		if !ok {
+			panic(p)
+		}
+		*err = fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
+	}
 }
 
 // readerOptions are the options pebble itself reads the store's tables
@@ -186,16 +190,8 @@ func withTable(path string, ropts sstable.ReaderOptions, fn func(*sstable.Reader
 func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err error) {
 	pl := &pebbleLogger{log: log}
 	pl.opening.Store(true)
-	defer func() {
-		if p := recover(); p != nil {
-			f, ok := p.(pebbleFatal)
-			if !ok {
-				panic(p)
-			}
-			pds, err = nil, fmt.Errorf("%w: %s", ErrDamagedStore, f.msg)
-		}
-		pl.opening.Store(false)
-	}()
+	defer pl.opening.Store(false)
+	defer damagedOnFatal(&err)
 	pds, err = pebbleds.NewDatastore(path, pebbleds.WithPebbleOpts(&pebble.Options{Logger: pl}))
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))

@@ -2,7 +2,6 @@ package directory
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -72,11 +71,30 @@ func NewEvidence(a, b *Record, reporter *Identity) (*Record, error) {
 	return NewRecord(a.Network, &Evidence{First: a.Encode(), Second: b.Encode()}, reporter)
 }
 
-// evidenceSlotName is the slot of the evidence of one conflict, named by
-// the hashes of the two records, whoever reported it.
-func evidenceSlotName(a, b Hash) string {
-	id := sha256.Sum256(append(a[:len(a):len(a)], b[:]...))
-	return "evidence/" + Hash(id).String()
+// evidenceSlotName is the slot of the evidence against key k: one piece
+// per equivocating key, whatever it signed. One proof is all stewards need
+// to act, and a slot per conflict would let a member that equivocates
+// again and again (any two variants of any entry make a new conflict) make
+// every node store evidence without end.
+func evidenceSlotName(k PublicKey) string { return "evidence/" + k.Hex() }
+
+// signer0 is the first signer of an encoded record, the zero key if it
+// does not decode (Slot is asked only of records that passed their checks).
+func signer0(raw []byte) PublicKey {
+	r, err := DecodeRecord(raw)
+	if err != nil || len(r.Sigs) == 0 {
+		return PublicKey{}
+	}
+	return r.Sigs[0].Key
+}
+
+// HasEvidenceAgainst reports whether the state holds evidence that k
+// equivocated: a node that finds another conflict of k's need not report it.
+func (s *State) HasEvidenceAgainst(k PublicKey) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.evidence[evidenceSlotName(k)]
+	return ok
 }
 
 type evidenceSlot struct {
@@ -93,9 +111,9 @@ type evidenceSlot struct {
 const MaxPendingEvidence = 256
 
 // addEvidence applies evidence of an equivocation. It is accepted from
-// any key: its content proves itself, and there is one slot per real
-// conflict (the lower record hash wins), so a reporter cannot make it
-// grow. It does not depend on the equivocator's standing, which can come
+// any key: its content proves itself, and there is one slot per
+// equivocating key (the lower record hash wins), so neither a reporter nor
+// the equivocator can make it grow. It does not depend on the equivocator's standing, which can come
 // and go as governance arrives, so every node holds the same evidence
 // whatever the order; a revoked key's conflicts are settled
 // (State.revokeKey). Equivocations lists what it shows.
@@ -115,10 +133,10 @@ func (s *State) addEvidence(r *Record, h Hash, b *Evidence) (bool, error) {
 		return false, reject(r.Type, ErrRevoked, "equivocating key %s is revoked already", Fingerprint(k))
 	}
 	ha, hc := a.Hash(), c.Hash()
-	name := evidenceSlotName(ha, hc)
+	name := evidenceSlotName(k)
 	cur := s.evidence[name]
-	if cur != nil && bytes.Compare(cur.hash[:], h[:]) < 0 {
-		return false, reject(r.Type, ErrStale, "evidence of this conflict is held already")
+	if cur != nil && bytes.Compare(cur.hash[:], h[:]) <= 0 {
+		return false, reject(r.Type, ErrStale, "evidence against %s is held already", Fingerprint(k))
 	}
 	pending := !s.activeMember(k)
 	if cur != nil {

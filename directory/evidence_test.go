@@ -1,6 +1,7 @@
 package directory_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -114,4 +115,54 @@ func ev2Body(t testing.TB, r *directory.Record) *directory.Evidence {
 		t.Fatal(err)
 	}
 	return b.(*directory.Evidence)
+}
+
+// A member that equivocates over and over (two variants of many entries)
+// leaves one piece of evidence on every node, not one per conflict, in
+// any order: otherwise it could make every node store evidence without
+// end, up to twice the record limit a piece.
+func TestEvidenceIsOnePiecePerKey(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reporter := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	admit := nw.Admit(t, org, "Colectivo")
+	var evs []*directory.Record
+	for i := range 20 {
+		id := fmt.Sprintf("servicio-%d", i)
+		a := nw.Entry(t, org, id, 1)
+		other := dirtest.SampleEntry(id, 1, nw.Now)
+		other.Service.Name = "Otro nombre"
+		ev, err := directory.NewEvidence(a, nw.Sign(t, other, org), reporter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	var digest directory.Hash
+	for order := range 3 {
+		s := nw.State()
+		recs := append([]*directory.Record{nw.Genesis, admit}, evs...)
+		if order > 0 {
+			slices.Reverse(recs[2:])
+		}
+		if order == 2 {
+			recs = append(evs, nw.Genesis, admit)
+		}
+		for _, r := range recs {
+			s.Apply(decoded(t, r))
+		}
+		held := 0
+		for _, ev := range evs {
+			if s.Has(ev.Hash()) {
+				held++
+			}
+		}
+		if held != 1 || len(s.Equivocations()) != 1 {
+			t.Fatalf("order %d: %d pieces of evidence held against one key, %d equivocations shown; want 1 and 1", order, held, len(s.Equivocations()))
+		}
+		if order == 0 {
+			digest = s.Digest()
+		} else if s.Digest() != digest {
+			t.Fatalf("order %d gives another digest", order)
+		}
+	}
 }

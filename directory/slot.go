@@ -44,7 +44,7 @@ func (r *Record) Slot() (string, error) {
 	case *Heartbeat:
 		return "heartbeat/" + signer.Hex(), nil
 	case *Evidence:
-		return evidenceSlotName(sha256.Sum256(b.First), sha256.Sum256(b.Second)), nil
+		return evidenceSlotName(signer0(b.First)), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }

@@ -12,8 +12,9 @@ import (
 // version each conflicts with. Unlike the gossip of the two versions,
 // evidence is pooled, stored, synced, resealed after a rotation and put
 // in the DHT, so the report survives restarts and reaches nodes that were
-// offline (directory.Evidence). Evidence of a conflict already held is
-// refused as stale, so many nodes reporting one conflict leave one record.
+// offline (directory.Evidence). The network keeps one piece per
+// equivocating key (the lowest record hash): a node that holds evidence
+// against a key reports none of its further conflicts.
 func (n *Node) reportEquivocation(recs []*directory.Record) {
 	var pairs [][2]*directory.Record
 	for i, a := range recs {
@@ -34,6 +35,9 @@ func (n *Node) reportEquivocation(recs []*directory.Record) {
 	}
 	n.wg.Go(func() {
 		for _, p := range pairs {
+			if n.state.HasEvidenceAgainst(p[0].Sigs[0].Key) {
+				continue // one piece per equivocating key is all the network keeps
+			}
 			ev, err := directory.NewEvidence(p[0], p[1], n.id)
 			if err != nil {
 				continue // not a conflict (an older seq it superseded)

@@ -192,7 +192,10 @@ func (s *State) checkAuthorRoom(t RecordType, pub PublicKey, e *Entry, n int) er
 		return nil
 	}
 	others := s.pendingEntriesTotal - s.pendingEntries[pub]
-	if over <= MaxPendingEntriesPerKey && others+over <= MaxPendingEntries {
+	overBytes := usesBytes(heldUses(uses, l))
+	othersBytes := s.pendingEntryBytesTotal - s.pendingEntryBytes[pub]
+	if over <= MaxPendingEntriesPerKey && others+over <= MaxPendingEntries &&
+		overBytes <= MaxPendingEntryBytesPerKey && othersBytes+overBytes <= MaxPendingEntryBytes {
 		return nil
 	}
 	return reject(t, ErrAuthorLimit, "organization %s would have %d live entries of %d bytes beyond what the charter allows (%d entries, %d bytes), and %d already wait", Fingerprint(pub), over, usesBytes(uses), l.entries, l.bytes, s.pendingEntries[pub])
@@ -224,16 +227,42 @@ func (s *State) settleAuthor(pub PublicKey) {
 		slot.over = over[id]
 		s.refreshEntry(pub, slot)
 	}
-	pending := len(over)
-	if !active {
-		pending = len(uses)
+	pending, pendingBytes := 0, 0
+	for _, u := range uses {
+		if !active || over[u.id] {
+			pending++
+			pendingBytes += u.size
+		}
 	}
 	s.pendingEntriesTotal += pending - s.pendingEntries[pub]
+	s.pendingEntryBytesTotal += pendingBytes - s.pendingEntryBytes[pub]
 	if pending == 0 {
 		delete(s.pendingEntries, pub)
+		delete(s.pendingEntryBytes, pub)
 	} else {
 		s.pendingEntries[pub] = pending
+		s.pendingEntryBytes[pub] = pendingBytes
 	}
+}
+
+// checkPendingBytes refuses a version of n bytes from a key that is not an
+// active member when it would take that key's, or every key's, pending
+// entries past their byte quota. cur is the slot it would replace, if any.
+func (s *State) checkPendingBytes(t RecordType, pub PublicKey, cur *entrySlot, n int) error {
+	grow := n
+	if cur != nil && !cur.expired {
+		grow -= cur.size
+	}
+	if grow <= 0 {
+		return nil
+	}
+	if b := s.pendingEntryBytes[pub] + grow; b > MaxPendingEntryBytesPerKey {
+		return reject(t, ErrQuota, "signer %s, not an admitted member, would have %d bytes of entries waiting; %d allowed", Fingerprint(pub), b, MaxPendingEntryBytesPerKey)
+	}
+	if b := s.pendingEntryBytesTotal + grow; b > MaxPendingEntryBytes {
+		return reject(t, ErrQuota, "entries from keys not admitted would take %d bytes; %d allowed", b, MaxPendingEntryBytes)
+	}
+	return nil
 }
 
 // settleAuthorLimits re-derives every author when the charter in force

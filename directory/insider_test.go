@@ -3,6 +3,7 @@ package directory_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,4 +220,50 @@ func TestSlotMemoryBounded(t *testing.T) {
 	if _, err := s.Apply(f.entry(t, f.org, 5, nil)); !errors.Is(err, directory.ErrStale) {
 		t.Fatalf("replay of seq 5: %v", err)
 	}
+}
+
+// Records are accepted up to the protocol's 262,144 bytes whatever the
+// charter says, so the pending pool is bounded in bytes as well as in
+// count: fresh keys publishing entries near the largest the field limits
+// allow (~30 KB) fill at most MaxPendingEntryBytes, where the count quota
+// alone let them take about twice that.
+func TestPendingPoolBoundedInBytes(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	s := nw.State()
+	if _, err := s.Apply(nw.Genesis); err != nil {
+		t.Fatal(err)
+	}
+	big := func(id *directory.Identity, name string) *directory.Record {
+		e := dirtest.SampleEntry(name, 1, nw.Now)
+		e.Service.Description = strings.Repeat("ñ", 4000)
+		e.Service.Areas = nil
+		for range 32 {
+			e.Service.Areas = append(e.Service.Areas, directory.Area{City: strings.Repeat("ñ", 120), Text: strings.Repeat("ñ", 200)})
+		}
+		return nw.Sign(t, e, id)
+	}
+	refused := 0
+	for k := 0; k*directory.MaxPendingEntriesPerKey < directory.MaxPendingEntries; k++ {
+		id := dirtest.MustIdentity(t)
+		for i := range directory.MaxPendingEntriesPerKey {
+			switch _, err := s.Apply(big(id, fmt.Sprintf("g-%d", i))); {
+			case errors.Is(err, directory.ErrQuota):
+				refused++
+			case err != nil:
+				t.Fatal(err)
+			}
+		}
+	}
+	n, b := 0, 0
+	for _, r := range s.Records() {
+		if r.Type == directory.TypeEntry {
+			n++
+			b += len(r.Encode())
+		}
+	}
+	if b > directory.MaxPendingEntryBytes || refused == 0 {
+		t.Fatalf("unadmitted keys placed %d entries, %d bytes, in the pool (%d refused); at most %d bytes", n, b, refused, directory.MaxPendingEntryBytes)
+	}
+	t.Logf("%d entries of %d bytes from unadmitted keys: %d pooled, %d bytes, %d refused",
+		directory.MaxPendingEntries, len(big(dirtest.MustIdentity(t), "x").Encode()), n, b, refused)
 }

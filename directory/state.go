@@ -55,7 +55,13 @@ type State struct {
 	// filling every node's disk.
 	pendingEntries      map[PublicKey]int
 	pendingEntriesTotal int
-	pendingGrantsTotal  int
+	// pendingEntryBytes and pendingEntryBytesTotal weigh the same entries:
+	// since a record is accepted up to the protocol's 262,144 bytes
+	// whatever the charter says, a count alone let 4,096 pending entries
+	// take a gigabyte on every node.
+	pendingEntryBytes      map[PublicKey]int
+	pendingEntryBytesTotal int
+	pendingGrantsTotal     int
 	// limitsSettled are the per-author limits the entries were last
 	// ranked under (authorlimit.go).
 	limitsSettled authorLimits
@@ -103,9 +109,13 @@ type State struct {
 const (
 	MaxPendingEntriesPerKey = 32
 	MaxPendingEntries       = 4096
-	MaxPendingGrantsPerKey  = 64
-	MaxPendingGrants        = 4096
-	MaxWaitingProposals     = 256
+	// MaxPendingEntryBytesPerKey and MaxPendingEntryBytes weigh the same
+	// entries by their encoded size.
+	MaxPendingEntryBytesPerKey = 2 << 20
+	MaxPendingEntryBytes       = 64 << 20
+	MaxPendingGrantsPerKey     = 64
+	MaxPendingGrants           = 4096
+	MaxWaitingProposals        = 256
 	// charterLookahead is how far beyond the newest linked charter a
 	// proposal may cite, and epochLookahead how far beyond the current
 	// epoch an epoch may be numbered, for a node that is behind.
@@ -192,6 +202,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		pages:              map[Hash]*heldPage{},
 		pagesBySigner:      map[PublicKey]map[Hash]Hash{},
 		pendingEntries:     map[PublicKey]int{},
+		pendingEntryBytes:  map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
 		linked:             map[uint64][]*Charter{},
 		validRevocations:   map[Hash]bool{},
@@ -657,6 +668,11 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 			return false, reject(r.Type, ErrQuota, "%d entries from keys not admitted already wait", s.pendingEntriesTotal)
 		}
 	}
+	if pending {
+		if err := s.checkPendingBytes(r.Type, pub, cur, n); err != nil {
+			return false, err
+		}
+	}
 	seen := map[uint64]Hash{}
 	if cur != nil {
 		if cur.hash == h {
@@ -833,6 +849,8 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	}
 	s.pendingEntriesTotal -= s.pendingEntries[k]
 	delete(s.pendingEntries, k)
+	s.pendingEntryBytesTotal -= s.pendingEntryBytes[k]
+	delete(s.pendingEntryBytes, k)
 	delete(s.entries, k)
 	s.dropPagesBy(k)
 	affected := map[PublicKey]bool{k: true}

@@ -202,3 +202,57 @@ func TestProfileRates(t *testing.T) {
 		t.Error("an unknown profile gave rates")
 	}
 }
+
+// A small message (a revocation) on one stream of a capped host is not
+// queued behind other streams' bulk reads: each stream holds at most a
+// small chunk of the cap's tokens at a time, so the wait for a new read
+// is a fraction of a second whatever the other streams have in flight.
+func TestRateCapSmallMessageNotBehindBulk(t *testing.T) {
+	const capRate = 64 << 10
+	sender, receiver := pair(t, transport.Rates{}, transport.Rates{Recv: capRate})
+	const smallProto = "/ceiba-test/small/1.0.0"
+	receiver.SetStreamHandler(rateProto, func(s network.Stream) {
+		defer s.Close()
+		io.CopyBuffer(io.Discard, s, make([]byte, 1<<20))
+	})
+	got := make(chan time.Time, 1)
+	receiver.SetStreamHandler(smallProto, func(s network.Stream) {
+		defer s.Close()
+		if b, _ := io.ReadAll(s); len(b) == 200 {
+			got <- time.Now()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Three bulk streams, each with far more than a second of the cap.
+	for range 3 {
+		s, err := sender.NewStream(ctx, receiver.ID(), rateProto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Reset()
+		go s.Write(make([]byte, 1<<20))
+	}
+	time.Sleep(time.Second)
+	start := time.Now()
+	s, err := sender.NewStream(ctx, receiver.ID(), smallProto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(make([]byte, 200)); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	select {
+	case at := <-got:
+		took := at.Sub(start)
+		t.Logf("200 bytes behind three bulk streams at %d KiB/s: %s", capRate>>10, took)
+		// Three streams' chunks of 4 KiB are about 0.2 s of the cap;
+		// before, each held up to a second (64 KiB), about 3 s in all.
+		if took > 1500*time.Millisecond {
+			t.Errorf("a 200-byte message waited %s behind bulk streams; want under 1.5 s", took)
+		}
+	case <-ctx.Done():
+		t.Fatal("the small message never arrived")
+	}
+}

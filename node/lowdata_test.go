@@ -206,7 +206,7 @@ func TestEntryOnGovernanceTopicRefused(t *testing.T) {
 	})
 }
 
-// A lowdata node back from a day offline pulls the day's records in one
+// A lowdata node back from a day offline pulls the day's records in a
 // long sync session at its cap. The responder sends governance first and
 // the node applies it as soon as the first entry follows, so a
 // revocation among them takes effect in the session's first second, not
@@ -219,6 +219,9 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 	cfgL.Transport.Profile = transport.ProfileLowData
 	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = 16<<10, transport.LowDataSendRate
 	cfgL.SyncInterval = LowDataSyncInterval
+	// One session for the whole catch-up: the responder orders what one
+	// request asks for; across sessions the initiator asks in hash order.
+	cfgL.SyncTimeout, cfgL.SyncMaxRecords = time.Minute, 200
 	l := startNode(t, cfgL)
 	base := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Admit(t, doomed, "Colectivo Condenado")}
 	ref := &reference{t: t, nw: nw}

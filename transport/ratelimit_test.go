@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -254,5 +255,63 @@ func TestRateCapSmallMessageNotBehindBulk(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the small message never arrived")
+	}
+}
+
+// Under a receive cap, a peer that floods the node over many streams gets
+// the share of one peer, not of its streams: an honest peer sending at the
+// same time gets about half the cap, not an eighth.
+func TestRateCapIsFairBetweenPeers(t *testing.T) {
+	const capRate = 64 << 10
+	receiver := transport.LimitRate(newHost(t, loopbackTCP), transport.Rates{Recv: capRate})
+	flooder, honest := newHost(t, loopbackTCP), newHost(t, loopbackTCP)
+	connectVia(t, flooder, receiver, ma.P_TCP)
+	connectVia(t, honest, receiver, ma.P_TCP)
+	var got [2]atomic.Int64 // bytes read from the flooder, from the honest peer
+	receiver.SetStreamHandler(rateProto, func(s network.Stream) {
+		defer s.Close()
+		i := 0
+		if s.Conn().RemotePeer() == honest.ID() {
+			i = 1
+		}
+		buf := make([]byte, 1<<20)
+		for {
+			n, err := s.Read(buf)
+			got[i].Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	send := func(h host.Host) {
+		s, err := h.NewStream(ctx, receiver.ID(), rateProto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Reset() })
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := s.Write(make([]byte, 64<<10)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	for range 7 {
+		send(flooder)
+	}
+	send(honest)
+	time.Sleep(2 * time.Second) // past the first second's burst and the windows
+	before := got[1].Load()
+	const measure = 4 * time.Second
+	time.Sleep(measure)
+	rate := float64(got[1].Load()-before) / measure.Seconds()
+	t.Logf("honest peer: %.1f KiB/s of a %d KiB/s cap shared with a flooder on 7 streams", rate/1024, capRate>>10)
+	// A fair share is half the cap (measured 47 KiB/s); shared per
+	// stream it was 15 KiB/s.
+	if rate < capRate/3 {
+		t.Errorf("the honest peer got %.1f KiB/s of a %d KiB/s cap; want at least a third", rate/1024, capRate>>10)
 	}
 }

@@ -161,7 +161,7 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	newer := entryRec(t, nw, org, "servicio-a", 2)
 	ref.publish(c, newer)
 	waitEvent(t, flooded, "the update everywhere", func() bool { return a.State().Has(newer.Hash()) && b.State().Has(newer.Hash()) })
-	topic.Publish(t.Context(), directory.Seal(old, 1, nw.Key))
+	topic.publishRecord(t.Context(), old, directory.Seal(old, 1, nw.Key))
 	select {
 	case <-caught:
 	case <-time.After(hangLimit):

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -170,7 +171,7 @@ func (c *cluster) connectAll(m host.Host) {
 
 // rawTopic joins the network's topic from a host that runs no validator:
 // what it publishes reaches the honest nodes' validators unfiltered.
-func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) *pubsub.Topic {
+func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) rawTopics {
 	t.Helper()
 	topic, _ := capturingTopic(t, h, nw)
 	return topic
@@ -187,9 +188,25 @@ func wireGossipOptions() []pubsub.Option {
 	}
 }
 
-// capturingTopic is rawTopic that also keeps what the host receives on the
-// topic: what a peer without keys sees of the network's traffic.
-func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (*pubsub.Topic, func() [][]byte) {
+// rawTopics are the network's two topics as a host without a validator
+// joins them: the embedded Topic is governance, where Publish puts junk
+// and anything else it is given; publishRecord picks the topic a record's
+// type belongs on, as an honest publisher would.
+type rawTopics struct {
+	*pubsub.Topic
+	entries *pubsub.Topic
+}
+
+func (rt rawTopics) publishRecord(ctx context.Context, r *directory.Record, sealed []byte) error {
+	if onEntriesTopic(r.Type) {
+		return rt.entries.Publish(ctx, sealed)
+	}
+	return rt.Publish(ctx, sealed)
+}
+
+// capturingTopic is rawTopic that also keeps what the host receives on
+// either topic: what a peer without keys sees of the network's traffic.
+func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (rawTopics, func() [][]byte) {
 	t.Helper()
 	var mu sync.Mutex
 	var seen [][]byte
@@ -197,28 +214,32 @@ func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (*pubsub.
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(TopicName(nw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := topic.Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			m, err := sub.Next(t.Context())
-			if err != nil {
-				return
-			}
-			if m.ReceivedFrom != h.ID() {
-				mu.Lock()
-				seen = append(seen, m.Data)
-				mu.Unlock()
-			}
+	var topics []*pubsub.Topic
+	for _, name := range []string{GovernanceTopic(nw), EntriesTopic(nw)} {
+		topic, err := ps.Join(name)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	return topic, func() [][]byte {
+		sub, err := topic.Subscribe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		topics = append(topics, topic)
+		go func() {
+			for {
+				m, err := sub.Next(t.Context())
+				if err != nil {
+					return
+				}
+				if m.ReceivedFrom != h.ID() {
+					mu.Lock()
+					seen = append(seen, m.Data)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	return rawTopics{Topic: topics[0], entries: topics[1]}, func() [][]byte {
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(seen)

@@ -40,7 +40,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 	var last *directory.Record
 	for seq := uint64(2); seq <= versions+1; seq++ {
 		last = entryRec(t, nw, org, "churn", seq)
-		if err := topic.Publish(t.Context(), directory.Seal(last, 1, nw.Key)); err != nil {
+		if err := topic.publishRecord(t.Context(), last, directory.Seal(last, 1, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 		// Paced as a churning publisher is: each version is validated

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -14,16 +15,50 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/transport"
 )
 
-// TopicName is the GossipSub topic of a network. It is derived from the
-// network ID, never its name, so a peer that does not hold the charter
-// cannot tell which network a topic belongs to, or find it by name.
-func TopicName(net directory.NetworkID) string {
+// A network gossips on two GossipSub topics (PROTOCOL.md §7):
+//
+//   - governance: every record that is not an entry (charter, memberships,
+//     readers, revocations, epochs and their pages, approvals, evidence,
+//     heartbeats). Low-rate, bounded by what stewards sign; every node
+//     subscribes.
+//   - entries: organizations' entries, the bulk of the traffic and the
+//     part one member can churn. Nodes subscribe unless they run the
+//     lowdata profile: a lowdata node joins it only to publish its own
+//     entries, and takes other entries by sync, which offers only current
+//     versions and pulls each record once. So on a byte-capped link no
+//     entry byte arrives by gossip, a superseded version is never sent to
+//     it, and several peers forwarding the same churn cost it nothing:
+//     revocations arrive without queuing behind entries.
+//
+// Both names are derived from the network ID, never its name, so a peer
+// that does not hold the charter cannot tell which network a topic
+// belongs to, or find it by name.
+func GovernanceTopic(net directory.NetworkID) string { return topicName("governance", net) }
+
+// EntriesTopic is the network's entries topic (see GovernanceTopic).
+func EntriesTopic(net directory.NetworkID) string { return topicName("entries", net) }
+
+func topicName(kind string, net directory.NetworkID) string {
 	h := sha256.New()
-	h.Write([]byte("ceiba topic v1"))
+	h.Write([]byte("ceiba topic v2 " + kind))
 	h.Write(net[:])
 	return "/ceiba/t/" + hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// onEntriesTopic says which topic a record travels on.
+func onEntriesTopic(t directory.RecordType) bool { return t == directory.TypeEntry }
+
+// ErrWrongTopic refuses a gossiped record on the other topic than its type
+// belongs to. Every node, honest or not, knows the rule, and a node
+// forwards only what it validated, so only the first sender breaks it.
+var ErrWrongTopic = errors.New("node: record gossiped on the wrong topic (entries go on the entries topic, everything else on governance)")
+
+// subscribesToEntries says whether this node takes entries by gossip.
+func (n *Node) subscribesToEntries() bool {
+	return n.cfg.Transport.Profile != transport.ProfileLowData
 }
 
 // Peer-score thresholds. An honest peer never falls below zero for long: it
@@ -46,29 +81,33 @@ func messageID(m *pb.Message) string {
 	return string(h[:])
 }
 
-func scoreParams(topic string, app func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+func scoreParams(topics []string, app func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 	_, loop4, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loop6, _ := net.ParseCIDR("::1/128")
+	topicParams := func() *pubsub.TopicScoreParams {
+		return &pubsub.TopicScoreParams{
+			SkipAtomicValidation: true,
+			TopicWeight:          1,
+			// P1, P2: a little credit for staying in the mesh and for
+			// delivering new records first, capped by TopicScoreCap.
+			TimeInMeshWeight:             0.01,
+			TimeInMeshQuantum:            time.Second,
+			TimeInMeshCap:                600,
+			FirstMessageDeliveriesWeight: 1,
+			FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
+			FirstMessageDeliveriesCap:    20,
+			// P3 (mesh delivery rate) is off: directory traffic is
+			// bursty and rare, so a quiet mesh peer is not a bad one.
+			// P4: invalid messages, heavily, forgotten over an hour.
+			InvalidMessageDeliveriesWeight: invalidWeight,
+			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+		}
+	}
 	params := &pubsub.PeerScoreParams{
-		Topics: map[string]*pubsub.TopicScoreParams{
-			topic: {
-				SkipAtomicValidation: true,
-				TopicWeight:          1,
-				// P1, P2: a little credit for staying in the mesh and for
-				// delivering new records first, capped by TopicScoreCap.
-				TimeInMeshWeight:             0.01,
-				TimeInMeshQuantum:            time.Second,
-				TimeInMeshCap:                600,
-				FirstMessageDeliveriesWeight: 1,
-				FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
-				FirstMessageDeliveriesCap:    20,
-				// P3 (mesh delivery rate) is off: directory traffic is
-				// bursty and rare, so a quiet mesh peer is not a bad one.
-				// P4: invalid messages, heavily, forgotten over an hour.
-				InvalidMessageDeliveriesWeight: invalidWeight,
-				InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
-			},
-		},
+		// The same parameters on both topics: an invalid message costs
+		// as much on one as on the other, and the cap below bounds the
+		// credit from both together.
+		Topics:            map[string]*pubsub.TopicScoreParams{},
 		TopicScoreCap:     30,
 		AppSpecificScore:  app,
 		AppSpecificWeight: 1,
@@ -92,16 +131,23 @@ func scoreParams(topic string, app func(peer.ID) float64) (*pubsub.PeerScorePara
 		AcceptPXThreshold:           100, // peer exchange is off anyway
 		OpportunisticGraftThreshold: 3,
 	}
+	for _, t := range topics {
+		params.Topics[t] = topicParams()
+	}
 	return params, thresholds
 }
 
 func (n *Node) startGossip() error {
-	topic := TopicName(n.cfg.Network)
-	params, thresholds := scoreParams(topic, n.sync.appScore)
+	gov, ent := GovernanceTopic(n.cfg.Network), EntriesTopic(n.cfg.Network)
+	params, thresholds := scoreParams([]string{gov, ent}, n.sync.appScore)
 	// GossipSub gets a view of the host that lets it use relay circuits
 	// (limited.go), so records and revocations reach peers that can be
 	// reached no other way. The DHT is not given it.
 	ps, err := pubsub.NewGossipSub(n.ctx, newGossipHost(n.host),
+		// v1.2 and later peers send IDONTWANT for every message of 1 KiB
+		// or more (every sealed record is) to their other mesh peers as
+		// soon as it arrives, before validating it: a large record a
+		// node is already receiving is not sent to it again.
 		pubsub.WithGossipSubProtocols(gossipProtocolIDs, pubsub.GossipSubDefaultFeatures),
 		// No author, sequence number or signature at the pubsub layer:
 		// the record's own signature, inside the seal, proves who wrote
@@ -115,8 +161,9 @@ func (n *Node) startGossip() error {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMaxMessageSize(directory.MaxSealedBytes+16<<10),
 		// Tracking other topics' subscriptions would only let peers make
-		// this node keep state for them.
-		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(topic)),
+		// this node keep state for them. A lowdata node tracks the
+		// entries topic too: it publishes its own entries there.
+		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(gov, ent)),
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), time.Second),
@@ -125,18 +172,38 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("node: starting GossipSub: %w", err)
 	}
-	if err := ps.RegisterTopicValidator(topic, n.validate, pubsub.WithValidatorTimeout(30*time.Second)); err != nil {
-		return fmt.Errorf("node: topic validator: %w", err)
+	n.ps = ps
+	if n.topic, n.sub, err = n.joinTopic(gov, false, true); err != nil {
+		return err
 	}
-	t, err := ps.Join(topic)
+	// A lowdata node joins the entries topic without subscribing: pubsub
+	// then publishes its own entries to the topic's peers (fanout) but
+	// no peer puts it in the topic's mesh or sends it the topic's
+	// messages, and it drops any that come unasked, unvalidated.
+	n.entries, n.entriesSub, err = n.joinTopic(ent, true, n.subscribesToEntries())
+	return err
+}
+
+// joinTopic joins one of the network's topics, with its validator, and
+// subscribes to it when subscribe is set.
+func (n *Node) joinTopic(name string, entries, subscribe bool) (*pubsub.Topic, *pubsub.Subscription, error) {
+	validate := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		return n.validate(ctx, from, msg, entries)
+	}
+	if err := n.ps.RegisterTopicValidator(name, validate, pubsub.WithValidatorTimeout(30*time.Second)); err != nil {
+		return nil, nil, fmt.Errorf("node: topic validator: %w", err)
+	}
+	t, err := n.ps.Join(name)
 	if err != nil {
-		return fmt.Errorf("node: joining the topic: %w", err)
+		return nil, nil, fmt.Errorf("node: joining a topic: %w", err)
+	}
+	if !subscribe {
+		return t, nil, nil
 	}
 	sub, err := t.Subscribe()
 	if err != nil {
-		return fmt.Errorf("node: subscribing: %w", err)
+		return nil, nil, fmt.Errorf("node: subscribing: %w", err)
 	}
-	n.ps, n.topic, n.sub = ps, t, sub
 	// The validator does all the work; the subscription exists so peers
 	// count this node in the topic's mesh, and is drained so pubsub never
 	// has to drop for it.
@@ -147,12 +214,13 @@ func (n *Node) startGossip() error {
 			}
 		}
 	})
-	return nil
+	return t, sub, nil
 }
 
-// validate is the topic validator: a message is accepted (and forwarded)
-// only once its record is applied and durable.
-func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+// validate is the topics' validator: a message is accepted (and forwarded)
+// only once its record is applied and durable. entries says which topic
+// the message came on.
+func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message, entries bool) pubsub.ValidationResult {
 	if from == n.host.ID() {
 		// Our own Publish or Import, applied and stored before it was
 		// handed to pubsub.
@@ -162,7 +230,7 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 		return pubsub.ValidationIgnore
 	}
 	defer n.leave()
-	_, v, out, _ := n.ingestSealed(msg.Data, from, ViaGossip)
+	_, v, out, _ := n.ingestGossip(msg.Data, from, entries)
 	switch v {
 	case accepted:
 		if e, _ := directory.SealedEpoch(msg.Data); e < n.sealEpoch() {

@@ -25,27 +25,36 @@ import (
 // gossipAttacker is a host of its own, over real TCP, on the network's
 // topic with plain GossipSub (no validator, flood publish), in the topic
 // mesh of node n: what an attacker that knows the topic runs.
-func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *pubsub.Topic) {
+func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, rawTopics) {
 	t.Helper()
 	m := hostileHost(t)
 	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(TopicName(nw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := topic.Subscribe(); err != nil {
-		t.Fatal(err)
+	var topics []*pubsub.Topic
+	for _, name := range []string{GovernanceTopic(nw), EntriesTopic(nw)} {
+		topic, err := ps.Join(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := topic.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+		topics = append(topics, topic)
 	}
 	if err := m.Connect(t.Context(), peer.AddrInfo{ID: n.Host().ID(), Addrs: n.Host().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the attacker and the node to see each other on the topic", func() bool {
-		return slices.Contains(n.topic.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), n.Host().ID())
+	waitFor(t, 10*time.Second, "the attacker and the node to see each other on the topics", func() bool {
+		if !slices.Contains(n.topic.ListPeers(), m.ID()) || !slices.Contains(topics[0].ListPeers(), n.Host().ID()) {
+			return false
+		}
+		// A lowdata node is not subscribed to entries: the attacker
+		// publishes there only into the node's fanout.
+		return n.entriesSub == nil || slices.Contains(n.entries.ListPeers(), m.ID()) && slices.Contains(topics[1].ListPeers(), n.Host().ID())
 	})
-	return m, topic
+	return m, rawTopics{Topic: topics[0], entries: topics[1]}
 }
 
 func hostileHost(t *testing.T) host.Host {

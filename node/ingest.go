@@ -39,6 +39,17 @@ const revocationGrace = 2 * time.Minute
 // ingestSealed opens a sealed record and takes it through accept. It
 // returns the sealing the node stored (to gossip on) when accepted.
 func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.Applied, verdict, []byte, error) {
+	return n.ingest(sealed, from, via, nil)
+}
+
+// ingestGossip is ingestSealed for a message from one of the topics:
+// entries says which. A record on the wrong topic is refused before the
+// state sees it.
+func (n *Node) ingestGossip(sealed []byte, from peer.ID, entries bool) (directory.Applied, verdict, []byte, error) {
+	return n.ingest(sealed, from, ViaGossip, &entries)
+}
+
+func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) (directory.Applied, verdict, []byte, error) {
 	r, err := directory.Open(sealed, n.cfg.Network, n.keyringSnapshot())
 	if err != nil {
 		v := invalid
@@ -53,6 +64,11 @@ func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.App
 		}
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
 		return directory.Applied{}, v, nil, err
+	}
+	if entriesTopic != nil && *entriesTopic != onEntriesTopic(r.Type) {
+		err := fmt.Errorf("%w: a %s record", ErrWrongTopic, r.Type)
+		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
+		return directory.Applied{}, invalid, nil, err
 	}
 	if via == ViaGossip {
 		if err := n.gossipRate(r); err != nil {
@@ -240,7 +256,7 @@ func (n *Node) spreadEvidence(recs []*directory.Record) {
 			}
 			for _, r := range recs {
 				_, sealed := n.sealFor(r)
-				n.gossip(n.ctx, directory.Hash{}, sealed)
+				n.gossip(n.ctx, directory.Hash{}, r.Type, sealed)
 			}
 		}
 	})
@@ -248,6 +264,9 @@ func (n *Node) spreadEvidence(recs []*directory.Record) {
 
 func (n *Node) rejected(r *directory.Record, from peer.ID, via Via, err error) {
 	if errors.Is(err, directory.ErrDuplicate) {
+		n.mu.Lock()
+		n.duplicates[via]++
+		n.mu.Unlock()
 		return
 	}
 	if via != ViaLocal {

@@ -156,7 +156,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 		// GossipSub drops what a peer publishes before its streams are
 		// up, so the device keeps publishing (new sealings, new messages).
 		for _, r := range late {
-			topic.Publish(t.Context(), directory.Seal(r, 1, nw.Key))
+			topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key))
 		}
 		time.Sleep(50 * time.Millisecond)
 		for _, rec := range recs {
@@ -327,7 +327,7 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 	// GossipSub drops what a peer publishes before its streams are up,
 	// so the device keeps sending (each sealing is a new message).
 	waitFor(t, 15*time.Second, "every node to refuse the late approval", func() bool {
-		topic.Publish(t.Context(), directory.Seal(lateApproval, 1, nw.Key))
+		topic.publishRecord(t.Context(), lateApproval, directory.Seal(lateApproval, 1, nw.Key))
 		time.Sleep(50 * time.Millisecond)
 		for _, rec := range recs {
 			if rec.count(func(ev Event) bool {
@@ -502,7 +502,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the replaying insider on the topic", func() bool { return len(topic.ListPeers()) > 0 })
 	for _, r := range old {
-		topic.Publish(t.Context(), directory.Seal(r, 1, nw.Key))
+		topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key))
 	}
 	// Node 2 never had version 1: it pulled it from the insider and refused it as stale.
 	waitFor(t, 10*time.Second, "the node that never had version 1 to refuse it", func() bool {

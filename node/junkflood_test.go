@@ -49,7 +49,7 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	const total = 10000
 	sent := 0
 	send := func(r *directory.Record) {
-		if err := topic.Publish(t.Context(), directory.Seal(r, 1, nw.Key)); err != nil {
+		if err := topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 		sent++

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -38,10 +39,13 @@ func heavyEntry(t testing.TB, nw *dirtest.Network, org *directory.Identity, id s
 
 // Issue 21, finding 4: a member churns one ~57 KB entry at one version a
 // second from its own host over TCP, into both peers of a node with the
-// lowdata profile's caps (64 KiB/s in, 32 KiB/s out). Revocations the
-// stewards publish meanwhile reach the lowdata node within a few seconds
-// each, not later and later (3.1, 7.1, 13.1 s before the per-author rate:
-// the churn, forwarded by both peers, was twice the cap).
+// lowdata profile's caps (64 KiB/s in, 32 KiB/s out). The lowdata node is
+// in the governance topic only: the churn reaches it by no gossip at all,
+// so every revocation the stewards publish meanwhile arrives at once,
+// the first included (before the topic split: 3.1 s, 23 ms, 23 ms, the
+// first queued behind the allowed burst of versions from both peers;
+// before the per-author rate: 1.4, 6.4, 11.4 s). Entries come by sync:
+// the newest version only, each record once however many peers offer it.
 func TestLowDataRevocationUnderChurn(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about 30 s of churn")
@@ -57,30 +61,45 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 	cfgL.Bootstrap = []string{addr(s), addr(a)}
 	cfgL.Transport.Profile = transport.ProfileLowData
 	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = transport.LowDataRecvRate, transport.LowDataSendRate
-	cfgL.SyncInterval = LowDataSyncInterval // news comes by gossip, as on a real lowdata node
+	cfgL.SyncInterval = LowDataSyncInterval // as the daemon sets it: no sync during the churn
 	l := startNode(t, cfgL)
 	nodes := []*Node{s, a, l}
 	// The lowdata node syncs only every 5 minutes: what is published
-	// before it is in the topic's mesh would reach it only then.
+	// before it is in the governance topic's mesh would reach it only then.
 	topicUp(t, 2, l)
 	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), heavyEntry(t, nw, org, "churn", 1))
+	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"))
 	for i, d := range doomed {
 		ref.publish(s, nw.Admit(t, d, fmt.Sprintf("Colectivo %d", i)))
 	}
-	waitFor(t, 60*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
+	waitFor(t, 60*time.Second, "the governance on every node", func() bool { return sameDigest(nodes, ref.digest()) })
+	// The lowdata node does not take the first version by gossip either.
+	first := heavyEntry(t, nw, org, "churn", 1)
+	ref.publish(s, first)
+	waitFor(t, 15*time.Second, "the first version on the full nodes", func() bool { return a.State().Has(first.Hash()) })
+	if l.State().Has(first.Hash()) {
+		t.Fatal("the lowdata node got an entry by gossip")
+	}
+	if pulled, _, err := l.sync.session(s.Host().ID()); err != nil || pulled != 1 {
+		t.Fatalf("sync with a full node: %d pulled, %v", pulled, err)
+	}
+	waitFor(t, 30*time.Second, "the first version on the lowdata node by sync", func() bool { return sameDigest(nodes, ref.digest()) })
 
+	events := record(l)
 	_, topic := gossipAttacker(t, nw.ID, s)
 	_, topicA := gossipAttacker(t, nw.ID, a)
+	inBefore := l.Bandwidth().TotalIn
+	churnStart := time.Now()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for seq := uint64(2); ; seq++ {
-			sealed := directory.Seal(heavyEntry(t, nw, org, "churn", seq), 1, nw.Key)
-			topic.Publish(t.Context(), sealed)
-			topicA.Publish(t.Context(), sealed)
+			r := heavyEntry(t, nw, org, "churn", seq)
+			sealed := directory.Seal(r, 1, nw.Key)
+			topic.publishRecord(t.Context(), r, sealed)
+			topicA.publishRecord(t.Context(), r, sealed)
 			select {
 			case <-stop:
 				return
@@ -88,7 +107,6 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 			}
 		}
 	})
-	defer func() { close(stop); wg.Wait() }()
 
 	var delays []time.Duration
 	for i, d := range doomed {
@@ -99,10 +117,154 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 		waitFor(t, 60*time.Second, "the revocation on the lowdata node", func() bool { return l.State().IsRevoked(d.Public()) })
 		delays = append(delays, time.Since(start))
 	}
-	t.Logf("revocation delays to the lowdata node under churn: %v (throttled %s)", delays, l.Throttled().Recv)
+	close(stop)
+	wg.Wait()
+	churned := time.Since(churnStart)
+	in := l.Bandwidth().TotalIn - inBefore
+	t.Logf("revocation delays to the lowdata node under churn: %v; it received %d bytes in %s (throttled %s)",
+		delays, in, churned.Round(time.Millisecond), l.Throttled().Recv)
+	// Measured 20-60 ms each on an idle machine; the bound leaves room for
+	// a loaded one and is still a third of the first delay before.
 	for i, dl := range delays {
-		if dl > 5*time.Second {
-			t.Errorf("revocation %d took %s to reach the lowdata node under churn; want under 5 s", i+1, dl)
+		if dl > time.Second {
+			t.Errorf("revocation %d took %s to reach the lowdata node under churn; want under 1 s", i+1, dl)
 		}
+	}
+	if n := events.count(func(ev Event) bool { return ev.Via == ViaGossip && ev.Type == directory.TypeEntry }); n > 0 {
+		t.Errorf("the lowdata node took %d entry versions by gossip; want none", n)
+	}
+	// Every churned version is ~57 KB and both full nodes hold each one:
+	// by gossip the lowdata node would have been sent about 2 × 57 KB a
+	// second, its whole cap. Without entries, a few KB a second is gossip
+	// control, revocations and libp2p upkeep.
+	if limit := int64(churned.Seconds() * 8192); in > limit {
+		t.Errorf("the lowdata node received %d bytes during %s of churn; want under %d (8 KiB/s)", in, churned.Round(time.Millisecond), limit)
+	}
+
+	// After the churn: two sync sessions at once, with both full nodes,
+	// once they hold the same newest version (the per-author rate let
+	// only a few of the versions through). It crosses the link once, and
+	// no older version does.
+	waitFor(t, 30*time.Second, "the full nodes to agree", func() bool { return s.State().Digest() == a.State().Digest() })
+	newest, ok := s.State().Lookup("entry/" + org.Public().Hex() + "/churn")
+	if !ok || newest.Entry.Seq < 2 {
+		t.Fatalf("the full nodes hold no churned version: %+v", newest)
+	}
+	dupBefore := l.Status().Duplicates[ViaSync]
+	acceptedBefore := l.Status().Accepted[ViaSync]
+	var sessions sync.WaitGroup
+	for _, p := range []*Node{s, a} {
+		sessions.Go(func() {
+			if _, _, err := l.sync.session(p.Host().ID()); err != nil {
+				t.Errorf("sync with %s: %v", p.Host().ID(), err)
+			}
+		})
+	}
+	sessions.Wait()
+	if got, _ := l.State().Lookup("entry/" + org.Public().Hex() + "/churn"); got.Entry.Seq != newest.Entry.Seq {
+		t.Fatalf("the lowdata node holds version %d after syncing with both full nodes, which hold %d", got.Entry.Seq, newest.Entry.Seq)
+	}
+	if dup := l.Status().Duplicates[ViaSync] - dupBefore; dup != 0 {
+		t.Errorf("%d records reached the lowdata node twice in two concurrent sync sessions", dup)
+	}
+	if got := l.Status().Accepted[ViaSync] - acceptedBefore; got != 1 {
+		t.Errorf("the lowdata node took %d records by sync; want 1, the newest version only", got)
+	}
+}
+
+// A record gossiped on the other topic than its type belongs on is
+// refused before the state sees it, and the sender is scored down for it:
+// otherwise a member could push its churn to lowdata nodes through the
+// governance topic.
+func TestEntryOnGovernanceTopicRefused(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	events := record(a)
+	m, topic := gossipAttacker(t, nw.ID, a)
+	e := entryRec(t, nw, org, "por-gobierno", 1)
+	sealed := directory.Seal(e, 1, nw.Key)
+	waitFor(t, 15*time.Second, "the entry refused for its topic", func() bool {
+		topic.Publish(t.Context(), sealed) // governance: the wrong one
+		time.Sleep(50 * time.Millisecond)
+		return events.count(func(ev Event) bool { return ev.Kind == EventRejected && errors.Is(ev.Err, ErrWrongTopic) }) > 0
+	})
+	if a.State().Has(e.Hash()) {
+		t.Fatal("an entry gossiped on the governance topic was applied")
+	}
+	waitFor(t, 5*time.Second, "the sender scored down", func() bool {
+		s, ok := a.PeerScore(m.ID())
+		return ok && s < 0
+	})
+	// On its own topic the same record is taken.
+	waitFor(t, 15*time.Second, "the entry on the entries topic", func() bool {
+		topic.publishRecord(t.Context(), e, directory.Seal(e, 1, nw.Key))
+		time.Sleep(50 * time.Millisecond)
+		return a.State().Has(e.Hash())
+	})
+}
+
+// A lowdata node back from a day offline pulls the day's records in a
+// long sync session at its cap. The responder sends governance first and
+// the node applies it as soon as the first entry follows, so a
+// revocation among them takes effect in the session's first second, not
+// after every entry has crossed the link (before: all at the end).
+func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, doomed := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	cfgL := testConfig(t, nw, nw.Stewards[2], t.TempDir())
+	cfgL.Transport.Profile = transport.ProfileLowData
+	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = 16<<10, transport.LowDataSendRate
+	cfgL.SyncInterval = LowDataSyncInterval
+	// One session for the whole catch-up: the responder orders what one
+	// request asks for; across sessions the initiator asks in hash order.
+	cfgL.SyncTimeout, cfgL.SyncMaxRecords = time.Minute, 200
+	l := startNode(t, cfgL)
+	base := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Admit(t, doomed, "Colectivo Condenado")}
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, base...)
+	for _, r := range base {
+		if err := l.Import(t.Context(), directory.Seal(r, 1, nw.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the lowdata node missed: 120 entries (about 10 s at the cap),
+	// then a revocation.
+	const entries = 120
+	for i := range entries {
+		ref.publish(s, entryRec(t, nw, org, fmt.Sprintf("servicio-%02d", i), 1))
+	}
+	ref.publish(s, nw.RevokeBy(t, doomed.Public()))
+
+	events := record(l)
+	start := time.Now()
+	if err := l.Connect(t.Context(), addr(s)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the lowdata node to catch up", func() bool { return sameDigest([]*Node{s, l}, ref.digest()) })
+	var revoked, lastEntry time.Time
+	for _, ev := range events.snapshot() {
+		if ev.Kind != EventRecord || ev.Via != ViaSync {
+			continue
+		}
+		switch ev.Type {
+		case directory.TypeRevocation:
+			revoked = ev.Time
+		case directory.TypeEntry:
+			lastEntry = ev.Time
+		}
+	}
+	t.Logf("revocation applied %s after connecting, the last entry %s after (throttled %s)",
+		revoked.Sub(start).Round(time.Millisecond), lastEntry.Sub(start).Round(time.Millisecond), l.Throttled().Recv.Round(time.Millisecond))
+	if revoked.IsZero() || lastEntry.IsZero() {
+		t.Fatal("the revocation or the entries did not come by sync")
+	}
+	// The entries take seconds at 16 KiB/s; the revocation must not wait
+	// for them.
+	if gap := lastEntry.Sub(revoked); gap < time.Second {
+		t.Errorf("the revocation was applied only %s before the last entry: it waited for the session's entries", gap)
 	}
 }

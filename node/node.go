@@ -47,12 +47,16 @@ type Node struct {
 	repair *StoreRepair
 	store  *recordStore
 
-	ps      *pubsub.PubSub
-	topic   *pubsub.Topic
-	sub     *pubsub.Subscription
-	dht     *dhtstore.Store
-	dhtPuts chan *directory.Record
-	dhtMan  chan struct{}
+	ps    *pubsub.PubSub
+	topic *pubsub.Topic // governance: every node is in its mesh
+	sub   *pubsub.Subscription
+	// entries is the entries topic; entriesSub is nil on a lowdata node,
+	// which publishes there but takes entries by sync (gossip.go).
+	entries    *pubsub.Topic
+	entriesSub *pubsub.Subscription
+	dht        *dhtstore.Store
+	dhtPuts    chan *directory.Record
+	dhtMan     chan struct{}
 
 	events    *broker
 	bootstrap []peer.AddrInfo
@@ -93,6 +97,7 @@ type Node struct {
 	keysUnsaved  bool
 	lastDHTFetch time.Time
 	accepted     map[Via]int
+	duplicates   map[Via]int
 
 	saveMu sync.Mutex // one SaveKeys at a time, newest snapshot last
 
@@ -147,6 +152,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		revokedAt:   map[directory.PublicKey]time.Time{},
 		scores:      map[peer.ID]float64{},
 		accepted:    map[Via]int{},
+		duplicates:  map[Via]int{},
 		authorRate:  newAuthorRate(),
 		localRate:   newAuthorRate(),
 		dhtPuts:     make(chan *directory.Record, 1024),
@@ -271,12 +277,16 @@ func (n *Node) Close() error {
 		n.life.Unlock()
 		n.wg.Wait()
 		var errs []error
-		if n.sub != nil {
-			n.sub.Cancel()
+		for _, sub := range []*pubsub.Subscription{n.sub, n.entriesSub} {
+			if sub != nil {
+				sub.Cancel()
+			}
 		}
-		if n.topic != nil {
-			if err := n.topic.Close(); err != nil && !errors.Is(err, context.Canceled) {
-				n.log.Debug("closing topic", "err", err)
+		for _, t := range []*pubsub.Topic{n.topic, n.entries} {
+			if t != nil {
+				if err := t.Close(); err != nil && !errors.Is(err, context.Canceled) {
+					n.log.Debug("closing topic", "err", err)
+				}
 			}
 		}
 		if n.dht != nil {
@@ -378,7 +388,7 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 	if err != nil {
 		return applied, err
 	}
-	n.gossip(ctx, applied.Hash, sealed)
+	n.gossip(ctx, applied.Hash, r.Type, sealed)
 	n.queueDHTPut(r)
 	return applied, nil
 }
@@ -396,15 +406,19 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 	if err != nil {
 		return err
 	}
-	n.gossip(ctx, applied.Hash, out)
+	n.gossip(ctx, applied.Hash, applied.Type, out)
 	return nil
 }
 
-func (n *Node) gossip(ctx context.Context, h directory.Hash, sealed []byte) {
-	if sealed == nil || n.topic == nil {
+func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.RecordType, sealed []byte) {
+	t := n.topic
+	if onEntriesTopic(typ) {
+		t = n.entries
+	}
+	if sealed == nil || t == nil {
 		return
 	}
-	if err := n.topic.Publish(ctx, sealed); err != nil {
+	if err := t.Publish(ctx, sealed); err != nil {
 		// The record is durable; sync carries it to peers at the next
 		// round even if gossip failed.
 		n.log.Warn("gossip failed; sync will carry the record", "record", h.Short(), "err", err)
@@ -477,6 +491,9 @@ type Status struct {
 	// Accepted counts the records this node accepted since it started,
 	// by the path they came in on.
 	Accepted map[Via]int
+	// Duplicates counts the records that reached this node once more,
+	// after it had them (bytes its link carried for nothing), by path.
+	Duplicates map[Via]int
 	// KeyMismatches lists effective epochs whose package for this node
 	// holds another key than the epoch commits to (equivocation by the
 	// epoch's signers), ascending.
@@ -507,6 +524,7 @@ func (n *Node) Status() Status {
 	st.Records = len(n.stored)
 	st.Unpersisted = len(n.unpersisted)
 	st.Accepted = maps.Clone(n.accepted)
+	st.Duplicates = maps.Clone(n.duplicates)
 	st.KeyMismatches = slices.Sorted(maps.Keys(n.keyMismatch))
 	n.mu.Unlock()
 	st.FreshAsOf = n.FreshAsOf()

@@ -38,7 +38,8 @@ import (
 //	I → R  wantLists the buckets whose hash differs
 //	R → I  list      one per bucket: the record hashes in it
 //	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords
-//	R → I  record    one per hash: hash, sealed record (empty if gone)
+//	R → I  record    one per hash: hash, sealed record (empty if gone),
+//	                 governance first, entries last
 //	I → R  done
 //
 // The proofs are HMACs over both peer IDs under a key derived from the
@@ -123,6 +124,11 @@ type syncer struct {
 	lastSync time.Time
 	rejected map[directory.Hash]time.Time
 	penalty  map[peer.ID]penalty
+	// pulling holds the hashes a running session has asked for: another
+	// session (with another peer) leaves them out, so a record crosses
+	// this node's link once however many peers offer it at the same time.
+	// A session that ends without it frees the hash for the next one.
+	pulling map[directory.Hash]struct{}
 
 	opening map[peer.ID]int // sync streams open per peer, checked or not
 	budgets *budgets
@@ -149,6 +155,7 @@ func newSyncer(n *Node) *syncer {
 		seals:    newSealCache(),
 		rejected: map[directory.Hash]time.Time{},
 		penalty:  map[peer.ID]penalty{},
+		pulling:  map[directory.Hash]struct{}{},
 		outbound: make(chan struct{}, maxOutbound),
 	}
 }
@@ -403,6 +410,13 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	}
 	var missing []directory.Hash
 	truncated := false
+	defer func() {
+		s.mu.Lock()
+		for _, h := range missing {
+			delete(s.pulling, h)
+		}
+		s.mu.Unlock()
+	}()
 	for _, b := range want {
 		body, err := c.expect(msgList, maxControlFrame)
 		if err != nil {
@@ -430,16 +444,17 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				continue
 			}
 			s.mu.Lock()
-			skip := s.recentlyRejected(h)
+			_, elsewhere := s.pulling[h]
+			skip := elsewhere || s.recentlyRejected(h)
+			full := !skip && len(missing) == n.cfg.SyncMaxRecords
+			if !skip && !full {
+				s.pulling[h] = struct{}{}
+				missing = append(missing, h)
+			}
 			s.mu.Unlock()
-			if skip {
-				continue
-			}
-			if len(missing) == n.cfg.SyncMaxRecords {
+			if full {
 				truncated = true
-				continue
 			}
-			missing = append(missing, h)
 		}
 	}
 	if len(missing) == 0 {
@@ -452,20 +467,49 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	if err := c.send(msgWantRecords, req); err != nil {
 		return 0, false, err
 	}
+	// The responder sends governance first (serve), in any order it
+	// likes: each frame must be for a hash asked for and not yet sent.
+	asked := make(map[directory.Hash]bool, len(missing))
+	for _, h := range missing {
+		asked[h] = true
+	}
 	var recs []*directory.Record
 	var fault error
-	for _, want := range missing {
+	// apply takes what arrived so far. It runs once more at the first
+	// entry after governance records, so that on a slow link a
+	// revocation applies as soon as it arrives, not after the entries
+	// of a session that may take minutes.
+	apply := func() error {
+		if len(recs) == 0 {
+			return nil
+		}
+		if !n.enter() {
+			return ErrClosed
+		}
+		defer n.leave()
+		k, err := n.acceptBatch(recs, p, ViaSync)
+		pulled += k
+		recs = recs[:0]
+		return err
+	}
+	governance := false
+	for range missing {
 		body, err := c.expect(msgRecord, maxRecordFrame)
 		if err != nil {
 			// Keep what arrived intact: each record stands on its own.
 			fault = err
 			break
 		}
-		if len(body) < 32 || !bytes.Equal(body[:32], want[:]) {
+		var want directory.Hash
+		if len(body) >= 32 {
+			copy(want[:], body[:32])
+		}
+		if len(body) < 32 || !asked[want] {
 			s.misbehaved(p, "record frame for a hash not asked for")
 			fault = errMisbehaving
 			break
 		}
+		delete(asked, want)
 		if len(body) == 32 {
 			continue // dropped by p since it listed it
 		}
@@ -478,23 +522,41 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 			fault = errMisbehaving
 			break
 		}
+		if r.Type == directory.TypeEntry && governance {
+			governance = false
+			if err := apply(); err != nil {
+				fault = err
+				break
+			}
+		}
+		governance = governance || r.Type != directory.TypeEntry
 		recs = append(recs, r)
 	}
 	if fault == nil {
 		fault = c.finish()
 	}
-	if len(recs) > 0 {
-		if !n.enter() {
-			return 0, false, ErrClosed
+	if err := apply(); err != nil {
+		if errors.Is(err, ErrClosed) {
+			return pulled, false, ErrClosed
 		}
-		pulled, err = n.acceptBatch(recs, p, ViaSync)
-		n.leave()
-		if err != nil && fault == nil {
+		if fault == nil {
 			fault = err
 		}
 	}
 	keyEpochAfter, _, _ := n.keyringSnapshot().Current()
 	return pulled, truncated || keyEpochAfter != keyEpochBefore, fault
+}
+
+// syncRank is the order a responder sends records in: governance in the
+// order a state applies it, then entries, then hashes it no longer holds.
+func syncRank(r *directory.Record) int {
+	switch {
+	case r == nil:
+		return 5
+	case r.Type == directory.TypeEntry:
+		return 4
+	}
+	return directory.ApplyRank(r.Type)
 }
 
 // serve answers a peer's session.
@@ -638,12 +700,27 @@ func (s *syncer) serve(st network.Stream) {
 			if cnt > maxRecordsPerSession || len(body) != 4+32*cnt {
 				return
 			}
-			for i := range cnt {
-				var h directory.Hash
-				copy(h[:], body[4+32*i:])
+			// Governance before entries, in the order a state applies
+			// them, so that an initiator on a slow link has revocations
+			// and epochs at the start of a long session, not the end.
+			type want struct {
+				h    directory.Hash
+				r    *directory.Record
+				rank int
+			}
+			wants := make([]want, cnt)
+			for i := range wants {
+				copy(wants[i].h[:], body[4+32*i:])
+				wants[i].r, _ = n.state.Record(wants[i].h)
+				wants[i].rank = syncRank(wants[i].r)
+
+			}
+			slices.SortStableFunc(wants, func(a, b want) int { return a.rank - b.rank })
+			for _, wt := range wants {
+				h, r := wt.h, wt.r
 				out := h[:]
 				_, again := served[h]
-				if r, ok := n.state.Record(h); ok && !again && offer.has(h) && sentBytes < maxBytesPerSession {
+				if r != nil && !again && offer.has(h) && sentBytes < maxBytesPerSession {
 					// Resealed under the newest key both hold; the offer
 					// already excludes records stored under a newer one.
 					sealed := s.seals.get(r, h, common, key, current)

@@ -161,15 +161,20 @@ func TestClassifyIsFairToHonestPeers(t *testing.T) {
 	}
 }
 
-func TestTopicNameHidesTheNetwork(t *testing.T) {
+func TestTopicNamesHideTheNetwork(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
-	name := TopicName(nw.ID)
-	if len(name) != len("/ceiba/t/")+32 || name == TopicName(dirtest.New(t, 3, 2).ID) {
-		t.Fatalf("topic name %q", name)
+	other := dirtest.New(t, 3, 2).ID
+	for kind, name := range map[string]string{"governance": GovernanceTopic(nw.ID), "entries": EntriesTopic(nw.ID)} {
+		if len(name) != len("/ceiba/t/")+32 || name == GovernanceTopic(other) || name == EntriesTopic(other) {
+			t.Fatalf("%s topic name %q", kind, name)
+		}
+		h := sha256.Sum256(append([]byte("ceiba topic v2 "+kind), nw.ID[:]...))
+		if name[len("/ceiba/t/"):] != hex.EncodeToString(h[:])[:32] {
+			t.Fatalf("%s topic name is not the documented hash", kind)
+		}
 	}
-	h := sha256.Sum256(append([]byte("ceiba topic v1"), nw.ID[:]...))
-	if name[len("/ceiba/t/"):] != hex.EncodeToString(h[:])[:32] {
-		t.Fatal("topic name is not the documented hash")
+	if GovernanceTopic(nw.ID) == EntriesTopic(nw.ID) {
+		t.Fatal("one topic for governance and entries")
 	}
 }
 

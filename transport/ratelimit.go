@@ -65,7 +65,9 @@ const minBurst = 4 << 10
 // LimitRate returns h with every stream it opens or accepts from now on
 // sharing one token bucket per direction, so the node's traffic (gossip,
 // sync, DHT, invites) averages at most r.Send and r.Recv bytes per second.
-// With no cap it returns h itself.
+// The bucket is shared fairly between peers, not streams (takeTurn): a
+// peer that floods over many streams gets one peer's share. With no cap
+// it returns h itself.
 //
 // The cap sits on streams, not on the wire: libp2p's own upkeep (identify,
 // ping, AutoNAT, relay reservations, the muxer and security framing) is
@@ -79,7 +81,7 @@ func LimitRate(h host.Host, r Rates) host.Host {
 	if r.Send <= 0 && r.Recv <= 0 {
 		return h
 	}
-	lh := &rateLimitedHost{Host: h, caps: r, closed: make(chan struct{})}
+	lh := &rateLimitedHost{Host: h, caps: r, closed: make(chan struct{}), turns: map[turnKey]*turn{}}
 	if r.Send > 0 {
 		lh.send = rate.NewLimiter(rate.Limit(r.Send), burstFor(r.Send))
 	}
@@ -103,8 +105,69 @@ type rateLimitedHost struct {
 	// Nanoseconds streams spent waiting for tokens, per direction.
 	sendWaited, recvWaited atomic.Int64
 
+	// turns make the cap fair between peers rather than streams: a
+	// stream takes its peer's turn (per direction) before it reserves
+	// tokens, so each peer has at most one reservation in the bucket's
+	// queue and peers' chunks interleave, however many streams one of
+	// them opens. Entries live while a stream holds or waits for them.
+	turnsMu sync.Mutex
+	turns   map[turnKey]*turn
+
 	closeOnce sync.Once
 	closed    chan struct{}
+}
+
+type turnKey struct {
+	p    peer.ID
+	recv bool
+}
+
+type turn struct {
+	ch    chan struct{} // holds one token while a stream of the peer reserves
+	users int
+}
+
+// takeTurn waits until no other stream of s's peer is reserving tokens in
+// lim's direction, or until due or the host closes; release gives the turn
+// back.
+func (h *rateLimitedHost) takeTurn(p peer.ID, recv bool, due time.Time) (release func(), err error) {
+	k := turnKey{p, recv}
+	h.turnsMu.Lock()
+	t := h.turns[k]
+	if t == nil {
+		t = &turn{ch: make(chan struct{}, 1)}
+		h.turns[k] = t
+	}
+	t.users++
+	h.turnsMu.Unlock()
+	done := func() {
+		h.turnsMu.Lock()
+		if t.users--; t.users == 0 {
+			delete(h.turns, k)
+		}
+		h.turnsMu.Unlock()
+	}
+	select {
+	case t.ch <- struct{}{}:
+		return func() { <-t.ch; done() }, nil
+	default:
+	}
+	var expire <-chan time.Time
+	if !due.IsZero() {
+		timer := time.NewTimer(time.Until(due))
+		defer timer.Stop()
+		expire = timer.C
+	}
+	select {
+	case t.ch <- struct{}{}:
+		return func() { <-t.ch; done() }, nil
+	case <-expire:
+		done()
+		return nil, os.ErrDeadlineExceeded
+	case <-h.closed:
+		done()
+		return nil, network.ErrReset
+	}
 }
 
 func (h *rateLimitedHost) wrap(s network.Stream) network.Stream {
@@ -156,7 +219,7 @@ func (s *rateLimitedStream) Read(p []byte) (int, error) {
 		s.mu.Lock()
 		due := s.readDue
 		s.mu.Unlock()
-		if werr := s.h.wait(lim, n, due, &s.h.recvWaited); werr != nil && err == nil {
+		if werr := s.h.wait(lim, n, s.Conn().RemotePeer(), true, due, &s.h.recvWaited); werr != nil && err == nil {
 			// The bytes are the caller's; the error says why the next
 			// read will not come in time.
 			err = werr
@@ -176,7 +239,7 @@ func (s *rateLimitedStream) Write(p []byte) (int, error) {
 		s.mu.Lock()
 		due := s.writeDue
 		s.mu.Unlock()
-		if err := s.h.wait(lim, len(chunk), due, &s.h.sendWaited); err != nil {
+		if err := s.h.wait(lim, len(chunk), s.Conn().RemotePeer(), false, due, &s.h.sendWaited); err != nil {
 			return written, err
 		}
 		n, err := s.Stream.Write(chunk)
@@ -210,11 +273,19 @@ func (s *rateLimitedStream) SetWriteDeadline(t time.Time) error {
 	return s.Stream.SetWriteDeadline(t)
 }
 
-// wait takes n tokens from lim, sleeping until they are there and adding
-// the sleep to waited. It gives up (returning the tokens) when they would
-// come after due, or when the host closes.
-func (h *rateLimitedHost) wait(lim *rate.Limiter, n int, due time.Time, waited *atomic.Int64) error {
+// wait takes n tokens from lim for a stream of peer p, in p's turn,
+// sleeping until they are there and adding the sleep to waited. It gives
+// up (returning the tokens) when they would come after due, or when the
+// host closes.
+func (h *rateLimitedHost) wait(lim *rate.Limiter, n int, p peer.ID, recv bool, due time.Time, waited *atomic.Int64) error {
+	start := time.Now()
+	release, err := h.takeTurn(p, recv, due)
+	if err != nil {
+		return err
+	}
+	defer release()
 	now := time.Now()
+	waited.Add(int64(now.Sub(start)))
 	r := lim.ReserveN(now, n)
 	if !r.OK() {
 		// n is at most the burst by construction; this cannot happen,

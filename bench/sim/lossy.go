@@ -1,15 +1,12 @@
 package sim
 
 import (
-	"context"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // mocknet links never lose anything: LinkOptions has Latency and Bandwidth
@@ -29,7 +26,7 @@ const (
 
 // lossyHost wraps a host so every stream it opens or accepts loses writes.
 type lossyHost struct {
-	host.Host
+	streamHost
 	p float64
 
 	mu  sync.Mutex
@@ -37,7 +34,9 @@ type lossyHost struct {
 }
 
 func newLossyHost(h host.Host, p float64, seed uint64) *lossyHost {
-	return &lossyHost{Host: h, p: p, rng: rand.New(rand.NewPCG(seed, 0x10557))}
+	l := &lossyHost{p: p, rng: rand.New(rand.NewPCG(seed, 0x10557))}
+	l.streamHost = streamHost{Host: h, wrap: l.wrap}
+	return l
 }
 
 // delay draws the extra time one write of n bytes takes to get through.
@@ -64,22 +63,6 @@ func (h *lossyHost) delay(n int) time.Duration {
 }
 
 func (h *lossyHost) wrap(s network.Stream) network.Stream { return &lossyStream{Stream: s, h: h} }
-
-func (h *lossyHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
-	s, err := h.Host.NewStream(ctx, p, pids...)
-	if err != nil {
-		return nil, err
-	}
-	return h.wrap(s), nil
-}
-
-func (h *lossyHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	h.Host.SetStreamHandler(pid, func(s network.Stream) { handler(h.wrap(s)) })
-}
-
-func (h *lossyHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
-	h.Host.SetStreamHandlerMatch(pid, m, func(s network.Stream) { handler(h.wrap(s)) })
-}
 
 type lossyStream struct {
 	network.Stream

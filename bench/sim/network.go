@@ -94,7 +94,7 @@ type Network struct {
 type Peer struct {
 	Index int
 	Node  *node.Node
-	Host  host.Host // as the node sees it: lossy when the network is
+	Host  host.Host // as the node sees it: lossy when the network is, counting bytes
 	ID    *directory.Identity
 	DS    datastore.Batching
 	Links []int
@@ -232,9 +232,9 @@ func (nw *Network) addHost(i int) (host.Host, error) {
 		return nil, err
 	}
 	if nw.Cfg.Loss > 0 {
-		return newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1), nil
+		return newCountingHost(newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1)), nil
 	}
-	return h, nil
+	return newCountingHost(h), nil
 }
 
 func (nw *Network) nodeConfig(p *Peer) node.Config {
@@ -459,6 +459,17 @@ func parallel(n int, f func(i int) error) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// BytesIn returns, per node, the bytes its streams have read so far.
+func (nw *Network) BytesIn() []int64 {
+	out := make([]int64, len(nw.Nodes))
+	for i, p := range nw.Nodes {
+		if c, ok := p.Host.(*countingHost); ok {
+			out[i] = c.in.Load()
+		}
+	}
+	return out
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -114,12 +114,19 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(node.TopicName(netID))
+	// Both topics, each record on the one its type belongs on (PROTOCOL.md §7).
+	topic, err := ps.Join(node.GovernanceTopic(netID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := topic.Subscribe(); err != nil {
+	entries, err := ps.Join(node.EntriesTopic(netID))
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, tp := range []*pubsub.Topic{topic, entries} {
+		if _, err := tp.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var orgInfo *peer.AddrInfo
 	for _, a := range orgStatus.Addrs {
@@ -138,12 +145,19 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	if err := h.Connect(t.Context(), *orgInfo); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "the attacker on the topic", func() bool { return slices.Contains(topic.ListPeers(), orgInfo.ID) })
+	waitUntil(t, 10*time.Second, "the attacker on the topics", func() bool {
+		return slices.Contains(topic.ListPeers(), orgInfo.ID) && slices.Contains(entries.ListPeers(), orgInfo.ID)
+	})
 
 	const total = 10000
 	var fresh *directory.Identity
 	for i := range total {
-		if err := topic.Publish(t.Context(), directory.Seal(dirtest.JunkRecord(t, netID, i, ks.Identity, &fresh, time.Now()), epoch, key)); err != nil {
+		r := dirtest.JunkRecord(t, netID, i, ks.Identity, &fresh, time.Now())
+		tp := topic
+		if r.Type == directory.TypeEntry {
+			tp = entries
+		}
+		if err := tp.Publish(t.Context(), directory.Seal(r, epoch, key)); err != nil {
 			t.Fatal(err)
 		}
 	}

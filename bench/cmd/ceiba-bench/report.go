@@ -147,6 +147,7 @@ func report(in, out string) error {
 	rows := gossipRows(res)
 	targets = append(targets, gossipTargets(rows)...)
 	targets = append(targets, otherTargets(res)...)
+	targets = append(targets, churnTargets(res)...)
 	w("## Targets\n\n| measure | target | measured | |\n|---|---|---|---|\n")
 	for _, t := range targets {
 		w("| %s | %s | %s | %s |\n", t.what, t.goal, t.measured, verdict(t.met))
@@ -159,6 +160,7 @@ func report(in, out string) error {
 	writeDHT(&md, res)
 	writeIngest(&md, res)
 	writeGovernance(&md, res)
+	writeChurn(&md, res)
 	writeSearch(&md, res)
 	writeMemory(&md, res)
 	writeFailures(&md, res)
@@ -497,6 +499,64 @@ func writeGovernance(md *strings.Builder, res *Results) {
 	us := med(b, "ns/op") / 1000
 	met := us < 1000
 	w("| %s | %s | %s | %s | %d | %s |\n\n", strings.TrimPrefix(b.Name, "Benchmark"), num(us), thousands(med(b, "B/op")), num(med(b, "allocs/op")), b.Runs, verdict(&met))
+}
+
+// churnTargets are issue 21's: with one member churning at its limit on
+// 100 nodes, a revocation's time to every node, and every node's CPU and
+// bytes per second, within 1.25× of the quiet network.
+func churnTargets(res *Results) []target {
+	b := res.Find("BenchmarkChurn")
+	var ts []target
+	for _, m := range []struct{ what, quiet, churn, ratio, unit string }{
+		{"revocation on 100% of 100 nodes while one member churns at its limit, against quiet", "quiet-p100-ms", "churn-p100-ms", "ratio-churn", " ms"},
+		{"CPU per node while one member churns at its limit (100 nodes), against quiet", "quiet-cpu-%-per-node", "churn-cpu-%-per-node", "ratio-cpu", "%"},
+		{"bytes read per node per second while one member churns at its limit (100 nodes), against quiet", "quiet-B/s-per-node", "churn-B/s-per-node", "ratio-bytes", " B/s"},
+	} {
+		t := target{what: m.what, goal: "≤ 1.25×"}
+		if r := med(b, m.ratio); !math.IsNaN(r) {
+			t.measured = fmt.Sprintf("×%s (%s%s against %s%s)", num(r), num(med(b, m.churn)), m.unit, num(med(b, m.quiet)), m.unit)
+			t.met = yes(r <= 1.25)
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func writeChurn(md *strings.Builder, res *Results) {
+	b := res.Find("BenchmarkChurn")
+	if b == nil {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## One member churning at its limit\n\n")
+	w("100 nodes, sparse, 20 ms links, no DHT. One organization's node imports a new ~14 KB version of one entry ten\n")
+	w("times a second, far past the charter's update rate (60 an hour, a burst of 3), which every other node enforces\n")
+	w("when it forwards. Quiet: a 10 s window on the quiet network with two revocations in it. Churn: a 10 s window\n")
+	w("from 20 s into the churn, when nodes let through only the hourly rate, with two revocations. Revocation times\n")
+	w("are medians over every revocation of every run; CPU is the process's CPU time divided by the nodes (one process\n")
+	w("runs them all); bytes are what each node's streams read (gossip, sync), median and largest over nodes. The burst\n")
+	w("row is one revocation 3 s into the churn, while the allowed burst of versions spreads (first run only: the\n")
+	w("buckets do not refill within a run); it has no target. Target: every ratio within 1.25.\n\n")
+	w("| measure | quiet | churn | ratio | target |\n|---|---:|---:|---:|---|\n")
+	row := func(what, quiet, churn, ratio string, goal bool) {
+		r := med(b, ratio)
+		v := "–"
+		if goal && !math.IsNaN(r) {
+			v = verdict(yes(r <= 1.25))
+		}
+		w("| %s | %s | %s | ×%s | %s |\n", what, num(med(b, quiet)), num(med(b, churn)), num(r), v)
+	}
+	row("revocation to 100% of nodes (ms)", "quiet-p100-ms", "churn-p100-ms", "ratio-churn", true)
+	row("revocation to 100% of nodes during the burst (ms)", "quiet-p100-ms", "burst-p100-ms", "ratio-burst", false)
+	w("| revocation to 50%% of nodes (ms) | %s | %s | ×%s | – |\n", num(med(b, "quiet-p50-ms")), num(med(b, "churn-p50-ms")),
+		num(med(b, "churn-p50-ms")/med(b, "quiet-p50-ms")))
+	row("CPU per node (%)", "quiet-cpu-%-per-node", "churn-cpu-%-per-node", "ratio-cpu", true)
+	row("bytes read per node (B/s, median node)", "quiet-B/s-per-node", "churn-B/s-per-node", "ratio-bytes", true)
+	w("| bytes read per node (B/s, busiest node) | %s | %s | ×%s | – |\n", num(med(b, "quiet-max-B/s-node")), num(med(b, "churn-max-B/s-node")),
+		num(med(b, "churn-max-B/s-node")/med(b, "quiet-max-B/s-node")))
+	w("\nEntry versions each node applied by gossip during the churn: %s per second (%s B/s of entries); %d runs.\n\n",
+		num(med(b, "churn-versions/s-per-node")), num(med(b, "churn-entry-B/s-per-node")), runsOf(b))
+	writeReruns(md, func(*Bench) bool { return true }, []*Bench{b})
 }
 
 func writeSearch(md *strings.Builder, res *Results) {

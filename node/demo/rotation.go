@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,33 +33,14 @@ type RotationResult struct {
 // organization publishes afterwards; the last reader finds the new entry
 // and the revoked one does not. It samples the daemons' resident memory
 // from /proc while it runs (Linux; zero elsewhere).
-func RunRotation(ctx context.Context, o Options) (res RotationResult, err error) {
-	if o.Out == nil {
-		o.Out = io.Discard
-	}
+func RunRotation(ctx context.Context, o Options) (RotationResult, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
 	}
 	if o.Readers < 2 {
-		return res, errors.New("demo: the rotation story needs at least 2 readers (one is revoked)")
+		return RotationResult{}, errors.New("demo: the rotation story needs at least 2 readers (one is revoked)")
 	}
-	r := &run{o: o}
-	r.dir = o.Dir
-	if r.dir == "" {
-		if r.dir, err = os.MkdirTemp("", "ceiba-rotation-"); err != nil {
-			return res, err
-		}
-	}
-	defer func() {
-		r.stopAll()
-		if err != nil {
-			r.dumpLogs()
-		}
-		if o.Dir == "" && !o.Keep {
-			os.RemoveAll(r.dir)
-		}
-	}()
-	return r.rotationStory(ctx)
+	return withRun(o, "ceiba-rotation-", func(r *run) (RotationResult, error) { return r.rotationStory(ctx) })
 }
 
 func (r *run) rotationStory(ctx context.Context) (RotationResult, error) {
@@ -70,17 +50,8 @@ func (r *run) rotationStory(ctx context.Context) (RotationResult, error) {
 	for i := 1; i <= r.o.Readers; i++ {
 		names = append(names, fmt.Sprintf("reader-%d", i))
 	}
-	for _, n := range names {
-		p, err := r.initNode(ctx, n)
-		if err != nil {
-			return res, err
-		}
-		r.procs = append(r.procs, p)
-	}
-	for _, p := range r.procs {
-		if err := r.startDaemon(ctx, p); err != nil {
-			return res, err
-		}
+	if err := r.startNodes(ctx, names); err != nil {
+		return res, err
 	}
 	res.Nodes = len(r.procs)
 	// Sample every daemon's resident set while the story runs; the

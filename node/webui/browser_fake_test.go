@@ -73,12 +73,8 @@ func TestBrowserOrganizationPublishes(t *testing.T) {
 	srv := newServer(t, f)
 	b := newBrowser(t)
 	ctx := b.tab("es")
+	b.run(ctx, signInToFake(srv.URL, `a[href="/org/edit"]`)...)
 	b.run(ctx,
-		chromedp.Navigate(srv.URL+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
-		chromedp.Submit(chromedp.CSS("#token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/org/edit"]`)),
 		chromedp.Click(chromedp.CSS(`a[href="/org/edit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "Acompañamiento en audiencias"),
@@ -117,12 +113,8 @@ func TestBrowserStewardSeesRotationProgress(t *testing.T) {
 	srv := newServer(t, f)
 	b := newBrowser(t)
 	ctx := b.tab("es")
+	b.run(ctx, signInToFake(srv.URL, `a[href="/steward"]`)...)
 	b.run(ctx,
-		chromedp.Navigate(srv.URL+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
-		chromedp.Submit(chromedp.CSS("#token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/steward"]`)),
 		chromedp.Navigate(srv.URL+"/steward"),
 		chromedp.WaitVisible(chromedp.CSS("#rotation")),
 	)
@@ -138,4 +130,16 @@ func TestBrowserStewardSeesRotationProgress(t *testing.T) {
 		t.Fatalf("complete rotation shown as %q", got)
 	}
 	b.checkClean(srv.URL)
+}
+
+// signInToFake signs in to the fake backend's UI at base with the test
+// token and waits for the link sel of the signed-in page.
+func signInToFake(base, sel string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/login"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+	}
 }

@@ -28,6 +28,10 @@ test: cross
 	# Rotation at 10,000 recipients, too slow under the race detector (where
 	# the test runs at 1,000), at full size.
 	$(GO) test -count=1 -timeout 10m -run '^TestRotationRecipientLimit$$' ./node/
+	# Rotation with real daemons (1 steward, 1 organization, 60 readers as
+	# processes): about 4 minutes on two cores, on its own so that its 62
+	# processes do not compete with the parallel package runs above.
+	CEIBA_DAEMON_TESTS=1 $(GO) test -count=1 -timeout 20m -run '^TestRotationWithSixtyReaderDaemons$$' ./cmd/ceiba/
 
 # Build ./cmd/ceiba for every release target, so a link failure on one
 # platform cannot land. Nothing is written; -trimpath as in a release, so

@@ -12,13 +12,18 @@ type heldPage struct {
 	records map[Hash]PublicKey
 }
 
-// addPage applies an EpochPage. A page is held when an epoch proposal of
-// its number and rotation, not waiting for its charter, lists its hash at
-// its index, and a steward of that charter version relays (signs) it.
-// Whether it is held is a function of the pool: a page whose epoch has not
-// arrived is refused for a passing reason and taken at a later sync; a
-// page signed by a key revoked since leaves the pool with everything that
-// key signed alone, and the same page relayed by another steward stands.
+// addPage applies an EpochPage. A page's authority is the epoch that
+// lists it, not the standing of the steward who relays it: a page is held
+// when an epoch proposal of its number and rotation, not waiting for its
+// charter, lists its hash at its index. Its one signer must be a steward
+// named by the charter version that epoch cites (a fixed list, so the
+// copies of one page stay bounded by the stewards, and throwaway keys
+// cannot multiply them), but a revocation of that steward, before or after
+// the page arrives, changes nothing: the page hash is all the epoch
+// vouches for, so any holder may serve the same page, and a rotation
+// whose relayer is revoked later does not lose its pages. Whether a page
+// is held is a function of the pool: a page whose epoch has not arrived
+// is refused for a passing reason and taken at a later sync.
 func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 	if len(r.Sigs) != 1 {
 		return false, reject(r.Type, ErrInvalid, "an epoch page has one signer, the steward who relays it")
@@ -41,7 +46,7 @@ func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 		if waiting {
 			return false, reject(r.Type, ErrUnknownCharter, "the epoch %d proposal of rotation %x cites a charter not known yet", pg.Number, pg.Rotation[:4])
 		}
-		return false, reject(r.Type, ErrPendingSignature, "no epoch %d proposal with rotation %x is known: nobody proposed it, or it has not arrived yet", pg.Number, pg.Rotation[:4])
+		return false, reject(r.Type, ErrPendingSignature, "no epoch %d proposal with rotation %x is known: nobody with standing proposed it, or it has not arrived yet", pg.Number, pg.Rotation[:4])
 	}
 	var listed *proposal
 	var mismatch *proposal
@@ -65,7 +70,9 @@ func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 		// same key saying two things: equivocation for stewards to see.
 		e := mismatch.body.(*Epoch)
 		signer := r.Sigs[0].Key
-		if mismatch.sigs[signer] {
+		// A revoked key's equivocations are settled (revokeKey), so one
+		// shown after its revocation is not noted either.
+		if _, revoked := s.revoked[signer]; mismatch.sigs[signer] && !revoked {
 			s.noteEquivocation(signer, pageSlot(pg), e.PageHashes[pg.Index], ph)
 			s.changed = true
 		}
@@ -85,10 +92,6 @@ func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 	}
 	hp.records[h] = signer
 	s.records[h] = r
-	if s.pagesBySigner[signer] == nil {
-		s.pagesBySigner[signer] = map[Hash]Hash{}
-	}
-	s.pagesBySigner[signer][h] = ph
 	if !fresh {
 		return false, nil
 	}
@@ -126,26 +129,6 @@ func (s *State) effectiveLists(ph Hash, pg *EpochPage) bool {
 	}
 	e := s.epochs[pg.Number-1].body.(*Epoch)
 	return e.Rotation == pg.Rotation && int(pg.Index) < len(e.PageHashes) && e.PageHashes[pg.Index] == ph
-}
-
-// dropPagesBy removes the page records k signed, on k's revocation.
-func (s *State) dropPagesBy(k PublicKey) {
-	for h, ph := range s.pagesBySigner[k] {
-		delete(s.records, h)
-		s.dropped = append(s.dropped, h)
-		hp := s.pages[ph]
-		if hp == nil {
-			continue
-		}
-		delete(hp.records, h)
-		if len(hp.records) == 0 {
-			if s.effectiveLists(ph, hp.page) {
-				s.changed = true
-			}
-			delete(s.pages, ph)
-		}
-	}
-	delete(s.pagesBySigner, k)
 }
 
 func pageSlot(pg *EpochPage) string {

@@ -62,15 +62,36 @@ func TestEpochPageRefusals(t *testing.T) {
 		t.Fatalf("equivocations %+v, want the forged page's signer", eq)
 	}
 
-	// A steward revoked: what it relays is refused, and the pages it
-	// relayed before leave the pool; another steward's copy stands.
+	// A page's authority is the epoch that lists it, not its relayer's
+	// standing (PROTOCOL.md §6): a page relayed by a steward who is
+	// revoked afterwards stays held, and the same page relayed by a
+	// steward revoked before it arrives is taken too, so the held pages
+	// do not depend on the order.
 	mustApply(t, s, nw.Sign(t, pages[2], st[2]))
 	mustApply(t, s, nw.RevokeBy(t, st[2].Public()))
-	if _, err := s.Apply(revoked); !errors.Is(err, directory.ErrRevoked) {
-		t.Fatalf("a page relayed by a revoked steward: %v, want ErrRevoked", err)
+	if rot, _ := s.CurrentRotation(); rot.Held != 2 {
+		t.Fatalf("rotation status %+v after the relaying steward's revocation, want 2 pages still held", rot)
 	}
-	if rot, _ := s.CurrentRotation(); rot.Held != 1 {
-		t.Fatalf("rotation status %+v after the relaying steward's revocation, want 1 page held", rot)
+	mustApply(t, s, revoked)
+	if rot, _ := s.CurrentRotation(); rot.Held != 3 {
+		t.Fatalf("rotation status %+v after a revoked steward relayed a listed page, want 3 pages held", rot)
+	}
+	// A rotation only the revoked steward proposes names no page: its
+	// epoch is refused, and so are its pages, with nothing stored.
+	rogue, roguePages, err := directory.NewEpoch(nw.ID, 2, 1, directory.Hash{}, directory.NewReadKey(), rs, nw.Now, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(nw.Sign(t, rogue, st[2])); !errors.Is(err, directory.ErrRevoked) {
+		t.Fatalf("an epoch proposed by a revoked steward: %v, want ErrRevoked", err)
+	}
+	before := s.Stats().Records
+	roguePage := nw.Sign(t, roguePages[0], st[2])
+	if _, err := s.Apply(roguePage); !errors.Is(err, directory.ErrPendingSignature) {
+		t.Fatalf("a page of a rotation only a revoked steward proposed: %v, want ErrPendingSignature", err)
+	}
+	if s.Has(roguePage.Hash()) || s.Stats().Records != before {
+		t.Fatal("a page of a rotation only a revoked steward proposed: refused but stored")
 	}
 	for _, pg := range pages[1:] {
 		mustApply(t, s, nw.Sign(t, pg, st[0]))

@@ -50,6 +50,11 @@ func BenchmarkNewEpoch(b *testing.B) {
 			b.ReportMetric(float64(cpu)/float64(time.Millisecond), "cpu-ms")
 			b.ReportMetric(float64(wire)/1024, "wire-KiB")
 			b.ReportMetric(float64(len(pages)), "pages")
+			packages := 0
+			for _, p := range pages {
+				packages += len(p.Packages)
+			}
+			b.ReportMetric(float64(packages), "packages")
 			b.Logf("%d recipients: %d packages in %d pages, %.0f KiB sealed, %v to seal (%v of CPU)", n, directory.PaddedPackages(n), len(pages), float64(wire)/1024, per.Round(time.Millisecond), cpu.Round(time.Millisecond))
 		})
 	}

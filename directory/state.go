@@ -46,10 +46,8 @@ type State struct {
 	grantsByKey     map[PublicKey]map[Hash]*readerGrant
 	grantsByVoucher map[PublicKey]map[Hash]*readerGrant
 	entries         map[PublicKey]map[string]*entrySlot
-	// pages holds epoch page bodies by PageHash, and pagesBySigner the
-	// page records each key relayed, to drop on its revocation.
-	pages         map[Hash]*heldPage
-	pagesBySigner map[PublicKey]map[Hash]Hash
+	// pages holds epoch page bodies by PageHash.
+	pages map[Hash]*heldPage
 	// pendingEntries and pendingGrants count what keys that are not active
 	// members hold in the pool: the quotas that keep a key holder from
 	// filling every node's disk.
@@ -200,7 +198,6 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		grantsByVoucher:    map[PublicKey]map[Hash]*readerGrant{},
 		entries:            map[PublicKey]map[string]*entrySlot{},
 		pages:              map[Hash]*heldPage{},
-		pagesBySigner:      map[PublicKey]map[Hash]Hash{},
 		pendingEntries:     map[PublicKey]int{},
 		pendingEntryBytes:  map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
@@ -299,6 +296,12 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 		// Evidence proves itself, whoever reports it: refusing it from a
 		// key revoked since would make what a node knows of a conflict
 		// depend on the order of arrival.
+		return nil
+	}
+	if r.Type == TypeEpochPage {
+		// A page's authority is the epoch that lists its hash (addPage),
+		// not its relayer's standing: a steward revoked after relaying a
+		// rotation's pages must not take the rotation's key away.
 		return nil
 	}
 	if !multiSigned(inner) {
@@ -852,7 +855,6 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.pendingEntryBytesTotal -= s.pendingEntryBytes[k]
 	delete(s.pendingEntryBytes, k)
 	delete(s.entries, k)
-	s.dropPagesBy(k)
 	affected := map[PublicKey]bool{k: true}
 	wasActive := s.members[k] != nil
 	for h, g := range s.grantsByVoucher[k] {

@@ -269,9 +269,14 @@ func (n *Node) rejected(r *directory.Record, from peer.ID, via Via, err error) {
 		n.mu.Unlock()
 		return
 	}
-	if via != ViaLocal {
+	if via != ViaLocal && !mayPass(err) {
 		// Not pulled again from peers for a while: it would be refused
 		// again. A local refusal says nothing about what peers offer.
+		// A refusal that may pass is not remembered here: the record is
+		// parked, and sync skips it while it is (parking.has); once the
+		// parked lot has let it go, sync must be free to fetch it again,
+		// or a page that came before its epoch and was evicted from the
+		// lot would stay missing for rejectedTTL.
 		n.sync.noteRejected(r.Hash())
 	}
 	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
@@ -374,12 +379,21 @@ func (n *Node) adoptKeys() {
 				break
 			}
 			delete(n.epochSeen, e.Number)
-			if a := n.pagesAsked[e.Number]; time.Now().After(a.next) {
+			held, now := len(n.state.EpochPages(e)), time.Now()
+			a := n.pagesAsked[e.Number]
+			// Pages that came since the last ask mean the rotation is
+			// on its way: the asking goes back to the short interval.
+			// Only asks that brought nothing back off.
+			progress := held > a.held
+			if progress {
+				a.times = 0
+			}
+			if now.After(a.next) || progress && now.Sub(a.last) >= pagesAskEvery {
 				// Every 3 s at first, then less and less often: pages
 				// no peer has (a rotation whose publisher failed midway)
 				// must not keep every node asking.
 				askAgain = pagesAskEvery << min(a.times, 6)
-				n.pagesAsked[e.Number] = pagesAsk{next: time.Now().Add(askAgain), times: a.times + 1}
+				n.pagesAsked[e.Number] = pagesAsk{last: now, next: now.Add(askAgain), times: a.times + 1, held: held}
 			}
 		case errors.Is(err, directory.ErrNotRecipient):
 			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
@@ -446,15 +460,17 @@ func (n *Node) adoptKeys() {
 
 // A node missing pages of the current rotation asks pagesAskPeers random
 // peers for a sync, first after pagesAskEvery, then at doubling intervals
-// up to 64 times that (about 3 minutes).
+// up to 64 times that (about 3 minutes) while no page arrives; a page
+// arriving brings the interval back to pagesAskEvery.
 const (
 	pagesAskPeers = 3
 	pagesAskEvery = 3 * time.Second
 )
 
 type pagesAsk struct {
-	next  time.Time
-	times int
+	last, next time.Time
+	times      int
+	held       int // pages held at the last ask
 }
 
 // epochFingerprint identifies an epoch body as far as this node's key is

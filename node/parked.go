@@ -75,6 +75,15 @@ func (p *parking) take() []parkedRecord {
 	return out
 }
 
+// has reports whether the record with hash h is parked: sync need not
+// fetch it again.
+func (p *parking) has(h directory.Hash) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.recs[h]
+	return ok
+}
+
 func (p *parking) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -116,16 +116,6 @@ func TestRotationRecipientLimit(t *testing.T) {
 	}
 
 	// A reader's own node, syncing from the steward's, ends with the key.
-	// Only up to 1,000 recipients: at 10,000 (190 pages and 10,000 reader
-	// grants to fetch) a fresh node's sync sometimes stalls short of the
-	// last pages (seen in CI: no key after 3 minutes; 12 s in other runs),
-	// the open delivery defect of SECURITY.md open issue 1 that
-	// BenchmarkRotation measures. Checking it here would make make test
-	// fail at random rather than name the defect.
-	if total > 1000 {
-		t.Logf("not checked at %d recipients: a fresh reader node's catch-up by sync (SECURITY.md open issue 1)", total)
-		return
-	}
 	cfg := testConfig(t, nw, last, t.TempDir())
 	cfg.Bootstrap = []string{addr(s)}
 	rn := startNode(t, cfg)

@@ -223,7 +223,7 @@ func (s *syncer) run(p peer.ID) {
 			ps.failures++
 			ps.notBefore = now.Add(backoff(err, ps.failures))
 		}
-		again := err == nil && (ps.again || (more && pulled > 0)) && i < maxSessionsInARow && !s.closed
+		again := err == nil && (ps.again || more) && i < maxSessionsInARow && !s.closed
 		ps.again = false
 		if !again {
 			ps.running = false
@@ -322,7 +322,8 @@ func (s *syncer) proof(role byte, initiator, responder peer.ID) []byte {
 }
 
 // session pulls from p once. more reports that p offered more than one
-// session may take, or that a new read key arrived that opens more.
+// session may take and this one made headway, or that a new read key
+// arrived that opens more.
 func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	n := s.n
 	me := n.host.ID()
@@ -440,7 +441,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				return 0, false, errMisbehaving
 			}
 			prev = h
-			if n.state.Has(h) {
+			if n.state.Has(h) || n.parked.has(h) {
 				continue
 			}
 			s.mu.Lock()
@@ -544,7 +545,14 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		}
 	}
 	keyEpochAfter, _, _ := n.keyringSnapshot().Current()
-	return pulled, truncated || keyEpochAfter != keyEpochBefore, fault
+	// More is waiting if the list was cut and this session brought
+	// records, whether the state took them or parked or refused them:
+	// none of those is asked for again while it is parked or remembered
+	// as refused, so the next session asks for others. Counting only the
+	// records taken would end the sessions when one brought nothing but
+	// records waiting for their authority (a new reader's node pulls
+	// grants before the membership, pages before their epoch).
+	return pulled, truncated && len(recs) > 0 || keyEpochAfter != keyEpochBefore, fault
 }
 
 // syncRank is the order a responder sends records in: governance in the

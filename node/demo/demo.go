@@ -83,20 +83,27 @@ type run struct {
 const passphrase = "demo passphrase, not for real use"
 
 // Run executes the demo and returns its measurements.
-func Run(ctx context.Context, o Options) (res Result, err error) {
-	if o.Out == nil {
-		o.Out = io.Discard
-	}
+func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
 	if o.Readers < 1 {
 		o.Readers = 1
 	}
+	return withRun(o, "ceiba-demo-", func(r *run) (Result, error) { return r.story(ctx) })
+}
+
+// withRun runs story with a run over o's homes: every daemon stops after
+// it, their logs are shown if it failed, and a temporary directory of
+// homes is removed unless o.Keep.
+func withRun[R any](o Options, tmpPrefix string, story func(*run) (R, error)) (res R, err error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
 	r := &run{o: o}
 	r.dir = o.Dir
 	if r.dir == "" {
-		if r.dir, err = os.MkdirTemp("", "ceiba-demo-"); err != nil {
+		if r.dir, err = os.MkdirTemp("", tmpPrefix); err != nil {
 			return res, err
 		}
 	}
@@ -111,7 +118,24 @@ func Run(ctx context.Context, o Options) (res Result, err error) {
 			os.RemoveAll(r.dir)
 		}
 	}()
-	return r.story(ctx)
+	return story(r)
+}
+
+// startNodes initializes a home for each name and starts its daemon.
+func (r *run) startNodes(ctx context.Context, names []string) error {
+	for _, n := range names {
+		p, err := r.initNode(ctx, n)
+		if err != nil {
+			return err
+		}
+		r.procs = append(r.procs, p)
+	}
+	for _, p := range r.procs {
+		if err := r.startDaemon(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *run) say(format string, args ...any) {
@@ -130,17 +154,8 @@ func (r *run) story(ctx context.Context) (Result, error) {
 	for i := 1; i <= r.o.Readers; i++ {
 		names = append(names, fmt.Sprintf("reader-%d", i))
 	}
-	for _, n := range names {
-		p, err := r.initNode(ctx, n)
-		if err != nil {
-			return res, err
-		}
-		r.procs = append(r.procs, p)
-	}
-	for _, p := range r.procs {
-		if err := r.startDaemon(ctx, p); err != nil {
-			return res, err
-		}
+	if err := r.startNodes(ctx, names); err != nil {
+		return res, err
 	}
 	res.Nodes = len(r.procs)
 	ana, beto, carla := r.procs[0], r.procs[1], r.procs[2]

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/ceiba-network/ceiba/directory"
 )
 
 // These run the UI in a real browser over the fake backend: they test the
@@ -71,12 +73,8 @@ func TestBrowserOrganizationPublishes(t *testing.T) {
 	srv := newServer(t, f)
 	b := newBrowser(t)
 	ctx := b.tab("es")
+	b.run(ctx, signInToFake(srv.URL, `a[href="/org/edit"]`)...)
 	b.run(ctx,
-		chromedp.Navigate(srv.URL+"/login"),
-		chromedp.WaitVisible(chromedp.CSS("#token")),
-		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
-		chromedp.Submit(chromedp.CSS("#token")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/org/edit"]`)),
 		chromedp.Click(chromedp.CSS(`a[href="/org/edit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#name")),
 		chromedp.SendKeys(chromedp.CSS("#name"), "Acompañamiento en audiencias"),
@@ -104,4 +102,44 @@ func TestBrowserOrganizationPublishes(t *testing.T) {
 		t.Errorf("published entry in search: %q", got)
 	}
 	b.checkClean(srv.URL)
+}
+
+// Issue 14: the steward's page shows a key rotation in progress, with how
+// many of its pages this node holds, and then complete, as "ceiba status"
+// does.
+func TestBrowserStewardSeesRotationProgress(t *testing.T) {
+	f := newFake(t, true)
+	f.setRotation(directory.Rotation{Epoch: 2, Pages: 190, Held: 182})
+	srv := newServer(t, f)
+	b := newBrowser(t)
+	ctx := b.tab("es")
+	b.run(ctx, signInToFake(srv.URL, `a[href="/steward"]`)...)
+	b.run(ctx,
+		chromedp.Navigate(srv.URL+"/steward"),
+		chromedp.WaitVisible(chromedp.CSS("#rotation")),
+	)
+	if got := b.text(ctx, "#rotation"); got != "época 2 en curso: 182 de 190 páginas de paquetes de clave en este nodo" {
+		t.Fatalf("rotation in progress shown as %q", got)
+	}
+	if got := b.text(ctx, "#rotation .badge.warn"); !strings.Contains(got, "en curso") {
+		t.Errorf("a rotation in progress is not marked as a warning: %q", got)
+	}
+	f.setRotation(directory.Rotation{Epoch: 2, Pages: 190, Held: 190})
+	b.run(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#rotation")))
+	if got := b.text(ctx, "#rotation"); got != "época 2 completa: las 190 páginas de paquetes de clave están en este nodo" {
+		t.Fatalf("complete rotation shown as %q", got)
+	}
+	b.checkClean(srv.URL)
+}
+
+// signInToFake signs in to the fake backend's UI at base with the test
+// token and waits for the link sel of the signed-in page.
+func signInToFake(base, sel string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/login"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), testToken),
+		chromedp.Submit(chromedp.CSS("#token")),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+	}
 }

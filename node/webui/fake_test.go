@@ -33,6 +33,8 @@ type fakeNode struct {
 	// The reachability verdict Status reports: state, reason code, count.
 	reach, reachReason string
 	reachN             int
+	// rotation is the rotation status the fake reports (nil: none).
+	rotation *directory.Rotation
 }
 
 // newFake builds a network with one steward (threshold 1) and one member
@@ -139,7 +141,15 @@ func (f *fakeNode) Status() api.Status {
 		NetworkName: f.st.Charter().Name, Peers: f.peers, Epoch: f.st.CurrentEpoch(), FreshAsOf: f.fresh,
 		LastSync: f.fresh, LastSyncPeers: f.peers, Stale: time.Since(f.fresh) > time.Hour, Counts: f.st.Stats(),
 		Reachability: f.reach, ReachabilityReason: f.reachReason, ReachabilityN: f.reachN,
+		Rotation: f.rotation,
 	}
+}
+
+// setRotation changes the rotation status the fake reports.
+func (f *fakeNode) setRotation(r directory.Rotation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rotation = &r
 }
 
 // setReach changes the reachability verdict the fake reports.

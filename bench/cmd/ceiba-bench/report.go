@@ -162,6 +162,7 @@ func report(in, out string) error {
 	writeGovernance(&md, res)
 	writeChurn(&md, res)
 	writeSearch(&md, res)
+	writeRotation(&md, res)
 	writeMemory(&md, res)
 	writeFailures(&md, res)
 
@@ -270,6 +271,21 @@ func otherTargets(res *Results) []target {
 	if b := res.Find("BenchmarkDaemonLifecycleRSS"); b != nil {
 		v := max(med(b, "started-MiB"), med(b, "accepted-MiB"), med(b, "idle-MiB"))
 		t.measured, t.met = num(v)+" MiB", yes(v < 80)
+	}
+	ts = append(ts, t)
+	t = target{what: "rotation to 10,000 recipients sealed, one core", goal: "< 10 s of CPU"}
+	if v := med(res.Find("BenchmarkNewEpoch/recipients=10000"), "cpu-ms"); !math.IsNaN(v) {
+		t.measured, t.met = num(v/1000)+" s", yes(v < 10000)
+	}
+	ts = append(ts, t)
+	t = target{what: "rotation to 10,000 recipients: every simulated node holds the key, 20 ms links", goal: "< 5 s"}
+	if b := res.Find("BenchmarkRotation/recipients=10000/nodes=30/lat=20ms"); b != nil {
+		if v, missed := med(b, "all-hold-ms"), med(b, "missed-nodes"); !math.IsNaN(v) {
+			t.measured, t.met = num(v/1000)+" s", yes(v < 5000 && missed == 0)
+			if missed > 0 {
+				t.measured = fmt.Sprintf("%s of 30 nodes missed within %s s (summed over the runs)", thousands(missed), num(v/1000))
+			}
+		}
 	}
 	ts = append(ts, t)
 	t = target{what: "search p99 at 100,000 entries", goal: "< 5 ms"}
@@ -417,6 +433,88 @@ func writeCatchUp(md *strings.Builder, res *Results) {
 	}
 	w("\n![catch-up](catchup.png)\n\n")
 	writeReruns(md, func(*Bench) bool { return true }, bs)
+}
+
+// writeRotation is issue 14's table: per recipient count, the sealing
+// (rotation-seal step, one core) and the delivery to every simulated node
+// (rotation step).
+func writeRotation(md *strings.Builder, res *Results) {
+	seal, deliver := map[string]*Bench{}, map[string]*Bench{}
+	var counts []string
+	for _, name := range res.Order {
+		var into map[string]*Bench
+		switch {
+		case strings.HasPrefix(name, "BenchmarkNewEpoch/"):
+			into = seal
+		case strings.HasPrefix(name, "BenchmarkRotation/"):
+			into = deliver
+		default:
+			continue
+		}
+		kv, _ := params(name)
+		n := kv["recipients"]
+		if _, ok := seal[n]; !ok {
+			if _, ok := deliver[n]; !ok {
+				counts = append(counts, n)
+			}
+		}
+		into[n] = res.ByName[name]
+	}
+	if len(counts) == 0 {
+		return
+	}
+	slices.SortFunc(counts, func(a, b string) int {
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(b)
+		return x - y
+	})
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Key rotation\n\n")
+	w("Sealing a rotation's read key to every recipient (`directory.NewEpoch`, one core: CPU time, and wall time at\n")
+	w("the machine's load) with its size, then delivering it on a network of 30 simulated nodes at 20 ms links: the\n")
+	w("time from the first publish until every node holds the new key (recipients beyond the 30 nodes run no node).\n")
+	w("Medians over the runs (the step's -benchtime); a delivery run that did not reach every node within its 60 s\n")
+	w("timeout counts as 60 s, and its missed nodes are summed over the runs.\n\n")
+	w("| recipients | packages (padded) | pages | one copy on the wire | seal, CPU | seal, wall | every node holds the key | missed nodes |\n")
+	w("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var bs []*Bench
+	for _, n := range counts {
+		s, d := seal[n], deliver[n]
+		rec, _ := strconv.Atoi(n)
+		row := []string{thousands(float64(rec)), "–", "–", "–", "–", "–", "–", "–"}
+		if s != nil {
+			bs = append(bs, s)
+			if s.Failed && s.Runs == 0 {
+				row[4] = "failed: see below"
+			} else {
+				row[1] = thousands(med(s, "packages"))
+				row[2] = thousands(med(s, "pages"))
+				row[3] = thousands(med(s, "wire-KiB")) + " KiB"
+				row[4] = msOrS(med(s, "cpu-ms"))
+				row[5] = msOrS(med(s, "seal-ms"))
+			}
+		}
+		if d != nil {
+			bs = append(bs, d)
+			if d.Failed && d.Runs == 0 {
+				row[6] = "failed: see below"
+			} else {
+				row[6] = num(med(d, "all-hold-ms")/1000) + " s"
+				row[7] = thousands(med(d, "missed-nodes"))
+			}
+		}
+		w("| %s |\n", strings.Join(row, " | "))
+	}
+	w("\n")
+	writeReruns(md, func(*Bench) bool { return true }, bs)
+}
+
+// msOrS writes a duration given in milliseconds, in seconds from 1 s.
+func msOrS(ms float64) string {
+	if ms >= 1000 {
+		return num(ms/1000) + " s"
+	}
+	return num(ms) + " ms"
 }
 
 func writeDHT(md *strings.Builder, res *Results) {

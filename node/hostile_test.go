@@ -27,7 +27,17 @@ import (
 // mesh of node n: what an attacker that knows the topic runs.
 func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *pubsub.Topic) {
 	t.Helper()
+	return gossipAttackerWith(t, nw, n, nil)
+}
+
+// gossipAttackerWith is gossipAttacker with setup run on the host before it
+// connects (stream handlers the node should see from the start).
+func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup func(host.Host)) (host.Host, *pubsub.Topic) {
+	t.Helper()
 	m := hostileHost(t)
+	if setup != nil {
+		setup(m)
+	}
 	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
 	if err != nil {
 		t.Fatal(err)

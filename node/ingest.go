@@ -46,9 +46,11 @@ func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.App
 			// Sealed under an epoch we have no key for yet: honest
 			// peers that rotated before us send these. Fetch the
 			// epoch record (and with it our key) from the sender.
+			// An honest peer is only ahead if the epoch record exists:
+			// one that is shown not to be is graylisted (claimEpoch).
 			v = ignored
-			if from != "" && n.sync != nil {
-				n.sync.request(from)
+			if e, ok := directory.SealedEpoch(sealed); ok && from != "" && n.sync != nil {
+				n.sync.claimEpoch(from, e)
 			}
 		}
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})

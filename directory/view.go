@@ -122,6 +122,15 @@ func (s *State) CurrentEpoch() uint64 {
 	return s.epochs[len(s.epochs)-1].body.(*Epoch).Number
 }
 
+// PendingEntries is the pending-entry pool's use: entries held for keys
+// that are not active members, and their bytes, which the quotas
+// MaxPendingEntries and MaxPendingEntryBytes bound.
+func (s *State) PendingEntries() (entries, bytes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingEntriesTotal, s.pendingEntryBytesTotal
+}
+
 // KnowsEpoch reports whether the state holds an epoch record numbered n or
 // higher, effective or not. A peer that seals under epoch n is ahead of
 // this node only if such a record exists; sync brings it (it is sealed

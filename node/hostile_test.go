@@ -31,14 +31,15 @@ func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *
 }
 
 // gossipAttackerWith is gossipAttacker with setup run on the host before it
-// connects (stream handlers the node should see from the start).
-func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup func(host.Host)) (host.Host, *pubsub.Topic) {
+// connects (stream handlers the node should see from the start) and more
+// GossipSub options.
+func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup func(host.Host), opts ...pubsub.Option) (host.Host, *pubsub.Topic) {
 	t.Helper()
 	m := hostileHost(t)
 	if setup != nil {
 		setup(m)
 	}
-	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
+	ps, err := pubsub.NewGossipSub(t.Context(), m, append(append(wireGossipOptions(), pubsub.WithFloodPublish(true)), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ type syncer struct {
 	inbound  map[peer.ID]int
 	inTotal  int
 	lastSync time.Time
-	rejected map[directory.Hash]time.Time
+	rejected map[directory.Hash]time.Time // record hash → not pulled again before
 	penalty  map[peer.ID]penalty
 
 	opening map[peer.ID]int // sync streams open per peer, checked or not
@@ -381,7 +381,11 @@ func (s *syncer) recent(window time.Duration) (time.Time, int) {
 	return s.lastSync, n
 }
 
-func (s *syncer) noteRejected(h directory.Hash) {
+func (s *syncer) noteRejected(h directory.Hash) { s.noteRejectedFor(h, rejectedTTL) }
+
+// noteRejectedFor keeps sessions from pulling record h again for d (at most
+// rejectedTTL): it would be refused again.
+func (s *syncer) noteRejectedFor(h directory.Hash, d time.Duration) {
 	if s == nil {
 		return
 	}
@@ -390,12 +394,12 @@ func (s *syncer) noteRejected(h directory.Hash) {
 	if len(s.rejected) >= maxRejectedRemembered {
 		clear(s.rejected)
 	}
-	s.rejected[h] = time.Now()
+	s.rejected[h] = time.Now().Add(min(d, rejectedTTL))
 }
 
 func (s *syncer) recentlyRejected(h directory.Hash) bool {
-	t, ok := s.rejected[h]
-	return ok && time.Since(t) < rejectedTTL
+	until, ok := s.rejected[h]
+	return ok && time.Now().Before(until)
 }
 
 func (s *syncer) misbehaved(p peer.ID, why string) {

@@ -31,20 +31,9 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 signed records")
 	}
-	nw := dirtest.New(t, 3, 2)
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	cfgA := testConfig(t, nw, org, t.TempDir())
-	cfgA.Bootstrap = []string{addr(s)}
-	a := startNode(t, cfgA)
-	cfgB := testConfig(t, nw, nw.Stewards[1], t.TempDir())
-	cfgB.Bootstrap = []string{addr(a)}
-	b := startNode(t, cfgB)
-	nodes := []*Node{s, a, b}
-	dirs := []string{s.cfg.DataDir, cfgA.DataDir, cfgB.DataDir}
-	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader), entryRec(t, nw, org, "asesoria", 1))
-	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
+	f := newFloodNetwork(t)
+	nw, org, reader, nodes, dirs, ref := f.nw, f.org, f.reader, f.nodes, f.dirs, f.ref
+	a := nodes[1]
 	base, baseDisk := make([]int, len(nodes)), make([]int64, len(nodes))
 	for i, n := range nodes {
 		base[i] = n.State().Stats().Records
@@ -102,6 +91,38 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	t.Logf("%d junk records sent; the organization's next entry reached all %d nodes in %s", sent, len(nodes), took.Round(time.Millisecond))
 }
 
+// floodNetwork is the flood tests' network: a steward's node, the
+// organization's node and another steward's node in a line, over TCP, with
+// the organization admitted, a reader it vouched for, and one entry.
+type floodNetwork struct {
+	nw          *dirtest.Network
+	org, reader *directory.Identity
+	nodes       []*Node // steward, organization (the flood's target), steward
+	dirs        []string
+	ref         *reference
+	first       *directory.Record
+}
+
+func newFloodNetwork(t *testing.T) *floodNetwork {
+	t.Helper()
+	f := &floodNetwork{nw: dirtest.New(t, 3, 2), org: dirtest.MustIdentity(t), reader: dirtest.MustIdentity(t)}
+	nw := f.nw
+	prev := ""
+	for _, id := range []*directory.Identity{nw.Stewards[0], f.org, nw.Stewards[1]} {
+		cfg := testConfig(t, nw, id, t.TempDir())
+		if prev != "" {
+			cfg.Bootstrap = []string{prev}
+		}
+		n := startNode(t, cfg)
+		f.nodes, f.dirs, prev = append(f.nodes, n), append(f.dirs, cfg.DataDir), addr(n)
+	}
+	f.ref = &reference{t: t, nw: nw}
+	f.first = entryRec(t, nw, f.org, "asesoria", 1)
+	f.ref.publish(f.nodes[0], nw.Genesis, nw.FirstEpoch, nw.Admit(t, f.org, "Colectivo Ejemplo"), nw.Vouch(t, f.org, f.reader), f.first)
+	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(f.nodes, f.ref.digest()) })
+	return f
+}
+
 // dirSize is the bytes the files under dir take.
 func dirSize(t *testing.T, dir string) int64 {
 	t.Helper()
@@ -153,21 +174,10 @@ func TestUnadmittedEntryFloodStaysBounded(t *testing.T) {
 		t.Skip("a flood of signed entries")
 	}
 	total := floodEntries(t)
-	nw := dirtest.New(t, 3, 2)
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	cfgA := testConfig(t, nw, org, t.TempDir())
-	cfgA.Bootstrap = []string{addr(s)}
-	a := startNode(t, cfgA)
-	cfgB := testConfig(t, nw, nw.Stewards[1], t.TempDir())
-	cfgB.Bootstrap = []string{addr(a)}
-	b := startNode(t, cfgB)
-	nodes := []*Node{s, a, b}
-	dirs := []string{s.cfg.DataDir, cfgA.DataDir, cfgB.DataDir}
-	ref := &reference{t: t, nw: nw}
-	honest := []*directory.Record{entryRec(t, nw, org, "asesoria", 1)}
-	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader), honest[0])
-	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
+	f := newFloodNetwork(t)
+	nw, org, nodes, dirs := f.nw, f.org, f.nodes, f.dirs
+	a := nodes[1]
+	honest := []*directory.Record{f.first}
 	baseStored, baseDisk := make([]int, len(nodes)), make([]int64, len(nodes))
 	for i, n := range nodes {
 		baseStored[i] = n.Status().Records

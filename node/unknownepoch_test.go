@@ -136,15 +136,7 @@ func TestPeerAheadOnEpochIsNotPenalized(t *testing.T) {
 	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 	ref := &reference{t: t, nw: nw}
 	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo"), nw.Admit(t, late, "Tardía"))
-	epoch2, err := s.Rotate(t.Context(), directory.Hash{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	approval, err := directory.NewApproval(epoch2, nw.Stewards[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPublish(t, s, approval)
+	rotateApproved(t, nw, s)
 	waitFor(t, 15*time.Second, "the steward's node to seal under epoch 2", func() bool { return s.sealEpoch() == 2 })
 	later := entryRec(t, nw, org, "nuevo", 1)
 	mustPublish(t, s, later)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Sentinel errors name each reason a record can be refused. Callers match
@@ -46,6 +47,10 @@ type RejectError struct {
 	Type   RecordType
 	Reason error
 	Detail string
+	// NotBefore, for ErrFromFuture, is the time on the state's clock from
+	// which the record is no longer too far ahead of it: a node may ask
+	// for it again then, rather than much later.
+	NotBefore time.Time
 }
 
 func (e *RejectError) Error() string {

@@ -287,7 +287,8 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	}
 	issued := issuedOf(inner)
 	if limit := s.now().Add(p.ClockSkewBound()); time.Unix(issued, 0).After(limit) {
-		return reject(r.Type, ErrFromFuture, "issued %s", time.Unix(issued, 0).UTC().Format(time.RFC3339))
+		return &RejectError{Type: r.Type, Reason: ErrFromFuture, Detail: "issued " + time.Unix(issued, 0).UTC().Format(time.RFC3339),
+			NotBefore: time.Unix(issued, 0).Add(-p.ClockSkewBound())}
 	}
 	if err := s.checkLookahead(r.Type, inner); err != nil {
 		return err

@@ -122,6 +122,35 @@ func (s *State) CurrentEpoch() uint64 {
 	return s.epochs[len(s.epochs)-1].body.(*Epoch).Number
 }
 
+// PendingEntries is the pending-entry pool's use: entries held for keys
+// that are not active members, and their bytes, which the quotas
+// MaxPendingEntries and MaxPendingEntryBytes bound.
+func (s *State) PendingEntries() (entries, bytes int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingEntriesTotal, s.pendingEntryBytesTotal
+}
+
+// KnowsEpoch reports whether the state holds an epoch record numbered n or
+// higher, effective or not. A peer that seals under epoch n is ahead of
+// this node only if such a record exists; sync brings it (it is sealed
+// under the key before it), even to a node that is not its recipient.
+func (s *State) KnowsEpoch(n uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, p := range s.governance[TypeEpoch] {
+		if p.body.(*Epoch).Number >= n {
+			return true
+		}
+	}
+	for _, p := range s.waiting {
+		if e, ok := p.body.(*Epoch); ok && e.Number >= n {
+			return true
+		}
+	}
+	return false
+}
+
 // Recipients lists every key that should receive the next read key: the
 // current stewards, the members and the readers, none of them revoked.
 func (s *State) Recipients() []Recipient {

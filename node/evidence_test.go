@@ -53,15 +53,7 @@ func TestEquivocationEvidenceSurvivesRestartAndRotation(t *testing.T) {
 	})
 
 	// The stewards rotate; the late node is a recipient but offline.
-	epoch2, err := s.Rotate(t.Context(), directory.Hash{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	approval, err := directory.NewApproval(epoch2, nw.Stewards[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPublish(t, s, approval)
+	rotateApproved(t, nw, s)
 	waitFor(t, 15*time.Second, "epoch 2 on both nodes", func() bool {
 		return s.Status().KeyEpoch == 2 && w.Status().KeyEpoch == 2 && s.sealEpoch() == 2
 	})

@@ -197,6 +197,22 @@ func (r *recorder) count(match func(Event) bool) int {
 	return n
 }
 
+// rotateApproved has steward 0's node s rotate to the next epoch and
+// publishes steward 1's approval there: a rotation at the threshold of 2.
+func rotateApproved(t testing.TB, nw *dirtest.Network, s *Node) *directory.Record {
+	t.Helper()
+	epoch, err := s.Rotate(t.Context(), directory.Hash{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval, err := directory.NewApproval(epoch, nw.Stewards[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, s, approval)
+	return epoch
+}
+
 // entryRec is entry id at seq with its name tagged so searches can tell
 // versions apart.
 func entryRec(t testing.TB, nw *dirtest.Network, org *directory.Identity, id string, seq uint64) *directory.Record {

@@ -27,8 +27,19 @@ import (
 // mesh of node n: what an attacker that knows the topic runs.
 func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, rawTopics) {
 	t.Helper()
+	return gossipAttackerWith(t, nw, n, nil)
+}
+
+// gossipAttackerWith is gossipAttacker with setup run on the host before it
+// connects (stream handlers the node should see from the start) and more
+// GossipSub options.
+func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup func(host.Host), opts ...pubsub.Option) (host.Host, rawTopics) {
+	t.Helper()
 	m := hostileHost(t)
-	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
+	if setup != nil {
+		setup(m)
+	}
+	ps, err := pubsub.NewGossipSub(t.Context(), m, append(append(wireGossipOptions(), pubsub.WithFloodPublish(true)), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

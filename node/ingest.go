@@ -36,6 +36,15 @@ const (
 // heard of it yet. After that, forwarding them is an offence.
 const revocationGrace = 2 * time.Minute
 
+// A record refused as dated in the future is pulled again futureRetryMargin
+// after the node's clock reaches its date (less the clock skew), and no
+// sooner than futureRetryMin, nor later than rejectedTTL, however near or
+// far that is.
+const (
+	futureRetryMargin = time.Second
+	futureRetryMin    = time.Second
+)
+
 // ingestSealed opens a sealed record and takes it through accept. It
 // returns the sealing the node stored (to gossip on) when accepted.
 func (n *Node) ingestSealed(sealed []byte, from peer.ID, via Via) (directory.Applied, verdict, []byte, error) {
@@ -57,9 +66,11 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 			// Sealed under an epoch we have no key for yet: honest
 			// peers that rotated before us send these. Fetch the
 			// epoch record (and with it our key) from the sender.
+			// An honest peer is only ahead if the epoch record exists:
+			// one that is shown not to be is graylisted (claimEpoch).
 			v = ignored
-			if from != "" && n.sync != nil {
-				n.sync.request(from)
+			if e, ok := directory.SealedEpoch(sealed); ok && from != "" && n.sync != nil {
+				n.sync.claimEpoch(from, e)
 			}
 		}
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
@@ -277,7 +288,15 @@ func (n *Node) rejected(r *directory.Record, from peer.ID, via Via, err error) {
 		// parked lot has let it go, sync must be free to fetch it again,
 		// or a page that came before its epoch and was evicted from the
 		// lot would stay missing for rejectedTTL.
-		n.sync.noteRejected(r.Hash())
+		// One dated ahead of this node's clock (by its publisher's, or
+		// because this clock is slow) is pulled again once the clock has
+		// caught up with it, not ten minutes later.
+		var re *directory.RejectError
+		if errors.As(err, &re) && !re.NotBefore.IsZero() {
+			n.sync.noteRejectedFor(r.Hash(), max(re.NotBefore.Sub(n.cfg.Now())+futureRetryMargin, futureRetryMin))
+		} else {
+			n.sync.noteRejected(r.Hash())
+		}
 	}
 	n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
 }

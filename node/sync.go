@@ -80,6 +80,15 @@ const (
 	// does not open or verify; it halves every penaltyHalfLife.
 	misbehaviourPenalty = 250
 	penaltyHalfLife     = 10 * time.Minute
+	// unknownEpochPenalty is the application-specific penalty of a peer
+	// shown to seal gossip under an epoch it is not ahead on: enough to
+	// graylist it whatever credit it earned in the topic (TopicScoreCap).
+	// It is a floor, not a sum, so that it stays graylisted while it
+	// keeps on and recovers once it stops (half-life above).
+	unknownEpochPenalty = -GraylistThreshold + 100
+	// distrustFor is how long such a peer's unknown-epoch messages prompt
+	// no sync.
+	distrustFor = time.Hour
 )
 
 const (
@@ -104,6 +113,19 @@ type peerSync struct {
 	lastOK         time.Time
 	notBefore      time.Time
 	failures       int
+	lastErr        error
+	// skipped: the last session left out records refused recently, so it
+	// may not have pulled everything the peer holds.
+	skipped bool
+	// claim is the highest epoch this peer sealed gossip under that this
+	// node knew no epoch record for (claimed says whether there is one);
+	// sessions with the peer settle it (judgeClaim). distrusted: until
+	// then, its unknown-epoch messages prompt no sync and keep it
+	// graylisted.
+	claim      uint64
+	claimed    bool
+	claimAt    time.Time
+	distrusted time.Time
 }
 
 type penalty struct {
@@ -122,7 +144,7 @@ type syncer struct {
 	inbound  map[peer.ID]int
 	inTotal  int
 	lastSync time.Time
-	rejected map[directory.Hash]time.Time
+	rejected map[directory.Hash]time.Time // record hash → not pulled again before
 	penalty  map[peer.ID]penalty
 	// pulling holds the hashes a running session has asked for: another
 	// session (with another peer) leaves them out, so a record crosses
@@ -212,11 +234,13 @@ func (s *syncer) run(p peer.ID) {
 			s.mu.Unlock()
 			return
 		}
+		started := time.Now()
 		pulled, more, err := s.session(p)
 		<-s.outbound
 		now := time.Now()
 		s.mu.Lock()
 		ps := s.peers[p]
+		ps.lastErr = err
 		if err == nil {
 			ps.lastOK, s.lastSync, ps.failures = now, now, 0
 		} else {
@@ -228,7 +252,13 @@ func (s *syncer) run(p peer.ID) {
 		if !again {
 			ps.running = false
 		}
+		// A clean end: the peer offered nothing more, and nothing it
+		// offered was left out.
+		clean := err == nil && !more && !ps.skipped
 		s.mu.Unlock()
+		if !again {
+			s.judgeClaim(p, err, clean, started)
+		}
 		if err != nil && !errors.Is(err, errForeign) {
 			s.n.log.Debug("sync failed", "peer", p, "err", err)
 		}
@@ -239,6 +269,99 @@ func (s *syncer) run(p peer.ID) {
 			return
 		}
 	}
+}
+
+// claimEpoch notes that p sent gossip sealed under epoch e, which this node
+// holds no key for, and asks for a session with p, which brings the epoch
+// record (and this node's key, if it is a recipient) from an honest peer
+// that is ahead. A peer already shown not to be ahead gets no session: its
+// penalty is renewed instead.
+func (s *syncer) claimEpoch(p peer.ID, e uint64) {
+	if s == nil || p == "" || p == s.n.host.ID() {
+		return
+	}
+	if s.n.state.KnowsEpoch(e) {
+		// This node has the epoch record but not the key (pages still
+		// coming, or not a recipient): the peer is ahead, sync may help.
+		s.request(p)
+		return
+	}
+	s.mu.Lock()
+	ps := s.peers[p]
+	if ps == nil {
+		ps = &peerSync{}
+		s.peers[p] = ps
+	}
+	if time.Now().Before(ps.distrusted) {
+		s.mu.Unlock()
+		s.penalize(p, unknownEpochPenalty)
+		return
+	}
+	if !ps.claimed || e > ps.claim {
+		ps.claim, ps.claimed = e, true
+	}
+	ps.claimAt = time.Now()
+	lastErr := ps.lastErr
+	s.mu.Unlock()
+	if !s.request(p) && lastErr != nil {
+		// In back-off after a session that failed: if it showed p not to
+		// be a member at all, that settles the claim now.
+		s.judgeClaim(p, lastErr, false, time.Time{})
+	}
+}
+
+// judgeClaim settles p's unknown-epoch claim after a session with p ended
+// with err (clean: it ended with nothing more offered and nothing left
+// out). The claim stands if this node now knows the epoch. It is shown
+// false if p does not speak this network's sync (errForeign: no honest
+// peer, let alone one ahead, is so), broke the protocol, or completed a
+// clean session without the epoch record, which every honest peer that
+// holds the key offers (it is sealed under the epoch before it: sessions
+// go on while they bring new keys). Any other failure (a timeout, a hello
+// the peer refused) settles nothing: the claim waits for the next session.
+// A claim made after the session started (a non-zero started) waits for
+// the next one too: the peer may have rotated meanwhile.
+func (s *syncer) judgeClaim(p peer.ID, err error, clean bool, started time.Time) {
+	s.mu.Lock()
+	ps := s.peers[p]
+	if ps == nil || !ps.claimed || !started.IsZero() && ps.claimAt.After(started) {
+		s.mu.Unlock()
+		return
+	}
+	claim := ps.claim
+	s.mu.Unlock()
+	if s.n.state.KnowsEpoch(claim) {
+		s.mu.Lock()
+		ps.claimed = false
+		s.mu.Unlock()
+		return
+	}
+	if !clean && !errors.Is(err, errForeign) && !errors.Is(err, errMisbehaving) {
+		return
+	}
+	s.mu.Lock()
+	ps.claimed = false
+	ps.distrusted = time.Now().Add(distrustFor)
+	s.mu.Unlock()
+	s.penalize(p, unknownEpochPenalty)
+	s.n.log.Warn("peer sent records sealed under an epoch it is not ahead on; graylisted", "peer", p, "epoch", claim, "session", errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "completed"
+	}
+	return err.Error()
+}
+
+// penalize raises p's penalty to at least floor.
+func (s *syncer) penalize(p peer.ID, floor float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	pen := s.penalty[p]
+	pen.v, pen.at = max(decayed(pen, now), floor), now
+	s.penalty[p] = pen
 }
 
 func backoff(err error, failures int) time.Duration {
@@ -265,7 +388,11 @@ func (s *syncer) recent(window time.Duration) (time.Time, int) {
 	return s.lastSync, n
 }
 
-func (s *syncer) noteRejected(h directory.Hash) {
+func (s *syncer) noteRejected(h directory.Hash) { s.noteRejectedFor(h, rejectedTTL) }
+
+// noteRejectedFor keeps sessions from pulling record h again for d (at most
+// rejectedTTL): it would be refused again.
+func (s *syncer) noteRejectedFor(h directory.Hash, d time.Duration) {
 	if s == nil {
 		return
 	}
@@ -274,12 +401,12 @@ func (s *syncer) noteRejected(h directory.Hash) {
 	if len(s.rejected) >= maxRejectedRemembered {
 		clear(s.rejected)
 	}
-	s.rejected[h] = time.Now()
+	s.rejected[h] = time.Now().Add(min(d, rejectedTTL))
 }
 
 func (s *syncer) recentlyRejected(h directory.Hash) bool {
-	t, ok := s.rejected[h]
-	return ok && time.Since(t) < rejectedTTL
+	until, ok := s.rejected[h]
+	return ok && time.Now().Before(until)
 }
 
 func (s *syncer) misbehaved(p peer.ID, why string) {
@@ -410,11 +537,14 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		return 0, false, err
 	}
 	var missing []directory.Hash
-	truncated := false
+	truncated, skipped := false, false
 	defer func() {
 		s.mu.Lock()
 		for _, h := range missing {
 			delete(s.pulling, h)
+		}
+		if ps := s.peers[p]; ps != nil {
+			ps.skipped = skipped
 		}
 		s.mu.Unlock()
 	}()
@@ -441,7 +571,13 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				return 0, false, errMisbehaving
 			}
 			prev = h
-			if n.state.Has(h) || n.parked.has(h) {
+			if n.state.Has(h) {
+				continue
+			}
+			if n.parked.has(h) {
+				// Held back, not pulled: this session did not settle
+				// whether the peer holds something this node lacks.
+				skipped = true
 				continue
 			}
 			s.mu.Lock()
@@ -453,6 +589,10 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				missing = append(missing, h)
 			}
 			s.mu.Unlock()
+			if skip {
+				skipped = true
+				continue
+			}
 			if full {
 				truncated = true
 			}

@@ -107,6 +107,8 @@ type Node struct {
 
 	reach reachState // reachability.go
 
+	adm *admission // admit.go
+
 	// life guards shutdown: every entry point that touches the store holds
 	// it for reading, and Close takes it for writing before closing the
 	// datastore, so nothing writes to a closed store.
@@ -149,6 +151,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		accepted:    map[Via]int{},
 		authorRate:  newAuthorRate(),
 		localRate:   newAuthorRate(),
+		adm:         newAdmission(cfg.Network),
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
 	}
@@ -198,6 +201,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		return n, err
 	}
 	n.host = transport.LimitRate(n.host, rates)
+	n.startAdmission()
 	if err := n.startReachability(); err != nil {
 		return n, err
 	}
@@ -245,6 +249,7 @@ func (n *Node) startHost() error {
 		ID: SyncProtocol, Streams: maxInboundStreams, StreamsPerPeer: maxInboundPerPeer,
 	})
 	tc = n.withPolicyTransport(tc)
+	tc.StreamGate, tc.DenyPeer, tc.RelayACL = n.streamGate, n.denyPeer, relayACL{n}
 	built, err := transport.Options(tc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -284,6 +289,7 @@ func (n *Node) Close() error {
 		}
 		if n.host != nil {
 			n.host.RemoveStreamHandler(SyncProtocol)
+			n.host.RemoveStreamHandler(AdmitProtocol)
 			if n.ownHost {
 				errs = append(errs, n.host.Close())
 			}

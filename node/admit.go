@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -151,31 +152,137 @@ func admitTranscript(net directory.NetworkID, opener, accepter peer.ID, key dire
 	return helloTranscript(net, opener, accepter, key, 0, append(append([]byte{}, nO...), nA...), []byte{side})
 }
 
-func (n *Node) admitProof(side byte, opener, accepter peer.ID, nO, nA []byte) []byte {
-	key := n.id.Public()
-	sig := n.id.SignTranscript(directory.AdmitDomain, admitTranscript(n.cfg.Network, opener, accepter, key, side, nO, nA))
-	return append(key[:], sig...)
+// admitter is one side of the admission exchange: a host, the identity
+// it proves and how it judges the other side's key. The node is one; tests
+// give a bare libp2p host an identity with it.
+type admitter struct {
+	self   peer.ID
+	id     *directory.Identity
+	net    directory.NetworkID
+	macKey []byte
+	judge  func(directory.PublicKey) (role string, err error)
 }
 
-// checkProof verifies the peer's proof and that its key is admitted here.
-func (n *Node) checkProof(proof []byte, side byte, opener, accepter peer.ID, nO, nA []byte) (directory.PublicKey, string, error) {
-	var k directory.PublicKey
-	copy(k[:], proof[:32])
-	if !directory.VerifyTranscript(k, directory.AdmitDomain, admitTranscript(n.cfg.Network, opener, accepter, k, side, nO, nA), proof[32:]) {
-		return k, "", errors.New("the signature does not verify (forged, or replayed from another connection)")
-	}
+func (n *Node) admitter() admitter {
+	return admitter{self: n.host.ID(), id: n.id, net: n.cfg.Network, macKey: n.adm.macKey, judge: n.judgeKey}
+}
+
+// judgeKey says whether a key that signed its proof is admitted here.
+func (n *Node) judgeKey(k directory.PublicKey) (string, error) {
 	if n.state.Charter() == nil && !n.state.IsRevoked(k) {
 		// A node that holds no charter yet (a new network's nodes before
 		// the genesis record, a fresh store) has no member list to judge
 		// by and nothing to protect; its peers judge it by theirs. The
 		// key stays bound to the peer, so a later revocation cuts it.
-		return k, "unjudged", nil
+		return "unjudged", nil
 	}
 	role, ok := n.admittedRole(k)
 	if !ok {
-		return k, role, errors.New("the key is not an admitted, unrevoked steward, member or reader here (" + role + ")")
+		return role, errors.New("the key is not an admitted, unrevoked steward, member or reader here (" + role + ")")
 	}
-	return k, role, nil
+	return role, nil
+}
+
+func (a admitter) proof(side byte, opener, accepter peer.ID, nO, nA []byte) []byte {
+	key := a.id.Public()
+	sig := a.id.SignTranscript(directory.AdmitDomain, admitTranscript(a.net, opener, accepter, key, side, nO, nA))
+	return append(key[:], sig...)
+}
+
+// check verifies the other side's proof and judges its key.
+func (a admitter) check(proof []byte, side byte, opener, accepter peer.ID, nO, nA []byte) admitState {
+	var k directory.PublicKey
+	copy(k[:], proof[:32])
+	if !directory.VerifyTranscript(k, directory.AdmitDomain, admitTranscript(a.net, opener, accepter, k, side, nO, nA), proof[32:]) {
+		return admitState{key: k, reason: errForgedProof.Error()}
+	}
+	role, err := a.judge(k)
+	if err != nil {
+		return admitState{key: k, role: role, reason: err.Error()}
+	}
+	return admitState{ok: true, key: k, role: role}
+}
+
+var errForgedProof = errors.New("the signature does not verify (forged, or replayed from another connection)")
+
+// open runs the opener's side on c. noProof says the peer offered none
+// (it does not speak admission, or went silent), as opposed to a wrong one.
+func (a admitter) open(ctx context.Context, c network.Conn) (res admitState, noProof bool) {
+	p := c.RemotePeer()
+	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "admission is a few hundred bytes"))
+	if err != nil {
+		return admitState{reason: "no stream: " + err.Error()}, true
+	}
+	defer s.Reset() // no-op after Close
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	if err := s.SetProtocol(AdmitProtocol); err != nil {
+		return admitState{reason: err.Error()}, true
+	}
+	if err := msmux.SelectProtoOrFail(AdmitProtocol, s); err != nil {
+		// A peer that does not speak admission at all: an invitee's
+		// temporary host, or a stranger.
+		return admitState{reason: "it does not speak " + string(AdmitProtocol)}, true
+	}
+	nO := make([]byte, admitNonceLen)
+	rand.Read(nO)
+	if _, err := s.Write(nO); err != nil {
+		return admitState{reason: "stream failed"}, true
+	}
+	buf := make([]byte, admitNonceLen+macLen)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return admitState{reason: "it sent no network proof"}, true
+	}
+	nA, macA := buf[:admitNonceLen], buf[admitNonceLen:]
+	if !hmac.Equal(macA, admitMAC(a.macKey, 'A', a.self, p, nO, nA)) {
+		return admitState{reason: "its network proof is wrong (another network, or none)"}, false
+	}
+	msg := append(admitMAC(a.macKey, 'O', a.self, p, nO, nA), a.proof('O', a.self, p, nO, nA)...)
+	if _, err := s.Write(msg); err != nil {
+		return admitState{reason: "stream failed"}, true
+	}
+	proof := make([]byte, proofLen)
+	if _, err := io.ReadFull(s, proof); err != nil {
+		return admitState{reason: "it refused this node's proof, or sent none"}, false
+	}
+	res = a.check(proof, 'A', a.self, p, nO, nA)
+	if res.ok {
+		s.Close()
+	}
+	return res, false
+}
+
+// accept runs the accepter's side on s; decided is false when the peer
+// went silent before its proof (the caller's deadline decides then).
+func (a admitter) accept(s network.Stream) (res admitState, noProof, decided bool) {
+	p := s.Conn().RemotePeer()
+	s.SetDeadline(time.Now().Add(admitTimeout))
+	nO := make([]byte, admitNonceLen)
+	if _, err := io.ReadFull(s, nO); err != nil {
+		return admitState{}, true, false
+	}
+	nA := make([]byte, admitNonceLen)
+	rand.Read(nA)
+	if _, err := s.Write(append(nA, admitMAC(a.macKey, 'A', p, a.self, nO, nA)...)); err != nil {
+		return admitState{}, true, false
+	}
+	buf := make([]byte, macLen+proofLen)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return admitState{reason: "it sent no proof after this node's network proof"}, true, true
+	}
+	if !hmac.Equal(buf[:macLen], admitMAC(a.macKey, 'O', p, a.self, nO, nA)) {
+		return admitState{reason: "its network proof is wrong (another network, or none)"}, false, true
+	}
+	res = a.check(buf[macLen:], 'O', p, a.self, nO, nA)
+	if !res.ok {
+		return res, false, true
+	}
+	if _, err := s.Write(a.proof('A', p, a.self, nO, nA)); err != nil {
+		return admitState{reason: "stream failed"}, true, true
+	}
+	s.CloseWrite()
+	return res, false, true
 }
 
 // admitStart registers p and starts its admission if it has none yet.
@@ -208,7 +315,12 @@ func (n *Node) admitRun(p peer.ID, st *admitState) {
 	ctx, cancel := context.WithTimeout(n.ctx, admitTimeout)
 	defer cancel()
 	if n.host.ID() < p {
-		res, noProof := n.admitOpen(ctx, p)
+		conns := n.host.Network().ConnsToPeer(p)
+		if len(conns) == 0 {
+			n.admitFinish(p, st, admitState{reason: "it has no connection"}, true)
+			return
+		}
+		res, noProof := n.admitter().open(ctx, conns[0])
 		n.admitFinish(p, st, res, noProof)
 		return
 	}
@@ -219,101 +331,22 @@ func (n *Node) admitRun(p peer.ID, st *admitState) {
 	}
 }
 
-// admitOpen runs the opener's side on one of p's connections.
-func (n *Node) admitOpen(ctx context.Context, p peer.ID) (res admitState, noProof bool) {
-	conns := n.host.Network().ConnsToPeer(p)
-	if len(conns) == 0 {
-		return admitState{reason: "it has no connection"}, true
-	}
-	s, err := conns[0].NewStream(network.WithAllowLimitedConn(ctx, "admission is a few hundred bytes"))
-	if err != nil {
-		return admitState{reason: "no stream: " + err.Error()}, true
-	}
-	defer s.Reset() // no-op after Close
-	dl, _ := ctx.Deadline()
-	s.SetDeadline(dl)
-	if err := s.SetProtocol(AdmitProtocol); err != nil {
-		return admitState{reason: err.Error()}, true
-	}
-	if err := msmux.SelectProtoOrFail(AdmitProtocol, s); err != nil {
-		// A peer that does not speak admission at all: an invitee's
-		// temporary host, or a stranger.
-		return admitState{reason: "it does not speak " + string(AdmitProtocol)}, true
-	}
-	me := n.host.ID()
-	nO := make([]byte, admitNonceLen)
-	rand.Read(nO)
-	if _, err := s.Write(nO); err != nil {
-		return admitState{reason: "stream failed"}, true
-	}
-	buf := make([]byte, admitNonceLen+macLen)
-	if _, err := io.ReadFull(s, buf); err != nil {
-		return admitState{reason: "it sent no network proof"}, true
-	}
-	nA, macA := buf[:admitNonceLen], buf[admitNonceLen:]
-	if !hmac.Equal(macA, admitMAC(n.adm.macKey, 'A', me, p, nO, nA)) {
-		return admitState{reason: "its network proof is wrong (another network, or none)"}, false
-	}
-	msg := append(admitMAC(n.adm.macKey, 'O', me, p, nO, nA), n.admitProof('O', me, p, nO, nA)...)
-	if _, err := s.Write(msg); err != nil {
-		return admitState{reason: "stream failed"}, true
-	}
-	proof := make([]byte, proofLen)
-	if _, err := io.ReadFull(s, proof); err != nil {
-		return admitState{reason: "it refused this node's proof, or sent none"}, false
-	}
-	k, role, err := n.checkProof(proof, 'A', me, p, nO, nA)
-	if err != nil {
-		return admitState{key: k, reason: err.Error()}, false
-	}
-	s.Close()
-	return admitState{ok: true, key: k, role: role}, false
-}
-
 // admitServe runs the accepter's side of an admission stream.
 func (n *Node) admitServe(s network.Stream) {
-	defer s.Reset()
+	defer s.Reset() // no-op after a clean close
 	p := s.Conn().RemotePeer()
-	me := n.host.ID()
-	if !(p < me) {
+	if !(p < n.host.ID()) {
 		return // the opener is the peer ID that sorts first; this one is not
 	}
 	st := n.admitStart(p)
 	select {
 	case <-st.done:
-		return // decided already (another connection's stream)
+		return // decided already (on another connection's stream)
 	default:
 	}
-	s.SetDeadline(time.Now().Add(admitTimeout))
-	nO := make([]byte, admitNonceLen)
-	if _, err := io.ReadFull(s, nO); err != nil {
-		return // admitRun decides at its deadline
+	if res, noProof, decided := n.admitter().accept(s); decided {
+		n.admitFinish(p, st, res, noProof)
 	}
-	nA := make([]byte, admitNonceLen)
-	rand.Read(nA)
-	if _, err := s.Write(append(nA, admitMAC(n.adm.macKey, 'A', p, me, nO, nA)...)); err != nil {
-		return
-	}
-	buf := make([]byte, macLen+proofLen)
-	if _, err := io.ReadFull(s, buf); err != nil {
-		n.admitFinish(p, st, admitState{reason: "it sent no proof after this node's network proof"}, true)
-		return
-	}
-	if !hmac.Equal(buf[:macLen], admitMAC(n.adm.macKey, 'O', p, me, nO, nA)) {
-		n.admitFinish(p, st, admitState{reason: "its network proof is wrong (another network, or none)"}, false)
-		return
-	}
-	k, role, err := n.checkProof(buf[macLen:], 'O', p, me, nO, nA)
-	if err != nil {
-		n.admitFinish(p, st, admitState{key: k, reason: err.Error()}, false)
-		return
-	}
-	if _, err := s.Write(n.admitProof('A', p, me, nO, nA)); err != nil {
-		n.admitFinish(p, st, admitState{reason: "stream failed"}, true)
-		return
-	}
-	s.CloseWrite()
-	n.admitFinish(p, st, admitState{ok: true, key: k, role: role}, false)
 }
 
 // admitFinish records p's outcome once, wakes the streams waiting on it
@@ -340,7 +373,7 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		// A key this node does not know yet may be one whose admission
 		// is still on its way by gossip: a short pause, not a ban.
 		wait := unknownBackoff
-		if res.key != (directory.PublicKey{}) && n.state.IsRevoked(res.key) || res.key == (directory.PublicKey{}) {
+		if res.key == (directory.PublicKey{}) || res.reason == errForgedProof.Error() || n.state.IsRevoked(res.key) {
 			wait = admitBackoff
 		}
 		a.refused.Add(p, refusal{until: time.Now().Add(wait), key: res.key})
@@ -419,13 +452,102 @@ func (n *Node) awaitAdmitted(p peer.ID) bool {
 // refuses it if p is not. The admission stream itself and the guest
 // protocols pass.
 func (n *Node) streamGate(p peer.ID, _ network.Direction, proto protocol.ID) error {
-	if proto == AdmitProtocol || proto == circuitproto.ProtoIDv2Hop || strings.HasPrefix(string(proto), GuestProtocolPrefix) {
+	if preAdmission(proto) {
 		return nil
 	}
 	if n.awaitAdmitted(p) {
 		return nil
 	}
 	return errNotAdmitted
+}
+
+// holdInbound wraps the host's handler of inbound streams: a stream from
+// a peer not admitted yet is not negotiated until the peer is admitted,
+// so a stranger cannot even learn which protocols the node speaks (an
+// answer to multistream-select says that much). It reads the
+// multistream header and the first protocol the peer proposes, lets the
+// admission protocol and the guest protocols through at once, holds
+// anything else for the admission (bounded), and then hands the stream,
+// with the bytes it read put back, to libp2p's own negotiation. A stream
+// it refuses is reset without a byte written.
+func (n *Node) holdInbound() {
+	type handlerGetter interface{ StreamHandler() network.StreamHandler }
+	nw := n.host.Network()
+	g, ok := nw.(handlerGetter)
+	if !ok {
+		return // a host of the caller's that cannot be wrapped (tests' mocknet)
+	}
+	orig := g.StreamHandler()
+	if orig == nil {
+		return
+	}
+	nw.SetStreamHandler(func(s network.Stream) {
+		p := s.Conn().RemotePeer()
+		if n.admitted(p) != nil {
+			orig(s)
+			return
+		}
+		s.SetReadDeadline(time.Now().Add(admitTimeout))
+		var seen bytes.Buffer
+		r := io.TeeReader(s, &seen)
+		var proto string
+		for range 2 { // the multistream header, then the protocol
+			line, err := readMultistreamLine(r)
+			if err != nil {
+				s.Reset()
+				return
+			}
+			proto = line
+		}
+		s.SetReadDeadline(time.Time{})
+		if !preAdmission(protocol.ID(proto)) && !n.awaitAdmitted(p) {
+			s.ResetWithError(network.StreamProtocolNegotiationFailed)
+			return
+		}
+		orig(&replayStream{Stream: s, r: io.MultiReader(&seen, s)})
+	})
+}
+
+// readMultistreamLine reads one multistream-select message: a uvarint
+// length, then that many bytes ending in a newline.
+func readMultistreamLine(r io.Reader) (string, error) {
+	br := byteReader{r}
+	l, err := binary.ReadUvarint(br)
+	if err != nil {
+		return "", err
+	}
+	if l == 0 || l > 1024 {
+		return "", errors.New("multistream line of a bad length")
+	}
+	b := make([]byte, l)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(string(b), "\n"), nil
+}
+
+type byteReader struct{ io.Reader }
+
+func (b byteReader) ReadByte() (byte, error) {
+	var one [1]byte
+	_, err := io.ReadFull(b.Reader, one[:])
+	return one[0], err
+}
+
+// replayStream is a stream whose first bytes were read already and are
+// read again.
+type replayStream struct {
+	network.Stream
+	r io.Reader
+}
+
+func (s *replayStream) Read(b []byte) (int, error) { return s.r.Read(b) }
+
+// preAdmission reports whether proto is served before admission: the
+// admission protocol itself, the guest protocols and relay hop (its ACL
+// judges).
+func preAdmission(proto protocol.ID) bool {
+	return proto == AdmitProtocol || proto == circuitproto.ProtoIDv2Hop || strings.HasPrefix(string(proto), GuestProtocolPrefix)
 }
 
 // denyPeer is the connection gater's early refusal: peers refused for
@@ -457,6 +579,7 @@ func (r relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
 // the connections of peers whose key the state no longer admits.
 func (n *Node) startAdmission() {
 	n.host.SetStreamHandler(AdmitProtocol, n.admitServe)
+	n.holdInbound()
 	n.host.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) { n.admitStart(c.RemotePeer()) },
 		DisconnectedF: func(nw network.Network, c network.Conn) {

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,15 +161,16 @@ type admitter struct {
 	id     *directory.Identity
 	net    directory.NetworkID
 	macKey []byte
-	judge  func(directory.PublicKey) (role string, err error)
+	judge  func(peer.ID, directory.PublicKey) (role string, err error)
 }
 
 func (n *Node) admitter() admitter {
 	return admitter{self: n.host.ID(), id: n.id, net: n.cfg.Network, macKey: n.adm.macKey, judge: n.judgeKey}
 }
 
-// judgeKey says whether a key that signed its proof is admitted here.
-func (n *Node) judgeKey(k directory.PublicKey) (string, error) {
+// judgeKey says whether a key that signed its proof on p's connection is
+// admitted here.
+func (n *Node) judgeKey(p peer.ID, k directory.PublicKey) (string, error) {
 	if n.state.Charter() == nil && !n.state.IsRevoked(k) {
 		// A node that holds no charter yet (a new network's nodes before
 		// the genesis record, a fresh store) has no member list to judge
@@ -177,6 +179,13 @@ func (n *Node) judgeKey(k directory.PublicKey) (string, error) {
 		return "unjudged", nil
 	}
 	role, ok := n.admittedRole(k)
+	if !ok && role == "unknown" && slices.ContainsFunc(n.bootstrap, func(ai peer.AddrInfo) bool { return ai.ID == p }) {
+		// The operator named this peer (an invite code names the
+		// inviter's node): a node fresh from an invite holds only the
+		// genesis charter and its own admission, not the memberships it
+		// will sync from this very peer. Revoked keys stay out.
+		return "bootstrap peer", nil
+	}
 	if !ok {
 		return role, errors.New("the key is not an admitted, unrevoked steward, member or reader here (" + role + ")")
 	}
@@ -196,7 +205,11 @@ func (a admitter) check(proof []byte, side byte, opener, accepter peer.ID, nO, n
 	if !directory.VerifyTranscript(k, directory.AdmitDomain, admitTranscript(a.net, opener, accepter, k, side, nO, nA), proof[32:]) {
 		return admitState{key: k, reason: errForgedProof.Error()}
 	}
-	role, err := a.judge(k)
+	other := accepter
+	if side == 'O' {
+		other = opener
+	}
+	role, err := a.judge(other, k)
 	if err != nil {
 		return admitState{key: k, role: role, reason: err.Error()}
 	}
@@ -281,7 +294,10 @@ func (a admitter) accept(s network.Stream) (res admitState, noProof, decided boo
 	if _, err := s.Write(a.proof('A', p, a.self, nO, nA)); err != nil {
 		return admitState{reason: "stream failed"}, true, true
 	}
+	// Wait for the opener to close its side (it has read the proof):
+	// resetting the stream now could drop the proof in flight.
 	s.CloseWrite()
+	io.Copy(io.Discard, io.LimitReader(s, 1))
 	return res, false, true
 }
 

@@ -35,7 +35,7 @@ import (
 // runs. It must be called before h connects to anything.
 func admitAs(h host.Host, net directory.NetworkID, id *directory.Identity) {
 	a := admitter{self: h.ID(), id: id, net: net, macKey: syncProofKey(net),
-		judge: func(directory.PublicKey) (string, error) { return "anyone", nil }}
+		judge: func(peer.ID, directory.PublicKey) (string, error) { return "anyone", nil }}
 	h.SetStreamHandler(AdmitProtocol, func(s network.Stream) { defer s.Reset(); a.accept(s) })
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 		if h.ID() < c.RemotePeer() {

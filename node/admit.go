@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 
@@ -395,6 +396,10 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		a.refused.Add(p, refusal{until: time.Now().Add(wait), key: res.key})
 	}
 	a.mu.Unlock()
+	if !res.ok && noProof && n.isOurRelay(p) {
+		n.log.Debug("relay kept without admission", "peer", p)
+		return
+	}
 	if res.ok {
 		n.log.Debug("peer admitted", "peer", p, "role", res.role, "key", directory.Fingerprint(res.key))
 		return
@@ -468,7 +473,7 @@ func (n *Node) awaitAdmitted(p peer.ID) bool {
 // refuses it if p is not. The admission stream itself and the guest
 // protocols pass.
 func (n *Node) streamGate(p peer.ID, _ network.Direction, proto protocol.ID) error {
-	if preAdmission(proto) {
+	if n.allowedBefore(p, proto) {
 		return nil
 	}
 	if n.awaitAdmitted(p) {
@@ -516,7 +521,7 @@ func (n *Node) holdInbound() {
 			proto = line
 		}
 		s.SetReadDeadline(time.Time{})
-		if !preAdmission(protocol.ID(proto)) && !n.awaitAdmitted(p) {
+		if !n.allowedBefore(p, protocol.ID(proto)) && !n.awaitAdmitted(p) {
 			s.ResetWithError(network.StreamProtocolNegotiationFailed)
 			return
 		}
@@ -560,10 +565,34 @@ type replayStream struct {
 func (s *replayStream) Read(b []byte) (int, error) { return s.r.Read(b) }
 
 // preAdmission reports whether proto is served before admission: the
-// admission protocol itself, the guest protocols and relay hop (its ACL
-// judges).
+// admission protocol itself, the guest protocols, relay hop (its ACL
+// judges) and relay stop (a relay announcing a circuit, which is a
+// connection of its own that must pass admission).
 func preAdmission(proto protocol.ID) bool {
-	return proto == AdmitProtocol || proto == circuitproto.ProtoIDv2Hop || strings.HasPrefix(string(proto), GuestProtocolPrefix)
+	return proto == AdmitProtocol || proto == circuitproto.ProtoIDv2Hop || proto == circuitproto.ProtoIDv2Stop ||
+		strings.HasPrefix(string(proto), GuestProtocolPrefix)
+}
+
+// allowedBefore reports whether p may use proto before (or without)
+// admission: preAdmission, and identify with the relays this node is
+// configured or chartered to use, which need not be members (their
+// operators see this node's address anyway; AutoRelay needs identify to
+// see they relay).
+func (n *Node) allowedBefore(p peer.ID, proto protocol.ID) bool {
+	if preAdmission(proto) {
+		return true
+	}
+	return (proto == identify.ID || proto == identify.IDPush) && n.isOurRelay(p)
+}
+
+// isOurRelay reports whether p is one of the relays this node uses.
+func (n *Node) isOurRelay(p peer.ID) bool {
+	for _, s := range append(slices.Clone(n.cfg.Transport.Relays), n.charterRelays()...) {
+		if ai, err := parseP2PAddr(s); err == nil && ai.ID == p {
+			return true
+		}
+	}
+	return false
 }
 
 // denyPeer is the connection gater's early refusal: peers refused for

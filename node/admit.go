@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -101,6 +102,7 @@ type refusal struct {
 // admission is the node's admission book: peers connected now, and peers
 // refused recently (bounded).
 type admission struct {
+	on     atomic.Bool // running: the node built its host (Config.Host)
 	macKey []byte
 	ready  chan struct{} // closed once the host is up and the handler set
 
@@ -455,8 +457,12 @@ func (n *Node) admitted(p peer.ID) *admitState {
 }
 
 // awaitAdmitted waits (bounded) for p's admission and reports whether p is
-// admitted.
+// admitted. On a host the node did not build, admission does not run and
+// every peer counts as admitted.
 func (n *Node) awaitAdmitted(p peer.ID) bool {
+	if !n.adm.on.Load() {
+		return true
+	}
 	st := n.admitStart(p)
 	t := time.NewTimer(admitTimeout + time.Second)
 	defer t.Stop()
@@ -616,7 +622,7 @@ type relayACL struct{ n *Node }
 func (r relayACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return r.n.awaitAdmitted(p) }
 
 func (r relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
-	return r.n.awaitAdmitted(src) || r.n.admitted(dest) != nil
+	return r.n.awaitAdmitted(src) || !r.n.adm.on.Load() || r.n.admitted(dest) != nil
 }
 
 // startAdmission serves the admission protocol, starts it on every

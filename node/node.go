@@ -201,7 +201,9 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		return n, err
 	}
 	n.host = transport.LimitRate(n.host, rates)
-	n.startAdmission()
+	if n.ownHost {
+		n.startAdmission()
+	}
 	if err := n.startReachability(); err != nil {
 		return n, err
 	}
@@ -250,6 +252,9 @@ func (n *Node) startHost() error {
 	})
 	tc = n.withPolicyTransport(tc)
 	tc.StreamGate, tc.DenyPeer, tc.RelayACL = n.streamGate, n.denyPeer, relayACL{n}
+	// On before the host exists: a stream that arrives before
+	// startAdmission waits for it (adm.ready), it does not slip through.
+	n.adm.on.Store(true)
 	built, err := transport.Options(tc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)

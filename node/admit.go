@@ -76,7 +76,7 @@ const (
 	// revoked key's peers stay refused for as long as they are
 	// remembered (maxRefused, least recent first).
 	admitBackoff   = 30 * time.Second
-	unknownBackoff = 5 * time.Second
+	unknownBackoff = time.Second
 	maxRefused     = 4096
 	// revokeCheck is how often admitted peers' keys are checked against
 	// the state: a revoked key's connections close within it.
@@ -260,7 +260,9 @@ func (a admitter) open(ctx context.Context, c network.Conn) (res admitState, noP
 	}
 	proof := make([]byte, proofLen)
 	if _, err := io.ReadFull(s, proof); err != nil {
-		return admitState{reason: "it refused this node's proof, or sent none"}, false
+		// Its judgement of this node, not a fault of its own (it may
+		// not know this node's key yet): no backoff.
+		return admitState{reason: "it refused this node's proof, or sent none"}, true
 	}
 	res = a.check(proof, 'A', a.self, p, nO, nA)
 	if res.ok {
@@ -383,6 +385,12 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 	}
 	st.ok, st.key, st.role, st.reason = res.ok, res.key, res.role, res.reason
 	close(st.done)
+	if a.peers[p] != st {
+		// Its connections closed while it ran; a newer connection has
+		// its own admission, which this outcome must not cut.
+		a.mu.Unlock()
+		return
+	}
 	guest := false
 	if !res.ok && noProof && a.guests < maxGuests && n.servesGuests() {
 		guest = true
@@ -404,6 +412,7 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 	}
 	if res.ok {
 		n.log.Debug("peer admitted", "peer", p, "role", res.role, "key", directory.Fingerprint(res.key))
+		n.sync.afterAdmission(p)
 		return
 	}
 	if a.logs.shouldLog("admit-" + string(p)) {
@@ -638,14 +647,10 @@ func (n *Node) startAdmission() {
 			if len(nw.ConnsToPeer(p)) > 0 {
 				return
 			}
+			// Forgotten even while its admission runs: that one
+			// finishes on its own, and a new connection starts afresh.
 			n.adm.mu.Lock()
-			if st := n.adm.peers[p]; st != nil {
-				select {
-				case <-st.done:
-					delete(n.adm.peers, p)
-				default: // still running: it finishes (and fails) on its own
-				}
-			}
+			delete(n.adm.peers, p)
 			n.adm.mu.Unlock()
 		},
 	})
@@ -656,6 +661,19 @@ func (n *Node) startAdmission() {
 	n.wg.Go(n.revokeLoop)
 }
 
+// afterAdmission starts a sync with p now that it is admitted: a session
+// tried while the admission ran failed, and its backoff no longer applies.
+func (s *syncer) afterAdmission(p peer.ID) {
+	s.mu.Lock()
+	if ps := s.peers[p]; ps != nil && !ps.running {
+		ps.notBefore, ps.failures = time.Time{}, 0
+	}
+	s.mu.Unlock()
+	s.request(p)
+}
+
+// revokeLoop closes, every revokeCheck, the connections of admitted peers
+// whose key the state now holds revoked, and keeps them out.
 func (n *Node) revokeLoop() {
 	t := time.NewTicker(revokeCheck)
 	defer t.Stop()

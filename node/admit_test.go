@@ -1,13 +1,11 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,36 +46,23 @@ func admitAs(h host.Host, net directory.NetworkID, id *directory.Identity) {
 	}})
 }
 
-// logBuffer is a node's log, kept for the test to read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// logCount counts the lines of l that contain every one of subs.
+func logCount(l *syncBuffer, subs ...string) int {
 	n := 0
-	for line := range strings.SplitSeq(l.b.String(), "\n") {
-		all := true
+	for line := range strings.SplitSeq(l.String(), "\n") {
+		all := line != ""
 		for _, s := range subs {
 			all = all && strings.Contains(line, s)
 		}
-		if all && line != "" {
+		if all {
 			n++
 		}
 	}
 	return n
 }
 
-func capturedLog(cfg *Config) *logBuffer {
-	l := &logBuffer{}
+func capturedLog(cfg *Config) *syncBuffer {
+	l := &syncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return l
 }
@@ -86,18 +71,8 @@ func capturedLog(cfg *Config) *logBuffer {
 // key, no network ID, no admission.
 func outsiderHost(t *testing.T) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
-		libp2p.DisableMetrics(),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
+	return bareHost(t, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"))
 }
 
 // gossipSeen counts what a GossipSub router received: subscriptions (topic
@@ -151,7 +126,7 @@ func kadAsk(ctx context.Context, h host.Host, p peer.ID, typ kadpb.Message_Messa
 type threeNodes struct {
 	nw                      *dirtest.Network
 	steward, member, reader *Node
-	stewardLog, memberLog   *logBuffer
+	stewardLog, memberLog   *syncBuffer
 	org, readerID           *directory.Identity
 }
 
@@ -260,7 +235,7 @@ func TestKeylessPeerLearnsNothingAndIsCut(t *testing.T) {
 					return x.steward.Host().Network().Connectedness(m.ID()) != network.Connected
 				})
 			}
-			if got := x.stewardLog.count("connection refused", m.ID().String()); got != 1 {
+			if got := logCount(x.stewardLog, "connection refused", m.ID().String()); got != 1 {
 				t.Errorf("the node logged the outsider's refusal %d times, want once", got)
 			}
 		})
@@ -307,8 +282,8 @@ func TestRevokedReaderIsCutByEveryNode(t *testing.T) {
 			t.Error("the revoked reader still reads the DHT")
 		}
 	}
-	for i, l := range []*logBuffer{x.stewardLog, x.memberLog} {
-		if got := l.count("key is no longer admitted", r.Host().ID().String()); got != 1 {
+	for i, l := range []*syncBuffer{x.stewardLog, x.memberLog} {
+		if got := logCount(l, "key is no longer admitted", r.Host().ID().String()); got != 1 {
 			t.Errorf("node %d logged the revoked reader's cut %d times, want once", i, got)
 		}
 	}
@@ -371,7 +346,7 @@ func TestReplayedAdmissionProofIsRefused(t *testing.T) {
 			t.Error("the replayer got a connection back within the backoff")
 		}
 	}
-	if got := x.stewardLog.count("connection refused", m.ID().String(), "signature does not verify"); got != 1 {
+	if got := logCount(x.stewardLog, "connection refused", m.ID().String(), "signature does not verify"); got != 1 {
 		t.Errorf("the node logged the replay %d times, want once", got)
 	}
 }

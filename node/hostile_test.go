@@ -25,14 +25,14 @@ import (
 // gossipAttacker is a host of its own, over real TCP, on the network's
 // topic with plain GossipSub (no validator, flood publish), in the topic
 // mesh of node n: what an attacker that knows the topic runs.
-func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *pubsub.Topic) {
+func gossipAttacker(t *testing.T, nw *dirtest.Network, n *Node) (host.Host, *pubsub.Topic) {
 	t.Helper()
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	ps, err := pubsub.NewGossipSub(t.Context(), m, append(wireGossipOptions(), pubsub.WithFloodPublish(true))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(TopicName(nw))
+	topic, err := ps.Join(TopicName(nw.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +48,27 @@ func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, *
 	return m, topic
 }
 
+// insiderHost is a hostile host that passes admission with a steward's
+// key of nw: the attacks below need a peer that got past admission (a
+// keyless one is cut before it can send anything: admit_test.go), so they
+// are run by the worst insider.
+func insiderHost(t *testing.T, nw *dirtest.Network) host.Host {
+	t.Helper()
+	h := hostileHost(t)
+	admitAs(h, nw.ID, nw.Stewards[len(nw.Stewards)-1])
+	return h
+}
+
 func hostileHost(t *testing.T) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.DisableMetrics(),
-	)
+	return bareHost(t, libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+}
+
+// bareHost is a plain libp2p host with only the given transports: no
+// key, no network ID, no admission of its own.
+func bareHost(t *testing.T, opts ...libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoTransports, libp2p.DisableMetrics()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +94,7 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	recA, recB := record(a), record(b)
 
 	// The attacker: a plain GossipSub peer with no validator of its own.
-	m, topic := gossipAttacker(t, nw.ID, a)
+	m, topic := gossipAttacker(t, nw, a)
 
 	rejectedFrom := func(match func(error) bool) int {
 		return recA.count(func(ev Event) bool { return ev.Kind == EventRejected && ev.From == m.ID() && match(ev.Err) })
@@ -161,13 +174,16 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	})
 }
 
-// A stranger that opens the sync protocol without proof that it holds the
-// network ID learns nothing: no count, no hashes, no records.
+// A peer that got past admission (a steward's key: the worst insider) but
+// opens the sync protocol without proof that it holds the network ID
+// learns nothing: no count, no hashes, no records. The sync layer's own
+// check stands behind admission; a keyless stranger never gets this far
+// (TestKeylessPeerLearnsNothingAndIsCut).
 func TestSyncRefusesStrangers(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 	mustPublish(t, a, nw.Genesis)
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := m.Connect(ctx, peer.AddrInfo{ID: a.Host().ID(), Addrs: a.Host().Addrs()}); err != nil {

@@ -44,7 +44,7 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	}
 
 	// The reader's own host: plain GossipSub, no validator, real TCP.
-	_, topic := gossipAttacker(t, nw.ID, a)
+	_, topic := gossipAttacker(t, nw, a)
 
 	const total = 10000
 	sent := 0

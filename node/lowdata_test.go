@@ -70,8 +70,8 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
 
-	_, topic := gossipAttacker(t, nw.ID, s)
-	_, topicA := gossipAttacker(t, nw.ID, a)
+	_, topic := gossipAttacker(t, nw, s)
+	_, topicA := gossipAttacker(t, nw, a)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

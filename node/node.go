@@ -201,14 +201,14 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		return n, err
 	}
 	n.host = transport.LimitRate(n.host, rates)
-	if n.ownHost {
-		n.startAdmission()
-	}
 	if err := n.startReachability(); err != nil {
 		return n, err
 	}
 	n.sync = newSyncer(n)
 	n.host.SetStreamHandler(SyncProtocol, n.sync.serve)
+	if n.ownHost {
+		n.startAdmission()
+	}
 	if err := n.startGossip(); err != nil {
 		return n, err
 	}

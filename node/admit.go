@@ -376,6 +376,9 @@ func (n *Node) admitServe(s network.Stream) {
 // serves a guest protocol.
 func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bool) {
 	a := n.adm
+	closing := n.ctx.Err() != nil
+	// The relays this node uses need not be members: kept, not guests.
+	relay := !res.ok && noProof && !closing && n.isOurRelay(p)
 	a.mu.Lock()
 	select {
 	case <-st.done:
@@ -385,14 +388,15 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 	}
 	st.ok, st.key, st.role, st.reason = res.ok, res.key, res.role, res.reason
 	close(st.done)
-	if a.peers[p] != st {
-		// Its connections closed while it ran; a newer connection has
-		// its own admission, which this outcome must not cut.
+	if a.peers[p] != st || closing {
+		// Its connections closed while it ran (a newer connection has
+		// its own admission, which this outcome must not cut), or the
+		// node is closing.
 		a.mu.Unlock()
 		return
 	}
 	guest := false
-	if !res.ok && noProof && a.guests < maxGuests && n.servesGuests() {
+	if !res.ok && noProof && !relay && a.guests < maxGuests && n.servesGuests() {
 		guest = true
 		a.guests++
 	}
@@ -406,7 +410,7 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		a.refused.Add(p, refusal{until: time.Now().Add(wait), key: res.key})
 	}
 	a.mu.Unlock()
-	if !res.ok && noProof && n.isOurRelay(p) {
+	if relay {
 		n.log.Debug("relay kept without admission", "peer", p)
 		return
 	}

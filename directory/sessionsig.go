@@ -10,10 +10,17 @@ package directory
 // use of an identity key.
 const SyncHelloDomain = "ceiba/v2/sync-hello"
 
+// AdmitDomain separates the connection admission proof's signature (a
+// node proving, right after a connection comes up, that it holds an
+// admitted key) from every other use of an identity key.
+const AdmitDomain = "ceiba/v2/admit"
+
+func transcriptDomain(d string) bool { return d == SyncHelloDomain || d == AdmitDomain }
+
 // SignTranscript signs msg for the purpose named by domain, which must be
 // one of the transcript domains above.
 func (id *Identity) SignTranscript(domain string, msg []byte) []byte {
-	if domain != SyncHelloDomain {
+	if !transcriptDomain(domain) {
 		// A caller-chosen domain could collide with a record domain and
 		// turn a transcript into a signed record; refuse it loudly.
 		panic("directory: unknown transcript domain " + domain)
@@ -24,7 +31,7 @@ func (id *Identity) SignTranscript(domain string, msg []byte) []byte {
 // VerifyTranscript reports whether sig is k's signature on msg for the
 // purpose named by domain.
 func VerifyTranscript(k PublicKey, domain string, msg, sig []byte) bool {
-	if domain != SyncHelloDomain {
+	if !transcriptDomain(domain) {
 		return false
 	}
 	return verifyDomain(k, domain, msg, sig)

@@ -60,7 +60,7 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
 	waitFor(t, 15*time.Second, "the honest nodes to converge", func() bool { return sameDigest(honest, ref.digest()) })
 
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	topic, captured := capturingTopic(t, m, nw.ID)
 	connectTo(t, m, a)
 	connectTo(t, m, b)
@@ -245,7 +245,7 @@ func TestDHTPoisoningUnderObservedKeys(t *testing.T) {
 	cfgA.Bootstrap = []string{addr(s)}
 	a := startNode(t, cfgA)
 
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	spy := &spyValidator{seen: map[string][][]byte{}}
 	evil, err := dht.New(m,
 		dht.ProtocolPrefix("/ceiba"),
@@ -383,7 +383,7 @@ func TestSilentSyncStreamsDoNotStarveMembers(t *testing.T) {
 	var longest time.Duration
 	opened := 0
 	for range sybils {
-		m := hostileHost(t)
+		m := insiderHost(t, nw)
 		connectTo(t, m, a)
 		for range streamsEach {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
@@ -456,7 +456,7 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 	before := a.State().Digest()
 
 	t.Run("as initiator", func(t *testing.T) {
-		m := hostileHost(t)
+		m := insiderHost(t, nw)
 		connectTo(t, m, a)
 		// org is admitted, so its hello passes and the frames after it
 		// reach the request loop. Each case gets a fresh hello: the node
@@ -576,7 +576,7 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				m := hostileHost(t)
+				m := insiderHost(t, nw)
 				m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 					defer st.Reset()
 					w := newWire(st)

@@ -35,7 +35,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 		before[i] = n.Status().Accepted[ViaGossip]
 	}
 
-	_, topic := gossipAttacker(t, nw.ID, a)
+	_, topic := gossipAttacker(t, nw, a)
 	const versions = 120
 	var last *directory.Record
 	for seq := uint64(2); seq <= versions+1; seq++ {

@@ -112,7 +112,7 @@ func TestSyncAmplificationIsBounded(t *testing.T) {
 	}
 	one := directory.Seal(big[0], 1, nw.Key)
 
-	attacker := &syncClient{t: t, h: hostileHost(t), id: reader, nw: nw, target: a}
+	attacker := &syncClient{t: t, h: insiderHost(t, nw), id: reader, nw: nw, target: a}
 	connectTo(t, attacker.h, a)
 
 	t.Run("one entry asked 1024 times", func(t *testing.T) {
@@ -134,7 +134,7 @@ func TestSyncAmplificationIsBounded(t *testing.T) {
 	t.Run("whole store again and again", func(t *testing.T) {
 		// The sessions above drew from the same budget; so does a second
 		// peer ID holding the same key.
-		second := &syncClient{t: t, h: hostileHost(t), id: reader, nw: nw, target: a}
+		second := &syncClient{t: t, h: insiderHost(t, nw), id: reader, nw: nw, target: a}
 		connectTo(t, second.h, a)
 		all := a.State().Hashes()
 		storeBytes := 0
@@ -215,7 +215,7 @@ func TestSyncHelloMustProveAnAdmittedKey(t *testing.T) {
 		t.Fatal("setup: the reader should be admitted and the other revoked")
 	}
 	other := startNode(t, testConfig(t, nw, nw.Stewards[1], t.TempDir()))
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	connectTo(t, m, a)
 	all := a.State().Hashes()
 
@@ -288,7 +288,7 @@ func TestSyncStreamsBeyondThePerPeerLimitAreResetAtOnce(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	t.Run("own host", func(t *testing.T) {
 		a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-		m := hostileHost(t)
+		m := insiderHost(t, nw)
 		connectTo(t, m, a)
 		checkStreamLimit(t, m, a)
 	})

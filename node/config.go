@@ -67,7 +67,10 @@ type Config struct {
 
 	// Host, if set, is used instead of building one from Listen and
 	// Transport: for in-process networks (mocknet) in tests, benchmarks and
-	// the demo. The node does not close a host it did not build.
+	// the demo. The node does not close a host it did not build, and does
+	// not run admission on it (AdmitProtocol): it cannot hold back the
+	// streams of a host whose resource manager it did not make, so the
+	// caller answers for who connects (a mock network is closed).
 	Host host.Host
 	// Datastore, if set, is used instead of the on-disk store in DataDir:
 	// for in-process networks, where durability is not what is measured.

@@ -53,7 +53,9 @@ func TestDHTOnlyNodeConverges(t *testing.T) {
 	waitFor(t, 30*time.Second, "the steward's records and manifest in the DHT", stored(recS, nw.Genesis))
 	waitFor(t, 30*time.Second, "the organization's entries and manifest in the DHT", stored(recA, mine...))
 
-	cfgF := dhtConfig(t, nw, dirtest.MustIdentity(t))
+	// A key the network admits (a steward's): nodes serve the DHT, like
+	// everything else, only to admitted peers (admit.go).
+	cfgF := dhtConfig(t, nw, nw.Stewards[1])
 	cfgF.Bootstrap = []string{addr(s)}
 	cfgF.DisableSync = true
 	start := time.Now()

@@ -118,7 +118,7 @@ func TestDHTFillByReaderIsRefused(t *testing.T) {
 	if !a.State().IsReader(reader.Public()) {
 		t.Fatal("setup: the reader is not admitted")
 	}
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	connectTo(t, m, a)
 	push := newDHTPusher(t, m, nw, a)
 	before := a.Status().DHTStore

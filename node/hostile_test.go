@@ -25,7 +25,7 @@ import (
 // gossipAttacker is a host of its own, over real TCP, on the network's
 // topic with plain GossipSub (no validator, flood publish), in the topic
 // mesh of node n: what an attacker that knows the topic runs.
-func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, rawTopics) {
+func gossipAttacker(t *testing.T, nw *dirtest.Network, n *Node) (host.Host, rawTopics) {
 	t.Helper()
 	return gossipAttackerWith(t, nw, n, nil)
 }
@@ -33,9 +33,9 @@ func gossipAttacker(t *testing.T, nw directory.NetworkID, n *Node) (host.Host, r
 // gossipAttackerWith is gossipAttacker with setup run on the host before it
 // connects (stream handlers the node should see from the start) and more
 // GossipSub options.
-func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup func(host.Host), opts ...pubsub.Option) (host.Host, rawTopics) {
+func gossipAttackerWith(t *testing.T, nw *dirtest.Network, n *Node, setup func(host.Host), opts ...pubsub.Option) (host.Host, rawTopics) {
 	t.Helper()
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	if setup != nil {
 		setup(m)
 	}
@@ -44,7 +44,7 @@ func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup fun
 		t.Fatal(err)
 	}
 	var topics []*pubsub.Topic
-	for _, name := range []string{GovernanceTopic(nw), EntriesTopic(nw)} {
+	for _, name := range []string{GovernanceTopic(nw.ID), EntriesTopic(nw.ID)} {
 		topic, err := ps.Join(name)
 		if err != nil {
 			t.Fatal(err)
@@ -68,14 +68,27 @@ func gossipAttackerWith(t *testing.T, nw directory.NetworkID, n *Node, setup fun
 	return m, rawTopics{Topic: topics[0], entries: topics[1]}
 }
 
+// insiderHost is a hostile host that passes admission with a steward's
+// key of nw: the attacks below need a peer that got past admission (a
+// keyless one is cut before it can send anything: admit_test.go), so they
+// are run by the worst insider.
+func insiderHost(t *testing.T, nw *dirtest.Network) host.Host {
+	t.Helper()
+	h := hostileHost(t)
+	admitAs(h, nw.ID, nw.Stewards[len(nw.Stewards)-1])
+	return h
+}
+
 func hostileHost(t *testing.T) host.Host {
 	t.Helper()
-	h, err := libp2p.New(
-		libp2p.NoTransports,
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.DisableMetrics(),
-	)
+	return bareHost(t, libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+}
+
+// bareHost is a plain libp2p host with only the given transports: no
+// key, no network ID, no admission of its own.
+func bareHost(t *testing.T, opts ...libp2p.Option) host.Host {
+	t.Helper()
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoTransports, libp2p.DisableMetrics()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +114,7 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	recA, recB := record(a), record(b)
 
 	// The attacker: a plain GossipSub peer with no validator of its own.
-	m, topic := gossipAttacker(t, nw.ID, a)
+	m, topic := gossipAttacker(t, nw, a)
 
 	rejectedFrom := func(match func(error) bool) int {
 		return recA.count(func(ev Event) bool { return ev.Kind == EventRejected && ev.From == m.ID() && match(ev.Err) })
@@ -181,13 +194,16 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	})
 }
 
-// A stranger that opens the sync protocol without proof that it holds the
-// network ID learns nothing: no count, no hashes, no records.
+// A peer that got past admission (a steward's key: the worst insider) but
+// opens the sync protocol without proof that it holds the network ID
+// learns nothing: no count, no hashes, no records. The sync layer's own
+// check stands behind admission; a keyless stranger never gets this far
+// (TestKeylessPeerLearnsNothingAndIsCut).
 func TestSyncRefusesStrangers(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 	mustPublish(t, a, nw.Genesis)
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := m.Connect(ctx, peer.AddrInfo{ID: a.Host().ID(), Addrs: a.Host().Addrs()}); err != nil {

@@ -41,7 +41,7 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	}
 
 	// The reader's own host: plain GossipSub, no validator, real TCP.
-	_, topic := gossipAttacker(t, nw.ID, a)
+	_, topic := gossipAttacker(t, nw, a)
 
 	const total = 10000
 	sent := 0
@@ -214,7 +214,7 @@ func TestUnadmittedEntryFloodStaysBounded(t *testing.T) {
 	generated := time.Since(start)
 
 	// Its GossipSub queues are deep enough to hold what it paces below.
-	m, topic := gossipAttackerWith(t, nw.ID, a, nil, pubsub.WithPeerOutboundQueueSize(1024))
+	m, topic := gossipAttackerWith(t, nw, a, nil, pubsub.WithPeerOutboundQueueSize(1024))
 	// Pace the flood by what the node has taken in, so that it is not
 	// mostly dropped by the attacker's own GossipSub queues: the node is
 	// made to look at every message it can.

@@ -86,8 +86,8 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 	waitFor(t, 30*time.Second, "the first version on the lowdata node by sync", func() bool { return sameDigest(nodes, ref.digest()) })
 
 	events := record(l)
-	_, topic := gossipAttacker(t, nw.ID, s)
-	_, topicA := gossipAttacker(t, nw.ID, a)
+	_, topic := gossipAttacker(t, nw, s)
+	_, topicA := gossipAttacker(t, nw, a)
 	inBefore := l.Bandwidth().TotalIn
 	churnStart := time.Now()
 	stop := make(chan struct{})
@@ -183,7 +183,7 @@ func TestEntryOnGovernanceTopicRefused(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
 	events := record(a)
-	m, topic := gossipAttacker(t, nw.ID, a)
+	m, topic := gossipAttacker(t, nw, a)
 	e := entryRec(t, nw, org, "por-gobierno", 1)
 	sealed := directory.Seal(e, 1, nw.Key)
 	waitFor(t, 15*time.Second, "the entry refused for its topic", func() bool {

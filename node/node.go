@@ -112,6 +112,8 @@ type Node struct {
 
 	reach reachState // reachability.go
 
+	adm *admission // admit.go
+
 	// life guards shutdown: every entry point that touches the store holds
 	// it for reading, and Close takes it for writing before closing the
 	// datastore, so nothing writes to a closed store.
@@ -155,6 +157,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		duplicates:  map[Via]int{},
 		authorRate:  newAuthorRate(),
 		localRate:   newAuthorRate(),
+		adm:         newAdmission(cfg.Network),
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
 	}
@@ -209,6 +212,9 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	}
 	n.sync = newSyncer(n)
 	n.host.SetStreamHandler(SyncProtocol, n.sync.serve)
+	if n.ownHost {
+		n.startAdmission()
+	}
 	if err := n.startGossip(); err != nil {
 		return n, err
 	}
@@ -251,6 +257,10 @@ func (n *Node) startHost() error {
 		ID: SyncProtocol, Streams: maxInboundStreams, StreamsPerPeer: maxInboundPerPeer,
 	})
 	tc = n.withPolicyTransport(tc)
+	tc.StreamGate, tc.DenyPeer, tc.RelayACL = n.streamGate, n.denyPeer, relayACL{n}
+	// On before the host exists: a stream that arrives before
+	// startAdmission waits for it (adm.ready), it does not slip through.
+	n.adm.on.Store(true)
 	built, err := transport.Options(tc)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -294,6 +304,7 @@ func (n *Node) Close() error {
 		}
 		if n.host != nil {
 			n.host.RemoveStreamHandler(SyncProtocol)
+			n.host.RemoveStreamHandler(AdmitProtocol)
 			if n.ownHost {
 				errs = append(errs, n.host.Close())
 			}

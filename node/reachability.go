@@ -248,7 +248,7 @@ func (n *Node) stewardRelayLoop() {
 		steward := n.isSteward()
 		switch {
 		case steward && mgr == nil:
-			mgr = relaysvc.NewRelayManager(n.host, relayv2.WithResources(transport.RelayResources()))
+			mgr = relaysvc.NewRelayManager(n.host, relayv2.WithResources(transport.RelayResources()), relayv2.WithACL(relayACL{n}))
 			n.log.Info("offering a relay while this node is a steward and publicly reachable")
 		case !steward && mgr != nil:
 			mgr.Close()

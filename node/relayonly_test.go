@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/directory"
@@ -337,9 +338,28 @@ func TestStewardNodeOffersRelay(t *testing.T) {
 	mustPublish(t, quiet, nw.Genesis)
 	waitFor(t, 10*time.Second, "the steward's node to offer a relay", steward.OffersRelay)
 
-	// A NATed node reserves a slot on it through the transport's static relays.
+	// A NATed host without a key gets no slot: the relay serves only
+	// admitted peers (admit.go); an admitted one reserves.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	stewardInfo := peer.AddrInfo{ID: steward.Host().ID(), Addrs: steward.Host().Addrs()}
+	ksk, _ := hostKey(t)
+	keyless := relayTestHost(t, transport.Config{ForceReachability: "private"}, ksk)
+	keyless.Peerstore().AddAddrs(stewardInfo.ID, stewardInfo.Addrs, time.Minute)
+	if _, err := keyless.Network().DialPeer(ctx, stewardInfo.ID); err == nil {
+		if _, err := client.Reserve(ctx, keyless, stewardInfo); err == nil {
+			t.Fatal("a keyless host reserved a slot on the steward's relay")
+		}
+	}
 	nsk, nid := hostKey(t)
-	relayTestHost(t, transport.Config{Relays: []string{addr(steward)}, ForceReachability: "private"}, nsk)
+	natted := relayTestHost(t, transport.Config{ForceReachability: "private"}, nsk)
+	admitAs(natted, nw.ID, org)
+	if err := natted.Connect(ctx, stewardInfo); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Reserve(ctx, natted, stewardInfo); err != nil {
+		t.Fatalf("an admitted NATed host could not reserve a slot on the steward: %v", err)
+	}
 	waitFor(t, 20*time.Second, "a NATed host to reserve a slot on the steward", func() bool {
 		ti := steward.Host().ConnManager().GetTagInfo(nid)
 		return ti != nil && ti.Tags["relay-reservation"] > 0

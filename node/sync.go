@@ -166,10 +166,9 @@ type syncer struct {
 }
 
 func newSyncer(n *Node) *syncer {
-	k := sha256.Sum256(append([]byte("ceiba sync key v1\x00"), n.cfg.Network[:]...))
 	return &syncer{
 		n:        n,
-		proofKey: k[:],
+		proofKey: syncProofKey(n.cfg.Network),
 		peers:    map[peer.ID]*peerSync{},
 		inbound:  map[peer.ID]int{},
 		opening:  map[peer.ID]int{},

@@ -50,7 +50,7 @@ func TestSyncCatchesUpInBoundedSessions(t *testing.T) {
 // evilResponder speaks the sync protocol with a valid network proof (an
 // insider) but serves what it should not.
 func evilResponder(t *testing.T, nw *dirtest.Network, serve func(want directory.Hash) []byte, listed directory.Hash) host.Host {
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	s := newSyncer(&Node{cfg: Config{Network: nw.ID}})
 	m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 		defer st.Reset()
@@ -124,7 +124,7 @@ func TestCloseDoesNotWaitForSilentPeers(t *testing.T) {
 	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
 	cfg.SyncTimeout = time.Minute
 	a := startNode(t, cfg)
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	started := make(chan struct{}, 1)
 	m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 		started <- struct{}{}

@@ -20,23 +20,24 @@ import (
 // A peer on the topic, over real TCP, floods gossip that copies a real
 // record's header (seal version, network tag) and names an epoch nobody
 // has. It is answered "ignore" (honest peers ahead of us send such
-// messages) and prompts a sync, which shows it is not ahead: it does not
-// speak the network's sync (keyless: its proof is wrong), or it completes a
-// session without the epoch record (an insider holding the network ID).
-// Either way the node graylists it and stops syncing with it for it.
-// Before, it was never scored down (SECURITY.md open issue 6).
+// messages) and prompts a sync, which shows it is not ahead: its sync
+// answer carries a wrong proof, or it completes a session without the
+// epoch record. Either way the node graylists it and stops syncing with it
+// for it. Before, it was never scored down (SECURITY.md open issue 6). The
+// flooder passed admission at the connection (an insider: a keyless peer
+// is cut before it can publish, admit_test.go).
 func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// ack is the flooder's answer to the node's sync hello.
 		ack func(nw *dirtest.Network, a *Node, m peer.ID) []byte
 	}{
-		{"keyless", func(*dirtest.Network, *Node, peer.ID) []byte {
+		{"wrong-sync-proof", func(*dirtest.Network, *Node, peer.ID) []byte {
 			junk := make([]byte, 32+4+32) // the right size, a made-up proof
 			rand.Read(junk)
 			return frame(msgHelloAck, junk)
 		}},
-		{"insider", func(nw *dirtest.Network, a *Node, m peer.ID) []byte {
+		{"no-epoch", func(nw *dirtest.Network, a *Node, m peer.ID) []byte {
 			// A valid proof, offering exactly what the node holds: the
 			// session ends at once, cleanly, with no epoch record.
 			return insiderAck(nw.ID, a.Host().ID(), m, uint32(len(a.State().Hashes())), a.sync.ownDigest().root)
@@ -57,7 +58,7 @@ func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 			recA := record(a)
 
 			var syncStreams atomic.Int32
-			m, topic := gossipAttackerWith(t, nw.ID, a, func(m host.Host) {
+			m, topic := gossipAttackerWith(t, nw, a, func(m host.Host) {
 				m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 					defer st.Close()
 					syncStreams.Add(1)

@@ -30,7 +30,7 @@ func TestGossipNamesNoPublisher(t *testing.T) {
 		return b.State().Digest() == a.State().Digest()
 	})
 
-	m := hostileHost(t)
+	m := insiderHost(t, nw)
 	ps, err := pubsub.NewGossipSub(t.Context(), m,
 		pubsub.WithMessageSignaturePolicy(pubsub.LaxNoSign),
 		pubsub.WithMessageIdFn(messageID))

@@ -167,7 +167,11 @@ func natOptions(cfg Config, relays []peer.AddrInfo, cm *connmgr.BasicConnMgr) []
 		o = append(o, libp2p.EnableHolePunching())
 	}
 	if cfg.RelayService {
-		o = append(o, libp2p.EnableRelayService(relayv2.WithResources(RelayResources())))
+		ro := []relayv2.Option{relayv2.WithResources(RelayResources())}
+		if cfg.RelayACL != nil {
+			ro = append(ro, relayv2.WithACL(cfg.RelayACL))
+		}
+		o = append(o, libp2p.EnableRelayService(ro...))
 	}
 	if len(relays) > 0 || cfg.RelayFeed != nil {
 		src := &relaySource{static: relays, feed: cfg.RelayFeed, cm: cm, fed: map[peer.ID]bool{}}
@@ -191,8 +195,8 @@ func natOptions(cfg Config, relays []peer.AddrInfo, cm *connmgr.BasicConnMgr) []
 	case "private":
 		o = append(o, libp2p.ForceReachabilityPrivate())
 	}
-	if cfg.Profile == ProfileVPS && !cfg.AllowPrivateDials {
-		o = append(o, libp2p.ConnectionGater(PublicOnlyGater{}))
+	if public := cfg.Profile == ProfileVPS && !cfg.AllowPrivateDials; public || cfg.DenyPeer != nil {
+		o = append(o, libp2p.ConnectionGater(peerGater{deny: cfg.DenyPeer, public: public}))
 	}
 	return o
 }

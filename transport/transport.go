@@ -34,6 +34,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
@@ -84,6 +85,16 @@ type Config struct {
 	// Protocols bounds the streams of application protocols, so one peer
 	// cannot take every stream slot of an expensive protocol.
 	Protocols []ProtocolLimit
+
+	// StreamGate, if set, passes judgement on every stream's protocol,
+	// inbound and outbound (see StreamGate): the node's admission.
+	StreamGate StreamGate
+	// DenyPeer, if set, names peers whose connections are refused right
+	// after the security handshake and who are not dialed.
+	DenyPeer func(peer.ID) bool
+	// RelayACL, if set, decides who may reserve a slot on and open
+	// circuits through this node's relay service.
+	RelayACL relayv2.ACLFilter
 
 	// The fields below are NAT traversal and operations; see profile.go.
 	// Profile fills those a profile decides and the limits above that are
@@ -263,6 +274,9 @@ func Options(cfg Config) (Built, error) {
 	if err != nil {
 		cm.Close()
 		return Built{}, err
+	}
+	if cfg.StreamGate != nil {
+		rm = gatedRM{ResourceManager: rm, gate: cfg.StreamGate}
 	}
 
 	bw := metrics.NewBandwidthCounter()

@@ -43,7 +43,7 @@ func startDaemonWith(t testing.TB, name string, edit func(*Config)) *Daemon {
 		}
 	}
 	d, err := Start(context.Background(), Options{Home: h, Passphrase: testPassphrase, WorkFactor: 10,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), SyncInterval: time.Second})
+		Logger: testLogger(name), SyncInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,4 +288,12 @@ func TestRevocationCertificateNeedsThePassphrase(t *testing.T) {
 	if !d.Node().State().IsRevoked(d.me().Public()) {
 		t.Fatal("the decrypted certificate did not revoke the key")
 	}
+}
+
+// testLogger discards the daemon's log unless CEIBA_TEST_LOG is set.
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("CEIBA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("d", name)
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }

@@ -19,9 +19,11 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/node"
@@ -595,13 +597,24 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 	defer cancel()
 	// Every address of the inviting node is tried at once (the swarm
 	// dials them in parallel): the first is often one the invitee cannot
-	// reach, such as a LAN address.
-	if err := h.Connect(ctx, target); err != nil {
+	// reach, such as a LAN address. A bare dial, not Connect: this host
+	// holds no key, so the inviting node serves it nothing but the
+	// invite protocol (node.GuestProtocolPrefix) and holds identify until
+	// it gives up on an admission proof, which Connect would wait for.
+	h.Peerstore().AddAddrs(target.ID, target.Addrs, peerstore.TempAddrTTL)
+	c, err := h.Network().DialPeer(ctx, target.ID)
+	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the inviting node at any of its %d addresses: %w (is it running?)", len(target.Addrs), err)
 	}
 	// An inviter behind NAT may be reachable only through its relay; the
 	// exchange is a few KiB, well within a relay's limits.
-	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, "an invite is a few KiB"), target.ID, InviteProtocol)
+	s, err := c.NewStream(network.WithAllowLimitedConn(ctx, "an invite is a few KiB"))
+	if err == nil {
+		s.SetProtocol(InviteProtocol)
+		if err = msmux.SelectProtoOrFail(InviteProtocol, s); err != nil {
+			s.Reset()
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("the inviting node does not accept invites: %w", err)
 	}

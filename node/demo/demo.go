@@ -219,17 +219,7 @@ func (r *run) story(ctx context.Context) (Result, error) {
 	}
 
 	r.step("Casa Refugio invites %d reader(s): activists it vouches for", len(readers))
-	for _, rd := range readers {
-		org := ref
-		var inv api.Invite
-		if err := r.cliJSON(ctx, org, &inv, "invite", "create", "--role", "reader", "--expires", "1h"); err != nil {
-			return res, err
-		}
-		if _, err := r.cli(ctx, rd, "invite", "accept", inv.Code); err != nil {
-			return res, err
-		}
-	}
-	if err := r.waitAll(ctx, "readers admitted", readers, func(s api.Status, _ []api.Entry) bool { return s.Role == "reader" }, ""); err != nil {
+	if err := r.inviteReaders(ctx, ref, readers); err != nil {
 		return res, err
 	}
 
@@ -512,6 +502,21 @@ func (r *run) pendingProposal(ctx context.Context, p *proc, kind string) (string
 
 // waitAll polls every node until ok holds for its status and its search
 // results (an empty query lists everything live).
+// inviteReaders has org invite each reader, each reader accept, and waits
+// until every one of them is a reader.
+func (r *run) inviteReaders(ctx context.Context, org *proc, readers []*proc) error {
+	for _, rd := range readers {
+		var inv api.Invite
+		if err := r.cliJSON(ctx, org, &inv, "invite", "create", "--role", "reader", "--expires", "1h"); err != nil {
+			return err
+		}
+		if _, err := r.cli(ctx, rd, "invite", "accept", inv.Code); err != nil {
+			return err
+		}
+	}
+	return r.waitAll(ctx, "readers admitted", readers, func(s api.Status, _ []api.Entry) bool { return s.Role == "reader" }, "")
+}
+
 func (r *run) waitAll(ctx context.Context, what string, procs []*proc, ok func(api.Status, []api.Entry) bool, query string) error {
 	deadline := time.Now().Add(r.o.Timeout)
 	for {

@@ -103,16 +103,7 @@ func (r *run) rotationStory(ctx context.Context) (RotationResult, error) {
 	}
 
 	r.step("Casa Refugio invites %d readers", len(readers))
-	for _, rd := range readers {
-		var inv api.Invite
-		if err := r.cliJSON(ctx, org, &inv, "invite", "create", "--role", "reader", "--expires", "1h"); err != nil {
-			return res, err
-		}
-		if _, err := r.cli(ctx, rd, "invite", "accept", inv.Code); err != nil {
-			return res, err
-		}
-	}
-	if err := r.waitAll(ctx, "readers admitted", readers, func(s api.Status, _ []api.Entry) bool { return s.Role == "reader" }, ""); err != nil {
+	if err := r.inviteReaders(ctx, org, readers); err != nil {
 		return res, err
 	}
 

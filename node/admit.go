@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -165,6 +166,26 @@ type admitter struct {
 	net    directory.NetworkID
 	macKey []byte
 	judge  func(peer.ID, directory.PublicKey) (role string, err error)
+}
+
+// ProveAdmission makes a libp2p host built elsewhere answer and open
+// admission as id in network net, judging every peer's key acceptable: it
+// is what a peer holding a key (an insider, a stolen device) runs on a host
+// of its own, and how tests of what such a peer can do get past admission.
+// Ceiba's nodes never call it. Call it before h connects to anything.
+func ProveAdmission(h host.Host, net directory.NetworkID, id *directory.Identity) {
+	a := admitter{self: h.ID(), id: id, net: net, macKey: syncProofKey(net),
+		judge: func(peer.ID, directory.PublicKey) (string, error) { return "anyone", nil }}
+	h.SetStreamHandler(AdmitProtocol, func(s network.Stream) { defer s.Reset(); a.accept(s) })
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if h.ID() < c.RemotePeer() {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
+				defer cancel()
+				a.open(ctx, c)
+			}()
+		}
+	}})
 }
 
 func (n *Node) admitter() admitter {

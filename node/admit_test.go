@@ -32,18 +32,7 @@ import (
 // then does: what an insider (a member gone hostile, a stolen device)
 // runs. It must be called before h connects to anything.
 func admitAs(h host.Host, net directory.NetworkID, id *directory.Identity) {
-	a := admitter{self: h.ID(), id: id, net: net, macKey: syncProofKey(net),
-		judge: func(peer.ID, directory.PublicKey) (string, error) { return "anyone", nil }}
-	h.SetStreamHandler(AdmitProtocol, func(s network.Stream) { defer s.Reset(); a.accept(s) })
-	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		if h.ID() < c.RemotePeer() {
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
-				defer cancel()
-				a.open(ctx, c)
-			}()
-		}
-	}})
+	ProveAdmission(h, net, id)
 }
 
 // logCount counts the lines of l that contain every one of subs.

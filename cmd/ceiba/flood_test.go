@@ -106,6 +106,9 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
+	// The stolen key passes admission at the connection (an admitted,
+	// unrevoked reader's), as it would for the attacker.
+	node.ProveAdmission(h, netID, ks.Identity)
 	// The network's gossip settings (PROTOCOL.md §7): no author, no
 	// pubsub signature, message IDs by content.
 	ps, err := pubsub.NewGossipSub(t.Context(), h, pubsub.WithFloodPublish(true), pubsub.WithNoAuthor(),

@@ -656,7 +656,7 @@ func TestRevokedReaderCannotFillNodesUnderOldKey(t *testing.T) {
 		if i%2 == 1 {
 			tp = topic2
 		}
-		if err := tp.Publish(t.Context(), directory.Seal(j, 1, nw.Key)); err != nil {
+		if err := tp.publishRecord(t.Context(), j, directory.Seal(j, 1, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 	}

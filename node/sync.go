@@ -633,6 +633,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		return err
 	}
 	governance := false
+	received := 0
 	for range missing {
 		body, err := c.expect(msgRecord, maxRecordFrame)
 		if err != nil {
@@ -671,6 +672,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		}
 		governance = governance || r.Type != directory.TypeEntry
 		recs = append(recs, r)
+		received++
 	}
 	if fault == nil {
 		fault = c.finish()
@@ -691,7 +693,8 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	// records taken would end the sessions when one brought nothing but
 	// records waiting for their authority (a new reader's node pulls
 	// grants before the membership, pages before their epoch).
-	return pulled, truncated && len(recs) > 0 || keyEpochAfter != keyEpochBefore, fault
+	// (recs is emptied by each apply: count what was received.)
+	return pulled, truncated && received > 0 || keyEpochAfter != keyEpochBefore, fault
 }
 
 // syncRank is the order a responder sends records in: governance in the

@@ -111,8 +111,11 @@ func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 			if after := fromM(); after != before {
 				t.Fatalf("a graylisted flooder's messages still reach the validator (%d → %d)", before, after)
 			}
-			if got := syncStreams.Load(); got != streams || got > 2 {
-				t.Fatalf("the flooder prompted %d sync streams (%d when graylisted), want at most 2 and none after", got, streams)
+			// At most three: the session the connection starts, the one
+			// admission starts once the peer is admitted (the first may
+			// have been held by it), and the one its claim prompts.
+			if got := syncStreams.Load(); got != streams || got > 3 {
+				t.Fatalf("the flooder prompted %d sync streams (%d when graylisted), want at most 3 and none after", got, streams)
 			}
 			a.sync.claimEpoch(m.ID(), 9)
 			a.sync.mu.Lock()

@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 30s
 BIN     := bin/ceiba
 
-.PHONY: all build test cross release release-check demo bench fuzz lint soak clean
+.PHONY: all build test test-daemons cross release release-check demo bench fuzz lint soak clean
 
 # Every platform a release is built for (make release, make cross).
 TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 freebsd/amd64 android/arm64
@@ -28,14 +28,17 @@ test: cross
 	# Rotation at 10,000 recipients, too slow under the race detector (where
 	# the test runs at 1,000), at full size.
 	$(GO) test -count=1 -timeout 10m -run '^TestRotationRecipientLimit$$' ./node/
-	# Rotation with real daemons (1 steward, 1 organization, 60 readers as
-	# processes): about 4 minutes on two cores, on its own so that its 62
-	# processes do not compete with the parallel package runs above.
-	CEIBA_DAEMON_TESTS=1 $(GO) test -count=1 -timeout 20m -run '^TestRotationWithSixtyReaderDaemons$$' ./cmd/ceiba/
 	# Issue 15's flood: a reader's host publishes 100,000 entries signed by
 	# fresh, never-admitted keys (5,000 under the race detector above);
 	# about 5 minutes on two loaded cores.
 	CEIBA_FLOOD_ENTRIES=100000 $(GO) test -count=1 -timeout 20m -run '^TestUnadmittedEntryFloodStaysBounded$$' ./node/
+
+# Rotation with real daemons (1 steward, 1 organization, 60 readers as
+# processes): about 4 minutes on two cores. Not in make test yet: its
+# harness picks 124 loopback ports before the daemons bind them, and a run
+# on 2026-12-06 lost one to another daemon (docs/SECURITY.md, How to run).
+test-daemons:
+	CEIBA_DAEMON_TESTS=1 $(GO) test -count=1 -timeout 20m -run '^TestRotationWithSixtyReaderDaemons$$' ./cmd/ceiba/
 
 # Build ./cmd/ceiba for every release target, so a link failure on one
 # platform cannot land. Nothing is written; -trimpath as in a release, so

@@ -75,6 +75,7 @@ func (b *lockedBuffer) String() string {
 }
 
 type run struct {
+	ports map[int]bool // handed out by freePort
 	o     Options
 	dir   string
 	procs []*proc
@@ -334,14 +335,27 @@ func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePort asks the kernel for a free loopback port that this run has not
+// handed out yet: the port is released before the daemon binds it, so the
+// kernel may offer the same one again, which with 124 ports to pick (62
+// daemons) happened (two daemons on one API port).
+func (r *run) freePort() (int, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !r.ports[port] {
+			if r.ports == nil {
+				r.ports = map[int]bool{}
+			}
+			r.ports[port] = true
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no loopback port this run has not used")
 }
 
 func (r *run) env() []string {
@@ -350,11 +364,11 @@ func (r *run) env() []string {
 
 func (r *run) initNode(ctx context.Context, name string) (*proc, error) {
 	p := &proc{name: name, home: filepath.Join(r.dir, name), logs: &lockedBuffer{}}
-	apiPort, err := freePort()
+	apiPort, err := r.freePort()
 	if err != nil {
 		return nil, err
 	}
-	p2pPort, err := freePort()
+	p2pPort, err := r.freePort()
 	if err != nil {
 		return nil, err
 	}

@@ -337,8 +337,8 @@ func TestRevocationCertificateThroughTheCLI(t *testing.T) {
 //
 // 62 daemons take about 4 minutes on two cores and 3.5 GiB of memory, and
 // would compete with every other package's tests in a parallel go test
-// ./...: it runs only with CEIBA_DAEMON_TESTS=1, which make test-daemons sets in a
-// step of its own after the race-detector run.
+// ./...: it runs only with CEIBA_DAEMON_TESTS=1, which make test-daemons
+// sets.
 func TestRotationWithSixtyReaderDaemons(t *testing.T) {
 	if os.Getenv("CEIBA_DAEMON_TESTS") == "" {
 		t.Skip("62 daemon processes for minutes: set CEIBA_DAEMON_TESTS=1 (make test-daemons)")

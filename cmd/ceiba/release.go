@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -39,11 +40,11 @@ func releaseCmd() *cobra.Command {
 }
 
 func verifyRelease(key minisign.PublicKey, sumsPath string, files []string) error {
-	sums, err := os.ReadFile(sumsPath)
+	sums, err := readSmall(sumsPath)
 	if err != nil {
 		return err
 	}
-	sig, err := os.ReadFile(sumsPath + ".minisig")
+	sig, err := readSmall(sumsPath + ".minisig")
 	if err != nil {
 		return fmt.Errorf("no signature beside the checksum file: %w", err)
 	}
@@ -76,4 +77,19 @@ func verifyRelease(key minisign.PublicKey, sumsPath string, files []string) erro
 		return fmt.Errorf("%d of %d files failed the check", failed, len(files))
 	}
 	return nil
+}
+
+// readSmall reads a checksum or signature file, refusing one far larger
+// than any release's rather than loading a wrongly named download whole.
+func readSmall(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
+	if err == nil && len(b) > 1<<20 {
+		err = fmt.Errorf("%s is over 1 MiB: not a release's checksum or signature file", path)
+	}
+	return b, err
 }

@@ -217,16 +217,70 @@ func domainHash(domain string, parts ...[]byte) Hash {
 // DecodeRecord parses a record's canonical encoding and checks everything
 // that needs no state: version, type, body fields and every signature.
 func DecodeRecord(data []byte) (*Record, error) {
-	var r Record
-	if err := unmarshalCanonical(data, &r); err != nil {
+	u, err := decodeUnverified(data)
+	if err != nil {
+		return nil, err
+	}
+	return u.Verify()
+}
+
+// Unverified is a record decoded, with its body decoded and field-checked,
+// whose signatures have not been checked yet. It is not a Record, so that
+// nothing can apply, store or forward it: only Verify turns it into one.
+// It exists so that a node can refuse a record for a reason that needs no
+// trust in who signed it (Open's callers: an author already over its
+// update rate) without spending a signature check on it.
+type Unverified struct {
+	r    Record
+	body Body
+	hash Hash
+}
+
+// decodeUnverified parses a record's canonical encoding and checks
+// everything but the signatures.
+func decodeUnverified(data []byte) (*Unverified, error) {
+	u := &Unverified{}
+	if err := unmarshalCanonical(data, &u.r); err != nil {
 		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
 	}
-	body, err := r.verify()
+	body, err := u.r.checkUnsigned()
 	if err != nil {
 		return nil, err
 	}
 	// data is the canonical encoding of r, so its hash is r's.
-	r.verified, r.body = sha256.Sum256(data), body
+	u.body, u.hash = body, sha256.Sum256(data)
+	return u, nil
+}
+
+// Type is the record's type.
+func (u *Unverified) Type() RecordType { return u.r.Type }
+
+// Hash is the record's hash.
+func (u *Unverified) Hash() Hash { return u.hash }
+
+// Signers are the keys the record claims to be signed by, unchecked.
+func (u *Unverified) Signers() []PublicKey {
+	out := make([]PublicKey, len(u.r.Sigs))
+	for i, s := range u.r.Sigs {
+		out[i] = s.Key
+	}
+	return out
+}
+
+// Entry is the record's body if it is an entry; its fields are checked,
+// its author is not.
+func (u *Unverified) Entry() (*Entry, bool) {
+	e, ok := u.body.(*Entry)
+	return e, ok
+}
+
+// Verify checks every signature and returns the record.
+func (u *Unverified) Verify() (*Record, error) {
+	if err := u.r.verifySigs(u.body); err != nil {
+		return nil, err
+	}
+	r := u.r
+	r.verified, r.body = u.hash, u.body
 	return &r, nil
 }
 
@@ -240,6 +294,16 @@ func (r *Record) Verify() error {
 
 // verify is Verify, returning the body it decoded.
 func (r *Record) verify() (Body, error) {
+	body, err := r.checkUnsigned()
+	if err != nil {
+		return nil, err
+	}
+	return body, r.verifySigs(body)
+}
+
+// checkUnsigned is verify without the signature checks: what it costs
+// nothing but decoding to check.
+func (r *Record) checkUnsigned() (Body, error) {
 	if r.Version != FormatVersion {
 		return nil, reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
 	}
@@ -258,7 +322,6 @@ func (r *Record) verify() (Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	domain, msg := r.Type.domain(), signedMessage(r.Network, r.Body)
 	if a, ok := body.(*Approval); ok {
 		if len(r.Sigs) != 1 {
 			return nil, reject(r.Type, ErrInvalid, "an approval carries exactly one signature")
@@ -270,7 +333,6 @@ func (r *Record) verify() (Body, error) {
 		if !multiSigned(inner) {
 			return nil, reject(r.Type, ErrInvalid, "%s records need no approval", a.Of)
 		}
-		domain, msg = a.Of.domain(), signedMessage(r.Network, a.Proposal)
 	}
 	if r.Type == TypeCharter {
 		c := body.(*Charter)
@@ -278,15 +340,25 @@ func (r *Record) verify() (Body, error) {
 			return nil, reject(r.Type, ErrWrongNetwork, "genesis charter does not hash to its network ID")
 		}
 	}
+	return body, nil
+}
+
+// verifySigs checks every signature on r, whose body checkUnsigned
+// returned.
+func (r *Record) verifySigs(body Body) error {
+	domain, msg := r.Type.domain(), signedMessage(r.Network, r.Body)
+	if a, ok := body.(*Approval); ok {
+		domain, msg = a.Of.domain(), signedMessage(r.Network, a.Proposal)
+	}
 	for _, s := range r.Sigs {
 		if err := CheckPublicKey(s.Key); err != nil {
-			return nil, reject(r.Type, ErrBadSignature, "signer: %v", err)
+			return reject(r.Type, ErrBadSignature, "signer: %v", err)
 		}
 		if !verifyDomain(s.Key, domain, msg, s.Sig) {
-			return nil, reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
+			return reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
 		}
 	}
-	return body, nil
+	return nil
 }
 
 // DecodeBody decodes and field-checks the record's body.

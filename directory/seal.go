@@ -160,6 +160,18 @@ func SealedEpoch(sealed []byte) (uint64, bool) {
 // directory state; State.Apply does that. The error is a *RejectError whose
 // Reason says exactly what failed.
 func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
+	u, err := OpenUnverified(sealed, net, keys)
+	if err != nil {
+		return nil, err
+	}
+	return u.Verify()
+}
+
+// OpenUnverified is Open without the signature checks: the caller must
+// call Verify before it trusts, applies or passes on the record. It lets a
+// node refuse a record whose claimed author is over its update rate for
+// the price of a decryption, not a signature check per signer.
+func OpenUnverified(sealed []byte, net NetworkID, keys Keyring) (*Unverified, error) {
 	if len(sealed) > MaxSealedBytes {
 		return nil, &RejectError{Reason: ErrTooLarge, Detail: fmt.Sprintf("%d bytes sealed", len(sealed))}
 	}
@@ -193,15 +205,15 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	if end < 0 || padded[end] != 0x80 {
 		return nil, &RejectError{Reason: ErrMalformed, Detail: "bad padding"}
 	}
-	r, err := DecodeRecord(padded[:end])
+	u, err := decodeUnverified(padded[:end])
 	if err != nil {
 		return nil, err
 	}
-	if r.Network != net {
-		return nil, reject(r.Type, ErrWrongNetwork, "record names network %s", r.Network.String()[:12])
+	if u.r.Network != net {
+		return nil, reject(u.r.Type, ErrWrongNetwork, "record names network %s", u.r.Network.String()[:12])
 	}
-	r.openedUnder, r.opened = epoch, true
-	return r, nil
+	u.r.openedUnder, u.r.opened = epoch, true
+	return u, nil
 }
 
 // The key-package suite: hybrid post-quantum KEM, HKDF-SHA256, ChaCha20-Poly1305.

@@ -41,6 +41,46 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}
 }
 
+// OpenUnverified tells what a record claims before its signatures are
+// checked, and only Verify hands out the record: a forged signature opens
+// unverified and fails there, as it fails Open.
+func TestOpenUnverifiedChecksSignaturesOnlyInVerify(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	r := nw.Entry(t, org, "asesoria", 4)
+	r.Sigs[0].Sig = slices.Clone(r.Sigs[0].Sig)
+	r.Sigs[0].Sig[5] ^= 1
+	sealed := directory.Seal(r, 1, nw.Key)
+	keys := directory.Keyring{1: nw.Key}
+	u, err := directory.OpenUnverified(sealed, nw.ID, keys)
+	if err != nil {
+		t.Fatalf("opening without checking signatures: %v", err)
+	}
+	e, ok := u.Entry()
+	if !ok || e.ID != "asesoria" || e.Seq != 4 || u.Type() != directory.TypeEntry || u.Hash() != r.Hash() ||
+		len(u.Signers()) != 1 || u.Signers()[0] != org.Public() {
+		t.Fatalf("the unverified record does not say what was sealed: %+v", u)
+	}
+	if _, err := u.Verify(); !errors.Is(err, directory.ErrBadSignature) {
+		t.Fatalf("Verify of a forged signature: %v, want ErrBadSignature", err)
+	}
+	if _, err := directory.Open(sealed, nw.ID, keys); !errors.Is(err, directory.ErrBadSignature) {
+		t.Fatalf("Open of a forged signature: %v, want ErrBadSignature", err)
+	}
+	good := nw.Entry(t, org, "asesoria", 5)
+	u, err = directory.OpenUnverified(directory.Seal(good, 1, nw.Key), nw.ID, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := u.Verify()
+	if err != nil || got.Hash() != good.Hash() {
+		t.Fatalf("Verify of a genuine record: %v", err)
+	}
+	if epoch, ok := got.OpenedUnder(); !ok || epoch != 1 {
+		t.Fatalf("the verified record forgot the epoch that opened it: %d, %v", epoch, ok)
+	}
+}
+
 // sealRaw seals arbitrary plaintext under header the way Seal does, so
 // tests can present a correctly authenticated message with a bad inside.
 func sealRaw(t *testing.T, header []byte, key directory.ReadKey, plain []byte) []byte {

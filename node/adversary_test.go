@@ -532,7 +532,7 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 		list := func(b byte, hs ...[]byte) []byte {
 			out := append([]byte{b}, binary.BigEndian.AppendUint32(nil, uint32(len(hs)))...)
 			for _, h := range hs {
-				out = append(out, h...)
+				out = append(append(out, h...), kindEntry)
 			}
 			return out
 		}
@@ -568,7 +568,8 @@ func TestMalformedSyncTrafficIsContained(t *testing.T) {
 			{"list for a bucket not asked for", both(frame(msgList, list(8, h(8, 1), h(8, 2)))), true},
 			{"hashes out of order", both(frame(msgList, list(7, h(7, 9), h(7, 1)))), true},
 			{"hash in the wrong bucket", both(frame(msgList, list(7, h(7, 1), h(9, 1)))), true},
-			{"hash count that lies", both(frame(msgList, append(list(7, h(7, 1)), 0, 0, 0)[:5+32+3])), true},
+			{"hash count that lies", both(frame(msgList, append(list(7, h(7, 1)), 0, 0, 0)[:5+listItem+3])), true},
+			{"hash of an unknown kind", both(frame(msgList, func() []byte { l := list(7, h(7, 1)); l[len(l)-1] = 7; return l }())), true},
 			{"hash count above the cap", both(frame(msgList, append([]byte{7}, binary.BigEndian.AppendUint32(nil, maxHashesPerBucket+1)...))), true},
 			{"frame above the control limit", expectThen(msgWantBuckets, binary.AppendUvarint(nil, maxControlFrame+2)), false},
 			{"wrong message", expectThen(msgWantBuckets, frame(msgRecord, make([]byte, 32))), false},

@@ -26,6 +26,14 @@ import (
 // versions collapse to one per sync round. First versions of new slots cost
 // nothing here: the charter's live-entry limits bound them (authorlimit.go
 // in directory).
+//
+// A version from an author whose bucket is already empty is ignored
+// before its signature is checked (gossipRateSpent): a churning member's
+// neighbours get its flood by gossip and would otherwise verify every
+// version only to ignore it. Tokens are spent only after the check
+// (gossipRate), so versions forged under an honest author's key cannot
+// empty its bucket; they can only be ignored alongside the author's own
+// versions while it is over its rate, which changes nothing.
 
 // ErrAuthorRate refuses an entry version over its author's update rate.
 var ErrAuthorRate = errors.New("author over the charter's update rate")
@@ -66,6 +74,43 @@ func burstOf(perHour int) int { return max(1, perHour/authorBurstDivisor) }
 func (a *authorRate) take(pub directory.PublicKey, perHour int, now time.Time, count bool) (wait time.Duration, logIt bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	b := a.bucket(pub, perHour, now, true)
+	if b.AllowN(now, 1) {
+		return 0, false
+	}
+	r := b.ReserveN(now, 1)
+	wait = r.DelayFrom(now)
+	r.CancelAt(now)
+	if !count {
+		return wait, false
+	}
+	return wait, a.heldBack(pub, now)
+}
+
+// spent is take without taking: how long until pub has a token, zero if
+// it has one now. It is what a node may ask before it knows that pub
+// signed what it holds: an empty bucket was emptied by versions pub did
+// sign, and asking spends nothing, so a forger cannot use it to hold back
+// an honest author's versions. A version refused here is counted as held
+// back, like one refused by take.
+func (a *authorRate) spent(pub directory.PublicKey, perHour int, now time.Time) (wait time.Duration, logIt bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.bucket(pub, perHour, now, false)
+	if b == nil {
+		return 0, false // full: a bucket is kept only once it was drawn on
+	}
+	tokens := b.TokensAt(now)
+	if tokens >= 1 {
+		return 0, false
+	}
+	wait = time.Duration((1 - tokens) / float64(b.Limit()) * float64(time.Second))
+	return max(wait, 1), a.heldBack(pub, now)
+}
+
+// bucket returns pub's bucket at the rate perHour, making one (full) if
+// it has none and create is set. a.mu is held.
+func (a *authorRate) bucket(pub directory.PublicKey, perHour int, now time.Time, create bool) *rate.Limiter {
 	limit := rate.Limit(float64(perHour) / 3600)
 	if perHour != a.perHour {
 		// A charter amendment changed the rate: every bucket follows.
@@ -77,25 +122,22 @@ func (a *authorRate) take(pub directory.PublicKey, perHour int, now time.Time, c
 	}
 	a.sweep(now)
 	b := a.buckets[pub]
-	if b == nil {
+	if b == nil && create {
 		b = rate.NewLimiter(limit, burstOf(perHour))
 		a.buckets[pub] = b
 	}
-	if b.AllowN(now, 1) {
-		return 0, false
-	}
-	r := b.ReserveN(now, 1)
-	wait = r.DelayFrom(now)
-	r.CancelAt(now)
-	if !count {
-		return wait, false
-	}
+	return b
+}
+
+// heldBack counts one version of pub's held back and says whether to log
+// it. a.mu is held.
+func (a *authorRate) heldBack(pub directory.PublicKey, now time.Time) (logIt bool) {
 	a.held[pub]++
 	if now.Sub(a.logged[pub]) >= heldBackLogInterval {
 		a.logged[pub] = now
-		logIt = true
+		return true
 	}
-	return wait, logIt
+	return false
 }
 
 // sweep forgets buckets that are full again, at most once a minute: a
@@ -169,7 +211,11 @@ func (n *Node) replacesHeld(r *directory.Record) (directory.PublicKey, bool) {
 	if err != nil || !ok {
 		return directory.PublicKey{}, false
 	}
-	pub := r.Sigs[0].Key
+	return n.replacesHeldEntry(r.Sigs[0].Key, e)
+}
+
+// replacesHeldEntry is replacesHeld for entry e by author pub.
+func (n *Node) replacesHeldEntry(pub directory.PublicKey, e *directory.Entry) (directory.PublicKey, bool) {
 	if _, member := n.state.Member(pub); !member {
 		return pub, false // no bucket: only admitted members get one
 	}
@@ -184,7 +230,8 @@ func (n *Node) updatesPerHour() int {
 	return directory.Policy{}.MaxAuthorUpdates()
 }
 
-// gossipRate applies the forwarding rule to a record that came by gossip.
+// gossipRate applies the forwarding rule to a record that came by gossip,
+// once its signature is checked: it spends a token of its author's.
 func (n *Node) gossipRate(r *directory.Record) error {
 	pub, replaces := n.replacesHeld(r)
 	if !replaces {
@@ -192,6 +239,30 @@ func (n *Node) gossipRate(r *directory.Record) error {
 	}
 	perHour := n.updatesPerHour()
 	wait, logIt := n.authorRate.take(pub, perHour, time.Now(), true)
+	return n.heldBackErr(pub, perHour, wait, logIt)
+}
+
+// gossipRateSpent refuses, before its signature is checked, a version
+// that came by gossip from an author whose bucket is empty: what the
+// signature check would lead to anyway, at a fraction of the cost. It
+// spends nothing (authorRate.spent). A version it lets through is checked
+// and charged by gossipRate.
+func (n *Node) gossipRateSpent(u *directory.Unverified) error {
+	e, ok := u.Entry()
+	signers := u.Signers()
+	if !ok || len(signers) != 1 {
+		return nil
+	}
+	pub, replaces := n.replacesHeldEntry(signers[0], e)
+	if !replaces {
+		return nil
+	}
+	perHour := n.updatesPerHour()
+	wait, logIt := n.authorRate.spent(pub, perHour, time.Now())
+	return n.heldBackErr(pub, perHour, wait, logIt)
+}
+
+func (n *Node) heldBackErr(pub directory.PublicKey, perHour int, wait time.Duration, logIt bool) error {
 	if wait == 0 {
 		return nil
 	}

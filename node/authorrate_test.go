@@ -141,3 +141,55 @@ func TestPublishOutsideCharterRefusedLocally(t *testing.T) {
 	fits.Expires = nw.Now.Add(30 * 24 * time.Hour).Unix()
 	mustPublish(t, n, nw.Sign(t, fits, org))
 }
+
+// A gossiped version from an author whose bucket is empty is ignored
+// before its signature is checked (issue 21: the churner's neighbours
+// spent their CPU verifying versions they then ignored), and a version
+// whose signature does not verify never spends a token: a forger cannot
+// hold back an honest organization's updates.
+func TestAuthorRateRefusesBeforeVerifyingAndChargesAfter(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	churner, honest := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	n := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	mustPublish(t, n, nw.Genesis, nw.FirstEpoch, nw.Admit(t, churner, "Colectivo Ejemplo"), nw.Admit(t, honest, "Albergue Ejemplo"),
+		entryRec(t, nw, churner, "churn", 1), entryRec(t, nw, honest, "albergue", 1))
+	gossip := func(r *directory.Record) (verdict, error) {
+		_, v, _, err := n.ingestGossip(directory.Seal(r, 1, nw.Key), "", true)
+		return v, err
+	}
+	forged := func(org *directory.Identity, id string, seq uint64) *directory.Record {
+		r := entryRec(t, nw, org, id, seq)
+		r.Sigs[0].Sig = append([]byte(nil), r.Sigs[0].Sig...)
+		r.Sigs[0].Sig[0] ^= 1
+		return r
+	}
+	burst := uint64(burstOf(directory.Policy{}.MaxAuthorUpdates()))
+	for seq := uint64(2); seq <= burst+1; seq++ {
+		if v, err := gossip(entryRec(t, nw, churner, "churn", seq)); v != accepted {
+			t.Fatalf("version %d, within the burst: %v", seq, err)
+		}
+	}
+	// The churner's bucket is empty: its next version, forged or not, is
+	// ignored for the rate, which is found before the signature check.
+	v, err := gossip(forged(churner, "churn", burst+2))
+	if v != ignored || !errors.Is(err, ErrAuthorRate) {
+		t.Fatalf("a version with a bad signature from an author over its rate: verdict %d, %v; want it ignored for the rate before its signature is checked", v, err)
+	}
+	if v, err := gossip(entryRec(t, nw, churner, "churn", burst+3)); v != ignored || !errors.Is(err, ErrAuthorRate) {
+		t.Fatalf("a genuine version over the rate: verdict %d, %v; want ignored", v, err)
+	}
+
+	// The honest organization's bucket is full: forged versions under its
+	// key are checked, refused as invalid, and spend none of its tokens.
+	for seq := uint64(2); seq <= 3*burst+2; seq++ {
+		v, err := gossip(forged(honest, "albergue", seq))
+		if v != invalid || !errors.Is(err, directory.ErrBadSignature) {
+			t.Fatalf("forged version %d under an honest key: verdict %d, %v; want invalid for its signature", seq, v, err)
+		}
+	}
+	for seq := 3*burst + 3; seq <= 4*burst+2; seq++ {
+		if v, err := gossip(entryRec(t, nw, honest, "albergue", seq)); v != accepted {
+			t.Fatalf("the honest organization's update %d after forgeries under its key: verdict %d, %v; forgeries spent its tokens", seq-3*burst-2, v, err)
+		}
+	}
+}

@@ -4,6 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,7 +180,7 @@ func FuzzSyncSession(f *testing.F) {
 	buckets := make([]byte, 256*36)
 	buckets[7*36+3] = 1
 	f.Add(frame(msgBuckets, buckets))
-	list := append([]byte{7, 0, 0, 0, 1, 7}, make([]byte, 31)...)
+	list := append(append([]byte{7, 0, 0, 0, 1, 7}, make([]byte, 31)...), kindEntry)
 	f.Add(append(frame(msgBuckets, buckets), frame(msgList, list)...))
 	f.Add(append(append(frame(msgBuckets, buckets), frame(msgList, list)...), frame(msgRecord, append([]byte{7}, make([]byte, 200)...))...))
 	fz := newFuzzNode(f)
@@ -189,4 +195,58 @@ func FuzzSyncSession(f *testing.F) {
 			t.Fatal("a session with arbitrary answers changed the node's directory")
 		}
 	})
+}
+
+// TestWriteSyncFuzzSeeds rewrites the seeds of FuzzSyncSession that carry
+// hash lists, after a change of the list format. It writes only when
+// asked:
+//
+//	CEIBA_WRITE_FUZZ_SEEDS=1 go test -run TestWriteSyncFuzzSeeds ./node/
+func TestWriteSyncFuzzSeeds(t *testing.T) {
+	if os.Getenv("CEIBA_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("writes testdata only when CEIBA_WRITE_FUZZ_SEEDS is set")
+	}
+	buckets := make([]byte, 256*36)
+	for _, b := range []int{7, 9} {
+		buckets[b*36+3] = 1
+		rand.Read(buckets[b*36+4 : b*36+36])
+	}
+	hash := func(b byte) []byte {
+		h := make([]byte, 32)
+		rand.Read(h)
+		h[0] = b
+		return h
+	}
+	// list is bucket b's list: count hashes, each with kind.
+	list := func(b byte, count uint32, kind byte, hs ...[]byte) []byte {
+		out := binary.BigEndian.AppendUint32([]byte{b}, count)
+		for _, h := range hs {
+			out = append(append(out, h...), kind)
+		}
+		return frame(msgList, out)
+	}
+	h7a, h7b := hash(7), hash(7)
+	if bytes.Compare(h7a, h7b) > 0 {
+		h7a, h7b = h7b, h7a
+	}
+	junk := make([]byte, 300)
+	rand.Read(junk)
+	seeds := map[string][][]byte{
+		"buckets-lists-records": {list(7, 2, kindEntry, h7a, h7b), list(9, 1, kindGovernance, hash(9)), frame(msgRecord, append(slices.Clone(h7a), junk...))},
+		"empty-record":          {list(7, 1, kindEntry, h7a), list(9, 1, kindEntry, hash(9)), frame(msgRecord, h7a)},
+		"list-count-lies":       {list(7, 5, kindEntry, h7a)},
+		"list-wrong-bucket":     {list(8, 1, kindEntry, hash(8))},
+		"list-unknown-kind":     {list(7, 1, 2, h7a)},
+		"record-not-asked":      {list(7, 1, kindEntry, h7a), list(9, 1, kindGovernance, hash(9)), frame(msgRecord, append(hash(3), junk[:40]...))},
+	}
+	for name, frames := range seeds {
+		data := frame(msgBuckets, buckets)
+		for _, f := range frames {
+			data = append(data, f...)
+		}
+		path := filepath.Join("testdata", "fuzz", "FuzzSyncSession", name)
+		if err := os.WriteFile(path, fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -59,7 +59,29 @@ func (n *Node) ingestGossip(sealed []byte, from peer.ID, entries bool) (director
 }
 
 func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) (directory.Applied, verdict, []byte, error) {
-	r, err := directory.Open(sealed, n.cfg.Network, n.keyringSnapshot())
+	u, err := directory.OpenUnverified(sealed, n.cfg.Network, n.keyringSnapshot())
+	if err == nil {
+		if entriesTopic != nil && *entriesTopic != onEntriesTopic(u.Type()) {
+			// No honest node forwards a record of this type on this
+			// topic, whoever signed it.
+			err := fmt.Errorf("%w: a %s record", ErrWrongTopic, u.Type())
+			n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: u.Hash(), Type: u.Type(), Err: err})
+			return directory.Applied{}, invalid, nil, err
+		}
+		if via == ViaGossip {
+			// Before the signature check: an author already over its
+			// rate costs a decryption per flooded version, not a
+			// signature check (issue 21). Nothing is charged here.
+			if err := n.gossipRateSpent(u); err != nil {
+				n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: u.Hash(), Type: u.Type(), Err: err})
+				return directory.Applied{}, ignored, nil, err
+			}
+		}
+	}
+	var r *directory.Record
+	if err == nil {
+		r, err = u.Verify()
+	}
 	if err != nil {
 		v := invalid
 		if errors.Is(err, directory.ErrNoKey) {
@@ -76,12 +98,9 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
 		return directory.Applied{}, v, nil, err
 	}
-	if entriesTopic != nil && *entriesTopic != onEntriesTopic(r.Type) {
-		err := fmt.Errorf("%w: a %s record", ErrWrongTopic, r.Type)
-		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
-		return directory.Applied{}, invalid, nil, err
-	}
 	if via == ViaGossip {
+		// Charged only now that the signature is checked: a forger must
+		// not spend an honest author's tokens.
 		if err := n.gossipRate(r); err != nil {
 			// Not n.rejected: sync must still fetch this version (or a
 			// newer one) from peers later.

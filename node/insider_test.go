@@ -56,7 +56,11 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 					part := d.hashes[d.start[b]:d.start[int(b)+1]]
 					out := append([]byte{b}, binary.BigEndian.AppendUint32(nil, uint32(len(part)))...)
 					for _, x := range part {
-						out = append(out, x[:]...)
+						kind := byte(kindGovernance)
+						if byHash[x].Type == directory.TypeEntry {
+							kind = kindEntry
+						}
+						out = append(append(out, x[:]...), kind)
 					}
 					c.send(msgList, out)
 				}

@@ -268,3 +268,65 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 		t.Errorf("the revocation was applied only %s before the last entry: it waited for the session's entries", gap)
 	}
 }
+
+// A catch-up split over many sessions asks for every governance record
+// the peer lists before any entry, whatever their hashes: the lists say
+// each record's kind. Here a node that missed 60 entries and three
+// revocations takes ten records a session; the revocations are applied
+// before the first entry, not in whichever session their hashes fall.
+func TestCatchUpAcrossSessionsAsksGovernanceFirst(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	doomed := []*directory.Identity{dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)}
+	s := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	cfgL := testConfig(t, nw, nw.Stewards[2], t.TempDir())
+	cfgL.SyncMaxRecords = 10
+	l := startNode(t, cfgL)
+	base := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo")}
+	for i, d := range doomed {
+		base = append(base, nw.Admit(t, d, fmt.Sprintf("Colectivo Condenado %d", i)))
+	}
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, base...)
+	for _, r := range base {
+		if err := l.Import(t.Context(), directory.Seal(r, 1, nw.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const entries = 60
+	for i := range entries {
+		ref.publish(s, entryRec(t, nw, org, fmt.Sprintf("servicio-%02d", i), 1))
+	}
+	for _, d := range doomed {
+		ref.publish(s, nw.RevokeBy(t, d.Public()))
+	}
+	// Past GossipSub's message cache: what l lacks comes by sync only.
+	time.Sleep(5 * time.Second)
+
+	events := record(l)
+	if err := l.Connect(t.Context(), addr(s)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the node to catch up", func() bool { return sameDigest([]*Node{s, l}, ref.digest()) })
+	revocations, entriesSeen := 0, 0
+	for _, ev := range events.snapshot() {
+		if ev.Kind != EventRecord {
+			continue
+		}
+		switch ev.Type {
+		case directory.TypeRevocation:
+			if entriesSeen > 0 {
+				t.Fatalf("a revocation was applied after %d of the %d entries: the catch-up asked for entries before governance it had listed", entriesSeen, entries)
+			}
+			revocations++
+		case directory.TypeEntry:
+			entriesSeen++
+		}
+	}
+	if revocations != len(doomed) || entriesSeen != entries {
+		t.Fatalf("applied %d revocations and %d entries, want %d and %d", revocations, entriesSeen, len(doomed), entries)
+	}
+	if acc := l.Status().Accepted; acc[ViaSync] < entries {
+		t.Fatalf("accepted %v: the entries did not come by sync over several sessions", acc)
+	}
+}

@@ -36,8 +36,10 @@ import (
 //	I → R  wantBuckets                        (only if the roots differ)
 //	R → I  buckets   256 × (count, hash) by the first byte of record hashes
 //	I → R  wantLists the buckets whose hash differs
-//	R → I  list      one per bucket: the record hashes in it
-//	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords
+//	R → I  list      one per bucket: the record hashes in it, each with
+//	                 its record's kind (governance or entry)
+//	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords,
+//	                 every governance hash listed before any entry
 //	R → I  record    one per hash: hash, sealed record (empty if gone),
 //	                 governance first, entries last
 //	I → R  done
@@ -547,6 +549,10 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		}
 		s.mu.Unlock()
 	}()
+	// lacking is every listed hash this node lacks; governance[h] says it
+	// was listed as governance.
+	var lacking []directory.Hash
+	governance := map[directory.Hash]bool{}
 	for _, b := range want {
 		body, err := c.expect(msgList, maxControlFrame)
 		if err != nil {
@@ -557,16 +563,18 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 			return 0, false, errMisbehaving
 		}
 		cnt := int(binary.BigEndian.Uint32(body[1:]))
-		if cnt > maxHashesPerBucket || len(body) != 5+32*cnt {
+		if cnt > maxHashesPerBucket || len(body) != 5+listItem*cnt {
 			s.misbehaved(p, "malformed hash list")
 			return 0, false, errMisbehaving
 		}
 		var prev directory.Hash
 		for i := range cnt {
 			var h directory.Hash
-			copy(h[:], body[5+32*i:])
-			if h[0] != b || (i > 0 && bytes.Compare(prev[:], h[:]) >= 0) {
-				s.misbehaved(p, "hash list out of order or in the wrong bucket")
+			item := body[5+listItem*i:]
+			copy(h[:], item)
+			kind := item[32]
+			if h[0] != b || (i > 0 && bytes.Compare(prev[:], h[:]) >= 0) || kind > kindEntry {
+				s.misbehaved(p, "hash list out of order, in the wrong bucket or of an unknown kind")
 				return 0, false, errMisbehaving
 			}
 			prev = h
@@ -579,24 +587,31 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				skipped = true
 				continue
 			}
-			s.mu.Lock()
-			_, elsewhere := s.pulling[h]
-			skip := elsewhere || s.recentlyRejected(h)
-			full := !skip && len(missing) == n.cfg.SyncMaxRecords
-			if !skip && !full {
-				s.pulling[h] = struct{}{}
-				missing = append(missing, h)
-			}
-			s.mu.Unlock()
-			if skip {
-				skipped = true
-				continue
-			}
-			if full {
-				truncated = true
-			}
+			lacking = append(lacking, h)
+			governance[h] = kind == kindGovernance
 		}
 	}
+	// Governance first, across sessions: when more is missing than one
+	// session takes, this one asks for every governance record listed
+	// before any entry, so a revocation is not left to a later session
+	// behind a catch-up's entries.
+	slices.SortStableFunc(lacking, func(a, b directory.Hash) int {
+		return kindRank(governance[a]) - kindRank(governance[b])
+	})
+	s.mu.Lock()
+	for _, h := range lacking {
+		if _, elsewhere := s.pulling[h]; elsewhere || s.recentlyRejected(h) {
+			skipped = true
+			continue
+		}
+		if len(missing) == n.cfg.SyncMaxRecords {
+			truncated = true
+			continue
+		}
+		s.pulling[h] = struct{}{}
+		missing = append(missing, h)
+	}
+	s.mu.Unlock()
 	if len(missing) == 0 {
 		return 0, false, c.finish()
 	}
@@ -632,7 +647,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		recs = recs[:0]
 		return err
 	}
-	governance := false
+	govRun := false // governance records arrived since the last apply
 	received := 0
 	for range missing {
 		body, err := c.expect(msgRecord, maxRecordFrame)
@@ -663,14 +678,22 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 			fault = errMisbehaving
 			break
 		}
-		if r.Type == directory.TypeEntry && governance {
-			governance = false
+		if (r.Type != directory.TypeEntry) != governance[want] {
+			// The kind is the record's type, fixed by its hash: the
+			// list lied about it, to have entries asked for first or
+			// governance last.
+			s.misbehaved(p, "listed a record as the wrong kind")
+			fault = errMisbehaving
+			break
+		}
+		if r.Type == directory.TypeEntry && govRun {
+			govRun = false
 			if err := apply(); err != nil {
 				fault = err
 				break
 			}
 		}
-		governance = governance || r.Type != directory.TypeEntry
+		govRun = govRun || r.Type != directory.TypeEntry
 		recs = append(recs, r)
 		received++
 	}
@@ -695,6 +718,47 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	// grants before the membership, pages before their epoch).
 	// (recs is emptied by each apply: count what was received.)
 	return pulled, truncated && received > 0 || keyEpochAfter != keyEpochBefore, fault
+}
+
+// A list item is a hash and the kind of its record: governance or entry.
+const (
+	listItem       = 32 + 1
+	kindGovernance = 0
+	kindEntry      = 1
+)
+
+func kindRank(governance bool) int {
+	if governance {
+		return 0
+	}
+	return 1
+}
+
+// list is the list message for bucket b of offer: each hash with its
+// record's kind, so that the initiator can ask for governance first.
+// Hashes whose record the state no longer holds (dropped since the offer
+// was made) are left out: they would be served as gone, and their kind
+// is not known.
+func (s *syncer) list(b byte, offer *digest) []byte {
+	hs := offer.hashes[offer.start[b]:offer.start[int(b)+1]]
+	hs = hs[:min(len(hs), maxHashesPerBucket)]
+	out := make([]byte, 5, 5+listItem*len(hs))
+	out[0] = b
+	cnt := 0
+	for _, h := range hs {
+		r, ok := s.n.state.Record(h)
+		if !ok {
+			continue
+		}
+		kind := byte(kindGovernance)
+		if r.Type == directory.TypeEntry {
+			kind = kindEntry
+		}
+		out = append(append(out, h[:]...), kind)
+		cnt++
+	}
+	binary.BigEndian.PutUint32(out[1:], uint32(cnt))
+	return out
 }
 
 // syncRank is the order a responder sends records in: governance in the
@@ -827,14 +891,7 @@ func (s *syncer) serve(st network.Stream) {
 				if i > 0 && b <= body[i-1] {
 					return
 				}
-				hs := offer.hashes[offer.start[b]:offer.start[int(b)+1]]
-				hs = hs[:min(len(hs), maxHashesPerBucket)]
-				out := make([]byte, 0, 5+32*len(hs))
-				out = append(out, b)
-				out = binary.BigEndian.AppendUint32(out, uint32(len(hs)))
-				for _, h := range hs {
-					out = append(out, h[:]...)
-				}
+				out := s.list(b, offer)
 				if !charge(len(out)) {
 					return
 				}

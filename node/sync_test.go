@@ -49,7 +49,7 @@ func TestSyncCatchesUpInBoundedSessions(t *testing.T) {
 
 // evilResponder speaks the sync protocol with a valid network proof (an
 // insider) but serves what it should not.
-func evilResponder(t *testing.T, nw *dirtest.Network, serve func(want directory.Hash) []byte, listed directory.Hash) host.Host {
+func evilResponder(t *testing.T, nw *dirtest.Network, serve func(want directory.Hash) []byte, listed directory.Hash, kind byte) host.Host {
 	m := insiderHost(t, nw)
 	s := newSyncer(&Node{cfg: Config{Network: nw.ID}})
 	m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
@@ -73,7 +73,7 @@ func evilResponder(t *testing.T, nw *dirtest.Network, serve func(want directory.
 			return
 		}
 		list := append([]byte{listed[0]}, 0, 0, 0, 1)
-		c.send(msgList, append(list, listed[:]...))
+		c.send(msgList, append(append(list, listed[:]...), kind))
 		if _, err := c.expect(msgWantRecords, maxControlFrame); err != nil {
 			return
 		}
@@ -92,16 +92,20 @@ func TestSyncPenalizesBadRecords(t *testing.T) {
 	good := nw.Admit(t, org, "Colectivo Ejemplo")
 	for name, c := range map[string]struct {
 		listed directory.Hash
+		kind   byte
 		serve  func(directory.Hash) []byte
 	}{
-		"wrong key":          {good.Hash(), func(directory.Hash) []byte { return directory.Seal(good, 1, directory.NewReadKey()) }},
-		"not what was asked": {sha256.Sum256([]byte("x")), func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
+		"wrong key":          {good.Hash(), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, 1, directory.NewReadKey()) }},
+		"not what was asked": {sha256.Sum256([]byte("x")), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
+		// A membership listed as an entry: the list lied about its kind,
+		// which the record's hash fixes.
+		"listed as the wrong kind": {good.Hash(), kindEntry, func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
 			mustPublish(t, a, nw.Genesis)
 			before := a.State().Digest()
-			m := evilResponder(t, nw, c.serve, c.listed)
+			m := evilResponder(t, nw, c.serve, c.listed, c.kind)
 			evil := m.ID()
 			if err := a.Host().Connect(t.Context(), peer.AddrInfo{ID: evil, Addrs: m.Addrs()}); err != nil {
 				t.Fatal(err)

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -72,15 +73,27 @@ type State struct {
 	// validRevocations holds the IDs of every revocation proposal that
 	// takes effect, the redundant ones included; stewardRevocations those
 	// approved by Threshold stewards, which alone let one steward rotate.
-	// Both only grow: a valid revocation stays valid as the pool grows.
+	// Both are re-derived on every recompute: a revocation by stewards
+	// loses its weight when a revocation citing an earlier version revokes
+	// enough of its signers (recompute).
 	validRevocations   map[Hash]bool
 	stewardRevocations map[Hash]bool
 	revoked            map[PublicKey]Hash
-	members            map[PublicKey]*proposal // the newest effective membership per org
-	readerOf           map[PublicKey][]PublicKey
-	epochs             []*proposal // effective epochs: epochs[i] is number i+1
-	equivoc            map[string]Equivocation
-	index              *Index
+	// selfRevoked holds the keys revoked by a revocation they signed
+	// themselves (its lowest proposal ID): valid by itself, for good, and
+	// only growing. selfRevocations holds those proposals' IDs.
+	selfRevoked     map[PublicKey]Hash
+	selfRevocations map[Hash]bool
+	// voided holds revocations by stewards that the stewards of a linked
+	// charter of the cited version signed in threshold, but that fall short
+	// once signers revoked at an earlier version stop counting, with those
+	// signers: stewards must sign them again (Proposal.Uncounted).
+	voided   map[Hash][]PublicKey
+	members  map[PublicKey]*proposal // the newest effective membership per org
+	readerOf map[PublicKey][]PublicKey
+	epochs   []*proposal // effective epochs: epochs[i] is number i+1
+	equivoc  map[string]Equivocation
+	index    *Index
 	// heartbeats holds the newest heartbeat of each current steward
 	// (heartbeat.go); they are pooled, synced and stored, but are not in
 	// the digest.
@@ -204,6 +217,9 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		linked:             map[uint64][]*Charter{},
 		validRevocations:   map[Hash]bool{},
 		stewardRevocations: map[Hash]bool{},
+		selfRevoked:        map[PublicKey]Hash{},
+		selfRevocations:    map[Hash]bool{},
+		voided:             map[Hash][]PublicKey{},
 		members:            map[PublicKey]*proposal{},
 		readerOf:           map[PublicKey][]PublicKey{},
 		equivoc:            map[string]Equivocation{},
@@ -513,10 +529,25 @@ func (s *State) admitProposal(t RecordType, p *proposal) error {
 // re-derivation unless the key had a standing that governance weighs.
 func (s *State) settle(p *proposal) bool {
 	if rv, ok := p.body.(*Revocation); ok && p.sigs[rv.Key] {
-		delete(s.governance[TypeRevocation], p.id)
+		s.selfRevocations[p.id] = true
 		s.validRevocations[p.id] = true
+		if old, done := s.selfRevoked[rv.Key]; !done || bytes.Compare(p.id[:], old[:]) < 0 {
+			s.selfRevoked[rv.Key] = p.id
+		}
 		weighed := s.members[rv.Key] != nil || s.isStewardAnywhere(rv.Key)
 		s.revokeKey(rv.Key, p.id)
+		if len(p.sigs) > 1 {
+			// Also signed by others: it may be a revocation by stewards
+			// too, which takes the key's weight away from the version it
+			// cites on. Were it left out of the governance map once the key
+			// signed it, the holder of a revoked steward's key could sign
+			// its own revocation to get its weight back.
+			s.governance[TypeRevocation][p.id] = p
+			return s.recompute()
+		}
+		// Valid by itself: kept out of the governance map, so junk
+		// self-revocations cost recompute nothing.
+		delete(s.governance[TypeRevocation], p.id)
 		if !weighed {
 			return s.changed
 		}
@@ -974,26 +1005,7 @@ func (s *State) recompute() bool {
 	}
 	s.pruneWaiting()
 
-	// Revocations by Threshold stewards of the cited charter. They do not
-	// depend on each other, so a revoked steward's earlier revocations of
-	// others stand: revocation is for good. For the same reason they count
-	// against every linked charter of the cited version, not only the
-	// chain's: were a fork that wins later to drop the cited version from
-	// the chain, keys would come back from revocation, and nodes that
-	// refused their records in between would disagree with nodes that did
-	// not. (Self-revocations took effect in settle.)
-	for _, p := range sortedByID(s.governance[TypeRevocation]) {
-		rv := p.body.(*Revocation)
-		valid := slices.ContainsFunc(s.linked[rv.Charter], func(c *Charter) bool {
-			return s.approvals(p, c, countsRevokedSigners(rv)) >= int(c.Threshold)
-		})
-		if !valid {
-			continue
-		}
-		s.validRevocations[p.id] = true
-		s.stewardRevocations[p.id] = true
-		s.revokeKey(rv.Key, p.id)
-	}
+	s.deriveRevocations()
 
 	s.deriveChain(genesis, byPrev)
 
@@ -1038,6 +1050,126 @@ func (s *State) recompute() bool {
 	return s.changed || s.governanceDigest() != before
 }
 
+// deriveRevocations derives which keys are revoked. A key is revoked by a
+// revocation it signed itself (for good: settle), or by one that Threshold
+// stewards of a linked charter of the cited version V signed, not counting
+// a steward that a revocation by stewards citing a version below V
+// revoked: a revoked steward loses its weight on revocations citing later
+// versions, as on charter links, so it and one more compromised steward no
+// longer have the threshold to revoke honest keys. Whether a revocation
+// citing V is valid thus depends only on revocations citing lower
+// versions, so deriving them in ascending cited version is well founded and
+// the result is a function of the pool; revocations citing the same version
+// do not take weight from each other (two that revoke each other's signers
+// both stand: both keys are revoked, the safe side).
+// Any linked charter of the cited version counts, not only the chain's:
+// were a fork that wins later to drop the cited version from the chain,
+// keys would come back from revocation.
+//
+// Unlike before, a key revoked by stewards can come back: a revocation
+// citing an earlier version that arrives later can take the weight of
+// enough of its revocation's signers. That is the price of the rule (a
+// revocation made with a revoked steward's help must not stand); such a
+// revocation is noted in voided so that stewards re-sign it, and what the
+// key signed, dropped meanwhile, comes back from peers by sync.
+// Revocations are few (each needs Threshold stewards), so this costs a sort
+// and a pass over them.
+func (s *State) deriveRevocations() {
+	clear(s.validRevocations)
+	clear(s.stewardRevocations)
+	clear(s.voided)
+	for id := range s.selfRevocations {
+		s.validRevocations[id] = true
+	}
+	revs := sortedByID(s.governance[TypeRevocation])
+	slices.SortStableFunc(revs, func(a, b *proposal) int {
+		return cmp.Compare(a.body.(*Revocation).Charter, b.body.(*Revocation).Charter)
+	})
+	revokedAt := map[PublicKey]uint64{} // by stewards: the lowest cited version
+	revokedBy := map[PublicKey]Hash{}   // ... and the lowest proposal ID
+	var batch []*proposal
+	for i, p := range revs {
+		rv := p.body.(*Revocation)
+		if rv.Charter != 0 {
+			valid, lost := false, []PublicKey(nil)
+			for _, c := range s.linked[rv.Charter] {
+				n, all := s.revocationWeight(p, c, revokedAt)
+				if n >= int(c.Threshold) {
+					valid = true
+					break
+				}
+				if all >= int(c.Threshold) && lost == nil {
+					for k := range p.sigs {
+						if _, rev := revokedAt[k]; rev && c.isSteward(k) {
+							lost = append(lost, k)
+						}
+					}
+				}
+			}
+			if valid {
+				batch = append(batch, p)
+			} else if lost != nil {
+				slices.SortFunc(lost, compareKeys)
+				s.voided[p.id] = lost
+			}
+		}
+		// A version's revocations take weight away only from revocations
+		// citing later versions: mark them once the version is done.
+		if i+1 < len(revs) && revs[i+1].body.(*Revocation).Charter == rv.Charter {
+			continue
+		}
+		for _, q := range batch {
+			k := q.body.(*Revocation).Key
+			s.validRevocations[q.id] = true
+			s.stewardRevocations[q.id] = true
+			if _, ok := revokedAt[k]; !ok {
+				revokedAt[k] = rv.Charter
+			}
+			if old, ok := revokedBy[k]; !ok || bytes.Compare(q.id[:], old[:]) < 0 {
+				revokedBy[k] = q.id
+			}
+		}
+		batch = batch[:0]
+	}
+	for k, id := range s.selfRevoked {
+		if old, ok := revokedBy[k]; !ok || bytes.Compare(id[:], old[:]) < 0 {
+			revokedBy[k] = id
+		}
+	}
+	// A key no revocation stands for any more comes back: its standing is
+	// re-derived below (members) and here (readers). What it signed was
+	// dropped from the pool when it was revoked; peers offer it again.
+	for k := range s.revoked {
+		if _, ok := revokedBy[k]; !ok {
+			delete(s.revoked, k)
+			s.changed = true
+			s.rebuildReader(k)
+		}
+	}
+	for _, k := range sortedKeys(revokedBy) {
+		if _, done := s.revoked[k]; done {
+			s.revoked[k] = revokedBy[k]
+			continue
+		}
+		s.revokeKey(k, revokedBy[k])
+	}
+}
+
+// revocationWeight counts p's signers that are stewards of c: n those not
+// revoked by stewards at a version in revokedAt, all of them with those.
+func (s *State) revocationWeight(p *proposal, c *Charter, revokedAt map[PublicKey]uint64) (n, all int) {
+	for k := range p.sigs {
+		if !c.isSteward(k) {
+			continue
+		}
+		all++
+		if _, rev := revokedAt[k]; !rev {
+			n++
+		}
+	}
+	return n, all
+}
+
 // deriveChain follows the chain from the genesis. Unlike linked, it does
 // not count on a link citing version N the signature of a steward that a
 // revocation by stewards citing a version up to N revoked: revoking a
@@ -1047,8 +1179,9 @@ func (s *State) recompute() bool {
 // it (history: a revocation never rolls back what came before the version
 // it names). The chain is derived whole from the pool on every recompute,
 // and what depends on it (members, epochs) after it, so it may move back
-// when such a revocation arrives. Revocations themselves, and linked,
-// count revoked signers as before, so they only grow.
+// when such a revocation arrives. Linked counts revoked signers, so it
+// only grows; revocations take weight away by the same rule
+// (deriveRevocations).
 func (s *State) deriveChain(genesis []*proposal, byPrev map[Hash][]*proposal) {
 	if len(genesis) == 0 {
 		return

@@ -208,6 +208,11 @@ type Proposal struct {
 	Approvers []PublicKey // distinct signers so far
 	Threshold int         // approvals the cited charter asks for; 0 if not yet known
 	Effective bool
+	// Uncounted lists, for a revocation that reached its threshold but
+	// does not take effect, the approvers whose signatures stopped counting
+	// because a revocation citing an earlier charter version revoked them:
+	// stewards must approve it again, citing the current version.
+	Uncounted []PublicKey
 }
 
 // Proposals returns every proposal in the pool, pending ones first.
@@ -249,6 +254,7 @@ func (s *State) describe(p *proposal) Proposal {
 	case *Revocation:
 		cited = b.Charter
 		d.Effective = s.validRevocations[p.id]
+		d.Uncounted = slices.Clone(s.voided[p.id])
 	case *Epoch:
 		cited = b.Charter
 		d.Effective = slices.Contains(s.epochs, p)
@@ -257,6 +263,21 @@ func (s *State) describe(p *proposal) Proposal {
 		d.Threshold = int(c.Threshold)
 	}
 	return d
+}
+
+// VoidedRevocations returns the IDs of the revocations by stewards that
+// reached their threshold but do not take effect, because a revocation
+// citing an earlier charter version revoked some of their signers
+// (Proposal.Uncounted names them), sorted.
+func (s *State) VoidedRevocations() []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Hash, 0, len(s.voided))
+	for id := range s.voided {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 // Proposal returns the proposal with the given ID.

@@ -90,6 +90,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 		"entries outside an amended charter's per-entry limits": cover.outside,
 		voidedCase:                                              cover.voided,
 		"stewards revoking each other at one version":           cover.mutual,
+		"evidence of a reader key's two KEM keys":               cover.kemEvidence,
 	} {
 		if n == 0 && !(testing.Short() && what == voidedCase) {
 			// -short's 10 sets rarely amend the charter twice with the
@@ -107,7 +108,7 @@ type coverage struct {
 	belowThreshold, forks, heldBack, shrinks                               int
 	paged, partial, partialCurrent                                         int
 	outside                                                                int
-	voided, mutual                                                         int
+	voided, mutual, kemEvidence                                            int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -338,6 +339,7 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.belowThreshold += g.belowThreshold
 	cover.voided += len(ref.VoidedRevocations())
 	cover.mutual += g.mutual
+	cover.kemEvidence += g.kemEvidence
 	cover.shrinks += g.shrinks
 	cover.paged += g.paged
 	cover.partial += g.partial
@@ -386,6 +388,7 @@ type gen struct {
 	tombstones, belowThreshold, shrinks int
 	paged, partial                      int // rotations of several pages; pages left out
 	mutual                              int // stewards revoking each other at one version
+	kemEvidence                         int // evidence of a reader key's two KEM keys
 }
 
 type charterVersionInfo struct {
@@ -496,6 +499,31 @@ func (g *gen) generate() {
 	g.revoke()
 	g.rotate()
 	g.heartbeats()
+	g.kemEquivocation()
+}
+
+func (g *gen) kemEquivocation() {
+	// A reader key signs a second KEM key that another organization
+	// vouches for (equivocation, slot kem/<key>), sometimes with the
+	// evidence of it: whether the key gets a package, and what is
+	// reported, must not depend on the order.
+	if len(g.readers) > 0 && len(g.orgs) > 1 && g.chance(0.3) {
+		r := g.readers[g.rng.IntN(len(g.readers))]
+		other := dirtest.MustIdentity(g.t)
+		second := &directory.Reader{Key: r.Public(), KEM: other.KEMPublic(), KEMSig: signBindingAs(g.t, r, other.KEMPublic()), Issued: g.now.Unix() + 1}
+		g2 := g.nw.Sign(g.t, second, g.orgs[g.rng.IntN(len(g.orgs))])
+		g.add(g2)
+		if g.chance(0.6) {
+			first := g.nw.Sign(g.t, &directory.Reader{Key: r.Public(), KEM: r.KEMPublic(), KEMSig: r.KEMBinding(), Issued: g.now.Unix() + 2}, g.orgs[0])
+			g.add(first)
+			ev, err := directory.NewEvidence(first, g2, dirtest.MustIdentity(g.t))
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			g.add(ev)
+			g.kemEvidence++
+		}
+	}
 }
 
 // heartbeats adds heartbeats from stewards of every version (current,

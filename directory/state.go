@@ -634,15 +634,43 @@ func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
 	// signature on its KEM key, so two that disagree mean the reader's key
 	// signed two. That is the key holder's equivocation, shown to
 	// stewards; Recipients then seals to neither.
-	for oh, og := range s.grantsByKey[b.Key] {
-		if oh != h && !bytes.Equal(og.body.KEM, b.KEM) {
-			s.noteEquivocation(b.Key, "kem/"+b.Key.Hex(), oh, h)
-			s.changed = true
-			break
-		}
-	}
+	s.noteKEMEquivocation(b.Key)
 	s.rebuildReader(b.Key)
 	return s.changed, nil
+}
+
+// noteKEMEquivocation derives the equivocation of reader key k from the
+// grants for it in the pool: all of them when they name more than one KEM
+// key. Derived afresh whenever a grant comes or goes, not noted pair by
+// pair as they arrive: with three grants, or one dropped since (its
+// voucher revoked), which pair a node saw first depends on the order.
+func (s *State) noteKEMEquivocation(k PublicKey) {
+	slot := "kem/" + k.Hex()
+	var kemKey []byte
+	var hashes []Hash
+	split := false
+	for h, g := range s.grantsByKey[k] {
+		hashes = append(hashes, h)
+		if kemKey == nil {
+			kemKey = g.body.KEM
+		} else if !bytes.Equal(kemKey, g.body.KEM) {
+			split = true
+		}
+	}
+	old, had := s.equivoc[slot]
+	if !split {
+		if had {
+			delete(s.equivoc, slot)
+			s.changed = true
+		}
+		return
+	}
+	slices.SortFunc(hashes, func(x, y Hash) int { return bytes.Compare(x[:], y[:]) })
+	if had && slices.Equal(old.Hashes, hashes) {
+		return
+	}
+	s.equivoc[slot] = Equivocation{Key: k, Slot: slot, Hashes: hashes}
+	s.changed = true
 }
 
 func addTo(m map[PublicKey]map[Hash]*readerGrant, k PublicKey, h Hash, g *readerGrant) {
@@ -922,6 +950,9 @@ func (s *State) dropGrant(h Hash, g *readerGrant, pending bool) {
 	delete(s.grantsByVoucher[g.voucher], h)
 	if len(s.grantsByVoucher[g.voucher]) == 0 {
 		delete(s.grantsByVoucher, g.voucher)
+	}
+	if _, rev := s.revoked[g.body.Key]; !rev {
+		s.noteKEMEquivocation(g.body.Key)
 	}
 	if pending {
 		s.pendingGrantsTotal--

@@ -187,6 +187,12 @@ func (s *State) Recipients() []Recipient {
 // two: that is shown as equivocation, and k gets no package rather than one
 // sealed to a key picked by record hash.
 func (s *State) readerKEM(k PublicKey) ([]byte, bool) {
+	if ev := s.evidence[evidenceSlotName(k)]; ev != nil && strings.HasPrefix(ev.slot, "kem/") {
+		// Held evidence proves it too: one of the two grants may have
+		// left the pool since (its voucher revoked) or never reached
+		// this node.
+		return nil, false
+	}
 	var kemKey []byte
 	for _, g := range s.grantsByKey[k] {
 		switch {

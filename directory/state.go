@@ -355,11 +355,13 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	return first
 }
 
-// countsRevokedSigners reports whether a proposal of b's kind counts the
-// signatures of keys revoked since. Charter links are history, so revoking
-// a steward never rolls the chain back; revocations do not depend on each
-// other, so revocation is for good (see recompute). Memberships and epochs
-// count only unrevoked stewards.
+// countsRevokedSigners reports whether a proposal of b's kind may count
+// the signatures of keys revoked since, so that such records are taken and
+// weighed in recompute. Charter links are history, so revoking a steward
+// never rolls back what came before the version its revocation names; a
+// revoked steward's signature on a revocation counts when the revocation
+// cites a version no later than its own revocation's (deriveRevocations).
+// Memberships and epochs count only unrevoked stewards.
 func countsRevokedSigners(b Body) bool {
 	switch b.(type) {
 	case *Charter, *Revocation:

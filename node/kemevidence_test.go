@@ -94,9 +94,6 @@ func TestKEMEquivocationEvidenceSurvivesRevocationRestartAndRotation(t *testing.
 			return e.Slot == slot && slices.Contains(e.Hashes, g1.Hash()) && slices.Contains(e.Hashes, g2.Hash())
 		})
 	}
-	holdsEvidence := func(n *Node) bool {
-		return slices.ContainsFunc(n.State().Records(), func(r *directory.Record) bool { return r.Type == directory.TypeEvidence })
-	}
 	sealsTo := func(n *Node) bool {
 		return slices.ContainsFunc(n.State().Recipients(), func(r directory.Recipient) bool { return r.Key == victim.Public() })
 	}
@@ -109,16 +106,7 @@ func TestKEMEquivocationEvidenceSurvivesRevocationRestartAndRotation(t *testing.
 	waitFor(t, 15*time.Second, "the second grant gone from both nodes", func() bool {
 		return !s.State().Has(g2.Hash()) && !w.State().Has(g2.Hash())
 	})
-	rotateApproved(t, nw, s)
-	waitFor(t, 15*time.Second, "epoch 2 on both nodes", func() bool {
-		return s.Status().KeyEpoch == 2 && w.Status().KeyEpoch == 2 && s.sealEpoch() == 2
-	})
-
-	keys := s.Keyring()
-	s.Close()
-	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: keys}
-	cfgS.Listen = loopback
-	s = startNode(t, cfgS)
+	s = rotateAndRestart(t, nw, s, w, cfgS)
 	if !reports(s) || sealsTo(s) {
 		t.Fatalf("after a restart the steward's node reports %+v, seals to the key: %v", s.State().Equivocations(), sealsTo(s))
 	}

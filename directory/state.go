@@ -70,13 +70,12 @@ type State struct {
 	// linked holds, by version, every charter reachable from the genesis
 	// through valid links: the chain and any fork of it.
 	linked map[uint64][]*Charter
-	// validRevocations holds the IDs of every revocation proposal that
-	// takes effect, the redundant ones included; stewardRevocations those
-	// approved by Threshold stewards, which alone let one steward rotate.
-	// Both are re-derived on every recompute: a revocation by stewards
-	// loses its weight when a revocation citing an earlier version revokes
-	// enough of its signers (recompute).
-	validRevocations   map[Hash]bool
+	// stewardRevocations holds the IDs of the revocation proposals that
+	// take effect by Threshold stewards (the redundant ones included),
+	// which alone let one steward rotate; with selfRevocations, every
+	// revocation that takes effect. Re-derived on every recompute: a
+	// revocation by stewards loses its weight when a revocation citing an
+	// earlier version revokes enough of its signers (deriveRevocations).
 	stewardRevocations map[Hash]bool
 	revoked            map[PublicKey]Hash
 	// selfRevoked holds the keys revoked by a revocation they signed
@@ -84,6 +83,10 @@ type State struct {
 	// only growing. selfRevocations holds those proposals' IDs.
 	selfRevoked     map[PublicKey]Hash
 	selfRevocations map[Hash]bool
+	// stewardRevoked holds the keys revoked by stewards at the last
+	// recompute (its lowest valid proposal ID): the only keys that can come
+	// back, so recompute looks at them and not at every revoked key.
+	stewardRevoked map[PublicKey]Hash
 	// voided holds revocations by stewards that the stewards of a linked
 	// charter of the cited version signed in threshold, but that fall short
 	// once signers revoked at an earlier version stop counting, with those
@@ -215,10 +218,10 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		pendingEntryBytes:  map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
 		linked:             map[uint64][]*Charter{},
-		validRevocations:   map[Hash]bool{},
 		stewardRevocations: map[Hash]bool{},
 		selfRevoked:        map[PublicKey]Hash{},
 		selfRevocations:    map[Hash]bool{},
+		stewardRevoked:     map[PublicKey]Hash{},
 		voided:             map[Hash][]PublicKey{},
 		members:            map[PublicKey]*proposal{},
 		readerOf:           map[PublicKey][]PublicKey{},
@@ -532,7 +535,6 @@ func (s *State) admitProposal(t RecordType, p *proposal) error {
 func (s *State) settle(p *proposal) bool {
 	if rv, ok := p.body.(*Revocation); ok && p.sigs[rv.Key] {
 		s.selfRevocations[p.id] = true
-		s.validRevocations[p.id] = true
 		if old, done := s.selfRevoked[rv.Key]; !done || bytes.Compare(p.id[:], old[:]) < 0 {
 			s.selfRevoked[rv.Key] = p.id
 		}
@@ -1108,12 +1110,8 @@ func (s *State) recompute() bool {
 // Revocations are few (each needs Threshold stewards), so this costs a sort
 // and a pass over them.
 func (s *State) deriveRevocations() {
-	clear(s.validRevocations)
 	clear(s.stewardRevocations)
 	clear(s.voided)
-	for id := range s.selfRevocations {
-		s.validRevocations[id] = true
-	}
 	revs := sortedByID(s.governance[TypeRevocation])
 	slices.SortStableFunc(revs, func(a, b *proposal) int {
 		return cmp.Compare(a.body.(*Revocation).Charter, b.body.(*Revocation).Charter)
@@ -1153,7 +1151,6 @@ func (s *State) deriveRevocations() {
 		}
 		for _, q := range batch {
 			k := q.body.(*Revocation).Key
-			s.validRevocations[q.id] = true
 			s.stewardRevocations[q.id] = true
 			if _, ok := revokedAt[k]; !ok {
 				revokedAt[k] = rv.Charter
@@ -1164,28 +1161,36 @@ func (s *State) deriveRevocations() {
 		}
 		batch = batch[:0]
 	}
-	for k, id := range s.selfRevoked {
-		if old, ok := revokedBy[k]; !ok || bytes.Compare(id[:], old[:]) < 0 {
-			revokedBy[k] = id
-		}
-	}
 	// A key no revocation stands for any more comes back: its standing is
 	// re-derived below (members) and here (readers). What it signed was
-	// dropped from the pool when it was revoked; peers offer it again.
-	for k := range s.revoked {
-		if _, ok := revokedBy[k]; !ok {
-			delete(s.revoked, k)
-			s.changed = true
-			s.rebuildReader(k)
-		}
-	}
-	for _, k := range sortedKeys(revokedBy) {
-		if _, done := s.revoked[k]; done {
-			s.revoked[k] = revokedBy[k]
+	// dropped from the pool when it was revoked; peers offer it again. Only
+	// keys revoked by stewards can come back, and there are few of them
+	// (each took Threshold stewards): self-revoked keys, which any key
+	// holder can make many of, are not looked at.
+	for k := range s.stewardRevoked {
+		if _, still := revokedBy[k]; still {
 			continue
 		}
-		s.revokeKey(k, revokedBy[k])
+		if id, self := s.selfRevoked[k]; self {
+			s.revoked[k] = id
+			continue
+		}
+		delete(s.revoked, k)
+		s.changed = true
+		s.rebuildReader(k)
 	}
+	for _, k := range sortedKeys(revokedBy) {
+		id := revokedBy[k]
+		if self, ok := s.selfRevoked[k]; ok && bytes.Compare(self[:], id[:]) < 0 {
+			id = self
+		}
+		if _, done := s.revoked[k]; done {
+			s.revoked[k] = id
+			continue
+		}
+		s.revokeKey(k, id)
+	}
+	s.stewardRevoked = revokedBy
 }
 
 // revocationWeight counts p's signers that are stewards of c: n those not

@@ -259,7 +259,7 @@ func (s *State) describe(p *proposal) Proposal {
 		d.Effective = s.members[b.Org] == p
 	case *Revocation:
 		cited = b.Charter
-		d.Effective = s.validRevocations[p.id]
+		d.Effective = s.stewardRevocations[p.id] || s.selfRevocations[p.id]
 		d.Uncounted = slices.Clone(s.voided[p.id])
 	case *Epoch:
 		cited = b.Charter

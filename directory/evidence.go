@@ -7,12 +7,17 @@ import (
 	"maps"
 )
 
-// Evidence carries the two conflicting records of an equivocation (one key
-// signed two different entries with one ID and seq), so any node can
-// verify the conflict again: after a restart, or having been offline when
-// it happened, or behind a rotation (evidence is pooled, stored and
-// resealed like every record). Without it a node remembers an
-// equivocation only in memory, and only if both versions reached it.
+// Evidence carries the two conflicting records of an equivocation, so any
+// node can verify the conflict again: after a restart, or having been
+// offline when it happened, or behind a rotation (evidence is pooled,
+// stored and resealed like every record). Without it a node remembers an
+// equivocation only in memory, and only if both records reached it. Two
+// kinds of conflict are evidence:
+//   - two entries one key signed with one ID and seq (the key equivocated
+//     in slot entry/<key>/<id>);
+//   - two reader grants for one reader key naming different KEM keys, each
+//     KEM key signed by the reader's key (which therefore signed two:
+//     slot kem/<key>), whoever vouched for each.
 //
 // First and Second are the two records' canonical encodings, the lower
 // record hash first, so one conflict has one body. Nothing smaller lets a
@@ -32,8 +37,7 @@ func (e *Evidence) check() error {
 }
 
 // conflict decodes and verifies both records and checks that they are a
-// conflict: entries, each signed by the same one key, same ID and seq,
-// different records, in canonical order.
+// conflict of one of the kinds above, in canonical order.
 func (e *Evidence) conflict() (a, b *Record, err error) {
 	if a, err = DecodeRecord(e.First); err != nil {
 		return nil, nil, fmt.Errorf("first record: %v", err)
@@ -41,24 +45,65 @@ func (e *Evidence) conflict() (a, b *Record, err error) {
 	if b, err = DecodeRecord(e.Second); err != nil {
 		return nil, nil, fmt.Errorf("second record: %v", err)
 	}
-	if a.Type != TypeEntry || b.Type != TypeEntry {
-		return nil, nil, errors.New("evidence covers two entries")
-	}
 	if a.Network != b.Network {
 		return nil, nil, errors.New("the two records belong to different networks")
-	}
-	if len(a.Sigs) != 1 || len(b.Sigs) != 1 || a.Sigs[0].Key != b.Sigs[0].Key {
-		return nil, nil, errors.New("the two records are not signed by one and the same key")
 	}
 	ha, hb := a.Hash(), b.Hash()
 	if bytes.Compare(ha[:], hb[:]) >= 0 {
 		return nil, nil, errors.New("records must differ, the lower hash first")
 	}
-	ea, eb := a.body.(*Entry), b.body.(*Entry)
-	if ea.ID != eb.ID || ea.Seq != eb.Seq {
-		return nil, nil, errors.New("the two entries differ in ID or seq: no conflict")
+	switch {
+	case a.Type == TypeEntry && b.Type == TypeEntry:
+		if len(a.Sigs) != 1 || len(b.Sigs) != 1 || a.Sigs[0].Key != b.Sigs[0].Key {
+			return nil, nil, errors.New("the two entries are not signed by one and the same key")
+		}
+		ea, eb := a.body.(*Entry), b.body.(*Entry)
+		if ea.ID != eb.ID || ea.Seq != eb.Seq {
+			return nil, nil, errors.New("the two entries differ in ID or seq: no conflict")
+		}
+	case a.Type == TypeReader && b.Type == TypeReader:
+		// Each grant's KEM key carries the reader key's signature
+		// (checked at decoding); the vouchers may differ.
+		if len(a.Sigs) != 1 || len(b.Sigs) != 1 {
+			return nil, nil, errors.New("a reader grant has one signer")
+		}
+		ra, rb := a.body.(*Reader), b.body.(*Reader)
+		if ra.Key != rb.Key {
+			return nil, nil, errors.New("the two grants admit different reader keys: no conflict")
+		}
+		if bytes.Equal(ra.KEM, rb.KEM) {
+			return nil, nil, errors.New("the two grants name the same KEM key: no conflict")
+		}
+	default:
+		return nil, nil, errors.New("evidence covers two entries or two reader grants")
 	}
 	return a, b, nil
+}
+
+// equivocator is the key a conflict shows equivocating, and the slot it
+// is reported in.
+func equivocator(a *Record) (PublicKey, string) {
+	if g, ok := a.body.(*Reader); ok {
+		return g.Key, "kem/" + g.Key.Hex()
+	}
+	return a.Sigs[0].Key, entrySlotName(a.Sigs[0].Key, a.body.(*Entry).ID)
+}
+
+// Equivocator returns the key that r, an entry or a reader grant, would
+// show equivocating in a conflict: an entry's signer, a grant's reader
+// key. A node holding evidence against it reports no further conflict.
+func Equivocator(r *Record) (PublicKey, bool) {
+	body, err := r.DecodeBody()
+	if err != nil || len(r.Sigs) != 1 {
+		return PublicKey{}, false
+	}
+	switch b := body.(type) {
+	case *Entry:
+		return r.Sigs[0].Key, true
+	case *Reader:
+		return b.Key, true
+	}
+	return PublicKey{}, false
 }
 
 // NewEvidence builds the evidence record for two conflicting entries,
@@ -78,14 +123,16 @@ func NewEvidence(a, b *Record, reporter *Identity) (*Record, error) {
 // every node store evidence without end.
 func evidenceSlotName(k PublicKey) string { return "evidence/" + k.Hex() }
 
-// signer0 is the first signer of an encoded record, the zero key if it
-// does not decode (Slot is asked only of records that passed their checks).
-func signer0(raw []byte) PublicKey {
+// equivocatorOf is the key an encoded record of a conflict shows
+// equivocating (Equivocator), the zero key if it does not decode (Slot is
+// asked only of records that passed their checks).
+func equivocatorOf(raw []byte) PublicKey {
 	r, err := DecodeRecord(raw)
-	if err != nil || len(r.Sigs) == 0 {
+	if err != nil {
 		return PublicKey{}
 	}
-	return r.Sigs[0].Key
+	k, _ := Equivocator(r)
+	return k
 }
 
 // HasEvidenceAgainst reports whether the state holds evidence that k
@@ -100,7 +147,7 @@ func (s *State) HasEvidenceAgainst(k PublicKey) bool {
 type evidenceSlot struct {
 	hash    Hash
 	signer  PublicKey // the equivocating key
-	slot    string    // the entry slot it equivocated in
+	slot    string    // the slot it equivocated in (entry/… or kem/…)
 	a, b    Hash      // the two records
 	pending bool      // counted against MaxPendingEvidence
 }
@@ -128,7 +175,7 @@ func (s *State) addEvidence(r *Record, h Hash, b *Evidence) (bool, error) {
 	if a.Network != r.Network {
 		return false, reject(r.Type, ErrWrongNetwork, "evidence of another network's records")
 	}
-	k := a.Sigs[0].Key
+	k, slot := equivocator(a)
 	if _, rev := s.revoked[k]; rev {
 		return false, reject(r.Type, ErrRevoked, "equivocating key %s is revoked already", Fingerprint(k))
 	}
@@ -150,7 +197,7 @@ func (s *State) addEvidence(r *Record, h Hash, b *Evidence) (bool, error) {
 	} else if pending {
 		s.pendingEvidence++
 	}
-	s.evidence[name] = &evidenceSlot{hash: h, signer: k, slot: entrySlotName(k, a.body.(*Entry).ID), a: ha, b: hc, pending: pending}
+	s.evidence[name] = &evidenceSlot{hash: h, signer: k, slot: slot, a: ha, b: hc, pending: pending}
 	s.records[h] = r
 	return false, nil
 }
@@ -182,20 +229,29 @@ func (s *State) equivocationsLocked() map[string]Equivocation {
 	return out
 }
 
-// Conflicting returns the pooled entry that r equivocates with: same
-// signer, ID and seq, another record. A node that sees r lose (or win)
-// such a conflict builds evidence from the two (NewEvidence).
+// Conflicting returns the pooled record that r equivocates with: for an
+// entry, the one of the same signer, ID and seq; for a reader grant, one
+// for the same reader key naming another KEM key. A node that sees such a
+// conflict builds evidence from the two (NewEvidence).
 func (s *State) Conflicting(r *Record) (*Record, bool) {
-	if r.Type != TypeEntry || len(r.Sigs) != 1 {
+	if len(r.Sigs) != 1 || r.Type != TypeEntry && r.Type != TypeReader {
 		return nil, false
 	}
 	body, err := r.DecodeBody()
 	if err != nil {
 		return nil, false
 	}
-	e := body.(*Entry)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if g, ok := body.(*Reader); ok {
+		for oh, og := range s.grantsByKey[g.Key] {
+			if !bytes.Equal(og.body.KEM, g.KEM) {
+				return s.records[oh], s.records[oh] != nil
+			}
+		}
+		return nil, false
+	}
+	e := body.(*Entry)
 	slot := s.entries[r.Sigs[0].Key][e.ID]
 	if slot == nil || slot.expired || slot.entry.Seq != e.Seq || slot.hash == r.Hash() {
 		return nil, false

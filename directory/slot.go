@@ -44,7 +44,7 @@ func (r *Record) Slot() (string, error) {
 	case *Heartbeat:
 		return "heartbeat/" + signer.Hex(), nil
 	case *Evidence:
-		return evidenceSlotName(signer0(b.First)), nil
+		return evidenceSlotName(equivocatorOf(b.First)), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }

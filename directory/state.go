@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -69,18 +70,33 @@ type State struct {
 	// linked holds, by version, every charter reachable from the genesis
 	// through valid links: the chain and any fork of it.
 	linked map[uint64][]*Charter
-	// validRevocations holds the IDs of every revocation proposal that
-	// takes effect, the redundant ones included; stewardRevocations those
-	// approved by Threshold stewards, which alone let one steward rotate.
-	// Both only grow: a valid revocation stays valid as the pool grows.
-	validRevocations   map[Hash]bool
+	// stewardRevocations holds the IDs of the revocation proposals that
+	// take effect by Threshold stewards (the redundant ones included),
+	// which alone let one steward rotate; with selfRevocations, every
+	// revocation that takes effect. Re-derived on every recompute: a
+	// revocation by stewards loses its weight when a revocation citing an
+	// earlier version revokes enough of its signers (deriveRevocations).
 	stewardRevocations map[Hash]bool
 	revoked            map[PublicKey]Hash
-	members            map[PublicKey]*proposal // the newest effective membership per org
-	readerOf           map[PublicKey][]PublicKey
-	epochs             []*proposal // effective epochs: epochs[i] is number i+1
-	equivoc            map[string]Equivocation
-	index              *Index
+	// selfRevoked holds the keys revoked by a revocation they signed
+	// themselves (its lowest proposal ID): valid by itself, for good, and
+	// only growing. selfRevocations holds those proposals' IDs.
+	selfRevoked     map[PublicKey]Hash
+	selfRevocations map[Hash]bool
+	// stewardRevoked holds the keys revoked by stewards at the last
+	// recompute (its lowest valid proposal ID): the only keys that can come
+	// back, so recompute looks at them and not at every revoked key.
+	stewardRevoked map[PublicKey]Hash
+	// voided holds revocations by stewards that the stewards of a linked
+	// charter of the cited version signed in threshold, but that fall short
+	// once signers revoked at an earlier version stop counting, with those
+	// signers: stewards must sign them again (Proposal.Uncounted).
+	voided   map[Hash][]PublicKey
+	members  map[PublicKey]*proposal // the newest effective membership per org
+	readerOf map[PublicKey][]PublicKey
+	epochs   []*proposal // effective epochs: epochs[i] is number i+1
+	equivoc  map[string]Equivocation
+	index    *Index
 	// heartbeats holds the newest heartbeat of each current steward
 	// (heartbeat.go); they are pooled, synced and stored, but are not in
 	// the digest.
@@ -202,8 +218,11 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		pendingEntryBytes:  map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
 		linked:             map[uint64][]*Charter{},
-		validRevocations:   map[Hash]bool{},
 		stewardRevocations: map[Hash]bool{},
+		selfRevoked:        map[PublicKey]Hash{},
+		selfRevocations:    map[Hash]bool{},
+		stewardRevoked:     map[PublicKey]Hash{},
+		voided:             map[Hash][]PublicKey{},
 		members:            map[PublicKey]*proposal{},
 		readerOf:           map[PublicKey][]PublicKey{},
 		equivoc:            map[string]Equivocation{},
@@ -339,11 +358,13 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	return first
 }
 
-// countsRevokedSigners reports whether a proposal of b's kind counts the
-// signatures of keys revoked since. Charter links are history, so revoking
-// a steward never rolls the chain back; revocations do not depend on each
-// other, so revocation is for good (see recompute). Memberships and epochs
-// count only unrevoked stewards.
+// countsRevokedSigners reports whether a proposal of b's kind may count
+// the signatures of keys revoked since, so that such records are taken and
+// weighed in recompute. Charter links are history, so revoking a steward
+// never rolls back what came before the version its revocation names; a
+// revoked steward's signature on a revocation counts when the revocation
+// cites a version no later than its own revocation's (deriveRevocations).
+// Memberships and epochs count only unrevoked stewards.
 func countsRevokedSigners(b Body) bool {
 	switch b.(type) {
 	case *Charter, *Revocation:
@@ -513,10 +534,24 @@ func (s *State) admitProposal(t RecordType, p *proposal) error {
 // re-derivation unless the key had a standing that governance weighs.
 func (s *State) settle(p *proposal) bool {
 	if rv, ok := p.body.(*Revocation); ok && p.sigs[rv.Key] {
-		delete(s.governance[TypeRevocation], p.id)
-		s.validRevocations[p.id] = true
+		s.selfRevocations[p.id] = true
+		if old, done := s.selfRevoked[rv.Key]; !done || bytes.Compare(p.id[:], old[:]) < 0 {
+			s.selfRevoked[rv.Key] = p.id
+		}
 		weighed := s.members[rv.Key] != nil || s.isStewardAnywhere(rv.Key)
 		s.revokeKey(rv.Key, p.id)
+		if len(p.sigs) > 1 {
+			// Also signed by others: it may be a revocation by stewards
+			// too, which takes the key's weight away from the version it
+			// cites on. Were it left out of the governance map once the key
+			// signed it, the holder of a revoked steward's key could sign
+			// its own revocation to get its weight back.
+			s.governance[TypeRevocation][p.id] = p
+			return s.recompute()
+		}
+		// Valid by itself: kept out of the governance map, so junk
+		// self-revocations cost recompute nothing.
+		delete(s.governance[TypeRevocation], p.id)
 		if !weighed {
 			return s.changed
 		}
@@ -603,15 +638,43 @@ func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
 	// signature on its KEM key, so two that disagree mean the reader's key
 	// signed two. That is the key holder's equivocation, shown to
 	// stewards; Recipients then seals to neither.
-	for oh, og := range s.grantsByKey[b.Key] {
-		if oh != h && !bytes.Equal(og.body.KEM, b.KEM) {
-			s.noteEquivocation(b.Key, "kem/"+b.Key.Hex(), oh, h)
-			s.changed = true
-			break
-		}
-	}
+	s.noteKEMEquivocation(b.Key)
 	s.rebuildReader(b.Key)
 	return s.changed, nil
+}
+
+// noteKEMEquivocation derives the equivocation of reader key k from the
+// grants for it in the pool: all of them when they name more than one KEM
+// key. Derived afresh whenever a grant comes or goes, not noted pair by
+// pair as they arrive: with three grants, or one dropped since (its
+// voucher revoked), which pair a node saw first depends on the order.
+func (s *State) noteKEMEquivocation(k PublicKey) {
+	slot := "kem/" + k.Hex()
+	var kemKey []byte
+	var hashes []Hash
+	split := false
+	for h, g := range s.grantsByKey[k] {
+		hashes = append(hashes, h)
+		if kemKey == nil {
+			kemKey = g.body.KEM
+		} else if !bytes.Equal(kemKey, g.body.KEM) {
+			split = true
+		}
+	}
+	old, had := s.equivoc[slot]
+	if !split {
+		if had {
+			delete(s.equivoc, slot)
+			s.changed = true
+		}
+		return
+	}
+	slices.SortFunc(hashes, func(x, y Hash) int { return bytes.Compare(x[:], y[:]) })
+	if had && slices.Equal(old.Hashes, hashes) {
+		return
+	}
+	s.equivoc[slot] = Equivocation{Key: k, Slot: slot, Hashes: hashes}
+	s.changed = true
 }
 
 func addTo(m map[PublicKey]map[Hash]*readerGrant, k PublicKey, h Hash, g *readerGrant) {
@@ -892,6 +955,9 @@ func (s *State) dropGrant(h Hash, g *readerGrant, pending bool) {
 	if len(s.grantsByVoucher[g.voucher]) == 0 {
 		delete(s.grantsByVoucher, g.voucher)
 	}
+	if _, rev := s.revoked[g.body.Key]; !rev {
+		s.noteKEMEquivocation(g.body.Key)
+	}
 	if pending {
 		s.pendingGrantsTotal--
 	}
@@ -974,26 +1040,7 @@ func (s *State) recompute() bool {
 	}
 	s.pruneWaiting()
 
-	// Revocations by Threshold stewards of the cited charter. They do not
-	// depend on each other, so a revoked steward's earlier revocations of
-	// others stand: revocation is for good. For the same reason they count
-	// against every linked charter of the cited version, not only the
-	// chain's: were a fork that wins later to drop the cited version from
-	// the chain, keys would come back from revocation, and nodes that
-	// refused their records in between would disagree with nodes that did
-	// not. (Self-revocations took effect in settle.)
-	for _, p := range sortedByID(s.governance[TypeRevocation]) {
-		rv := p.body.(*Revocation)
-		valid := slices.ContainsFunc(s.linked[rv.Charter], func(c *Charter) bool {
-			return s.approvals(p, c, countsRevokedSigners(rv)) >= int(c.Threshold)
-		})
-		if !valid {
-			continue
-		}
-		s.validRevocations[p.id] = true
-		s.stewardRevocations[p.id] = true
-		s.revokeKey(rv.Key, p.id)
-	}
+	s.deriveRevocations()
 
 	s.deriveChain(genesis, byPrev)
 
@@ -1038,6 +1085,129 @@ func (s *State) recompute() bool {
 	return s.changed || s.governanceDigest() != before
 }
 
+// deriveRevocations derives which keys are revoked. A key is revoked by a
+// revocation it signed itself (for good: settle), or by one that Threshold
+// stewards of a linked charter of the cited version V signed, not counting
+// a steward that a revocation by stewards citing a version below V
+// revoked: a revoked steward loses its weight on revocations citing later
+// versions, as on charter links, so it and one more compromised steward no
+// longer have the threshold to revoke honest keys. Whether a revocation
+// citing V is valid thus depends only on revocations citing lower
+// versions, so deriving them in ascending cited version is well founded and
+// the result is a function of the pool; revocations citing the same version
+// do not take weight from each other (two that revoke each other's signers
+// both stand: both keys are revoked, the safe side).
+// Any linked charter of the cited version counts, not only the chain's:
+// were a fork that wins later to drop the cited version from the chain,
+// keys would come back from revocation.
+//
+// Unlike before, a key revoked by stewards can come back: a revocation
+// citing an earlier version that arrives later can take the weight of
+// enough of its revocation's signers. That is the price of the rule (a
+// revocation made with a revoked steward's help must not stand); such a
+// revocation is noted in voided so that stewards re-sign it, and what the
+// key signed, dropped meanwhile, comes back from peers by sync.
+// Revocations are few (each needs Threshold stewards), so this costs a sort
+// and a pass over them.
+func (s *State) deriveRevocations() {
+	clear(s.stewardRevocations)
+	clear(s.voided)
+	revs := sortedByID(s.governance[TypeRevocation])
+	slices.SortStableFunc(revs, func(a, b *proposal) int {
+		return cmp.Compare(a.body.(*Revocation).Charter, b.body.(*Revocation).Charter)
+	})
+	revokedAt := map[PublicKey]uint64{} // by stewards: the lowest cited version
+	revokedBy := map[PublicKey]Hash{}   // ... and the lowest proposal ID
+	var batch []*proposal
+	for i, p := range revs {
+		rv := p.body.(*Revocation)
+		if rv.Charter != 0 {
+			valid, lost := false, []PublicKey(nil)
+			for _, c := range s.linked[rv.Charter] {
+				n, all := s.revocationWeight(p, c, revokedAt)
+				if n >= int(c.Threshold) {
+					valid = true
+					break
+				}
+				if all >= int(c.Threshold) && lost == nil {
+					for k := range p.sigs {
+						if _, rev := revokedAt[k]; rev && c.isSteward(k) {
+							lost = append(lost, k)
+						}
+					}
+				}
+			}
+			if valid {
+				batch = append(batch, p)
+			} else if lost != nil {
+				slices.SortFunc(lost, compareKeys)
+				s.voided[p.id] = lost
+			}
+		}
+		// A version's revocations take weight away only from revocations
+		// citing later versions: mark them once the version is done.
+		if i+1 < len(revs) && revs[i+1].body.(*Revocation).Charter == rv.Charter {
+			continue
+		}
+		for _, q := range batch {
+			k := q.body.(*Revocation).Key
+			s.stewardRevocations[q.id] = true
+			if _, ok := revokedAt[k]; !ok {
+				revokedAt[k] = rv.Charter
+			}
+			if old, ok := revokedBy[k]; !ok || bytes.Compare(q.id[:], old[:]) < 0 {
+				revokedBy[k] = q.id
+			}
+		}
+		batch = batch[:0]
+	}
+	// A key no revocation stands for any more comes back: its standing is
+	// re-derived below (members) and here (readers). What it signed was
+	// dropped from the pool when it was revoked; peers offer it again. Only
+	// keys revoked by stewards can come back, and there are few of them
+	// (each took Threshold stewards): self-revoked keys, which any key
+	// holder can make many of, are not looked at.
+	for k := range s.stewardRevoked {
+		if _, still := revokedBy[k]; still {
+			continue
+		}
+		if id, self := s.selfRevoked[k]; self {
+			s.revoked[k] = id
+			continue
+		}
+		delete(s.revoked, k)
+		s.changed = true
+		s.rebuildReader(k)
+	}
+	for _, k := range sortedKeys(revokedBy) {
+		id := revokedBy[k]
+		if self, ok := s.selfRevoked[k]; ok && bytes.Compare(self[:], id[:]) < 0 {
+			id = self
+		}
+		if _, done := s.revoked[k]; done {
+			s.revoked[k] = id
+			continue
+		}
+		s.revokeKey(k, id)
+	}
+	s.stewardRevoked = revokedBy
+}
+
+// revocationWeight counts p's signers that are stewards of c: n those not
+// revoked by stewards at a version in revokedAt, all of them with those.
+func (s *State) revocationWeight(p *proposal, c *Charter, revokedAt map[PublicKey]uint64) (n, all int) {
+	for k := range p.sigs {
+		if !c.isSteward(k) {
+			continue
+		}
+		all++
+		if _, rev := revokedAt[k]; !rev {
+			n++
+		}
+	}
+	return n, all
+}
+
 // deriveChain follows the chain from the genesis. Unlike linked, it does
 // not count on a link citing version N the signature of a steward that a
 // revocation by stewards citing a version up to N revoked: revoking a
@@ -1047,8 +1217,9 @@ func (s *State) recompute() bool {
 // it (history: a revocation never rolls back what came before the version
 // it names). The chain is derived whole from the pool on every recompute,
 // and what depends on it (members, epochs) after it, so it may move back
-// when such a revocation arrives. Revocations themselves, and linked,
-// count revoked signers as before, so they only grow.
+// when such a revocation arrives. Linked counts revoked signers, so it
+// only grows; revocations take weight away by the same rule
+// (deriveRevocations).
 func (s *State) deriveChain(genesis []*proposal, byPrev map[Hash][]*proposal) {
 	if len(genesis) == 0 {
 		return

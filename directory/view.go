@@ -187,6 +187,12 @@ func (s *State) Recipients() []Recipient {
 // two: that is shown as equivocation, and k gets no package rather than one
 // sealed to a key picked by record hash.
 func (s *State) readerKEM(k PublicKey) ([]byte, bool) {
+	if ev := s.evidence[evidenceSlotName(k)]; ev != nil && strings.HasPrefix(ev.slot, "kem/") {
+		// Held evidence proves it too: one of the two grants may have
+		// left the pool since (its voucher revoked) or never reached
+		// this node.
+		return nil, false
+	}
 	var kemKey []byte
 	for _, g := range s.grantsByKey[k] {
 		switch {
@@ -208,6 +214,11 @@ type Proposal struct {
 	Approvers []PublicKey // distinct signers so far
 	Threshold int         // approvals the cited charter asks for; 0 if not yet known
 	Effective bool
+	// Uncounted lists, for a revocation that reached its threshold but
+	// does not take effect, the approvers whose signatures stopped counting
+	// because a revocation citing an earlier charter version revoked them:
+	// stewards must approve it again, citing the current version.
+	Uncounted []PublicKey
 }
 
 // Proposals returns every proposal in the pool, pending ones first.
@@ -248,7 +259,8 @@ func (s *State) describe(p *proposal) Proposal {
 		d.Effective = s.members[b.Org] == p
 	case *Revocation:
 		cited = b.Charter
-		d.Effective = s.validRevocations[p.id]
+		d.Effective = s.stewardRevocations[p.id] || s.selfRevocations[p.id]
+		d.Uncounted = slices.Clone(s.voided[p.id])
 	case *Epoch:
 		cited = b.Charter
 		d.Effective = slices.Contains(s.epochs, p)
@@ -257,6 +269,21 @@ func (s *State) describe(p *proposal) Proposal {
 		d.Threshold = int(c.Threshold)
 	}
 	return d
+}
+
+// VoidedRevocations returns the IDs of the revocations by stewards that
+// reached their threshold but do not take effect, because a revocation
+// citing an earlier charter version revoked some of their signers
+// (Proposal.Uncounted names them), sorted.
+func (s *State) VoidedRevocations() []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Hash, 0, len(s.voided))
+	for id := range s.voided {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	return out
 }
 
 // Proposal returns the proposal with the given ID.

@@ -38,6 +38,12 @@ const (
 	// Pulled slots (Type is TypeManifest), or a fetch that brought Pulled
 	// records (Hash zero). Err is set if it failed.
 	EventDHT EventKind = "dht"
+	// EventRevocationVoided: the revocation by stewards whose proposal ID
+	// is Hash reached its threshold but does not take effect, because a
+	// revocation citing an earlier charter version revoked some of its
+	// signers (directory.Proposal.Uncounted); the key it named is not
+	// revoked. Stewards must approve it again, citing the current version.
+	EventRevocationVoided EventKind = "revocation-voided"
 	// EventLagged: this subscriber was too slow and Missed events were
 	// dropped for it. Whatever it derives from events should be
 	// recomputed from State.

@@ -18,14 +18,14 @@ import (
 func (n *Node) reportEquivocation(recs []*directory.Record) {
 	var pairs [][2]*directory.Record
 	for i, a := range recs {
-		if a.Type != directory.TypeEntry {
+		if a.Type != directory.TypeEntry && a.Type != directory.TypeReader {
 			continue
 		}
 		if c, ok := n.state.Conflicting(a); ok {
 			pairs = append(pairs, [2]*directory.Record{a, c})
 		}
 		for _, b := range recs[i+1:] {
-			if b.Type == directory.TypeEntry {
+			if b.Type == a.Type {
 				pairs = append(pairs, [2]*directory.Record{a, b})
 			}
 		}
@@ -35,12 +35,12 @@ func (n *Node) reportEquivocation(recs []*directory.Record) {
 	}
 	n.wg.Go(func() {
 		for _, p := range pairs {
-			if n.state.HasEvidenceAgainst(p[0].Sigs[0].Key) {
+			if k, _ := directory.Equivocator(p[0]); n.state.HasEvidenceAgainst(k) {
 				continue // one piece per equivocating key is all the network keeps
 			}
 			ev, err := directory.NewEvidence(p[0], p[1], n.id)
 			if err != nil {
-				continue // not a conflict (an older seq it superseded)
+				continue // not a conflict (an older seq it superseded, grants naming one KEM key)
 			}
 			if _, err := n.Publish(n.ctx, ev); err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrStale) {
 				n.log.Warn("equivocation evidence not published", "err", err)

@@ -45,25 +45,13 @@ func TestEquivocationEvidenceSurvivesRestartAndRotation(t *testing.T) {
 			return e.Key == org.Public() && slices.Contains(e.Hashes, x.Hash()) && slices.Contains(e.Hashes, y.Hash())
 		})
 	}
-	holdsEvidence := func(n *Node) bool {
-		return slices.ContainsFunc(n.State().Records(), func(r *directory.Record) bool { return r.Type == directory.TypeEvidence })
-	}
 	waitFor(t, 15*time.Second, "both nodes to report and hold evidence", func() bool {
 		return reports(s) && reports(w) && holdsEvidence(s) && holdsEvidence(w)
 	})
 
-	// The stewards rotate; the late node is a recipient but offline.
-	rotateApproved(t, nw, s)
-	waitFor(t, 15*time.Second, "epoch 2 on both nodes", func() bool {
-		return s.Status().KeyEpoch == 2 && w.Status().KeyEpoch == 2 && s.sealEpoch() == 2
-	})
-
-	// Restart the steward's node.
-	keys := s.Keyring()
-	s.Close()
-	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: keys}
-	cfgS.Listen = loopback
-	s = startNode(t, cfgS)
+	// The stewards rotate (the late node is a recipient but offline), and
+	// the steward's node restarts.
+	s = rotateAndRestart(t, nw, s, w, cfgS)
 	if !reports(s) || !holdsEvidence(s) {
 		t.Fatalf("after a restart the steward's node reports %+v", s.State().Equivocations())
 	}
@@ -77,4 +65,24 @@ func TestEquivocationEvidenceSurvivesRestartAndRotation(t *testing.T) {
 		return l.Status().KeyEpoch == 2 && reports(l)
 	})
 	t.Logf("late node: %+v", l.State().Equivocations())
+}
+
+func holdsEvidence(n *Node) bool {
+	return slices.ContainsFunc(n.State().Records(), func(r *directory.Record) bool { return r.Type == directory.TypeEvidence })
+}
+
+// rotateAndRestart has the stewards rotate to epoch 2 through s, waits for
+// s and w to take the key, and restarts s (the steward's node of cfgS) with
+// the keys it held: what it reports after must come from its store.
+func rotateAndRestart(t *testing.T, nw *dirtest.Network, s, w *Node, cfgS Config) *Node {
+	t.Helper()
+	rotateApproved(t, nw, s)
+	waitFor(t, 15*time.Second, "epoch 2 on both nodes", func() bool {
+		return s.Status().KeyEpoch == 2 && w.Status().KeyEpoch == 2 && s.sealEpoch() == 2
+	})
+	keys := s.Keyring()
+	s.Close()
+	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: keys}
+	cfgS.Listen = loopback
+	return startNode(t, cfgS)
 }

@@ -379,7 +379,60 @@ func (n *Node) afterApply(r *directory.Record, a directory.Applied) {
 		}
 	}
 	n.mu.Unlock()
+	if revoked != nil {
+		n.noteVoided()
+	}
 	n.adoptKeys()
+}
+
+// noteVoided reports each revocation by stewards that newly lost its
+// threshold because a revocation citing an earlier charter version revoked
+// some of its signers (PROTOCOL.md §6 step 2): the key it named is not
+// revoked, and only stewards approving it again can change that, so they
+// must hear of it (a warning, an event the steward's page lists). A key
+// that came back can be served again: what it signed, refused as revoked
+// lately, may be pulled at once.
+func (n *Node) noteVoided() {
+	ids := n.state.VoidedRevocations()
+	n.mu.Lock()
+	var fresh []directory.Hash
+	now := make(map[directory.Hash]bool, len(ids))
+	for _, id := range ids {
+		now[id] = true
+		if !n.voided[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	n.voided = now
+	back := false
+	if len(fresh) > 0 {
+		// Only when a revocation was voided can a key come back, so the
+		// revoked keys are looked at then, not after every record.
+		for k := range n.revokedAt {
+			if !n.state.IsRevoked(k) {
+				delete(n.revokedAt, k)
+				back = true
+			}
+		}
+	}
+	n.mu.Unlock()
+	if back {
+		n.sync.forgetRejected()
+	}
+	for _, id := range fresh {
+		p, _ := n.state.Proposal(id)
+		var key string
+		if rv, ok := p.Body.(*directory.Revocation); ok {
+			key = directory.Fingerprint(rv.Key)
+		}
+		uncounted := make([]string, len(p.Uncounted))
+		for i, k := range p.Uncounted {
+			uncounted[i] = directory.Fingerprint(k)
+		}
+		n.log.Warn("a revocation lost its threshold: some of its approvers were revoked at an earlier charter version, so the key it names is not revoked; stewards must approve it again",
+			"proposal", id.String(), "key", key, "uncounted", uncounted)
+		n.events.publish(Event{Kind: EventRevocationVoided, Time: time.Now(), Hash: id, Type: directory.TypeRevocation})
+	}
 }
 
 // adoptKeys opens this node's package in every effective epoch it has not
@@ -896,6 +949,7 @@ func (n *Node) load(ctx context.Context) error {
 	for _, k := range n.state.Revoked() {
 		n.revokedAt[k] = now
 	}
+	n.noteVoided()
 	// The state is whole now: keys it does not back can go, and what was
 	// stored under them is stored again under a key that stays.
 	n.loaded.Store(true)

@@ -93,6 +93,7 @@ type Node struct {
 	orphans      map[directory.Hash]struct{}
 	inflight     int                               // accept and acceptBatch calls between Apply and persist
 	revokedAt    map[directory.PublicKey]time.Time // when this node learned of each revocation
+	voided       map[directory.Hash]bool           // revocations reported as having lost their threshold (noteVoided)
 	parked       parking                           // records refused for a reason that may pass
 	keysUnsaved  bool
 	lastDHTFetch time.Time
@@ -152,6 +153,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		unpersisted: map[directory.Hash]struct{}{},
 		orphans:     map[directory.Hash]struct{}{},
 		revokedAt:   map[directory.PublicKey]time.Time{},
+		voided:      map[directory.Hash]bool{},
 		scores:      map[peer.ID]float64{},
 		accepted:    map[Via]int{},
 		duplicates:  map[Via]int{},

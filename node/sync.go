@@ -405,6 +405,18 @@ func (s *syncer) noteRejectedFor(h directory.Hash, d time.Duration) {
 	s.rejected[h] = time.Now().Add(min(d, rejectedTTL))
 }
 
+// forgetRejected lets sessions pull again everything refused lately: a
+// key came back from revocation (a revocation lost its threshold), so what
+// it signed, refused as revoked, is taken now.
+func (s *syncer) forgetRejected() {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.rejected)
+}
+
 func (s *syncer) recentlyRejected(h directory.Hash) bool {
 	until, ok := s.rejected[h]
 	return ok && time.Now().Before(until)

@@ -621,6 +621,10 @@ func printProposal(p api.Proposal) {
 	if p.Effective {
 		state = "in effect"
 	}
+	if len(p.Uncounted) > 0 {
+		state = fmt.Sprintf("NOT in effect: the approvals of %s no longer count (revoked at an earlier charter version); %d of %d approvals count, more stewards must approve",
+			strings.Join(p.Uncounted, ", "), len(p.Approvals)-len(p.Uncounted), p.Threshold)
+	}
 	fmt.Printf("%s  %s  (%s)\n", p.ID, p.Summary, state)
 }
 

@@ -229,6 +229,11 @@ type Proposal struct {
 	Threshold int      `json:"threshold"`
 	Effective bool     `json:"effective"`
 	Mine      bool     `json:"approved_by_me"`
+	// Uncounted names (by fingerprint) the approvers of a revocation whose
+	// signatures stopped counting because a revocation citing an earlier
+	// charter version revoked them: the revocation does not take effect
+	// until enough other stewards approve it (PROTOCOL.md §6 step 2).
+	Uncounted []string `json:"uncounted,omitempty"`
 }
 
 // Peer is a connected peer.

@@ -668,6 +668,9 @@ func (d *Daemon) proposalView(p directory.Proposal) api.Proposal {
 		v.Approvals = append(v.Approvals, directory.Fingerprint(k))
 		v.Mine = v.Mine || k == d.me().Public()
 	}
+	for _, k := range p.Uncounted {
+		v.Uncounted = append(v.Uncounted, directory.Fingerprint(k))
+	}
 	switch b := p.Body.(type) {
 	case *directory.Charter:
 		v.Kind = "charter"

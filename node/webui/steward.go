@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/ceiba-network/ceiba/node/api"
 )
@@ -24,6 +25,9 @@ type stewardData struct {
 type proposalView struct {
 	api.Proposal
 	Kind string // translated
+	// Uncounted warns, translated, that a revocation lost its threshold
+	// (api.Proposal.Uncounted); empty otherwise.
+	Uncounted string
 }
 
 func (u *ui) stewardPage(w http.ResponseWriter, r *http.Request, ss *session) (*page, *stewardData, bool) {
@@ -44,6 +48,9 @@ func (u *ui) stewardPage(w http.ResponseWriter, r *http.Request, ss *session) (*
 	}
 	for _, pr := range ps {
 		v := proposalView{Proposal: pr, Kind: p.T("proposal." + proposalKind(pr.Kind))}
+		if len(pr.Uncounted) > 0 {
+			v.Uncounted = p.T("steward.uncounted", strings.Join(pr.Uncounted, ", "))
+		}
 		if pr.Effective {
 			if len(d.Settled) < recentShown {
 				d.Settled = append(d.Settled, v)

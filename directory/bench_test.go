@@ -31,7 +31,7 @@ func BenchmarkSealSign(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		directory.Seal(r, 1, nw.Key)
+		directory.Seal(r, nw.Key)
 	}
 	reportRate(b, "records/s")
 }
@@ -39,7 +39,7 @@ func BenchmarkSealSign(b *testing.B) {
 func BenchmarkOpenVerify(b *testing.B) {
 	nw := dirtest.New(b, 3, 2)
 	org := dirtest.MustIdentity(b)
-	sealed := directory.Seal(nw.Entry(b, org, "asesoria", 1), 1, nw.Key)
+	sealed := directory.Seal(nw.Entry(b, org, "asesoria", 1), nw.Key)
 	keys := directory.Keyring{1: nw.Key}
 	for b.Loop() {
 		if _, err := directory.Open(sealed, nw.ID, keys); err != nil {
@@ -219,7 +219,7 @@ func (fx *benchFixture) updates(b *testing.B, count int) []*directory.Record {
 func (fx *benchFixture) sealedUpdates(b *testing.B, count int) [][]byte {
 	out := make([][]byte, count)
 	for i, r := range fx.updates(b, count) {
-		out[i] = directory.Seal(r, 1, fx.nw.Key)
+		out[i] = directory.Seal(r, fx.nw.Key)
 	}
 	return out
 }

@@ -40,7 +40,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 	var last *directory.Record
 	for seq := uint64(2); seq <= versions+1; seq++ {
 		last = entryRec(t, nw, org, "churn", seq)
-		if err := topic.publishRecord(t.Context(), last, directory.Seal(last, 1, nw.Key)); err != nil {
+		if err := topic.publishRecord(t.Context(), last, directory.Seal(last, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 		// Paced as a churning publisher is: each version is validated
@@ -51,7 +51,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 	// newest version, held by one node, reaches the others by sync where
 	// gossip holds it back.
 	time.Sleep(time.Second)
-	if err := s.Import(t.Context(), directory.Seal(last, 1, nw.Key)); err != nil && !errors.Is(err, directory.ErrDuplicate) {
+	if err := s.Import(t.Context(), directory.Seal(last, nw.Key)); err != nil && !errors.Is(err, directory.ErrDuplicate) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the newest version on every node", func() bool {

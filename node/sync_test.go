@@ -94,8 +94,8 @@ func TestSyncPenalizesBadRecords(t *testing.T) {
 		listed directory.Hash
 		serve  func(directory.Hash) []byte
 	}{
-		"wrong key":          {good.Hash(), func(directory.Hash) []byte { return directory.Seal(good, 1, directory.NewReadKey()) }},
-		"not what was asked": {sha256.Sum256([]byte("x")), func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
+		"wrong key":          {good.Hash(), func(directory.Hash) []byte { return directory.Seal(good, directory.NewReadKey()) }},
+		"not what was asked": {sha256.Sum256([]byte("x")), func(directory.Hash) []byte { return directory.Seal(good, nw.Key) }},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))

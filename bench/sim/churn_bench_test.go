@@ -167,7 +167,7 @@ func (nw *Network) churn(ctx context.Context, origin int, id string) (stop func(
 		if err != nil {
 			panic(err)
 		}
-		return directory.Seal(r, 1, nw.Fix.Key)
+		return directory.Seal(r, nw.Fix.Key)
 	}
 	size = len(seal(1))
 	sent = new(int64)

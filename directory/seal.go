@@ -200,6 +200,8 @@ const (
 	sealLabel  = "ceiba read key v1: seal"
 	blindLabel = "ceiba read key v1: dht slot"
 	tagLabel   = "ceiba/v2/key-tag"
+	// rendezvousLabel keys the DHT rendezvous (RendezvousKey).
+	rendezvousLabel = "ceiba/v2/rendezvous"
 )
 
 // subkey derives the subkey of the read key for one use, with HKDF-SHA256.
@@ -308,12 +310,14 @@ func BlindSlot(key ReadKey, slot SlotID) string {
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
 }
 
-// RendezvousKey is the value nodes of one network advertise as providers
-// of, so they find each other in a shared DHT. It changes daily and is
-// derived from the network ID, which only holders of the charter know.
-func RendezvousKey(net NetworkID, day time.Time) []byte {
-	m := hmac.New(sha256.New, net[:])
-	m.Write([]byte("ceiba rendezvous v1\x00"))
+// RendezvousKey is the value nodes holding one read key advertise as
+// providers of, so they find each other in a shared DHT. It changes daily
+// and with every key: only holders of the key can compute it, so a device
+// that lost the key at a revocation cannot find the nodes that rotated.
+func RendezvousKey(key ReadKey, day time.Time) []byte {
+	rk := subkey(key, rendezvousLabel)
+	m := hmac.New(sha256.New, rk[:])
+	m.Write([]byte("ceiba rendezvous v2\x00"))
 	m.Write([]byte(day.UTC().Format(time.DateOnly)))
 	return m.Sum(nil)
 }

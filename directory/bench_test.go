@@ -31,7 +31,7 @@ func BenchmarkSealSign(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		directory.Seal(r, 1, nw.Key)
+		directory.Seal(r, nw.Key)
 	}
 	reportRate(b, "records/s")
 }
@@ -39,7 +39,7 @@ func BenchmarkSealSign(b *testing.B) {
 func BenchmarkOpenVerify(b *testing.B) {
 	nw := dirtest.New(b, 3, 2)
 	org := dirtest.MustIdentity(b)
-	sealed := directory.Seal(nw.Entry(b, org, "asesoria", 1), 1, nw.Key)
+	sealed := directory.Seal(nw.Entry(b, org, "asesoria", 1), nw.Key)
 	keys := directory.Keyring{1: nw.Key}
 	for b.Loop() {
 		if _, err := directory.Open(sealed, nw.ID, keys); err != nil {
@@ -47,6 +47,37 @@ func BenchmarkOpenVerify(b *testing.B) {
 		}
 	}
 	reportRate(b, "records/s")
+}
+
+// BenchmarkKeyTagLookup is what finding a record's key by its header tag
+// costs a node that holds keys epochs keys, in the worst cases: the record
+// is sealed under the oldest key, or under a key the node does not hold
+// (an unknown tag, as a flooder sends). Open looks from the newest key
+// down; each key's tag is computed once and remembered.
+func BenchmarkKeyTagLookup(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	org := dirtest.MustIdentity(b)
+	rec := nw.Entry(b, org, "asesoria", 1)
+	for _, epochs := range []int{1, 64} {
+		kr := directory.Keyring{}
+		for e := 1; e <= epochs; e++ {
+			kr[uint64(e)] = directory.NewReadKey()
+		}
+		for _, tc := range []struct {
+			name string
+			key  directory.ReadKey
+			want bool
+		}{{"oldest", kr[1], true}, {"unknown", directory.NewReadKey(), false}} {
+			tag, _ := directory.SealedTag(directory.Seal(rec, tc.key))
+			b.Run(fmt.Sprintf("keys=%d/%s", epochs, tc.name), func(b *testing.B) {
+				for b.Loop() {
+					if _, _, ok := kr.ByTag(tag); ok != tc.want {
+						b.Fatalf("ByTag found = %v, want %v", ok, tc.want)
+					}
+				}
+			})
+		}
+	}
 }
 
 // BenchmarkApplyEntry applies one entry update, as a peer holds it after
@@ -219,7 +250,7 @@ func (fx *benchFixture) updates(b *testing.B, count int) []*directory.Record {
 func (fx *benchFixture) sealedUpdates(b *testing.B, count int) [][]byte {
 	out := make([][]byte, count)
 	for i, r := range fx.updates(b, count) {
-		out[i] = directory.Seal(r, 1, fx.nw.Key)
+		out[i] = directory.Seal(r, fx.nw.Key)
 	}
 	return out
 }

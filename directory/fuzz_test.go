@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hkdf"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -86,7 +85,7 @@ func FuzzOpen(f *testing.F) {
 	f.Add([]byte{}, false)
 	f.Fuzz(func(t *testing.T, data []byte, plain bool) {
 		if plain {
-			data = sealUnder(fuzzNet, 1, fuzzKey, data)
+			data = sealUnder(fuzzKey, data)
 		}
 		r, err := directory.Open(data, fuzzNet, keys)
 		if err != nil {
@@ -99,7 +98,7 @@ func FuzzOpen(f *testing.F) {
 		if err := r.Verify(); err != nil {
 			t.Fatalf("opened record fails Verify: %v", err)
 		}
-		again, err := directory.Open(directory.Seal(r, 1, fuzzKey), fuzzNet, keys)
+		again, err := directory.Open(directory.Seal(r, fuzzKey), fuzzNet, keys)
 		if err != nil || !bytes.Equal(again.Encode(), r.Encode()) {
 			t.Fatalf("resealing an opened record: %v", err)
 		}
@@ -108,10 +107,9 @@ func FuzzOpen(f *testing.F) {
 
 // sealUnder seals plaintext as it is, padding and all, under a well-formed
 // header with an all-zero nonce.
-func sealUnder(net directory.NetworkID, epoch uint64, key directory.ReadKey, plain []byte) []byte {
-	tag := directory.NetworkTag(net)
+func sealUnder(key directory.ReadKey, plain []byte) []byte {
+	tag := key.Tag()
 	header := append([]byte{2}, tag[:]...)
-	header = binary.BigEndian.AppendUint64(header, epoch)
 	header = append(header, make([]byte, chacha20poly1305.NonceSizeX)...)
 	sk, _ := hkdf.Key(sha256.New, key[:], nil, "ceiba read key v1: seal", 32)
 	aead, _ := chacha20poly1305.NewX(sk)
@@ -202,7 +200,7 @@ func TestFuzzSeedsStayValid(t *testing.T) {
 			case "FuzzOpen":
 				data := args[0]
 				if args[1][0] == 't' {
-					data = sealUnder(fuzzNet, 1, fuzzKey, data)
+					data = sealUnder(fuzzKey, data)
 				}
 				_, err = directory.Open(data, fuzzNet, directory.Keyring{1: fuzzKey})
 			}

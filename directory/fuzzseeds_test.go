@@ -1,6 +1,7 @@
 package directory_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,8 +92,13 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		write("FuzzDecodeBody", name, fmt.Sprintf("byte(%q)", rune(r.Type)), fmt.Sprintf("[]byte(%q)", r.Body))
 	}
 	for _, name := range []string{"entry", "membership", "approval", "tombstone"} {
-		write("FuzzOpen", name, fmt.Sprintf("[]byte(%q)", directory.Seal(records[name], 1, fuzzKey)), "bool(false)")
+		write("FuzzOpen", name, fmt.Sprintf("[]byte(%q)", directory.Seal(records[name], fuzzKey)), "bool(false)")
 	}
+	// Refused seeds: a record of another network under this network's
+	// key, and a header whose key tag names no key the fuzzer holds.
+	write("FuzzOpen", "genesis-of-another-network", fmt.Sprintf("[]byte(%q)", directory.Seal(records["genesis"], fuzzKey)), "bool(false)")
+	unknown := directory.ReadKey(sha256.Sum256([]byte("ceiba fuzz: a key nobody holds")))
+	write("FuzzOpen", "unknown-key-tag", fmt.Sprintf("[]byte(%q)", directory.Seal(records["entry"], unknown)), "bool(false)")
 	write("FuzzOpen", "plain-entry", fmt.Sprintf("[]byte(%q)", pad(records["entry"].Encode())), "bool(true)")
 }
 

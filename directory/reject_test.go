@@ -748,7 +748,7 @@ func TestEquivocationAtAnOlderSeq(t *testing.T) {
 func TestOpenedRecordChangedAfterwardsIsVerifiedAgain(t *testing.T) {
 	f := newRejectFixture(t)
 	s := f.state(t)
-	r, err := directory.Open(directory.Seal(f.entry(t, f.org, 3, nil), 1, f.nw.Key), f.nw.ID, directory.Keyring{1: f.nw.Key})
+	r, err := directory.Open(directory.Seal(f.entry(t, f.org, 3, nil), f.nw.Key), f.nw.ID, directory.Keyring{1: f.nw.Key})
 	if err != nil {
 		t.Fatal(err)
 	}

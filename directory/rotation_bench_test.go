@@ -41,9 +41,9 @@ func BenchmarkNewEpoch(b *testing.B) {
 			}
 			b.StopTimer()
 			cpu := (processCPU() - cpu0) / time.Duration(b.N)
-			wire := len(directory.Seal(nw.Sign(b, e, nw.Stewards[0]), 1, nw.Key))
+			wire := len(directory.Seal(nw.Sign(b, e, nw.Stewards[0]), nw.Key))
 			for _, p := range pages {
-				wire += len(directory.Seal(nw.Sign(b, p, nw.Stewards[0]), 1, nw.Key))
+				wire += len(directory.Seal(nw.Sign(b, p, nw.Stewards[0]), nw.Key))
 			}
 			per := b.Elapsed() / time.Duration(b.N)
 			b.ReportMetric(float64(per)/float64(time.Millisecond), "seal-ms")

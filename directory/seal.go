@@ -8,8 +8,11 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -51,9 +54,12 @@ func slicesKeys(kr Keyring) []uint64 {
 const (
 	// Version 2 seals under a subkey of the read key (sealSubkey), not
 	// the read key itself.
-	sealVersion   = 2
-	networkTagLen = 8
-	headerLen     = 1 + networkTagLen + 8 + chacha20poly1305.NonceSizeX
+	sealVersion = 2
+	// KeyTagLen is the length of the key tag: 128 bits, so two keys
+	// (of one network or of any two) never share a tag by accident, and
+	// a peer without a key cannot make up a tag that names one.
+	KeyTagLen = 16
+	headerLen = 1 + KeyTagLen + chacha20poly1305.NonceSizeX
 	// MaxSealedBytes bounds what Open will look at.
 	MaxSealedBytes = headerLen + (MaxRecordBytes/largeBucket+1)*largeBucket + chacha20poly1305.Overhead
 )
@@ -96,19 +102,78 @@ func isBucket(n int) bool {
 	return n%largeBucket == 0
 }
 
-// NetworkTag is the public, short label sealed records carry so a node can
-// drop another network's traffic without trying to decrypt it.
-func NetworkTag(net NetworkID) [networkTagLen]byte {
-	h := sha256.Sum256(append([]byte("ceiba network tag v1\x00"), net[:]...))
-	var t [networkTagLen]byte
-	copy(t[:], h[:])
+// KeyTag names the read key a record is sealed under: the first
+// KeyTagLen bytes of the key's tag subkey (PROTOCOL.md §5). It is all the
+// header says besides the seal version, and it changes with every key:
+// a watcher sees neither which network a record belongs to across
+// rotations nor how many rotations there were, and a device that lost
+// the key at a revocation cannot recognize records sealed after it.
+type KeyTag [KeyTagLen]byte
+
+// String is the tag in hex, for logs.
+func (t KeyTag) String() string { return hex.EncodeToString(t[:]) }
+
+// Tag is the key's tag. Tags are remembered: a node computes the tag of
+// each of its keys for every record it opens.
+func (k ReadKey) Tag() KeyTag {
+	if t, ok := keyTags.Load(k); ok {
+		return t.(KeyTag)
+	}
+	sk := subkey(k, tagLabel)
+	t := KeyTag(sk[:KeyTagLen])
+	if keyTagCount.Add(1) > maxKeyTags {
+		// Keys are few (one per epoch per network), except in a
+		// process that makes up keys; start over rather than grow.
+		keyTags.Clear()
+		keyTagCount.Store(1)
+	}
+	keyTags.Store(k, t)
 	return t
 }
 
-// Seal encrypts a signed record under the read key of epoch, with the
-// header as additional data so it cannot be moved to another network or
-// epoch.
-func Seal(r *Record, epoch uint64, key ReadKey) []byte {
+var (
+	keyTags     sync.Map // ReadKey → KeyTag
+	keyTagCount atomic.Int64
+)
+
+const maxKeyTags = 4096
+
+// ByTag finds the key whose tag is t, and its epoch. It looks from the
+// newest epoch down: nearly all traffic is sealed under the current key.
+func (kr Keyring) ByTag(t KeyTag) (uint64, ReadKey, bool) {
+	epochs := slicesKeys(kr)
+	slices.Sort(epochs)
+	for i := len(epochs) - 1; i >= 0; i-- {
+		if k := kr[epochs[i]]; k.Tag() == t {
+			return epochs[i], k, true
+		}
+	}
+	return 0, ReadKey{}, false
+}
+
+// SealedTag reads the key tag from a sealed record's header.
+func SealedTag(sealed []byte) (KeyTag, bool) {
+	if len(sealed) < headerLen || sealed[0] != sealVersion {
+		return KeyTag{}, false
+	}
+	return KeyTag(sealed[1 : 1+KeyTagLen]), true
+}
+
+// SealedEpoch says which epoch of keys a sealed record is sealed under,
+// without opening it. The header carries no epoch number: only a holder
+// of the key can tell.
+func SealedEpoch(sealed []byte, keys Keyring) (uint64, bool) {
+	t, ok := SealedTag(sealed)
+	if !ok {
+		return 0, false
+	}
+	e, _, ok := keys.ByTag(t)
+	return e, ok
+}
+
+// Seal encrypts a signed record under a read key, with the header as
+// additional data so it cannot be moved to another key.
+func Seal(r *Record, key ReadKey) []byte {
 	plain := r.Encode()
 	padded := make([]byte, len(plain)+1, PaddedSize(len(plain)))
 	copy(padded, plain)
@@ -117,16 +182,15 @@ func Seal(r *Record, epoch uint64, key ReadKey) []byte {
 
 	out := make([]byte, headerLen, headerLen+len(padded)+chacha20poly1305.Overhead)
 	out[0] = sealVersion
-	tag := NetworkTag(r.Network)
+	tag := key.Tag()
 	copy(out[1:], tag[:])
-	binary.BigEndian.PutUint64(out[1+networkTagLen:], epoch)
-	rand.Read(out[1+networkTagLen+8 : headerLen])
+	rand.Read(out[1+KeyTagLen : headerLen])
 	sk := subkey(key, sealLabel)
 	aead, err := chacha20poly1305.NewX(sk[:])
 	if err != nil {
 		panic(err) // the key has the right size by type
 	}
-	return aead.Seal(out, out[1+networkTagLen+8:headerLen], padded, out[:headerLen])
+	return aead.Seal(out, out[1+KeyTagLen:headerLen], padded, out[:headerLen])
 }
 
 // The read key is never used directly: each use gets its own subkey, so
@@ -135,6 +199,9 @@ func Seal(r *Record, epoch uint64, key ReadKey) []byte {
 const (
 	sealLabel  = "ceiba read key v1: seal"
 	blindLabel = "ceiba read key v1: dht slot"
+	tagLabel   = "ceiba/v2/key-tag"
+	// rendezvousLabel keys the DHT rendezvous (RendezvousKey).
+	rendezvousLabel = "ceiba/v2/rendezvous"
 )
 
 // subkey derives the subkey of the read key for one use, with HKDF-SHA256.
@@ -144,15 +211,6 @@ func subkey(key ReadKey, label string) [32]byte {
 		panic(err) // 32 bytes is far below HKDF-SHA256's limit
 	}
 	return [32]byte(b)
-}
-
-// SealedEpoch reads the epoch number from a sealed record's header without
-// opening it.
-func SealedEpoch(sealed []byte) (uint64, bool) {
-	if len(sealed) < headerLen || sealed[0] != sealVersion {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(sealed[1+networkTagLen:]), true
 }
 
 // Open decrypts a sealed record with the matching key from keys, decodes
@@ -181,20 +239,19 @@ func OpenUnverified(sealed []byte, net NetworkID, keys Keyring) (*Unverified, er
 	if sealed[0] != sealVersion {
 		return nil, &RejectError{Reason: ErrUnknownVersion, Detail: fmt.Sprintf("seal version %d", sealed[0])}
 	}
-	if tag := NetworkTag(net); !hmac.Equal(sealed[1:1+networkTagLen], tag[:]) {
-		return nil, &RejectError{Reason: ErrWrongNetwork, Detail: "network tag does not match"}
-	}
 	if n := len(sealed) - headerLen - chacha20poly1305.Overhead; !isBucket(n) {
 		return nil, &RejectError{Reason: ErrMalformed, Detail: fmt.Sprintf("padded to %d bytes, not a size bucket", n)}
 	}
-	epoch := binary.BigEndian.Uint64(sealed[1+networkTagLen:])
-	key, ok := keys[epoch]
+	tag := KeyTag(sealed[1 : 1+KeyTagLen])
+	epoch, key, ok := keys.ByTag(tag)
 	if !ok {
-		return nil, &RejectError{Reason: ErrNoKey, Detail: fmt.Sprintf("epoch %d", epoch)}
+		// Sealed under a key this node does not hold: a newer epoch's,
+		// or another network's (which the tag does not tell apart).
+		return nil, &RejectError{Reason: ErrNoKey, Detail: "key tag " + tag.String()}
 	}
 	sk := subkey(key, sealLabel)
 	aead, _ := chacha20poly1305.NewX(sk[:])
-	padded, err := aead.Open(nil, sealed[1+networkTagLen+8:headerLen], sealed[headerLen:], sealed[:headerLen])
+	padded, err := aead.Open(nil, sealed[1+KeyTagLen:headerLen], sealed[headerLen:], sealed[:headerLen])
 	if err != nil {
 		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
 	}
@@ -265,12 +322,14 @@ func BlindSlot(key ReadKey, slot SlotID) string {
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
 }
 
-// RendezvousKey is the value nodes of one network advertise as providers
-// of, so they find each other in a shared DHT. It changes daily and is
-// derived from the network ID, which only holders of the charter know.
-func RendezvousKey(net NetworkID, day time.Time) []byte {
-	m := hmac.New(sha256.New, net[:])
-	m.Write([]byte("ceiba rendezvous v1\x00"))
+// RendezvousKey is the value nodes holding one read key advertise as
+// providers of, so they find each other in a shared DHT. It changes daily
+// and with every key: only holders of the key can compute it, so a device
+// that lost the key at a revocation cannot find the nodes that rotated.
+func RendezvousKey(key ReadKey, day time.Time) []byte {
+	rk := subkey(key, rendezvousLabel)
+	m := hmac.New(sha256.New, rk[:])
+	m.Write([]byte("ceiba rendezvous v2\x00"))
 	m.Write([]byte(day.UTC().Format(time.DateOnly)))
 	return m.Sum(nil)
 }

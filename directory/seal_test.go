@@ -19,9 +19,12 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	org := dirtest.MustIdentity(t)
 	keys := directory.Keyring{1: directory.NewReadKey(), 7: nw.Key}
 	for _, r := range []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1)} {
-		sealed := directory.Seal(r, 7, nw.Key)
-		if n, ok := directory.SealedEpoch(sealed); !ok || n != 7 {
+		sealed := directory.Seal(r, nw.Key)
+		if n, ok := directory.SealedEpoch(sealed, keys); !ok || n != 7 {
 			t.Fatalf("SealedEpoch = %d, %v; want 7", n, ok)
+		}
+		if _, ok := directory.SealedEpoch(sealed, directory.Keyring{7: directory.NewReadKey()}); ok {
+			t.Fatal("SealedEpoch named an epoch whose key the record is not sealed under")
 		}
 		// Ciphertext sizes come in steps of the padding block, so a
 		// watcher cannot tell records of similar size apart.
@@ -35,7 +38,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if !bytes.Equal(got.Encode(), r.Encode()) || got.Network != nw.ID {
 			t.Fatalf("%s: opened record differs from the sealed one", r.Type)
 		}
-		if bytes.Equal(directory.Seal(r, 7, nw.Key), sealed) {
+		if bytes.Equal(directory.Seal(r, nw.Key), sealed) {
 			t.Fatal("sealing twice gave the same bytes: the nonce is not fresh")
 		}
 	}
@@ -50,7 +53,7 @@ func TestOpenUnverifiedChecksSignaturesOnlyInVerify(t *testing.T) {
 	r := nw.Entry(t, org, "asesoria", 4)
 	r.Sigs[0].Sig = slices.Clone(r.Sigs[0].Sig)
 	r.Sigs[0].Sig[5] ^= 1
-	sealed := directory.Seal(r, 1, nw.Key)
+	sealed := directory.Seal(r, nw.Key)
 	keys := directory.Keyring{1: nw.Key}
 	u, err := directory.OpenUnverified(sealed, nw.ID, keys)
 	if err != nil {
@@ -68,7 +71,7 @@ func TestOpenUnverifiedChecksSignaturesOnlyInVerify(t *testing.T) {
 		t.Fatalf("Open of a forged signature: %v, want ErrBadSignature", err)
 	}
 	good := nw.Entry(t, org, "asesoria", 5)
-	u, err = directory.OpenUnverified(directory.Seal(good, 1, nw.Key), nw.ID, keys)
+	u, err = directory.OpenUnverified(directory.Seal(good, nw.Key), nw.ID, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +81,58 @@ func TestOpenUnverifiedChecksSignaturesOnlyInVerify(t *testing.T) {
 	}
 	if epoch, ok := got.OpenedUnder(); !ok || epoch != 1 {
 		t.Fatalf("the verified record forgot the epoch that opened it: %d, %v", epoch, ok)
+	}
+}
+
+// The header says nothing that outlives a read key: records sealed under
+// successive epochs' keys share no header byte but the seal version, and
+// records sealed under one key share its tag and nothing else. Before, the
+// header carried the network tag (constant for the network's life) and the
+// epoch number in clear (which showed each rotation, i.e. each revocation).
+func TestSealHeaderChangesWithEachKey(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	rec := nw.Entry(t, org, "asesoria", 1)
+	const epochs = 8
+	kr := directory.Keyring{}
+	headers := make([][]byte, 0, epochs)
+	for e := uint64(1); e <= epochs; e++ {
+		kr[e] = directory.NewReadKey()
+		sealed := directory.Seal(rec, kr[e])
+		headers = append(headers, sealed[:directory.SealHeaderLen])
+		if got, ok := directory.SealedEpoch(sealed, kr); !ok || got != e {
+			t.Fatalf("epoch %d: SealedEpoch = %d, %v", e, got, ok)
+		}
+		// A second record under the same key carries the same tag (that
+		// is how a holder finds the key) and a fresh nonce.
+		again := directory.Seal(nw.Admit(t, org, "Colectivo"), kr[e])
+		if !bytes.Equal(again[1:1+directory.KeyTagLen], sealed[1:1+directory.KeyTagLen]) {
+			t.Fatalf("epoch %d: two records under one key carry different tags", e)
+		}
+		if bytes.Equal(again[1+directory.KeyTagLen:directory.SealHeaderLen], sealed[1+directory.KeyTagLen:directory.SealHeaderLen]) {
+			t.Fatalf("epoch %d: two records under one key share a nonce", e)
+		}
+	}
+	for i := range directory.SealHeaderLen {
+		same := true
+		for _, h := range headers[1:] {
+			same = same && h[i] == headers[0][i]
+		}
+		if i == 0 && !same {
+			t.Fatal("the seal version differs between epochs")
+		}
+		if i > 0 && same {
+			t.Fatalf("header byte %d is %#x under all %d epochs' keys: it links them", i, headers[0][i], epochs)
+		}
+	}
+	// Nothing derived from the network alone, nor the epoch number, is in
+	// the header.
+	for e, h := range headers {
+		var num [8]byte
+		binary.BigEndian.PutUint64(num[:], uint64(e+1))
+		if bytes.Contains(h, num[:]) || bytes.Contains(h, nw.ID[:4]) {
+			t.Fatalf("epoch %d: the header carries the epoch number or the network ID: %x", e+1, h)
+		}
 	}
 }
 
@@ -114,9 +169,9 @@ func TestOpenRejects(t *testing.T) {
 	org := dirtest.MustIdentity(t)
 	rec := nw.Entry(t, org, "asesoria", 1)
 	keys := directory.Keyring{1: nw.Key}
-	sealed := directory.Seal(rec, 1, nw.Key)
+	sealed := directory.Seal(rec, nw.Key)
 	header := sealed[:directory.SealHeaderLen]
-	epochAt := 1 + 8
+	otherKey := directory.NewReadKey()
 
 	mutate := func(f func(b []byte) []byte) []byte { return f(slices.Clone(sealed)) }
 	cases := []struct {
@@ -126,14 +181,15 @@ func TestOpenRejects(t *testing.T) {
 		keys directory.Keyring
 		want error
 	}{
-		{name: "wrong read key", data: sealed, keys: directory.Keyring{1: directory.NewReadKey()}, want: directory.ErrDecrypt},
-		{name: "no key for the epoch", data: directory.Seal(rec, 2, nw.Key), want: directory.ErrNoKey},
-		{name: "epoch in the header changed", data: mutate(func(b []byte) []byte {
-			binary.BigEndian.PutUint64(b[epochAt:], 2)
+		{name: "no key for the tag", data: directory.Seal(rec, otherKey), want: directory.ErrNoKey},
+		{name: "key tag changed to another held key's", data: mutate(func(b []byte) []byte {
+			tag := otherKey.Tag()
+			copy(b[1:], tag[:])
 			return b
-		}), keys: directory.Keyring{1: nw.Key, 2: nw.Key}, want: directory.ErrDecrypt},
+		}), keys: directory.Keyring{1: nw.Key, 2: otherKey}, want: directory.ErrDecrypt},
 		{name: "opened as another network", data: sealed, net: other.ID, want: directory.ErrWrongNetwork},
-		{name: "network tag changed", data: mutate(func(b []byte) []byte { b[1] ^= 1; return b }), want: directory.ErrWrongNetwork},
+		{name: "key tag changed", data: mutate(func(b []byte) []byte { b[1] ^= 1; return b }), want: directory.ErrNoKey},
+		{name: "last byte of the key tag changed", data: mutate(func(b []byte) []byte { b[directory.KeyTagLen] ^= 1; return b }), want: directory.ErrNoKey},
 		{name: "nonce changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen-1] ^= 1; return b }), want: directory.ErrDecrypt},
 		{name: "ciphertext changed", data: mutate(func(b []byte) []byte { b[directory.SealHeaderLen+3] ^= 1; return b }), want: directory.ErrDecrypt},
 		{name: "tag of the AEAD changed", data: mutate(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), want: directory.ErrDecrypt},
@@ -144,7 +200,7 @@ func TestOpenRejects(t *testing.T) {
 		{name: "truncated ciphertext (not a size bucket)", data: sealed[:len(sealed)-1], want: directory.ErrMalformed},
 		{name: "padded to a size between buckets", data: sealRaw(t, header, nw.Key, append(pad(rec.Encode()), make([]byte, 256)...)), want: directory.ErrMalformed},
 		{name: "cut to a smaller size bucket", data: func() []byte {
-			big := directory.Seal(nw.Genesis, 1, nw.Key) // 8 KiB bucket
+			big := directory.Seal(nw.Genesis, nw.Key) // 8 KiB bucket
 			return big[:directory.SealHeaderLen+4096+16]
 		}(), want: directory.ErrDecrypt},
 		{name: "too large", data: make([]byte, directory.MaxSealedBytes+1), want: directory.ErrTooLarge},
@@ -281,7 +337,7 @@ func TestSealedSizesRevealOnlyABucket(t *testing.T) {
 	}
 	want := -1
 	for name, r := range small {
-		n := len(directory.Seal(r, 1, nw.Key))
+		n := len(directory.Seal(r, nw.Key))
 		if want == -1 {
 			want = n
 		}
@@ -290,7 +346,7 @@ func TestSealedSizesRevealOnlyABucket(t *testing.T) {
 		}
 	}
 	for _, r := range []*directory.Record{admit, nw.Vouch(t, org, reader), nw.Genesis} {
-		sealed := directory.Seal(r, 1, nw.Key)
+		sealed := directory.Seal(r, nw.Key)
 		if _, err := directory.Open(sealed, nw.ID, directory.Keyring{1: nw.Key}); err != nil {
 			t.Fatalf("a %v record does not open after sealing: %v", r.Type, err)
 		}

@@ -32,7 +32,7 @@ func TestReadKeySubkeysAreSeparate(t *testing.T) {
 	nw := dirtest.New(t, 1, 1)
 	org := dirtest.MustIdentity(t)
 	rec := nw.Entry(t, org, "asesoria", 1)
-	sealed := directory.Seal(rec, 1, nw.Key)
+	sealed := directory.Seal(rec, nw.Key)
 	header, ct := sealed[:directory.SealHeaderLen], sealed[directory.SealHeaderLen:]
 	nonce := header[len(header)-chacha20poly1305.NonceSizeX:]
 

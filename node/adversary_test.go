@@ -114,7 +114,7 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 				batch = append(batch, junk)
 			}
 			if i%10 == 0 {
-				batch = append(batch, directory.Seal(entryRec(t, nw, stranger, "falsa", uint64(i+1)), 1, madeUp))
+				batch = append(batch, directory.Seal(entryRec(t, nw, stranger, "falsa", uint64(i+1)), madeUp))
 			}
 			// Oversized messages only after the first second: a node
 			// resets the stream that brings one, so sent first they cut
@@ -161,7 +161,7 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	newer := entryRec(t, nw, org, "servicio-a", 2)
 	ref.publish(c, newer)
 	waitEvent(t, flooded, "the update everywhere", func() bool { return a.State().Has(newer.Hash()) && b.State().Has(newer.Hash()) })
-	topic.publishRecord(t.Context(), old, directory.Seal(old, 1, nw.Key))
+	topic.publishRecord(t.Context(), old, directory.Seal(old, nw.Key))
 	select {
 	case <-caught:
 	case <-time.After(hangLimit):
@@ -317,9 +317,10 @@ func TestDHTPoisoningUnderObservedKeys(t *testing.T) {
 			sameHeader := slices.Clone(v)
 			rand.Read(sameHeader[41:])
 			push(key, sameHeader)
-			laterEpoch := slices.Clone(sameHeader)
-			binary.BigEndian.PutUint64(laterEpoch[9:17], 2)
-			push(key, laterEpoch)
+			// A key tag no key has: what a later epoch's would look like.
+			unknownKey := slices.Clone(sameHeader)
+			rand.Read(unknownKey[1 : 1+directory.KeyTagLen])
+			push(key, unknownKey)
 		}
 	}
 	// The rollback: the sealed version 1 observed on the wire, under its
@@ -329,7 +330,7 @@ func TestDHTPoisoningUnderObservedKeys(t *testing.T) {
 			push(entryKey, v)
 		}
 	}
-	push(entryKey, directory.Seal(forged, 1, nw.Key))
+	push(entryKey, directory.Seal(forged, nw.Key))
 	if refused != attempts {
 		t.Fatalf("honest DHT nodes took %d of %d hostile values", attempts-refused, attempts)
 	}

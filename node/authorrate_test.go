@@ -40,7 +40,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 	var last *directory.Record
 	for seq := uint64(2); seq <= versions+1; seq++ {
 		last = entryRec(t, nw, org, "churn", seq)
-		if err := topic.publishRecord(t.Context(), last, directory.Seal(last, 1, nw.Key)); err != nil {
+		if err := topic.publishRecord(t.Context(), last, directory.Seal(last, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 		// Paced as a churning publisher is: each version is validated
@@ -51,7 +51,7 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 	// newest version, held by one node, reaches the others by sync where
 	// gossip holds it back.
 	time.Sleep(time.Second)
-	if err := s.Import(t.Context(), directory.Seal(last, 1, nw.Key)); err != nil && !errors.Is(err, directory.ErrDuplicate) {
+	if err := s.Import(t.Context(), directory.Seal(last, nw.Key)); err != nil && !errors.Is(err, directory.ErrDuplicate) {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the newest version on every node", func() bool {
@@ -154,7 +154,7 @@ func TestAuthorRateRefusesBeforeVerifyingAndChargesAfter(t *testing.T) {
 	mustPublish(t, n, nw.Genesis, nw.FirstEpoch, nw.Admit(t, churner, "Colectivo Ejemplo"), nw.Admit(t, honest, "Albergue Ejemplo"),
 		entryRec(t, nw, churner, "churn", 1), entryRec(t, nw, honest, "albergue", 1))
 	gossip := func(r *directory.Record) (verdict, error) {
-		_, v, _, err := n.ingestGossip(directory.Seal(r, 1, nw.Key), "", true)
+		_, v, _, err := n.ingestGossip(directory.Seal(r, nw.Key), "", true)
 		return v, err
 	}
 	forged := func(org *directory.Identity, id string, seq uint64) *directory.Record {

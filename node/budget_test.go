@@ -110,7 +110,7 @@ func TestSyncAmplificationIsBounded(t *testing.T) {
 	if !a.State().IsReader(reader.Public()) {
 		t.Fatal("the reader is not admitted")
 	}
-	one := directory.Seal(big[0], 1, nw.Key)
+	one := directory.Seal(big[0], nw.Key)
 
 	attacker := &syncClient{t: t, h: insiderHost(t, nw), id: reader, nw: nw, target: a}
 	connectTo(t, attacker.h, a)
@@ -140,7 +140,7 @@ func TestSyncAmplificationIsBounded(t *testing.T) {
 		storeBytes := 0
 		for _, h := range all {
 			r, _ := a.State().Record(h)
-			storeBytes += len(directory.Seal(r, 1, nw.Key))
+			storeBytes += len(directory.Seal(r, nw.Key))
 		}
 		start := time.Now()
 		total, sessions, full := len(one), 0, 0

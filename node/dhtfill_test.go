@@ -59,7 +59,7 @@ func (p *dhtPusher) key(r *directory.Record) string {
 func (p *dhtPusher) put(r *directory.Record) {
 	ctx, cancel := context.WithTimeout(p.t.Context(), 10*time.Second)
 	defer cancel()
-	p.pm.PutValue(ctx, p.to.Host().ID(), lprecord.MakePutRecord(p.key(r), directory.Seal(r, 1, p.nw.Key)))
+	p.pm.PutValue(ctx, p.to.Host().ID(), lprecord.MakePutRecord(p.key(r), directory.Seal(r, p.nw.Key)))
 }
 
 // served reports whether the server hands r back when asked for its slot.

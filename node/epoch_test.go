@@ -97,7 +97,7 @@ func TestRotationAfterRevocation(t *testing.T) {
 	if r.State().Has(later.Hash()) {
 		t.Fatal("the revoked organization's node received an entry published after the rotation")
 	}
-	if _, err := directory.Open(directory.Seal(later, 2, a.Keyring()[2]), nw.ID, r.Keyring()); !errors.Is(err, directory.ErrNoKey) {
+	if _, err := directory.Open(directory.Seal(later, a.Keyring()[2]), nw.ID, r.Keyring()); !errors.Is(err, directory.ErrNoKey) {
 		t.Fatalf("revoked node opening an epoch 2 record: %v, want ErrNoKey", err)
 	}
 
@@ -226,7 +226,7 @@ func TestForeignHighEpochKeyIsNeverUsed(t *testing.T) {
 	// the key.
 	s.Close()
 	under := entryRec(t, nw, org, "bajo-llave-ajena", 1)
-	if err := newRecordStore(ds).put(t.Context(), under.Hash(), directory.Seal(under, top, bogusTop)); err != nil {
+	if err := newRecordStore(ds).put(t.Context(), under.Hash(), directory.Seal(under, bogusTop)); err != nil {
 		t.Fatal(err)
 	}
 	cfgS.Keystore = &directory.Keystore{Identity: nw.Stewards[0], Keys: directory.Keyring{1: nw.Key, top: bogusTop}}

@@ -233,8 +233,9 @@ func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message, en
 	_, v, out, _ := n.ingestGossip(msg.Data, from, entries)
 	switch v {
 	case accepted:
-		if e, _ := directory.SealedEpoch(msg.Data); e < n.sealEpoch() {
-			if mine, _ := directory.SealedEpoch(out); mine >= n.sealEpoch() {
+		kr := n.keyringSnapshot()
+		if e, _ := directory.SealedEpoch(msg.Data, kr); e < n.sealEpoch() {
+			if mine, _ := directory.SealedEpoch(out, kr); mine >= n.sealEpoch() {
 				// Sealed under a key older than ours, by a publisher that
 				// has not rotated yet: keep it, but do not spread it under
 				// that key, which a revoked device may hold. Sync hands it

@@ -142,8 +142,8 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	forged := entryRec(t, nw, org, "falsa", 2)
 	forged.Sigs[0].Sig[0] ^= 0xff
 	for _, msg := range [][]byte{
-		directory.Seal(entryRec(t, nw, org, "otra", 1), 1, directory.NewReadKey()),
-		directory.Seal(forged, 1, nw.Key),
+		directory.Seal(entryRec(t, nw, org, "otra", 1), directory.NewReadKey()),
+		directory.Seal(forged, nw.Key),
 	} {
 		if err := topic.Publish(t.Context(), msg); err != nil {
 			t.Fatal(err)

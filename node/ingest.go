@@ -91,8 +91,8 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 			// An honest peer is only ahead if the epoch record exists:
 			// one that is shown not to be is graylisted (claimEpoch).
 			v = ignored
-			if e, ok := directory.SealedEpoch(sealed); ok && from != "" && n.sync != nil {
-				n.sync.claimEpoch(from, e)
+			if tag, ok := directory.SealedTag(sealed); ok && from != "" && n.sync != nil {
+				n.sync.claimEpoch(from, tag)
 			}
 		}
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
@@ -635,7 +635,7 @@ func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
 			epoch, key = num-1, k
 		}
 	}
-	return epoch, directory.Seal(r, epoch, key)
+	return epoch, directory.Seal(r, key)
 }
 
 // enablesEpoch reports the first effective epoch after the first that r
@@ -895,7 +895,7 @@ func (n *Node) load(ctx context.Context) error {
 				n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
 				remove = append(remove, it.hash)
 			default:
-				e, _ := directory.SealedEpoch(it.sealed)
+				e, _ := r.OpenedUnder()
 				recs = append(recs, opened{r: r, hash: it.hash, epoch: e})
 			}
 		}

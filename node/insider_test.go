@@ -69,7 +69,7 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 				for i := range cnt {
 					var x directory.Hash
 					copy(x[:], body[4+32*i:])
-					c.send(msgRecord, append(x[:], directory.Seal(byHash[x], epoch, key)...))
+					c.send(msgRecord, append(x[:], directory.Seal(byHash[x], key)...))
 				}
 				c.flush()
 			}
@@ -160,7 +160,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 		// GossipSub drops what a peer publishes before its streams are
 		// up, so the device keeps publishing (new sealings, new messages).
 		for _, r := range late {
-			topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key))
+			topic.publishRecord(t.Context(), r, directory.Seal(r, nw.Key))
 		}
 		time.Sleep(50 * time.Millisecond)
 		for _, rec := range recs {
@@ -331,7 +331,7 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 	// GossipSub drops what a peer publishes before its streams are up,
 	// so the device keeps sending (each sealing is a new message).
 	waitFor(t, 15*time.Second, "every node to refuse the late approval", func() bool {
-		topic.publishRecord(t.Context(), lateApproval, directory.Seal(lateApproval, 1, nw.Key))
+		topic.publishRecord(t.Context(), lateApproval, directory.Seal(lateApproval, nw.Key))
 		time.Sleep(50 * time.Millisecond)
 		for _, rec := range recs {
 			if rec.count(func(ev Event) bool {
@@ -506,7 +506,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the replaying insider on the topic", func() bool { return len(topic.ListPeers()) > 0 })
 	for _, r := range old {
-		topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key))
+		topic.publishRecord(t.Context(), r, directory.Seal(r, nw.Key))
 	}
 	// Node 2 never had version 1: it pulled it from the insider and refused it as stale.
 	waitFor(t, 10*time.Second, "the node that never had version 1 to refuse it", func() bool {
@@ -660,7 +660,7 @@ func TestRevokedReaderCannotFillNodesUnderOldKey(t *testing.T) {
 		if i%2 == 1 {
 			tp = topic2
 		}
-		if err := tp.publishRecord(t.Context(), j, directory.Seal(j, 1, nw.Key)); err != nil {
+		if err := tp.publishRecord(t.Context(), j, directory.Seal(j, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 	}

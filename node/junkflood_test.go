@@ -46,7 +46,7 @@ func TestJunkFloodStaysWithinQuotas(t *testing.T) {
 	const total = 10000
 	sent := 0
 	send := func(r *directory.Record) {
-		if err := topic.publishRecord(t.Context(), r, directory.Seal(r, 1, nw.Key)); err != nil {
+		if err := topic.publishRecord(t.Context(), r, directory.Seal(r, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 		sent++
@@ -203,7 +203,7 @@ func TestUnadmittedEntryFloodStaysBounded(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				junk[i] = directory.Seal(r, 1, nw.Key)
+				junk[i] = directory.Seal(r, nw.Key)
 			}
 		})
 	}

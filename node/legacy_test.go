@@ -24,8 +24,6 @@ func TestStoreOfAnEarlierProtocolIsKept(t *testing.T) {
 	old := make([]byte, 41+64) // a seal header (PROTOCOL.md §5) and some ciphertext
 	rand.Read(old)
 	old[0] = 1 // seal version 1
-	tag := directory.NetworkTag(nw.ID)
-	copy(old[1:], tag[:])
 	var h directory.Hash
 	rand.Read(h[:])
 	key := recordsPrefix.Child(recordKey(h))

@@ -97,7 +97,7 @@ func TestLowDataRevocationUnderChurn(t *testing.T) {
 		defer tick.Stop()
 		for seq := uint64(2); ; seq++ {
 			r := heavyEntry(t, nw, org, "churn", seq)
-			sealed := directory.Seal(r, 1, nw.Key)
+			sealed := directory.Seal(r, nw.Key)
 			topic.publishRecord(t.Context(), r, sealed)
 			topicA.publishRecord(t.Context(), r, sealed)
 			select {
@@ -185,7 +185,7 @@ func TestEntryOnGovernanceTopicRefused(t *testing.T) {
 	events := record(a)
 	m, topic := gossipAttacker(t, nw, a)
 	e := entryRec(t, nw, org, "por-gobierno", 1)
-	sealed := directory.Seal(e, 1, nw.Key)
+	sealed := directory.Seal(e, nw.Key)
 	waitFor(t, 15*time.Second, "the entry refused for its topic", func() bool {
 		topic.Publish(t.Context(), sealed) // governance: the wrong one
 		time.Sleep(50 * time.Millisecond)
@@ -200,7 +200,7 @@ func TestEntryOnGovernanceTopicRefused(t *testing.T) {
 	})
 	// On its own topic the same record is taken.
 	waitFor(t, 15*time.Second, "the entry on the entries topic", func() bool {
-		topic.publishRecord(t.Context(), e, directory.Seal(e, 1, nw.Key))
+		topic.publishRecord(t.Context(), e, directory.Seal(e, nw.Key))
 		time.Sleep(50 * time.Millisecond)
 		return a.State().Has(e.Hash())
 	})
@@ -227,7 +227,7 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	ref.publish(s, base...)
 	for _, r := range base {
-		if err := l.Import(t.Context(), directory.Seal(r, 1, nw.Key)); err != nil {
+		if err := l.Import(t.Context(), directory.Seal(r, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,7 +289,7 @@ func TestCatchUpAcrossSessionsAsksGovernanceFirst(t *testing.T) {
 	ref := &reference{t: t, nw: nw}
 	ref.publish(s, base...)
 	for _, r := range base {
-		if err := l.Import(t.Context(), directory.Seal(r, 1, nw.Key)); err != nil {
+		if err := l.Import(t.Context(), directory.Seal(r, nw.Key)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -119,12 +119,12 @@ type peerSync struct {
 	// skipped: the last session left out records refused recently, so it
 	// may not have pulled everything the peer holds.
 	skipped bool
-	// claim is the highest epoch this peer sealed gossip under that this
-	// node knew no epoch record for (claimed says whether there is one);
+	// claim is the latest key tag this peer sealed gossip under that
+	// this node holds no key for (claimed says whether there is one);
 	// sessions with the peer settle it (judgeClaim). distrusted: until
-	// then, its unknown-epoch messages prompt no sync and keep it
+	// then, its unknown-key messages prompt no sync and keep it
 	// graylisted.
-	claim      uint64
+	claim      directory.KeyTag
 	claimed    bool
 	claimAt    time.Time
 	distrusted time.Time
@@ -272,18 +272,20 @@ func (s *syncer) run(p peer.ID) {
 	}
 }
 
-// claimEpoch notes that p sent gossip sealed under epoch e, which this node
-// holds no key for, and asks for a session with p, which brings the epoch
-// record (and this node's key, if it is a recipient) from an honest peer
-// that is ahead. A peer already shown not to be ahead gets no session: its
-// penalty is renewed instead.
-func (s *syncer) claimEpoch(p peer.ID, e uint64) {
+// claimEpoch notes that p sent gossip sealed under the key tagged tag,
+// which this node holds no key for, and asks for a session with p, which
+// brings the epoch record (and this node's key, if it is a recipient) from
+// an honest peer that is ahead. A peer already shown not to be ahead gets
+// no session: its penalty is renewed instead. The header names no epoch
+// (PROTOCOL.md §5), so the claim is judged by the tag alone.
+func (s *syncer) claimEpoch(p peer.ID, tag directory.KeyTag) {
 	if s == nil || p == "" || p == s.n.host.ID() {
 		return
 	}
-	if s.n.state.KnowsEpoch(e) {
-		// This node has the epoch record but not the key (pages still
-		// coming, or not a recipient): the peer is ahead, sync may help.
+	if s.n.behindOnKeys() {
+		// This node knows an epoch record whose key it lacks (pages
+		// still coming, or not a recipient): it cannot tell that key's
+		// tag, the peer may be ahead, sync may help.
 		s.request(p)
 		return
 	}
@@ -298,9 +300,7 @@ func (s *syncer) claimEpoch(p peer.ID, e uint64) {
 		s.penalize(p, unknownEpochPenalty)
 		return
 	}
-	if !ps.claimed || e > ps.claim {
-		ps.claim, ps.claimed = e, true
-	}
+	ps.claim, ps.claimed = tag, true
 	ps.claimAt = time.Now()
 	lastErr := ps.lastErr
 	s.mu.Unlock()
@@ -313,7 +313,8 @@ func (s *syncer) claimEpoch(p peer.ID, e uint64) {
 
 // judgeClaim settles p's unknown-epoch claim after a session with p ended
 // with err (clean: it ended with nothing more offered and nothing left
-// out). The claim stands if this node now knows the epoch. It is shown
+// out). The claim stands if this node now holds the key the tag names, or
+// knows an epoch record whose key it lacks (behindOnKeys). It is shown
 // false if p does not speak this network's sync (errForeign: no honest
 // peer, let alone one ahead, is so), broke the protocol, or completed a
 // clean session without the epoch record, which every honest peer that
@@ -331,7 +332,7 @@ func (s *syncer) judgeClaim(p peer.ID, err error, clean bool, started time.Time)
 	}
 	claim := ps.claim
 	s.mu.Unlock()
-	if s.n.state.KnowsEpoch(claim) {
+	if _, _, ok := s.n.keyringSnapshot().ByTag(claim); ok || s.n.behindOnKeys() {
 		s.mu.Lock()
 		ps.claimed = false
 		s.mu.Unlock()
@@ -345,7 +346,15 @@ func (s *syncer) judgeClaim(p peer.ID, err error, clean bool, started time.Time)
 	ps.distrusted = time.Now().Add(distrustFor)
 	s.mu.Unlock()
 	s.penalize(p, unknownEpochPenalty)
-	s.n.log.Warn("peer sent records sealed under an epoch it is not ahead on; graylisted", "peer", p, "epoch", claim, "session", errString(err))
+	s.n.log.Warn("peer sent records sealed under an epoch it is not ahead on; graylisted", "peer", p, "key_tag", claim.String(), "session", errString(err))
+}
+
+// behindOnKeys says whether this node knows of an epoch newer than the
+// newest key it holds: then a key tag it does not recognize may well be
+// that epoch's.
+func (n *Node) behindOnKeys() bool {
+	newest, _, _ := n.keyringSnapshot().Current()
+	return n.state.KnowsEpoch(newest + 1)
 }
 
 func errString(err error) string {

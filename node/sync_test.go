@@ -95,11 +95,11 @@ func TestSyncPenalizesBadRecords(t *testing.T) {
 		kind   byte
 		serve  func(directory.Hash) []byte
 	}{
-		"wrong key":          {good.Hash(), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, 1, directory.NewReadKey()) }},
-		"not what was asked": {sha256.Sum256([]byte("x")), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
+		"wrong key":          {good.Hash(), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, directory.NewReadKey()) }},
+		"not what was asked": {sha256.Sum256([]byte("x")), kindGovernance, func(directory.Hash) []byte { return directory.Seal(good, nw.Key) }},
 		// A membership listed as an entry: the list lied about its kind,
 		// which the record's hash fixes.
-		"listed as the wrong kind": {good.Hash(), kindEntry, func(directory.Hash) []byte { return directory.Seal(good, 1, nw.Key) }},
+		"listed as the wrong kind": {good.Hash(), kindEntry, func(directory.Hash) []byte { return directory.Seal(good, nw.Key) }},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))

@@ -342,7 +342,7 @@ func (c *sealCache) get(r *directory.Record, h directory.Hash, epoch uint64, key
 		return v
 	}
 	c.mu.Unlock()
-	sealed := directory.Seal(r, epoch, key)
+	sealed := directory.Seal(r, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epoch != current || len(sealed) > sealCacheBytes {

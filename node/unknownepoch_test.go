@@ -2,7 +2,6 @@ package node
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"io"
 	"slices"
 	"sync/atomic"
@@ -18,8 +17,7 @@ import (
 )
 
 // A peer on the topic, over real TCP, floods gossip that copies a real
-// record's header (seal version, network tag) and names an epoch nobody
-// has. It is answered "ignore" (honest peers ahead of us send such
+// record's seal version and size and carries a key tag nobody's key has. It is answered "ignore" (honest peers ahead of us send such
 // messages) and prompts a sync, which shows it is not ahead: its sync
 // answer carries a wrong proof, or it completes a session without the
 // epoch record. Either way the node graylists it and stops syncing with it
@@ -68,18 +66,20 @@ func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 				})
 			})
 
-			// What it copies off the wire: a real sealed record's header
-			// (seal version, network tag) and size (a size bucket).
-			// Epoch 9 does not exist; the rest is noise.
-			wire := directory.Seal(real, 1, nw.Key)
+			// What it copies off the wire: a real sealed record's seal
+			// version and size (a size bucket). The key tag names a key
+			// nobody has (a made-up epoch's); the rest is noise.
+			wire := directory.Seal(real, nw.Key)
+			var madeUp directory.KeyTag
+			rand.Read(madeUp[:])
 			forged := func() []byte {
 				msg := slices.Clone(wire)
-				binary.BigEndian.PutUint64(msg[1+8:], 9)
-				rand.Read(msg[1+8+8:])
+				copy(msg[1:], madeUp[:])
+				rand.Read(msg[1+directory.KeyTagLen:])
 				return msg
 			}
-			if e, _ := directory.SealedEpoch(forged()); e != 9 {
-				t.Fatalf("the forged header names epoch %d, want 9", e)
+			if tag, _ := directory.SealedTag(forged()); tag != madeUp {
+				t.Fatalf("the forged header carries tag %s, want %s", tag, madeUp)
 			}
 			fromM := func() int {
 				return recA.count(func(ev Event) bool { return ev.Kind == EventRejected && ev.From == m.ID() })
@@ -117,7 +117,7 @@ func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 			if got := syncStreams.Load(); got != streams || got > 3 {
 				t.Fatalf("the flooder prompted %d sync streams (%d when graylisted), want at most 3 and none after", got, streams)
 			}
-			a.sync.claimEpoch(m.ID(), 9)
+			a.sync.claimEpoch(m.ID(), madeUp)
 			a.sync.mu.Lock()
 			running := a.sync.peers[m.ID()].running
 			a.sync.mu.Unlock()
@@ -144,7 +144,7 @@ func TestPeerAheadOnEpochIsNotPenalized(t *testing.T) {
 	waitFor(t, 15*time.Second, "the steward's node to seal under epoch 2", func() bool { return s.sealEpoch() == 2 })
 	later := entryRec(t, nw, org, "nuevo", 1)
 	mustPublish(t, s, later)
-	sealed := directory.Seal(later, 2, s.Keyring()[2])
+	sealed := directory.Seal(later, s.Keyring()[2])
 
 	// The late node, holding epoch 1's key only, gets that record from
 	// the steward's node by gossip before it has synced with it (here

@@ -100,7 +100,7 @@ func measure(b *testing.B, bin string, n int) result {
 	if err != nil {
 		b.Fatal(err)
 	}
-	epoch, key, ok := ks.Keys.Current()
+	_, key, ok := ks.Keys.Current()
 	if !ok {
 		b.Fatal("the home holds no read key after creating the network")
 	}
@@ -112,7 +112,7 @@ func measure(b *testing.B, bin string, n int) result {
 			if err != nil {
 				b.Fatal(err)
 			}
-			bd.Records = append(bd.Records, directory.Seal(r, epoch, key))
+			bd.Records = append(bd.Records, directory.Seal(r, key))
 		}
 		enc, _ := cbor.CoreDetEncOptions().EncMode()
 		raw, err := enc.Marshal(&bd)

@@ -169,7 +169,7 @@ func (nw *Network) churnVersions(id string, count int) [][]byte {
 		if err != nil {
 			panic(err)
 		}
-		out[i] = directory.Seal(r, 1, nw.Fix.Key)
+		out[i] = directory.Seal(r, nw.Fix.Key)
 	}
 	return out
 }

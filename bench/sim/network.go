@@ -424,7 +424,7 @@ func RandomBytes(n int) []byte {
 
 // SealedSize is the size of r as it travels: sealed under the current key.
 func (nw *Network) SealedSize(r *directory.Record) int {
-	return len(directory.Seal(r, 1, nw.Fix.Key))
+	return len(directory.Seal(r, nw.Fix.Key))
 }
 
 // parallel runs f(0..n-1) on GOMAXPROCS workers and returns the first error.

@@ -91,7 +91,7 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	epoch, key, ok := ks.Keys.Current()
+	_, key, ok := ks.Keys.Current()
 	if !ok {
 		t.Fatal("the reader's keystore holds no read key")
 	}
@@ -160,7 +160,7 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 		if r.Type == directory.TypeEntry {
 			tp = entries
 		}
-		if err := tp.Publish(t.Context(), directory.Seal(r, epoch, key)); err != nil {
+		if err := tp.Publish(t.Context(), directory.Seal(r, key)); err != nil {
 			t.Fatal(err)
 		}
 	}

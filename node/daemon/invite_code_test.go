@@ -69,7 +69,7 @@ func TestInviteCodeRevealsNoNetwork(t *testing.T) {
 		"Ana's key":           func() []byte { k := ana.me().Public(); return k[:] }(),
 		"Beto's key":          func() []byte { k := beto.me().Public(); return k[:] }(),
 		"Beto's KEM key":      beto.me().KEMPublic()[:64],
-		"network tag":         func() []byte { tag := directory.NetworkTag(net); return tag[:] }(),
+		"key tag":             func() []byte { _, k, _ := ana.Node().Keyring().Current(); tag := k.Tag(); return tag[:] }(),
 	}
 	for kind, code := range map[string]string{"steward join code": join, "member invite": member.Code} {
 		raw := codeBytes(t, code)

@@ -288,7 +288,7 @@ func (d *Daemon) Export() ([]byte, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	epoch, key, ok := d.ks.Keys.Current()
+	_, key, ok := d.ks.Keys.Current()
 	d.mu.Unlock()
 	if !ok {
 		return nil, userErrorf("this node holds no read key yet")
@@ -296,7 +296,7 @@ func (d *Daemon) Export() ([]byte, error) {
 	st := n.State()
 	b := bundle{Network: st.Network(), Created: time.Now().Unix()}
 	for _, r := range st.Records() {
-		b.Records = append(b.Records, directory.Seal(r, epoch, key))
+		b.Records = append(b.Records, directory.Seal(r, key))
 	}
 	return codeEnc.Marshal(&b)
 }

@@ -18,7 +18,7 @@
 //   - republishing well inside the DHT record lifetime and after a read-key
 //     epoch change;
 //   - the rendezvous: provider records under a daily key derived from the
-//     network ID.
+//     newest read key.
 //
 // It must never decide what a record means. Validity here stops at "opens
 // with our key, signatures verify, and it belongs under this key"; whether a

@@ -61,7 +61,7 @@ func TestStoragePolicyQuotas(t *testing.T) {
 	put := func(t *testing.T, p, srv *testNode, r *directory.Record) bool {
 		t.Helper()
 		key := blindKey(t, nw.Key, r)
-		p.s.pm.PutValue(ctxFor(t, 10e9), srv.h.ID(), record.MakePutRecord(key, directory.Seal(r, 1, nw.Key)))
+		p.s.pm.PutValue(ctxFor(t, 10e9), srv.h.ID(), record.MakePutRecord(key, directory.Seal(r, nw.Key)))
 		got, err := heldBy(ctxFor(t, 10e9), p.s, srv.h.ID(), key)
 		return err == nil && got != nil && got.Hash() == r.Hash()
 	}

@@ -361,7 +361,7 @@ func (s *Store) putUnder(ctx context.Context, r *directory.Record, epoch uint64,
 		return fmt.Errorf("dhtstore: put: %w", err)
 	}
 	key := directory.BlindSlot(rk, directory.SlotIDOf(slot))
-	sealed := directory.Seal(r, epoch, rk)
+	sealed := directory.Seal(r, rk)
 	if s.dht.RoutingTable().Size() == 0 {
 		return fmt.Errorf("dhtstore: put %s: %w: %w", slot, ErrNotStored, ErrNoPeers)
 	}

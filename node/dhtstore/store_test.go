@@ -63,7 +63,7 @@ func TestPutGetAcrossNodes(t *testing.T) {
 
 	// Rollback: each peer refuses seq 1 once it holds seq 2, and Put says
 	// the slot holds something newer.
-	old := record.MakePutRecord(key, directory.Seal(e1, 1, nw.Key))
+	old := record.MakePutRecord(key, directory.Seal(e1, nw.Key))
 	for i, n := range nodes[1:] {
 		if err := nodes[0].s.pm.PutValue(ctx, n.h.ID(), old); err == nil {
 			t.Fatalf("node %d accepted seq 1 over seq 2", i+1)

@@ -43,16 +43,16 @@ func (v *validator) open(key string, value []byte) (*directory.Record, error) {
 	if !strings.HasPrefix(key, "/"+keyNamespace+"/") {
 		return nil, fmt.Errorf("dhtstore: %w: %q", ErrNotCeibaKey, truncate(key))
 	}
-	epoch, ok := directory.SealedEpoch(value)
+	tag, ok := directory.SealedTag(value)
 	if !ok {
 		return nil, fmt.Errorf("dhtstore: value under %s: %w", short(key), &directory.RejectError{Reason: directory.ErrMalformed, Detail: "not a sealed record"})
 	}
 	kr := v.keyring()
-	rk, ok := kr[epoch]
+	_, rk, ok := kr.ByTag(tag)
 	if !ok {
-		// A node without the epoch's key cannot check the value, so it must
-		// not store or serve it: an unverifiable value could be anything.
-		return nil, fmt.Errorf("dhtstore: value under %s: %w", short(key), &directory.RejectError{Reason: directory.ErrNoKey, Detail: fmt.Sprintf("epoch %d", epoch)})
+		// A node without the key cannot check the value, so it must not
+		// store or serve it: an unverifiable value could be anything.
+		return nil, fmt.Errorf("dhtstore: value under %s: %w", short(key), &directory.RejectError{Reason: directory.ErrNoKey, Detail: "key tag " + tag.String()})
 	}
 	r, err := directory.Open(value, v.net, kr)
 	if err != nil {

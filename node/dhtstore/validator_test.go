@@ -23,7 +23,7 @@ func TestValidatorRejects(t *testing.T) {
 	e1 := nw.Entry(t, org, "asesoria", 1)
 	other := nw.Entry(t, org, "albergue", 1)
 	key := blindKey(t, nw.Key, e1)
-	if err := v.Validate(key, directory.Seal(e1, 1, nw.Key)); err != nil {
+	if err := v.Validate(key, directory.Seal(e1, nw.Key)); err != nil {
 		t.Fatalf("a valid record under its own key: %v", err)
 	}
 
@@ -34,7 +34,7 @@ func TestValidatorRejects(t *testing.T) {
 	forged := *e1
 	forged.Body = nw.Sign(t, fake, org).Body
 
-	tampered := directory.Seal(e1, 1, nw.Key)
+	tampered := directory.Seal(e1, nw.Key)
 	tampered[len(tampered)-1] ^= 1
 
 	otherNet := dirtest.New(t, 3, 2)
@@ -51,15 +51,15 @@ func TestValidatorRejects(t *testing.T) {
 		value []byte
 		want  error
 	}{
-		{"wrong key: another record's slot", blindKey(t, nw.Key, other), directory.Seal(e1, 1, nw.Key), ErrWrongSlot},
-		{"forged signature", key, directory.Seal(&forged, 1, nw.Key), directory.ErrBadSignature},
+		{"wrong key: another record's slot", blindKey(t, nw.Key, other), directory.Seal(e1, nw.Key), ErrWrongSlot},
+		{"forged signature", key, directory.Seal(&forged, nw.Key), directory.ErrBadSignature},
 		{"tampered ciphertext", key, tampered, directory.ErrDecrypt},
-		{"sealed under another key for the same epoch", key, directory.Seal(e1, 1, directory.NewReadKey()), directory.ErrDecrypt},
+		{"sealed under another key for the same epoch", key, directory.Seal(e1, directory.NewReadKey()), directory.ErrDecrypt},
 		{"garbage", key, garbage, directory.ErrMalformed},
 		{"empty", key, nil, directory.ErrMalformed},
-		{"epoch this node has no key for", directory.BlindSlot(laterKey, slotID(t, e1)), directory.Seal(e1, 2, laterKey), directory.ErrNoKey},
-		{"another network's record", blindKey(t, nw.Key, foreign), directory.Seal(foreign, 1, nw.Key), directory.ErrWrongNetwork},
-		{"outside the ceiba namespace", "/pk/" + key[len("/ceiba/"):], directory.Seal(e1, 1, nw.Key), ErrNotCeibaKey},
+		{"epoch this node has no key for", directory.BlindSlot(laterKey, slotID(t, e1)), directory.Seal(e1, laterKey), directory.ErrNoKey},
+		{"another network's record", blindKey(t, nw.Key, foreign), directory.Seal(foreign, nw.Key), directory.ErrWrongNetwork},
+		{"outside the ceiba namespace", "/pk/" + key[len("/ceiba/"):], directory.Seal(e1, nw.Key), ErrNotCeibaKey},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -76,8 +76,8 @@ func TestSelectPicksBestValid(t *testing.T) {
 	org := dirtest.MustIdentity(t)
 	v := &validator{net: nw.ID, keyring: newKeyring(1, nw.Key).get}
 	key := blindKey(t, nw.Key, nw.Entry(t, org, "asesoria", 1))
-	seal := func(seq uint64) []byte { return directory.Seal(nw.Entry(t, org, "asesoria", seq), 1, nw.Key) }
-	wrongSlot := directory.Seal(nw.Entry(t, org, "albergue", 9), 1, nw.Key)
+	seal := func(seq uint64) []byte { return directory.Seal(nw.Entry(t, org, "asesoria", seq), nw.Key) }
+	wrongSlot := directory.Seal(nw.Entry(t, org, "albergue", 9), nw.Key)
 
 	got, err := v.Select(key, [][]byte{[]byte("garbage"), seal(1), seal(3), wrongSlot, seal(2)})
 	if err != nil || got != 2 {
@@ -89,7 +89,7 @@ func TestSelectPicksBestValid(t *testing.T) {
 	// Two sealings of one record are equal: the first wins, so a
 	// republished copy replaces the stored one and renews its age.
 	e := nw.Entry(t, org, "asesoria", 5)
-	if got, err := v.Select(key, [][]byte{directory.Seal(e, 1, nw.Key), directory.Seal(e, 1, nw.Key)}); err != nil || got != 0 {
+	if got, err := v.Select(key, [][]byte{directory.Seal(e, nw.Key), directory.Seal(e, nw.Key)}); err != nil || got != 0 {
 		t.Fatalf("Select of two sealings of one record = %d, %v; want 0", got, err)
 	}
 }
@@ -107,7 +107,7 @@ func TestValueStoreRefusesOlderSeq(t *testing.T) {
 	e1, e2 := nw.Entry(t, org, "asesoria", 1), nw.Entry(t, org, "asesoria", 2)
 	key := blindKey(t, nw.Key, e1)
 	put := func(r *directory.Record) error {
-		return vs.Put(ctx, key, record.MakePutRecord(key, directory.Seal(r, 1, nw.Key)))
+		return vs.Put(ctx, key, record.MakePutRecord(key, directory.Seal(r, nw.Key)))
 	}
 	if err := put(e2); err != nil {
 		t.Fatal(err)

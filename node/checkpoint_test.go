@@ -184,3 +184,27 @@ func TestCheckpointRecordsAfterItAreVerified(t *testing.T) {
 		t.Fatalf("the next start took %d records on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good)+len(later))
 	}
 }
+
+// A running node checkpoints by itself once enough time has passed since
+// the last checkpoint and records changed, so a kill -9 after a long run
+// does not send the next start back to verifying everything.
+func TestCheckpointWrittenWhileRunning(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good[:2]...)
+	n := fx.start(t, ds)
+	mustPublish(t, n, fx.good[2:]...)
+	n.maybeCheckpoint()
+	if set, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
+		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(set))
+	}
+	n.mu.Lock()
+	n.ckpt.at = n.ckpt.at.Add(-checkpointEvery)
+	n.mu.Unlock()
+	n.maybeCheckpoint()
+	set, why := n.readCheckpoint(context.Background())
+	for _, r := range fx.good {
+		if _, ok := set[r.Hash()]; !ok {
+			t.Fatalf("the checkpoint taken %v after the last misses a published record (%s)", checkpointEvery, why)
+		}
+	}
+}

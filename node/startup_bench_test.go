@@ -22,7 +22,7 @@ import (
 //
 //	go test -run '^$' -bench 'Startup' -benchtime 3x -timeout 0 ./node/
 func BenchmarkStartup(b *testing.B) {
-	for _, n := range []int{100_000} {
+	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			nw := dirtest.New(b, 1, 1)
 			dir := b.TempDir()

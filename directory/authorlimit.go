@@ -234,6 +234,11 @@ func (s *State) settleAuthor(pub PublicKey) {
 			pendingBytes += u.size
 		}
 	}
+	if fit := active && len(over) == 0 && !slices.ContainsFunc(uses, func(u slotUse) bool { return u.outside }); fit {
+		s.fits[pub] = authorFit{l, len(uses), usesBytes(uses)}
+	} else {
+		delete(s.fits, pub)
+	}
 	s.pendingEntriesTotal += pending - s.pendingEntries[pub]
 	s.pendingEntryBytesTotal += pendingBytes - s.pendingEntryBytes[pub]
 	if pending == 0 {
@@ -243,6 +248,33 @@ func (s *State) settleAuthor(pub PublicKey) {
 		s.pendingEntries[pub] = pending
 		s.pendingEntryBytes[pub] = pendingBytes
 	}
+}
+
+// authorFit is what an author's live entries weighed, under limits l, when
+// they last all fitted (State.fits).
+type authorFit struct {
+	l            authorLimits
+	count, bytes int
+}
+
+// fitAfter says whether pub's live entries, all within the limits at its
+// last settleAuthor, still are with e (n bytes) in place of cur, and what
+// they then weigh. Applying one entry at a time, as a start-up does,
+// otherwise walks every entry of its author each time: quadratic in an
+// organization's entries.
+func (s *State) fitAfter(pub PublicKey, cur *entrySlot, e *Entry, n int) (authorFit, bool) {
+	f, ok := s.fits[pub]
+	l := s.authorLimits()
+	if !ok || f.l != l || l.outsidePolicy(e, n) != "" {
+		return authorFit{}, false
+	}
+	if cur != nil && !cur.expired {
+		f.bytes -= cur.size
+	} else {
+		f.count++
+	}
+	f.bytes += n
+	return f, f.count <= l.entries && f.bytes <= l.bytes
 }
 
 // checkPendingBytes refuses a version of n bytes from a key that is not an

@@ -367,3 +367,30 @@ func TestSealedSizesRevealOnlyABucket(t *testing.T) {
 		t.Errorf("the largest record seals to %d bytes, above MaxSealedBytes %d", directory.SealHeaderLen+got+16, directory.MaxSealedBytes)
 	}
 }
+
+// OpenVerified spares the signature check only for the exact hash it is
+// told was verified: a forged record under any other hash is refused as
+// Open refuses it, and one it vouches for still gets every other check
+// (a record of another network is refused whatever the vouching).
+func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	keys := directory.Keyring{1: nw.Key}
+	good := nw.Entry(t, org, "asesoria", 1)
+	forged := nw.Entry(t, org, "asesoria", 2)
+	forged.Sigs[0].Sig[0] ^= 1
+	sealed := directory.Seal(forged, nw.Key)
+	vouchGood := func(h directory.Hash) bool { return h == good.Hash() }
+	if _, err := directory.OpenVerified(sealed, nw.ID, keys, vouchGood); !errors.Is(err, directory.ErrBadSignature) {
+		t.Fatalf("a forged record vouched for under another hash: %v, want ErrBadSignature", err)
+	}
+	vouchAll := func(directory.Hash) bool { return true }
+	r, err := directory.OpenVerified(sealed, nw.ID, keys, vouchAll)
+	if err != nil || r.Hash() != forged.Hash() {
+		t.Fatalf("the vouched-for record did not open as itself: %v", err)
+	}
+	other := dirtest.New(t, 1, 1)
+	if _, err := directory.OpenVerified(directory.Seal(good, nw.Key), other.ID, directory.Keyring{1: nw.Key}, vouchAll); err == nil {
+		t.Fatal("vouching let a record of another network open")
+	}
+}

@@ -64,6 +64,11 @@ type State struct {
 	// limitsSettled are the per-author limits the entries were last
 	// ranked under (authorlimit.go).
 	limitsSettled authorLimits
+	// fits holds, for each active author whose live entries all fit the
+	// limits at its last settleAuthor, what they weigh: a new version that
+	// keeps them within the limits then needs no walk over the author's
+	// other entries (authorlimit.go, fitAfter).
+	fits map[PublicKey]authorFit
 
 	// The effective view.
 	chain []*proposal // chain[i] is charter version i+1
@@ -213,6 +218,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		grantsByKey:        map[PublicKey]map[Hash]*readerGrant{},
 		grantsByVoucher:    map[PublicKey]map[Hash]*readerGrant{},
 		entries:            map[PublicKey]map[string]*entrySlot{},
+		fits:               map[PublicKey]authorFit{},
 		pages:              map[Hash]*heldPage{},
 		pendingEntries:     map[PublicKey]int{},
 		pendingEntryBytes:  map[PublicKey]int{},
@@ -776,7 +782,8 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
 		}
 	}
-	if !pending {
+	fit, fits := s.fitAfter(pub, cur, e, n)
+	if !pending && !fits {
 		if err := s.checkAuthorRoom(r.Type, pub, e, n); err != nil {
 			return false, err
 		}
@@ -808,7 +815,13 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	slots[e.ID] = slot
 	s.records[h] = r
-	s.settleAuthor(pub)
+	if fits && !pending {
+		// Nothing of the author's is held before or after: no other slot
+		// changes standing, and nothing is pending.
+		s.fits[pub] = fit
+	} else {
+		s.settleAuthor(pub)
+	}
 	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
 		s.index.Put(entrySlotName(pub, e.ID), pub, e)
@@ -919,6 +932,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.pendingEntryBytesTotal -= s.pendingEntryBytes[k]
 	delete(s.pendingEntryBytes, k)
 	delete(s.entries, k)
+	delete(s.fits, k)
 	affected := map[PublicKey]bool{k: true}
 	wasActive := s.members[k] != nil
 	for h, g := range s.grantsByVoucher[k] {

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -870,8 +873,12 @@ func (n *Node) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: reading the store: %w", err)
 	}
+	verified, why := n.readCheckpoint(ctx)
+	if verified == nil && len(items) > 0 {
+		n.log.Info("start-up checkpoint not used; verifying every stored record", "why", why)
+	}
 	var remove []directory.Hash
-	legacy := 0
+	legacy, vouched := 0, 0
 	for {
 		type opened struct {
 			r     *directory.Record
@@ -882,8 +889,9 @@ func (n *Node) load(ctx context.Context) error {
 		var waiting []storedRecord
 		kr := n.keyringSnapshot()
 		before := len(kr)
-		for _, it := range items {
-			r, err := directory.Open(it.sealed, n.cfg.Network, kr)
+		res := openAll(items, n.cfg.Network, kr, verified)
+		for i, it := range items {
+			r, err := res[i].r, res[i].err
 			switch {
 			case errors.Is(err, directory.ErrNoKey):
 				waiting = append(waiting, it)
@@ -897,6 +905,9 @@ func (n *Node) load(ctx context.Context) error {
 			default:
 				e, _ := r.OpenedUnder()
 				recs = append(recs, opened{r: r, hash: it.hash, epoch: e})
+				if _, ok := verified[it.hash]; ok {
+					vouched++
+				}
 			}
 		}
 		slices.SortStableFunc(recs, func(a, b opened) int { return directory.ApplyRank(a.r.Type) - directory.ApplyRank(b.r.Type) })
@@ -958,6 +969,48 @@ func (n *Node) load(ctx context.Context) error {
 	n.state.Expire()
 	n.pruneStore()
 	n.log.Info("state rebuilt from the store", "records", len(n.stored), "removed", len(remove),
-		"digest", n.state.Digest().Short(), "took", time.Since(start).Round(time.Millisecond))
+		"signatures-checked", len(n.stored)-min(vouched, len(n.stored)), "digest", n.state.Digest().Short(),
+		"took", time.Since(start).Round(time.Millisecond))
+	n.ckpt.vouched = vouched
+	// What was verified now need not be at the next start, crash or not.
+	if vouched < len(n.stored) || (verified == nil && len(items) > 0) {
+		if err := n.saveCheckpoint(ctx); err != nil {
+			n.log.Warn("writing the start-up checkpoint; the next start verifies every record again", "err", err)
+		}
+	} else {
+		n.ckpt = checkpointState{at: time.Now(), ver: n.storedVer, count: len(n.stored), vouched: vouched}
+	}
 	return nil
+}
+
+type openResult struct {
+	r   *directory.Record
+	err error
+}
+
+// openAll opens the stored records on every core: opening and decoding
+// (and verifying what the checkpoint does not vouch for) need nothing
+// shared, and they are most of a start's work.
+func openAll(items []storedRecord, net directory.NetworkID, kr directory.Keyring, verified map[directory.Hash]struct{}) []openResult {
+	res := make([]openResult, len(items))
+	vouched := func(h directory.Hash) bool { _, ok := verified[h]; return ok }
+	const chunk = 256
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), (len(items)+chunk-1)/chunk) {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= len(items) {
+					return
+				}
+				for i := lo; i < min(lo+chunk, len(items)); i++ {
+					r, err := directory.OpenVerified(items[i].sealed, net, kr, vouched)
+					res[i] = openResult{r, err}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return res
 }

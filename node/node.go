@@ -86,6 +86,7 @@ type Node struct {
 	stored      map[directory.Hash]uint64   // what the store holds, and the epoch it is sealed under
 	storedVer   uint64                      // bumped on every change to stored
 	unpersisted map[directory.Hash]struct{} // in the state, not yet on disk
+	ckpt        checkpointState             // the last start-up checkpoint (checkpoint.go)
 	// orphans are on disk but no longer pooled. They are deleted only
 	// when no record is between Apply and its durable write and none is
 	// unpersisted: until then the record that superseded one may not be on
@@ -309,6 +310,13 @@ func (n *Node) Close() error {
 			n.host.RemoveStreamHandler(AdmitProtocol)
 			if n.ownHost {
 				errs = append(errs, n.host.Close())
+			}
+		}
+		if n.store != nil {
+			// After wg.Wait, with nothing else writing: the next start
+			// verifies nothing this node verified (checkpoint.go).
+			if err := n.saveCheckpoint(context.Background()); err != nil {
+				n.log.Warn("writing the start-up checkpoint; the next start verifies every record again", "err", err)
 			}
 		}
 		if n.ownDS && n.root != nil {
@@ -690,6 +698,7 @@ func (n *Node) maintainLoop() {
 			n.expire()
 		case <-retry.C:
 			n.retryPersist()
+			n.maybeCheckpoint()
 			n.mu.Lock()
 			unsaved := n.keysUnsaved
 			n.removeOrphansLocked()

@@ -129,6 +129,14 @@ var steps = []step{
 		quick: []string{"-bench", "^BenchmarkDaemonRSS$/^entries=10000$", "-benchtime", "1x", "-timeout", "0"},
 	},
 	{
+		// Issue 17: a node's start on a 100,000-entry store with and
+		// without the start-up checkpoint (target: under 1 s).
+		name:  "startup",
+		pkg:   "./node/",
+		args:  []string{"-bench", "^BenchmarkStartup$/^entries=100000$", "-benchtime", "3x", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkStartup$/^entries=10000$", "-benchtime", "1x", "-timeout", "0"},
+	},
+	{
 		// Issue 17: resident memory through init, start, network create,
 		// invite accept and idle, at the default passphrase cost.
 		name: "daemon-lifecycle",

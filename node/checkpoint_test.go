@@ -1,0 +1,210 @@
+package node
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// checkpointFixture is a network with one member organization, two good
+// entries and one whose signature was tampered with.
+type checkpointFixture struct {
+	nw     *dirtest.Network
+	good   []*directory.Record // genesis, admission, two entries
+	forged *directory.Record   // an entry with a broken signature
+}
+
+func newCheckpointFixture(t *testing.T) *checkpointFixture {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	fx := &checkpointFixture{nw: nw}
+	fx.good = []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"),
+		nw.Entry(t, org, "asesoria", 1), nw.Entry(t, org, "refugio", 1)}
+	fx.forged = nw.Entry(t, org, "falsa", 1)
+	fx.forged.Sigs[0].Sig[3] ^= 0x40
+	if fx.forged.Verify() == nil {
+		t.Fatal("the tampered entry still verifies")
+	}
+	return fx
+}
+
+// store is a datastore holding recs sealed under epoch 1, as a node
+// stores them.
+func (fx *checkpointFixture) store(t *testing.T, recs ...*directory.Record) datastore.Batching {
+	ds := dssync.MutexWrap(datastore.NewMapDatastore())
+	fx.add(t, ds, recs...)
+	return ds
+}
+
+func (fx *checkpointFixture) add(t *testing.T, ds datastore.Batching, recs ...*directory.Record) {
+	for _, r := range recs {
+		if err := ds.Put(context.Background(), recordsPrefix.Child(recordKey(r.Hash())), directory.Seal(r, fx.nw.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// start runs a node of the steward's identity on ds.
+func (fx *checkpointFixture) start(t *testing.T, ds datastore.Batching) *Node {
+	cfg := testConfig(t, fx.nw, fx.nw.Stewards[0], t.TempDir())
+	cfg.Datastore = ds
+	return startNode(t, cfg)
+}
+
+// checkpointBy is a checkpoint listing hs as the node of identity id
+// would write it.
+func (fx *checkpointFixture) checkpointBy(id *directory.Identity, hs ...directory.Hash) []byte {
+	n := &Node{id: id, cfg: Config{Network: fx.nw.ID}}
+	return n.encodeCheckpoint(directory.Hash{}, hs)
+}
+
+func hashesOf(recs ...*directory.Record) []directory.Hash {
+	var hs []directory.Hash
+	for _, r := range recs {
+		hs = append(hs, r.Hash())
+	}
+	return hs
+}
+
+// A clean restart takes the stored records on the checkpoint's word: no
+// signature is checked again, and the state is the one full verification
+// builds. Before the checkpoint every start checked every signature.
+func TestCheckpointRestartVerifiesNothingAgain(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	want := n.State().Digest()
+	if n.ckpt.vouched != 0 {
+		t.Fatalf("a first start with no checkpoint took %d records on its word", n.ckpt.vouched)
+	}
+	n.Close()
+
+	n = fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("the restart took %d of %d records on the checkpoint's word", n.ckpt.vouched, len(fx.good))
+	}
+	if got := n.State().Digest(); got != want {
+		t.Fatalf("digest after a checkpointed restart %s, after full verification %s", got.Short(), want.Short())
+	}
+}
+
+// A checkpoint the node did not write itself vouches for nothing: one
+// listing a forged record, authenticated under another identity or
+// damaged, is ignored; every record is verified, the forged one is
+// refused and the state is the one full verification builds. The same
+// list under the node's own key would let the forged record in: the MAC is
+// what the trust rests on.
+func TestCheckpointForgedOrDamagedIsIgnored(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	all := append(append([]*directory.Record{}, fx.good...), fx.forged)
+	ref := fx.start(t, fx.store(t, all...))
+	want := ref.State().Digest()
+	if ref.State().Has(fx.forged.Hash()) {
+		t.Fatal("full verification took the forged entry")
+	}
+	me := fx.nw.Stewards[0]
+	mine := fx.checkpointBy(me, hashesOf(all...)...)
+	damaged := append([]byte{}, mine...)
+	damaged[len(damaged)-40] ^= 1 // in the last hash
+	for name, ckpt := range map[string][]byte{
+		"another identity": fx.checkpointBy(dirtest.MustIdentity(t), hashesOf(all...)...),
+		"damaged":          damaged,
+		"truncated":        mine[:len(mine)-7],
+		"another version":  append([]byte(checkpointMagic+"\x09"), mine[len(checkpointMagic)+1:]...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ds := fx.store(t, all...)
+			if err := ds.Put(context.Background(), checkpointKey, ckpt); err != nil {
+				t.Fatal(err)
+			}
+			n := fx.start(t, ds)
+			if n.ckpt.vouched != 0 {
+				t.Fatalf("took %d records on the word of a checkpoint it did not write", n.ckpt.vouched)
+			}
+			if n.State().Has(fx.forged.Hash()) {
+				t.Fatal("the forged entry was taken")
+			}
+			if got := n.State().Digest(); got != want {
+				t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
+			}
+			// It wrote its own in place of the one it could not use.
+			if set, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
+				t.Fatalf("no usable checkpoint written after the fallback (%d hashes, %s)", len(set), why)
+			}
+		})
+	}
+	t.Run("the node's own key", func(t *testing.T) {
+		ds := fx.store(t, all...)
+		if err := ds.Put(context.Background(), checkpointKey, mine); err != nil {
+			t.Fatal(err)
+		}
+		if n := fx.start(t, ds); !n.State().Has(fx.forged.Hash()) {
+			t.Fatal("a checkpoint under the node's own key did not spare the signature check it lists")
+		}
+	})
+}
+
+// Records stored after the last checkpoint (a crash before the next one)
+// are verified in full at the next start: a good one is applied on top, a
+// bad one refused, and the state is the one full verification builds.
+func TestCheckpointRecordsAfterItAreVerified(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	org := dirtest.MustIdentity(t)
+	later := []*directory.Record{fx.nw.Admit(t, org, "Otra"), fx.nw.Entry(t, org, "salud", 1)}
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	n.Close()
+	// Stored after the checkpoint, as records persisted before a kill -9.
+	fx.add(t, ds, append(later, fx.forged)...)
+
+	n = fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("%d records taken on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good))
+	}
+	for _, r := range later {
+		if !n.State().Has(r.Hash()) {
+			t.Fatalf("a good record stored after the checkpoint is missing")
+		}
+	}
+	if n.State().Has(fx.forged.Hash()) {
+		t.Fatal("a forged record stored after the checkpoint was taken")
+	}
+	ref := fx.start(t, fx.store(t, append(append(later, fx.forged), fx.good...)...))
+	if got, want := n.State().Digest(), ref.State().Digest(); got != want {
+		t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
+	}
+	// The start checkpointed what it verified: the next one checks nothing.
+	n.Close()
+	if n = fx.start(t, ds); n.ckpt.vouched != len(fx.good)+len(later) {
+		t.Fatalf("the next start took %d records on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good)+len(later))
+	}
+}
+
+// A running node checkpoints by itself once enough time has passed since
+// the last checkpoint and records changed, so a kill -9 after a long run
+// does not send the next start back to verifying everything.
+func TestCheckpointWrittenWhileRunning(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good[:2]...)
+	n := fx.start(t, ds)
+	mustPublish(t, n, fx.good[2:]...)
+	n.maybeCheckpoint()
+	if set, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
+		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(set))
+	}
+	n.mu.Lock()
+	n.ckpt.at = n.ckpt.at.Add(-checkpointEvery)
+	n.mu.Unlock()
+	n.maybeCheckpoint()
+	set, why := n.readCheckpoint(context.Background())
+	for _, r := range fx.good {
+		if _, ok := set[r.Hash()]; !ok {
+			t.Fatalf("the checkpoint taken %v after the last misses a published record (%s)", checkpointEvery, why)
+		}
+	}
+}

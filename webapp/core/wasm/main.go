@@ -1,0 +1,192 @@
+//go:build js && wasm
+
+// Command wasm is the web app's Ceiba core: package core compiled to
+// WebAssembly, with a small API on globalThis.ceibaCore. Byte arrays cross
+// as Uint8Array, structured answers as JSON strings; every call returns an
+// object whose "error" names what was wrong, and a call that fails changes
+// nothing.
+//
+//	const r = ceibaCore.newIdentity(passphrase)      // {keystore, fingerprint}
+//	ceibaCore.open(networkHex, keystore, passphrase)  // {fingerprint}
+//	ceibaCore.receive(sealed)                         // {hash, type, changed, waiting}
+//	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
+//	ceibaCore.status()                                // {status: "{...}"}
+//	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"syscall/js"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/webapp/core"
+)
+
+var (
+	reader *core.Reader
+	id     *directory.Identity
+)
+
+func main() {
+	api := map[string]any{
+		"newIdentity": js.FuncOf(newIdentity),
+		"open":        js.FuncOf(open),
+		"receive":     js.FuncOf(receive),
+		"search":      js.FuncOf(search),
+		"status":      js.FuncOf(status),
+		"keystore":    js.FuncOf(keystore),
+	}
+	js.Global().Set("ceibaCore", js.ValueOf(api))
+	if ready := js.Global().Get("ceibaCoreReady"); ready.Type() == js.TypeFunction {
+		ready.Invoke()
+	}
+	select {} // the API lives as long as the page
+}
+
+func fail(err error) any { return map[string]any{"error": err.Error()} }
+
+func bytesArg(v js.Value, what string) ([]byte, error) {
+	if v.Type() != js.TypeObject || !v.InstanceOf(js.Global().Get("Uint8Array")) {
+		return nil, fmt.Errorf("%s must be a Uint8Array", what)
+	}
+	b := make([]byte, v.Get("length").Int())
+	js.CopyBytesToGo(b, v)
+	return b, nil
+}
+
+func bytesValue(b []byte) js.Value {
+	u := js.Global().Get("Uint8Array").New(len(b))
+	js.CopyBytesToJS(u, b)
+	return u
+}
+
+func stringArg(args []js.Value, i int, what string) (string, error) {
+	if len(args) <= i || args[i].Type() != js.TypeString {
+		return "", fmt.Errorf("%s must be a string", what)
+	}
+	return args[i].String(), nil
+}
+
+// newIdentity makes the phone's reader key: it never leaves the phone, and
+// only its passphrase-encrypted keystore is handed out to be stored.
+func newIdentity(_ js.Value, args []js.Value) any {
+	pass, err := stringArg(args, 0, "the passphrase")
+	if err != nil {
+		return fail(err)
+	}
+	if err := directory.CheckNewPassphrase(pass); err != nil {
+		return fail(err)
+	}
+	nid, err := directory.NewIdentity()
+	if err != nil {
+		return fail(err)
+	}
+	ks := &directory.Keystore{Identity: nid, Keys: directory.Keyring{}}
+	data, err := ks.Encrypt(pass, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"keystore": bytesValue(data), "fingerprint": nid.Fingerprint()}
+}
+
+func open(_ js.Value, args []js.Value) any {
+	netHex, err := stringArg(args, 0, "the network ID")
+	if err != nil {
+		return fail(err)
+	}
+	raw, err := hex.DecodeString(netHex)
+	var net directory.NetworkID
+	if err != nil || len(raw) != len(net) {
+		return fail(fmt.Errorf("the network ID must be %d hex digits", 2*len(net)))
+	}
+	copy(net[:], raw)
+	if len(args) < 2 {
+		return fail(errors.New("the keystore is missing"))
+	}
+	data, err := bytesArg(args[1], "the keystore")
+	if err != nil {
+		return fail(err)
+	}
+	pass, err := stringArg(args, 2, "the passphrase")
+	if err != nil {
+		return fail(err)
+	}
+	ks, err := directory.DecryptKeystore(data, pass)
+	if err != nil {
+		return fail(err)
+	}
+	id = ks.Identity
+	reader = core.NewReader(net, ks.Identity, ks.Keys, nil)
+	return map[string]any{"fingerprint": id.Fingerprint()}
+}
+
+var errNotOpen = errors.New("no network is open: call open first")
+
+func receive(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	if len(args) < 1 {
+		return fail(errors.New("the sealed record is missing"))
+	}
+	sealed, err := bytesArg(args[0], "the sealed record")
+	if err != nil {
+		return fail(err)
+	}
+	a, err := reader.Receive(sealed)
+	if errors.Is(err, directory.ErrNoKey) || directory.MayPass(err) {
+		return map[string]any{"waiting": true, "reason": err.Error()}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"hash": hex.EncodeToString(a.Hash[:]), "type": a.Type.String(), "changed": a.Changed}
+}
+
+func search(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	qs, err := stringArg(args, 0, "the query")
+	if err != nil {
+		return fail(err)
+	}
+	var q directory.Query
+	if err := json.Unmarshal([]byte(qs), &q); err != nil {
+		return fail(fmt.Errorf("the query is not valid JSON: %w", err))
+	}
+	out, err := json.Marshal(reader.Search(q))
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"results": string(out)}
+}
+
+func status(js.Value, []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	out, _ := json.Marshal(reader.Status())
+	return map[string]any{"status": string(out)}
+}
+
+// keystore re-encrypts the identity and every key held, so the read keys
+// gained from rotations survive a reload.
+func keystore(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	pass, err := stringArg(args, 0, "the passphrase")
+	if err != nil {
+		return fail(err)
+	}
+	ks := &directory.Keystore{Identity: id, Keys: reader.Keys()}
+	data, err := ks.Encrypt(pass, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"keystore": bytesValue(data)}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/internal/wasmtest"
 	"github.com/ceiba-network/ceiba/webapp/core"
 )
 
@@ -111,24 +112,13 @@ type driverOut struct {
 // with the records arriving in reverse: entries under a key the reader does
 // not hold yet wait, and open once the rotation sealed to it is applied.
 func TestWasmCoreAgreesWithTheNode(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node (Node.js) is not installed; .ci/run installs it")
-		}
-		t.Skip("node (Node.js) is not installed: the WebAssembly core cannot run")
-	}
+	node := wasmtest.Node(t, "")
 	w := newWasmNetwork(t)
 	goState := w.goView(t)
 	queries := []directory.Query{{Text: "asilo"}, {Category: "shelter"}, {Text: "psicosocial"}, {Text: "acogida refugio"}}
 
 	dir := t.TempDir()
-	wasm := filepath.Join(dir, "core.wasm")
-	build := exec.Command("go", "build", "-o", wasm, "./wasm")
-	build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the WebAssembly core: %v\n%s", err, out)
-	}
+	wasm := wasmtest.Build(t, "./wasm")
 	feed := slices.Clone(w.sealed)
 	slices.Reverse(feed)
 	feed = append(feed, w.sealed[3], w.sealed[len(w.sealed)-1]) // duplicates change nothing
@@ -144,12 +134,7 @@ func TestWasmCoreAgreesWithTheNode(t *testing.T) {
 	if err := os.WriteFile(fixturePath, fixture, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	goroot, err := exec.Command("go", "env", "GOROOT").Output()
-	if err != nil {
-		t.Fatalf("go env GOROOT: %v", err)
-	}
-	// wasm_exec.js belongs to the Go release that built the core.
-	wasmExec := filepath.Join(strings.TrimSpace(string(goroot)), "lib", "wasm", "wasm_exec.js")
+	wasmExec := wasmtest.ExecJS(t)
 	run := exec.Command(node, "testdata/driver.mjs", wasmExec, wasm, fixturePath)
 	raw, err := run.Output()
 	if err != nil {

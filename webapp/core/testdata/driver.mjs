@@ -18,7 +18,7 @@ go.run(instance);
 await ready;
 const core = globalThis.ceibaCore;
 
-const out = { open: core.open(fixture.network, hex(fixture.keystore), fixture.passphrase), received: [] };
+const out = { open: { ...core.unlock(hex(fixture.keystore), fixture.passphrase), ...core.open(fixture.network) }, received: [] };
 for (const r of fixture.records) {
   const a = core.receive(hex(r));
   out.received.push({ hash: a.hash ?? null, waiting: a.waiting ?? false, error: a.error ?? null });

@@ -6,9 +6,13 @@
 // object whose "error" names what was wrong, and a call that fails changes
 // nothing.
 //
-//	const r = ceibaCore.newIdentity(passphrase)      // {keystore, fingerprint}
-//	ceibaCore.open(networkHex, keystore, passphrase)  // {fingerprint}
-//	ceibaCore.receive(sealed)                         // {hash, type, changed, waiting}
+//	ceibaCore.newIdentity(passphrase)                 // {keystore, fingerprint}: a new reader key
+//	ceibaCore.unlock(keystore, passphrase)            // {fingerprint}: the key kept on this phone
+//	ceibaCore.parseInvite(code)                       // {addrs: [Uint8Array]}: multiaddrs to dial
+//	ceibaCore.redeem(code, name, myPeerID)            // {request}: the frame to send on /ceiba/invite/2.0.0
+//	ceibaCore.welcome(answer)                         // {network, role}: the view starts
+//	ceibaCore.open(networkHex)                        // {}: the view of a network joined before
+//	ceibaCore.receive(sealed)                         // {hash, type, changed} or {waiting, reason}
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
 //	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
@@ -25,14 +29,22 @@ import (
 	"github.com/ceiba-network/ceiba/webapp/core"
 )
 
+// One page holds one reader: its unlocked identity and read keys, its
+// view once a network is open, and the redemption in progress.
 var (
-	reader *core.Reader
-	id     *directory.Identity
+	id         *directory.Identity
+	keys       directory.Keyring
+	reader     *core.Reader
+	invitation *core.Invitation
 )
 
 func main() {
 	api := map[string]any{
 		"newIdentity": js.FuncOf(newIdentity),
+		"unlock":      js.FuncOf(unlock),
+		"parseInvite": js.FuncOf(parseInvite),
+		"redeem":      js.FuncOf(redeem),
+		"welcome":     js.FuncOf(welcome),
 		"open":        js.FuncOf(open),
 		"receive":     js.FuncOf(receive),
 		"search":      js.FuncOf(search),
@@ -89,10 +101,102 @@ func newIdentity(_ js.Value, args []js.Value) any {
 	if err != nil {
 		return fail(err)
 	}
+	id, keys, reader = nid, directory.Keyring{}, nil
 	return map[string]any{"keystore": bytesValue(data), "fingerprint": nid.Fingerprint()}
 }
 
+func unlock(_ js.Value, args []js.Value) any {
+	if len(args) < 1 {
+		return fail(errors.New("the keystore is missing"))
+	}
+	data, err := bytesArg(args[0], "the keystore")
+	if err != nil {
+		return fail(err)
+	}
+	pass, err := stringArg(args, 1, "the passphrase")
+	if err != nil {
+		return fail(err)
+	}
+	ks, err := directory.DecryptKeystore(data, pass)
+	if err != nil {
+		return fail(err)
+	}
+	id, keys, reader = ks.Identity, ks.Keys, nil
+	return map[string]any{"fingerprint": id.Fingerprint()}
+}
+
+var errLocked = errors.New("no key is unlocked: call newIdentity or unlock first")
+
+func parseInvite(_ js.Value, args []js.Value) any {
+	s, err := stringArg(args, 0, "the invite code")
+	if err != nil {
+		return fail(err)
+	}
+	c, err := directory.ParseInviteCode(s)
+	if err != nil {
+		return fail(err)
+	}
+	var addrs []any
+	for _, a := range core.DialAddrs(c) {
+		addrs = append(addrs, bytesValue(a))
+	}
+	return map[string]any{"addrs": addrs}
+}
+
+func redeem(_ js.Value, args []js.Value) any {
+	if id == nil {
+		return fail(errLocked)
+	}
+	s, err := stringArg(args, 0, "the invite code")
+	if err != nil {
+		return fail(err)
+	}
+	c, err := directory.ParseInviteCode(s)
+	if err != nil {
+		return fail(err)
+	}
+	name, err := stringArg(args, 1, "the name")
+	if err != nil {
+		return fail(err)
+	}
+	if len(args) < 3 {
+		return fail(errors.New("this device's peer ID is missing"))
+	}
+	me, err := bytesArg(args[2], "this device's peer ID")
+	if err != nil {
+		return fail(err)
+	}
+	frame, inv, err := core.Redeem(id, c, name, me)
+	if err != nil {
+		return fail(err)
+	}
+	invitation = inv
+	return map[string]any{"request": bytesValue(frame)}
+}
+
+func welcome(_ js.Value, args []js.Value) any {
+	if invitation == nil {
+		return fail(errors.New("no redemption is in progress: call redeem first"))
+	}
+	if len(args) < 1 {
+		return fail(errors.New("the answer is missing"))
+	}
+	frame, err := bytesArg(args[0], "the answer")
+	if err != nil {
+		return fail(err)
+	}
+	r, role, err := invitation.Welcome(frame, nil)
+	if err != nil {
+		return fail(err)
+	}
+	invitation, reader = nil, r
+	return map[string]any{"network": r.Status().Network, "role": role}
+}
+
 func open(_ js.Value, args []js.Value) any {
+	if id == nil {
+		return fail(errLocked)
+	}
 	netHex, err := stringArg(args, 0, "the network ID")
 	if err != nil {
 		return fail(err)
@@ -103,24 +207,8 @@ func open(_ js.Value, args []js.Value) any {
 		return fail(fmt.Errorf("the network ID must be %d hex digits", 2*len(net)))
 	}
 	copy(net[:], raw)
-	if len(args) < 2 {
-		return fail(errors.New("the keystore is missing"))
-	}
-	data, err := bytesArg(args[1], "the keystore")
-	if err != nil {
-		return fail(err)
-	}
-	pass, err := stringArg(args, 2, "the passphrase")
-	if err != nil {
-		return fail(err)
-	}
-	ks, err := directory.DecryptKeystore(data, pass)
-	if err != nil {
-		return fail(err)
-	}
-	id = ks.Identity
-	reader = core.NewReader(net, ks.Identity, ks.Keys, nil)
-	return map[string]any{"fingerprint": id.Fingerprint()}
+	reader = core.NewReader(net, id, keys, nil)
+	return map[string]any{}
 }
 
 var errNotOpen = errors.New("no network is open: call open first")

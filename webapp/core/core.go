@@ -203,3 +203,28 @@ func (r *Reader) Keys() directory.Keyring {
 	}
 	return kr
 }
+
+// Judge says whether key k, proven by peer on a connection, is admitted
+// in this view, as a node's admission judges it (PROTOCOL.md §7): an
+// unrevoked steward of the current charter, admitted member or reader; a
+// key merely unknown passes from a bootstrap peer (the inviting node,
+// whose membership a fresh view may not hold yet), and any unrevoked key
+// while the view holds no charter.
+func (r *Reader) Judge(k directory.PublicKey, bootstrap bool) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Charter() == nil && !r.state.IsRevoked(k) {
+		return "unjudged", nil
+	}
+	role, ok := r.state.AdmittedRole(k)
+	if !ok && role == "unknown" && bootstrap {
+		return "bootstrap peer", nil
+	}
+	if !ok {
+		return role, fmt.Errorf("the key is not an admitted, unrevoked steward, member or reader here (%s)", role)
+	}
+	return role, nil
+}
+
+// Network is the view's network ID.
+func (r *Reader) Network() directory.NetworkID { return r.net }

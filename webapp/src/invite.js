@@ -42,7 +42,8 @@ function concat(parts, total) {
 
 // redeemInvite redeems code as name (empty for a reader) for the key the
 // core holds, over node (a started libp2p node), and returns what the
-// core's welcome says: {network, role}.
+// core's welcome says, {network, role}, with the inviting node's peer ID
+// and addresses (the new reader's first peer).
 export async function redeemInvite(node, core, code, name = '') {
   const { addrs } = check(core.parseInvite(code));
   const signal = AbortSignal.timeout(TIMEOUT_MS);
@@ -53,7 +54,8 @@ export async function redeemInvite(node, core, code, name = '') {
     const { request } = check(core.redeem(code, name, node.peerId.toMultihash().bytes));
     stream.send(request);
     const answer = await readFrame(stream, MAX_ANSWER);
-    return check(core.welcome(answer));
+    const welcome = check(core.welcome(answer));
+    return { ...welcome, peer: conn.remotePeer, addrs: addrs.map((a) => multiaddr(a)) };
   } finally {
     await stream.close().catch(() => {});
     await conn.close().catch(() => {});

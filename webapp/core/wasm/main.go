@@ -13,12 +13,16 @@
 //	ceibaCore.welcome(answer)                         // {network, role}: the view starts
 //	ceibaCore.open(networkHex)                        // {}: the view of a network joined before
 //	ceibaCore.receive(sealed)                         // {hash, type, changed} or {waiting, reason}
+//	ceibaCore.admitMAC(side, O, A, nO, nA)            // {mac}: side is "O" or "A" (PROTOCOL.md §7)
+//	ceibaCore.admitProof(side, O, A, nO, nA)          // {proof}: this reader's key || signature
+//	ceibaCore.admitCheck(mac, proof, side, O, A, nO, nA, bootstrap) // {role, fingerprint}
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
 //	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
 package main
 
 import (
+	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -47,6 +51,9 @@ func main() {
 		"welcome":     js.FuncOf(welcome),
 		"open":        js.FuncOf(open),
 		"receive":     js.FuncOf(receive),
+		"admitMAC":    js.FuncOf(admitMAC),
+		"admitProof":  js.FuncOf(admitProof),
+		"admitCheck":  js.FuncOf(admitCheck),
 		"search":      js.FuncOf(search),
 		"status":      js.FuncOf(status),
 		"keystore":    js.FuncOf(keystore),
@@ -277,4 +284,85 @@ func keystore(_ js.Value, args []js.Value) any {
 		return fail(err)
 	}
 	return map[string]any{"keystore": bytesValue(data)}
+}
+
+// admitArgs reads side, opener, accepter, nO and nA from args[at:].
+func admitArgs(args []js.Value, at int) (side byte, parts [4][]byte, err error) {
+	s, err := stringArg(args, at, "the side")
+	if err != nil || (s != "O" && s != "A") {
+		return 0, parts, errors.New(`the side must be "O" or "A"`)
+	}
+	names := [4]string{"the opener's peer ID", "the accepter's peer ID", "the opener's nonce", "the accepter's nonce"}
+	for i, name := range names {
+		if len(args) <= at+1+i {
+			return 0, parts, fmt.Errorf("%s is missing", name)
+		}
+		if parts[i], err = bytesArg(args[at+1+i], name); err != nil {
+			return 0, parts, err
+		}
+	}
+	if len(parts[2]) != directory.AdmitNonceSize || len(parts[3]) != directory.AdmitNonceSize {
+		return 0, parts, fmt.Errorf("nonces are %d bytes", directory.AdmitNonceSize)
+	}
+	return s[0], parts, nil
+}
+
+func admitMAC(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	side, p, err := admitArgs(args, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"mac": bytesValue(directory.AdmitMAC(directory.SyncProofKey(reader.Network()), side, p[0], p[1], p[2], p[3]))}
+}
+
+func admitProof(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	side, p, err := admitArgs(args, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"proof": bytesValue(directory.AdmitProof(id, reader.Network(), side, p[0], p[1], p[2], p[3]))}
+}
+
+// admitCheck checks the other side's network proof (mac; omitted with
+// null when it was checked before) and key proof, and judges the key.
+func admitCheck(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	if len(args) < 8 {
+		return fail(errors.New("admitCheck takes mac, proof, side, opener, accepter, nO, nA and bootstrap"))
+	}
+	side, p, err := admitArgs(args, 2)
+	if err != nil {
+		return fail(err)
+	}
+	net := reader.Network()
+	if !args[0].IsNull() {
+		mac, err := bytesArg(args[0], "the network proof")
+		if err != nil {
+			return fail(err)
+		}
+		if !hmac.Equal(mac, directory.AdmitMAC(directory.SyncProofKey(net), side, p[0], p[1], p[2], p[3])) {
+			return fail(errors.New("its network proof is wrong (another network, or none)"))
+		}
+	}
+	proof, err := bytesArg(args[1], "the key proof")
+	if err != nil {
+		return fail(err)
+	}
+	k, ok := directory.CheckAdmitProof(net, proof, side, p[0], p[1], p[2], p[3])
+	if !ok {
+		return fail(errors.New("the signature does not verify (forged, or replayed from another connection)"))
+	}
+	role, err := reader.Judge(k, args[7].Truthy())
+	if err != nil {
+		return fail(err)
+	}
+	return map[string]any{"role": role, "fingerprint": directory.Fingerprint(k)}
 }

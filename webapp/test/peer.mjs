@@ -1,9 +1,12 @@
-// An independent peer (js-libp2p over TCP, the Ceiba core in WebAssembly)
-// redeems an invite code against a real `ceiba daemon`, for the Go test
-// TestWebappRedeemsInvite:
-//   node redeem.mjs WASM_EXEC_JS CORE_WASM CODE PASSPHRASE
-// It prints one JSON object: the fingerprint of the key it made, the
-// welcome's network and role, and the view's status.
+// A reader's peer as the web app runs it (js-libp2p over TCP, the Ceiba
+// core in WebAssembly), against real `ceiba daemon`s, for the Go test
+// TestWebappReaderPeer:
+//   node peer.mjs WASM_EXEC_JS CORE_WASM CODE PASSPHRASE
+// It makes a reader key, redeems the invite code, connects to the inviting
+// node again as an admitted reader, and prints one JSON object: the key's
+// fingerprint, the welcome, the view's status, the admission's outcome,
+// whether the connection outlived a guest's window, and what redeeming the
+// spent code again answered.
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { createLibp2p } from 'libp2p';
@@ -11,6 +14,7 @@ import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { redeemInvite } from '../src/invite.js';
+import { Admission } from '../src/admit.js';
 
 // Node 20 lacks Promise.withResolvers, which libp2p 3 uses.
 Promise.withResolvers ??= function () {
@@ -37,9 +41,19 @@ const node = await createLibp2p({
 });
 const out = { fingerprint: made.fingerprint };
 try {
-  out.welcome = await redeemInvite(node, core, code);
+  const { peer, addrs, ...welcome } = await redeemInvite(node, core, code);
+  out.welcome = welcome;
   out.status = JSON.parse(core.status().status);
   out.again = await redeemInvite(node, core, code).then(() => null, (e) => e.message);
+
+  const admission = new Admission(node, core, new Set([peer.toString()]));
+  await admission.start();
+  await node.dial(addrs);
+  out.admitted = await admission.admitted(peer).catch((e) => ({ error: e.message }));
+  // A peer without a proof is cut after the guest window (10 s): an
+  // admitted one is not.
+  await new Promise((resolve) => setTimeout(resolve, 12_000));
+  out.connectedAfter12s = node.getConnections(peer).length > 0;
 } catch (e) {
   out.error = e.message;
 }

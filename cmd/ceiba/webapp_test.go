@@ -23,17 +23,8 @@ import (
 // both ways), and the node keeps the connection past a guest's window.
 func TestWebappReaderPeer(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/libp2p/package.json")
-	steward, stewardAPI := initHome(t)
-	startDaemon(t, steward, stewardAPI)
-	org, orgAPI := initHome(t)
-	startDaemon(t, org, orgAPI)
-	mustRun(t, steward, "network", "create", "--name", "Red de prueba")
+	_, org, _, _ := stewardAndMember(t)
 	var inv api.Invite
-	if err := json.Unmarshal([]byte(mustRun(t, steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
-	waitUntil(t, time.Minute, "the organization's admission", func() bool { return daemonStatus(t, org).Role == "member" })
 	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
 		t.Fatal(err)
 	}

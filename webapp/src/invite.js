@@ -3,6 +3,7 @@
 // signs the request with the reader key it holds and opens the answer;
 // libp2p carries them over /ceiba/invite/2.0.0 (PROTOCOL.md §9).
 import { multiaddr } from '@multiformats/multiaddr';
+import { StreamReader, concat } from './bytes.js';
 
 export const INVITE_PROTOCOL = '/ceiba/invite/2.0.0';
 const MAX_ANSWER = 1 << 20; // directory.MaxInviteResponse
@@ -16,28 +17,13 @@ function check(answer) {
 // readFrame reads one length-prefixed message (4-byte big-endian length)
 // and returns it with its prefix, as the core reads it.
 async function readFrame(stream, limit) {
-  const parts = [];
-  let have = 0;
-  let want = -1;
-  for await (const chunk of stream) {
-    const bytes = chunk.subarray ? chunk.subarray() : chunk;
-    parts.push(bytes);
-    have += bytes.length;
-    if (want < 0 && have >= 4) {
-      const head = concat(parts, have);
-      want = 4 + new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
-      if (want - 4 > limit) throw new Error(`the inviting node's answer is ${want - 4} bytes, more than ${limit}`);
-    }
-    if (want >= 0 && have >= want) return concat(parts, have).subarray(0, want);
-  }
-  throw new Error('the inviting node closed the stream without answering');
-}
-
-function concat(parts, total) {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
-  return out;
+  const r = new StreamReader(stream);
+  const head = await r.read(4).catch(() => {
+    throw new Error('the inviting node closed the stream without answering');
+  });
+  const size = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+  if (size > limit) throw new Error(`the inviting node's answer is ${size} bytes, more than ${limit}`);
+  return concat(head, await r.read(size));
 }
 
 // redeemInvite redeems code as name (empty for a reader) for the key the

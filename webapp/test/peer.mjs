@@ -7,30 +7,16 @@
 // fingerprint, the welcome, the view's status, the admission's outcome,
 // whether the connection outlived a guest's window, and what redeeming the
 // spent code again answered.
-import { readFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import { createLibp2p } from 'libp2p';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { redeemInvite } from '../src/invite.js';
 import { Admission } from '../src/admit.js';
-
-// Node 20 lacks Promise.withResolvers, which libp2p 3 uses.
-Promise.withResolvers ??= function () {
-  let resolve, reject;
-  const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
-  return { promise, resolve, reject };
-};
+import { loadCore } from './core-node.mjs';
 
 const [wasmExec, wasmPath, code, passphrase] = process.argv.slice(2);
-await import(pathToFileURL(wasmExec).href);
-const ready = new Promise((resolve) => { globalThis.ceibaCoreReady = resolve; });
-const go = new globalThis.Go();
-const { instance } = await WebAssembly.instantiate(readFileSync(wasmPath), go.importObject);
-go.run(instance);
-await ready;
-const core = globalThis.ceibaCore;
+const core = await loadCore(wasmExec, wasmPath);
 
 const made = core.newIdentity(passphrase);
 if (made.error) throw new Error(made.error);

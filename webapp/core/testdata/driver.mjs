@@ -4,19 +4,12 @@
 // records (hex) in the order to feed them, and queries; the driver prints
 // one JSON object: what each call answered, the status and the results.
 import { readFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { loadCore } from '../../test/core-node.mjs';
 
 const [wasmExec, wasmPath, fixturePath] = process.argv.slice(2);
-await import(pathToFileURL(wasmExec).href);
+const core = await loadCore(wasmExec, wasmPath);
 const fixture = JSON.parse(readFileSync(fixturePath, 'utf8'));
 const hex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
-
-const ready = new Promise((resolve) => { globalThis.ceibaCoreReady = resolve; });
-const go = new globalThis.Go();
-const { instance } = await WebAssembly.instantiate(readFileSync(wasmPath), go.importObject);
-go.run(instance);
-await ready;
-const core = globalThis.ceibaCore;
 
 const out = { open: { ...core.unlock(hex(fixture.keystore), fixture.passphrase), ...core.open(fixture.network) }, received: [] };
 for (const r of fixture.records) {

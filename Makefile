@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 30s
 BIN     := bin/ceiba
 
-.PHONY: all build test test-daemons cross release release-check demo bench fuzz lint soak clean
+.PHONY: all build test webapp-deps test-daemons cross release release-check demo bench fuzz lint soak clean
 
 # Every platform a release is built for (make release, make cross).
 TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 freebsd/amd64 android/arm64
@@ -22,7 +22,7 @@ build:
 # tests here. gotestsum (pinned in tools/go.mod) runs go test and ends with
 # the list of tests that skipped and why, so a test that silently stopped
 # running (a missing tool, say) shows.
-test: cross
+test: cross webapp-deps
 	$(GO) vet $(PKGS)
 	$(GO) tool -modfile=tools/go.mod gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg -- -race -timeout 20m $(PKGS)
 	# Rotation at 10,000 recipients, too slow under the race detector (where
@@ -32,6 +32,13 @@ test: cross
 	# fresh, never-admitted keys (5,000 under the race detector above);
 	# about 5 minutes on two loaded cores.
 	CEIBA_FLOOD_ENTRIES=100000 $(GO) test -count=1 -timeout 20m -run '^TestUnadmittedEntryFloodStaysBounded$$' ./node/
+
+# The web app's JavaScript packages, exactly as webapp/package-lock.json
+# pins them (tests drive js-libp2p against real daemons). npm ci again only
+# when the lockfile changes.
+webapp-deps: webapp/node_modules/.package-lock.json
+webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.json
+	npm ci --prefix webapp --no-audit --no-fund
 
 # Rotation with real daemons (1 steward, 1 organization, 60 readers as
 # processes): about 4 minutes on two cores. Not in make test yet: its

@@ -83,3 +83,11 @@ func (e *RejectError) Unwrap() error { return e.Reason }
 func reject(t RecordType, reason error, format string, args ...any) error {
 	return &RejectError{Type: t, Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
+
+// MayPass reports whether a record was refused for a reason that more
+// records may remove: its signer's standing, its charter version or a pool
+// quota not there yet. A holder keeps such a record and applies it again
+// when governance changes, instead of dropping it.
+func MayPass(err error) bool {
+	return errors.Is(err, ErrQuota) || errors.Is(err, ErrPendingSignature) || errors.Is(err, ErrUnknownCharter)
+}

@@ -45,7 +45,7 @@ import (
 // side, both peer IDs and both nonces (admitMAC): it shows knowledge of the
 // network without naming a key, so neither side shows its directory key
 // to a peer that does not know the network, and A shows its key only to an
-// admitted O. sig is the side's directory key signing admitTranscript
+// admitted O. sig is the side's directory key signing the admission transcript
 // (domain directory.AdmitDomain): the network, both peer IDs in the order
 // (O, A), the key, both nonces and the side. The secure channel
 // authenticates the peer IDs, and both nonces are fresh, so a proof is
@@ -128,33 +128,10 @@ func newAdmission(net directory.NetworkID) *admission {
 	}
 }
 
-// syncProofKey is the HMAC key of the sync and admission proofs: anyone
-// who holds the network ID (members, and also revoked devices and invite
-// holders) has it, so it only keeps strangers out; the signatures do the
-// rest.
-func syncProofKey(net directory.NetworkID) []byte {
-	k := sha256.Sum256(append([]byte("ceiba sync key v1\x00"), net[:]...))
-	return k[:]
-}
+func syncProofKey(net directory.NetworkID) []byte { return directory.SyncProofKey(net) }
 
 func admitMAC(key []byte, side byte, opener, accepter peer.ID, nO, nA []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("ceiba admit v2\x00"))
-	m.Write([]byte{side})
-	m.Write(binary.BigEndian.AppendUint16(nil, uint16(len(opener))))
-	m.Write([]byte(opener))
-	m.Write(binary.BigEndian.AppendUint16(nil, uint16(len(accepter))))
-	m.Write([]byte(accepter))
-	m.Write(nO)
-	m.Write(nA)
-	return m.Sum(nil)
-}
-
-// admitTranscript is what each side's key signs: the sync hello's
-// transcript layout with no time (the two fresh nonces stand for it) and
-// the side in place of the epochs, under its own domain.
-func admitTranscript(net directory.NetworkID, opener, accepter peer.ID, key directory.PublicKey, side byte, nO, nA []byte) []byte {
-	return helloTranscript(net, opener, accepter, key, 0, append(append([]byte{}, nO...), nA...), []byte{side})
+	return directory.AdmitMAC(key, side, []byte(opener), []byte(accepter), nO, nA)
 }
 
 // admitter is one side of the admission exchange: a host, the identity
@@ -217,16 +194,13 @@ func (n *Node) judgeKey(p peer.ID, k directory.PublicKey) (string, error) {
 }
 
 func (a admitter) proof(side byte, opener, accepter peer.ID, nO, nA []byte) []byte {
-	key := a.id.Public()
-	sig := a.id.SignTranscript(directory.AdmitDomain, admitTranscript(a.net, opener, accepter, key, side, nO, nA))
-	return append(key[:], sig...)
+	return directory.AdmitProof(a.id, a.net, side, []byte(opener), []byte(accepter), nO, nA)
 }
 
 // check verifies the other side's proof and judges its key.
 func (a admitter) check(proof []byte, side byte, opener, accepter peer.ID, nO, nA []byte) admitState {
-	var k directory.PublicKey
-	copy(k[:], proof[:32])
-	if !directory.VerifyTranscript(k, directory.AdmitDomain, admitTranscript(a.net, opener, accepter, k, side, nO, nA), proof[32:]) {
+	k, ok := directory.CheckAdmitProof(a.net, proof, side, []byte(opener), []byte(accepter), nO, nA)
+	if !ok {
 		return admitState{key: k, reason: errForgedProof.Error()}
 	}
 	other := accepter

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -38,7 +37,7 @@ type parking struct {
 
 // mayPass reports whether a refusal may pass without the record changing.
 func mayPass(err error) bool {
-	return errors.Is(err, directory.ErrQuota) || errors.Is(err, directory.ErrPendingSignature) || errors.Is(err, directory.ErrUnknownCharter)
+	return directory.MayPass(err)
 }
 
 func (p *parking) park(r *directory.Record, from peer.ID, via Via) {

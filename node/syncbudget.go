@@ -3,7 +3,6 @@ package node
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"slices"
 	"sync"
 	"time"
 
@@ -217,16 +216,7 @@ func (r *helloReplays) fresh(k directory.PublicKey, nonce []byte, keep time.Dura
 // the time and a fresh nonce (so it is worth nothing later), and the epochs
 // it claims.
 func helloTranscript(net directory.NetworkID, initiator, responder peer.ID, key directory.PublicKey, unix int64, nonce []byte, epochs []byte) []byte {
-	m := make([]byte, 0, 32+2+len(initiator)+2+len(responder)+32+8+len(nonce)+len(epochs))
-	m = append(m, net[:]...)
-	m = binary.BigEndian.AppendUint16(m, uint16(len(initiator)))
-	m = append(m, initiator...)
-	m = binary.BigEndian.AppendUint16(m, uint16(len(responder)))
-	m = append(m, responder...)
-	m = append(m, key[:]...)
-	m = binary.BigEndian.AppendUint64(m, uint64(unix))
-	m = append(m, nonce...)
-	return append(m, epochs...)
+	return directory.SessionTranscript(net, []byte(initiator), []byte(responder), key, unix, nonce, epochs)
 }
 
 // signedHello is the hello body after the network proof.
@@ -283,22 +273,7 @@ func parseHello(body []byte, net directory.NetworkID, initiator, responder peer.
 // admittedRole says what k is in the node's directory: a steward of the
 // current charter, a member or a reader, none of them revoked. Only these
 // may sync from the node.
-func (n *Node) admittedRole(k directory.PublicKey) (string, bool) {
-	st := n.state
-	if st.IsRevoked(k) {
-		return "revoked", false
-	}
-	if c := st.Charter(); c != nil && slices.Contains(c.StewardKeys(), k) {
-		return "steward", true
-	}
-	if _, ok := st.Member(k); ok {
-		return "member", true
-	}
-	if st.IsReader(k) {
-		return "reader", true
-	}
-	return "unknown", false
-}
+func (n *Node) admittedRole(k directory.PublicKey) (string, bool) { return n.state.AdmittedRole(k) }
 
 type sealKey struct {
 	h     directory.Hash

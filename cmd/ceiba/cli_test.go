@@ -115,6 +115,25 @@ func mustRun(t *testing.T, home string, args ...string) string {
 	return r.stdout
 }
 
+// stewardAndMember starts a steward's daemon with a new network and an
+// organization's daemon admitted to it by a member invite, as the README
+// does it; stopOrg stops the organization's daemon.
+func stewardAndMember(t *testing.T) (steward, org, orgAPI string, stopOrg func()) {
+	t.Helper()
+	steward, stewardAPI := initHome(t)
+	startDaemon(t, steward, stewardAPI)
+	org, orgAPI = initHome(t)
+	stopOrg = startDaemon(t, org, orgAPI)
+	mustRun(t, steward, "network", "create", "--name", "Red de prueba")
+	var inv api.Invite
+	if err := json.Unmarshal([]byte(mustRun(t, steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
+	waitUntil(t, time.Minute, "the organization's admission", func() bool { return daemonStatus(t, org).Role == "member" })
+	return steward, org, orgAPI, stopOrg
+}
+
 // daemonStatus is `ceiba --json status` against the home's daemon.
 func daemonStatus(t *testing.T, home string) api.Status {
 	t.Helper()

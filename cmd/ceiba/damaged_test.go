@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/node/storetest"
 )
 
@@ -18,17 +16,7 @@ import (
 // copy is kept, keeps its keys, reads back the records it still can, and
 // gets the rest from a peer; `ceiba status` warns the operator.
 func TestDamagedStoreDaemon(t *testing.T) {
-	steward, stewardAPI := initHome(t)
-	startDaemon(t, steward, stewardAPI)
-	org, orgAPI := initHome(t)
-	stopOrg := startDaemon(t, org, orgAPI)
-	mustRun(t, steward, "network", "create", "--name", "Red de prueba")
-	var inv api.Invite
-	if err := json.Unmarshal([]byte(mustRun(t, steward, "--json", "invite", "create", "--role", "member", "--expires", "1h")), &inv); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, org, "invite", "accept", inv.Code, "--name", "Colectivo Ejemplo")
-	waitUntil(t, time.Minute, "the organization's admission", func() bool { return daemonStatus(t, org).Role == "member" })
+	steward, org, orgAPI, stopOrg := stewardAndMember(t)
 	entry := filepath.Join(t.TempDir(), "entrada.yaml")
 	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
 		t.Fatal(err)

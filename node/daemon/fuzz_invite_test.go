@@ -26,8 +26,8 @@ func sampleCode() *inviteCode {
 	if err != nil {
 		panic(err)
 	}
-	return &inviteCode{Peer: []byte(id), Token: bytes.Repeat([]byte{7}, 16),
-		Addrs: [][]byte{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001").Bytes()}}
+	return &inviteCode{directory.InviteCode{Peer: []byte(id), Token: bytes.Repeat([]byte{7}, 16),
+		Addrs: [][]byte{multiaddr.StringCast("/ip4/127.0.0.1/tcp/4001").Bytes()}}}
 }
 
 // FuzzParseCode: any text is refused with a user error or parsed into a
@@ -35,7 +35,7 @@ func sampleCode() *inviteCode {
 func FuzzParseCode(f *testing.F) {
 	f.Add(sampleCode().String())
 	f.Add("ceiba-invite:")
-	f.Add("  ceiba-invite:\n" + sampleCode().String()[len(codePrefix):] + "  ")
+	f.Add("  ceiba-invite:\n" + sampleCode().String()[len(directory.InviteCodePrefix):] + "  ")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := parseCode(s)
 		if err != nil {

@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,63 +33,34 @@ import (
 // by signing a transcript before the inviter spends it.
 const InviteProtocol = protocol.ID("/ceiba/invite/2.0.0")
 
-const codePrefix = "ceiba-invite:"
-
-// inviteCode is what a person passes on (by Signal, on paper, as a QR
-// code). It is a secret: whoever holds it can redeem it, once, before it
-// expires. It carries only what reaching the inviting node and redeeming
-// once take: that node's peer ID, a few of its addresses and a random
-// token. The role, the expiry and everything about the network (its ID,
-// name, charter, stewards) stay on the inviting node, which enforces them
-// and hands the network over only after redemption, sealed to the
-// redeemer's key; a photographed code, used or not, tells nothing about
-// the network it opens.
-type inviteCode struct {
-	Peer  []byte   `cbor:"1,keyasint"` // binary libp2p peer ID
-	Addrs [][]byte `cbor:"2,keyasint"` // binary multiaddrs, without /p2p/<Peer>
-	Token []byte   `cbor:"3,keyasint"`
-}
+// inviteCode is an invite code (directory.InviteCode) with what reaching
+// its node takes in libp2p terms.
+type inviteCode struct{ directory.InviteCode }
 
 const (
-	tokenLen     = 16
-	maxCodeAddrs = 8
+	tokenLen     = directory.InviteTokenSize
+	maxCodeAddrs = directory.MaxInviteCodeAddrs
 )
 
 var codeDec, _ = cbor.DecOptions{DupMapKey: cbor.DupMapKeyEnforcedAPF, MaxArrayElements: 64, MaxNestedLevels: 8, ExtraReturnErrors: cbor.ExtraDecErrorUnknownField}.DecMode()
 var codeEnc, _ = cbor.CoreDetEncOptions().EncMode()
 
-func (c *inviteCode) String() string {
-	b, _ := codeEnc.Marshal(c)
-	return codePrefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
+// parseCode reads a code as pasted (directory.ParseInviteCode) and checks
+// that its peer ID and addresses are libp2p's.
 func parseCode(s string) (*inviteCode, error) {
-	s = strings.Join(strings.Fields(s), "")
-	rest, ok := strings.CutPrefix(s, codePrefix)
-	if !ok {
-		return nil, userErrorf("this is not a Ceiba invite code (it should start with %q)", codePrefix)
+	c, err := directory.ParseInviteCode(s)
+	if err != nil {
+		return nil, userErrorf("%s", err)
 	}
-	damaged := userErrorf("the invite code is damaged, or was made by an older version of Ceiba (copy it again, whole, or ask for a new one)")
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	if err != nil || len(b) > 4<<10 {
-		return nil, damaged
-	}
-	var c inviteCode
-	if err := codeDec.Unmarshal(b, &c); err != nil {
-		return nil, damaged
-	}
-	if _, err := peer.IDFromBytes(c.Peer); err != nil || len(c.Token) != tokenLen || len(c.Addrs) > maxCodeAddrs {
-		return nil, damaged
-	}
-	if len(c.Addrs) == 0 {
-		return nil, userErrorf("the invite code names no node to connect to")
+	if _, err := peer.IDFromBytes(c.Peer); err != nil {
+		return nil, userErrorf("%s", directory.ErrInviteCodeDamaged)
 	}
 	for _, a := range c.Addrs {
 		if _, err := multiaddr.NewMultiaddrBytes(a); err != nil {
-			return nil, damaged
+			return nil, userErrorf("%s", directory.ErrInviteCodeDamaged)
 		}
 	}
-	return &c, nil
+	return &inviteCode{*c}, nil
 }
 
 // addrInfo is the inviting node as the code names it.
@@ -261,7 +230,7 @@ func (d *Daemon) issueInvite(n *node.Node, role string, valid time.Duration, for
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	code := &inviteCode{Peer: []byte(n.Host().ID()), Addrs: codeAddrs(n.Host().Addrs()), Token: tok}
+	code := &directory.InviteCode{Peer: []byte(n.Host().ID()), Addrs: codeAddrs(n.Host().Addrs()), Token: tok}
 	return code.String(), expires, nil
 }
 
@@ -311,66 +280,25 @@ func (d *Daemon) stewardJoinCode(n *node.Node, steward directory.PublicKey) (str
 	return code, err
 }
 
-type inviteRequest struct {
-	Token []byte              `cbor:"1,keyasint"`
-	Key   directory.PublicKey `cbor:"2,keyasint"`
-	KEM   []byte              `cbor:"3,keyasint"`
-	Name  string              `cbor:"4,keyasint"`
-	Peer  string              `cbor:"5,keyasint"`
-	// KEMSig is Key's signature on KEM: the inviter seals keys to KEM
-	// only when Key's holder vouches for it.
-	KEMSig []byte `cbor:"6,keyasint"`
-	// Sig is Key's signature on the transcript (directory.InviteTranscript)
-	// of this token, this connection and these keys: the redeemer holds
-	// the key it asks to have admitted.
-	Sig []byte `cbor:"7,keyasint"`
-}
+// The invite protocol's messages and framing are directory's (PROTOCOL.md
+// §9), shared with the web app.
+type (
+	inviteRequest  = directory.InviteRequest
+	inviteResponse = directory.InviteResponse
+)
 
-type inviteResponse struct {
-	Error string `cbor:"1,keyasint,omitempty"`
-	// Welcome is a directory.InviteWelcome sealed to the request's KEM key.
-	Welcome []byte `cbor:"2,keyasint,omitempty"`
-}
-
-// A request is a few KiB (the KEM key is the bulk of it); an answer
-// carries the genesis and the current epoch, whose packages grow with the
-// network.
 const (
-	maxInviteRequest  = 64 << 10
-	maxInviteResponse = 1 << 20
+	maxInviteRequest  = directory.MaxInviteRequest
+	maxInviteResponse = directory.MaxInviteResponse
 	// maxWelcomeRecords bounds the records a welcome carries; past it
 	// the redeemer gets them by sync instead.
 	maxWelcomeRecords = 192 << 10
 )
 
-func writeMsg(w io.Writer, v any) error {
-	b, err := codeEnc.Marshal(v)
-	if err != nil {
-		return err
-	}
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	if _, err := w.Write(n[:]); err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
-}
+func writeMsg(w io.Writer, v any) error { return directory.WriteInviteMessage(w, v) }
 
 func readMsg(r io.Reader, v any, limit uint32) error {
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return err
-	}
-	size := binary.BigEndian.Uint32(n[:])
-	if size > limit {
-		return fmt.Errorf("message of %d bytes exceeds %d", size, limit)
-	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return err
-	}
-	return codeDec.Unmarshal(b, v)
+	return directory.ReadInviteMessage(r, v, limit)
 }
 
 // handleInvite redeems an invite for a peer that presents its token.
@@ -624,12 +552,11 @@ func (d *Daemon) redeemRemote(ctx context.Context, code *inviteCode, name string
 		name = d.cfg.Name
 	}
 	me := d.me()
-	t := directory.InviteTranscript{TokenHash: directory.InviteTokenHash(code.Token), Inviter: []byte(target.ID), Redeemer: []byte(h.ID()), Key: me.Public(), KEM: me.KEMPublic()}
-	sig, err := directory.SignInviteTranscript(me, t)
+	req, t, err := directory.NewInviteRequest(me, &code.InviteCode, name, []byte(target.ID), []byte(h.ID()))
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeMsg(s, inviteRequest{Token: code.Token, Key: me.Public(), KEM: me.KEMPublic(), KEMSig: me.KEMBinding(), Name: name, Sig: sig}); err != nil {
+	if err := writeMsg(s, req); err != nil {
 		return nil, nil, err
 	}
 	var resp inviteResponse

@@ -19,7 +19,7 @@ import (
 // codeBytes is the binary content of a printed code.
 func codeBytes(t *testing.T, code string) []byte {
 	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(code, codePrefix))
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(code, directory.InviteCodePrefix))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,39 @@
+// Byte helpers for libp2p 3 streams, which deliver Uint8Array or
+// Uint8ArrayList chunks of any size.
+
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+// StreamReader reads exact byte counts from a stream.
+export class StreamReader {
+  constructor(stream) {
+    this.it = stream[Symbol.asyncIterator]();
+    this.buf = new Uint8Array(0);
+  }
+
+  async read(n) {
+    while (this.buf.length < n) {
+      const { value, done } = await this.it.next();
+      if (done) throw new Error(`the stream ended ${n - this.buf.length} bytes short`);
+      this.buf = concat(this.buf, value.subarray());
+    }
+    const out = this.buf.slice(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+}
+
+export function compareBytes(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i] - b[i];
+  }
+  return a.length - b.length;
+}
+
+export function randomBytes(n) {
+  return globalThis.crypto.getRandomValues(new Uint8Array(n));
+}

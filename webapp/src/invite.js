@@ -1,0 +1,49 @@
+// Redeeming an invite code from the web app: the JavaScript side only
+// moves bytes. The Ceiba core (WebAssembly, webapp/core) parses the code,
+// signs the request with the reader key it holds and opens the answer;
+// libp2p carries them over /ceiba/invite/2.0.0 (PROTOCOL.md §9).
+import { multiaddr } from '@multiformats/multiaddr';
+import { StreamReader, concat } from './bytes.js';
+
+export const INVITE_PROTOCOL = '/ceiba/invite/2.0.0';
+const MAX_ANSWER = 1 << 20; // directory.MaxInviteResponse
+const TIMEOUT_MS = 30_000;
+
+function check(answer) {
+  if (answer.error) throw new Error(answer.error);
+  return answer;
+}
+
+// readFrame reads one length-prefixed message (4-byte big-endian length)
+// and returns it with its prefix, as the core reads it.
+async function readFrame(stream, limit) {
+  const r = new StreamReader(stream);
+  const head = await r.read(4).catch(() => {
+    throw new Error('the inviting node closed the stream without answering');
+  });
+  const size = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
+  if (size > limit) throw new Error(`the inviting node's answer is ${size} bytes, more than ${limit}`);
+  return concat(head, await r.read(size));
+}
+
+// redeemInvite redeems code as name (empty for a reader) for the key the
+// core holds, over node (a started libp2p node), and returns what the
+// core's welcome says, {network, role}, with the inviting node's peer ID
+// and addresses (the new reader's first peer).
+export async function redeemInvite(node, core, code, name = '') {
+  const { addrs } = check(core.parseInvite(code));
+  const signal = AbortSignal.timeout(TIMEOUT_MS);
+  // Every address at once: the first is often one this device cannot reach.
+  const conn = await node.dial(addrs.map((a) => multiaddr(a)), { signal });
+  const stream = await conn.newStream(INVITE_PROTOCOL, { signal });
+  try {
+    const { request } = check(core.redeem(code, name, node.peerId.toMultihash().bytes));
+    stream.send(request);
+    const answer = await readFrame(stream, MAX_ANSWER);
+    const welcome = check(core.welcome(answer));
+    return { ...welcome, peer: conn.remotePeer, addrs: addrs.map((a) => multiaddr(a)) };
+  } finally {
+    await stream.close().catch(() => {});
+    await conn.close().catch(() => {});
+  }
+}

@@ -44,7 +44,7 @@ func newWasmNetwork(t *testing.T) *wasmNetwork {
 	w := &wasmNetwork{nw: nw, reader: reader, keys: directory.Keyring{1: nw.Key, 2: k2}}
 	under := func(epoch uint64, rs ...*directory.Record) {
 		for _, r := range rs {
-			w.sealed = append(w.sealed, directory.Seal(r, epoch, w.keys[epoch]))
+			w.sealed = append(w.sealed, directory.Seal(r, w.keys[epoch]))
 		}
 	}
 	under(1, nw.Genesis, nw.FirstEpoch)
@@ -231,7 +231,7 @@ func TestReaderAnyOrderAndBoundedWaiting(t *testing.T) {
 	for i := 0; i < 5000; i++ {
 		e := dirtest.SampleEntry(fmt.Sprintf("junk-%d", i), 1, w.nw.Now)
 		rec := w.nw.Sign(t, e, w.reader)
-		if _, err := r.Receive(directory.Seal(rec, 9, stranger)); !errors.Is(err, directory.ErrNoKey) {
+		if _, err := r.Receive(directory.Seal(rec, stranger)); !errors.Is(err, directory.ErrNoKey) {
 			t.Fatalf("a record under an epoch nobody holds: %v, want ErrNoKey", err)
 		}
 	}

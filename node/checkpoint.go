@@ -122,12 +122,16 @@ func (n *Node) decodeCheckpoint(b []byte) (map[directory.Hash]struct{}, director
 	return set, digest, nil
 }
 
+// noCheckpoint is readCheckpoint's reason for a store that has none yet: a
+// first start, or one after a crash before the first checkpoint.
+const noCheckpoint = "there is none"
+
 // readCheckpoint returns the hashes the stored checkpoint vouches for; nil
 // and the reason when there is none or it cannot be used.
 func (n *Node) readCheckpoint(ctx context.Context) (map[directory.Hash]struct{}, string) {
 	b, err := n.root.Get(ctx, checkpointKey)
 	if errors.Is(err, datastore.ErrNotFound) {
-		return nil, "there is none"
+		return nil, noCheckpoint
 	}
 	if err != nil {
 		return nil, "reading it: " + err.Error()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	mrand "math/rand/v2"
 	"runtime"
@@ -875,7 +876,13 @@ func (n *Node) load(ctx context.Context) error {
 	}
 	verified, why := n.readCheckpoint(ctx)
 	if verified == nil && len(items) > 0 {
-		n.log.Info("start-up checkpoint not used; verifying every stored record", "why", why)
+		// Only a checkpoint that was there and could not be used is news
+		// for the operator; a store without one is verified quietly.
+		level := slog.LevelInfo
+		if why == noCheckpoint {
+			level = slog.LevelDebug
+		}
+		n.log.Log(ctx, level, "start-up checkpoint not used; verifying every stored record", "why", why)
 	}
 	var remove []directory.Hash
 	legacy, vouched := 0, 0

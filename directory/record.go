@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 )
 
 // FormatVersion is the record format this package writes and accepts.
@@ -115,6 +116,71 @@ type Record struct {
 	// node weighs records newly sealed under a superseded key differently.
 	openedUnder uint64
 	opened      bool
+	// sum caches the hash of a large record (see hashCacheMin): nodes
+	// hash a record many times on its way in (sync, parking, the state,
+	// the store), and re-encoding a 64 KiB rotation page for each was
+	// most of a rotation's delivery cost. The fields are exported and may
+	// be changed after hashing (AddSignature does, tests tamper), so the
+	// cache keeps its own copy of what it covers and is used only while
+	// the record still equals that copy.
+	sum atomic.Pointer[recordSum]
+}
+
+// hashCacheMin is the body size from which Hash is cached. The cache holds
+// a private copy of the body (comparing with it is exact and far cheaper
+// than encoding and hashing again); below this size encoding costs little
+// and the copy would only add memory to every entry a node holds.
+const hashCacheMin = 4 << 10
+
+// recordSum is a record's hash and encoded size, and a copy of the fields
+// they were computed from. It is never changed once made.
+type recordSum struct {
+	hash    Hash
+	size    int
+	version uint8
+	typ     RecordType
+	network NetworkID
+	body    []byte
+	sigs    []Signature
+}
+
+// matches reports whether r is still the record c was computed from.
+func (c *recordSum) matches(r *Record) bool {
+	if c.version != r.Version || c.typ != r.Type || c.network != r.Network ||
+		len(c.sigs) != len(r.Sigs) || !bytes.Equal(c.body, r.Body) {
+		return false
+	}
+	for i, s := range r.Sigs {
+		if s.Key != c.sigs[i].Key || !bytes.Equal(s.Sig, c.sigs[i].Sig) {
+			return false
+		}
+	}
+	return true
+}
+
+// remember caches hash and size for r as it is now, if r is large enough.
+func (r *Record) remember(hash Hash, size int) {
+	if len(r.Body) < hashCacheMin {
+		return
+	}
+	sigs := make([]Signature, len(r.Sigs))
+	for i, s := range r.Sigs {
+		sigs[i] = Signature{Key: s.Key, Sig: slices.Clone(s.Sig)}
+	}
+	r.sum.Store(&recordSum{hash: hash, size: size, version: r.Version, typ: r.Type,
+		network: r.Network, body: slices.Clone(r.Body), sigs: sigs})
+}
+
+// hashAndSize returns the record's hash and the length of its canonical
+// encoding, from the cache while r is unchanged.
+func (r *Record) hashAndSize() (Hash, int) {
+	if c := r.sum.Load(); c != nil && c.matches(r) {
+		return c.hash, c.size
+	}
+	enc := r.Encode()
+	h := Hash(sha256.Sum256(enc))
+	r.remember(h, len(enc))
+	return h, len(enc)
 }
 
 // OpenedUnder reports the epoch of the read key that opened r, if r came
@@ -180,7 +246,10 @@ func (r *Record) putSig(s Signature) {
 func (r *Record) Encode() []byte { return marshal(r) }
 
 // Hash identifies this exact record, signatures included.
-func (r *Record) Hash() Hash { return sha256.Sum256(r.Encode()) }
+func (r *Record) Hash() Hash {
+	h, _ := r.hashAndSize()
+	return h
+}
 
 // ProposalID identifies what the record says, independent of who signed it:
 // an Approval and a record carrying the same body share it.
@@ -234,6 +303,7 @@ type Unverified struct {
 	r    Record
 	body Body
 	hash Hash
+	size int // of the canonical encoding
 }
 
 // decodeUnverified parses a record's canonical encoding and checks
@@ -248,7 +318,7 @@ func decodeUnverified(data []byte) (*Unverified, error) {
 		return nil, err
 	}
 	// data is the canonical encoding of r, so its hash is r's.
-	u.body, u.hash = body, sha256.Sum256(data)
+	u.body, u.hash, u.size = body, sha256.Sum256(data), len(data)
 	return u, nil
 }
 
@@ -281,6 +351,7 @@ func (u *Unverified) Verify() (*Record, error) {
 	}
 	r := u.r
 	r.verified, r.body = u.hash, u.body
+	r.remember(r.verified, u.size)
 	return &r, nil
 }
 
@@ -290,6 +361,7 @@ func (u *Unverified) Verify() (*Record, error) {
 func (u *Unverified) vouched() *Record {
 	r := u.r
 	r.verified, r.body = u.hash, u.body
+	r.remember(r.verified, u.size)
 	return &r
 }
 

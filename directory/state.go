@@ -246,8 +246,7 @@ func (s *State) Network() NetworkID { return s.net }
 // ErrDuplicate (wrapped) for a record already held, and a *RejectError
 // naming the reason for anything refused; a refused record changes nothing.
 func (s *State) Apply(r *Record) (Applied, error) {
-	enc := r.Encode()
-	h := Hash(sha256.Sum256(enc))
+	h, size := r.hashAndSize()
 	// Records from Open or DecodeRecord were verified and decoded there;
 	// doing it twice would cost a third of the receive path. Anything else,
 	// or a decoded record changed since, is verified here.
@@ -266,11 +265,11 @@ func (s *State) Apply(r *Record) (Applied, error) {
 	if _, ok := s.records[h]; ok {
 		return Applied{Hash: h, Type: r.Type}, reject(r.Type, ErrDuplicate, "%s", h.Short())
 	}
-	if err := s.checkCommon(r, body, len(enc)); err != nil {
+	if err := s.checkCommon(r, body, size); err != nil {
 		return Applied{}, err
 	}
 	s.dropped, s.changed = nil, false
-	changed, err := s.add(r, h, body, len(enc))
+	changed, err := s.add(r, h, body, size)
 	changed = changed || s.changed
 	dropped := s.dropped
 	s.dropped, s.changed = nil, false

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -353,4 +354,59 @@ func checkStreamLimit(t *testing.T, m host.Host, a *Node) {
 			t.Fatalf("stream %d beyond the per-peer limit was held %s (err %v); want an immediate reset", i, took, err)
 		}
 	}
+}
+
+// A fresh reader's node pulls a directory larger than the byte budget the
+// serving node grants its key. The server cuts it off with a busy message
+// naming when the budget has refilled, and the reader's node comes back
+// then, as often as it takes, without ever counting the cut as a failure
+// of the peer: the doubling back-off after failures once kept a fresh
+// node at 10,000 recipients minutes away from its key (issue 14).
+func TestSyncOverBudgetResumesWhenTheBudgetRefills(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
+	var big []*directory.Record
+	for i := range 40 {
+		big = append(big, bigEntry(t, nw, org, fmt.Sprintf("grande-%d", i)))
+	}
+	ref.publish(a, big...) // about 1.1 MB sealed
+	const burst = 128 << 10
+	b := a.sync.budgets
+	b.mu.Lock()
+	b.lim.bytesBurst, b.lim.bytesPerSec = burst, burst // refills in a second
+	clear(b.keys)
+	clear(b.peers)
+	b.mu.Unlock()
+
+	cfg := testConfig(t, nw, reader, t.TempDir())
+	cfg.SyncInterval = time.Hour // only the cut and its resumption start sessions
+	rn := startNode(t, cfg)
+	rec := record(rn)
+	connectTo(t, rn.Host(), a)
+	waitFor(t, hangLimit, "the reader's node to hold the whole directory", func() bool { return rn.State().Digest() == ref.digest() })
+
+	cuts := 0
+	for _, ev := range rec.snapshot() {
+		if ev.Kind != EventSync || ev.Err == nil {
+			continue
+		}
+		var busy *busyError
+		if !errors.As(ev.Err, &busy) {
+			t.Fatalf("a session ended with %v, want it cut only for the budget, with a time to come back", ev.Err)
+		}
+		cuts++
+	}
+	if cuts == 0 {
+		t.Fatal("no session was cut for the budget: the test shows nothing")
+	}
+	rn.sync.mu.Lock()
+	failures := rn.sync.peers[a.Host().ID()].failures
+	rn.sync.mu.Unlock()
+	if failures != 0 {
+		t.Fatalf("the reader's node counts %d failures of the serving node, which only said it was over budget", failures)
+	}
+	t.Logf("%d sealed bytes pulled under a %d-byte budget in %d cuts", 40*len(directory.Seal(big[0], 1, nw.Key)), burst, cuts)
 }

@@ -44,6 +44,15 @@ import (
 //	                 governance first, entries last
 //	I → R  done
 //
+// Instead of any of its messages after the helloAck, R may send busy
+// (seconds to wait, uint32) and close: I's key or peer ID is over its byte
+// budget (syncbudget.go). I keeps what arrived and comes back after the
+// wait, which is no failure: a fresh node's first pull of a large
+// directory (10,000 reader grants and a rotation's pages are about 37 MB)
+// outgrows the burst and must resume as the budget refills, not back off
+// as from a broken peer (with doubling back-off a fresh reader's node
+// went minutes without the key).
+//
 // The proofs are HMACs over both peer IDs under a key derived from the
 // network ID, so a peer that does not hold the charter learns nothing, not
 // even how many records there are. The network ID is no secret to a
@@ -103,7 +112,20 @@ const (
 	msgWantRecords
 	msgRecord
 	msgDone
+	msgBusy
 )
+
+// busyError is a session a responder ended because this node is over its
+// byte budget there: come back after wait.
+type busyError struct{ wait time.Duration }
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("sync: the peer's byte budget for this node is spent; resuming in %v", e.wait)
+}
+
+// maxBusyWait bounds how long a responder may put this node off: no
+// longer than the back-off after repeated failures.
+const maxBusyWait = 5 * time.Minute
 
 var (
 	errForeign     = errors.New("sync: peer is not in this network")
@@ -242,9 +264,19 @@ func (s *syncer) run(p peer.ID) {
 		s.mu.Lock()
 		ps := s.peers[p]
 		ps.lastErr = err
-		if err == nil {
+		var busy *busyError
+		resume := time.Duration(0)
+		switch {
+		case err == nil:
 			ps.lastOK, s.lastSync, ps.failures = now, now, 0
-		} else {
+		case errors.As(err, &busy):
+			// The peer is well and served what the budget allowed: the
+			// pull resumes when the peer said, without counting a
+			// failure, whoever asks for it before (the next session
+			// would be cut at once).
+			resume = busy.wait
+			ps.notBefore = now.Add(resume)
+		default:
 			ps.failures++
 			ps.notBefore = now.Add(backoff(err, ps.failures))
 		}
@@ -259,6 +291,9 @@ func (s *syncer) run(p peer.ID) {
 		s.mu.Unlock()
 		if !again {
 			s.judgeClaim(p, err, clean, started)
+		}
+		if resume > 0 {
+			time.AfterFunc(resume, func() { s.request(p) })
 		}
 		if err != nil && !errors.Is(err, errForeign) {
 			s.n.log.Debug("sync failed", "peer", p, "err", err)
@@ -883,8 +918,22 @@ func (s *syncer) serve(st network.Stream) {
 		if s.budgets.take(hello.key, p, size, false) {
 			return true
 		}
+		wait := s.budgets.refillTime(hello.key, p, resumeBytes)
 		s.refuse("bytes-"+who, "sync session cut: the key or peer is over its byte budget",
-			"peer", p, "key", directory.Fingerprint(hello.key), "bytes_per_minute", SyncBytesPerMinute, "burst", SyncBytesBurst)
+			"peer", p, "key", directory.Fingerprint(hello.key), "bytes_per_minute", SyncBytesPerMinute, "burst", SyncBytesBurst, "resume_in", wait)
+		// Say when to come back, rather than reset the stream: a reset
+		// reads as a failure, and the initiator's doubling back-off
+		// would keep it away long after the budget refilled.
+		secs := uint32(min(max(wait.Seconds(), 1), maxBusyWait.Seconds()) + 0.999)
+		if c.send(msgBusy, binary.BigEndian.AppendUint32(nil, secs)) == nil {
+			// Then wait for the initiator to hang up: a reset sent first
+			// may discard the busy message still in flight (QUIC drops
+			// unacknowledged data on a reset), and a reset reads as a
+			// failure after all.
+			st.CloseWrite()
+			st.SetReadDeadline(time.Now().Add(helloTimeout))
+			io.Copy(io.Discard, io.LimitReader(st, maxControlFrame))
+		}
 		return false
 	}
 	served := map[directory.Hash]struct{}{} // no record goes twice in one session
@@ -1177,6 +1226,15 @@ func (c *wire) expect(typ byte, limit int) ([]byte, error) {
 	t, body, err := c.recv(limit)
 	if err != nil {
 		return nil, err
+	}
+	if t == msgBusy && typ != msgHello && typ != msgHelloAck {
+		// Only a responder past the hello says it; its wait is bounded
+		// here, so a peer cannot put this node off for longer.
+		if len(body) != 4 {
+			return nil, fmt.Errorf("%w: busy message of %d bytes", errMisbehaving, len(body))
+		}
+		secs := time.Duration(binary.BigEndian.Uint32(body)) * time.Second
+		return nil, &busyError{wait: min(max(secs, time.Second), maxBusyWait)}
 	}
 	if t != typ {
 		return nil, fmt.Errorf("%w: message %d, want %d", errMisbehaving, t, typ)

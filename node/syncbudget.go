@@ -49,6 +49,11 @@ const (
 	// maxBuckets bounds the budget maps; idle (full) buckets are dropped
 	// first when they grow past it.
 	maxBuckets = 1 << 14
+	// resumeBytes is what a key or peer cut off for its byte budget must
+	// have again before it is told to come back: enough for a session's
+	// hash lists and a good share of records, so that a large pull
+	// resumes in a few sessions rather than a stream of tiny ones.
+	resumeBytes = 2 << 20
 	// budgetLogEvery is how often one key or peer's refusals are logged.
 	budgetLogEvery = 10 * time.Minute
 )
@@ -147,6 +152,25 @@ func (b *budgets) take(k directory.PublicKey, p peer.ID, n int, sessions bool) b
 		return false
 	}
 	return true
+}
+
+// refillTime is how long until both k's and p's byte buckets hold n
+// tokens (at most their burst).
+func (b *budgets) refillTime(k directory.PublicKey, p peer.ID, n int) time.Duration {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var wait time.Duration
+	for _, bp := range []*bucketPair{b.keys[k], b.peers[p]} {
+		if bp == nil {
+			continue
+		}
+		short := float64(min(n, bp.bytes.Burst())) - bp.bytes.TokensAt(now)
+		if short > 0 && bp.bytes.Limit() > 0 {
+			wait = max(wait, time.Duration(short/float64(bp.bytes.Limit())*float64(time.Second)))
+		}
+	}
+	return wait
 }
 
 // shouldLog reports whether a refusal for who is worth a log line: the

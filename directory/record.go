@@ -122,8 +122,10 @@ type Record struct {
 	// most of a rotation's delivery cost. The fields are exported and may
 	// be changed after hashing (AddSignature does, tests tamper), so the
 	// cache keeps its own copy of what it covers and is used only while
-	// the record still equals that copy.
-	sum atomic.Pointer[recordSum]
+	// the record still equals that copy. (An atomic.Value, not an
+	// atomic.Pointer, so that a Record may still be copied: a copy shares
+	// the cache, which stays exact for it.)
+	sum atomic.Value // *recordSum
 }
 
 // hashCacheMin is the body size from which Hash is cached. The cache holds
@@ -174,7 +176,7 @@ func (r *Record) remember(hash Hash, size int) {
 // hashAndSize returns the record's hash and the length of its canonical
 // encoding, from the cache while r is unchanged.
 func (r *Record) hashAndSize() (Hash, int) {
-	if c := r.sum.Load(); c != nil && c.matches(r) {
+	if c, _ := r.sum.Load().(*recordSum); c != nil && c.matches(r) {
 		return c.hash, c.size
 	}
 	enc := r.Encode()

@@ -33,6 +33,23 @@ func bigEntry(t testing.TB, nw *dirtest.Network, org *directory.Identity, id str
 	return nw.Sign(t, e, org)
 }
 
+// bigStore is a steward's node holding an organization, a reader it
+// vouched for, and n of the organization's entries made by bigEntry.
+func bigStore(t *testing.T, n int) (nw *dirtest.Network, reader *directory.Identity, a *Node, ref *reference, big []*directory.Record) {
+	t.Helper()
+	nw = dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	reader = dirtest.MustIdentity(t)
+	a = startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref = &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
+	for i := range n {
+		big = append(big, bigEntry(t, nw, org, fmt.Sprintf("grande-%d", i)))
+	}
+	ref.publish(a, big...)
+	return nw, reader, a, ref, big
+}
+
 // syncClient speaks the sync protocol as an insider: a host of its own
 // holding the key id, asking a node for records by hash.
 type syncClient struct {
@@ -97,17 +114,7 @@ func (c *syncClient) pull(hello []byte, requests ...[]directory.Hash) (bytes, re
 // documented per-key budget: SyncBytesBurst plus SyncBytesPerMinute for
 // every minute that passed.
 func TestSyncAmplificationIsBounded(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	ref := &reference{t: t, nw: nw}
-	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
-	const entriesInStore = 120
-	var big []*directory.Record
-	for i := range entriesInStore {
-		big = append(big, bigEntry(t, nw, org, fmt.Sprintf("grande-%d", i)))
-	}
-	ref.publish(a, big...)
+	nw, reader, a, ref, big := bigStore(t, 120)
 	if !a.State().IsReader(reader.Public()) {
 		t.Fatal("the reader is not admitted")
 	}
@@ -363,16 +370,7 @@ func checkStreamLimit(t *testing.T, m host.Host, a *Node) {
 // of the peer: the doubling back-off after failures once kept a fresh
 // node at 10,000 recipients minutes away from its key (issue 14).
 func TestSyncOverBudgetResumesWhenTheBudgetRefills(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
-	ref := &reference{t: t, nw: nw}
-	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
-	var big []*directory.Record
-	for i := range 40 {
-		big = append(big, bigEntry(t, nw, org, fmt.Sprintf("grande-%d", i)))
-	}
-	ref.publish(a, big...) // about 1.1 MB sealed
+	nw, reader, a, ref, big := bigStore(t, 40) // about 1.3 MB sealed
 	const burst = 128 << 10
 	b := a.sync.budgets
 	b.mu.Lock()

@@ -406,5 +406,5 @@ func TestSyncOverBudgetResumesWhenTheBudgetRefills(t *testing.T) {
 	if failures != 0 {
 		t.Fatalf("the reader's node counts %d failures of the serving node, which only said it was over budget", failures)
 	}
-	t.Logf("%d sealed bytes pulled under a %d-byte budget in %d cuts", 40*len(directory.Seal(big[0], 1, nw.Key)), burst, cuts)
+	t.Logf("%d sealed bytes pulled under a %d-byte budget in %d cuts", 40*len(directory.Seal(big[0], nw.Key)), burst, cuts)
 }

@@ -65,14 +65,7 @@ func (n *Node) ingestGossip(sealed []byte, from peer.ID, entries bool) (director
 func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) (directory.Applied, verdict, []byte, error) {
 	u, err := directory.OpenUnverified(sealed, n.cfg.Network, n.keyringSnapshot())
 	if err == nil {
-		if entriesTopic != nil && *entriesTopic != onEntriesTopic(u.Type()) {
-			// No honest node forwards a record of this type on this
-			// topic, whoever signed it.
-			err := fmt.Errorf("%w: a %s record", ErrWrongTopic, u.Type())
-			n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: u.Hash(), Type: u.Type(), Err: err})
-			return directory.Applied{}, invalid, nil, err
-		}
-		if via == ViaGossip {
+		if via == ViaGossip && (entriesTopic == nil || *entriesTopic == onEntriesTopic(u.Type())) {
 			// Before the signature check: an author already over its
 			// rate costs a decryption per flooded version, not a
 			// signature check (issue 21). Nothing is charged here.
@@ -101,6 +94,11 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 		}
 		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Err: err})
 		return directory.Applied{}, v, nil, err
+	}
+	if entriesTopic != nil && *entriesTopic != onEntriesTopic(r.Type) {
+		err := fmt.Errorf("%w: a %s record", ErrWrongTopic, r.Type)
+		n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
+		return directory.Applied{}, invalid, nil, err
 	}
 	if via == ViaGossip {
 		// Charged only now that the signature is checked: a forger must

@@ -236,7 +236,7 @@ func TestWriteSyncFuzzSeeds(t *testing.T) {
 		"empty-record":          {list(7, 1, kindEntry, h7a), list(9, 1, kindEntry, hash(9)), frame(msgRecord, h7a)},
 		"list-count-lies":       {list(7, 5, kindEntry, h7a)},
 		"list-wrong-bucket":     {list(8, 1, kindEntry, hash(8))},
-		"list-unknown-kind":     {list(7, 1, 2, h7a)},
+		"list-unknown-kind":     {list(7, 1, 9, h7a)},
 		"record-not-asked":      {list(7, 1, kindEntry, h7a), list(9, 1, kindGovernance, hash(9)), frame(msgRecord, append(hash(3), junk[:40]...))},
 	}
 	for name, frames := range seeds {

@@ -56,11 +56,7 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 					part := d.hashes[d.start[b]:d.start[int(b)+1]]
 					out := append([]byte{b}, binary.BigEndian.AppendUint32(nil, uint32(len(part)))...)
 					for _, x := range part {
-						kind := byte(kindGovernance)
-						if byHash[x].Type == directory.TypeEntry {
-							kind = kindEntry
-						}
-						out = append(append(out, x[:]...), kind)
+						out = append(append(out, x[:]...), byte(syncRank(byHash[x])))
 					}
 					c.send(msgList, out)
 				}

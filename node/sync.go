@@ -605,10 +605,10 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		}
 		s.mu.Unlock()
 	}()
-	// lacking is every listed hash this node lacks; governance[h] says it
-	// was listed as governance.
+	// lacking is every listed hash this node lacks; rank[h] is the rank
+	// it was listed with.
 	var lacking []directory.Hash
-	governance := map[directory.Hash]bool{}
+	rank := map[directory.Hash]byte{}
 	for _, b := range want {
 		body, err := c.expect(msgList, maxControlFrame)
 		if err != nil {
@@ -644,15 +644,19 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 				continue
 			}
 			lacking = append(lacking, h)
-			governance[h] = kind == kindGovernance
+			rank[h] = kind
 		}
 	}
-	// Governance first, across sessions: when more is missing than one
-	// session takes, this one asks for every governance record listed
-	// before any entry, so a revocation is not left to a later session
-	// behind a catch-up's entries.
+	// In the order a state applies them, across sessions: when more is
+	// missing than one session takes, this one asks for every record of a
+	// lower rank first. So a revocation is not left to a later session
+	// behind a catch-up's entries, and the membership and epoch that admit
+	// thousands of reader grants and pages come before them: pulled in
+	// hash order, grants came first, filled the bounded parked lot, were
+	// dropped and fetched again, round and round (issue 14, at 10,000
+	// recipients).
 	slices.SortStableFunc(lacking, func(a, b directory.Hash) int {
-		return kindRank(governance[a]) - kindRank(governance[b])
+		return int(rank[a]) - int(rank[b])
 	})
 	s.mu.Lock()
 	for _, h := range lacking {
@@ -725,17 +729,18 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		if len(body) == 32 {
 			continue // dropped by p since it listed it
 		}
+		// No ErrNoKey exception: the responder seals under the key of the
+		// newest epoch the hello listed that it holds too, so a record
+		// this node cannot open was sealed under another key than the one
+		// both hold (the header's tag names the key, not the epoch).
 		r, err := directory.Open(body[32:], n.cfg.Network, kr)
-		if errors.Is(err, directory.ErrNoKey) {
-			continue
-		}
 		if err != nil || r.Hash() != want {
 			s.misbehaved(p, fmt.Sprintf("served a record that does not open or match: %v", err))
 			fault = errMisbehaving
 			break
 		}
-		if (r.Type != directory.TypeEntry) != governance[want] {
-			// The kind is the record's type, fixed by its hash: the
+		if byte(syncRank(r)) != rank[want] {
+			// The rank is the record's type's, fixed by its hash: the
 			// list lied about it, to have entries asked for first or
 			// governance last.
 			s.misbehaved(p, "listed a record as the wrong kind")
@@ -776,22 +781,18 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	return pulled, truncated && received > 0 || keyEpochAfter != keyEpochBefore, fault
 }
 
-// A list item is a hash and the kind of its record: governance or entry.
+// A list item is a hash and its record's rank (syncRank): 0 a charter; 1
+// approvals, memberships, revocations, epochs and heartbeats; 2 reader
+// grants and epoch pages; 3 evidence; 4 entries.
 const (
 	listItem       = 32 + 1
-	kindGovernance = 0
-	kindEntry      = 1
+	kindGovernance = 1 // a membership's rank, say
+	kindEntry      = 4
 )
 
-func kindRank(governance bool) int {
-	if governance {
-		return 0
-	}
-	return 1
-}
-
 // list is the list message for bucket b of offer: each hash with its
-// record's kind, so that the initiator can ask for governance first.
+// record's rank, so that the initiator can ask for what others depend on
+// first.
 // Hashes whose record the state no longer holds (dropped since the offer
 // was made) are left out: they would be served as gone, and their kind
 // is not known.
@@ -806,11 +807,7 @@ func (s *syncer) list(b byte, offer *digest) []byte {
 		if !ok {
 			continue
 		}
-		kind := byte(kindGovernance)
-		if r.Type == directory.TypeEntry {
-			kind = kindEntry
-		}
-		out = append(append(out, h[:]...), kind)
+		out = append(append(out, h[:]...), byte(syncRank(r)))
 		cnt++
 	}
 	binary.BigEndian.PutUint32(out[1:], uint32(cnt))

@@ -149,3 +149,52 @@ func TestCloseDoesNotWaitForSilentPeers(t *testing.T) {
 		t.Fatalf("Close took %s with a session blocked on a silent peer", took)
 	}
 }
+
+// A fresh node that lacks more than one session pulls takes governance
+// first: its first session brings the organization's membership with the
+// first reader grants, so they are applied, not parked for want of it.
+// Picked in hash order (before), the first sessions of a node joining a
+// network of 10,000 readers brought thousands of grants whose membership
+// came later; the bounded parked lot dropped them, they were fetched
+// again, and the node went round the same hashes until its sync budget
+// ran out (issue 14).
+func TestCatchUpPullsGovernanceFirst(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref := &reference{t: t, nw: nw}
+	admission := nw.Admit(t, org, "Colectivo Ejemplo")
+	ref.publish(a, nw.Genesis, admission, nw.Vouch(t, org, reader))
+	var grants []*directory.Record
+	for range 300 {
+		grants = append(grants, nw.Vouch(t, org, dirtest.MustIdentity(t)))
+	}
+	ref.publish(a, grants...)
+
+	const perSession = 4
+	cfg := testConfig(t, nw, reader, t.TempDir())
+	cfg.SyncMaxRecords = perSession
+	rn := startNode(t, cfg)
+	rec := record(rn)
+	connectTo(t, rn.Host(), a)
+	var first *Event
+	// (A session may fail while the connection's admission is still
+	// under way; the first that completes is what counts.)
+	waitFor(t, hangLimit, "the reader's node's first session with the steward's", func() bool {
+		for _, ev := range rec.snapshot() {
+			if ev.Kind == EventSync && ev.From == a.Host().ID() && ev.Err == nil {
+				first = &ev
+				return true
+			}
+		}
+		return false
+	})
+	if first.Pulled != perSession {
+		t.Fatalf("the first session took %d of %d records, %d parked; want all %d, governance first",
+			first.Pulled, perSession, rn.parked.len(), perSession)
+	}
+	if !rn.State().Has(admission.Hash()) {
+		t.Fatal("the first session did not bring the organization's membership")
+	}
+	waitFor(t, hangLimit, "the reader's node to hold the whole directory", func() bool { return rn.State().Digest() == ref.digest() })
+}

@@ -37,9 +37,9 @@ import (
 //	R → I  buckets   256 × (count, hash) by the first byte of record hashes
 //	I → R  wantLists the buckets whose hash differs
 //	R → I  list      one per bucket: the record hashes in it, each with
-//	                 its record's kind (governance or entry)
-//	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords,
-//	                 every governance hash listed before any entry
+//	                 its record's apply rank (syncRank)
+//	I → R  wantRecords the hashes I lacks, at most SyncMaxRecords, in rank
+//	                 order: what other records depend on first
 //	R → I  record    one per hash: hash, sealed record (empty if gone),
 //	                 governance first, entries last
 //	I → R  done

@@ -1,10 +1,12 @@
 package directory
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
+	"time"
 )
 
 // The proofs of the admission exchange and the sync hello (PROTOCOL.md §7),
@@ -26,6 +28,35 @@ const (
 func SyncProofKey(net NetworkID) []byte {
 	k := sha256.Sum256(append([]byte("ceiba sync key v1\x00"), net[:]...))
 	return k[:]
+}
+
+// SyncProof is the sync session's network proof of role ('I' for the
+// initiator, 'R' for the responder) under proofKey (SyncProofKey).
+func SyncProof(proofKey []byte, role byte, initiator, responder []byte) []byte {
+	m := hmac.New(sha256.New, proofKey)
+	m.Write([]byte("ceiba sync proof v1\x00"))
+	m.Write([]byte{role})
+	m.Write(initiator)
+	m.Write([]byte{0})
+	m.Write(responder)
+	return m.Sum(nil)
+}
+
+// SyncHello is the signed part of a sync hello (PROTOCOL.md §7): key,
+// time, nonce, signature and the epochs whose keys the initiator holds.
+func SyncHello(id *Identity, net NetworkID, initiator, responder []byte, now time.Time, nonce []byte, epochs []uint64) []byte {
+	enc := binary.BigEndian.AppendUint16(nil, uint16(len(epochs)))
+	for _, e := range epochs {
+		enc = binary.BigEndian.AppendUint64(enc, e)
+	}
+	key := id.Public()
+	sig := id.SignTranscript(SyncHelloDomain, SessionTranscript(net, initiator, responder, key, now.Unix(), nonce, enc))
+	out := make([]byte, 0, 32+8+len(nonce)+64+len(enc))
+	out = append(out, key[:]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(now.Unix()))
+	out = append(out, nonce...)
+	out = append(out, sig...)
+	return append(out, enc...)
 }
 
 // SessionTranscript is what the sync hello's and the admission proof's
@@ -100,4 +131,51 @@ func (s *State) AdmittedRole(k PublicKey) (role string, ok bool) {
 		return "reader", true
 	}
 	return "unknown", false
+}
+
+// SyncDigest is what a sync session compares (PROTOCOL.md §7): a set of
+// record hashes sorted ascending, bucketed by first byte.
+type SyncDigest struct {
+	Hashes  []Hash   // sorted
+	Start   [257]int // bucket b is Hashes[Start[b]:Start[b+1]]
+	Buckets [256]Hash
+	Root    Hash
+}
+
+// NewSyncDigest sorts hs (in place) and computes its buckets and root.
+func NewSyncDigest(hs []Hash) *SyncDigest {
+	d := &SyncDigest{Hashes: hs}
+	slices.SortFunc(d.Hashes, func(a, b Hash) int { return bytes.Compare(a[:], b[:]) })
+	i := 0
+	for b := range 256 {
+		d.Start[b] = i
+		h := sha256.New()
+		h.Write([]byte("ceiba sync bucket v1\x00"))
+		for i < len(hs) && int(hs[i][0]) == b {
+			h.Write(hs[i][:])
+			i++
+		}
+		if i > d.Start[b] {
+			h.Sum(d.Buckets[b][:0])
+		}
+	}
+	d.Start[256] = len(hs)
+	root := sha256.New()
+	root.Write([]byte("ceiba sync root v1\x00"))
+	for b := range 256 {
+		root.Write(binary.BigEndian.AppendUint32(nil, uint32(d.Start[b+1]-d.Start[b])))
+		root.Write(d.Buckets[b][:])
+	}
+	root.Sum(d.Root[:0])
+	return d
+}
+
+// BucketTable is the buckets message: each bucket's count and hash.
+func (d *SyncDigest) BucketTable() []byte {
+	out := make([]byte, 0, 256*36)
+	for b := range 256 {
+		out = binary.BigEndian.AppendUint32(out, uint32(d.Start[b+1]-d.Start[b]))
+		out = append(out, d.Buckets[b][:]...)
+	}
+	return out
 }

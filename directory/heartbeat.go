@@ -192,16 +192,48 @@ type Freshness struct {
 	Newest, Expires time.Time
 	// Valid counts the current stewards whose heartbeat is valid now.
 	Valid int
+	// Behind: a valid heartbeat of a current steward, issued more than
+	// HeartbeatGrace ago, names a charter version or an epoch this copy
+	// still lacks. Governance reaches every honest node in seconds, and the
+	// heartbeat itself came through this node's peers, so they pass on the
+	// stewards' heartbeats but hold back what the heartbeats report: the
+	// eclipse that a valid heartbeat alone would hide. BehindCharter and
+	// BehindEpoch are the newest such version and epoch (zero if not).
+	Behind                     bool
+	BehindCharter, BehindEpoch uint64
 }
 
+// HeartbeatGrace is how long a node may lack the charter version or epoch
+// a steward's heartbeat reports before it says it is behind: far more than
+// governance takes to cross an honest network (seconds; a 10,000-reader
+// rotation's epoch record is one small record), far less than a heartbeat
+// lasts. Digests are not compared: they differ for honest reasons while
+// entries travel, and an eclipse that withholds only entries stays to be
+// seen by the stale bound on sync.
+const HeartbeatGrace = 10 * time.Minute
+
 // HeartbeatFreshness says whether a valid heartbeat of a current steward
-// is held, by the state's clock.
+// is held, by the state's clock, and whether one reports governance this
+// copy still lacks.
 func (s *State) HeartbeatFreshness() Freshness {
 	now := s.now()
 	var f Freshness
+	var haveCharter uint64
+	if c := s.Charter(); c != nil {
+		haveCharter = c.Version
+	}
+	haveEpoch := s.CurrentEpoch()
 	for _, hb := range s.Heartbeats() {
 		if !hb.Current {
 			continue
+		}
+		if now.Before(hb.Expires) && now.Sub(hb.Issued) > HeartbeatGrace {
+			if hb.Charter > haveCharter {
+				f.Behind, f.BehindCharter = true, max(f.BehindCharter, hb.Charter)
+			}
+			if hb.Epoch > haveEpoch {
+				f.Behind, f.BehindEpoch = true, max(f.BehindEpoch, hb.Epoch)
+			}
 		}
 		if hb.Issued.After(f.Newest) {
 			f.Newest = hb.Issued
@@ -216,3 +248,4 @@ func (s *State) HeartbeatFreshness() Freshness {
 	f.Stale = f.Valid == 0
 	return f
 }
+

@@ -142,3 +142,52 @@ func TestHeartbeatOfRemovedStewardAnyOrder(t *testing.T) {
 	_, err = s.Apply(claim)
 	wantReject(t, err, directory.ErrNotSteward)
 }
+
+// A heartbeat that reports an epoch this copy lacks, past the grace
+// period, says the node is behind the stewards (SECURITY.md open issue 5:
+// peers that forward the stewards' heartbeats but withhold what they
+// report); within the grace it does not, and once the epoch arrives it no
+// longer does.
+func TestHeartbeatShowsGovernanceWithheld(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	clock := nw.Now
+	s := directory.NewState(nw.ID, func() time.Time { return clock })
+	for _, r := range append([]*directory.Record{nw.Genesis, nw.FirstEpoch}, nw.FirstPages...) {
+		if _, err := s.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat := func(steward *directory.Identity, epoch uint64, issued time.Time) {
+		t.Helper()
+		hb := &directory.Heartbeat{Charter: 1, Epoch: epoch, Digest: directory.Hash{7}, Issued: issued.Unix(), Expires: issued.Add(3 * time.Hour).Unix()}
+		if _, err := s.Apply(nw.Sign(t, hb, steward)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beat(nw.Stewards[0], 1, clock.Add(-time.Hour))
+	if f := s.HeartbeatFreshness(); f.Stale || f.Behind {
+		t.Fatalf("a heartbeat at this copy's epoch: %+v, want fresh and not behind", f)
+	}
+	beat(nw.Stewards[1], 2, clock.Add(-directory.HeartbeatGrace/2))
+	if f := s.HeartbeatFreshness(); f.Behind {
+		t.Fatalf("epoch 2 reported %s ago, within the grace: %+v, want not behind yet", directory.HeartbeatGrace/2, f)
+	}
+	clock = clock.Add(directory.HeartbeatGrace)
+	f := s.HeartbeatFreshness()
+	if !f.Behind || f.BehindEpoch != 2 || f.BehindCharter != 0 || f.Stale {
+		t.Fatalf("epoch 2 reported %s ago and still missing: %+v, want behind on epoch 2 (and not stale)", directory.HeartbeatGrace*3/2, f)
+	}
+	var rs []directory.Recipient
+	for _, st := range nw.Stewards {
+		rs = append(rs, directory.Recipient{Key: st.Public(), KEM: st.KEMPublic()})
+	}
+	e2, pages := nw.Rotation(t, 2, 1, directory.Hash{}, directory.NewReadKey(), rs, nw.Stewards[:2]...)
+	for _, r := range append([]*directory.Record{e2}, pages...) {
+		if _, err := s.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := s.HeartbeatFreshness(); f.Behind || s.CurrentEpoch() != 2 {
+		t.Fatalf("epoch 2 arrived: %+v at epoch %d, want not behind", f, s.CurrentEpoch())
+	}
+}

@@ -137,14 +137,17 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	})
 
 	// What a keyless attacker can send besides random bytes: a record
-	// sealed under a key it made up; and what one with a stolen read key
-	// but no signing key can: a record whose signature does not verify.
+	// sealed under a key it made up, behind the real key's tag copied from
+	// a message it saw (under its own tag it would be a record of an
+	// unknown key, TestUnknownEpochFlooderIsGraylisted); and what one with
+	// a stolen read key but no signing key can: a record whose signature
+	// does not verify.
+	madeUp := directory.Seal(entryRec(t, nw, org, "otra", 1), directory.NewReadKey())
+	realTag := nw.Key.Tag()
+	copy(madeUp[1:], realTag[:])
 	forged := entryRec(t, nw, org, "falsa", 2)
 	forged.Sigs[0].Sig[0] ^= 0xff
-	for _, msg := range [][]byte{
-		directory.Seal(entryRec(t, nw, org, "otra", 1), directory.NewReadKey()),
-		directory.Seal(forged, nw.Key),
-	} {
+	for _, msg := range [][]byte{madeUp, directory.Seal(forged, nw.Key)} {
 		if err := topic.Publish(t.Context(), msg); err != nil {
 			t.Fatal(err)
 		}

@@ -38,7 +38,7 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 		if _, err := c.expect(msgHello, maxControlFrame); err != nil {
 			return
 		}
-		c.w.Write(insiderAck(nw, st.Conn().RemotePeer(), h.ID(), uint32(len(d.hashes)), d.root))
+		c.w.Write(insiderAck(nw, st.Conn().RemotePeer(), h.ID(), uint32(len(d.Hashes)), d.Root))
 		c.flush()
 		for {
 			typ, body, err := c.recv(maxControlFrame)
@@ -50,10 +50,10 @@ func insiderServer(h host.Host, nw directory.NetworkID, epoch uint64, key direct
 				st.Close()
 				return
 			case msgWantBuckets:
-				c.send(msgBuckets, d.bucketTable())
+				c.send(msgBuckets, d.BucketTable())
 			case msgWantLists:
 				for _, b := range body {
-					part := d.hashes[d.start[b]:d.start[int(b)+1]]
+					part := d.Hashes[d.Start[b]:d.Start[int(b)+1]]
 					out := append([]byte{b}, binary.BigEndian.AppendUint32(nil, uint32(len(part)))...)
 					for _, x := range part {
 						out = append(append(out, x[:]...), byte(syncRank(byHash[x])))

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -496,13 +495,7 @@ func (s *syncer) appScore(p peer.ID) float64 {
 }
 
 func (s *syncer) proof(role byte, initiator, responder peer.ID) []byte {
-	m := hmac.New(sha256.New, s.proofKey)
-	m.Write([]byte("ceiba sync proof v1\x00"))
-	m.Write([]byte{role})
-	m.Write([]byte(initiator))
-	m.Write([]byte{0})
-	m.Write([]byte(responder))
-	return m.Sum(nil)
+	return directory.SyncProof(s.proofKey, role, []byte(initiator), []byte(responder))
 }
 
 // session pulls from p once. more reports that p offered more than one
@@ -566,7 +559,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	copy(theirRoot[:], body[36:])
 
 	own := s.ownDigest()
-	if theirRoot == own.root {
+	if theirRoot == own.Root {
 		return 0, false, c.finish()
 	}
 	if err := c.send(msgWantBuckets, nil); err != nil {
@@ -583,7 +576,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	var want []byte
 	for b := range 256 {
 		count := binary.BigEndian.Uint32(body[b*36:])
-		if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.buckets[b][:]) {
+		if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.Buckets[b][:]) {
 			want = append(want, byte(b))
 		}
 	}
@@ -797,7 +790,7 @@ const (
 // was made) are left out: they would be served as gone, and their kind
 // is not known.
 func (s *syncer) list(b byte, offer *digest) []byte {
-	hs := offer.hashes[offer.start[b]:offer.start[int(b)+1]]
+	hs := offer.Hashes[offer.Start[b]:offer.Start[int(b)+1]]
 	hs = hs[:min(len(hs), maxHashesPerBucket)]
 	out := make([]byte, 5, 5+listItem*len(hs))
 	out[0] = b
@@ -903,8 +896,8 @@ func (s *syncer) serve(st network.Stream) {
 		offer = s.offerDigest(common)
 	}
 	ack := s.proof('R', p, n.host.ID())
-	ack = binary.BigEndian.AppendUint32(ack, uint32(len(offer.hashes)))
-	ack = append(ack, offer.root[:]...)
+	ack = binary.BigEndian.AppendUint32(ack, uint32(len(offer.Hashes)))
+	ack = append(ack, offer.Root[:]...)
 	if err := c.send(msgHelloAck, ack); err != nil {
 		return
 	}
@@ -945,7 +938,7 @@ func (s *syncer) serve(st network.Stream) {
 			st.Close()
 			return
 		case msgWantBuckets:
-			table := offer.bucketTable()
+			table := offer.BucketTable()
 			if !charge(len(table)) {
 				return
 			}
@@ -1123,54 +1116,16 @@ func (s *syncer) offerDigest(common uint64) *digest {
 }
 
 // digest summarizes a set of record hashes in 256 buckets by first byte.
-type digest struct {
-	hashes  []directory.Hash // sorted
-	start   [257]int         // bucket b is hashes[start[b]:start[b+1]]
-	buckets [256]directory.Hash
-	root    directory.Hash
-}
-
-// bucketTable is the buckets message: for each of the 256 buckets, its
-// count and hash.
-func (d *digest) bucketTable() []byte {
-	out := make([]byte, 0, 256*36)
-	for b := range 256 {
-		out = binary.BigEndian.AppendUint32(out, uint32(d.start[b+1]-d.start[b]))
-		out = append(out, d.buckets[b][:]...)
-	}
-	return out
-}
+// digest is a sync digest (directory.SyncDigest) with the node's helpers.
+type digest struct{ *directory.SyncDigest }
 
 func newDigest(hs []directory.Hash) *digest {
-	d := &digest{hashes: hs}
-	slices.SortFunc(d.hashes, func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) })
-	i := 0
-	for b := range 256 {
-		d.start[b] = i
-		h := sha256.New()
-		h.Write([]byte("ceiba sync bucket v1\x00"))
-		for i < len(hs) && int(hs[i][0]) == b {
-			h.Write(hs[i][:])
-			i++
-		}
-		if i > d.start[b] {
-			h.Sum(d.buckets[b][:0])
-		}
-	}
-	d.start[256] = len(hs)
-	root := sha256.New()
-	root.Write([]byte("ceiba sync root v1\x00"))
-	for b := range 256 {
-		binary.Write(root, binary.BigEndian, uint32(d.start[b+1]-d.start[b]))
-		root.Write(d.buckets[b][:])
-	}
-	root.Sum(d.root[:0])
-	return d
+	return &digest{directory.NewSyncDigest(hs)}
 }
 
 func (d *digest) has(h directory.Hash) bool {
 	b := int(h[0])
-	part := d.hashes[d.start[b]:d.start[b+1]]
+	part := d.Hashes[d.Start[b]:d.Start[b+1]]
 	i := sort.Search(len(part), func(i int) bool { return bytes.Compare(part[i][:], h[:]) >= 0 })
 	return i < len(part) && part[i] == h
 }

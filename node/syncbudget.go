@@ -247,18 +247,7 @@ func helloTranscript(net directory.NetworkID, initiator, responder peer.ID, key 
 func signedHello(id *directory.Identity, net directory.NetworkID, initiator, responder peer.ID, now time.Time, epochs []uint64) []byte {
 	var nonce [helloNonceLen]byte
 	rand.Read(nonce[:])
-	enc := binary.BigEndian.AppendUint16(nil, uint16(len(epochs)))
-	for _, e := range epochs {
-		enc = binary.BigEndian.AppendUint64(enc, e)
-	}
-	key := id.Public()
-	sig := id.SignTranscript(directory.SyncHelloDomain, helloTranscript(net, initiator, responder, key, now.Unix(), nonce[:], enc))
-	out := make([]byte, 0, helloFixedLen+8*len(epochs))
-	out = append(out, key[:]...)
-	out = binary.BigEndian.AppendUint64(out, uint64(now.Unix()))
-	out = append(out, nonce[:]...)
-	out = append(out, sig...)
-	return append(out, enc...)
+	return directory.SyncHello(id, net, []byte(initiator), []byte(responder), now, nonce[:], epochs)
 }
 
 // parsedHello is a hello whose signature checked.

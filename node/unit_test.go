@@ -64,17 +64,17 @@ func TestDigestLocalizesDifferences(t *testing.T) {
 	hs := randomHashes(2000)
 	a := newDigest(append([]directory.Hash(nil), hs...))
 	b := newDigest(append([]directory.Hash(nil), hs...))
-	if a.root != b.root {
+	if a.Root != b.Root {
 		t.Fatal("equal sets, different roots")
 	}
 	extra := randomHashes(1)[0]
 	c := newDigest(append(append([]directory.Hash(nil), hs...), extra))
-	if c.root == a.root {
+	if c.Root == a.Root {
 		t.Fatal("one more record, same root")
 	}
 	differ := 0
 	for i := range 256 {
-		if c.buckets[i] != a.buckets[i] {
+		if c.Buckets[i] != a.Buckets[i] {
 			differ++
 			if i != int(extra[0]) {
 				t.Fatalf("bucket %d differs, the extra record is in %d", i, extra[0])
@@ -92,7 +92,7 @@ func TestDigestLocalizesDifferences(t *testing.T) {
 	if a.has(extra) || !c.has(extra) {
 		t.Fatal("has answers wrongly for the extra record")
 	}
-	if empty := newDigest(nil); empty.has(extra) || empty.root == a.root {
+	if empty := newDigest(nil); empty.has(extra) || empty.Root == a.Root {
 		t.Fatal("empty digest")
 	}
 }

@@ -38,7 +38,7 @@ func TestUnknownEpochFlooderIsGraylisted(t *testing.T) {
 		{"no-epoch", func(nw *dirtest.Network, a *Node, m peer.ID) []byte {
 			// A valid proof, offering exactly what the node holds: the
 			// session ends at once, cleanly, with no epoch record.
-			return insiderAck(nw.ID, a.Host().ID(), m, uint32(len(a.State().Hashes())), a.sync.ownDigest().root)
+			return insiderAck(nw.ID, a.Host().ID(), m, uint32(len(a.State().Hashes())), a.sync.ownDigest().Root)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -762,6 +762,15 @@ func statusCmd(g *globals) *cobra.Command {
 				if s.HeartbeatStale {
 					fmt.Print("\nSTALE:    no valid steward heartbeat. Even if peers answer, they may be withholding news (revocations, changes), or the stewards' nodes are down: do not rely on this copy; connect to other peers or ask a steward")
 				}
+				if s.BehindStewards {
+					fmt.Print("\nBEHIND:   the stewards reported ")
+					if s.BehindEpoch > 0 {
+						fmt.Printf("key epoch %d", s.BehindEpoch)
+					} else {
+						fmt.Printf("charter version %d", s.BehindCharter)
+					}
+					fmt.Print(", which has not reached this node: its peers pass on the stewards' heartbeats but hold back what they report (revocations, key rotations). Do not rely on this copy; connect to another organization's node or ask a steward")
+				}
 				fmt.Printf("\nEntries:  %d  Members: %d  Readers: %d  Revoked keys: %d  Pending proposals: %d\n",
 					s.Counts.Entries, s.Counts.Members, s.Counts.Readers, s.Counts.Revoked, s.Counts.Pending)
 			})

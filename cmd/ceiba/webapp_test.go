@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +23,16 @@ import (
 // is refused with the inviting node's reason. Connecting again, the phone
 // and the organization's node prove their keys to each other (admission,
 // both ways), and the node keeps the connection past a guest's window.
+// Then the phone syncs: the organization's entry arrives and is found by
+// a search in the core; a second sync brings nothing new.
 func TestWebappReaderPeer(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/libp2p/package.json")
 	_, org, _, _ := stewardAndMember(t)
+	entry := filepath.Join(t.TempDir(), "entrada.yaml")
+	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, org, "entry", "publish", entry)
 	var inv api.Invite
 	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
 		t.Fatal(err)
@@ -31,7 +40,7 @@ func TestWebappReaderPeer(t *testing.T) {
 	before := daemonStatus(t, org)
 
 	wasm := wasmtest.Build(t, "../../webapp/core/wasm")
-	cmd := exec.Command(nodeJS, "../../webapp/test/peer.mjs", wasmtest.ExecJS(t), wasm, inv.Code, "una frase de paso larga")
+	cmd := exec.Command(nodeJS, "../../webapp/test/peer.mjs", wasmtest.ExecJS(t), wasm, inv.Code, "una frase de paso larga", "asilo")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	raw, err := cmd.Output()
@@ -51,6 +60,10 @@ func TestWebappReaderPeer(t *testing.T) {
 			Role, Fingerprint, Error string
 		}
 		ConnectedAfter12s bool
+		Pulled            int
+		PulledAgain       int
+		AfterSync         struct{ Waiting int }
+		Results           []struct{ Key string }
 		Error             string
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
@@ -73,6 +86,12 @@ func TestWebappReaderPeer(t *testing.T) {
 	}
 	if !out.ConnectedAfter12s {
 		t.Error("the organization's node cut the admitted phone after the guest window")
+	}
+	if out.Pulled == 0 || len(out.Results) != 1 || !strings.HasSuffix(out.Results[0].Key, "/asesoria-juridica") {
+		t.Errorf("sync brought %d records and a search for \"asilo\" found %+v: want the organization's entry", out.Pulled, out.Results)
+	}
+	if out.PulledAgain != 0 || out.AfterSync.Waiting != 0 {
+		t.Errorf("a second sync brought %d records (%d waiting): want nothing new", out.PulledAgain, out.AfterSync.Waiting)
 	}
 	waitUntil(t, 30*time.Second, "the organization to count the new reader", func() bool {
 		return daemonStatus(t, org).Counts.Readers == before.Counts.Readers+1

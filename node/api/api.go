@@ -62,7 +62,15 @@ type Status struct {
 	// answer (an eclipse by insiders, or the stewards' nodes are down).
 	// It makes Stale true. LastHeartbeat is when the newest heartbeat held
 	// was issued, HeartbeatExpires when the last one expires.
-	HeartbeatStale   bool            `json:"heartbeat_stale"`
+	HeartbeatStale bool `json:"heartbeat_stale"`
+	// BehindStewards: a valid steward heartbeat issued more than
+	// directory.HeartbeatGrace ago reports a charter version
+	// (BehindCharter) or key epoch (BehindEpoch) this copy still lacks:
+	// peers pass on the stewards' heartbeats but hold back what they
+	// report. It makes Stale true.
+	BehindStewards   bool            `json:"behind_stewards"`
+	BehindCharter    uint64          `json:"behind_charter,omitempty"`
+	BehindEpoch      uint64          `json:"behind_epoch,omitempty"`
 	LastHeartbeat    time.Time       `json:"last_heartbeat,omitzero"`
 	HeartbeatExpires time.Time       `json:"heartbeat_expires,omitzero"`
 	Counts           directory.Stats `json:"counts"`

@@ -106,6 +106,7 @@ func (d *Daemon) Status() api.Status {
 	s.Stale = d.stale(st, ns.FreshAsOf)
 	hb := st.HeartbeatFreshness()
 	s.HeartbeatStale, s.LastHeartbeat, s.HeartbeatExpires = hb.Stale, hb.Newest, hb.Expires
+	s.BehindStewards, s.BehindCharter, s.BehindEpoch = hb.Behind, hb.BehindCharter, hb.BehindEpoch
 	reachabilityOf(n, &s)
 	s.OffersRelay = n.OffersRelay()
 	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
@@ -126,10 +127,12 @@ func (d *Daemon) Status() api.Status {
 }
 
 // stale says whether this node's copy may be out of date: no successful
-// sync within the charter's stale bound, or no valid steward heartbeat
-// (peers that answer but withhold what is new: docs/SECURITY.md).
+// sync within the charter's stale bound, no valid steward heartbeat, or a
+// heartbeat reporting governance this copy lacks (peers that answer but
+// withhold what is new: docs/SECURITY.md).
 func (d *Daemon) stale(st *directory.State, fresh time.Time) bool {
-	return syncStale(st, fresh) || st.HeartbeatFreshness().Stale
+	hb := st.HeartbeatFreshness()
+	return syncStale(st, fresh) || hb.Stale || hb.Behind
 }
 
 func syncStale(st *directory.State, fresh time.Time) bool {

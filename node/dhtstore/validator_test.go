@@ -44,6 +44,11 @@ func TestValidatorRejects(t *testing.T) {
 	rand.Read(garbage)
 
 	laterKey := directory.NewReadKey()
+	// Under another key behind the real key's tag: the header names the
+	// key, and the ciphertext does not open with it.
+	behindRealTag := directory.Seal(e1, directory.NewReadKey())
+	realTag := nw.Key.Tag()
+	copy(behindRealTag[1:], realTag[:])
 
 	cases := []struct {
 		name  string
@@ -54,7 +59,7 @@ func TestValidatorRejects(t *testing.T) {
 		{"wrong key: another record's slot", blindKey(t, nw.Key, other), directory.Seal(e1, nw.Key), ErrWrongSlot},
 		{"forged signature", key, directory.Seal(&forged, nw.Key), directory.ErrBadSignature},
 		{"tampered ciphertext", key, tampered, directory.ErrDecrypt},
-		{"sealed under another key for the same epoch", key, directory.Seal(e1, directory.NewReadKey()), directory.ErrDecrypt},
+		{"sealed under another key behind the real key's tag", key, behindRealTag, directory.ErrDecrypt},
 		{"garbage", key, garbage, directory.ErrMalformed},
 		{"empty", key, nil, directory.ErrMalformed},
 		{"epoch this node has no key for", directory.BlindSlot(laterKey, slotID(t, e1)), directory.Seal(e1, laterKey), directory.ErrNoKey},

@@ -347,6 +347,12 @@ func TestTrustNotices(t *testing.T) {
 	if ns := trustNotices(l, stale, eclipsed); !has(ns, "señal de vida firmada") || !has(ns, "20 de noviembre de 2026") || !has(ns, "reteniendo novedades") {
 		t.Errorf("heartbeat expired: %+v", ns)
 	}
+	// Heartbeats arrive, but report a key rotation that has not: the
+	// peers pass on the heartbeats and hold back what they report.
+	behind := api.Status{FreshAsOf: time.Now().Add(-time.Minute), BehindStewards: true, BehindEpoch: 3, LastHeartbeat: time.Now().Add(-time.Hour)}
+	if ns := trustNotices(l, stale, behind); !has(ns, "rotación de claves") || !has(ns, "retienen lo que informan") {
+		t.Errorf("behind the stewards: %+v", ns)
+	}
 	old := base
 	old.Service = &directory.Service{Name: "x", Status: "temporarily-closed", LastVerified: "2024-01-05"}
 	if ns := trustNotices(l, old, fresh); !has(ns, "cerrado temporalmente") || !has(ns, "5 de enero de 2024, hace mucho") {

@@ -176,6 +176,8 @@ func trustNotices(l *locale, e api.Entry, st api.Status) []notice {
 	}
 	if e.Stale {
 		switch {
+		case st.BehindStewards:
+			out = append(out, notice{"warn", l.T("trust.stale.behind")})
 		case st.HeartbeatStale && !st.FreshAsOf.IsZero() && !st.LastHeartbeat.IsZero():
 			out = append(out, notice{"warn", l.T("trust.stale.heartbeat", l.DateTime(st.LastHeartbeat))})
 		case st.HeartbeatStale && !st.FreshAsOf.IsZero():

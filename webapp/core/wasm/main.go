@@ -16,6 +16,9 @@
 //	ceibaCore.admitMAC(side, O, A, nO, nA)            // {mac}: side is "O" or "A" (PROTOCOL.md §7)
 //	ceibaCore.admitProof(side, O, A, nO, nA)          // {proof}: this reader's key || signature
 //	ceibaCore.admitCheck(mac, proof, side, O, A, nO, nA, bootstrap) // {role, fingerprint}
+//	ceibaCore.syncStart(me, peer)                     // {id, hello}: a sync session as initiator
+//	ceibaCore.syncAck(id, body) / syncBuckets(id, body) / syncLists(id, [bodies]) / syncRecord(id, body)
+//	ceibaCore.syncEnd(id)                             // {pulled}
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
 //	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
@@ -28,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall/js"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/webapp/core"
@@ -54,9 +58,21 @@ func main() {
 		"admitMAC":    js.FuncOf(admitMAC),
 		"admitProof":  js.FuncOf(admitProof),
 		"admitCheck":  js.FuncOf(admitCheck),
-		"search":      js.FuncOf(search),
-		"status":      js.FuncOf(status),
-		"keystore":    js.FuncOf(keystore),
+		"syncStart":   js.FuncOf(syncStart),
+		"syncAck": js.FuncOf(syncStep(func(s *core.SyncSession, b []byte) (map[string]any, error) {
+			done, err := s.Ack(b)
+			return map[string]any{"done": done}, err
+		})),
+		"syncBuckets": js.FuncOf(syncStep(func(s *core.SyncSession, b []byte) (map[string]any, error) {
+			w, err := s.Buckets(b)
+			return map[string]any{"want": bytesValue(w)}, err
+		})),
+		"syncRecord": js.FuncOf(syncStep(func(s *core.SyncSession, b []byte) (map[string]any, error) { return map[string]any{}, s.Record(b) })),
+		"syncLists":  js.FuncOf(syncLists),
+		"syncEnd":    js.FuncOf(syncEnd),
+		"search":     js.FuncOf(search),
+		"status":     js.FuncOf(status),
+		"keystore":   js.FuncOf(keystore),
 	}
 	js.Global().Set("ceibaCore", js.ValueOf(api))
 	if ready := js.Global().Get("ceibaCoreReady"); ready.Type() == js.TypeFunction {
@@ -365,4 +381,105 @@ func admitCheck(_ js.Value, args []js.Value) any {
 		return fail(err)
 	}
 	return map[string]any{"role": role, "fingerprint": directory.Fingerprint(k)}
+}
+
+// Sync sessions in progress, by id.
+var (
+	syncs    = map[int]*core.SyncSession{}
+	nextSync = 1
+)
+
+const maxSyncSessions = 16
+
+func syncStart(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	if len(args) < 2 {
+		return fail(errors.New("syncStart takes this device's and the peer's peer IDs"))
+	}
+	me, err := bytesArg(args[0], "this device's peer ID")
+	if err != nil {
+		return fail(err)
+	}
+	peer, err := bytesArg(args[1], "the peer's peer ID")
+	if err != nil {
+		return fail(err)
+	}
+	if len(syncs) >= maxSyncSessions {
+		return fail(errors.New("too many sync sessions at once"))
+	}
+	s, hello := reader.StartSync(me, peer, time.Now())
+	id := nextSync
+	nextSync++
+	syncs[id] = s
+	return map[string]any{"id": id, "hello": bytesValue(hello)}
+}
+
+func session(args []js.Value) (*core.SyncSession, error) {
+	if len(args) < 1 || args[0].Type() != js.TypeNumber {
+		return nil, errors.New("the sync session id is missing")
+	}
+	s, ok := syncs[args[0].Int()]
+	if !ok {
+		return nil, errors.New("no such sync session")
+	}
+	return s, nil
+}
+
+// syncStep wraps a step that takes one frame body; a step that fails ends
+// the session.
+func syncStep(step func(*core.SyncSession, []byte) (map[string]any, error)) func(js.Value, []js.Value) any {
+	return func(_ js.Value, args []js.Value) any {
+		s, err := session(args)
+		if err != nil {
+			return fail(err)
+		}
+		if len(args) < 2 {
+			return fail(errors.New("the frame body is missing"))
+		}
+		body, err := bytesArg(args[1], "the frame body")
+		if err != nil {
+			return fail(err)
+		}
+		out, err := step(s, body)
+		if err != nil {
+			delete(syncs, args[0].Int())
+			return fail(err)
+		}
+		return out
+	}
+}
+
+func syncLists(_ js.Value, args []js.Value) any {
+	s, err := session(args)
+	if err != nil {
+		return fail(err)
+	}
+	if len(args) < 2 || !args[1].InstanceOf(js.Global().Get("Array")) {
+		return fail(errors.New("the lists must be an array of Uint8Array"))
+	}
+	var lists [][]byte
+	for i := range args[1].Length() {
+		b, err := bytesArg(args[1].Index(i), "a list")
+		if err != nil {
+			return fail(err)
+		}
+		lists = append(lists, b)
+	}
+	req, n, err := s.Lists(lists)
+	if err != nil {
+		delete(syncs, args[0].Int())
+		return fail(err)
+	}
+	return map[string]any{"request": bytesValue(req), "count": n}
+}
+
+func syncEnd(_ js.Value, args []js.Value) any {
+	s, err := session(args)
+	if err != nil {
+		return fail(err)
+	}
+	delete(syncs, args[0].Int())
+	return map[string]any{"pulled": s.Pulled}
 }

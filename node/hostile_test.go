@@ -104,11 +104,15 @@ func TestHostilePublisherIsRejectedAndGraylisted(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
 	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	ref := &reference{t: t, nw: nw}
+	// The organization's node connects once the steward's holds its
+	// membership, as after a real invite: connecting between the genesis
+	// and the membership, it was refused (a key unknown to a node that
+	// holds a charter) and kept out for 30 s, longer than the wait below.
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), entryRec(t, nw, org, "asesoria", 1))
 	cfgB := testConfig(t, nw, org, t.TempDir())
 	cfgB.Bootstrap = []string{addr(a)}
 	b := startNode(t, cfgB)
-	ref := &reference{t: t, nw: nw}
-	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), entryRec(t, nw, org, "asesoria", 1))
 	want := ref.digest()
 	waitFor(t, 10*time.Second, "both honest nodes to converge", func() bool { return sameDigest([]*Node{a, b}, want) })
 	recA, recB := record(a), record(b)

@@ -248,4 +248,3 @@ func (s *State) HeartbeatFreshness() Freshness {
 	f.Stale = f.Valid == 0
 	return f
 }
-

@@ -65,9 +65,22 @@ func NewReader(net directory.NetworkID, id *directory.Identity, keys directory.K
 // key or the governance it needs arrives. Any other error says why the
 // record was refused; it changes nothing.
 func (r *Reader) Receive(sealed []byte) (directory.Applied, error) {
+	return r.take(sealed, nil)
+}
+
+// take is Receive; rec, when not nil, is sealed already opened (a sync
+// session opens a record to check it against what was listed, and need
+// not open it twice).
+func (r *Reader) take(sealed []byte, rec *directory.Record) (directory.Applied, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a, err := r.receive(sealed)
+	var a directory.Applied
+	var err error
+	if rec != nil {
+		a, err = r.state.Apply(rec)
+	} else {
+		a, err = r.receive(sealed)
+	}
 	if waits(err) {
 		r.wait(sealed)
 		return a, err

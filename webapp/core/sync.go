@@ -160,7 +160,7 @@ func (s *SyncSession) Record(body []byte) error {
 	if syncRank(rec) != rank {
 		return fmt.Errorf("%w: a record listed with another rank", ErrSyncBreach)
 	}
-	if _, err := s.r.Receive(body[32:]); err == nil || waits(err) {
+	if _, err := s.r.take(body[32:], rec); err == nil || waits(err) {
 		s.Pulled++
 	}
 	return nil

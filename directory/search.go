@@ -39,6 +39,14 @@ import (
 // "abog" finds abogados and abogacía, "psico" finds psicológica. This serves
 // search-as-you-type and papers over the few stems the rules above split.
 //
+// Typos. A query word of 5 or more letters (no digits) also matches, at a
+// lower weight, every indexed stem within one edit of its stem; a word of 9
+// or more letters, within two. An edit is one letter inserted, deleted or
+// replaced, or two neighbours swapped: "alberge" finds albergue, "asesorai"
+// finds asesoría, "psicolgo" finds psicólogo. Shorter words are too easily
+// turned into other real words to guess at, and numbers (postcodes, phone
+// numbers) are never guessed at.
+//
 // Synonyms. A query word or a two-word phrase can name categories or
 // countries (tables below): "abogado" also matches every entry in category
 // legal, "salud mental" every entry in psychosocial, "colombia" every entry
@@ -116,10 +124,17 @@ const (
 	prefixFactor   = 0.5
 	prefixMinRunes = 4
 	maxPrefixTerms = 256 // a short prefix must not turn a query into a scan
-	maxClauses     = 16
-	maxQueryBytes  = 1024
-	wScale         = 1024 // posting weights are stored as fixed-point uint16
-	lexMergeAt     = 512
+	// A guess is worth less than what was typed, and a two-edit guess less
+	// than a one-edit one, so an exact match always ranks above a near one.
+	fuzzyFactor1  = 0.4
+	fuzzyFactor2  = 0.2
+	fuzzyOneEdit  = 5 // letters in a query word before one edit is allowed
+	fuzzyTwoEdits = 9 // and two
+	maxFuzzyTerms = 64
+	maxClauses    = 16
+	maxQueryBytes = 1024
+	wScale        = 1024 // posting weights are stored as fixed-point uint16
+	lexMergeAt    = 512
 )
 
 // posting says that a document holds a term, with the term's precomputed
@@ -158,10 +173,13 @@ type Index struct {
 	free  []uint32  // reusable doc ids
 	order nameOrder
 
-	termID   map[string]uint32
-	termStr  []string    // by term id
-	post     [][]posting // by term id, sorted by doc
-	freeTerm []uint32
+	termID  map[string]uint32
+	termStr []string // by term id
+	// termLetters is, by term id, the set of letters a term holds (see
+	// letterSet): typo matching skips most terms on it without reading them.
+	termLetters []uint32
+	post        [][]posting // by term id, sorted by doc
+	freeTerm    []uint32
 
 	// lex and lexNew list term strings for prefix lookups: lex sorted,
 	// lexNew appended since the last merge. Either may still hold terms
@@ -379,10 +397,12 @@ func (ix *Index) newTerm(t string) uint32 {
 		id = uint32(len(ix.post))
 		ix.post = append(ix.post, nil)
 		ix.termStr = append(ix.termStr, "")
+		ix.termLetters = append(ix.termLetters, 0)
 		ix.dtIdx = append(ix.dtIdx, 0)
 	}
 	ix.termID[t] = id
 	ix.termStr[id] = t
+	ix.termLetters[id] = letterSet(t)
 	ix.lexNew = append(ix.lexNew, t)
 	if len(ix.lexNew) >= lexMergeAt {
 		ix.mergeLex()
@@ -740,11 +760,161 @@ func (ix *Index) prefixTerms(p, except string) []string {
 	return out
 }
 
+// fuzzyTerm is a live term near a query word, and how many edits away.
+type fuzzyTerm struct {
+	term  string
+	edits int
+}
+
+// allowedEdits is how many typos a query word may carry (rules at the top
+// of this file).
+func allowedEdits(word string) int {
+	if strings.ContainsFunc(word, unicode.IsDigit) {
+		return 0
+	}
+	switch n := utf8.RuneCountInString(word); {
+	case n >= fuzzyTwoEdits:
+		return 2
+	case n >= fuzzyOneEdit:
+		return 1
+	}
+	return 0
+}
+
+// fuzzyTerms lists the live terms within k edits of stem, except those in
+// skip (sorted) and stem itself: nearest first, then in byte order, so that
+// scores add up in the same order on every node.
+func (ix *Index) fuzzyTerms(stem string, k int, skip []string) []fuzzyTerm {
+	qLetters := letterSet(stem)
+	ascii := isASCII(stem)
+	qRunes, qBytes := []rune(stem), []byte(stem)
+	var out []fuzzyTerm
+	var dp editScratch
+	var tRunes []rune
+	var tBytes []byte
+	for id, t := range ix.termStr {
+		// Each edit adds at most one letter the stem lacks and takes away
+		// at most one it has; a term's byte length bounds its rune count
+		// from above, and equals it for the folded text the index nearly
+		// always holds.
+		if t == "" || len(t) < len(qRunes)-k ||
+			bits.OnesCount32(ix.termLetters[id]&^qLetters) > k ||
+			bits.OnesCount32(qLetters&^ix.termLetters[id]) > k {
+			continue
+		}
+		var d int
+		if ascii && isASCII(t) {
+			if len(t) > len(stem)+k {
+				continue
+			}
+			tBytes = append(tBytes[:0], t...)
+			d = editDistanceWithin(qBytes, tBytes, k, &dp)
+		} else {
+			tRunes = append(tRunes[:0], []rune(t)...)
+			d = editDistanceWithin(qRunes, tRunes, k, &dp)
+		}
+		if d > k || t == stem {
+			continue
+		}
+		if _, found := slices.BinarySearch(skip, t); found {
+			continue
+		}
+		out = append(out, fuzzyTerm{t, d})
+	}
+	slices.SortFunc(out, func(a, b fuzzyTerm) int {
+		return cmp.Or(cmp.Compare(a.edits, b.edits), strings.Compare(a.term, b.term))
+	})
+	if len(out) > maxFuzzyTerms {
+		out = out[:maxFuzzyTerms]
+	}
+	return out
+}
+
+// letterSet maps a term's letters to bits: a–z each their own, digits and
+// other letters folded onto the last six. Folding only merges letters, so
+// "letters of one word missing from the other" can only shrink: the typo
+// filter built on it never skips a real match.
+func letterSet(t string) uint32 {
+	var m uint32
+	for _, r := range t {
+		switch {
+		case 'a' <= r && r <= 'z':
+			m |= 1 << (r - 'a')
+		case '0' <= r && r <= '9':
+			m |= 1 << (26 + (r-'0')%5)
+		default:
+			m |= 1 << 31
+		}
+	}
+	return m
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// editScratch holds the three rows editDistanceWithin works on.
+type editScratch [3][]int
+
+// editDistanceWithin returns the optimal-string-alignment distance between a
+// and b (letters inserted, deleted, replaced, or neighbours swapped), or k+1
+// as soon as it is known to exceed k: once a whole row exceeds k, no later
+// row can come back under it.
+func editDistanceWithin[E byte | rune](a, b []E, k int, rows *editScratch) int {
+	if d := len(a) - len(b); d > k || -d > k {
+		return k + 1
+	}
+	for i := range rows {
+		rows[i] = slices.Grow(rows[i][:0], len(b)+1)[:len(b)+1]
+	}
+	prev2, prev, cur := rows[0], rows[1], rows[2]
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		best := i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			v := min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				v = min(v, prev2[j-2]+1)
+			}
+			cur[j] = v
+			best = min(best, v)
+		}
+		if best > k {
+			return k + 1
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}
+
 func (ix *Index) evalWord(sc *scratch, w qword) []hit {
 	ix.addTerm(sc, w.stem, 1)
+	var prefixed []string
 	if utf8.RuneCountInString(w.word) >= prefixMinRunes {
-		for _, t := range ix.prefixTerms(w.word, w.stem) {
+		prefixed = ix.prefixTerms(w.word, w.stem)
+		for _, t := range prefixed {
 			ix.addTerm(sc, t, prefixFactor)
+		}
+	}
+	if k := allowedEdits(w.word); k > 0 {
+		for _, f := range ix.fuzzyTerms(w.stem, k, prefixed) {
+			factor := fuzzyFactor1
+			if f.edits == 2 {
+				factor = fuzzyFactor2
+			}
+			ix.addTerm(sc, f.term, factor)
 		}
 	}
 	ix.addExpansion(sc, wordExp[w.stem])

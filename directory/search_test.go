@@ -182,6 +182,42 @@ func TestSearchStemsPluralsAndGender(t *testing.T) {
 	}
 }
 
+func TestSearchToleratesTypos(t *testing.T) {
+	ix := newIndex(t, map[string]svc{
+		"alb":  {name: "Albergue San José", desc: "Camas para familias.", cats: []string{"shelter"}},
+		"ases": {name: "Asesoría migratoria", cats: []string{"migration"}},
+		"psi":  {name: "Psicólogos voluntarios", cats: []string{"psychosocial"}},
+		"rep":  {name: "Representación internacional", desc: "Litigio ante la Comisión.", cats: []string{"legal"}},
+		"cp":   {name: "Oficina 28001", desc: "Casa abierta.", cats: []string{"legal"}},
+		"caso": {name: "Cosa nostra", cats: []string{"legal"}},
+	})
+	for _, tc := range []struct {
+		q    string
+		want []string
+	}{
+		{"alberge", []string{"alb"}},                      // a letter missing
+		{"albergeu", []string{"alb"}},                     // two neighbours swapped
+		{"asesorai", []string{"ases"}},                    // swapped, accent dropped
+		{"psicolgos", []string{"psi"}},                    // a letter missing, plural
+		{"representacoin", []string{"rep"}},               // 14 letters: swap
+		{"reprezentasion internasional", []string{"rep"}}, // 15 and 13 letters: two edits each
+		{"casa", []string{"cp"}},                          // 4 letters: exact only, no "cosa"
+		{"28002", []string{}},                             // numbers are never guessed at
+		{"alxxxgue", []string{}},                          // three edits: too far
+	} {
+		wantSet(t, ix, directory.Query{Text: tc.q}, tc.want...)
+	}
+
+	// What was typed ranks above a guess.
+	ix = newIndex(t, map[string]svc{
+		"exact": {name: "Refugio Maria", cats: []string{"shelter"}},
+		"near":  {name: "Refugio Marta", cats: []string{"shelter"}},
+	})
+	// marta is one edit from maria: both are found, marta first.
+	wantIDs(t, ix, directory.Query{Text: "marta"}, "near", "exact")
+	wantIDs(t, ix, directory.Query{Text: "refugio mariia"}, "exact")
+}
+
 func TestSearchCategorySynonyms(t *testing.T) {
 	// Neutral names, so only the category can match.
 	svcs := map[string]svc{}

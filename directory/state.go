@@ -177,7 +177,36 @@ type entrySlot struct {
 	// first and whether or not a newer seq came in between. Older seqs are
 	// forgotten (a replay of them is stale anyway), so a slot's memory does
 	// not grow with every update.
-	seen map[uint64]Hash
+	seen seenHashes
+}
+
+// seenHashes is an entry slot's memory of first hashes per seq: at most
+// seenSeqs pairs, nearly always one, so a slice (40 bytes a pair) rather
+// than a map (about 300 bytes even for one pair; a third of a 100,000-entry
+// directory's state was these maps).
+type seenHashes []seqHash
+
+type seqHash struct {
+	seq  uint64
+	hash Hash
+}
+
+func (s seenHashes) get(seq uint64) (Hash, bool) {
+	for _, p := range s {
+		if p.seq == seq {
+			return p.hash, true
+		}
+	}
+	return Hash{}, false
+}
+
+// with returns s remembering h at seq unless seq has a hash already, and
+// forgetting the seqs that fall out of the newest seenSeqs below newest.
+func (s seenHashes) with(seq uint64, h Hash, newest uint64) seenHashes {
+	if _, ok := s.get(seq); !ok {
+		s = append(s, seqHash{seq, h})
+	}
+	return slices.DeleteFunc(s, func(p seqHash) bool { return p.seq+seenSeqs <= newest })
 }
 
 // Equivocation is evidence that a key signed two different records for
@@ -745,13 +774,14 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 			return false, err
 		}
 	}
-	seen := map[uint64]Hash{}
+	var seen seenHashes
 	if cur != nil {
 		if cur.hash == h {
 			return false, reject(r.Type, ErrDuplicate, "entry %s seq %d", e.ID, e.Seq)
 		}
-		seen = cur.seen
-		first, seenSeq := seen[e.Seq]
+		// Cloned: cur keeps its own memory until this version replaces it.
+		seen = slices.Clone(cur.seen)
+		first, seenSeq := seen.get(e.Seq)
 		switch {
 		case seenSeq && first != h:
 			// Equivocation: the same key signed two versions with one seq.
@@ -776,7 +806,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 			// arrives, that is equivocation whether the two came before
 			// or after the newer seq.
 			if e.Seq+seenSeqs > cur.entry.Seq {
-				seen[e.Seq] = h
+				cur.seen = seen.with(e.Seq, h, cur.entry.Seq)
 			}
 			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
 		}
@@ -797,14 +827,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 		slots = map[string]*entrySlot{}
 		s.entries[pub] = slots
 	}
-	if _, ok := seen[e.Seq]; !ok {
-		seen[e.Seq] = h
-	}
-	for q := range seen {
-		if q+seenSeqs <= e.Seq {
-			delete(seen, q)
-		}
-	}
+	seen = slices.Clip(seen.with(e.Seq, h, e.Seq))
 	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen, size: n, rank: SlotIDOf(entrySlotName(pub, e.ID))}
 	wasVisible := cur != nil && cur.visible
 	if cur != nil {

@@ -234,9 +234,9 @@ func (nw *Network) addHost(i int) (host.Host, error) {
 		return nil, err
 	}
 	if nw.Cfg.Loss > 0 {
-		return newCountingHost(newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1)), nil
+		return newCountingHost(newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1), i), nil
 	}
-	return newCountingHost(h), nil
+	return newCountingHost(h, i), nil
 }
 
 func (nw *Network) nodeConfig(p *Peer) node.Config {

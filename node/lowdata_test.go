@@ -268,8 +268,8 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 	}
 	t.Logf("revocation applied %s after connecting, the last entry %s after (throttled %s)",
 		revoked.Sub(start).Round(time.Millisecond), lastEntry.Sub(start).Round(time.Millisecond), l.Throttled().Recv.Round(time.Millisecond))
-	if revoked.IsZero() || lastEntry.IsZero() {
-		t.Fatalf("the revocation or the entries did not come by sync (accepted by route: %v)", l.Status().Accepted)
+	if acc := l.Status().Accepted; revoked.IsZero() || lastEntry.IsZero() || acc[ViaSync] != entries+1 {
+		t.Fatalf("the revocation or the entries did not come by sync (accepted by route: %v)", acc)
 	}
 	// The entries take seconds at 16 KiB/s; the revocation must not wait
 	// for them.

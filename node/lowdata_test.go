@@ -214,24 +214,13 @@ func TestEntryOnGovernanceTopicRefused(t *testing.T) {
 func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org, doomed := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
-	s := startNode(t, cfgS)
-	cfgL := testConfig(t, nw, nw.Stewards[2], t.TempDir())
-	cfgL.Transport.Profile = transport.ProfileLowData
-	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = 16<<10, transport.LowDataSendRate
-	cfgL.SyncInterval = LowDataSyncInterval
-	// One session for the whole catch-up: the responder orders what one
-	// request asks for; across sessions the initiator asks in hash order.
-	cfgL.SyncTimeout, cfgL.SyncMaxRecords = time.Minute, 200
-	l := startNode(t, cfgL)
 	base := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Admit(t, doomed, "Colectivo Condenado")}
-	ref := &reference{t: t, nw: nw}
-	ref.publish(s, base...)
-	for _, r := range base {
-		if err := l.Import(t.Context(), directory.Seal(r, nw.Key)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, l, cfgS, ref := lowdataPair(t, nw, base, nil, func(cfg *Config) {
+		cfg.SyncInterval = LowDataSyncInterval
+		// One session for the whole catch-up: the responder orders
+		// what one request asks for.
+		cfg.SyncMaxRecords = 200
+	})
 	// What the lowdata node missed: 120 entries (about 10 s at the cap),
 	// then a revocation.
 	const entries = 120
@@ -350,22 +339,10 @@ func TestCatchUpAcrossSessionsAsksGovernanceFirst(t *testing.T) {
 func TestCutSessionIsFollowedAtOnce(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
-	cfgS.SyncTimeout = 2 * time.Second // the deadline it serves a session under
-	s := startNode(t, cfgS)
-	cfgL := testConfig(t, nw, nw.Stewards[2], t.TempDir())
-	cfgL.Transport.Profile = transport.ProfileLowData
-	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = 16<<10, transport.LowDataSendRate
-	cfgL.SyncInterval, cfgL.SyncTimeout = time.Hour, time.Minute
-	l := startNode(t, cfgL)
 	base := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo Ejemplo")}
-	ref := &reference{t: t, nw: nw}
-	ref.publish(s, base...)
-	for _, r := range base {
-		if err := l.Import(t.Context(), directory.Seal(r, nw.Key)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, l, cfgS, ref := lowdataPair(t, nw, base,
+		func(cfg *Config) { cfg.SyncTimeout = 2 * time.Second }, // the deadline it serves a session under
+		func(cfg *Config) { cfg.SyncInterval = time.Hour })
 	// About 10 s at the cap: five sessions' worth.
 	const entries = 120
 	for i := range entries {
@@ -385,4 +362,34 @@ func TestCutSessionIsFollowedAtOnce(t *testing.T) {
 	if cut == 0 {
 		t.Fatal("no session was cut: the test shows nothing")
 	}
+}
+
+// lowdataPair starts a node s and a lowdata node l (16 KiB/s in, sessions
+// of up to a minute), both holding base, each config adjusted by its
+// func (nil: none). It returns s's config, to restart it with, and the
+// reference that knows base.
+func lowdataPair(t *testing.T, nw *dirtest.Network, base []*directory.Record, adjustS, adjustL func(*Config)) (s, l *Node, cfgS Config, ref *reference) {
+	t.Helper()
+	cfgS = testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfgL := testConfig(t, nw, nw.Stewards[2], t.TempDir())
+	cfgL.Transport.Profile = transport.ProfileLowData
+	cfgL.Transport.RecvRate, cfgL.Transport.SendRate = 16<<10, transport.LowDataSendRate
+	cfgL.SyncTimeout = time.Minute
+	for _, a := range []struct {
+		cfg    *Config
+		adjust func(*Config)
+	}{{&cfgS, adjustS}, {&cfgL, adjustL}} {
+		if a.adjust != nil {
+			a.adjust(a.cfg)
+		}
+	}
+	s, l = startNode(t, cfgS), startNode(t, cfgL)
+	ref = &reference{t: t, nw: nw}
+	ref.publish(s, base...)
+	for _, r := range base {
+		if err := l.Import(t.Context(), directory.Seal(r, nw.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, l, cfgS, ref
 }

@@ -32,7 +32,10 @@ import (
 // two revocations in it: one on the quiet network, and one 20 s into the
 // churn, when every node forwards only the hourly rate. In each window:
 // the process's CPU time divided by the nodes (one process runs them
-// all, so CPU is an average per node), and the bytes every node's streams
+// all, so CPU is an average per node); the same without the churner's own
+// node (the attacker's), whose share a CPU profile of the window gives
+// (windowProfile), over the other 99, which the target is on; and the
+// bytes every node's streams
 // read (gossip, sync; DHT is off), median and maximum over nodes. One
 // more revocation 3 s into the churn, while the charter's burst spreads,
 // is reported apart ("burst"; the first run only has a burst: buckets do

@@ -3,6 +3,7 @@ module github.com/ceiba-network/ceiba
 go 1.26.6
 
 require (
+	aead.dev/minisign v0.3.0
 	filippo.io/age v1.2.1
 	filippo.io/edwards25519 v1.1.0
 	github.com/BurntSushi/toml v1.6.0
@@ -10,6 +11,7 @@ require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/cockroachdb/pebble/v2 v2.1.6
 	github.com/fxamacker/cbor/v2 v2.9.0
+	github.com/google/pprof v0.0.0-20251208000136-3d256cb9ff16
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/ipfs/go-cid v0.6.2
 	github.com/ipfs/go-datastore v0.9.2
@@ -36,7 +38,6 @@ require (
 )
 
 require (
-	aead.dev/minisign v0.3.0 // indirect
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect

@@ -21,6 +21,9 @@ const (
 var (
 	encMode cbor.EncMode
 	decMode cbor.DecMode
+	// claimMode is decMode without the unknown-field error: a Claim
+	// reads a few fields and skips the rest.
+	claimMode cbor.DecMode
 )
 
 func init() {
@@ -29,7 +32,7 @@ func init() {
 	if err != nil {
 		panic(err)
 	}
-	decMode, err = cbor.DecOptions{
+	opts := cbor.DecOptions{
 		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 		MaxNestedLevels:   maxNesting,
 		MaxArrayElements:  maxArrayElements,
@@ -38,8 +41,12 @@ func init() {
 		TagsMd:            cbor.TagsForbidden,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 		UTF8:              cbor.UTF8RejectInvalid,
-	}.DecMode()
-	if err != nil {
+	}
+	if decMode, err = opts.DecMode(); err != nil {
+		panic(err)
+	}
+	opts.ExtraReturnErrors = cbor.ExtraDecErrorNone
+	if claimMode, err = opts.DecMode(); err != nil {
 		panic(err)
 	}
 }

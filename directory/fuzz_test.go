@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,6 +88,14 @@ func FuzzOpen(f *testing.F) {
 		if plain {
 			data = sealUnder(fuzzKey, data)
 		}
+		// A claim is read before a record is decoded (node ingest): it
+		// must not panic on anything, and must say what a record that
+		// opens holds.
+		var claim directory.Claim
+		var claimErr error
+		if s, err := directory.Unseal(data, keys); err == nil {
+			claim, claimErr = s.Claim()
+		}
 		r, err := directory.Open(data, fuzzNet, keys)
 		if err != nil {
 			checkRefusal(t, err, append(decodeSentinels, directory.ErrNoKey, directory.ErrDecrypt)...)
@@ -95,6 +104,7 @@ func FuzzOpen(f *testing.F) {
 		if r.Network != fuzzNet {
 			t.Fatalf("opened a record of network %s", r.Network)
 		}
+		checkClaim(t, r, claim, claimErr)
 		if err := r.Verify(); err != nil {
 			t.Fatalf("opened record fails Verify: %v", err)
 		}
@@ -103,6 +113,28 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("resealing an opened record: %v", err)
 		}
 	})
+}
+
+// checkClaim fails t unless c, read before r was decoded, says what r
+// holds.
+func checkClaim(t *testing.T, r *directory.Record, c directory.Claim, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("a record that opens has no claim: %v", err)
+	}
+	signers := make([]directory.PublicKey, len(r.Sigs))
+	for i, s := range r.Sigs {
+		signers[i] = s.Key
+	}
+	want := directory.Claim{Type: r.Type, Signers: signers}
+	if b, err := r.DecodeBody(); err == nil {
+		if e, ok := b.(*directory.Entry); ok {
+			want.EntryID, want.Seq = e.ID, e.Seq
+		}
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("claim %+v, the record holds %+v", c, want)
+	}
 }
 
 // sealUnder seals plaintext as it is, padding and all, under a well-formed

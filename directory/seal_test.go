@@ -84,6 +84,38 @@ func TestOpenUnverifiedChecksSignaturesOnlyInVerify(t *testing.T) {
 	}
 }
 
+// A claim (type, signers, entry slot and seq) is read from an unsealed
+// record without decoding the rest: a record Decode refuses still has one,
+// so a node can refuse a flood by its claimed author before paying for
+// the decode; a claim of a revocation has no slot.
+func TestClaimIsReadBeforeDecoding(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	keys := directory.Keyring{1: nw.Key}
+	r := nw.Entry(t, org, "asesoria", 7)
+	r.Version = 99 // no node decodes this format
+	s, err := directory.Unseal(directory.Seal(r, nw.Key), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Claim()
+	if err != nil || c.Type != directory.TypeEntry || c.EntryID != "asesoria" || c.Seq != 7 ||
+		len(c.Signers) != 1 || c.Signers[0] != org.Public() {
+		t.Fatalf("claim of an entry in an unknown format: %+v, %v", c, err)
+	}
+	if _, err := s.Decode(nw.ID); !errors.Is(err, directory.ErrUnknownVersion) {
+		t.Fatalf("decoding it: %v, want ErrUnknownVersion", err)
+	}
+	rv := nw.RevokeBy(t, org.Public())
+	s, err = directory.Unseal(directory.Seal(rv, nw.Key), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Claim(); err != nil || c.Type != directory.TypeRevocation || c.EntryID != "" || len(c.Signers) != len(rv.Sigs) {
+		t.Fatalf("claim of a revocation: %+v, %v", c, err)
+	}
+}
+
 // The header says nothing that outlives a read key: records sealed under
 // successive epochs' keys share no header byte but the seal version, and
 // records sealed under one key share its tag and nothing else. Before, the

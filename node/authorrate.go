@@ -211,16 +211,17 @@ func (n *Node) replacesHeld(r *directory.Record) (directory.PublicKey, bool) {
 	if err != nil || !ok {
 		return directory.PublicKey{}, false
 	}
-	return n.replacesHeldEntry(r.Sigs[0].Key, e)
+	return n.replacesHeldEntry(r.Sigs[0].Key, e.ID, e.Seq)
 }
 
-// replacesHeldEntry is replacesHeld for entry e by author pub.
-func (n *Node) replacesHeldEntry(pub directory.PublicKey, e *directory.Entry) (directory.PublicKey, bool) {
+// replacesHeldEntry is replacesHeld for version seq of entry id by
+// author pub.
+func (n *Node) replacesHeldEntry(pub directory.PublicKey, id string, seq uint64) (directory.PublicKey, bool) {
 	if _, member := n.state.Member(pub); !member {
 		return pub, false // no bucket: only admitted members get one
 	}
-	seq, held := n.state.HeldSeq(pub, e.ID)
-	return pub, held && e.Seq > seq
+	heldSeq, held := n.state.HeldSeq(pub, id)
+	return pub, held && seq > heldSeq
 }
 
 func (n *Node) updatesPerHour() int {
@@ -247,13 +248,11 @@ func (n *Node) gossipRate(r *directory.Record) error {
 // signature check would lead to anyway, at a fraction of the cost. It
 // spends nothing (authorRate.spent). A version it lets through is checked
 // and charged by gossipRate.
-func (n *Node) gossipRateSpent(u *directory.Unverified) error {
-	e, ok := u.Entry()
-	signers := u.Signers()
-	if !ok || len(signers) != 1 {
+func (n *Node) gossipRateSpent(c directory.Claim) error {
+	if c.Type != directory.TypeEntry || len(c.Signers) != 1 {
 		return nil
 	}
-	pub, replaces := n.replacesHeldEntry(signers[0], e)
+	pub, replaces := n.replacesHeldEntry(c.Signers[0], c.EntryID, c.Seq)
 	if !replaces {
 		return nil
 	}

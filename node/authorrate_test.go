@@ -175,6 +175,14 @@ func TestAuthorRateRefusesBeforeVerifyingAndChargesAfter(t *testing.T) {
 	if v != ignored || !errors.Is(err, ErrAuthorRate) {
 		t.Fatalf("a version with a bad signature from an author over its rate: verdict %d, %v; want it ignored for the rate before its signature is checked", v, err)
 	}
+	// Nor is it decoded: a version in a format no node decodes is
+	// ignored for the rate too, not refused as invalid, which only
+	// decoding would find.
+	undecodable := entryRec(t, nw, churner, "churn", burst+2)
+	undecodable.Version = 99
+	if v, err := gossip(undecodable); v != ignored || !errors.Is(err, ErrAuthorRate) {
+		t.Fatalf("a version in an unknown format from an author over its rate: verdict %d, %v; want it ignored for the rate before it is decoded", v, err)
+	}
 	if v, err := gossip(entryRec(t, nw, churner, "churn", burst+3)); v != ignored || !errors.Is(err, ErrAuthorRate) {
 		t.Fatalf("a genuine version over the rate: verdict %d, %v; want ignored", v, err)
 	}

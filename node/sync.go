@@ -265,9 +265,19 @@ func (s *syncer) run(p peer.ID) {
 		ps.lastErr = err
 		var busy *busyError
 		resume := time.Duration(0)
+		// cut: the session ended in an error after it brought records
+		// (the peer's session deadline passed on a slow link, the
+		// stream was reset): they are applied, and the pull goes on at
+		// once, as after a session that ended cleanly with more to
+		// come. Counted a failure, it waited for the next sync round
+		// (the node's SyncInterval, minutes) with the directory half
+		// pulled. A peer that breaks the protocol gets no such turn.
+		cut := err != nil && pulled > 0 && !errors.As(err, &busy) && !errors.Is(err, errMisbehaving) && !errors.Is(err, ErrClosed)
 		switch {
 		case err == nil:
 			ps.lastOK, s.lastSync, ps.failures = now, now, 0
+		case cut:
+			ps.failures = 0
 		case errors.As(err, &busy):
 			// The peer is well and served what the budget allowed: the
 			// pull resumes when the peer said, without counting a
@@ -279,7 +289,7 @@ func (s *syncer) run(p peer.ID) {
 			ps.failures++
 			ps.notBefore = now.Add(backoff(err, ps.failures))
 		}
-		again := err == nil && (ps.again || more) && i < maxSessionsInARow && !s.closed
+		again := (err == nil && (ps.again || more) || cut) && i < maxSessionsInARow && !s.closed
 		ps.again = false
 		if !again {
 			ps.running = false

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"runtime/pprof"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -15,6 +16,20 @@ import (
 type streamHost struct {
 	host.Host
 	wrap func(network.Stream) network.Stream
+	// labels, when set, are the profiler labels of the node this host
+	// is: a stream handler runs in a goroutine mocknet starts from the
+	// goroutine that opened the stream, so without them a node's
+	// reading of what a peer sends it would be profiled as the peer's.
+	labels context.Context
+}
+
+func (h streamHost) handle(handler network.StreamHandler) network.StreamHandler {
+	return func(s network.Stream) {
+		if h.labels != nil {
+			pprof.SetGoroutineLabels(h.labels)
+		}
+		handler(h.wrap(s))
+	}
 }
 
 func (h streamHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.ID) (network.Stream, error) {
@@ -26,11 +41,11 @@ func (h streamHost) NewStream(ctx context.Context, p peer.ID, pids ...protocol.I
 }
 
 func (h streamHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	h.Host.SetStreamHandler(pid, func(s network.Stream) { handler(h.wrap(s)) })
+	h.Host.SetStreamHandler(pid, h.handle(handler))
 }
 
 func (h streamHost) SetStreamHandlerMatch(pid protocol.ID, m func(protocol.ID) bool, handler network.StreamHandler) {
-	h.Host.SetStreamHandlerMatch(pid, m, func(s network.Stream) { handler(h.wrap(s)) })
+	h.Host.SetStreamHandlerMatch(pid, m, h.handle(handler))
 }
 
 // countingHost counts the bytes its streams read and write: every
@@ -41,9 +56,10 @@ type countingHost struct {
 	in, out atomic.Int64
 }
 
-func newCountingHost(h host.Host) *countingHost {
+func newCountingHost(h host.Host, node int) *countingHost {
 	c := &countingHost{}
-	c.streamHost = streamHost{Host: h, wrap: func(s network.Stream) network.Stream { return &countingStream{Stream: s, h: c} }}
+	c.streamHost = streamHost{Host: h, wrap: func(s network.Stream) network.Stream { return &countingStream{Stream: s, h: c} },
+		labels: pprof.WithLabels(context.Background(), nodeLabel(node))}
 	return c
 }
 

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"runtime"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 	"time"
 
@@ -232,9 +234,9 @@ func (nw *Network) addHost(i int) (host.Host, error) {
 		return nil, err
 	}
 	if nw.Cfg.Loss > 0 {
-		return newCountingHost(newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1)), nil
+		return newCountingHost(newLossyHost(h, nw.Cfg.Loss, nw.Cfg.Seed+uint64(i)+1), i), nil
 	}
-	return newCountingHost(h), nil
+	return newCountingHost(h, i), nil
 }
 
 func (nw *Network) nodeConfig(p *Peer) node.Config {
@@ -250,10 +252,19 @@ func (nw *Network) nodeConfig(p *Peer) node.Config {
 	return cfg
 }
 
+// nodeLabel is the profiler label of node i's goroutines.
+func nodeLabel(i int) pprof.LabelSet { return pprof.Labels("node", strconv.Itoa(i)) }
+
 // start starts p's node with cfg and the watcher that timestamps its
 // events.
 func (nw *Network) start(ctx context.Context, p *Peer, cfg node.Config) error {
-	n, err := node.New(ctx, cfg)
+	// Every goroutine the node starts carries its index as a profiler
+	// label (they inherit it), so a CPU profile tells the nodes apart
+	// though one process runs them all: BenchmarkChurn's windows split
+	// the churner's own node from the others this way.
+	var n *node.Node
+	var err error
+	pprof.Do(ctx, nodeLabel(p.Index), func(ctx context.Context) { n, err = node.New(ctx, cfg) })
 	if err != nil {
 		return fmt.Errorf("sim: node %d: %w", p.Index, err)
 	}

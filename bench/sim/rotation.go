@@ -119,6 +119,11 @@ type Delivery struct {
 	Held []time.Duration
 	// Publish is how long the origin took to publish every record.
 	Publish time.Duration
+	// CPU is the CPU time the whole process (every node) spent from the
+	// first publish until every node held the key or the timeout: a
+	// measure of the delivery's work that the machine's load changes
+	// far less than the times above.
+	CPU time.Duration
 	// BytesIn is what each node's streams read meanwhile (gossip, sync),
 	// and PagesGossip and PagesSync the pages each took in by either.
 	BytesIn                []int64
@@ -174,6 +179,7 @@ func (nw *Network) DeliverRotation(ctx context.Context, origin int, number uint6
 		})
 	}
 	in0 := nw.BytesIn()
+	cpu0 := cpuTime()
 	start := time.Now()
 	published := make(chan error, 1)
 	go func() {
@@ -207,6 +213,7 @@ func (nw *Network) DeliverRotation(ctx context.Context, origin int, number uint6
 			return d, err
 		}
 	}
+	d.CPU = cpuTime() - cpu0
 	if perr := <-published; perr != nil {
 		return d, fmt.Errorf("sim: node %d: %w", origin, perr)
 	}

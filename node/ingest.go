@@ -64,12 +64,13 @@ func (n *Node) ingestGossip(sealed []byte, from peer.ID, entries bool) (director
 
 func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) (directory.Applied, verdict, []byte, error) {
 	u, err := directory.OpenUnverified(sealed, n.cfg.Network, n.keyringSnapshot())
-	if err == nil && n.state.Has(u.Hash()) {
+	if err == nil && n.state.Has(u.Hash()) && (entriesTopic == nil || *entriesTopic == onEntriesTopic(u.Type())) {
 		// Held already, and the hash covers the signatures: a copy of a
 		// record this node verified, which the state would refuse as a
 		// duplicate. Its signatures are not checked again (a rotation
 		// page that came by sync and then by gossip cost a 64 KiB
-		// verification more).
+		// verification more). One on the wrong topic goes the whole way
+		// and is refused for it, as before.
 		n.mu.Lock()
 		n.duplicates[via]++
 		n.mu.Unlock()

@@ -14,7 +14,7 @@ import (
 // handed on as it came, not encoded and encrypted again: re-sealing every
 // 64 KiB page of a rotation on every node was an eighth of a rotation's
 // delivery cost. A second copy sealed afresh is a duplicate, and leaves
-// the stored sealing as it was.
+// the stored sealing as it was; on the wrong topic it is still refused.
 func TestGossipedSealingIsStoredAsItCame(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
@@ -39,5 +39,10 @@ func TestGossipedSealingIsStoredAsItCame(t *testing.T) {
 	}
 	if stored, _ := n.store.ds.Get(context.Background(), recordKey(r.Hash())); !bytes.Equal(stored, sealed) {
 		t.Fatal("a duplicate replaced the stored sealing")
+	}
+	// A held record on the wrong topic is not waved through as a
+	// duplicate: forwarding it there is the sender's fault.
+	if _, v, _, err := n.ingestGossip(again, "", false); v != invalid || !errors.Is(err, ErrWrongTopic) {
+		t.Fatalf("a held entry on the governance topic: verdict %v, %v; want refused for its topic", v, err)
 	}
 }

@@ -193,6 +193,22 @@ func Seal(r *Record, key ReadKey) []byte {
 	return aead.Seal(out, out[1+KeyTagLen:headerLen], padded, out[:headerLen])
 }
 
+// SealsAs reports whether sealed, which the caller opened to r, is what
+// Seal(r, key) makes but for its random nonce: sealed under key and padded
+// to r's own size bucket, no larger. A node that took r from sealed may
+// then store and serve those bytes as its own sealing of r, instead of
+// encoding and encrypting a copy of every large record it takes in (most
+// of a rotation page's cost on a receiving node). A sealing padded to a
+// larger bucket than r needs opens just as well, but is not kept: what a
+// node serves is padded as its own seal would be.
+func SealsAs(sealed []byte, r *Record, key ReadKey) bool {
+	if len(sealed) < headerLen || sealed[0] != sealVersion || KeyTag(sealed[1:1+KeyTagLen]) != key.Tag() {
+		return false
+	}
+	_, size := r.hashAndSize()
+	return len(sealed) == headerLen+PaddedSize(size)+chacha20poly1305.Overhead
+}
+
 // The read key is never used directly: each use gets its own subkey, so
 // that the DHT keys (HMAC outputs anyone can see) and the AEAD never share
 // a key, and a flaw found in one use says nothing about the other.

@@ -426,3 +426,40 @@ func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
 		t.Fatal("vouching let a record of another network open")
 	}
 }
+
+// A node stores a record's sealing as it came only when it is what Seal
+// would make: under the key the node would seal with, padded to the
+// record's own bucket. Anything else (another key, a larger bucket that
+// still opens) it seals afresh, so what it serves is padded as its own.
+func TestSealsAsOnlyOwnBucketAndKey(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	rec := nw.Entry(t, org, "asesoria", 1)
+	sealed := directory.Seal(rec, nw.Key)
+	header := sealed[:directory.SealHeaderLen]
+	keys := directory.Keyring{1: nw.Key}
+	overPadded := sealRaw(t, header, nw.Key, append(pad(rec.Encode()), make([]byte, len(pad(rec.Encode())))...))
+	if r, err := directory.Open(overPadded, nw.ID, keys); err != nil || r.Hash() != rec.Hash() {
+		t.Fatalf("the over-padded sealing must open to the record for this test to mean anything: %v", err)
+	}
+	other := directory.NewReadKey()
+	cases := []struct {
+		name   string
+		sealed []byte
+		key    directory.ReadKey
+		want   bool
+	}{
+		{"as Seal makes it", sealed, nw.Key, true},
+		{"a fresh Seal (another nonce)", directory.Seal(rec, nw.Key), nw.Key, true},
+		{"under another key than the node's", directory.Seal(rec, other), nw.Key, false},
+		{"the node would seal under another key", sealed, other, false},
+		{"padded to a larger bucket", overPadded, nw.Key, false},
+		{"nothing", nil, nw.Key, false},
+		{"the header only", header, nw.Key, false},
+	}
+	for _, c := range cases {
+		if got := directory.SealsAs(c.sealed, rec, c.key); got != c.want {
+			t.Errorf("%s: SealsAs = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

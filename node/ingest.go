@@ -81,6 +81,18 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 	if err == nil {
 		u, err = s.Decode(n.cfg.Network)
 	}
+	if err == nil && n.state.Has(u.Hash()) && (entriesTopic == nil || *entriesTopic == onEntriesTopic(u.Type())) {
+		// Held already, and the hash covers the signatures: a copy of a
+		// record this node verified, which the state would refuse as a
+		// duplicate. Its signatures are not checked again (a rotation
+		// page that came by sync and then by gossip cost a 64 KiB
+		// verification more). One on the wrong topic goes the whole way
+		// and is refused for it, as before.
+		n.mu.Lock()
+		n.duplicates[via]++
+		n.mu.Unlock()
+		return directory.Applied{}, known, nil, directory.ErrDuplicate
+	}
 	var r *directory.Record
 	if err == nil {
 		r, err = u.Verify()
@@ -116,7 +128,7 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 			return directory.Applied{}, ignored, nil, err
 		}
 	}
-	applied, out, err := n.accept(r, from, via)
+	applied, out, err := n.acceptSealed(r, sealed, from, via)
 	if err != nil {
 		return applied, n.classify(r, err), nil, err
 	}
@@ -128,6 +140,13 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 // of it. It returns the sealing stored (or, for a record the state accepts
 // without pooling, the sealing to gossip).
 func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.Applied, []byte, error) {
+	return n.acceptSealed(r, nil, from, via)
+}
+
+// acceptSealed is accept for a record opened from in: in is stored as it
+// is when it is what sealFor would make (directory.SealsAs), and so also
+// what validate hands on, byte for byte.
+func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Via) (directory.Applied, []byte, error) {
 	defer n.startInflight()()
 	if via != ViaLocal {
 		if err := n.checkOldSeal(r); err != nil {
@@ -151,7 +170,7 @@ func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.App
 	if applied.Changed && r.Type != directory.TypeEntry || r.Type == directory.TypeEpoch {
 		defer n.retryParked()
 	}
-	epoch, sealed := n.sealFor(r)
+	epoch, sealed := n.sealReusing(r, in)
 	if via != ViaLocal && len(n.state.Equivocations()) > equivocations {
 		// Read now: the version r displaced leaves the store below.
 		ev := n.evidenceOf(r, applied.Dropped)
@@ -178,6 +197,13 @@ func (n *Node) accept(r *directory.Record, from peer.ID, via Via) (directory.App
 // write. It returns how many were accepted, or the store's error, in which
 // case none is acknowledged.
 func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int, error) {
+	return n.acceptBatchSealed(recs, nil, from, via)
+}
+
+// acceptBatchSealed is acceptBatch for records opened from the sealings in
+// sealedIn (by record hash): as in acceptSealed, one that is what sealFor
+// would make is stored as it is.
+func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[directory.Hash][]byte, from peer.ID, via Via) (int, error) {
 	defer n.startInflight()()
 	// The state does not depend on order; governance before entries only
 	// saves pooling records that wait for their authority.
@@ -222,7 +248,8 @@ func (n *Node) acceptBatch(recs []*directory.Record, from peer.ID, via Via) (int
 	// Seal after applying, so records that arrived with a new epoch's
 	// record are stored under the new key.
 	for i := range batch {
-		batch[i].epoch, batch[i].sealed = n.sealFor(batch[i].r)
+		b := &batch[i]
+		b.epoch, b.sealed = n.sealReusing(b.r, sealedIn[b.hash])
 	}
 	var evidence []*directory.Record
 	for _, i := range reveal {
@@ -632,6 +659,22 @@ func (n *Node) saveKeys() {
 // batch, or the revocation after the epoch, would otherwise store it
 // under the new key and never offer it to them).
 func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
+	epoch, key := n.sealKeyFor(r)
+	return epoch, directory.Seal(r, key)
+}
+
+// sealReusing is sealFor, but returns in, the sealing r was opened from,
+// when it is what sealFor would make but for the nonce (directory.SealsAs).
+func (n *Node) sealReusing(r *directory.Record, in []byte) (uint64, []byte) {
+	epoch, key := n.sealKeyFor(r)
+	if directory.SealsAs(in, r, key) {
+		return epoch, in
+	}
+	return epoch, directory.Seal(r, key)
+}
+
+// sealKeyFor is the epoch and key sealFor seals r under.
+func (n *Node) sealKeyFor(r *directory.Record) (uint64, directory.ReadKey) {
 	num, ok := epochNumber(r)
 	if !ok {
 		num, ok = n.enablesEpoch(r)
@@ -643,7 +686,7 @@ func (n *Node) sealFor(r *directory.Record) (uint64, []byte) {
 			epoch, key = num-1, k
 		}
 	}
-	return epoch, directory.Seal(r, key)
+	return epoch, key
 }
 
 // enablesEpoch reports the first effective epoch after the first that r

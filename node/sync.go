@@ -692,6 +692,9 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		asked[h] = true
 	}
 	var recs []*directory.Record
+	// sealedIn keeps each record's sealing as served, to store as it is
+	// where it is what this node would seal (acceptBatchSealed).
+	sealedIn := make(map[directory.Hash][]byte)
 	var fault error
 	// apply takes what arrived so far. It runs once more at the first
 	// entry after governance records, so that on a slow link a
@@ -705,9 +708,10 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 			return ErrClosed
 		}
 		defer n.leave()
-		k, err := n.acceptBatch(recs, p, ViaSync)
+		k, err := n.acceptBatchSealed(recs, sealedIn, p, ViaSync)
 		pulled += k
 		recs = recs[:0]
+		clear(sealedIn)
 		return err
 	}
 	govRun := false // governance records arrived since the last apply
@@ -759,6 +763,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 		}
 		govRun = govRun || r.Type != directory.TypeEntry
 		recs = append(recs, r)
+		sealedIn[want] = body[32:]
 		received++
 	}
 	if fault == nil {

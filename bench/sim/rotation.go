@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/node"
 )
 
 // Rotation is a prepared read-key rotation (issue 14): the new key sealed
@@ -110,23 +112,90 @@ func (nw *Network) PrepareRotation(number uint64, recipients int, extra []direct
 	return rot, extra, nil
 }
 
-// DeliverRotation publishes the rotation's records on node origin and
-// returns how long after the first publish each node held the new key,
-// in node order; a node that did not within timeout is an error.
-func (nw *Network) DeliverRotation(ctx context.Context, origin int, number uint64, rot *Rotation, timeout time.Duration) ([]time.Duration, error) {
-	start := time.Now()
-	if err := nw.Nodes[origin].Node.PublishRotationRecords(ctx, rot.Records); err != nil {
-		return nil, fmt.Errorf("sim: node %d: %w", origin, err)
+// Delivery is how a rotation reached the nodes, in node order.
+type Delivery struct {
+	// Held is how long after the first publish each node held the new
+	// key; zero for a node that did not within the timeout.
+	Held []time.Duration
+	// Publish is how long the origin took to publish every record.
+	Publish time.Duration
+	// CPU is the CPU time the whole process (every node) spent from the
+	// first publish until every node held the key or the timeout: a
+	// measure of the delivery's work that the machine's load changes
+	// far less than the times above.
+	CPU time.Duration
+	// BytesIn is what each node's streams read meanwhile (gossip, sync),
+	// and PagesGossip and PagesSync the pages each took in by either.
+	BytesIn                []int64
+	PagesGossip, PagesSync []int
+}
+
+// Missed counts the nodes that did not hold the key in time.
+func (d Delivery) Missed() int {
+	missed := 0
+	for _, t := range d.Held {
+		if t == 0 {
+			missed++
+		}
 	}
-	got := make([]time.Duration, len(nw.Nodes))
+	return missed
+}
+
+// DeliverRotation publishes the rotation's records on node origin and
+// watches every node meanwhile: a node that holds its key before the last
+// page leaves the origin counts from the first publish. A node that did
+// not within timeout is an error, with the delivery so far. It returns
+// once the origin is done publishing, so the next run starts on a quiet
+// network.
+func (nw *Network) DeliverRotation(ctx context.Context, origin int, number uint64, rot *Rotation, timeout time.Duration) (Delivery, error) {
+	d := Delivery{Held: make([]time.Duration, len(nw.Nodes)), PagesGossip: make([]int, len(nw.Nodes)), PagesSync: make([]int, len(nw.Nodes))}
+	var mu sync.Mutex
+	var watching sync.WaitGroup
+	var cancels []func()
+	stopWatching := sync.OnceFunc(func() {
+		for _, c := range cancels {
+			c()
+		}
+		watching.Wait()
+	})
+	defer stopWatching()
+	for i, p := range nw.Nodes {
+		ch, cancel := p.Node.Subscribe()
+		cancels = append(cancels, cancel)
+		watching.Go(func() {
+			for ev := range ch {
+				if ev.Kind != node.EventRecord || ev.Type != directory.TypeEpochPage {
+					continue
+				}
+				mu.Lock()
+				switch ev.Via {
+				case node.ViaGossip:
+					d.PagesGossip[i]++
+				case node.ViaSync:
+					d.PagesSync[i]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	in0 := nw.BytesIn()
+	cpu0 := cpuTime()
+	start := time.Now()
+	published := make(chan error, 1)
+	go func() {
+		err := nw.Nodes[origin].Node.PublishRotationRecords(ctx, rot.Records)
+		d.Publish = time.Since(start) // read after the channel hands err on
+		published <- err
+	}()
+	var err error
 	deadline := start.Add(timeout)
 	for left := len(nw.Nodes); left > 0; {
 		for i, p := range nw.Nodes {
-			if got[i] != 0 {
+			if d.Held[i] != 0 {
 				continue
 			}
 			if k, ok := p.Node.Keyring()[number]; ok && k == rot.Key {
-				got[i] = time.Since(start)
+				d.Held[i] = time.Since(start)
 				left--
 			}
 		}
@@ -134,13 +203,25 @@ func (nw *Network) DeliverRotation(ctx context.Context, origin int, number uint6
 			break
 		}
 		if time.Now().After(deadline) {
-			missing := slices.Index(got, 0)
-			rot, _ := nw.Nodes[missing].Node.State().CurrentRotation()
-			return got, fmt.Errorf("sim: %d of %d nodes hold the epoch %d key after %v (node %d does not: epoch %d, %d of %d pages)", len(nw.Nodes)-left, len(nw.Nodes), number, timeout, missing, rot.Epoch, rot.Held, rot.Pages)
+			missing := slices.Index(d.Held, 0)
+			r, _ := nw.Nodes[missing].Node.State().CurrentRotation()
+			err = fmt.Errorf("sim: %d of %d nodes hold the epoch %d key after %v (node %d does not: epoch %d, %d of %d pages)", len(nw.Nodes)-left, len(nw.Nodes), number, timeout, missing, r.Epoch, r.Held, r.Pages)
+			break
 		}
 		if err := sleep(ctx, 5*time.Millisecond); err != nil {
-			return got, err
+			<-published
+			return d, err
 		}
 	}
-	return got, nil
+	d.CPU = cpuTime() - cpu0
+	if perr := <-published; perr != nil {
+		return d, fmt.Errorf("sim: node %d: %w", origin, perr)
+	}
+	in := nw.BytesIn()
+	stopWatching()
+	d.BytesIn = make([]int64, len(in))
+	for i := range in {
+		d.BytesIn[i] = in[i] - in0[i]
+	}
+	return d, err
 }

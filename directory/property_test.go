@@ -91,6 +91,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 		voidedCase:                                              cover.voided,
 		"stewards revoking each other at one version":           cover.mutual,
 		"evidence of a reader key's two KEM keys":               cover.kemEvidence,
+		"evidence of a charter fork":                            cover.forkEvidence,
 	} {
 		if n == 0 && !(testing.Short() && what == voidedCase) {
 			// -short's 10 sets rarely amend the charter twice with the
@@ -108,7 +109,7 @@ type coverage struct {
 	belowThreshold, forks, heldBack, shrinks                               int
 	paged, partial, partialCurrent                                         int
 	outside                                                                int
-	voided, mutual, kemEvidence                                            int
+	voided, mutual, kemEvidence, forkEvidence                              int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -340,6 +341,7 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.voided += len(ref.VoidedRevocations())
 	cover.mutual += g.mutual
 	cover.kemEvidence += g.kemEvidence
+	cover.forkEvidence += g.forkEvidence
 	cover.shrinks += g.shrinks
 	cover.paged += g.paged
 	cover.partial += g.partial
@@ -389,6 +391,7 @@ type gen struct {
 	paged, partial                      int // rotations of several pages; pages left out
 	mutual                              int // stewards revoking each other at one version
 	kemEvidence                         int // evidence of a reader key's two KEM keys
+	forkEvidence                        int // evidence of a charter fork
 }
 
 type charterVersionInfo struct {
@@ -500,6 +503,43 @@ func (g *gen) generate() {
 	g.rotate()
 	g.heartbeats()
 	g.kemEquivocation()
+	g.forkOfVersion2()
+}
+
+// forkOfVersion2 adds evidence that version 1's stewards signed, in
+// threshold, a second version 2: sometimes with the second side in the
+// pool too, sometimes with a forged piece (the second side signed by an
+// outsider), refused in every order. What the fork shows, and whether the
+// chain freezes, must not depend on the order.
+func (g *gen) forkOfVersion2() {
+	if len(g.versions) < 2 || !g.chance(0.3) {
+		return
+	}
+	v1, v2 := g.versions[0], g.versions[1]
+	// The same stewards as version 2, like amend's real fork: with other
+	// stewards on the two sides, whether a heartbeat or approval by a
+	// steward of only one side is taken depends on which side was linked
+	// first (a refusal as not a steward is final), which predates fork
+	// evidence (handoff s26 C).
+	fork := g.amendment(v1, v2.stewards, v2.k, g.now.Add(-3*time.Minute))
+	side := g.nw.Sign(g.t, fork, g.pick(v1.stewards, v1.k)...)
+	honest := g.nw.Sign(g.t, v2.charter, g.pick(v1.stewards, v1.k)...)
+	ev, err := directory.NewEvidence(honest, side, dirtest.MustIdentity(g.t))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.add(ev)
+	g.forkEvidence++
+	if g.chance(0.3) {
+		g.add(side)
+	}
+	if g.chance(0.3) {
+		forged, err := directory.NewEvidence(honest, g.nw.Sign(g.t, fork, dirtest.MustIdentity(g.t)), dirtest.MustIdentity(g.t))
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		g.add(forged)
+	}
 }
 
 func (g *gen) kemEquivocation() {

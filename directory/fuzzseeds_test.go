@@ -90,6 +90,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		}(),
 		"heartbeat": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
 			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix()}, stewards[0]),
+		"heartbeat-members": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
+			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix(), Members: []directory.Watermark{{Member: org.Public(), Newest: now.Unix()}}}, stewards[0]),
 	}
 	write := func(target, name string, lines ...string) {
 		dir := filepath.Join("testdata", "fuzz", target)

@@ -30,10 +30,7 @@ func showsFork(s *directory.State, slot string, a, b *directory.Record) bool {
 func TestCharterForkEvidence(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.Stewards
-	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2 := sameStewardsV2(t, nw)
 	honest := nw.Sign(t, v2, st[0], st[1])
 	fork := forkOf(t, nw, honest.ProposalID(), true)
 	reporter := dirtest.MustIdentity(t)
@@ -73,10 +70,7 @@ func TestCharterForkEvidence(t *testing.T) {
 func TestForgedForkEvidenceIsRefused(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.Stewards
-	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2 := sameStewardsV2(t, nw)
 	honest := nw.Sign(t, v2, st[0], st[1])
 	outsider, other := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
 	made, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), []directory.Steward{{Key: outsider.Public(), KEM: outsider.KEMPublic(), KEMSig: outsider.KEMBinding()}}, 1, directory.Policy{}, nw.Now.Add(-time.Second))
@@ -126,11 +120,7 @@ func TestEpochForkEvidenceAndForkEvidenceFromApprovals(t *testing.T) {
 
 	// A node holding both epochs and a charter fork whose signatures are
 	// spread over a proposal and an approval builds both pieces.
-	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	honest := nw.Sign(t, v2, st[0])
+	honest := nw.Sign(t, sameStewardsV2(t, nw), st[0])
 	honestApproval := approval(t, honest, st[1])
 	fork := forkOf(t, nw, honest.ProposalID(), true)
 	seen := nw.State()
@@ -151,4 +141,14 @@ func TestEpochForkEvidenceAndForkEvidenceFromApprovals(t *testing.T) {
 	if again := seen.ForkEvidence(dirtest.MustIdentity(t)); len(again) != 0 {
 		t.Fatalf("a node holding the evidence builds %d more pieces", len(again))
 	}
+}
+
+// sameStewardsV2 is version 2 of nw's charter with the same stewards.
+func sameStewardsV2(t *testing.T, nw *dirtest.Network) *directory.Charter {
+	t.Helper()
+	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v2
 }

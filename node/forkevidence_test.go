@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -18,16 +17,6 @@ import (
 func TestCharterForkEvidenceIsStoredAndSynced(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	witness, late := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	cfgS := testConfig(t, nw, nw.Stewards[0], t.TempDir())
-	s := startNode(t, cfgS)
-	cfgW := testConfig(t, nw, witness, t.TempDir())
-	cfgW.Bootstrap = []string{addr(s)}
-	w := startNode(t, cfgW)
-	topicUp(t, 1, s, w)
-	ref := &reference{t: t, nw: nw}
-	ref.publish(s, nw.Genesis, nw.FirstEpoch, nw.Admit(t, witness, "Testigo"), nw.Admit(t, late, "Tardía"))
-	waitFor(t, 15*time.Second, "both nodes to agree", func() bool { return sameDigest([]*Node{s, w}, ref.digest()) })
-
 	var sides [2]*directory.Record
 	for i := range sides {
 		c, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now.Add(-time.Duration(i)*time.Second))
@@ -35,14 +24,6 @@ func TestCharterForkEvidenceIsStoredAndSynced(t *testing.T) {
 			t.Fatal(err)
 		}
 		sides[i] = nw.Sign(t, c, nw.Stewards[0], nw.Stewards[1])
-	}
-	done := make(chan error, 2)
-	go func() { _, err := s.Publish(t.Context(), sides[0]); done <- err }()
-	go func() { _, err := w.Publish(t.Context(), sides[1]); done <- err }()
-	for range 2 {
-		if err := <-done; err != nil && !errors.Is(err, directory.ErrDuplicate) {
-			t.Fatalf("publishing one side of the fork: %v", err)
-		}
 	}
 	reports := func(n *Node) bool {
 		return slices.ContainsFunc(n.State().Equivocations(), func(e directory.Equivocation) bool {
@@ -55,18 +36,5 @@ func TestCharterForkEvidenceIsStoredAndSynced(t *testing.T) {
 			return r.Type == directory.TypeEvidence && err == nil && slot == "evidence/charter/2"
 		})
 	}
-	waitFor(t, 15*time.Second, "both nodes to report the fork and hold its evidence", func() bool {
-		return reports(s) && reports(w) && holds(s) && holds(w)
-	})
-
-	s = rotateAndRestart(t, nw, s, w, cfgS)
-	if !reports(s) || !holds(s) {
-		t.Fatalf("after a restart the steward's node reports %+v", s.State().Equivocations())
-	}
-	cfgL := testConfig(t, nw, late, t.TempDir())
-	cfgL.Bootstrap = []string{addr(s)}
-	l := startNode(t, cfgL)
-	waitFor(t, 20*time.Second, "the late node to take epoch 2, the fork evidence, and report the fork", func() bool {
-		return l.Status().KeyEpoch == 2 && holds(l) && reports(l)
-	})
+	conflictSurvivesRestartAndRotation(t, nw, witness, late, nil, sides[0], sides[1], reports, holds)
 }

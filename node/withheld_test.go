@@ -1,7 +1,6 @@
 package node
 
 import (
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,12 +20,7 @@ import (
 func TestInsiderEclipseWithholdingEntriesShowsBehind(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org, victimID := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	var clock atomic.Int64
-	clock.Store(nw.Now.Unix())
-	c := newCluster(t, nw, 2, []*directory.Identity{nw.Stewards[0], victimID}, func(_ int, cfg *Config) {
-		cfg.Now = func() time.Time { return time.Unix(clock.Load(), 0) }
-		cfg.SyncInterval = 300 * time.Millisecond
-	})
+	c, clock := eclipseCluster(t, nw, victimID)
 	steward, victim := c.nodes[0], c.nodes[1]
 	ref := &reference{t: t, nw: nw}
 	admitOrg, admitVictim := nw.Admit(t, org, "Colectivo"), nw.Admit(t, victimID, "Defensoras")
@@ -35,22 +29,14 @@ func TestInsiderEclipseWithholdingEntriesShowsBehind(t *testing.T) {
 	fresh := nw.Sign(t, dirtest.SampleEntry("albergue", 1, nw.Now), org)
 	mustPublish(t, steward, fresh)
 	const validity = 30 * time.Minute
-	beat := func(by *directory.Identity) *directory.Record {
-		hb, err := directory.NewHeartbeat(steward.State(), by, validity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustPublish(t, steward, hb)
-		return hb
-	}
-	atCharter1 := beat(nw.Stewards[1])
+	atCharter1 := beatOn(t, steward, nw.Stewards[1], validity)
 	v2, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), nw.Charter.Stewards, 2, directory.Policy{}, nw.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	amendment := nw.Sign(t, v2, nw.Stewards[0], nw.Stewards[1])
 	mustPublish(t, steward, amendment)
-	atCharter2 := beat(nw.Stewards[0])
+	atCharter2 := beatOn(t, steward, nw.Stewards[0], validity)
 
 	// The insider forwards both heartbeats, not the entry nor the amendment.
 	m := c.attacker()

@@ -17,7 +17,14 @@ import (
 //     in slot entry/<key>/<id>);
 //   - two reader grants for one reader key naming different KEM keys, each
 //     KEM key signed by the reader's key (which therefore signed two:
-//     slot kem/<key>), whoever vouched for each.
+//     slot kem/<key>), whoever vouched for each;
+//   - a fork: two charter amendments of one version (slot charter/<v>) or
+//     two epochs of one number (slot epoch/<n>), each side one record of
+//     the proposal carrying the signatures that gave it the threshold of a
+//     linked charter of the version it cites (forkevidence.go). That part
+//     needs the state, so such evidence waits (ErrUnknownCharter) until the
+//     cited charter is linked, and a side without that threshold (one
+//     side forged) is refused.
 //
 // First and Second are the two records' canonical encodings, the lower
 // record hash first, so one conflict has one body. Nothing smaller lets a
@@ -74,17 +81,28 @@ func (e *Evidence) conflict() (a, b *Record, err error) {
 		if bytes.Equal(ra.KEM, rb.KEM) {
 			return nil, nil, errors.New("the two grants name the same KEM key: no conflict")
 		}
+	case a.Type == TypeCharter && b.Type == TypeCharter || a.Type == TypeEpoch && b.Type == TypeEpoch:
+		if err := forkShape(a, b); err != nil {
+			return nil, nil, err
+		}
 	default:
-		return nil, nil, errors.New("evidence covers two entries or two reader grants")
+		return nil, nil, errors.New("evidence covers two entries, two reader grants, two charters or two epochs")
 	}
 	return a, b, nil
 }
 
 // equivocator is the key a conflict shows equivocating, and the slot it
 // is reported in.
+// A fork has no one equivocating key (the zero key): its slot is the fork
+// point.
 func equivocator(a *Record) (PublicKey, string) {
-	if g, ok := a.body.(*Reader); ok {
-		return g.Key, "kem/" + g.Key.Hex()
+	switch b := a.body.(type) {
+	case *Reader:
+		return b.Key, "kem/" + b.Key.Hex()
+	case *Charter:
+		return PublicKey{}, fmt.Sprintf("charter/%d", b.Version)
+	case *Epoch:
+		return PublicKey{}, fmt.Sprintf("epoch/%d", b.Number)
 	}
 	return a.Sigs[0].Key, entrySlotName(a.Sigs[0].Key, a.body.(*Entry).ID)
 }
@@ -106,7 +124,8 @@ func Equivocator(r *Record) (PublicKey, bool) {
 	return PublicKey{}, false
 }
 
-// NewEvidence builds the evidence record for two conflicting entries,
+// NewEvidence builds the evidence record for two conflicting records
+// (entries, reader grants, or the two sides of a fork: State.ForkEvidence),
 // signed by reporter.
 func NewEvidence(a, b *Record, reporter *Identity) (*Record, error) {
 	ha, hb := a.Hash(), b.Hash()
@@ -123,16 +142,22 @@ func NewEvidence(a, b *Record, reporter *Identity) (*Record, error) {
 // every node store evidence without end.
 func evidenceSlotName(k PublicKey) string { return "evidence/" + k.Hex() }
 
-// equivocatorOf is the key an encoded record of a conflict shows
-// equivocating (Equivocator), the zero key if it does not decode (Slot is
-// asked only of records that passed their checks).
-func equivocatorOf(raw []byte) PublicKey {
+// evidenceSlotOf is the slot of an evidence record whose first conflicting
+// record is raw: evidence/<key> for a key's equivocation (Equivocator),
+// evidence/charter/<v> or evidence/epoch/<n> for a fork. Slot is asked only
+// of records that passed their checks; one that does not decode gets the
+// zero key's slot.
+func evidenceSlotOf(raw []byte) string {
 	r, err := DecodeRecord(raw)
 	if err != nil {
-		return PublicKey{}
+		return evidenceSlotName(PublicKey{})
+	}
+	if r.Type == TypeCharter || r.Type == TypeEpoch {
+		_, slot := equivocator(r)
+		return "evidence/" + slot
 	}
 	k, _ := Equivocator(r)
-	return k
+	return evidenceSlotName(k)
 }
 
 // HasEvidenceAgainst reports whether the state holds evidence that k
@@ -176,16 +201,29 @@ func (s *State) addEvidence(r *Record, h Hash, b *Evidence) (bool, error) {
 		return false, reject(r.Type, ErrWrongNetwork, "evidence of another network's records")
 	}
 	k, slot := equivocator(a)
-	if _, rev := s.revoked[k]; rev {
-		return false, reject(r.Type, ErrRevoked, "equivocating key %s is revoked already", Fingerprint(k))
-	}
 	ha, hc := a.Hash(), c.Hash()
 	name := evidenceSlotName(k)
+	fork := a.Type == TypeCharter || a.Type == TypeEpoch
+	if fork {
+		if err := s.checkForkSides(a, c); err != nil {
+			return false, err
+		}
+		// A fork is shown by its two proposals, as deriveChain and
+		// deriveEpochs report it.
+		name, ha, hc = "evidence/"+slot, a.ProposalID(), c.ProposalID()
+	} else if _, rev := s.revoked[k]; rev {
+		return false, reject(r.Type, ErrRevoked, "equivocating key %s is revoked already", Fingerprint(k))
+	}
 	cur := s.evidence[name]
 	if cur != nil && bytes.Compare(cur.hash[:], h[:]) <= 0 {
+		if fork {
+			return false, reject(r.Type, ErrStale, "evidence of the fork at %s is held already", slot)
+		}
 		return false, reject(r.Type, ErrStale, "evidence against %s is held already", Fingerprint(k))
 	}
-	pending := !s.activeMember(k)
+	// A fork's sides carry the threshold of real stewards: only stewards
+	// can make fork evidence, so it counts against no quota.
+	pending := !fork && !s.activeMember(k)
 	if cur != nil {
 		pending = cur.pending
 	} else if pending && s.pendingEvidence >= MaxPendingEvidence {

@@ -17,6 +17,9 @@ import (
 //
 //	CEIBA_WRITE_FUZZ_SEEDS=1 go test -run TestWriteFuzzSeeds ./directory/
 //
+// A value other than 1 names the one seed to write (a new record kind),
+// leaving the others as they are: every run draws fresh keys.
+//
 // TestFuzzSeedsStayValid then checks that every named seed is accepted.
 func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("CEIBA_WRITE_FUZZ_SEEDS") == "" {
@@ -74,8 +77,21 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"epoch-page": sign(pages[0], stewards[0]),
 		"approval":   approval,
 		"evidence":   evidenceSeed(t, sign, org, now),
+		"evidence-fork": func() *directory.Record {
+			other, err := directory.Amend(genesis, directory.Hash{1}, list, 2, directory.Policy{}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := directory.NewEvidence(sign(amend, stewards...), sign(other, stewards...), org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}(),
 		"heartbeat": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
 			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix()}, stewards[0]),
+		"heartbeat-members": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
+			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix(), Members: []directory.Watermark{{Member: org.Public(), Newest: now.Unix()}}}, stewards[0]),
 	}
 	write := func(target, name string, lines ...string) {
 		dir := filepath.Join("testdata", "fuzz", target)
@@ -87,9 +103,16 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	only := os.Getenv("CEIBA_WRITE_FUZZ_SEEDS")
 	for name, r := range records {
+		if only != "1" && name != only {
+			continue
+		}
 		write("FuzzDecodeRecord", name, fmt.Sprintf("[]byte(%q)", r.Encode()))
 		write("FuzzDecodeBody", name, fmt.Sprintf("byte(%q)", rune(r.Type)), fmt.Sprintf("[]byte(%q)", r.Body))
+	}
+	if only != "1" {
+		return
 	}
 	for _, name := range []string{"entry", "membership", "approval", "tombstone"} {
 		write("FuzzOpen", name, fmt.Sprintf("[]byte(%q)", directory.Seal(records[name], fuzzKey)), "bool(false)")

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,8 +10,8 @@ import (
 )
 
 // Heartbeat is a steward's signed statement "as of Issued, my node was at
-// this charter version, this epoch, this directory digest", valid until
-// Expires. Stewards' nodes publish one every hour or so. A node whose
+// this charter version, this epoch, this directory digest, and held these
+// members' entries up to these issue times", valid until Expires. Stewards' nodes publish one every hour or so. A node whose
 // newest valid heartbeat has expired knows that news from the stewards
 // stopped reaching it, even while its peers answer: the one sign of an
 // eclipse by insiders who serve sync but withhold what is new
@@ -22,7 +23,32 @@ type Heartbeat struct {
 	Digest  Hash   `cbor:"3,keyasint"`
 	Issued  int64  `cbor:"4,keyasint"`
 	Expires int64  `cbor:"5,keyasint"`
+	// Members are watermarks of what the steward's node held of each
+	// member's entries, by key, ascending: at most MaxHeartbeatMembers,
+	// those with the newest entries (what an eclipse withholds is new).
+	Members []Watermark `cbor:"6,keyasint,omitempty"`
 }
+
+// Watermark says that a node held an entry of Member issued at Newest
+// (the newest of its entries it held, expired ones included). A node that
+// holds none of that member's entries issued then or later lacks one.
+type Watermark struct {
+	Member PublicKey `cbor:"1,keyasint"`
+	Newest int64     `cbor:"2,keyasint"`
+}
+
+// MaxHeartbeatMembers bounds a heartbeat's watermarks: about 46 bytes
+// each, 1,024 of them take about 47 KB, within the default
+// max_record_bytes (64 KiB). NewHeartbeat also keeps the record within
+// the charter's limit, so the heartbeat can be put in the DHT.
+const MaxHeartbeatMembers = 1024
+
+// watermarkBytes is an upper bound on one watermark's encoded size, and
+// heartbeatBaseBytes on the rest of a heartbeat record (one signature).
+const (
+	watermarkBytes     = 48
+	heartbeatBaseBytes = 512
+)
 
 // Heartbeat bounds. The validity is long enough to ride out a missed beat
 // or two and a slow sync, short enough that an eclipse shows within hours.
@@ -54,6 +80,17 @@ func (h *Heartbeat) check() error {
 	if v := time.Duration(h.Expires-h.Issued) * time.Second; v < MinHeartbeatValidity || v > MaxHeartbeatValidity {
 		return fmt.Errorf("valid for %s, want %s to %s", v, MinHeartbeatValidity, MaxHeartbeatValidity)
 	}
+	if len(h.Members) > MaxHeartbeatMembers {
+		return fmt.Errorf("%d member watermarks, at most %d", len(h.Members), MaxHeartbeatMembers)
+	}
+	for i, w := range h.Members {
+		if i > 0 && compareKeys(h.Members[i-1].Member, w.Member) >= 0 {
+			return errors.New("member watermarks must be in ascending key order, each key once")
+		}
+		if err := checkTime("member watermark", w.Newest); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -68,8 +105,51 @@ func NewHeartbeat(s *State, steward *Identity, validity time.Duration) (*Record,
 		return nil, reject(TypeHeartbeat, ErrUnknownCharter, "no charter yet")
 	}
 	now := s.now().Unix()
-	hb := &Heartbeat{Charter: c.Version, Epoch: s.CurrentEpoch(), Digest: s.Digest(), Issued: now, Expires: now + int64(validity/time.Second)}
+	limit := min(MaxHeartbeatMembers, max(0, (c.Policy.MaxRecordSize()-heartbeatBaseBytes)/watermarkBytes))
+	hb := &Heartbeat{Charter: c.Version, Epoch: s.CurrentEpoch(), Digest: s.Digest(), Issued: now, Expires: now + int64(validity/time.Second),
+		Members: s.watermarks(limit)}
 	return NewRecord(s.Network(), hb, steward)
+}
+
+// watermarks are, for the active members whose entries this node holds,
+// the newest issue time held: the limit with the newest, by key.
+func (s *State) watermarks(limit int) []Watermark {
+	s.mu.RLock()
+	var out []Watermark
+	for k := range s.members {
+		if !s.activeMember(k) {
+			continue
+		}
+		if t, ok := s.newestIssued(k); ok {
+			out = append(out, Watermark{Member: k, Newest: t})
+		}
+	}
+	s.mu.RUnlock()
+	if len(out) > limit {
+		slices.SortFunc(out, func(a, b Watermark) int {
+			if a.Newest != b.Newest {
+				return cmp.Compare(b.Newest, a.Newest)
+			}
+			return compareKeys(a.Member, b.Member)
+		})
+		out = out[:limit]
+	}
+	slices.SortFunc(out, func(a, b Watermark) int { return compareKeys(a.Member, b.Member) })
+	return out
+}
+
+// newestIssued is the newest issue time of k's entries held, expired
+// ones included (their slot remembers the entry), so a watermark does not
+// go back when an entry expires on one node before another.
+func (s *State) newestIssued(k PublicKey) (int64, bool) {
+	var t int64
+	ok := false
+	for _, slot := range s.entries[k] {
+		if slot.entry != nil && (!ok || slot.entry.Issued > t) {
+			t, ok = slot.entry.Issued, true
+		}
+	}
+	return t, ok
 }
 
 // heartbeatSlot is the newest heartbeat of one steward. An expired one
@@ -96,7 +176,9 @@ func (s *State) addHeartbeat(r *Record, h Hash, b *Heartbeat) (bool, error) {
 	cs := s.linked[b.Charter]
 	if len(cs) == 0 {
 		// The steward's node is ahead of this one: taken once the
-		// charter arrives.
+		// charter arrives. Meanwhile the node holds it aside (parked),
+		// and it still says what this node lacks
+		// (HeartbeatFreshnessWith).
 		return false, reject(r.Type, ErrUnknownCharter, "heartbeat at charter %d, not known here", b.Charter)
 	}
 	if !slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(k) }) {
@@ -152,6 +234,8 @@ type StewardHeartbeat struct {
 	Digest  Hash
 	Issued  time.Time
 	Expires time.Time
+	// Members are the watermarks it carries (Heartbeat.Members).
+	Members []Watermark
 	// Current: the signer is a steward of the current charter, so the
 	// heartbeat counts for freshness. A steward removed by an amendment
 	// may still sign heartbeats citing a version it was in; they are
@@ -169,7 +253,7 @@ func (s *State) Heartbeats() []StewardHeartbeat {
 	for k, hb := range s.heartbeats {
 		b := hb.body
 		out = append(out, StewardHeartbeat{Steward: k, Charter: b.Charter, Epoch: b.Epoch, Digest: b.Digest,
-			Issued: time.Unix(b.Issued, 0), Expires: time.Unix(b.Expires, 0), Current: tip != nil && tip.isSteward(k)})
+			Issued: time.Unix(b.Issued, 0), Expires: time.Unix(b.Expires, 0), Members: b.Members, Current: tip != nil && tip.isSteward(k)})
 	}
 	slices.SortFunc(out, func(a, b StewardHeartbeat) int {
 		if c := b.Issued.Compare(a.Issued); c != 0 {
@@ -194,35 +278,51 @@ type Freshness struct {
 	Valid int
 	// Behind: a valid heartbeat of a current steward, issued more than
 	// HeartbeatGrace ago, names a charter version or an epoch this copy
-	// still lacks. Governance reaches every honest node in seconds, and the
-	// heartbeat itself came through this node's peers, so they pass on the
-	// stewards' heartbeats but hold back what the heartbeats report: the
-	// eclipse that a valid heartbeat alone would hide. BehindCharter and
-	// BehindEpoch are the newest such version and epoch (zero if not).
+	// still lacks, or a member's entry issued later than any of that
+	// member's this copy holds. Governance and entries reach every honest
+	// node in seconds, and the heartbeat itself came through this node's
+	// peers, so they pass on the stewards' heartbeats but hold back what
+	// the heartbeats report: the eclipse that a valid heartbeat alone
+	// would hide. BehindCharter and BehindEpoch are the newest such
+	// version and epoch (zero if not); BehindMembers counts the members
+	// whose entries this copy lacks.
 	Behind                     bool
 	BehindCharter, BehindEpoch uint64
+	BehindMembers              int
 }
 
-// HeartbeatGrace is how long a node may lack the charter version or epoch
-// a steward's heartbeat reports before it says it is behind: far more than
-// governance takes to cross an honest network (seconds; a 10,000-reader
-// rotation's epoch record is one small record), far less than a heartbeat
-// lasts. Digests are not compared: they differ for honest reasons while
-// entries travel, and an eclipse that withholds only entries stays to be
-// seen by the stale bound on sync.
+// HeartbeatGrace is how long a node may lack the charter version, epoch
+// or entries a steward's heartbeat reports before it says it is behind:
+// far more than a record takes to cross an honest network (seconds; a
+// 10,000-reader rotation's epoch record is one small record; an entry is
+// gossiped at once and synced within minutes even on a lowdata node), far
+// less than a heartbeat lasts. Digests are not compared: they differ for
+// honest reasons while records travel; watermarks only say "at least".
 const HeartbeatGrace = 10 * time.Minute
 
 // HeartbeatFreshness says whether a valid heartbeat of a current steward
-// is held, by the state's clock, and whether one reports governance this
-// copy still lacks.
-func (s *State) HeartbeatFreshness() Freshness {
+// is held, by the state's clock, and whether one reports governance or
+// entries this copy still lacks.
+func (s *State) HeartbeatFreshness() Freshness { return s.HeartbeatFreshnessWith(nil) }
+
+// HeartbeatFreshnessWith is HeartbeatFreshness, also weighing waiting:
+// heartbeats refused for now because they cite a charter version not
+// linked here (ErrUnknownCharter: the node holds them aside). One signed by
+// a steward of this copy's current charter, valid and issued more than
+// HeartbeatGrace ago, says this copy lacks an amendment (BehindCharter):
+// the amendment alone withheld, which the held heartbeats, citing versions
+// this copy has, cannot show. It does not count toward Valid: the state
+// has not taken it.
+func (s *State) HeartbeatFreshnessWith(waiting []*Record) Freshness {
 	now := s.now()
 	var f Freshness
 	var haveCharter uint64
-	if c := s.Charter(); c != nil {
-		haveCharter = c.Version
+	tip := s.Charter()
+	if tip != nil {
+		haveCharter = tip.Version
 	}
 	haveEpoch := s.CurrentEpoch()
+	var marks []Watermark
 	for _, hb := range s.Heartbeats() {
 		if !hb.Current {
 			continue
@@ -234,6 +334,7 @@ func (s *State) HeartbeatFreshness() Freshness {
 			if hb.Epoch > haveEpoch {
 				f.Behind, f.BehindEpoch = true, max(f.BehindEpoch, hb.Epoch)
 			}
+			marks = append(marks, hb.Members...)
 		}
 		if hb.Issued.After(f.Newest) {
 			f.Newest = hb.Issued
@@ -245,6 +346,41 @@ func (s *State) HeartbeatFreshness() Freshness {
 			f.Valid++
 		}
 	}
+	for _, r := range waiting {
+		b, err := r.DecodeBody()
+		hb, ok := b.(*Heartbeat)
+		if err != nil || !ok || len(r.Sigs) != 1 || r.Network != s.Network() || tip == nil || !tip.isSteward(r.Sigs[0].Key) || s.IsRevoked(r.Sigs[0].Key) {
+			continue
+		}
+		issued, expires := time.Unix(hb.Issued, 0), time.Unix(hb.Expires, 0)
+		if hb.Charter > haveCharter && now.Before(expires) && now.Sub(issued) > HeartbeatGrace {
+			f.Behind, f.BehindCharter = true, max(f.BehindCharter, hb.Charter)
+		}
+	}
+	if n := s.lackedMembers(marks); n > 0 {
+		f.Behind, f.BehindMembers = true, n
+	}
 	f.Stale = f.Valid == 0
 	return f
+}
+
+// lackedMembers counts the members named in marks whose entries this copy
+// holds none of issued at or after the watermark. A member revoked here
+// is not counted: its entries left on purpose.
+func (s *State) lackedMembers(marks []Watermark) int {
+	if len(marks) == 0 {
+		return 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	lacked := map[PublicKey]bool{}
+	for _, w := range marks {
+		if _, rev := s.revoked[w.Member]; rev || lacked[w.Member] {
+			continue
+		}
+		if t, ok := s.newestIssued(w.Member); !ok || t < w.Newest {
+			lacked[w.Member] = true
+		}
+	}
+	return len(lacked)
 }

@@ -91,16 +91,22 @@ func TestApplyOrderIndependent(t *testing.T) {
 		voidedCase:                                              cover.voided,
 		"stewards revoking each other at one version":           cover.mutual,
 		"evidence of a reader key's two KEM keys":               cover.kemEvidence,
+		forkEvidenceCase:                                        cover.forkEvidence,
+		"heartbeats naming entries a copy lacks":                cover.behindMembers,
 	} {
-		if n == 0 && !(testing.Short() && what == voidedCase) {
+		if n == 0 && !(testing.Short() && (what == voidedCase || what == forkEvidenceCase)) {
 			// -short's 10 sets rarely amend the charter twice with the
-			// compromised steward kept: stewardrevocation_test.go has it.
+			// compromised steward kept (stewardrevocation_test.go has it),
+			// and rarely amend it at all (forkevidence_test.go).
 			t.Errorf("no record set exercised %s", what)
 		}
 	}
 }
 
-const voidedCase = "revocations that lost a revoked steward's weight"
+const (
+	voidedCase       = "revocations that lost a revoked steward's weight"
+	forkEvidenceCase = "evidence of a charter fork"
+)
 
 type coverage struct {
 	visible, amended, revoked, revokedStewards, epochs, rotations, readers int
@@ -108,7 +114,7 @@ type coverage struct {
 	belowThreshold, forks, heldBack, shrinks                               int
 	paged, partial, partialCurrent                                         int
 	outside                                                                int
-	voided, mutual, kemEvidence                                            int
+	voided, mutual, kemEvidence, forkEvidence, behindMembers               int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -340,6 +346,10 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.voided += len(ref.VoidedRevocations())
 	cover.mutual += g.mutual
 	cover.kemEvidence += g.kemEvidence
+	cover.forkEvidence += g.forkEvidence
+	if want.Fresh.BehindMembers > 0 {
+		cover.behindMembers++
+	}
 	cover.shrinks += g.shrinks
 	cover.paged += g.paged
 	cover.partial += g.partial
@@ -389,6 +399,7 @@ type gen struct {
 	paged, partial                      int // rotations of several pages; pages left out
 	mutual                              int // stewards revoking each other at one version
 	kemEvidence                         int // evidence of a reader key's two KEM keys
+	forkEvidence                        int // evidence of a charter fork
 }
 
 type charterVersionInfo struct {
@@ -500,6 +511,83 @@ func (g *gen) generate() {
 	g.rotate()
 	g.heartbeats()
 	g.kemEquivocation()
+	g.forkOfVersion2()
+	g.watermarkBeat()
+}
+
+// watermarkBeat adds a heartbeat of a genesis steward, past the grace,
+// naming each organization's entries up to a time some copies hold and
+// some do not (the organization's entries may be withheld, superseded,
+// expired or revoked): whether a copy says it is behind on a member must
+// be a function of the set.
+func (g *gen) watermarkBeat() {
+	if len(g.orgs) == 0 || !g.chance(0.5) {
+		return
+	}
+	var ms []directory.Watermark
+	for _, o := range g.orgs {
+		if g.chance(0.7) {
+			ms = append(ms, directory.Watermark{Member: o.Public(), Newest: g.now.Add(time.Duration(g.rng.IntN(3)-1) * time.Minute).Unix()})
+		}
+	}
+	slices.SortFunc(ms, func(a, b directory.Watermark) int { return strings.Compare(string(a.Member[:]), string(b.Member[:])) })
+	// A steward of the newest version that has not beaten yet: a newer
+	// heartbeat of the same steward would replace this one.
+	v := len(g.versions)
+	beaten := map[directory.PublicKey]bool{}
+	for _, r := range g.recs {
+		if r.Type == directory.TypeHeartbeat {
+			beaten[r.Sigs[0].Key] = true
+		}
+	}
+	var st *directory.Identity
+	for _, id := range g.versions[v-1].stewards {
+		if !beaten[id.Public()] {
+			st = id
+		}
+	}
+	if st == nil {
+		return
+	}
+	issued := g.now.Add(-directory.HeartbeatGrace - time.Minute)
+	g.add(g.nw.Sign(g.t, &directory.Heartbeat{Charter: uint64(v), Epoch: 1, Digest: directory.Hash{9}, Issued: issued.Unix(),
+		Expires: issued.Add(time.Hour).Unix(), Members: ms}, st))
+}
+
+// forkOfVersion2 adds evidence that version 1's stewards signed, in
+// threshold, a second version 2: sometimes with the second side in the
+// pool too, sometimes with a forged piece (the second side signed by an
+// outsider), refused in every order. What the fork shows, and whether the
+// chain freezes, must not depend on the order.
+func (g *gen) forkOfVersion2() {
+	if len(g.versions) < 2 || !g.chance(0.3) {
+		return
+	}
+	v1, v2 := g.versions[0], g.versions[1]
+	// The same stewards as version 2, like amend's real fork: with other
+	// stewards on the two sides, whether a heartbeat or approval by a
+	// steward of only one side is taken depends on which side was linked
+	// first (a refusal as not a steward is final), which predates fork
+	// evidence (handoff s26 C).
+	fork := g.amendment(v1, v2.stewards, v2.k, g.now.Add(-3*time.Minute))
+	side := g.nw.Sign(g.t, fork, g.pick(v1.stewards, v1.k)...)
+	honest := g.nw.Sign(g.t, v2.charter, g.pick(v1.stewards, v1.k)...)
+	ev, err := directory.NewEvidence(honest, side, dirtest.MustIdentity(g.t))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.add(ev)
+	g.forkEvidence++
+	if g.chance(0.3) {
+		g.add(side)
+	}
+	if g.chance(0.3) {
+		forged, err := directory.NewEvidence(honest, g.nw.Sign(g.t, fork, dirtest.MustIdentity(g.t)), dirtest.MustIdentity(g.t))
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		g.add(forged)
+	}
 }
 
 func (g *gen) kemEquivocation() {

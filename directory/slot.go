@@ -19,7 +19,7 @@ import (
 //	manifest/<signer key>/<page>
 //	epoch/<number>/<rotation hex>/<page index>   an epoch page, whoever relays it
 //	heartbeat/<steward key>
-//	evidence/<hash of the two conflicting records' hashes>
+//	evidence/<equivocating key>, evidence/charter/<version>, evidence/epoch/<number>
 func (r *Record) Slot() (string, error) {
 	body, err := r.DecodeBody()
 	if err != nil {
@@ -44,7 +44,7 @@ func (r *Record) Slot() (string, error) {
 	case *Heartbeat:
 		return "heartbeat/" + signer.Hex(), nil
 	case *Evidence:
-		return evidenceSlotName(equivocatorOf(b.First)), nil
+		return evidenceSlotOf(b.First), nil
 	}
 	return "", reject(r.Type, ErrUnknownType, "")
 }

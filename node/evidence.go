@@ -14,7 +14,9 @@ import (
 // in the DHT, so the report survives restarts and reaches nodes that were
 // offline (directory.Evidence). The network keeps one piece per
 // equivocating key (the lowest record hash): a node that holds evidence
-// against a key reports none of its further conflicts.
+// against a key reports none of its further conflicts. A fork of the
+// charter or of epochs among what the state now holds is reported as well,
+// one piece per fork point (directory.State.ForkEvidence).
 func (n *Node) reportEquivocation(recs []*directory.Record) {
 	var pairs [][2]*directory.Record
 	for i, a := range recs {
@@ -30,10 +32,14 @@ func (n *Node) reportEquivocation(recs []*directory.Record) {
 			}
 		}
 	}
-	if len(pairs) == 0 {
+	forks := n.state.ForkEvidence(n.id)
+	if len(pairs) == 0 && len(forks) == 0 {
 		return
 	}
 	n.wg.Go(func() {
+		for _, ev := range forks {
+			n.publishEvidence(ev)
+		}
 		for _, p := range pairs {
 			if k, _ := directory.Equivocator(p[0]); n.state.HasEvidenceAgainst(k) {
 				continue // one piece per equivocating key is all the network keeps
@@ -42,9 +48,15 @@ func (n *Node) reportEquivocation(recs []*directory.Record) {
 			if err != nil {
 				continue // not a conflict (an older seq it superseded, grants naming one KEM key)
 			}
-			if _, err := n.Publish(n.ctx, ev); err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrStale) {
-				n.log.Warn("equivocation evidence not published", "err", err)
-			}
+			n.publishEvidence(ev)
 		}
 	})
+}
+
+// publishEvidence publishes ev; another node's evidence of the same
+// conflict may have come first (duplicate, or held already).
+func (n *Node) publishEvidence(ev *directory.Record) {
+	if _, err := n.Publish(n.ctx, ev); err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrStale) {
+		n.log.Warn("equivocation evidence not published", "err", err)
+	}
 }

@@ -18,25 +18,13 @@ import (
 func TestInsiderEclipseShowsStale(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org, victimID := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	var clock atomic.Int64
-	clock.Store(nw.Now.Unix())
-	c := newCluster(t, nw, 2, []*directory.Identity{nw.Stewards[0], victimID}, func(_ int, cfg *Config) {
-		cfg.Now = func() time.Time { return time.Unix(clock.Load(), 0) }
-		cfg.SyncInterval = 300 * time.Millisecond
-	})
+	c, clock := eclipseCluster(t, nw, victimID)
 	steward, victim := c.nodes[0], c.nodes[1]
 	ref := &reference{t: t, nw: nw}
 	admitOrg, admitVictim := nw.Admit(t, org, "Colectivo"), nw.Admit(t, victimID, "Defensoras")
 	ref.publish(steward, nw.Genesis, nw.FirstEpoch, admitOrg, admitVictim)
 	const validity = 30 * time.Minute
-	beat := func() *directory.Record {
-		hb, err := directory.NewHeartbeat(steward.State(), nw.Stewards[0], validity)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mustPublish(t, steward, hb)
-		return hb
-	}
+	beat := func() *directory.Record { return beatOn(t, steward, nw.Stewards[0], validity) }
 	hb1 := beat()
 
 	// The insider holds the read key and everything up to hb1, and is
@@ -74,4 +62,29 @@ func TestInsiderEclipseShowsStale(t *testing.T) {
 	if f := steward.State().HeartbeatFreshness(); f.Stale || f.Valid != 1 {
 		t.Fatalf("the steward's node keeps beating, yet: %+v", f)
 	}
+}
+
+// eclipseCluster starts the first steward's node and a victim's node (not
+// connected to each other) on a clock the test moves (Unix seconds), for
+// eclipse tests: the victim's peers are what the test connects it to.
+func eclipseCluster(t *testing.T, nw *dirtest.Network, victim *directory.Identity) (*cluster, *atomic.Int64) {
+	t.Helper()
+	clock := new(atomic.Int64)
+	clock.Store(nw.Now.Unix())
+	c := newCluster(t, nw, 2, []*directory.Identity{nw.Stewards[0], victim}, func(_ int, cfg *Config) {
+		cfg.Now = func() time.Time { return time.Unix(clock.Load(), 0) }
+		cfg.SyncInterval = 300 * time.Millisecond
+	})
+	return c, clock
+}
+
+// beatOn publishes on n the heartbeat steward signs of n's state.
+func beatOn(t *testing.T, n *Node, steward *directory.Identity, validity time.Duration) *directory.Record {
+	t.Helper()
+	hb, err := directory.NewHeartbeat(n.State(), steward, validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, n, hb)
+	return hb
 }

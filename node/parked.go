@@ -106,3 +106,25 @@ func (n *Node) retryParked() {
 		}
 	}
 }
+
+// heartbeats returns the parked heartbeats: those citing a charter
+// version this node lacks still say it lacks one (Node.HeartbeatFreshness).
+func (p *parking) heartbeats() []*directory.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*directory.Record
+	for _, pr := range p.recs {
+		if pr.r.Type == directory.TypeHeartbeat {
+			out = append(out, pr.r)
+		}
+	}
+	return out
+}
+
+// HeartbeatFreshness is what the stewards' heartbeats say about this
+// node's copy: those the state holds, and those parked because they cite
+// a charter version this node lacks (an amendment withheld shows as
+// behind: directory.State.HeartbeatFreshnessWith).
+func (n *Node) HeartbeatFreshness() directory.Freshness {
+	return n.state.HeartbeatFreshnessWith(n.parked.heartbeats())
+}

@@ -764,12 +764,15 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				if s.BehindStewards {
 					fmt.Print("\nBEHIND:   the stewards reported ")
-					if s.BehindEpoch > 0 {
+					switch {
+					case s.BehindEpoch > 0:
 						fmt.Printf("key epoch %d", s.BehindEpoch)
-					} else {
+					case s.BehindCharter > 0:
 						fmt.Printf("charter version %d", s.BehindCharter)
+					default:
+						fmt.Printf("newer entries of %d member(s)", s.BehindMembers)
 					}
-					fmt.Print(", which has not reached this node: its peers pass on the stewards' heartbeats but hold back what they report (revocations, key rotations). Do not rely on this copy; connect to another organization's node or ask a steward")
+					fmt.Print(", which has not reached this node: its peers pass on the stewards' heartbeats but hold back what they report (revocations, key rotations, changed entries). Do not rely on this copy; connect to another organization's node or ask a steward")
 				}
 				fmt.Printf("\nEntries:  %d  Members: %d  Readers: %d  Revoked keys: %d  Pending proposals: %d\n",
 					s.Counts.Entries, s.Counts.Members, s.Counts.Readers, s.Counts.Revoked, s.Counts.Pending)

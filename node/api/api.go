@@ -65,12 +65,14 @@ type Status struct {
 	HeartbeatStale bool `json:"heartbeat_stale"`
 	// BehindStewards: a valid steward heartbeat issued more than
 	// directory.HeartbeatGrace ago reports a charter version
-	// (BehindCharter) or key epoch (BehindEpoch) this copy still lacks:
-	// peers pass on the stewards' heartbeats but hold back what they
-	// report. It makes Stale true.
+	// (BehindCharter), key epoch (BehindEpoch) or members' entries
+	// (BehindMembers: how many members) this copy still lacks: peers pass
+	// on the stewards' heartbeats but hold back what they report. It
+	// makes Stale true.
 	BehindStewards   bool            `json:"behind_stewards"`
 	BehindCharter    uint64          `json:"behind_charter,omitempty"`
 	BehindEpoch      uint64          `json:"behind_epoch,omitempty"`
+	BehindMembers    int             `json:"behind_members,omitempty"`
 	LastHeartbeat    time.Time       `json:"last_heartbeat,omitzero"`
 	HeartbeatExpires time.Time       `json:"heartbeat_expires,omitzero"`
 	Counts           directory.Stats `json:"counts"`

@@ -102,8 +102,11 @@ func (d *Daemon) Health() Health {
 	if syncStale(n.State(), st.FreshAsOf) {
 		why = append(why, "no successful sync for longer than the network's stale bound")
 	}
-	if n.State().HeartbeatFreshness().Stale {
+	switch hb := n.HeartbeatFreshness(); {
+	case hb.Stale:
 		why = append(why, "no valid heartbeat from any steward: the stewards' nodes are down, or this node's peers withhold news")
+	case hb.Behind:
+		why = append(why, "a steward's heartbeat reports records this node still lacks: its peers withhold them")
 	}
 	if st.KeyEpoch < st.Epoch {
 		why = append(why, "this node lacks the current read key")

@@ -103,10 +103,10 @@ func (d *Daemon) Status() api.Status {
 		s.Rotation = &rot
 	}
 	s.Counts = st.Stats()
-	s.Stale = d.stale(st, ns.FreshAsOf)
-	hb := st.HeartbeatFreshness()
+	s.Stale = d.stale(n, ns.FreshAsOf)
+	hb := n.HeartbeatFreshness()
 	s.HeartbeatStale, s.LastHeartbeat, s.HeartbeatExpires = hb.Stale, hb.Newest, hb.Expires
-	s.BehindStewards, s.BehindCharter, s.BehindEpoch = hb.Behind, hb.BehindCharter, hb.BehindEpoch
+	s.BehindStewards, s.BehindCharter, s.BehindEpoch, s.BehindMembers = hb.Behind, hb.BehindCharter, hb.BehindEpoch, hb.BehindMembers
 	reachabilityOf(n, &s)
 	s.OffersRelay = n.OffersRelay()
 	bw, caps, th := n.Bandwidth(), n.RateCaps(), n.Throttled()
@@ -130,9 +130,9 @@ func (d *Daemon) Status() api.Status {
 // sync within the charter's stale bound, no valid steward heartbeat, or a
 // heartbeat reporting governance this copy lacks (peers that answer but
 // withhold what is new: docs/SECURITY.md).
-func (d *Daemon) stale(st *directory.State, fresh time.Time) bool {
-	hb := st.HeartbeatFreshness()
-	return syncStale(st, fresh) || hb.Stale || hb.Behind
+func (d *Daemon) stale(n *node.Node, fresh time.Time) bool {
+	hb := n.HeartbeatFreshness()
+	return syncStale(n.State(), fresh) || hb.Stale || hb.Behind
 }
 
 func syncStale(st *directory.State, fresh time.Time) bool {
@@ -360,7 +360,7 @@ func (d *Daemon) publishEntry(ctx context.Context, n *node.Node, e *directory.En
 	}
 	st := n.State()
 	l, _ := st.Lookup(entryKey(d.me().Public(), e.ID))
-	return d.entryView(st, l, 0, d.stale(st, n.FreshAsOf())), nil
+	return d.entryView(st, l, 0, d.stale(n, n.FreshAsOf())), nil
 }
 
 func entryKey(pub directory.PublicKey, id string) string { return "entry/" + pub.Hex() + "/" + id }
@@ -396,7 +396,7 @@ func (d *Daemon) Search(q directory.Query) ([]api.Entry, error) {
 		return nil, err
 	}
 	st := n.State()
-	stale := d.stale(st, n.FreshAsOf())
+	stale := d.stale(n, n.FreshAsOf())
 	out := []api.Entry{}
 	for _, r := range st.Search(q) {
 		if l, ok := st.Lookup(r.Key); ok {
@@ -413,7 +413,7 @@ func (d *Daemon) Show(ref string) (api.Entry, error) {
 		return api.Entry{}, err
 	}
 	st := n.State()
-	stale := d.stale(st, n.FreshAsOf())
+	stale := d.stale(n, n.FreshAsOf())
 	if l, ok := st.Lookup(ref); ok {
 		return d.entryView(st, l, 0, stale), nil
 	}
@@ -439,7 +439,7 @@ func (d *Daemon) Mine() ([]api.Entry, error) {
 		return nil, err
 	}
 	st := n.State()
-	stale := d.stale(st, n.FreshAsOf())
+	stale := d.stale(n, n.FreshAsOf())
 	out := []api.Entry{}
 	for _, l := range st.Entries(d.me().Public()) {
 		out = append(out, d.entryView(st, l, 0, stale))

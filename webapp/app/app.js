@@ -1,0 +1,218 @@
+// The reader's web app (issue 16): a phone joins a Ceiba network as its own
+// peer. The person pastes an invite code and chooses a passphrase; the
+// reader key is made inside the core (WebAssembly, webapp/core) and never
+// leaves it; js-libp2p over WebTransport carries the invite, the admission
+// and a sync with the inviting node; the core opens and checks every record
+// and searches. Nothing is stored yet: closing the tab forgets everything.
+import { createLibp2p } from 'libp2p';
+import { webTransport } from '@libp2p/webtransport';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { multiaddr } from '@multiformats/multiaddr';
+import { redeemInvite } from '../src/invite.js';
+import { Admission } from '../src/admit.js';
+import { syncWith } from '../src/sync.js';
+import { messages, pickLanguage } from './i18n.js';
+
+const $ = (id) => document.getElementById(id);
+let lang = pickLanguage(askedLanguage(), navigator.languages ?? [navigator.language]);
+let core;
+let node;
+
+// The language comes from the URL (?lang=en) or the browser, never from
+// storage: the app keeps nothing on the phone.
+function askedLanguage() {
+  return new URLSearchParams(location.search).get('lang');
+}
+
+function t(key, ...args) {
+  const m = messages[lang][key] ?? messages.en[key];
+  return typeof m === 'function' ? m(...args) : m;
+}
+
+function render() {
+  document.documentElement.lang = lang;
+  $('lang').value = lang;
+  for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
+  $('q').placeholder = t('searchPlaceholder');
+  $('node').placeholder = '/ip4/…/udp/…/quic-v1/webtransport/certhash/…';
+  if (lastError) showError(lastError);
+  if (!$('directory').hidden) { showSummary(); showResults(); }
+}
+
+// A failure the person can act on: kind names the message, detail is the
+// core's or the network's own words, shown small for whoever helps them.
+class Failure extends Error {
+  constructor(kind, detail) { super(detail); this.kind = kind; }
+}
+
+let lastError = null;
+function showError(f) {
+  lastError = f;
+  $('error').hidden = false;
+  $('errorText').textContent = t(f.kind);
+  $('errorDetail').textContent = f.message;
+}
+
+function clearError() {
+  lastError = null;
+  $('error').hidden = true;
+}
+
+function progress(key) { $('progress').textContent = key ? t(key) : ''; }
+
+function check(answer, kind) {
+  if (answer.error) throw new Failure(kind, answer.error);
+  return answer;
+}
+
+async function loadCore() {
+  const ready = new Promise((resolve) => { globalThis.ceibaCoreReady = resolve; });
+  const go = new globalThis.Go();
+  const { instance } = await WebAssembly.instantiateStreaming(fetch('core.wasm'), go.importObject);
+  go.run(instance);
+  await ready;
+  return globalThis.ceibaCore;
+}
+
+// dialAddrs are the addresses to try: the node address the person was
+// given for browsers (a WebTransport address with its certificate hashes;
+// invite codes leave those out, since the hashes rotate), and the code's.
+// A node address naming another peer than the code's is refused: it is not
+// the node that made the code.
+function dialAddrs(codeAddrs, typed) {
+  const peer = codeAddrs[0]?.getComponents().find((c) => c.name === 'p2p')?.value;
+  const out = [];
+  if (typed) {
+    let a;
+    try { a = multiaddr(typed); } catch (e) { throw new Failure('badNode', e.message); }
+    const names = a.getComponents().map((c) => c.name);
+    if (!names.includes('webtransport') || !names.includes('certhash')) {
+      throw new Failure('badNode', `${typed}: not a WebTransport address with a certificate hash`);
+    }
+    const p2p = a.getComponents().find((c) => c.name === 'p2p')?.value;
+    if (p2p && p2p !== peer) throw new Failure('otherNode', `the address names ${p2p}, the code ${peer}`);
+    out.push(p2p ? a : a.encapsulate(`/p2p/${peer}`));
+  }
+  return out;
+}
+
+async function join(code, pass, typed) {
+  core ??= await loadCore();
+  progress('makingKey');
+  check(core.newIdentity(pass), 'badPassphrase');
+  const { addrs } = check(core.parseInvite(code), 'badCode');
+  const extra = dialAddrs(addrs.map((a) => multiaddr(a)), typed);
+  await node?.stop();
+  node = await createLibp2p({
+    transports: [webTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    // Browsers refuse private addresses by default; a community centre's
+    // node on its LAN (or a test on loopback) is one the person was given.
+    connectionGater: { denyDialMultiaddr: () => false },
+  });
+  progress('redeeming');
+  let welcome;
+  try {
+    welcome = await redeemInvite(node, core, code, '', extra);
+  } catch (e) {
+    throw classify(e);
+  }
+  progress('admitting');
+  const admission = new Admission(node, core, new Set([welcome.peer.toString()]));
+  await admission.start();
+  try {
+    await node.dial([...extra, ...welcome.addrs]);
+    await admission.admitted(welcome.peer);
+    progress('syncing');
+    await syncWith(node, node.getConnections(welcome.peer)[0], core);
+  } catch (e) {
+    // The welcome is in: the view holds what it carried, and can be searched.
+    showError(new Failure('syncFailed', e.message));
+  }
+}
+
+// classify names what went wrong while redeeming, from the core's and the
+// network's errors.
+function classify(e) {
+  if (e instanceof Failure) return e;
+  const m = e.message ?? String(e);
+  if (m.startsWith('the inviting node refused:')) {
+    if (/expired/i.test(m)) return new Failure('expired', m);
+    if (/already been used/i.test(m)) return new Failure('spent', m);
+    return new Failure('refused', m);
+  }
+  if (/not readable|welcome|does not decode|refuses|more than|closed the stream|short/.test(m)) {
+    return new Failure('garbage', m);
+  }
+  return new Failure('unreachable', m);
+}
+
+function showSummary() {
+  const s = JSON.parse(core.status().status);
+  $('summary').textContent = t('joined', s.network.slice(0, 12), s.epoch);
+}
+
+function field(label, text) {
+  const p = document.createElement('p');
+  const b = document.createElement('b');
+  b.textContent = `${label}: `;
+  p.append(b, text);
+  return p;
+}
+
+function showResults() {
+  const list = $('results');
+  list.replaceChildren();
+  const text = $('q').value.trim();
+  if (!text) return;
+  const { results } = check(core.search(JSON.stringify({ text })), 'searchFailed');
+  const found = JSON.parse(results) ?? [];
+  if (found.length === 0) {
+    const li = document.createElement('li');
+    li.textContent = t('nothingFound');
+    list.append(li);
+    return;
+  }
+  for (const r of found) {
+    const s = r.entry.service;
+    const li = document.createElement('li');
+    li.dataset.key = r.key;
+    const h = document.createElement('h2');
+    h.textContent = s.name; // textContent only: entries are other people's text
+    li.append(h);
+    if (s.description) li.append(field(t('description'), s.description));
+    const areas = (s.areas ?? []).map((a) => [a.city, a.country, a.text].filter(Boolean).join(', '));
+    if (areas.length) li.append(field(t('areas'), areas.join('; ')));
+    if (s.languages?.length) li.append(field(t('languages'), s.languages.join(', ')));
+    for (const c of s.contacts ?? []) li.append(field(c.kind, c.value));
+    list.append(li);
+  }
+}
+
+$('lang').addEventListener('change', (e) => { lang = e.target.value; render(); });
+$('q').addEventListener('input', () => {
+  try { showResults(); } catch (e) { showError(e instanceof Failure ? e : new Failure('searchFailed', e.message)); }
+});
+$('join').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  clearError();
+  $('go').disabled = true;
+  try {
+    await join($('code').value.trim(), $('pass').value, $('node').value.trim());
+    $('pass').value = '';
+    $('join').hidden = true;
+    $('directory').hidden = false;
+    showSummary();
+    $('q').focus();
+  } catch (err) {
+    showError(err instanceof Failure ? err : new Failure('unexpected', err.message ?? String(err)));
+  } finally {
+    $('go').disabled = false;
+    progress(null);
+  }
+});
+
+$('node').value = new URLSearchParams(location.search).get('node') ?? '';
+render();

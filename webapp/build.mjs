@@ -26,6 +26,6 @@ await build({
   legalComments: 'external',
   logLevel: 'warning',
 });
-for (const f of ['index.html', 'app.css', 'icon.svg']) copyFileSync(join(here, 'app', f), join(out, f));
+for (const f of ['index.html', 'app.css', 'icon.svg', 'sw.js', 'manifest.webmanifest']) copyFileSync(join(here, 'app', f), join(out, f));
 copyFileSync(wasm, join(out, 'core.wasm'));
 copyFileSync(wasmExec, join(out, 'wasm_exec.js'));

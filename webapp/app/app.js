@@ -3,7 +3,11 @@
 // reader key is made inside the core (WebAssembly, webapp/core) and never
 // leaves it; js-libp2p over WebTransport carries the invite, the admission
 // and a sync with the inviting node; the core opens and checks every record
-// and searches. Nothing is stored yet: closing the tab forgets everything.
+// and searches. Once joined, the phone keeps the keystore and the records,
+// both sealed, in IndexedDB (store.js), and a service worker keeps the
+// app's files (sw.js): after a reload, with no node reachable, the
+// passphrase opens the directory again and search works offline. The panic
+// button erases all of it.
 import { createLibp2p } from 'libp2p';
 import { webTransport } from '@libp2p/webtransport';
 import { noise } from '@chainsafe/libp2p-noise';
@@ -13,6 +17,7 @@ import { redeemInvite } from '../src/invite.js';
 import { Admission } from '../src/admit.js';
 import { syncWith } from '../src/sync.js';
 import { messages, pickLanguage } from './i18n.js';
+import { load, save, eraseAll } from './store.js';
 
 const $ = (id) => document.getElementById(id);
 let lang = pickLanguage(askedLanguage(), navigator.languages ?? [navigator.language]);
@@ -133,6 +138,29 @@ async function join(code, pass, typed) {
   }
 }
 
+// keep stores the view for the next visit: the keystore with every key
+// gained, encrypted with the passphrase, and the records sealed.
+async function keep(pass) {
+  const { keystore } = check(core.keystore(pass), 'saveFailed');
+  const { records } = check(core.export(), 'saveFailed');
+  const { network } = JSON.parse(core.status().status);
+  try {
+    await save({ network, keystore, records: records ?? [] });
+  } catch (e) {
+    throw new Failure('saveFailed', e.message ?? String(e));
+  }
+}
+
+// reopen unlocks the kept keystore and rebuilds the view from the kept
+// records, with no network.
+async function reopen(kept, pass) {
+  core ??= await loadCore();
+  progress('opening');
+  check(core.unlock(kept.keystore, pass), 'wrongPassphrase');
+  check(core.open(kept.network), 'unexpected');
+  for (const r of kept.records) core.receive(r); // refusals change nothing
+}
+
 // classify names what went wrong while redeeming, from the core's and the
 // network's errors.
 function classify(e) {
@@ -195,24 +223,65 @@ $('lang').addEventListener('change', (e) => { lang = e.target.value; render(); }
 $('q').addEventListener('input', () => {
   try { showResults(); } catch (e) { showError(e instanceof Failure ? e : new Failure('searchFailed', e.message)); }
 });
-$('join').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  clearError();
-  $('go').disabled = true;
-  try {
-    await join($('code').value.trim(), $('pass').value, $('node').value.trim());
-    $('pass').value = '';
-    $('join').hidden = true;
-    $('directory').hidden = false;
-    showSummary();
-    $('q').focus();
-  } catch (err) {
-    showError(err instanceof Failure ? err : new Failure('unexpected', err.message ?? String(err)));
-  } finally {
-    $('go').disabled = false;
-    progress(null);
-  }
+function showDirectory() {
+  $('join').hidden = true;
+  $('unlock').hidden = true;
+  $('directory').hidden = false;
+  showSummary();
+  $('q').focus();
+}
+
+// submit runs a form's work with its button disabled, and shows what
+// failed.
+function submit(form, button, work) {
+  $(form).addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clearError();
+    $(button).disabled = true;
+    try {
+      await work();
+    } catch (err) {
+      showError(err instanceof Failure ? err : new Failure('unexpected', err.message ?? String(err)));
+    } finally {
+      $(button).disabled = false;
+      progress(null);
+    }
+  });
+}
+
+let kept;
+submit('join', 'go', async () => {
+  const pass = $('pass').value;
+  await join($('code').value.trim(), pass, $('node').value.trim());
+  $('pass').value = '';
+  showDirectory();
+  await keep(pass);
+  $('saved').hidden = false;
+});
+submit('unlock', 'open', async () => {
+  const pass = $('unlockPass').value;
+  await reopen(kept, pass);
+  $('unlockPass').value = '';
+  showDirectory();
+  $('saved').hidden = false;
 });
 
-$('node').value = new URLSearchParams(location.search).get('node') ?? '';
-render();
+// The panic button: no confirmation, since it may be pressed with someone
+// reaching for the phone. The page is left for a blank one afterwards,
+// which drops the keys held in memory and leaves nothing on the screen.
+$('panic').addEventListener('click', async () => {
+  await node?.stop().catch(() => {});
+  await eraseAll();
+  location.replace('about:blank');
+});
+
+async function start() {
+  $('node').value = new URLSearchParams(location.search).get('node') ?? '';
+  render();
+  if (navigator.serviceWorker) {
+    navigator.serviceWorker.register('sw.js').catch(() => {}); // the app works without it, online
+  }
+  kept = await load().catch(() => undefined);
+  $(kept ? 'unlock' : 'join').hidden = false;
+}
+start();

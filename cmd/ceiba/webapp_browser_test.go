@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,12 +26,11 @@ import (
 	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/internal/browsertest"
 	"github.com/ceiba-network/ceiba/internal/wasmtest"
-	"github.com/ceiba-network/ceiba/node/api"
 )
 
-// chromium is Debian's package; CI installs it (see .ci/run).
-const chromium = "/usr/bin/chromium"
+const chromium = browsertest.Chromium
 
 // Issue 16: the reader's web app in a real browser. The app is built as
 // `make webapp` builds it (the core compiled to WebAssembly, the
@@ -53,16 +51,7 @@ func TestWebappInBrowser(t *testing.T) {
 		}
 		t.Skipf("needs Chromium at %s (Debian: apt-get install chromium): %v", chromium, err)
 	}
-	_, org, _, stopOrg := stewardAndMember(t)
-	entry := filepath.Join(t.TempDir(), "entrada.yaml")
-	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, org, "entry", "publish", entry)
-	var inv api.Invite
-	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
-		t.Fatal(err)
-	}
+	org, stopOrg, inv := orgWithReaderInvite(t)
 	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
 
 	site := buildWebapp(t, nodeJS)
@@ -271,19 +260,7 @@ func buildWebapp(t *testing.T, nodeJS string) string {
 // WebTransport runs over it.
 func startChromium(t *testing.T) context.Context {
 	t.Helper()
-	alloc, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), browsertest.Options(t.TempDir())...)
 	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(cancel)

@@ -138,6 +138,9 @@ func TestWebappInBrowser(t *testing.T) {
 	bogusCode, bogusAddr := garbageNode(t)
 	join(es, bogusCode, bogusAddr)
 	waitText(t, es, "#errorText", "no es una respuesta válida de Ceiba")
+	if n := keptViews(t, es); n != 0 {
+		t.Errorf("after two failed joins the phone keeps %d views, want none", n)
+	}
 
 	// The real node: redeem, admit, sync, search.
 	join(es, inv.Code, wt)
@@ -151,6 +154,9 @@ func TestWebappInBrowser(t *testing.T) {
 	en := tab("?lang=en", "es-MX")
 	join(en, inv.Code, wt)
 	waitText(t, en, "#errorText", "This code was used already")
+	if n := keptViews(t, en); n != 0 {
+		t.Errorf("after a refused code the phone keeps %d views, want none", n)
+	}
 	screenshot(t, en, "webapp-refused-en.png")
 
 	// Offline: the directory was kept, the app's files too. With the node
@@ -158,6 +164,9 @@ func TestWebappInBrowser(t *testing.T) {
 	// one opens nothing, the right one opens the directory, and the search
 	// finds the entry again.
 	waitText(t, es, "#saved", "Guardado cifrado")
+	if n := keptViews(t, es); n != 1 {
+		t.Fatalf("after joining the phone keeps %d views, want 1", n)
+	}
 	if ok, err := chromedp.Run(es, chromedp.Evaluate[bool](`navigator.serviceWorker.ready.then(() => caches.has('ceiba-shell-v1'))`, chromedp.EvalAwaitPromise)); err != nil || !ok {
 		t.Fatalf("the service worker kept no app shell: %v, %v", ok, err)
 	}
@@ -207,6 +216,26 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
 		t.Fatalf("browser: %v\npage:\n%s", err, body)
 	}
+}
+
+// keptViews counts the views the app keeps in the tab's IndexedDB.
+func keptViews(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`new Promise((resolve, reject) => {
+		const r = indexedDB.open('ceiba');
+		r.onerror = () => reject(r.error);
+		r.onsuccess = () => {
+			const db = r.result;
+			if (!db.objectStoreNames.contains('view')) { db.close(); resolve(0); return; }
+			const c = db.transaction('view').objectStore('view').count();
+			c.onsuccess = () => { db.close(); resolve(c.result); };
+			c.onerror = () => reject(c.error);
+		};
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("reading the app's storage: %v", err)
+	}
+	return n
 }
 
 // waitText waits until the element sel is visible with text containing

@@ -128,7 +128,7 @@ async function join(code, pass, typed) {
   const admission = new Admission(node, core, new Set([welcome.peer.toString()]));
   await admission.start();
   try {
-    await node.dial([...extra, ...welcome.addrs]);
+    await node.dial(welcome.addrs); // the typed address first, then the code's
     await admission.admitted(welcome.peer);
     progress('syncing');
     await syncWith(node, node.getConnections(welcome.peer)[0], core);

@@ -4,7 +4,7 @@ PKGS    := ./...
 FUZZTIME ?= 30s
 BIN     := bin/ceiba
 
-.PHONY: all build test webapp-deps test-daemons cross release release-check demo bench fuzz lint soak clean
+.PHONY: all build test webapp webapp-deps test-daemons cross release release-check demo bench fuzz lint soak clean
 
 # Every platform a release is built for (make release, make cross).
 TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 freebsd/amd64 android/arm64
@@ -39,6 +39,14 @@ test: cross webapp-deps
 webapp-deps: webapp/node_modules/.package-lock.json
 webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.json
 	npm ci --prefix webapp --no-audit --no-fund
+
+# The reader's web app (issue 16), ready for any static web server:
+# webapp/dist holds index.html, app.css, app.js (js-libp2p and the app,
+# bundled by esbuild), core.wasm (webapp/core compiled to WebAssembly) and
+# wasm_exec.js (the loader of the Go release that compiled it).
+webapp: webapp-deps
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o webapp/dist/core.wasm ./webapp/core/wasm
+	node webapp/build.mjs webapp/dist webapp/dist/core.wasm "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js"
 
 # Rotation with real daemons (1 steward, 1 organization, 60 readers as
 # processes): about 4 minutes on two cores. Not in make test yet: its

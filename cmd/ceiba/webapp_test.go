@@ -27,16 +27,7 @@ import (
 // a search in the core; a second sync brings nothing new.
 func TestWebappReaderPeer(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/libp2p/package.json")
-	_, org, _, _ := stewardAndMember(t)
-	entry := filepath.Join(t.TempDir(), "entrada.yaml")
-	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, org, "entry", "publish", entry)
-	var inv api.Invite
-	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
-		t.Fatal(err)
-	}
+	org, _, inv := orgWithReaderInvite(t)
 	before := daemonStatus(t, org)
 
 	wasm := wasmtest.Build(t, "../../webapp/core/wasm")
@@ -96,4 +87,21 @@ func TestWebappReaderPeer(t *testing.T) {
 	waitUntil(t, 30*time.Second, "the organization to count the new reader", func() bool {
 		return daemonStatus(t, org).Counts.Readers == before.Counts.Readers+1
 	})
+}
+
+// orgWithReaderInvite starts a steward's and an organization's daemons
+// (stewardAndMember), publishes the entry template ("Asesoría jurídica")
+// as the organization, and has it create a reader invite for a phone.
+func orgWithReaderInvite(t *testing.T) (org string, stopOrg func(), inv api.Invite) {
+	t.Helper()
+	_, org, _, stopOrg = stewardAndMember(t)
+	entry := filepath.Join(t.TempDir(), "entrada.yaml")
+	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, org, "entry", "publish", entry)
+	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
+		t.Fatal(err)
+	}
+	return org, stopOrg, inv
 }

@@ -17,10 +17,11 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/ceiba-network/ceiba/internal/browsertest"
 )
 
-// chromium is Debian's package; CI installs it (see .ci/run).
-const chromium = "/usr/bin/chromium"
+const chromium = browsertest.Chromium
 
 // browser is one test's view of a shared headless Chromium: its tabs, the
 // requests their pages made, and every console or CSP complaint, so tests
@@ -59,23 +60,10 @@ func startChromium() {
 		chromiumErr = err
 		return
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
+	opts := append(browsertest.Options(profile),
 		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(412, 915),
-	}
+	)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	root, cancelRoot := chromedp.NewContext(alloc)
 	chromiumStop = func() { cancelRoot(); cancelAlloc(); os.RemoveAll(profile) }

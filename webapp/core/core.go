@@ -241,3 +241,27 @@ func (r *Reader) Judge(k directory.PublicKey, bootstrap bool) (string, error) {
 
 // Network is the view's network ID.
 func (r *Reader) Network() directory.NetworkID { return r.net }
+
+// Export returns what the phone keeps to search again after a reload: every
+// record of the view sealed under the newest read key held, and the
+// records still waiting for their key as they came. Sealed, they say
+// nothing to whoever copies the phone's storage without the passphrase
+// that guards the keys (the keystore); given to Receive in any order after
+// unlocking, they rebuild the same view (the same digest).
+func (r *Reader) Export() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, key, ok := r.keys.Current()
+	if !ok {
+		return nil // no key to seal under: nothing can be kept safely
+	}
+	recs := r.state.Records()
+	out := make([][]byte, 0, len(recs)+len(r.waiting))
+	for _, rec := range recs {
+		out = append(out, directory.Seal(rec, key))
+	}
+	for _, sealed := range r.waiting {
+		out = append(out, sealed)
+	}
+	return out
+}

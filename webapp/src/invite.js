@@ -29,19 +29,22 @@ async function readFrame(stream, limit) {
 // redeemInvite redeems code as name (empty for a reader) for the key the
 // core holds, over node (a started libp2p node), and returns what the
 // core's welcome says, {network, role}, with the inviting node's peer ID
-// and addresses (the new reader's first peer).
-export async function redeemInvite(node, core, code, name = '') {
-  const { addrs } = check(core.parseInvite(code));
+// and addresses (the new reader's first peer). extra are more addresses of
+// the same node to try first (multiaddrs): a browser can dial only a
+// WebTransport one, which codes usually leave out.
+export async function redeemInvite(node, core, code, name = '', extra = []) {
+  const { addrs: raw } = check(core.parseInvite(code));
+  const addrs = [...extra, ...raw.map((a) => multiaddr(a))];
   const signal = AbortSignal.timeout(TIMEOUT_MS);
   // Every address at once: the first is often one this device cannot reach.
-  const conn = await node.dial(addrs.map((a) => multiaddr(a)), { signal });
+  const conn = await node.dial(addrs, { signal });
   const stream = await conn.newStream(INVITE_PROTOCOL, { signal });
   try {
     const { request } = check(core.redeem(code, name, node.peerId.toMultihash().bytes));
     stream.send(request);
     const answer = await readFrame(stream, MAX_ANSWER);
     const welcome = check(core.welcome(answer));
-    return { ...welcome, peer: conn.remotePeer, addrs: addrs.map((a) => multiaddr(a)) };
+    return { ...welcome, peer: conn.remotePeer, addrs };
   } finally {
     await stream.close().catch(() => {});
     await conn.close().catch(() => {});

@@ -22,6 +22,7 @@
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
 //	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
+//	ceibaCore.export()                                // {records: [Uint8Array]}: sealed, to keep for a reload
 package main
 
 import (
@@ -73,6 +74,7 @@ func main() {
 		"search":     js.FuncOf(search),
 		"status":     js.FuncOf(status),
 		"keystore":   js.FuncOf(keystore),
+		"export":     js.FuncOf(export),
 	}
 	js.Global().Set("ceibaCore", js.ValueOf(api))
 	if ready := js.Global().Get("ceibaCoreReady"); ready.Type() == js.TypeFunction {
@@ -300,6 +302,18 @@ func keystore(_ js.Value, args []js.Value) any {
 		return fail(err)
 	}
 	return map[string]any{"keystore": bytesValue(data)}
+}
+
+// export hands the view's records, sealed, to the page to keep (Export).
+func export(js.Value, []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	var out []any
+	for _, s := range reader.Export() {
+		out = append(out, bytesValue(s))
+	}
+	return map[string]any{"records": out}
 }
 
 // admitArgs reads side, opener, accepter, nO and nA from args[at:].

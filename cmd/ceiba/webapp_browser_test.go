@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/log"
+	cdpnetwork "github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/internal/browsertest"
+	"github.com/ceiba-network/ceiba/internal/wasmtest"
+)
+
+const chromium = browsertest.Chromium
+
+// Issue 16: the reader's web app in a real browser. The app is built as
+// `make webapp` builds it (the core compiled to WebAssembly, the
+// JavaScript bundled by esbuild), served from a loopback HTTP server, and
+// driven in headless Chromium sized like a phone. A person pastes a reader
+// invite code and the organization's node's WebTransport address: the key
+// is made in the core, the code is redeemed over WebTransport (the node's
+// self-signed certificate, pinned by its hash), the phone is admitted and
+// syncs, and a search for "asesoria" finds "Asesoría jurídica". Before
+// that, a malformed code and a node that answers garbage get their own
+// clear messages (Spanish, the browser's language), and afterwards the
+// spent code gets the node's refusal (English, picked in the page).
+func TestWebappInBrowser(t *testing.T) {
+	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/esbuild/package.json")
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the web app's browser test needs Chromium at %s (.ci/run installs it): %v", chromium, err)
+		}
+		t.Skipf("needs Chromium at %s (Debian: apt-get install chromium): %v", chromium, err)
+	}
+	org, stopOrg, inv := orgWithReaderInvite(t)
+	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
+
+	site := buildWebapp(t, nodeJS)
+	// down makes the server drop every connection, as a phone with no
+	// network sees it.
+	var down atomic.Bool
+	files := http.FileServer(http.Dir(site))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := startChromium(t)
+	var mu sync.Mutex
+	var problems []string
+	tab := func(query, acceptLanguage string) context.Context {
+		tctx, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch e := ev.(type) {
+			case *runtime.EventExceptionThrown:
+				problems = append(problems, "exception: "+e.ExceptionDetails.Text)
+			case *cdpnetwork.EventRequestWillBeSent:
+				// The app loads nothing from elsewhere (its CSP forbids it).
+				if !strings.HasPrefix(e.Request.URL, srv.URL+"/") {
+					problems = append(problems, "a request to "+e.Request.URL)
+				}
+			case *log.EventEntryAdded:
+				if e.Entry.Level == log.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
+					break // Chromium's advice on forms; the icon the SVG page lacks
+				}
+				problems = append(problems, string(e.Entry.Level)+": "+e.Entry.Text)
+			}
+		}))
+		t.Cleanup(cancel)
+		if err := chromedp.Do(tctx); err != nil {
+			t.Fatalf("open tab: %v", err)
+		}
+		tctx, cancel = context.WithTimeout(tctx, 3*time.Minute)
+		t.Cleanup(cancel)
+		if _, err := chromedp.Call(tctx, cdpnetwork.Enable, cdpnetwork.EnableParams{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chromedp.Call(tctx, log.Enable, cdp.Empty{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chromedp.Call(tctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{
+			UserAgent: "Mozilla/5.0 (Linux; Android 14) Mobile", AcceptLanguage: acceptLanguage,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		do(t, tctx,
+			chromedp.EmulateViewport(412, 915, chromedp.EmulateMobile),
+			chromedp.Navigate(srv.URL+"/"+query),
+			chromedp.WaitVisible(chromedp.CSS("#go")),
+		)
+		return tctx
+	}
+	join := func(tctx context.Context, code, node string) {
+		t.Helper()
+		do(t, tctx,
+			chromedp.SetValue(chromedp.CSS("#code"), code),
+			chromedp.SetValue(chromedp.CSS("#pass"), "una frase de paso larga"),
+			chromedp.SetValue(chromedp.CSS("#node"), node),
+			chromedp.Click(chromedp.CSS("#go")),
+		)
+	}
+
+	// Spanish from the browser's language; a malformed code is named as such.
+	es := tab("", "es-MX,es;q=0.9")
+	join(es, inv.Code[:len(inv.Code)-5], wt)
+	waitText(t, es, "#errorText", "El código de invitación no es válido")
+	if label := waitText(t, es, `label[for="code"]`, ""); label != "Código de invitación" {
+		t.Errorf("in a Spanish browser the code's label is %q", label)
+	}
+	screenshot(t, es, "webapp-error-es.png")
+
+	// A node that answers the invite with garbage: named, nothing joined.
+	bogusCode, bogusAddr := garbageNode(t)
+	join(es, bogusCode, bogusAddr)
+	waitText(t, es, "#errorText", "no es una respuesta válida de Ceiba")
+	if n := keptViews(t, es); n != 0 {
+		t.Errorf("after two failed joins the phone keeps %d views, want none", n)
+	}
+
+	// The real node: redeem, admit, sync, search.
+	join(es, inv.Code, wt)
+	do(t, es, chromedp.WaitVisible(chromedp.CSS("#q")), chromedp.SendKeys(chromedp.CSS("#q"), "asesoria"))
+	if found := waitText(t, es, "#results li h2", "Asesoría"); found != "Asesoría jurídica para personas defensoras" {
+		t.Errorf("a search for \"asesoria\" found %q, want the organization's entry", found)
+	}
+	screenshot(t, es, "webapp-search-es.png")
+
+	// English, picked in the page; the spent code is refused by the node.
+	en := tab("?lang=en", "es-MX")
+	join(en, inv.Code, wt)
+	waitText(t, en, "#errorText", "This code was used already")
+	if n := keptViews(t, en); n != 0 {
+		t.Errorf("after a refused code the phone keeps %d views, want none", n)
+	}
+	screenshot(t, en, "webapp-refused-en.png")
+
+	// Offline: the directory was kept, the app's files too. With the node
+	// and the web server gone, a reload asks for the passphrase; a wrong
+	// one opens nothing, the right one opens the directory, and the search
+	// finds the entry again.
+	waitText(t, es, "#saved", "Guardado cifrado")
+	if n := keptViews(t, es); n != 1 {
+		t.Fatalf("after joining the phone keeps %d views, want 1", n)
+	}
+	if ok, err := chromedp.Run(es, chromedp.Evaluate[bool](`navigator.serviceWorker.ready.then(() => caches.has('ceiba-shell-v1'))`, chromedp.EvalAwaitPromise)); err != nil || !ok {
+		t.Fatalf("the service worker kept no app shell: %v, %v", ok, err)
+	}
+	stopOrg()
+	down.Store(true)
+	do(t, es, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#unlockPass")))
+	do(t, es, chromedp.SetValue(chromedp.CSS("#unlockPass"), "otra frase de paso"), chromedp.Click(chromedp.CSS("#open")))
+	waitText(t, es, "#errorText", "La frase de paso no es correcta")
+	do(t, es, chromedp.SetValue(chromedp.CSS("#unlockPass"), "una frase de paso larga"), chromedp.Click(chromedp.CSS("#open")),
+		chromedp.WaitVisible(chromedp.CSS("#q")), chromedp.SendKeys(chromedp.CSS("#q"), "asesoria"))
+	if found := waitText(t, es, "#results li h2", "Asesoría"); found != "Asesoría jurídica para personas defensoras" {
+		t.Errorf("offline, a search for \"asesoria\" found %q", found)
+	}
+	screenshot(t, es, "webapp-offline-es.png")
+
+	// The panic button leaves nothing: no database, no cache, no worker.
+	do(t, es, chromedp.Click(chromedp.CSS("#panic")))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if loc, err := chromedp.Run(es, chromedp.Location()); err == nil && loc == "about:blank" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the panic button did not leave the page")
+		}
+	}
+	down.Store(false)
+	do(t, es, chromedp.Navigate(srv.URL+"/icon.svg"))
+	left, err := chromedp.Run(es, chromedp.Evaluate[string](`(async () => {
+		const dbs = (await indexedDB.databases()).map((d) => d.name);
+		const kept = await caches.keys();
+		const workers = await navigator.serviceWorker.getRegistrations();
+		return JSON.stringify({dbs, kept, workers: workers.length});
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil || left != `{"dbs":[],"kept":[],"workers":0}` {
+		t.Errorf("after the panic button the origin still holds %s (%v)", left, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("the browser reported %s", p)
+	}
+}
+
+func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("browser: %v\npage:\n%s", err, body)
+	}
+}
+
+// keptViews counts the views the app keeps in the tab's IndexedDB.
+func keptViews(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`new Promise((resolve, reject) => {
+		const r = indexedDB.open('ceiba');
+		r.onerror = () => reject(r.error);
+		r.onsuccess = () => {
+			const db = r.result;
+			if (!db.objectStoreNames.contains('view')) { db.close(); resolve(0); return; }
+			const c = db.transaction('view').objectStore('view').count();
+			c.onsuccess = () => { db.close(); resolve(c.result); };
+			c.onerror = () => reject(c.error);
+		};
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("reading the app's storage: %v", err)
+	}
+	return n
+}
+
+// waitText waits until the element sel is visible with text containing
+// want, and returns its text.
+func waitText(t *testing.T, ctx context.Context, sel, want string) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		s, err := chromedp.Run(qctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+		cancel()
+		if err == nil {
+			got = s
+			if strings.Contains(got, want) {
+				return got
+			}
+		}
+	}
+	body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	t.Fatalf("%s shows %q, want it to contain %q; page:\n%s", sel, got, want, body)
+	return ""
+}
+
+// webtransportAddr is the daemon's loopback WebTransport address, with
+// its certificate hashes: what an organization hands a phone's browser.
+func webtransportAddr(t *testing.T, addrs []string) string {
+	t.Helper()
+	for _, a := range addrs {
+		if strings.HasPrefix(a, "/ip4/127.0.0.1/") && strings.Contains(a, "/webtransport/certhash/") {
+			return a
+		}
+	}
+	t.Fatalf("the daemon announces no loopback WebTransport address: %v", addrs)
+	return ""
+}
+
+// buildWebapp builds the app into a temporary directory, as make webapp
+// does into webapp/dist.
+func buildWebapp(t *testing.T, nodeJS string) string {
+	t.Helper()
+	wasm := wasmtest.Build(t, "../../webapp/core/wasm")
+	out := filepath.Join(t.TempDir(), "site")
+	cmd := exec.Command(nodeJS, "../../webapp/build.mjs", out, wasm, wasmtest.ExecJS(t))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the web app: %v\n%s", err, b)
+	}
+	return out
+}
+
+// startChromium starts a headless Chromium for the test. QUIC stays on:
+// WebTransport runs over it.
+func startChromium(t *testing.T) context.Context {
+	t.Helper()
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), browsertest.Options(t.TempDir())...)
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", chromium, err)
+	}
+	return ctx
+}
+
+// garbageNode is a libp2p peer on loopback WebTransport that answers
+// every invite request with bytes that are not an invite answer. It
+// returns a code naming it and its address.
+func garbageNode(t *testing.T) (code, addr string) {
+	t.Helper()
+	h, err := libp2p.New(libp2p.NoTransports, libp2p.Transport(webtransport.New),
+		libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1/webtransport"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.SetStreamHandler("/ceiba/invite/2.0.0", func(s network.Stream) {
+		defer s.Close()
+		junk := bytes.Repeat([]byte{0x00, 0x00, 0x00, 0x20, 0xff}, 8)
+		s.Write(junk)
+	})
+	tok := make([]byte, directory.InviteTokenSize)
+	rand.Read(tok)
+	c := &directory.InviteCode{Peer: []byte(h.ID()), Addrs: [][]byte{h.Addrs()[0].Bytes()}, Token: tok}
+	return c.String(), h.Addrs()[0].String() + "/p2p/" + h.ID().String()
+}
+
+// screenshot writes a phone-sized PNG of the tab to docs/screenshots, only
+// when CEIBA_WRITE_SCREENSHOTS is set (as node/webui's tests do), so the
+// test leaves the tree as it found it.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if os.Getenv("CEIBA_WRITE_SCREENSHOTS") == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "..", "docs", "screenshots", name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -471,3 +471,54 @@ func BenchmarkRotation(b *testing.B) {
 		})
 	}
 }
+
+// readerCases are the Readers topology's sizes: members, then readers
+// linked only to members (issue 13).
+var readerCases = []struct{ members, readers int }{{20, 100}, {50, 1000}}
+
+// BenchmarkReaders times an entry published on a random member's node until
+// it is searchable on every node, readers included, in the Readers
+// topology, with bare GossipSub on the same hosts and links as the
+// baseline. After each run every node's search must find the entry.
+func BenchmarkReaders(b *testing.B) {
+	for _, c := range readerCases {
+		const latency = 20 * time.Millisecond
+		b.Run(fmt.Sprintf("members=%d/readers=%d/lat=%dms", c.members, c.readers, latency.Milliseconds()), func(b *testing.B) {
+			ctx := context.Background()
+			nw, err := New(ctx, Config{N: c.members + c.readers, Members: c.members, Latency: latency, Topology: Readers, Orgs: 1, Bare: true, Seed: uint64(c.members + c.readers)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nw.Close()
+			timeout := 60*time.Second + 100*latency
+			warm, err := nw.Entry(0, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := nw.Compare(ctx, 0, warm, false, timeout); err != nil {
+				b.Fatal(err)
+			}
+			var rs []Result
+			var missed int
+			next := 1
+			for b.Loop() {
+				r, err := nw.Entry(0, next)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := nw.Compare(ctx, nw.RandomMember(), r, len(rs)%2 == 1, timeout)
+				missed += countMissed(b, res, err)
+				if err == nil {
+					b.StopTimer()
+					if err := nw.Searchable(Token(next)); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				rs = append(rs, res)
+				next++
+			}
+			report(b, rs, missed, timeout, "searchable")
+		})
+	}
+}

@@ -218,6 +218,9 @@ const (
 	tagLabel   = "ceiba/v2/key-tag"
 	// rendezvousLabel keys the DHT rendezvous (RendezvousKey).
 	rendezvousLabel = "ceiba/v2/rendezvous"
+	// topicLabel, followed by the topic's kind, names the epoch's
+	// GossipSub topics (TopicID).
+	topicLabel = "ceiba/v2/topic "
 )
 
 // subkey derives the subkey of the read key for one use, with HKDF-SHA256.
@@ -426,6 +429,16 @@ func BlindSlot(key ReadKey, slot SlotID) string {
 	m.Write([]byte("ceiba dht slot v2\x00"))
 	m.Write(slot[:])
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))
+}
+
+// TopicID names one of the epoch's GossipSub topics (kind "governance" or
+// "entries"): the first 16 bytes of HKDF-SHA256(read key, "ceiba/v2/topic
+// " + kind). Derived from the key, not the network, so the topic changes
+// with every rotation and a device the rotation revoked cannot compute the
+// new name, or subscribe to it, even while it stays connected.
+func TopicID(key ReadKey, kind string) [16]byte {
+	sk := subkey(key, topicLabel+kind)
+	return [16]byte(sk[:16])
 }
 
 // RendezvousKey is the value nodes holding one read key advertise as

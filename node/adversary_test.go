@@ -61,11 +61,11 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	waitFor(t, 15*time.Second, "the honest nodes to converge", func() bool { return sameDigest(honest, ref.digest()) })
 
 	m := insiderHost(t, nw)
-	topic, captured := capturingTopic(t, m, nw.ID)
+	topic, captured := capturingTopic(t, m, nw.Key)
 	connectTo(t, m, a)
 	connectTo(t, m, b)
 	waitFor(t, 10*time.Second, "the flooder to be in the topic mesh", func() bool {
-		return slices.Contains(a.topic.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), a.Host().ID())
+		return slices.Contains(a.govTopic().ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), a.Host().ID())
 	})
 
 	// The flood: 500 messages a second of all kinds, until the honest
@@ -80,7 +80,7 @@ func TestFloodedNodesStayResponsive(t *testing.T) {
 	caught := make(chan struct{})
 	flooderCaught := func() bool {
 		s, ok := a.PeerScore(m.ID())
-		return (ok && s < GraylistThreshold) || !slices.Contains(a.topic.ListPeers(), m.ID())
+		return (ok && s < GraylistThreshold) || !slices.Contains(a.govTopic().ListPeers(), m.ID())
 	}
 	wg.Go(func() {
 		// GossipSub reports no event when a score crosses a threshold:

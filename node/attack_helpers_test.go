@@ -171,9 +171,9 @@ func (c *cluster) connectAll(m host.Host) {
 
 // rawTopic joins the network's topic from a host that runs no validator:
 // what it publishes reaches the honest nodes' validators unfiltered.
-func rawTopic(t testing.TB, h host.Host, nw directory.NetworkID) rawTopics {
+func rawTopic(t testing.TB, h host.Host, key directory.ReadKey) rawTopics {
 	t.Helper()
-	topic, _ := capturingTopic(t, h, nw)
+	topic, _ := capturingTopic(t, h, key)
 	return topic
 }
 
@@ -206,7 +206,7 @@ func (rt rawTopics) publishRecord(ctx context.Context, r *directory.Record, seal
 
 // capturingTopic is rawTopic that also keeps what the host receives on
 // either topic: what a peer without keys sees of the network's traffic.
-func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (rawTopics, func() [][]byte) {
+func capturingTopic(t testing.TB, h host.Host, key directory.ReadKey) (rawTopics, func() [][]byte) {
 	t.Helper()
 	var mu sync.Mutex
 	var seen [][]byte
@@ -215,7 +215,7 @@ func capturingTopic(t testing.TB, h host.Host, nw directory.NetworkID) (rawTopic
 		t.Fatal(err)
 	}
 	var topics []*pubsub.Topic
-	for _, name := range []string{GovernanceTopic(nw), EntriesTopic(nw)} {
+	for _, name := range []string{GovernanceTopic(key), EntriesTopic(key)} {
 		topic, err := ps.Join(name)
 		if err != nil {
 			t.Fatal(err)
@@ -313,4 +313,20 @@ func waitUntil(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// govTopic is the node's current governance topic (its sealing epoch's).
+func (n *Node) govTopic() *pubsub.Topic {
+	if kt := n.currentTopics(); kt != nil {
+		return kt.gov
+	}
+	return nil
+}
+
+// entriesTopic is the node's current entries topic.
+func (n *Node) entriesTopic() *pubsub.Topic {
+	if kt := n.currentTopics(); kt != nil {
+		return kt.ent
+	}
+	return nil
 }

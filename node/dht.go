@@ -227,7 +227,7 @@ func (n *Node) dhtFetchLoop() {
 			continue
 		}
 		every := n.cfg.DHT.FetchInterval
-		if len(n.topic.ListPeers()) < rendezvousWant && time.Since(lastFind) > min(every, time.Minute) {
+		if n.topicPeers() < rendezvousWant && time.Since(lastFind) > min(every, time.Minute) {
 			lastFind = time.Now()
 			n.findPeers()
 		}

@@ -33,19 +33,19 @@ import (
 //     it, and several peers forwarding the same churn cost it nothing:
 //     revocations arrive without queuing behind entries.
 //
-// Both names are derived from the network ID, never its name, so a peer
-// that does not hold the charter cannot tell which network a topic
-// belongs to, or find it by name.
-func GovernanceTopic(net directory.NetworkID) string { return topicName("governance", net) }
+// Both names are derived from a read key (PROTOCOL.md §7), never the
+// network's name or ID: a peer without the key cannot tell which network a
+// topic belongs to, and each rotation moves the network to new names,
+// which a device the rotation revoked cannot compute. A node is on the
+// topics of its sealing epoch's key and of the epoch before (topics.go).
+func GovernanceTopic(key directory.ReadKey) string { return topicName("governance", key) }
 
-// EntriesTopic is the network's entries topic (see GovernanceTopic).
-func EntriesTopic(net directory.NetworkID) string { return topicName("entries", net) }
+// EntriesTopic is the key's entries topic (see GovernanceTopic).
+func EntriesTopic(key directory.ReadKey) string { return topicName("entries", key) }
 
-func topicName(kind string, net directory.NetworkID) string {
-	h := sha256.New()
-	h.Write([]byte("ceiba topic v2 " + kind))
-	h.Write(net[:])
-	return "/ceiba/t/" + hex.EncodeToString(h.Sum(nil))[:32]
+func topicName(kind string, key directory.ReadKey) string {
+	id := directory.TopicID(key, kind)
+	return "/ceiba/t/" + hex.EncodeToString(id[:])
 }
 
 // onEntriesTopic says which topic a record travels on.
@@ -55,6 +55,11 @@ func onEntriesTopic(t directory.RecordType) bool { return t == directory.TypeEnt
 // belongs to. Every node, honest or not, knows the rule, and a node
 // forwards only what it validated, so only the first sender breaks it.
 var ErrWrongTopic = errors.New("node: record gossiped on the wrong topic (entries go on the entries topic, everything else on governance)")
+
+// ErrWrongKeyTopic refuses a gossiped message that is not sealed under the
+// key its topic is named from. Every record travels on the topics of the
+// key it is sealed under, so an honest node never sends one elsewhere.
+var ErrWrongKeyTopic = errors.New("node: message gossiped on another key's topic than the key it is sealed under")
 
 // subscribesToEntries says whether this node takes entries by gossip.
 func (n *Node) subscribesToEntries() bool {
@@ -81,32 +86,35 @@ func messageID(m *pb.Message) string {
 	return string(h[:])
 }
 
+// topicParams are every topic's score parameters, set on each topic as the
+// node joins it (topics.go).
+func topicParams() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		SkipAtomicValidation: true,
+		TopicWeight:          1,
+		// P1, P2: a little credit for staying in the mesh and for
+		// delivering new records first, capped by TopicScoreCap.
+		TimeInMeshWeight:             0.01,
+		TimeInMeshQuantum:            time.Second,
+		TimeInMeshCap:                600,
+		FirstMessageDeliveriesWeight: 1,
+		FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
+		FirstMessageDeliveriesCap:    20,
+		// P3 (mesh delivery rate) is off: directory traffic is
+		// bursty and rare, so a quiet mesh peer is not a bad one.
+		// P4: invalid messages, heavily, forgotten over an hour.
+		InvalidMessageDeliveriesWeight: invalidWeight,
+		InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+	}
+}
+
 func scoreParams(topics []string, app func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 	_, loop4, _ := net.ParseCIDR("127.0.0.0/8")
 	_, loop6, _ := net.ParseCIDR("::1/128")
-	topicParams := func() *pubsub.TopicScoreParams {
-		return &pubsub.TopicScoreParams{
-			SkipAtomicValidation: true,
-			TopicWeight:          1,
-			// P1, P2: a little credit for staying in the mesh and for
-			// delivering new records first, capped by TopicScoreCap.
-			TimeInMeshWeight:             0.01,
-			TimeInMeshQuantum:            time.Second,
-			TimeInMeshCap:                600,
-			FirstMessageDeliveriesWeight: 1,
-			FirstMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
-			FirstMessageDeliveriesCap:    20,
-			// P3 (mesh delivery rate) is off: directory traffic is
-			// bursty and rare, so a quiet mesh peer is not a bad one.
-			// P4: invalid messages, heavily, forgotten over an hour.
-			InvalidMessageDeliveriesWeight: invalidWeight,
-			InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
-		}
-	}
 	params := &pubsub.PeerScoreParams{
-		// The same parameters on both topics: an invalid message costs
-		// as much on one as on the other, and the cap below bounds the
-		// credit from both together.
+		// The same parameters on every topic: an invalid message costs
+		// as much on one as on another, and the cap below bounds the
+		// credit from all of them together.
 		Topics:            map[string]*pubsub.TopicScoreParams{},
 		TopicScoreCap:     30,
 		AppSpecificScore:  app,
@@ -138,8 +146,9 @@ func scoreParams(topics []string, app func(peer.ID) float64) (*pubsub.PeerScoreP
 }
 
 func (n *Node) startGossip() error {
-	gov, ent := GovernanceTopic(n.cfg.Network), EntriesTopic(n.cfg.Network)
-	params, thresholds := scoreParams([]string{gov, ent}, n.sync.appScore)
+	params, thresholds := scoreParams(nil, n.sync.appScore)
+	n.topicFilter = newTopicFilter()
+	n.topicsWake = make(chan struct{}, 1)
 	// GossipSub gets a view of the host that lets it use relay circuits
 	// (limited.go), so records and revocations reach peers that can be
 	// reached no other way. The DHT is not given it.
@@ -161,9 +170,11 @@ func (n *Node) startGossip() error {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithMaxMessageSize(directory.MaxSealedBytes+16<<10),
 		// Tracking other topics' subscriptions would only let peers make
-		// this node keep state for them. A lowdata node tracks the
-		// entries topic too: it publishes its own entries there.
-		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(gov, ent)),
+		// this node keep state for them: the filter lets through only the
+		// topics the node is on now (topics.go), which change with its
+		// keys. A lowdata node tracks the entries topics too: it
+		// publishes its own entries there.
+		pubsub.WithSubscriptionFilter(n.topicFilter),
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), time.Second),
@@ -173,29 +184,32 @@ func (n *Node) startGossip() error {
 		return fmt.Errorf("node: starting GossipSub: %w", err)
 	}
 	n.ps = ps
-	if n.topic, n.sub, err = n.joinTopic(gov, false, true); err != nil {
+	if err := n.refreshTopics(); err != nil {
 		return err
 	}
-	// A lowdata node joins the entries topic without subscribing: pubsub
-	// then publishes its own entries to the topic's peers (fanout) but
-	// no peer puts it in the topic's mesh or sends it the topic's
-	// messages, and it drops any that come unasked, unvalidated.
-	n.entries, n.entriesSub, err = n.joinTopic(ent, true, n.subscribesToEntries())
-	return err
+	n.wg.Go(n.topicsLoop)
+	return nil
 }
 
-// joinTopic joins one of the network's topics, with its validator, and
-// subscribes to it when subscribe is set.
-func (n *Node) joinTopic(name string, entries, subscribe bool) (*pubsub.Topic, *pubsub.Subscription, error) {
+// joinTopic joins one of the network's topics, with its validator that
+// takes only messages sealed under the key tag, and subscribes to it when
+// subscribe is set.
+func (n *Node) joinTopic(name string, tag directory.KeyTag, entries, subscribe bool) (*pubsub.Topic, *pubsub.Subscription, error) {
 	validate := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
-		return n.validate(ctx, from, msg, entries)
+		return n.validate(ctx, from, msg, tag, entries)
 	}
+	n.topicFilter.allow(name)
 	if err := n.ps.RegisterTopicValidator(name, validate, pubsub.WithValidatorTimeout(30*time.Second)); err != nil {
 		return nil, nil, fmt.Errorf("node: topic validator: %w", err)
 	}
 	t, err := n.ps.Join(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: joining a topic: %w", err)
+	}
+	// Score parameters per topic: without them an invalid message on the
+	// topic would cost its sender nothing.
+	if err := t.SetScoreParams(topicParams()); err != nil {
+		return nil, nil, fmt.Errorf("node: topic score parameters: %w", err)
 	}
 	if !subscribe {
 		return t, nil, nil
@@ -206,7 +220,7 @@ func (n *Node) joinTopic(name string, entries, subscribe bool) (*pubsub.Topic, *
 	}
 	// The validator does all the work; the subscription exists so peers
 	// count this node in the topic's mesh, and is drained so pubsub never
-	// has to drop for it.
+	// has to drop for it. It ends when the node leaves the topic.
 	n.wg.Go(func() {
 		for {
 			if _, err := sub.Next(n.ctx); err != nil {
@@ -218,13 +232,21 @@ func (n *Node) joinTopic(name string, entries, subscribe bool) (*pubsub.Topic, *
 }
 
 // validate is the topics' validator: a message is accepted (and forwarded)
-// only once its record is applied and durable. entries says which topic
-// the message came on.
-func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message, entries bool) pubsub.ValidationResult {
+// only once its record is applied and durable. tag is the key tag of the
+// topic the message came on, entries says which of the key's two topics.
+func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message, tag directory.KeyTag, entries bool) pubsub.ValidationResult {
 	if from == n.host.ID() {
 		// Our own Publish or Import, applied and stored before it was
 		// handed to pubsub.
 		return pubsub.ValidationAccept
+	}
+	if got, ok := directory.SealedTag(msg.Data); !ok || got != tag {
+		// Every record travels on the topic of the key it is sealed
+		// under; an honest node never sends one elsewhere. Refused
+		// before opening: a topic is not a way in for records under a
+		// key nobody on it holds, nor a way to make the node sync.
+		n.events.publish(Event{Kind: EventRejected, Via: ViaGossip, From: from, Err: ErrWrongKeyTopic})
+		return pubsub.ValidationReject
 	}
 	if !n.enter() {
 		return pubsub.ValidationIgnore

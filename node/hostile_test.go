@@ -44,7 +44,7 @@ func gossipAttackerWith(t *testing.T, nw *dirtest.Network, n *Node, setup func(h
 		t.Fatal(err)
 	}
 	var topics []*pubsub.Topic
-	for _, name := range []string{GovernanceTopic(nw.ID), EntriesTopic(nw.ID)} {
+	for _, name := range []string{GovernanceTopic(nw.Key), EntriesTopic(nw.Key)} {
 		topic, err := ps.Join(name)
 		if err != nil {
 			t.Fatal(err)
@@ -58,12 +58,15 @@ func gossipAttackerWith(t *testing.T, nw *dirtest.Network, n *Node, setup func(h
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the attacker and the node to see each other on the topics", func() bool {
-		if !slices.Contains(n.topic.ListPeers(), m.ID()) || !slices.Contains(topics[0].ListPeers(), n.Host().ID()) {
+		// The node's topics of the key the attacker holds (epoch 1's),
+		// which it keeps for an epoch after a rotation.
+		gov, ent := n.topicNamed(GovernanceTopic(nw.Key)), n.topicNamed(EntriesTopic(nw.Key))
+		if gov == nil || !slices.Contains(gov.ListPeers(), m.ID()) || !slices.Contains(topics[0].ListPeers(), n.Host().ID()) {
 			return false
 		}
 		// A lowdata node is not subscribed to entries: the attacker
 		// publishes there only into the node's fanout.
-		return n.entriesSub == nil || slices.Contains(n.entries.ListPeers(), m.ID()) && slices.Contains(topics[1].ListPeers(), n.Host().ID())
+		return !n.subscribesToEntries() || ent != nil && slices.Contains(ent.ListPeers(), m.ID()) && slices.Contains(topics[1].ListPeers(), n.Host().ID())
 	})
 	return m, rawTopics{Topic: topics[0], entries: topics[1]}
 }

@@ -475,6 +475,9 @@ func (n *Node) noteVoided() {
 // store is loaded, it then drops the keys the state does not back
 // (pruneKeys).
 func (n *Node) adoptKeys() {
+	// The sealing epoch can move without a new key (an epoch whose key
+	// came with the invite becomes effective): the topics follow it.
+	defer n.wakeTopics()
 	var added []uint64
 	var askAgain time.Duration // nonzero: ask peers for missing pages now, look again after it
 	for _, e := range n.state.Epochs() {

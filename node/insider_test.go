@@ -135,7 +135,7 @@ func TestRevokedMemberIsRefusedEverywhere(t *testing.T) {
 	// The seized device, with the key and the epoch-1 read key, serves
 	// the records by sync and publishes them on the topic.
 	m := c.attacker()
-	topic := rawTopic(t, m, nw.ID)
+	topic := rawTopic(t, m, nw.Key)
 	insiderServer(m, nw.ID, 1, nw.Key, late)
 	c.connectAll(m)
 	for _, n := range c.nodes {
@@ -321,7 +321,7 @@ func TestCompromisedStewardCannotActAlone(t *testing.T) {
 		t.Fatalf("a revoked steward's approval: %v, want ErrRevoked", err)
 	}
 	m := c.attacker()
-	topic := rawTopic(t, m, nw.ID)
+	topic := rawTopic(t, m, nw.Key)
 	recs := c.recordAll()
 	c.connectAll(m)
 	// GossipSub drops what a peer publishes before its streams are up,
@@ -492,7 +492,7 @@ func TestRollbacksAreRefused(t *testing.T) {
 	m := c.attacker()
 	old := []*directory.Record{nw.Genesis, admit, v1}
 	insiderServer(m, nw.ID, 1, nw.Key, old)
-	topic := rawTopic(t, m, nw.ID)
+	topic := rawTopic(t, m, nw.Key)
 	recs := c.recordAll()
 	c.connectAll(m)
 	for _, n := range c.nodes {
@@ -630,7 +630,7 @@ func TestRevokedReaderCannotFillNodesUnderOldKey(t *testing.T) {
 	// closes it once it holds the revocation (admit.go), so it sends
 	// nothing more, by gossip or sync.
 	waitFor(t, 5*time.Second, "the member's node to cut the revoked device", func() bool {
-		return len(m.Host().Network().ConnsToPeer(r.Host().ID())) == 0 && !slices.Contains(m.topic.ListPeers(), r.Host().ID())
+		return len(m.Host().Network().ConnsToPeer(r.Host().ID())) == 0 && !slices.Contains(m.govTopic().ListPeers(), r.Host().ID())
 	})
 
 	var junk []*directory.Record

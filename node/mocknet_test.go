@@ -76,7 +76,7 @@ func TestMocknetHundredNodesConverge(t *testing.T) {
 	// meshes form on a loaded machine.
 	waitFor(t, 30*time.Second, "every node to have topic peers", func() bool {
 		for _, n := range nodes {
-			if len(n.topic.ListPeers()) < 2 {
+			if len(n.govTopic().ListPeers()) < 2 {
 				return false
 			}
 		}

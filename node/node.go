@@ -47,16 +47,16 @@ type Node struct {
 	repair *StoreRepair
 	store  *recordStore
 
-	ps    *pubsub.PubSub
-	topic *pubsub.Topic // governance: every node is in its mesh
-	sub   *pubsub.Subscription
-	// entries is the entries topic; entriesSub is nil on a lowdata node,
-	// which publishes there but takes entries by sync (gossip.go).
-	entries    *pubsub.Topic
-	entriesSub *pubsub.Subscription
-	dht        *dhtstore.Store
-	dhtPuts    chan *directory.Record
-	dhtMan     chan struct{}
+	ps *pubsub.PubSub
+	// topics is the gossip topics the node is on, by the key tag they
+	// belong to (topics.go); topicFilter lets through only their names.
+	topicsMu    sync.Mutex
+	topics      map[directory.KeyTag]*keyTopics
+	topicFilter *topicFilter
+	topicsWake  chan struct{}
+	dht         *dhtstore.Store
+	dhtPuts     chan *directory.Record
+	dhtMan      chan struct{}
 
 	events    *broker
 	bootstrap []peer.AddrInfo
@@ -146,6 +146,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
+		topics:      map[directory.KeyTag]*keyTopics{},
 		pagesAsked:  map[uint64]pagesAsk{},
 		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
@@ -290,18 +291,7 @@ func (n *Node) Close() error {
 		n.life.Unlock()
 		n.wg.Wait()
 		var errs []error
-		for _, sub := range []*pubsub.Subscription{n.sub, n.entriesSub} {
-			if sub != nil {
-				sub.Cancel()
-			}
-		}
-		for _, t := range []*pubsub.Topic{n.topic, n.entries} {
-			if t != nil {
-				if err := t.Close(); err != nil && !errors.Is(err, context.Canceled) {
-					n.log.Debug("closing topic", "err", err)
-				}
-			}
-		}
+		n.closeTopics()
 		if n.dht != nil {
 			errs = append(errs, n.dht.Close())
 		}
@@ -432,11 +422,14 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 }
 
 func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.RecordType, sealed []byte) {
-	t := n.topic
-	if onEntriesTopic(typ) {
-		t = n.entries
+	if sealed == nil {
+		return
 	}
-	if sealed == nil || t == nil {
+	t, err := n.topicFor(sealed, onEntriesTopic(typ))
+	if err != nil || t == nil {
+		// Sealed under a key whose topics the node is not on (or
+		// could not join): sync carries it.
+		n.log.Debug("record not gossiped: not on its key's topic; sync will carry it", "record", h.Short(), "err", err)
 		return
 	}
 	if err := t.Publish(ctx, sealed); err != nil {
@@ -536,9 +529,7 @@ func (n *Node) Status() Status {
 		Epoch:  n.state.CurrentEpoch(),
 		Digest: n.state.Digest(),
 	}
-	if n.topic != nil {
-		st.TopicPeers = len(n.topic.ListPeers())
-	}
+	st.TopicPeers = n.topicPeers()
 	st.LastSync, st.LastSyncPeers = n.sync.recent(2 * n.cfg.SyncInterval)
 	n.mu.Lock()
 	st.KeyEpoch, _, _ = n.keyring.Current()
@@ -590,6 +581,8 @@ func (n *Node) PeerScore(p peer.ID) (float64, bool) {
 func (n *Node) publishKeyring() {
 	kr := maps.Clone(n.keyring)
 	n.keys.Store(&kr)
+	// The topics follow the keys (topics.go).
+	n.wakeTopics()
 }
 
 func (n *Node) keyringSnapshot() directory.Keyring { return *n.keys.Load() }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -161,19 +162,29 @@ func TestClassifyIsFairToHonestPeers(t *testing.T) {
 	}
 }
 
+// The topic names are derived from the read key (PROTOCOL.md §7): they
+// name neither the network nor the epoch, change with every key, and only
+// a holder of the key can compute them.
 func TestTopicNamesHideTheNetwork(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
-	other := dirtest.New(t, 3, 2).ID
-	for kind, name := range map[string]string{"governance": GovernanceTopic(nw.ID), "entries": EntriesTopic(nw.ID)} {
-		if len(name) != len("/ceiba/t/")+32 || name == GovernanceTopic(other) || name == EntriesTopic(other) {
-			t.Fatalf("%s topic name %q", kind, name)
+	next := directory.NewReadKey()
+	for kind, name := range map[string]string{"governance": GovernanceTopic(nw.Key), "entries": EntriesTopic(nw.Key)} {
+		if len(name) != len("/ceiba/t/")+32 || name == GovernanceTopic(next) || name == EntriesTopic(next) {
+			t.Fatalf("%s topic name %q is the same under the next epoch's key", kind, name)
 		}
-		h := sha256.Sum256(append([]byte("ceiba topic v2 "+kind), nw.ID[:]...))
-		if name[len("/ceiba/t/"):] != hex.EncodeToString(h[:])[:32] {
-			t.Fatalf("%s topic name is not the documented hash", kind)
+		h, err := hkdf.Key(sha256.New, nw.Key[:], nil, "ceiba/v2/topic "+kind, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name[len("/ceiba/t/"):] != hex.EncodeToString(h)[:32] {
+			t.Fatalf("%s topic name is not the documented derivation", kind)
+		}
+		old := sha256.Sum256(append([]byte("ceiba topic v2 "+kind), nw.ID[:]...))
+		if name[len("/ceiba/t/"):] == hex.EncodeToString(old[:])[:32] {
+			t.Fatalf("%s topic name is still derived from the network ID", kind)
 		}
 	}
-	if GovernanceTopic(nw.ID) == EntriesTopic(nw.ID) {
+	if GovernanceTopic(nw.Key) == EntriesTopic(nw.Key) {
 		t.Fatal("one topic for governance and entries")
 	}
 }

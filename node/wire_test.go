@@ -37,7 +37,7 @@ func TestGossipNamesNoPublisher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join(EntriesTopic(nw.ID))
+	topic, err := ps.Join(EntriesTopic(nw.Key))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestGossipNamesNoPublisher(t *testing.T) {
 	connectTo(t, m, a)
 	connectTo(t, m, b)
 	waitFor(t, 10*time.Second, "the capturing peer and the organization's node to see each other on the topic", func() bool {
-		return slices.Contains(b.entries.ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), b.Host().ID())
+		return slices.Contains(b.entriesTopic().ListPeers(), m.ID()) && slices.Contains(topic.ListPeers(), b.Host().ID())
 	})
 
 	// The organization publishes through its own node, which flood-publishes

@@ -68,38 +68,9 @@ func BenchmarkGossip(b *testing.B) {
 			}
 			defer nw.Close()
 			timeout := 30*time.Second + 100*c.latency
-			// One unmeasured round trips both routers' first-message paths
-			// (stream setup, IDONTWANT negotiation).
-			warm, err := nw.Entry(0, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := nw.Compare(ctx, 0, warm, false, timeout); err != nil {
-				b.Fatal(err)
-			}
+			warmUp(b, nw, timeout)
 			next := 1
-			b.Run("publish", func(b *testing.B) {
-				var rs []Result
-				var missed int
-				for b.Loop() {
-					r, err := nw.Entry(0, next)
-					if err != nil {
-						b.Fatal(err)
-					}
-					res, err := nw.Compare(ctx, nw.RandomNode(), r, len(rs)%2 == 1, timeout)
-					missed += countMissed(b, res, err)
-					if err == nil {
-						b.StopTimer()
-						if err := nw.Searchable(Token(next)); err != nil {
-							b.Fatal(err)
-						}
-						b.StartTimer()
-					}
-					rs = append(rs, res)
-					next++
-				}
-				report(b, rs, missed, timeout, "searchable")
-			})
+			b.Run("publish", func(b *testing.B) { publishRuns(b, nw, nw.RandomNode, &next, timeout) })
 			b.Run("revoke", func(b *testing.B) {
 				var rs []Result
 				var missed int
@@ -130,6 +101,46 @@ func BenchmarkGossip(b *testing.B) {
 			})
 		})
 	}
+}
+
+// warmUp sends entry 0 once, unmeasured: it takes both routers through
+// their first-message paths (stream setup, IDONTWANT negotiation).
+func warmUp(b *testing.B, nw *Network, timeout time.Duration) {
+	warm, err := nw.Entry(0, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := nw.Compare(context.Background(), 0, warm, false, timeout); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// publishRuns times, for each iteration, an entry published on the node
+// origin picks until it is searchable on every node, against bare
+// GossipSub (which goes first every other run), checks every node's search
+// finds it, and reports. next numbers the entries.
+func publishRuns(b *testing.B, nw *Network, origin func() int, next *int, timeout time.Duration) {
+	ctx := context.Background()
+	var rs []Result
+	var missed int
+	for b.Loop() {
+		r, err := nw.Entry(0, *next)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := nw.Compare(ctx, origin(), r, len(rs)%2 == 1, timeout)
+		missed += countMissed(b, res, err)
+		if err == nil {
+			b.StopTimer()
+			if err := nw.Searchable(Token(*next)); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		rs = append(rs, res)
+		*next++
+	}
+	report(b, rs, missed, timeout, "searchable")
 }
 
 // countMissed turns nodes that never got a message into a count, so a run
@@ -488,6 +499,32 @@ func BenchmarkRotation(b *testing.B) {
 			b.ReportMetric(median(wire), "wire-KiB")
 			b.ReportMetric(float64(missed), "missed-nodes")
 			b.Logf("rerun: go test -run '^$' -bench '%s$' -benchtime %dx -timeout 0 ./bench/sim/", benchPattern(b.Name()), len(all))
+		})
+	}
+}
+
+// readerCases are the Readers topology's sizes: members, then readers
+// linked only to members (issue 13).
+var readerCases = []struct{ members, readers int }{{20, 100}, {50, 250}, {50, 1000}}
+
+// BenchmarkReaders times an entry published on a random member's node until
+// it is searchable on every node, readers included, in the Readers
+// topology, with bare GossipSub on the same hosts and links as the
+// baseline. After each run every node's search must find the entry.
+func BenchmarkReaders(b *testing.B) {
+	for _, c := range readerCases {
+		const latency = 20 * time.Millisecond
+		b.Run(fmt.Sprintf("members=%d/readers=%d/lat=%dms", c.members, c.readers, latency.Milliseconds()), func(b *testing.B) {
+			ctx := context.Background()
+			nw, err := New(ctx, Config{N: c.members + c.readers, Members: c.members, Latency: latency, Topology: Readers, Orgs: 1, Bare: true, Seed: uint64(c.members + c.readers)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nw.Close()
+			timeout := 60*time.Second + 100*latency
+			warmUp(b, nw, timeout)
+			next := 1
+			publishRuns(b, nw, nw.RandomMember, &next, timeout)
 		})
 	}
 }

@@ -37,7 +37,17 @@ const (
 	// Dense: a ring plus nine random chords per node, about twenty
 	// connections each, beyond GossipSub's mesh degree (6 to 12).
 	Dense Topology = "dense"
+	// Readers: Config.Members member nodes (stewards and organizations
+	// first) in the sparse ring-and-chords among themselves, and every
+	// other node a reader linked to ReaderLinks random members and to no
+	// other reader, as a reader's node connects: to the members it was
+	// invited by or found, never to other readers (PROTOCOL.md §7).
+	Readers Topology = "readers"
 )
+
+// ReaderLinks is how many members each reader connects to in the Readers
+// topology.
+const ReaderLinks = 3
 
 func (t Topology) chords() int {
 	if t == Dense {
@@ -53,6 +63,9 @@ type Config struct {
 	Loss     float64       // emulated loss probability per packet (see lossy.go); 0 is none
 	Topology Topology      // Sparse if empty
 	Seed     uint64        // topology and loss draws
+	// Members is how many of the N nodes are members in the Readers
+	// topology; the rest are readers. Unused by the other topologies.
+	Members int
 
 	// Orgs is how many member organizations the network admits at start.
 	// Nodes 0 to 2 hold the three stewards' identities (threshold 2) and
@@ -119,6 +132,9 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 	if cfg.Topology == "" {
 		cfg.Topology = Sparse
 	}
+	if cfg.Topology == Readers && (cfg.Members < stewards+cfg.Orgs || cfg.Members < ReaderLinks || cfg.Members >= cfg.N) {
+		return nil, fmt.Errorf("sim: the readers topology needs at least %d members (stewards, organizations, and %d per reader) and fewer than the %d nodes, not %d", max(stewards+cfg.Orgs, ReaderLinks), ReaderLinks, cfg.N, cfg.Members)
+	}
 	if stewards+cfg.Orgs > cfg.N {
 		return nil, fmt.Errorf("sim: %d stewards and %d organizations need %d nodes", stewards, cfg.Orgs, stewards+cfg.Orgs)
 	}
@@ -168,7 +184,11 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 			}
 		}
 	}
-	nw.edges = topology(cfg.N, cfg.Topology.chords(), nw.rng)
+	if cfg.Topology == Readers {
+		nw.edges = readerTopology(cfg.N, cfg.Members, nw.rng)
+	} else {
+		nw.edges = topology(cfg.N, cfg.Topology.chords(), nw.rng)
+	}
 	if cfg.DHT {
 		// A DHT node dials whichever peer a lookup names, as it could on
 		// the internet; mocknet dials only along links, so link every pair.
@@ -313,6 +333,28 @@ func topology(n, chords int, rng *mrand.Rand) [][2]int {
 		}
 	}
 	return edges
+}
+
+// readerTopology returns the edges of the Readers topology: the sparse
+// topology among the first members nodes, and each of the others linked to
+// ReaderLinks distinct random members.
+func readerTopology(n, members int, rng *mrand.Rand) [][2]int {
+	edges := topology(members, Sparse.chords(), rng)
+	for r := members; r < n; r++ {
+		for _, m := range rng.Perm(members)[:ReaderLinks] {
+			edges = append(edges, [2]int{m, r})
+		}
+	}
+	return edges
+}
+
+// RandomMember is a random node that publishes in the topology: any node,
+// except in the Readers topology, where only members publish.
+func (nw *Network) RandomMember() int {
+	if nw.Cfg.Topology == Readers {
+		return nw.rng.IntN(nw.Cfg.Members)
+	}
+	return nw.RandomNode()
 }
 
 func (nw *Network) connect(a, b int) error {

@@ -93,3 +93,40 @@ func TestTopology(t *testing.T) {
 		}
 	}
 }
+
+// In the Readers topology each reader is linked to ReaderLinks distinct
+// members and to no other reader; the members are linked among themselves.
+func TestReaderTopology(t *testing.T) {
+	const members, n = 50, 1050
+	edges := readerTopology(n, members, newRand(5))
+	readerLinks := make([]map[int]bool, n)
+	memberDeg := make([]int, members)
+	for _, e := range edges {
+		a, b := min(e[0], e[1]), max(e[0], e[1])
+		switch {
+		case a >= members:
+			t.Fatalf("readers %d and %d are linked", a, b)
+		case b >= members:
+			if readerLinks[b] == nil {
+				readerLinks[b] = map[int]bool{}
+			}
+			if readerLinks[b][a] {
+				t.Fatalf("reader %d linked twice to member %d", b, a)
+			}
+			readerLinks[b][a] = true
+		default:
+			memberDeg[a]++
+			memberDeg[b]++
+		}
+	}
+	for r := members; r < n; r++ {
+		if len(readerLinks[r]) != ReaderLinks {
+			t.Fatalf("reader %d has %d member links, want %d", r, len(readerLinks[r]), ReaderLinks)
+		}
+	}
+	for m, d := range memberDeg {
+		if d < 2 {
+			t.Fatalf("member %d has %d links to other members", m, d)
+		}
+	}
+}

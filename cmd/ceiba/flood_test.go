@@ -117,12 +117,13 @@ func TestJunkFloodAgainstDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both topics, each record on the one its type belongs on (PROTOCOL.md §7).
-	topic, err := ps.Join(node.GovernanceTopic(netID))
+	// Both topics of the stolen key, each record on the one its type
+	// belongs on (PROTOCOL.md §7).
+	topic, err := ps.Join(node.GovernanceTopic(key))
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := ps.Join(node.EntriesTopic(netID))
+	entries, err := ps.Join(node.EntriesTopic(key))
 	if err != nil {
 		t.Fatal(err)
 	}

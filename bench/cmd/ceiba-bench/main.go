@@ -77,6 +77,15 @@ var steps = []step{
 		args: []string{"-bench", "^BenchmarkGossip$/^n=1000$", "-benchtime", "3x", "-timeout", "0"},
 	},
 	{
+		// Issue 13: 50 members and 250, then 1,000 readers linked only
+		// to members; publish until searchable on every reader, against
+		// bare GossipSub on the same links.
+		name:  "readers",
+		pkg:   "./bench/sim/",
+		args:  []string{"-bench", "^BenchmarkReaders$/^members=50$/^readers=(250|1000)$", "-benchtime", "3x", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkReaders$/^members=20/", "-benchtime", "1x", "-timeout", "0"},
+	},
+	{
 		name: "heap",
 		pkg:  "./bench/sim/",
 		args: []string{"-bench", "^BenchmarkNodeHeap$", "-benchtime", "3x", "-timeout", "0"},

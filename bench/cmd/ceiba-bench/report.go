@@ -161,6 +161,7 @@ func report(in, out string) error {
 	writeIngest(&md, res)
 	writeGovernance(&md, res)
 	writeChurn(&md, res)
+	writeReaders(&md, res)
 	writeSearch(&md, res)
 	writeRotation(&md, res)
 	writeMemory(&md, res)
@@ -682,6 +683,40 @@ func writeChurn(md *strings.Builder, res *Results) {
 	w("\nEntry versions each node applied by gossip during the churn: %s per second (%s B/s of entries); %d runs.\n\n",
 		num(med(b, "churn-versions/s-per-node")), num(med(b, "churn-entry-B/s-per-node")), runsOf(b))
 	writeReruns(md, func(*Bench) bool { return true }, []*Bench{b})
+}
+
+// writeReaders is BenchmarkReaders: members linked among themselves and
+// readers linked only to members (issue 13).
+func writeReaders(md *strings.Builder, res *Results) {
+	var bs []*Bench
+	for _, name := range res.Order {
+		if b := res.ByName[name]; strings.HasPrefix(name, "BenchmarkReaders/") && (b.Runs > 0 || b.Failed) {
+			bs = append(bs, b)
+		}
+	}
+	if len(bs) == 0 {
+		return
+	}
+	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
+	w("## Readers linked only to members\n\n")
+	w("Member nodes in the sparse topology among themselves; every reader's node linked to 3 random members and\n")
+	w("to no other reader, as a reader's node connects. An entry published on a random member's node, timed until\n")
+	w("it is searchable on each node, readers included; after each run every node's search must find it. Bare:\n")
+	w("a random message of the same sealed size on a plain GossipSub topic, from the same node, on the same links.\n\n")
+	w("| members | readers | latency | Ceiba p50 / p99 / p100 (ms) | bare p50 / p99 / p100 (ms) | ratio p100 | nodes missed | runs |\n|---:|---:|---:|---|---|---:|---:|---:|\n")
+	for _, b := range bs {
+		kv, _ := params(b.Name)
+		if b.Failed && b.Runs == 0 {
+			w("| %s | %s | %s | failed | | | | 0 |\n", kv["members"], kv["readers"], kv["lat"])
+			continue
+		}
+		w("| %s | %s | %s | %s / %s / %s | %s / %s / %s | ×%s | %s | %d |\n", kv["members"], kv["readers"], kv["lat"],
+			num(med(b, "ceiba-p50-ms")), num(med(b, "ceiba-p99-ms")), num(med(b, "ceiba-p100-ms")),
+			num(med(b, "bare-p50-ms")), num(med(b, "bare-p99-ms")), num(med(b, "bare-p100-ms")),
+			num(med(b, "ratio-p100")), num(med(b, "missed-nodes")), runsOf(b))
+	}
+	w("\n")
+	writeReruns(md, func(*Bench) bool { return true }, bs)
 }
 
 func writeSearch(md *strings.Builder, res *Results) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,9 +226,9 @@ func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited
 
 // startDaemonLogged is startDaemonProcess that also returns the daemon's
 // log (its standard error), to read once the process has exited.
-func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *bytes.Buffer) {
+func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *lockedBuffer) {
 	t.Helper()
-	logs = &bytes.Buffer{}
+	logs = &lockedBuffer{}
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
 	cmd.Stderr = logs
@@ -244,17 +245,43 @@ func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited 
 		<-done
 	}
 	t.Cleanup(stop)
-	deadline := time.Now().Add(20 * time.Second)
+	// A start that repairs a damaged store, under -race on a busy
+	// machine, can take far longer than an ordinary one; a daemon that
+	// exits is reported at once.
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://127.0.0.1:" + apiPort + "/v1/status")
 		if err == nil {
 			resp.Body.Close()
 			return stop, done, logs
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-done:
+			t.Fatalf("daemon exited before it answered: %s", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
 	return nil, nil, nil
+}
+
+// lockedBuffer is a daemon's stderr as the test reads it while the
+// process still writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

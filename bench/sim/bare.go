@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/ceiba-network/ceiba/directory"
+	ceibanode "github.com/ceiba-network/ceiba/node"
 )
 
 // The bare baseline is a second GossipSub router on every host, under a
@@ -37,6 +38,9 @@ func bareFeatures(pubsub.GossipSubFeature, protocol.ID) bool { return true }
 func startBare(ctx context.Context, h host.Host, node int, tr *tracker) (*bareRouter, error) {
 	ps, err := pubsub.NewGossipSub(ctx, h,
 		pubsub.WithGossipSubProtocols([]protocol.ID{bareProtocol}, bareFeatures),
+		// The node's parameters: the baseline differs from Ceiba only in
+		// what Ceiba adds, not in how GossipSub is tuned.
+		pubsub.WithGossipSubParams(ceibanode.GossipSubParams()),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string {
 			h := sha256.Sum256(m.Data)
 			return string(h[:])

@@ -40,6 +40,9 @@ func (nw *Network) Compare(ctx context.Context, origin int, r *directory.Record,
 		c0 := cpuTime()
 		res.Ceiba, err = nw.Publish(ctx, origin, r, timeout)
 		res.CeibaCPU = cpuTime() - c0
+		if err != nil {
+			err = fmt.Errorf("ceiba: %w", err)
+		}
 		return err
 	}
 	bare := func() (err error) {
@@ -47,6 +50,9 @@ func (nw *Network) Compare(ctx context.Context, origin int, r *directory.Record,
 		c0 := cpuTime()
 		res.Bare, err = nw.PublishBare(ctx, origin, data, timeout)
 		res.BareCPU = cpuTime() - c0
+		if err != nil {
+			err = fmt.Errorf("bare GossipSub: %w", err)
+		}
 		return err
 	}
 	order := []func() error{ceiba, bare}

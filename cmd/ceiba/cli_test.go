@@ -10,10 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ceiba-network/ceiba/internal/lockedbuf"
 	"github.com/ceiba-network/ceiba/internal/netnstest"
 	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/node/demo"
@@ -226,9 +226,9 @@ func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited
 
 // startDaemonLogged is startDaemonProcess that also returns the daemon's
 // log (its standard error), to read once the process has exited.
-func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *lockedBuffer) {
+func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *lockedbuf.Buffer) {
 	t.Helper()
-	logs = &lockedBuffer{}
+	logs = &lockedbuf.Buffer{}
 	cmd := exec.Command(binary, "--home", home, "daemon")
 	cmd.Env = append(os.Environ(), testEnv...)
 	cmd.Stderr = logs
@@ -263,25 +263,6 @@ func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited 
 	}
 	t.Fatalf("daemon did not start: %s", logs.String())
 	return nil, nil, nil
-}
-
-// lockedBuffer is a daemon's stderr as the test reads it while the
-// process still writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestBadInputWithDaemon(t *testing.T) {

@@ -23,9 +23,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/ceiba-network/ceiba/internal/lockedbuf"
 	"github.com/ceiba-network/ceiba/node/api"
 )
 
@@ -53,25 +53,7 @@ type proc struct {
 	home string
 	cmd  *exec.Cmd
 	api  *api.Client
-	logs *lockedBuffer
-}
-
-// lockedBuffer collects a daemon's log while the demo may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *lockedbuf.Buffer
 }
 
 type run struct {
@@ -363,7 +345,7 @@ func (r *run) env() []string {
 }
 
 func (r *run) initNode(ctx context.Context, name string) (*proc, error) {
-	p := &proc{name: name, home: filepath.Join(r.dir, name), logs: &lockedBuffer{}}
+	p := &proc{name: name, home: filepath.Join(r.dir, name), logs: &lockedbuf.Buffer{}}
 	apiPort, err := r.freePort()
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/internal/lockedbuf"
 	"github.com/ceiba-network/ceiba/node/dhtstore"
 )
 
@@ -36,7 +37,7 @@ func admitAs(h host.Host, net directory.NetworkID, id *directory.Identity) {
 }
 
 // logCount counts the lines of l that contain every one of subs.
-func logCount(l *syncBuffer, subs ...string) int {
+func logCount(l *lockedbuf.Buffer, subs ...string) int {
 	n := 0
 	for line := range strings.SplitSeq(l.String(), "\n") {
 		all := line != ""
@@ -50,8 +51,8 @@ func logCount(l *syncBuffer, subs ...string) int {
 	return n
 }
 
-func capturedLog(cfg *Config) *syncBuffer {
-	l := &syncBuffer{}
+func capturedLog(cfg *Config) *lockedbuf.Buffer {
+	l := &lockedbuf.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	return l
 }
@@ -115,7 +116,7 @@ func kadAsk(ctx context.Context, h host.Host, p peer.ID, typ kadpb.Message_Messa
 type threeNodes struct {
 	nw                      *dirtest.Network
 	steward, member, reader *Node
-	stewardLog, memberLog   *syncBuffer
+	stewardLog, memberLog   *lockedbuf.Buffer
 	org, readerID           *directory.Identity
 }
 
@@ -275,7 +276,7 @@ func TestRevokedReaderIsCutByEveryNode(t *testing.T) {
 			t.Error("the revoked reader still reads the DHT")
 		}
 	}
-	for i, l := range []*syncBuffer{x.stewardLog, x.memberLog} {
+	for i, l := range []*lockedbuf.Buffer{x.stewardLog, x.memberLog} {
 		if got := logCount(l, "key is no longer admitted", r.Host().ID().String()); got != 1 {
 			t.Errorf("node %d logged the revoked reader's cut %d times, want once", i, got)
 		}

@@ -1,17 +1,16 @@
 package node
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
+	"github.com/ceiba-network/ceiba/internal/lockedbuf"
 	"github.com/ceiba-network/ceiba/node/storetest"
 )
 
@@ -33,7 +32,7 @@ func TestDamagedStoreIsRebuilt(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
 	cfg := testConfig(t, nw, org, t.TempDir())
-	logs := &syncBuffer{}
+	logs := &lockedbuf.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	ref := &reference{t: t, nw: nw}
 
@@ -117,22 +116,4 @@ func TestSoundStoreIsNotRepaired(t *testing.T) {
 	if moved, _ := filepath.Glob(filepath.Join(cfg.DataDir, "store.damaged-*")); len(moved) > 0 {
 		t.Fatalf("a sound store was moved aside: %v", moved)
 	}
-}
-
-// syncBuffer is a log destination several goroutines may write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

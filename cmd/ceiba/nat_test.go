@@ -27,6 +27,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/ceiba-network/ceiba/internal/lockedbuf"
 	"github.com/ceiba-network/ceiba/internal/netnstest"
 	"github.com/ceiba-network/ceiba/node/api"
 	"github.com/ceiba-network/ceiba/node/daemon"
@@ -380,7 +381,7 @@ func (n *natNode) presetHostKey() peer.ID {
 func (n *natNode) start() {
 	n.t.Helper()
 	c := n.command("daemon")
-	var logs lockedLog
+	var logs lockedbuf.Buffer
 	c.Stdout, c.Stderr = &logs, &logs
 	if err := c.Start(); err != nil {
 		n.t.Fatal(err)
@@ -525,23 +526,6 @@ func (w *connWatch) stop() map[string]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.conns
-}
-
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {

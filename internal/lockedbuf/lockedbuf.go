@@ -1,7 +1,8 @@
-// Package lockedbuf holds a child process's output while the parent reads
-// it: os/exec copies a command's stderr into its Writer from a goroutine of
-// its own, so a plain bytes.Buffer read before the command exits races.
-// It owns nothing else and must never grow beyond that one type.
+// Package lockedbuf holds a log that some goroutines write while another
+// reads it: a child process's stderr (os/exec copies it from a goroutine of
+// its own), or a node's slog output in a test. A plain bytes.Buffer read
+// meanwhile races. It owns nothing else and must never grow beyond that one
+// type.
 package lockedbuf
 
 import (

@@ -243,6 +243,7 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "the lowdata node to catch up", func() bool { return sameDigest([]*Node{s, l}, ref.digest()) })
+	waitAcknowledged(t, l, len(base)+entries+1)
 	var revoked, lastEntry time.Time
 	for _, ev := range events.snapshot() {
 		if ev.Kind != EventRecord || ev.Via != ViaSync {
@@ -306,6 +307,7 @@ func TestCatchUpAcrossSessionsAsksGovernanceFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "the node to catch up", func() bool { return sameDigest([]*Node{s, l}, ref.digest()) })
+	waitAcknowledged(t, l, len(base)+entries+len(doomed))
 	revocations, entriesSeen := 0, 0
 	for _, ev := range events.snapshot() {
 		if ev.Kind != EventRecord {
@@ -392,4 +394,19 @@ func lowdataPair(t *testing.T, nw *dirtest.Network, base []*directory.Record, ad
 		}
 	}
 	return s, l, cfgS, ref
+}
+
+// waitAcknowledged waits until n has counted want accepted records. A
+// batch is in the state before its durable write ends, and is counted and
+// announced only after: a test that reads events once the digest matches
+// must wait for this too.
+func waitAcknowledged(t *testing.T, n *Node, want int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d records stored and counted", want), func() bool {
+		stored := 0
+		for _, c := range n.Status().Accepted {
+			stored += c
+		}
+		return stored >= want
+	})
 }

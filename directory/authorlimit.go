@@ -389,6 +389,22 @@ func (s *State) HeldSeq(pub PublicKey, id string) (uint64, bool) {
 	return e.Seq, true
 }
 
+// SlotSeq returns the seq of the newest version of pub's entry id this
+// state holds or held, expired ones included (the state remembers an
+// expired slot's seq), and whether it knows the slot at all, whether or
+// not pub is an admitted member. The per-author update rate (node) charges
+// every version after a slot's first against it: a version of a slot that
+// expired is still a version of that slot.
+func (s *State) SlotSeq(pub PublicKey, id string) (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	slot := s.entries[pub][id]
+	if slot == nil {
+		return 0, false
+	}
+	return slot.entry.Seq, true
+}
+
 // HeldEntry is the live version of pub's entry id this state holds. The
 // caller must not modify it.
 func (s *State) HeldEntry(pub PublicKey, id string) (*Entry, bool) {

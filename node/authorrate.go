@@ -16,16 +16,22 @@ import (
 
 // The per-author update rate (issue 21, finding 3) is a forwarding rule,
 // the same on every node: GossipSub validation keeps a token bucket per
-// admitted member key, and a version of an entry that replaces one the node
-// holds costs a token. Out of tokens, the version is ignored: not applied,
+// signing key, and every version of an entry slot after the first the
+// node holds costs a token: a newer seq, another version at the seq held
+// (equivocation), a version of a slot that expired here, from an admitted
+// member or from a key still waiting in the pool alike. So what an honest
+// node forwards of one author is bounded by the bucket and by the slots it
+// did not hold, whatever it knows of the author: what lets a receiver
+// hold a forwarder to it (forwardrate.go). Out of tokens, the version is ignored: not applied,
 // not forwarded, and no fault of the peer that forwarded it (honest
 // forwarders' buckets differ by when versions reached them). What is
 // accepted is unchanged, so the state stays a function of the set of
 // records; the newest version still reaches every node by sync, which
 // carries only the newest version of each slot, so a churning author's
-// versions collapse to one per sync round. First versions of new slots cost
-// nothing here: the charter's live-entry limits bound them (authorlimit.go
-// in directory).
+// versions collapse to one per sync round. The first version of a slot
+// the node holds costs nothing here: the charter's live-entry limits, and
+// the pool's quotas for keys not admitted, bound them (authorlimit.go and
+// state.go in directory).
 //
 // A version from an author whose bucket is already empty is ignored
 // before its signature is checked (gossipRateSpent): a churning member's
@@ -37,6 +43,11 @@ import (
 
 // ErrAuthorRate refuses an entry version over its author's update rate.
 var ErrAuthorRate = errors.New("author over the charter's update rate")
+
+// ErrOverForwarded says a peer delivered by gossip more versions of one
+// author's entries than the update rate lets any node forward, and is
+// graylisted (forwardrate.go).
+var ErrOverForwarded = errors.New("peer forwarded more of one author's versions than the update rate lets any node forward")
 
 // authorBurstDivisor sets a bucket's burst to a twentieth of the hourly
 // rate (3 at the default 60): an organization can fix a typo a few times
@@ -56,7 +67,9 @@ type authorRate struct {
 	buckets map[directory.PublicKey]*rate.Limiter
 	// held counts versions held back per author since start, and logged
 	// when each author was last logged; both only for keys that were
-	// admitted members when it happened.
+	// admitted members when it happened (buckets are kept for any key:
+	// its slots in the pool are bounded by the pool's quotas, and a full
+	// bucket is swept).
 	held      map[directory.PublicKey]uint64
 	logged    map[directory.PublicKey]time.Time
 	lastSweep time.Time
@@ -93,7 +106,7 @@ func (a *authorRate) take(pub directory.PublicKey, perHour int, now time.Time, c
 // sign, and asking spends nothing, so a forger cannot use it to hold back
 // an honest author's versions. A version refused here is counted as held
 // back, like one refused by take.
-func (a *authorRate) spent(pub directory.PublicKey, perHour int, now time.Time) (wait time.Duration, logIt bool) {
+func (a *authorRate) spent(pub directory.PublicKey, perHour int, now time.Time, count bool) (wait time.Duration, logIt bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := a.bucket(pub, perHour, now, false)
@@ -104,8 +117,11 @@ func (a *authorRate) spent(pub directory.PublicKey, perHour int, now time.Time) 
 	if tokens >= 1 {
 		return 0, false
 	}
-	wait = time.Duration((1 - tokens) / float64(b.Limit()) * float64(time.Second))
-	return max(wait, 1), a.heldBack(pub, now)
+	wait = max(time.Duration((1-tokens)/float64(b.Limit())*float64(time.Second)), 1)
+	if !count {
+		return wait, false
+	}
+	return wait, a.heldBack(pub, now)
 }
 
 // bucket returns pub's bucket at the rate perHour, making one (full) if
@@ -155,7 +171,9 @@ func (a *authorRate) sweep(now time.Time) {
 	}
 }
 
-// forget drops what is kept for keys no longer admitted.
+// forget drops the counts kept for keys no longer admitted. Their
+// buckets stay until they are full again (sweep): forgetting one early
+// would let the node forward another burst of the key's versions.
 func (a *authorRate) forget(keep func(directory.PublicKey) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -163,7 +181,6 @@ func (a *authorRate) forget(keep func(directory.PublicKey) bool) {
 		if !keep(k) {
 			delete(a.held, k)
 			delete(a.logged, k)
-			delete(a.buckets, k)
 		}
 	}
 }
@@ -200,28 +217,28 @@ func (n *Node) HeldBack() []AuthorHeld {
 	return out
 }
 
-// replacesHeld says whether r is an entry version that replaces one the
-// node holds from an admitted member, and returns its author.
-func (n *Node) replacesHeld(r *directory.Record) (directory.PublicKey, bool) {
+// replacesHeld says whether r is an entry version that costs its author a
+// token: a later version of a slot the node holds or held, or with
+// sameSeq, another version at the seq it holds (see the rule above). It
+// returns the author, and whether the author is an admitted member.
+func (n *Node) replacesHeld(r *directory.Record, sameSeq bool) (pub directory.PublicKey, replaces, member bool) {
 	if r.Type != directory.TypeEntry || len(r.Sigs) != 1 {
-		return directory.PublicKey{}, false
+		return directory.PublicKey{}, false, false
 	}
 	body, err := r.DecodeBody()
 	e, ok := body.(*directory.Entry)
 	if err != nil || !ok {
-		return directory.PublicKey{}, false
+		return directory.PublicKey{}, false, false
 	}
-	return n.replacesHeldEntry(r.Sigs[0].Key, e.ID, e.Seq)
+	return n.replacesHeldEntry(r.Sigs[0].Key, e.ID, e.Seq, sameSeq)
 }
 
 // replacesHeldEntry is replacesHeld for version seq of entry id by
 // author pub.
-func (n *Node) replacesHeldEntry(pub directory.PublicKey, id string, seq uint64) (directory.PublicKey, bool) {
-	if _, member := n.state.Member(pub); !member {
-		return pub, false // no bucket: only admitted members get one
-	}
-	heldSeq, held := n.state.HeldSeq(pub, id)
-	return pub, held && seq > heldSeq
+func (n *Node) replacesHeldEntry(pub directory.PublicKey, id string, seq uint64, sameSeq bool) (directory.PublicKey, bool, bool) {
+	_, member := n.state.Member(pub)
+	heldSeq, held := n.state.SlotSeq(pub, id)
+	return pub, held && (seq > heldSeq || sameSeq && seq == heldSeq), member
 }
 
 func (n *Node) updatesPerHour() int {
@@ -232,14 +249,18 @@ func (n *Node) updatesPerHour() int {
 }
 
 // gossipRate applies the forwarding rule to a record that came by gossip,
-// once its signature is checked: it spends a token of its author's.
+// once its signature is checked: it spends a token of its author's. A
+// copy of the record held was found before (ingest), so a version at the
+// seq held is another version at that seq, and costs a token too: an
+// honest author never makes one, and forwarding them free would let a
+// churner go round the rate.
 func (n *Node) gossipRate(r *directory.Record) error {
-	pub, replaces := n.replacesHeld(r)
+	pub, replaces, member := n.replacesHeld(r, true)
 	if !replaces {
 		return nil
 	}
 	perHour := n.updatesPerHour()
-	wait, logIt := n.authorRate.take(pub, perHour, time.Now(), true)
+	wait, logIt := n.authorRate.take(pub, perHour, time.Now(), member)
 	return n.heldBackErr(pub, perHour, wait, logIt)
 }
 
@@ -252,12 +273,14 @@ func (n *Node) gossipRateSpent(c directory.Claim) error {
 	if c.Type != directory.TypeEntry || len(c.Signers) != 1 {
 		return nil
 	}
-	pub, replaces := n.replacesHeldEntry(c.Signers[0], c.EntryID, c.Seq)
+	// Only a later seq: a claim at the seq held may be a copy of the
+	// record held under another seal, which is no news and costs nothing.
+	pub, replaces, member := n.replacesHeldEntry(c.Signers[0], c.EntryID, c.Seq, false)
 	if !replaces {
 		return nil
 	}
 	perHour := n.updatesPerHour()
-	wait, logIt := n.authorRate.spent(pub, perHour, time.Now())
+	wait, logIt := n.authorRate.spent(pub, perHour, time.Now(), member)
 	return n.heldBackErr(pub, perHour, wait, logIt)
 }
 
@@ -298,7 +321,7 @@ func (n *Node) checkLocalEntry(r *directory.Record) error {
 	if err := n.state.CheckPublish(pub, e, len(r.Encode())); err != nil {
 		return err
 	}
-	if _, replaces := n.replacesHeld(r); !replaces {
+	if _, replaces, _ := n.replacesHeld(r, false); !replaces {
 		return nil
 	}
 	if held, ok := n.state.HeldEntry(pub, e.ID); ok && held.Deleted == e.Deleted && reflect.DeepEqual(held.Service, e.Service) {

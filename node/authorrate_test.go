@@ -71,9 +71,12 @@ func TestChurnForwardedWithinAuthorRate(t *testing.T) {
 			t.Errorf("node %d applied and forwarded %d of %d versions by gossip; the charter's rate allows a burst of %d", i, got, versions, burst)
 		}
 	}
+	// The attacker delivered far more than any node could forward: node a
+	// held back the forwarder's slack of its versions before it
+	// graylisted it (forwardrate.go) and dropped the rest unvalidated.
 	held := a.Status().HeldBack
-	if len(held) != 1 || held[0].Author != org.Public() || held[0].Name != "Colectivo Ejemplo" || held[0].Held < versions/2 {
-		t.Fatalf("node a's status shows held back %+v, want the organization with most of its %d versions", held, versions)
+	if len(held) != 1 || held[0].Author != org.Public() || held[0].Name != "Colectivo Ejemplo" || held[0].Held < uint64(forwarderSlack*burst) {
+		t.Fatalf("node a's status shows held back %+v, want the organization with at least %d of its %d versions", held, forwarderSlack*burst, versions)
 	}
 }
 

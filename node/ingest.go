@@ -74,6 +74,10 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 		if c, cerr := s.Claim(); cerr == nil && (entriesTopic == nil || *entriesTopic == onEntriesTopic(c.Type)) {
 			if err := n.gossipRateSpent(c); err != nil {
 				n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Type: c.Type, Err: err})
+				// The claim is not verified, but from is answerable for
+				// it all the same: a peer forwards only what it
+				// validated (forwardrate.go).
+				n.overForwarded(from, c.Signers[0], c.EntryID)
 				return directory.Applied{}, ignored, nil, err
 			}
 		}
@@ -125,6 +129,11 @@ func (n *Node) ingest(sealed []byte, from peer.ID, via Via, entriesTopic *bool) 
 			// Not n.rejected: sync must still fetch this version (or a
 			// newer one) from peers later.
 			n.events.publish(Event{Kind: EventRejected, Via: via, From: from, Hash: r.Hash(), Type: r.Type, Err: err})
+			if body, err := r.DecodeBody(); err == nil {
+				if e, ok := body.(*directory.Entry); ok {
+					n.overForwarded(from, r.Sigs[0].Key, e.ID)
+				}
+			}
 			return directory.Applied{}, ignored, nil, err
 		}
 	}

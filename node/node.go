@@ -111,6 +111,9 @@ type Node struct {
 	// so that copies of its versions coming back by gossip (from another
 	// device of the same key, or a test) do not spend them.
 	authorRate, localRate *authorRate
+	// forwardRate holds each peer to what an honest forwarder of an
+	// author's versions can deliver (forwardrate.go).
+	forwardRate *forwardRate
 
 	reach reachState // reachability.go
 
@@ -161,6 +164,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		duplicates:  map[Via]int{},
 		authorRate:  newAuthorRate(),
 		localRate:   newAuthorRate(),
+		forwardRate: newForwardRate(),
 		adm:         newAdmission(cfg.Network),
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
@@ -227,6 +231,11 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	}
 	n.host.Network().Notify(&network.NotifyBundle{
 		ConnectedF: func(_ network.Network, c network.Conn) { n.sync.request(c.RemotePeer()) },
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if p := c.RemotePeer(); len(nw.ConnsToPeer(p)) == 0 {
+				n.forwardRate.forgetPeer(p)
+			}
+		},
 	})
 	// Peers that connected while the node was starting got no
 	// notification; sync with them too.

@@ -408,14 +408,17 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// penalize raises p's penalty to at least floor.
-func (s *syncer) penalize(p peer.ID, floor float64) {
+// penalize raises p's penalty to at least floor, and says whether it was
+// below it.
+func (s *syncer) penalize(p peer.ID, floor float64) (raised bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	pen := s.penalty[p]
-	pen.v, pen.at = max(decayed(pen, now), floor), now
+	was := decayed(pen, now)
+	pen.v, pen.at = max(was, floor), now
 	s.penalty[p] = pen
+	return was < floor
 }
 
 func backoff(err error, failures int) time.Duration {

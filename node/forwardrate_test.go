@@ -1,0 +1,188 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// Issue 21: a churning member's own node floods its neighbours with
+// versions far over its rate. Each neighbour ignores them (the rate), but
+// GossipSub still did its per-message work on every one. Over real TCP,
+// two attacking hosts churn one organization's entry at two honest nodes,
+// a and b, each sending its own versions, so that each honest node spends
+// its bucket on versions the other has not seen and forwards to the other
+// versions over the other's rate, as honest nodes do when their buckets
+// refill at different moments. The charter's rate is 720 an hour (a burst
+// of 36, a token every 5 s), so that buckets refill within the test. Each
+// attacker is graylisted within a bounded number of versions, after which
+// its RPCs are dropped unvalidated; the honest nodes keep a score of at
+// least zero at each other throughout.
+func TestOverForwarderIsGraylisted(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	const perHour = 720
+	withPolicy(t, nw, directory.Policy{MaxAuthorUpdatesPerHour: perHour})
+	org := dirtest.MustIdentity(t)
+	a := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	cfgB := testConfig(t, nw, nw.Stewards[1], t.TempDir())
+	cfgB.Bootstrap = []string{addr(a)}
+	b := startNode(t, cfgB)
+	nodes := []*Node{a, b}
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), entryRec(t, nw, org, "churn", 1))
+	waitFor(t, 15*time.Second, "the network", func() bool { return sameDigest(nodes, ref.digest()) })
+	topicUp(t, 1, a, b)
+	recs := []*recorder{record(a), record(b)}
+
+	mA, topicA := gossipAttacker(t, nw, a)
+	mB, topicB := gossipAttacker(t, nw, b)
+	attackers := []peer.ID{mA.ID(), mB.ID()}
+	// Honest scores are watched all along, not only at the end: a peer
+	// graylisted for a moment would already have lost what it sent.
+	stop := make(chan struct{})
+	watched := make(chan []string, 1)
+	go func() {
+		var low []string
+		defer func() { watched <- low }()
+		for {
+			for _, pair := range [][2]*Node{{a, b}, {b, a}} {
+				if s, ok := pair[0].PeerScore(pair[1].Host().ID()); ok && s < 0 {
+					low = append(low, fmt.Sprintf("%s scored %s %.0f", pair[0].Host().ID().ShortString(), pair[1].Host().ID().ShortString(), s))
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+
+	// Each attacker sends its own versions (odd and even seqs), both at
+	// once, for longer than the forwarder's slack lets through.
+	burst := burstOf(perHour)
+	flood := forwarderSlack*burst + 3*burst
+	for i := range flood {
+		for j, topic := range []rawTopics{topicA, topicB} {
+			r := entryRec(t, nw, org, "churn", uint64(2+2*i+j))
+			if err := topic.publishRecord(t.Context(), r, directory.Seal(r, nw.Key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, n := range nodes {
+		waitFor(t, 10*time.Second, "the attacker to be graylisted", func() bool {
+			s, ok := n.PeerScore(attackers[i])
+			return ok && s < GraylistThreshold
+		})
+	}
+	// Let the honest nodes go on forwarding what their refilled buckets
+	// let through for a few tokens more.
+	time.Sleep(12 * time.Second)
+	close(stop)
+	if low := <-watched; len(low) > 0 {
+		t.Fatalf("honest forwarders penalized: %v", low)
+	}
+	honest := 0
+	for i := range nodes {
+		other := nodes[1-i].Host().ID()
+		overFrom := func(p peer.ID) int {
+			return recs[i].count(func(ev Event) bool {
+				return ev.Kind == EventRejected && ev.From == p && errors.Is(ev.Err, ErrAuthorRate)
+			})
+		}
+		// The attacker was graylisted after at most the slack's burst and
+		// its refill, one excused version, and what was already in
+		// GossipSub's validation pipeline; the rest was dropped unread.
+		if got, limit := overFrom(attackers[i]), forwarderSlack*burst+burst+40; got > limit {
+			t.Errorf("node %d validated %d of its attacker's %d versions over the rate; it should have dropped them unvalidated after about %d", i, got, flood, limit)
+		}
+		honest += overFrom(other)
+		t.Logf("node %d: %d versions over its rate from its honest peer", i, overFrom(other))
+	}
+	if honest == 0 {
+		t.Fatal("neither honest node forwarded the other a version over its rate: the honest case was not exercised")
+	}
+}
+
+// The forwarder's bound, on a simulated clock: an honest forwarder takes
+// an author's versions through its own bucket (any schedule: bursts, a
+// steady churn at and over the rate, several slots, restarts), and they
+// reach the receiver after delays of up to D, in any order; whatever of
+// them is over the rate at the receiver is counted against the
+// forwarder. It is never judged dishonest, at any rate the charter sets,
+// while D stays within the bound PROTOCOL.md §7 states; a peer that
+// delivers a churner's flood is judged so within the slack.
+func TestForwarderBoundSparesHonestForwarders(t *testing.T) {
+	const maxDelay = 13 * time.Minute // (forwarderSlack-1)·b/r at its least (39 an hour)
+	rng := rand.New(rand.NewPCG(21, 7))
+	author := dirtest.MustIdentity(t).Public()
+	from := peer.ID("forwarder")
+	type delivery struct {
+		at   time.Time
+		slot string
+	}
+	for _, perHour := range []int{1, 19, 39, 60, 600, 3600} {
+		for trial := range 20 {
+			f := newForwardRate()
+			now := time.Unix(1_800_000_000, 0)
+			// deliver hands the receiver what the forwarder sent since it
+			// (re)started, in arrival order, each over the receiver's
+			// rate (the worst case: the receiver's own bucket is always
+			// empty), then the connection closes.
+			deliver := func(out []delivery) {
+				slices.SortFunc(out, func(x, y delivery) int { return x.at.Compare(y.at) })
+				for i, d := range out {
+					if f.over(from, author, d.slot, perHour, d.at) {
+						t.Fatalf("%d per hour, trial %d: an honest forwarder judged dishonest at its delivery %d of %d", perHour, trial, i+1, len(out))
+					}
+				}
+				f.forgetPeer(from)
+			}
+			var out []delivery
+			var bucket *rate.Limiter
+			var held map[string]bool
+			for i := range 3000 {
+				if i == 0 || rng.IntN(500) == 0 {
+					// The forwarder (re)starts: a fresh bucket, nothing
+					// held, a new connection.
+					deliver(out)
+					out, held = nil, map[string]bool{}
+					bucket = rate.NewLimiter(rate.Limit(float64(perHour)/3600), burstOf(perHour))
+				}
+				// Offers come in bursts and lulls, four times the rate.
+				now = now.Add(time.Duration(rng.ExpFloat64() * float64(time.Hour) / float64(perHour) / 4))
+				slot := []string{"a", "b", "c", "d"}[rng.IntN(4)]
+				if held[slot] && !bucket.AllowN(now, 1) {
+					continue // over the rate at the forwarder: not forwarded
+				}
+				held[slot] = true
+				out = append(out, delivery{now.Add(time.Duration(rng.Int64N(int64(maxDelay)))), slot})
+			}
+			deliver(out)
+		}
+		// A churner's own node, sending one slot's versions ten times a
+		// second (BenchmarkChurn), or twice the slack rate if that is
+		// more: caught once the slack's burst is spent.
+		f := newForwardRate()
+		now := time.Unix(1_800_000_000, 0)
+		every := min(100*time.Millisecond, time.Hour/time.Duration(2*forwarderSlack*perHour))
+		limit := 2*forwarderSlack*burstOf(perHour) + 2
+		for i := 0; !f.over(from, author, "churn", perHour, now); i++ {
+			if i > limit {
+				t.Fatalf("%d per hour: a peer delivering a version every %v not judged dishonest after %d", perHour, every, limit)
+			}
+			now = now.Add(every)
+		}
+	}
+}

@@ -19,16 +19,25 @@ type tracker struct {
 }
 
 type arrivals struct {
-	mu   sync.Mutex
-	at   []time.Time
-	left int
-	done chan struct{}
+	mu      sync.Mutex
+	at      []time.Time
+	skipped []bool
+	left    int
+	done    chan struct{}
 }
 
 func newTracker(n int) *tracker { return &tracker{n: n} }
 
-func (t *tracker) expect(h directory.Hash) *arrivals {
-	a := &arrivals{at: make([]time.Time, t.n), left: t.n, done: make(chan struct{})}
+// expect registers h; the arrivals are done once every node but those
+// in skip saw it.
+func (t *tracker) expect(h directory.Hash, skip ...int) *arrivals {
+	a := &arrivals{at: make([]time.Time, t.n), skipped: make([]bool, t.n), left: t.n, done: make(chan struct{})}
+	for _, i := range skip {
+		if !a.skipped[i] {
+			a.skipped[i] = true
+			a.left--
+		}
+	}
 	t.m.Store(h, a)
 	return a
 }
@@ -46,7 +55,7 @@ func (t *tracker) mark(h directory.Hash, node int, at time.Time) {
 func (a *arrivals) mark(node int, at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.at[node].IsZero() {
+	if !a.at[node].IsZero() || a.skipped[node] {
 		return
 	}
 	a.at[node] = at
@@ -62,13 +71,16 @@ func (a *arrivals) has(node int) bool {
 }
 
 // since returns the delay of each node that saw the message after start,
-// sorted, and how many nodes never saw it.
+// sorted, and how many nodes never saw it; skipped nodes are in neither.
 func (a *arrivals) since(start time.Time) (Sample, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var s Sample
 	missing := 0
-	for _, t := range a.at {
+	for i, t := range a.at {
+		if a.skipped[i] {
+			continue
+		}
 		if t.IsZero() {
 			missing++
 			continue

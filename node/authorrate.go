@@ -22,9 +22,11 @@ import (
 // member or from a key still waiting in the pool alike. So what an honest
 // node forwards of one author is bounded by the bucket and by the slots it
 // did not hold, whatever it knows of the author: what lets a receiver
-// hold a forwarder to it (forwardrate.go). Out of tokens, the version is ignored: not applied,
-// not forwarded, and no fault of the peer that forwarded it (honest
-// forwarders' buckets differ by when versions reached them). What is
+// hold a forwarder to it (forwardrate.go). Revoked keys have no bucket:
+// the state refuses their records. Out of tokens, the version is
+// ignored: not applied, not forwarded, and no fault of the peer that
+// forwarded it (honest forwarders' buckets differ by when versions
+// reached them). What is
 // accepted is unchanged, so the state stays a function of the set of
 // records; the newest version still reaches every node by sync, which
 // carries only the newest version of each slot, so a churning author's
@@ -237,6 +239,11 @@ func (n *Node) replacesHeld(r *directory.Record, sameSeq bool) (pub directory.Pu
 // author pub.
 func (n *Node) replacesHeldEntry(pub directory.PublicKey, id string, seq uint64, sameSeq bool) (directory.PublicKey, bool, bool) {
 	_, member := n.state.Member(pub)
+	if !member && n.state.IsRevoked(pub) {
+		// The state refuses it, and judges whoever forwards it
+		// (classify): the rate adds nothing.
+		return pub, false, false
+	}
 	heldSeq, held := n.state.SlotSeq(pub, id)
 	return pub, held && (seq > heldSeq || sameSeq && seq == heldSeq), member
 }

@@ -186,3 +186,50 @@ func TestForwarderBoundSparesHonestForwarders(t *testing.T) {
 		}
 	}
 }
+
+// What lets a receiver hold a forwarder to the rate: every version of a
+// slot after the first a node holds costs its author a token, so no node
+// forwards an author's versions past its bucket. Before, three kinds were
+// free and forwarded without end: versions from a key still waiting in
+// the pool (a node that has not yet heard of a churner's membership),
+// other versions at the seq held (equivocations, which the state accepts
+// as evidence), and versions of a slot that expired here.
+func TestEveryVersionAfterTheFirstCostsAToken(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	member, pending := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	n := startNode(t, testConfig(t, nw, nw.Stewards[0], t.TempDir()))
+	mustPublish(t, n, nw.Genesis, nw.FirstEpoch, nw.Admit(t, member, "Colectivo Ejemplo"))
+	gossip := func(r *directory.Record) (verdict, error) {
+		_, v, _, err := n.ingestGossip(directory.Seal(r, nw.Key), "", true)
+		return v, err
+	}
+	burst := uint64(burstOf(directory.Policy{}.MaxAuthorUpdates()))
+
+	// A key not admitted: its entries wait in the pool, and are
+	// forwarded; its versions cost tokens all the same.
+	for seq := uint64(1); seq <= burst+1; seq++ {
+		if v, err := gossip(entryRec(t, nw, pending, "espera", seq)); v != accepted {
+			t.Fatalf("version %d of a pending key's entry, within the burst: verdict %d, %v", seq, v, err)
+		}
+	}
+	if v, err := gossip(entryRec(t, nw, pending, "espera", burst+2)); v != ignored || !errors.Is(err, ErrAuthorRate) {
+		t.Fatalf("a pending key's version over the rate: verdict %d, %v; want it ignored for the rate", v, err)
+	}
+
+	// Other versions at the seq held: each is accepted as evidence of
+	// equivocation while the author has tokens, and costs one.
+	if v, err := gossip(entryRec(t, nw, member, "doble", 1)); v != accepted {
+		t.Fatalf("the member's first version: verdict %d, %v", v, err)
+	}
+	for i := range burst + 1 {
+		e := dirtest.SampleEntry("doble", 1, nw.Now)
+		e.Service.Name = fmt.Sprintf("Otra versión %d", i)
+		v, err := gossip(nw.Sign(t, e, member))
+		if i < burst && v == ignored {
+			t.Fatalf("equivocating version %d, within the burst: ignored, %v", i+1, err)
+		}
+		if i == burst && (v != ignored || !errors.Is(err, ErrAuthorRate)) {
+			t.Fatalf("equivocating version %d, over the rate: verdict %d, %v; want it ignored for the rate", i+1, v, err)
+		}
+	}
+}

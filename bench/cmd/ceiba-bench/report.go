@@ -631,7 +631,7 @@ func churnTargets(res *Results) []target {
 	b := res.Find("BenchmarkChurn")
 	var ts []target
 	for _, m := range []struct{ what, quiet, churn, ratio, unit string }{
-		{"revocation on 100% of 100 nodes while one member churns at its limit, against quiet", "quiet-p100-ms", "churn-p100-ms", "ratio-churn", " ms"},
+		{"revocation on the 99 nodes other than the churner's while one member churns at its limit (100 nodes), against quiet", "quiet-p100-ms", "churn-p100-ms", "ratio-churn", " ms"},
 		{"CPU per node, the churner's own node left out, while one member churns at its limit (100 nodes), against quiet", "quiet-cpu-%-per-other-node", "churn-cpu-%-per-other-node", "ratio-cpu-others", "%"},
 		{"bytes read per node per second while one member churns at its limit (100 nodes), against quiet", "quiet-B/s-per-node", "churn-B/s-per-node", "ratio-bytes", " B/s"},
 	} {

@@ -189,7 +189,7 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 	n.mu.Unlock()
 	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
 	if r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage {
-		n.notePage(via)
+		n.notePage(via, r)
 	}
 	return applied, sealed, nil
 }
@@ -281,7 +281,7 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 		n.regossipPages(batch, incomplete)
 	}
 	if rotation {
-		n.notePage(via)
+		n.notePage(via, recs...)
 	}
 	if governed {
 		n.retryParked()

@@ -48,6 +48,8 @@ type Node struct {
 	store  *recordStore
 
 	ps *pubsub.PubSub
+	// outq follows GossipSub's outbound queues (outqueue.go).
+	outq *outQueues
 	// topics is the gossip topics the node is on, by the key tag they
 	// belong to (topics.go); topicFilter lets through only their names.
 	topicsMu    sync.Mutex

@@ -16,7 +16,10 @@ import (
 // the new key within 5 s and the last one after up to a minute (issue 14).
 //
 // So a node that knows an epoch whose pages it does not all hold fetches
-// them itself, as soon as gossip has gone quiet: it asks its peers, up to
+// them itself, as soon as gossip has gone quiet, when it lacks that
+// epoch's key or has taken a page of it (the rotation is being delivered
+// now: a node that holds a key from its invite, or an old epoch's, does
+// not go after pages nobody sent it): it asks its peers, up to
 // pagesAskPeers at once and round-robin over all of them from one round
 // to the next, for that rotation's pages by a page session (sessionFor),
 // which lists only the rotation's page hashes. A round that brought pages
@@ -43,34 +46,83 @@ type pageFetcher struct {
 	kick       chan struct{} // a page or epoch arrived: look again now
 	lastGossip time.Time     // when the last page came by gossip
 	next       int           // round-robin position in the peer list
+	// taken holds the rotations a page of which this node took, while
+	// they are incomplete.
+	taken map[rotationID]bool
 }
 
-// notePage tells the fetcher a page or an epoch record arrived (via says
-// how), and starts it if the state lists a rotation with missing pages.
-func (n *Node) notePage(via Via) {
+type rotationID struct {
+	number   uint64
+	rotation [16]byte
+}
+
+// wanted lists the incomplete rotations this node fetches pages of,
+// newest first, and forgets the complete ones.
+func (n *Node) wantedRotations() []directory.MissingPages {
+	f := &n.pageFetch
+	missing := n.state.IncompleteRotations()
+	kr := n.keyringSnapshot()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []directory.MissingPages
+	keep := map[rotationID]bool{}
+	for _, m := range missing {
+		id := rotationID{m.Number, m.Rotation}
+		_, held := kr[m.Number]
+		if f.taken[id] {
+			keep[id] = true
+		}
+		if f.taken[id] || !held {
+			out = append(out, m)
+		}
+	}
+	f.taken = keep
+	return out
+}
+
+// notePage tells the fetcher that the records recs, among them pages or
+// epoch records, were taken (via says how; none: a key is missing), and
+// starts it if there is a rotation to fetch pages of.
+func (n *Node) notePage(via Via, recs ...*directory.Record) {
 	if n.sync == nil || n.cfg.DisableSync {
 		return
 	}
 	f := &n.pageFetch
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if via == ViaGossip {
-		f.lastGossip = time.Now()
+	for _, r := range recs {
+		if r.Type != directory.TypeEpochPage {
+			continue
+		}
+		if b, err := r.DecodeBody(); err == nil {
+			pg := b.(*directory.EpochPage)
+			if f.taken == nil {
+				f.taken = map[rotationID]bool{}
+			}
+			f.taken[rotationID{pg.Number, pg.Rotation}] = true
+			if via == ViaGossip {
+				f.lastGossip = time.Now()
+			}
+		}
 	}
-	if f.running {
+	running := f.running
+	if running {
 		select {
 		case f.kick <- struct{}{}:
 		default:
 		}
-		return
 	}
+	f.mu.Unlock()
 	// Callers are inside enter (an ingest, the start-up load), so the
 	// node's WaitGroup is not being waited on yet.
-	if len(n.state.IncompleteRotations()) == 0 || n.ctx.Err() != nil {
+	if running || n.ctx.Err() != nil || len(n.wantedRotations()) == 0 {
 		return
 	}
-	f.running = true
-	n.wg.Go(n.fetchPages)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.running {
+		f.running = true
+		n.wg.Go(n.fetchPages)
+	}
 }
 
 // fetchPages runs while the state lists a rotation with missing pages.
@@ -78,7 +130,7 @@ func (n *Node) fetchPages() {
 	f := &n.pageFetch
 	fails := 0
 	for {
-		missing := n.state.IncompleteRotations()
+		missing := n.wantedRotations()
 		if len(missing) == 0 {
 			f.mu.Lock()
 			select {
@@ -102,7 +154,7 @@ func (n *Node) fetchPages() {
 		}
 		target := missing[0] // the newest rotation: the key a node needs now
 		n.askPages(&pageTarget{number: target.Number, rotation: target.Rotation})
-		after := n.state.IncompleteRotations()
+		after := n.wantedRotations()
 		if len(after) == 0 || after[0].Number != target.Number || after[0].Rotation != target.Rotation || after[0].Missing < target.Missing {
 			fails = 0
 			continue

@@ -12,7 +12,7 @@ import (
 )
 
 // pagedRotation is epoch 2 of nw, approved by the threshold, sealed to the
-// stewards and to made-up recipients up to 120 (three pages), and the
+// stewards and to made-up recipients up to 250 (six pages, so that three stewards leave one out), and the
 // index of a page that holds none of the stewards' packages: the page a
 // test keeps from some nodes, which then still open the new key.
 func pagedRotation(t *testing.T, nw *dirtest.Network) (epoch *directory.Record, pages []*directory.Record, withheld int) {
@@ -21,7 +21,7 @@ func pagedRotation(t *testing.T, nw *dirtest.Network) (epoch *directory.Record, 
 	for _, s := range nw.Stewards {
 		rs = append(rs, directory.Recipient{Key: s.Public(), KEM: s.KEMPublic()})
 	}
-	for len(rs) < 120 {
+	for len(rs) < 250 {
 		id := dirtest.MustIdentity(t)
 		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
 	}

@@ -9,9 +9,13 @@ import (
 	"github.com/ceiba-network/ceiba/directory"
 )
 
+// A rotation's records are published no faster than GossipSub's outbound
+// queues drain: each waits until no peer's queue holds more than
+// rotationQueueRoom RPCs (of the 32 that fit), or rotationQueueWait has
+// passed, so that one peer that does not read cannot hold the rotation up.
 const (
-	rotationBurst = 16
-	rotationPause = 50 * time.Millisecond
+	rotationQueueRoom = 8
+	rotationQueueWait = 2 * time.Second
 )
 
 // PublishRotation signs and publishes a rotation made by directory.NewEpoch:
@@ -37,18 +41,16 @@ func (n *Node) PublishRotation(ctx context.Context, e *directory.Epoch, pages []
 }
 
 // PublishRotationRecords publishes a signed rotation: the epoch record (or
-// its approvals) first, then the pages, in bursts. A rotation is a burst
-// of large records, and GossipSub drops what overflows a peer's outbound
-// queue (32 messages): pausing between bursts lets the queues drain, and
-// what is lost anyway a node fetches by sync (adoptKeys asks for it). A
-// record that fails to publish is retried a few times.
+// its approvals) first, then the pages. A rotation is a burst of large
+// records, and GossipSub drops what overflows a peer's outbound queue (32
+// RPCs): each record waits for room in the queues (outQueues), and what is
+// lost anyway a node fetches from its peers (pagefetch.go). A record that
+// fails to publish is retried a few times.
 func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Record) error {
 	for i, r := range recs {
-		if i > 0 && i%rotationBurst == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(rotationPause):
+		if n.outq != nil {
+			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait); err != nil {
+				return err
 			}
 		}
 		for attempt := 0; ; attempt++ {

@@ -1081,7 +1081,7 @@ func (s *syncer) serve(st network.Stream) {
 				if r != nil && !again && offer.has(h) && sentBytes < maxBytesPerSession {
 					// Resealed under the newest key both hold; the offer
 					// already excludes records stored under a newer one.
-					sealed := s.sealedFor(r, h, common, key, current)
+					sealed := s.sealedFor(r, h, common, key, current, hello.epochs)
 					if !charge(32 + len(sealed)) {
 						c.flush()
 						return
@@ -1299,19 +1299,22 @@ func shuffle[T any](s []T) { rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = 
 
 // sealedFor is what serve sends of record r (hash h) to a peer whose newest
 // key in common with this node is epoch's: r sealed under that key. An
-// epoch page stored under that very key is sent as stored, which is the
-// sealing its publisher gossiped whenever this node took it as it came
-// (sealReusing): a node that took it by sync during a rotation gossips it
-// on (regossipPages), and the peers that hold it then drop it unopened as
-// a message already seen, not as a duplicate after decrypting 64 KiB.
-func (s *syncer) sealedFor(r *directory.Record, h directory.Hash, epoch uint64, key directory.ReadKey, current uint64) []byte {
+// epoch page is sent as stored instead, under the key of the epoch before
+// its own (sealFor), which is the key it travels under on gossip too, if
+// the peer holds that key (held, the epochs its hello listed). What is
+// stored is the sealing its publisher gossiped whenever this node took it
+// as it came (sealReusing): a node that took it by sync during a rotation
+// gossips it on (regossipPages), and the peers that hold it drop it
+// unopened as a message already seen, not as a duplicate after decrypting
+// 64 KiB.
+func (s *syncer) sealedFor(r *directory.Record, h directory.Hash, epoch uint64, key directory.ReadKey, current uint64, held []uint64) []byte {
 	if r.Type == directory.TypeEpochPage {
 		s.n.mu.Lock()
 		e, ok := s.n.stored[h]
 		s.n.mu.Unlock()
-		if ok && e == epoch {
+		if k, have := s.n.keyringSnapshot()[e]; ok && have && e <= epoch && slices.Contains(held, e) {
 			if b, err := s.n.store.ds.Get(s.n.ctx, recordKey(h)); err == nil {
-				if tag, ok := directory.SealedTag(b); ok && tag == key.Tag() {
+				if tag, ok := directory.SealedTag(b); ok && tag == k.Tag() {
 					return b
 				}
 			}

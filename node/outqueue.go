@@ -24,30 +24,44 @@ type outQueues struct {
 
 func newOutQueues() *outQueues { return &outQueues{depth: map[peer.ID]int{}} }
 
-// deepest is the longest queue, in RPCs.
-func (q *outQueues) deepest() int {
+// over lists the peers, other than those in skip, whose queue holds more
+// than room RPCs.
+func (q *outQueues) over(room int, skip map[peer.ID]bool) []peer.ID {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	d := 0
-	for _, n := range q.depth {
-		d = max(d, n)
+	var out []peer.ID
+	for p, n := range q.depth {
+		if n > room && !skip[p] {
+			out = append(out, p)
+		}
 	}
-	return d
+	return out
 }
 
-// waitRoom returns once every peer's queue holds at most room RPCs, after
-// at most wait (a peer that does not read must not hold up the others:
-// what it misses, it fetches), or when ctx ends.
-func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration) error {
+// waitRoom returns once every peer's queue holds at most room RPCs, but for
+// the peers in stuck, or when ctx ends. It waits at most wait: the peers
+// whose queue is still over room then go into stuck, and are not waited
+// for again, so that a peer that does not read holds a rotation up once,
+// not at every page (what it misses, it fetches).
+func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration, stuck map[peer.ID]bool) error {
 	deadline := time.Now().Add(wait)
-	for q.deepest() > room && time.Now().Before(deadline) {
+	for {
+		over := q.over(room, stuck)
+		if len(over) == 0 {
+			return ctx.Err()
+		}
+		if !time.Now().Before(deadline) {
+			for _, p := range over {
+				stuck[p] = true
+			}
+			return ctx.Err()
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return ctx.Err()
 }
 
 func (q *outQueues) SendRPC(_ *pubsub.RPC, p peer.ID) {

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/ceiba-network/ceiba/directory"
 )
 
 // A rotation's records are published no faster than GossipSub's outbound
 // queues drain: each waits until no peer's queue holds more than
 // rotationQueueRoom RPCs (of the 32 that fit), or rotationQueueWait has
-// passed, so that one peer that does not read cannot hold the rotation up.
+// passed; a peer whose queue did not drain in that time is not waited for
+// again in that rotation, so one that does not read holds it up once.
 const (
 	rotationQueueRoom = 8
 	rotationQueueWait = 2 * time.Second
@@ -47,9 +50,10 @@ func (n *Node) PublishRotation(ctx context.Context, e *directory.Epoch, pages []
 // lost anyway a node fetches from its peers (pagefetch.go). A record that
 // fails to publish is retried a few times.
 func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Record) error {
+	stuck := map[peer.ID]bool{}
 	for i, r := range recs {
 		if n.outq != nil {
-			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait); err != nil {
+			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait, stuck); err != nil {
 				return err
 			}
 		}

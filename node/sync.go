@@ -43,6 +43,13 @@ import (
 //	                 governance first, entries last
 //	I → R  done
 //
+// A page session (pagefetch.go) asks, right after the helloAck, for one
+// rotation's pages instead of comparing digests:
+//
+//	I → R  wantPages   epoch number, rotation ID
+//	R → I  pages       the record hashes of that rotation's pages R holds
+//	I → R  wantRecords the ones I lacks; then records and done as above
+//
 // Instead of any of its messages after the helloAck, R may send busy
 // (seconds to wait, uint32) and close: I's key or peer ID is over its byte
 // budget (syncbudget.go). I keeps what arrived and comes back after the

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 )
@@ -197,4 +198,69 @@ func (s *State) pageDigest(line func(...[]byte)) {
 		}
 		line([]byte("pages"), p.id[:], held)
 	}
+}
+
+// MissingPages names a rotation whose pages the pool does not all hold.
+type MissingPages struct {
+	Number   uint64
+	Rotation [16]byte
+	Missing  int // pages listed and not held
+}
+
+// IncompleteRotations lists the epoch proposals numbered at or above the
+// current effective epoch (the effective one itself, and proposals
+// newer than it, approved or not, not waiting for their charter) that
+// list pages the pool does not hold, newest first: what a node fetches
+// from its peers at once instead of waiting for the next sync round.
+// Older rotations are not listed: a node that catches up takes their
+// pages in its ordinary sync sessions.
+func (s *State) IncompleteRotations() []MissingPages {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var current uint64
+	if len(s.epochs) > 0 {
+		current = s.epochs[len(s.epochs)-1].body.(*Epoch).Number
+	}
+	var out []MissingPages
+	for _, p := range s.governance[TypeEpoch] {
+		e := p.body.(*Epoch)
+		if e.Number < current {
+			continue
+		}
+		if held := len(s.pagesOf(e)); held < len(e.PageHashes) {
+			out = append(out, MissingPages{Number: e.Number, Rotation: e.Rotation, Missing: len(e.PageHashes) - held})
+		}
+	}
+	slices.SortFunc(out, func(a, b MissingPages) int { return cmp.Compare(b.Number, a.Number) })
+	return out
+}
+
+// PageRecords returns the hashes of the page records the pool holds for
+// rotation of epoch number, at most limit of them: what a peer asking
+// for that rotation's missing pages is offered.
+func (s *State) PageRecords(number uint64, rotation [16]byte, limit int) []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Hash
+	seen := map[Hash]bool{} // two proposals of one rotation may list one page
+	for _, p := range s.governance[TypeEpoch] {
+		e := p.body.(*Epoch)
+		if e.Number != number || e.Rotation != rotation {
+			continue
+		}
+		for _, ph := range e.PageHashes {
+			hp := s.pages[ph]
+			if hp == nil || seen[ph] || hp.page.Number != number || hp.page.Rotation != rotation {
+				continue
+			}
+			seen[ph] = true
+			for h := range hp.records {
+				if len(out) == limit {
+					return out
+				}
+				out = append(out, h)
+			}
+		}
+	}
+	return out
 }

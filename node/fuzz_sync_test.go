@@ -134,6 +134,7 @@ func FuzzSyncServe(f *testing.F) {
 	f.Add(frame(msgWantBuckets, nil))
 	f.Add(append(frame(msgWantBuckets, nil), frame(msgWantLists, []byte{0, 1, 2, 255})...))
 	f.Add(frame(msgWantRecords, append([]byte{0, 0, 0, 1}, make([]byte, 32)...)))
+	f.Add(frame(msgWantPages, append([]byte{0, 0, 0, 0, 0, 0, 0, 1}, make([]byte, 16)...)))
 	fz := newFuzzNode(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -155,7 +156,9 @@ func FuzzSyncServe(f *testing.F) {
 			if err != nil {
 				break
 			}
-			if typ < msgHelloAck || typ > msgRecord || typ%2 != 0 {
+			switch typ {
+			case msgHelloAck, msgBuckets, msgList, msgRecord, msgPages, msgBusy:
+			default:
 				t.Fatalf("the node sent a frame of type %d", typ)
 			}
 			total += len(body)
@@ -193,6 +196,29 @@ func FuzzSyncSession(f *testing.F) {
 		}
 		if fz.n.State().Digest() != fz.digest {
 			t.Fatal("a session with arbitrary answers changed the node's directory")
+		}
+	})
+}
+
+// FuzzSyncPageSession is FuzzSyncSession for a page session
+// (pagefetch.go): after the helloAck the insider answers the node's
+// wantPages with arbitrary bytes. The session ends within the timeout, and
+// the node's directory does not change.
+func FuzzSyncPageSession(f *testing.F) {
+	f.Add(frame(msgPages, []byte{0, 0, 0, 0}))
+	f.Add(append(frame(msgPages, append([]byte{0, 0, 0, 1}, make([]byte, 32)...)), frame(msgRecord, append(make([]byte, 32), 7, 7, 7))...))
+	f.Add(frame(msgPages, append([]byte{0, 0, 0, 9}, make([]byte, 32)...)))
+	fz := newFuzzNode(f)
+	target := &pageTarget{number: 2}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fz.reply.Store(&data)
+		start := time.Now()
+		fz.n.sync.sessionFor(fz.peer.ID(), target)
+		if took := time.Since(start); took > 3*time.Second {
+			t.Fatalf("the session took %s", took)
+		}
+		if fz.n.State().Digest() != fz.digest {
+			t.Fatal("a page session with arbitrary answers changed the node's directory")
 		}
 	})
 }

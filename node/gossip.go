@@ -147,6 +147,7 @@ func scoreParams(topics []string, app func(peer.ID) float64) (*pubsub.PeerScoreP
 
 func (n *Node) startGossip() error {
 	params, thresholds := scoreParams(nil, n.sync.appScore)
+	n.outq = newOutQueues()
 	n.topicFilter = newTopicFilter()
 	n.topicsWake = make(chan struct{}, 1)
 	// GossipSub gets a view of the host that lets it use relay circuits
@@ -179,6 +180,9 @@ func (n *Node) startGossip() error {
 		pubsub.WithValidateQueueSize(256),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), time.Second),
+		// How full each peer's outbound queue is, for publishing a
+		// rotation's pages no faster than they drain (rotation.go).
+		pubsub.WithRawTracer(n.outq),
 		pubsub.WithLogger(n.log.With("component", "gossipsub")),
 	)
 	if err != nil {

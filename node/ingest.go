@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	mrand "math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
@@ -198,6 +197,9 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 	n.accepted[via]++
 	n.mu.Unlock()
 	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
+	if r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage {
+		n.notePage(via, r)
+	}
 	return applied, sealed, nil
 }
 
@@ -226,7 +228,11 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 		reveal  []int // batch indices of records that showed an equivocation
 	)
 	equivocations := len(n.state.Equivocations())
-	governed := false
+	governed, rotation := false, false
+	var incomplete []directory.MissingPages // before this batch (regossipPages)
+	if via == ViaSync && slices.ContainsFunc(recs, func(r *directory.Record) bool { return r.Type == directory.TypeEpochPage }) {
+		incomplete = n.state.IncompleteRotations()
+	}
 	for _, r := range recs {
 		// Checked record by record against the state as the batch builds
 		// it: a membership earlier in the batch admits the entries after.
@@ -243,6 +249,7 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 			continue
 		}
 		governed = governed || a.Changed && r.Type != directory.TypeEntry || r.Type == directory.TypeEpoch
+		rotation = rotation || r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage
 		n.afterApply(r, a)
 		applied = append(applied, a)
 		dropped = append(dropped, a.Dropped...)
@@ -279,6 +286,12 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 	}
 	n.spreadEvidence(evidence)
 	n.reportEquivocation(evidence)
+	if len(incomplete) > 0 {
+		n.regossipPages(batch, incomplete)
+	}
+	if rotation {
+		n.notePage(via, recs...)
+	}
 	if governed {
 		n.retryParked()
 	}
@@ -488,7 +501,7 @@ func (n *Node) adoptKeys() {
 	// came with the invite becomes effective): the topics follow it.
 	defer n.wakeTopics()
 	var added []uint64
-	var askAgain time.Duration // nonzero: ask peers for missing pages now, look again after it
+	pagesMissing := false
 	for _, e := range n.state.Epochs() {
 		fp := n.epochFingerprint(e)
 		n.mu.Lock()
@@ -504,35 +517,16 @@ func (n *Node) adoptKeys() {
 		case errors.Is(err, directory.ErrPagesMissing):
 			// The rotation's pages are still arriving; the fingerprint
 			// counts the pages held, so the next one brings us back.
-			// Gossip drops what overflows a peer's queue, and a rotation
-			// is a burst of large records: what did not come by gossip
-			// is asked of a few peers by sync, at most every few seconds.
-			// Until they are all here the epoch is looked at again on
-			// every call, and a follow-up call is armed with each ask, so
-			// the asking goes on after the last page gossip brought.
-			// A node that holds the key the epoch commits to (from its
-			// invite, or opened before) needs no page of it.
+			// What gossip does not bring, the page fetcher asks peers
+			// for (pagefetch.go). A node that holds the key the epoch
+			// commits to (from its invite, or opened before) needs no
+			// page of it.
 			n.log.Debug("waiting for the pages of the current rotation", "epoch", e.Number, "err", err)
 			if held, ok := n.keyring[e.Number]; ok && directory.VerifyEpochKey(n.cfg.Network, e, held) {
 				break
 			}
 			delete(n.epochSeen, e.Number)
-			held, now := len(n.state.EpochPages(e)), time.Now()
-			a := n.pagesAsked[e.Number]
-			// Pages that came since the last ask mean the rotation is
-			// on its way: the asking goes back to the short interval.
-			// Only asks that brought nothing back off.
-			progress := held > a.held
-			if progress {
-				a.times = 0
-			}
-			if now.After(a.next) || progress && now.Sub(a.last) >= pagesAskEvery {
-				// Every 3 s at first, then less and less often: pages
-				// no peer has (a rotation whose publisher failed midway)
-				// must not keep every node asking.
-				askAgain = pagesAskEvery << min(a.times, 6)
-				n.pagesAsked[e.Number] = pagesAsk{last: now, next: now.Add(askAgain), times: a.times + 1, held: held}
-			}
+			pagesMissing = true
 		case errors.Is(err, directory.ErrNotRecipient):
 			n.log.Warn("this node's key has no package in an effective epoch; it cannot read what is sealed under it", "epoch", e.Number)
 		case errors.Is(err, directory.ErrKeyMismatch):
@@ -556,17 +550,8 @@ func (n *Node) adoptKeys() {
 		}
 		n.mu.Unlock()
 	}
-	if askAgain > 0 && n.sync != nil {
-		peers := n.host.Network().Peers()
-		for _, i := range mrand.Perm(len(peers))[:min(pagesAskPeers, len(peers))] {
-			n.sync.request(peers[i])
-		}
-		time.AfterFunc(askAgain+time.Millisecond, func() {
-			if n.enter() {
-				defer n.leave()
-				n.adoptKeys()
-			}
-		})
+	if pagesMissing {
+		n.notePage(ViaLocal)
 	}
 	dropped := false
 	if n.loaded.Load() {
@@ -594,21 +579,6 @@ func (n *Node) adoptKeys() {
 			n.sync.request(p)
 		}
 	}
-}
-
-// A node missing pages of the current rotation asks pagesAskPeers random
-// peers for a sync, first after pagesAskEvery, then at doubling intervals
-// up to 64 times that (about 3 minutes) while no page arrives; a page
-// arriving brings the interval back to pagesAskEvery.
-const (
-	pagesAskPeers = 3
-	pagesAskEvery = 3 * time.Second
-)
-
-type pagesAsk struct {
-	last, next time.Time
-	times      int
-	held       int // pages held at the last ask
 }
 
 // epochFingerprint identifies an epoch body as far as this node's key is

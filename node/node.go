@@ -48,6 +48,8 @@ type Node struct {
 	store  *recordStore
 
 	ps *pubsub.PubSub
+	// outq follows GossipSub's outbound queues (outqueue.go).
+	outq *outQueues
 	// topics is the gossip topics the node is on, by the key tag they
 	// belong to (topics.go); topicFilter lets through only their names.
 	topicsMu    sync.Mutex
@@ -75,11 +77,9 @@ type Node struct {
 	// different keys to different recipients, which only a recipient can
 	// see, so this node says so (status, health) for the stewards to act.
 	keyMismatch map[uint64]bool
-	// pagesAsked is when this node may next ask peers for the missing
-	// pages of an effective epoch's rotation, and how often it has, by
-	// epoch.
-	pagesAsked map[uint64]pagesAsk
-	pkgCache   map[directory.Hash]packageResult
+	// pageFetch fetches the missing pages of a rotation (pagefetch.go).
+	pageFetch pageFetcher
+	pkgCache  map[directory.Hash]packageResult
 	// loaded is set once the state is rebuilt from the store; keys are
 	// pruned only after that (pruneKeys).
 	loaded      atomic.Bool
@@ -150,7 +150,6 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
 		topics:      map[directory.KeyTag]*keyTopics{},
-		pagesAsked:  map[uint64]pagesAsk{},
 		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
 		pkgCache:    map[directory.Hash]packageResult{},
@@ -169,6 +168,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		dhtPuts:     make(chan *directory.Record, 1024),
 		dhtMan:      make(chan struct{}, 1),
 	}
+	n.pageFetch.kick = make(chan struct{}, 1)
 	n.publishKeyring()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {

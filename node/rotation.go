@@ -6,12 +6,19 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/ceiba-network/ceiba/directory"
 )
 
+// A rotation's records are published no faster than GossipSub's outbound
+// queues drain: each waits until no peer's queue holds more than
+// rotationQueueRoom RPCs (of the 32 that fit), or rotationQueueWait has
+// passed; a peer whose queue did not drain in that time is not waited for
+// again in that rotation, so one that does not read holds it up once.
 const (
-	rotationBurst = 16
-	rotationPause = 50 * time.Millisecond
+	rotationQueueRoom = 8
+	rotationQueueWait = 2 * time.Second
 )
 
 // PublishRotation signs and publishes a rotation made by directory.NewEpoch:
@@ -37,18 +44,17 @@ func (n *Node) PublishRotation(ctx context.Context, e *directory.Epoch, pages []
 }
 
 // PublishRotationRecords publishes a signed rotation: the epoch record (or
-// its approvals) first, then the pages, in bursts. A rotation is a burst
-// of large records, and GossipSub drops what overflows a peer's outbound
-// queue (32 messages): pausing between bursts lets the queues drain, and
-// what is lost anyway a node fetches by sync (adoptKeys asks for it). A
-// record that fails to publish is retried a few times.
+// its approvals) first, then the pages. A rotation is a burst of large
+// records, and GossipSub drops what overflows a peer's outbound queue (32
+// RPCs): each record waits for room in the queues (outQueues), and what is
+// lost anyway a node fetches from its peers (pagefetch.go). A record that
+// fails to publish is retried a few times.
 func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Record) error {
+	stuck := map[peer.ID]bool{}
 	for i, r := range recs {
-		if i > 0 && i%rotationBurst == 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(rotationPause):
+		if n.outq != nil {
+			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait, stuck); err != nil {
+				return err
 			}
 		}
 		for attempt := 0; ; attempt++ {

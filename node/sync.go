@@ -43,6 +43,13 @@ import (
 //	                 governance first, entries last
 //	I → R  done
 //
+// A page session (pagefetch.go) asks, right after the helloAck, for one
+// rotation's pages instead of comparing digests:
+//
+//	I → R  wantPages   epoch number, rotation ID
+//	R → I  pages       the record hashes of that rotation's pages R holds
+//	I → R  wantRecords the ones I lacks; then records and done as above
+//
 // Instead of any of its messages after the helloAck, R may send busy
 // (seconds to wait, uint32) and close: I's key or peer ID is over its byte
 // budget (syncbudget.go). I keeps what arrived and comes back after the
@@ -112,6 +119,8 @@ const (
 	msgRecord
 	msgDone
 	msgBusy
+	msgWantPages
+	msgPages
 )
 
 // busyError is a session a responder ended because this node is over its
@@ -515,6 +524,22 @@ func (s *syncer) proof(role byte, initiator, responder peer.ID) []byte {
 // session may take and this one made headway, or that a new read key
 // arrived that opens more.
 func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
+	return s.sessionFor(p, nil)
+}
+
+// pageTarget names the rotation a page session asks for.
+type pageTarget struct {
+	number   uint64
+	rotation [16]byte
+}
+
+// sessionFor is session, or with a target a page session: instead of
+// comparing digests, it asks p for the record hashes of the target
+// rotation's pages p holds (wantPages, answered by pages) and pulls the
+// ones this node lacks. It costs three round trips and a list of at most
+// a few thousand hashes, whatever the directory's size, so a node missing
+// a rotation's pages can ask every peer at once (pagefetch.go).
+func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more bool, err error) {
 	n := s.n
 	me := n.host.ID()
 	// A peer behind a symmetric NAT may be connected only through a relay
@@ -571,33 +596,40 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	var theirRoot directory.Hash
 	copy(theirRoot[:], body[36:])
 
-	own := s.ownDigest()
-	if theirRoot == own.Root {
-		return 0, false, c.finish()
-	}
-	if err := c.send(msgWantBuckets, nil); err != nil {
-		return 0, false, err
-	}
-	body, err = c.expect(msgBuckets, maxControlFrame)
-	if err != nil {
-		return 0, false, err
-	}
-	if len(body) != 256*36 {
-		s.misbehaved(p, "bucket list of the wrong size")
-		return 0, false, errMisbehaving
-	}
-	var want []byte
-	for b := range 256 {
-		count := binary.BigEndian.Uint32(body[b*36:])
-		if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.Buckets[b][:]) {
-			want = append(want, byte(b))
+	var want []byte // the buckets whose lists are asked for
+	if target == nil {
+		own := s.ownDigest()
+		if theirRoot == own.Root {
+			return 0, false, c.finish()
 		}
-	}
-	if len(want) == 0 {
-		return 0, false, c.finish()
-	}
-	if err := c.send(msgWantLists, want); err != nil {
-		return 0, false, err
+		if err := c.send(msgWantBuckets, nil); err != nil {
+			return 0, false, err
+		}
+		body, err = c.expect(msgBuckets, maxControlFrame)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(body) != 256*36 {
+			s.misbehaved(p, "bucket list of the wrong size")
+			return 0, false, errMisbehaving
+		}
+		for b := range 256 {
+			count := binary.BigEndian.Uint32(body[b*36:])
+			if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.Buckets[b][:]) {
+				want = append(want, byte(b))
+			}
+		}
+		if len(want) == 0 {
+			return 0, false, c.finish()
+		}
+		if err := c.send(msgWantLists, want); err != nil {
+			return 0, false, err
+		}
+	} else {
+		req := binary.BigEndian.AppendUint64(nil, target.number)
+		if err := c.send(msgWantPages, append(req, target.rotation[:]...)); err != nil {
+			return 0, false, err
+		}
 	}
 	var missing []directory.Hash
 	truncated, skipped := false, false
@@ -615,6 +647,33 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 	// it was listed with.
 	var lacking []directory.Hash
 	rank := map[directory.Hash]byte{}
+	if target != nil {
+		body, err := c.expect(msgPages, maxControlFrame)
+		if err != nil {
+			return 0, false, err
+		}
+		cnt := 0
+		if len(body) >= 4 {
+			cnt = int(binary.BigEndian.Uint32(body))
+		}
+		if len(body) < 4 || cnt > maxHashesPerBucket || len(body) != 4+32*cnt {
+			s.misbehaved(p, "malformed page list")
+			return 0, false, errMisbehaving
+		}
+		for i := range cnt {
+			var h directory.Hash
+			copy(h[:], body[4+32*i:])
+			if _, dup := rank[h]; dup || n.state.Has(h) {
+				continue
+			}
+			if n.parked.has(h) {
+				skipped = true
+				continue
+			}
+			lacking = append(lacking, h)
+			rank[h] = kindPage
+		}
+	}
 	for _, b := range want {
 		body, err := c.expect(msgList, maxControlFrame)
 		if err != nil {
@@ -749,7 +808,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 			fault = errMisbehaving
 			break
 		}
-		if byte(syncRank(r)) != rank[want] {
+		if byte(syncRank(r)) != rank[want] || target != nil && r.Type != directory.TypeEpochPage {
 			// The rank is the record's type's, fixed by its hash: the
 			// list lied about it, to have entries asked for first or
 			// governance last.
@@ -798,6 +857,7 @@ func (s *syncer) session(p peer.ID) (pulled int, more bool, err error) {
 const (
 	listItem       = 32 + 1
 	kindGovernance = 1 // a membership's rank, say
+	kindPage       = 2 // an epoch page's, in a page list
 	kindEntry      = 4
 )
 
@@ -977,6 +1037,29 @@ func (s *syncer) serve(st network.Stream) {
 					return
 				}
 			}
+		case msgWantPages:
+			// The record hashes of one rotation's pages this node holds
+			// and offers: a node missing some asks every peer for them
+			// at once (pagefetch.go), without comparing digests.
+			if len(body) != 8+16 {
+				return
+			}
+			var rotation [16]byte
+			copy(rotation[:], body[8:])
+			var hs []directory.Hash
+			for _, h := range n.state.PageRecords(binary.BigEndian.Uint64(body), rotation, maxHashesPerBucket) {
+				if offer.has(h) {
+					hs = append(hs, h)
+				}
+			}
+			out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+32*len(hs)), uint32(len(hs)))
+			for _, h := range hs {
+				out = append(out, h[:]...)
+			}
+			if !charge(len(out)) {
+				return
+			}
+			err = c.send(msgPages, out)
 		case msgWantRecords:
 			if len(body) < 4 {
 				return
@@ -1008,7 +1091,7 @@ func (s *syncer) serve(st network.Stream) {
 				if r != nil && !again && offer.has(h) && sentBytes < maxBytesPerSession {
 					// Resealed under the newest key both hold; the offer
 					// already excludes records stored under a newer one.
-					sealed := s.seals.get(r, h, common, key, current)
+					sealed := s.sealedFor(r, h, common, key, current, hello.epochs)
 					if !charge(32 + len(sealed)) {
 						c.flush()
 						return
@@ -1223,3 +1306,29 @@ func (c *wire) finish() error {
 func randFloat() float64 { return rand.Float64() }
 
 func shuffle[T any](s []T) { rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] }) }
+
+// sealedFor is what serve sends of record r (hash h) to a peer whose newest
+// key in common with this node is epoch's: r sealed under that key. An
+// epoch page is sent as stored instead, under the key of the epoch before
+// its own (sealFor), which is the key it travels under on gossip too, if
+// the peer holds that key (held, the epochs its hello listed). What is
+// stored is the sealing its publisher gossiped whenever this node took it
+// as it came (sealReusing): a node that took it by sync during a rotation
+// gossips it on (regossipPages), and the peers that hold it drop it
+// unopened as a message already seen, not as a duplicate after decrypting
+// 64 KiB.
+func (s *syncer) sealedFor(r *directory.Record, h directory.Hash, epoch uint64, key directory.ReadKey, current uint64, held []uint64) []byte {
+	if r.Type == directory.TypeEpochPage {
+		s.n.mu.Lock()
+		e, ok := s.n.stored[h]
+		s.n.mu.Unlock()
+		if k, have := s.n.keyringSnapshot()[e]; ok && have && e <= epoch && slices.Contains(held, e) {
+			if b, err := s.n.store.ds.Get(s.n.ctx, recordKey(h)); err == nil {
+				if tag, ok := directory.SealedTag(b); ok && tag == k.Tag() {
+					return b
+				}
+			}
+		}
+	}
+	return s.seals.get(r, h, epoch, key, current)
+}

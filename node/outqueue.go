@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// outQueues follows how many RPCs wait in GossipSub's outbound queue to
+// each peer (a RawTracer: queued on SendRPC, gone on SendRPCCompleted), so
+// that a node publishing a burst can wait for room instead of overflowing
+// them. GossipSub drops what does not fit a peer's queue (32 RPCs), and
+// it has no per-topic queue size: a rotation of 190 pages of 64 KiB,
+// published as fast as the node could, overflowed every queue of its
+// origin, and the pages dropped there reached no node by gossip (issue 14).
+type outQueues struct {
+	mu    sync.Mutex
+	depth map[peer.ID]int
+}
+
+func newOutQueues() *outQueues { return &outQueues{depth: map[peer.ID]int{}} }
+
+// over lists the peers, other than those in skip, whose queue holds more
+// than room RPCs.
+func (q *outQueues) over(room int, skip map[peer.ID]bool) []peer.ID {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []peer.ID
+	for p, n := range q.depth {
+		if n > room && !skip[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitRoom returns once every peer's queue holds at most room RPCs, but for
+// the peers in stuck, or when ctx ends. It waits at most wait: the peers
+// whose queue is still over room then go into stuck, and are not waited
+// for again, so that a peer that does not read holds a rotation up once,
+// not at every page (what it misses, it fetches).
+func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration, stuck map[peer.ID]bool) error {
+	deadline := time.Now().Add(wait)
+	for {
+		over := q.over(room, stuck)
+		if len(over) == 0 {
+			return ctx.Err()
+		}
+		if !time.Now().Before(deadline) {
+			for _, p := range over {
+				stuck[p] = true
+			}
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (q *outQueues) SendRPC(_ *pubsub.RPC, p peer.ID) {
+	q.mu.Lock()
+	q.depth[p]++
+	q.mu.Unlock()
+}
+
+func (q *outQueues) SendRPCCompleted(_ *pubsub.RPC, p peer.ID, _ time.Duration) {
+	q.mu.Lock()
+	// A peer's first RPC goes out without passing the queue: never
+	// below zero.
+	if q.depth[p] > 1 {
+		q.depth[p]--
+	} else {
+		delete(q.depth, p)
+	}
+	q.mu.Unlock()
+}
+
+func (q *outQueues) RemovePeer(p peer.ID) {
+	q.mu.Lock()
+	delete(q.depth, p)
+	q.mu.Unlock()
+}
+
+func (*outQueues) AddPeer(peer.ID, protocol.ID)             {}
+func (*outQueues) OnNewOutboundStream(peer.ID, protocol.ID) {}
+func (*outQueues) OnClosedOutboundStream(peer.ID)           {}
+func (*outQueues) Join(string)                              {}
+func (*outQueues) Leave(string)                             {}
+func (*outQueues) Graft(peer.ID, string)                    {}
+func (*outQueues) Prune(peer.ID, string)                    {}
+func (*outQueues) ValidateMessage(*pubsub.Message)          {}
+func (*outQueues) DeliverMessage(*pubsub.Message)           {}
+func (*outQueues) RejectMessage(*pubsub.Message, string)    {}
+func (*outQueues) DuplicateMessage(*pubsub.Message)         {}
+func (*outQueues) ThrottlePeer(peer.ID)                     {}
+func (*outQueues) RecvRPC(*pubsub.RPC)                      {}
+func (*outQueues) DropRPC(*pubsub.RPC, peer.ID)             {}
+func (*outQueues) UndeliverableMessage(*pubsub.Message)     {}
+
+var _ pubsub.RawTracer = (*outQueues)(nil)

@@ -1,0 +1,51 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// TestRotationWaitsForQueuesButNotForAStuckPeer: publishing a rotation
+// waits for room in the peers' outbound queues; a peer whose queue does
+// not drain holds it up once, for the wait, and never again, while a peer
+// whose queue drains is waited for each time.
+func TestRotationWaitsForQueuesButNotForAStuckPeer(t *testing.T) {
+	q := newOutQueues()
+	stuck, slow := peer.ID("stuck"), peer.ID("slow")
+	for range 20 {
+		q.SendRPC(nil, stuck)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	skip := map[peer.ID]bool{}
+	if err := q.waitRoom(ctx, 8, 10*time.Millisecond, skip); err != nil || !skip[stuck] {
+		t.Fatalf("after the wait: err %v, stuck peers %v; want the undrained peer noted", err, skip)
+	}
+	// Were it waited for again, this would block for an hour (and fail
+	// on the context's 30 s).
+	if err := q.waitRoom(ctx, 8, time.Hour, skip); err != nil {
+		t.Fatalf("a peer noted stuck still held the publisher up: %v", err)
+	}
+	for range 12 {
+		q.SendRPC(nil, slow)
+	}
+	go func() {
+		for range 4 {
+			time.Sleep(5 * time.Millisecond)
+			q.SendRPCCompleted(nil, slow, 0)
+		}
+	}()
+	if err := q.waitRoom(ctx, 8, time.Hour, skip); err != nil || skip[slow] {
+		t.Fatalf("waiting for a draining queue: err %v, stuck %v", err, skip)
+	}
+	if got := q.over(8, nil); len(got) != 1 || got[0] != stuck {
+		t.Fatalf("queues over 8 RPCs: %v, want only the stuck peer's", got)
+	}
+	q.RemovePeer(stuck)
+	if got := q.over(0, nil); len(got) != 1 || got[0] != slow {
+		t.Fatalf("after the stuck peer left: %v over 0, want the slow peer's 8", got)
+	}
+}

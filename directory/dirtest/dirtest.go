@@ -5,6 +5,7 @@ package dirtest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,6 +102,42 @@ func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *d
 	tb.Helper()
 	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: nw.Now.Unix()}
 	return nw.Sign(tb, m, nw.Stewards[:nw.Threshold]...)
+}
+
+// ForkSides returns two valid successors of the genesis that list
+// different stewards: withD names the genesis stewards and d, and every
+// genesis steward signs it, so it outweighs withE, which names them and
+// e and carries the threshold only. A node holds both as linked
+// charters of version 2 and follows withD.
+func (nw *Network) ForkSides(tb testing.TB, d, e *directory.Identity) (withD, withE *directory.Record) {
+	tb.Helper()
+	side := func(extra *directory.Identity, issued time.Time) *directory.Charter {
+		stewards := append(slices.Clone(nw.Charter.Stewards), directory.Steward{Key: extra.Public(), KEM: extra.KEMPublic(), KEMSig: extra.KEMBinding()})
+		c, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), stewards, nw.Threshold, directory.Policy{}, issued)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return c
+	}
+	withD = nw.Sign(tb, side(d, nw.Now), nw.Stewards...)
+	withE = nw.Sign(tb, side(e, nw.Now.Add(-time.Minute)), nw.Stewards[:nw.Threshold]...)
+	return withD, withE
+}
+
+// AdmitAt returns a membership for org citing charter version v, signed
+// by signers.
+func (nw *Network) AdmitAt(tb testing.TB, v uint64, org *directory.Identity, name string, signers ...*directory.Identity) *directory.Record {
+	tb.Helper()
+	m := &directory.Membership{Charter: v, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: nw.Now.Unix()}
+	return nw.Sign(tb, m, signers...)
+}
+
+// Beat returns a heartbeat of by citing charter version v, issued now and
+// valid an hour.
+func (nw *Network) Beat(tb testing.TB, v uint64, by *directory.Identity) *directory.Record {
+	tb.Helper()
+	return nw.Sign(tb, &directory.Heartbeat{Charter: v, Epoch: 1, Digest: directory.Hash{1},
+		Issued: nw.Now.Unix(), Expires: nw.Now.Add(time.Hour).Unix()}, by)
 }
 
 // Vouch returns a reader grant for reader signed by the member org.

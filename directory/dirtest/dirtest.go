@@ -35,6 +35,12 @@ type Network struct {
 // New creates a network with n stewards and threshold k.
 func New(tb testing.TB, n, k int) *Network {
 	tb.Helper()
+	return NewWithPolicy(tb, n, k, directory.Policy{})
+}
+
+// NewWithPolicy is New with the genesis charter's policy.
+func NewWithPolicy(tb testing.TB, n, k int, policy directory.Policy) *Network {
+	tb.Helper()
 	nw := &Network{Threshold: k, Key: directory.NewReadKey(), Now: Epoch}
 	var stewards []directory.Steward
 	for i := 0; i < n; i++ {
@@ -42,7 +48,7 @@ func New(tb testing.TB, n, k int) *Network {
 		nw.Stewards = append(nw.Stewards, id)
 		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
-	c, err := directory.NewGenesis("Red de prueba", stewards, k, directory.Policy{}, nw.Now)
+	c, err := directory.NewGenesis("Red de prueba", stewards, k, policy, nw.Now)
 	if err != nil {
 		tb.Fatal(err)
 	}

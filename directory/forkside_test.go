@@ -18,10 +18,8 @@ import (
 // heartbeats and admissions a node held depended on the order (SECURITY.md
 // open issue 4).
 func TestForkSideStewardsCountInAnyOrder(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
-	d, e, org := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	withD, withE := nw.ForkSides(t, d, e)
-	byD := nw.AdmitAt(t, 2, org, "Colectivo", d)
+	f := dirtest.NewFork(t)
+	nw, d, e, org, withD, withE, byD := f.Network, f.D, f.E, f.Org, f.WithD, f.WithE, f.ByD
 	byA := approval(t, byD, nw.Stewards[0])
 	beatD, beatE := nw.Beat(t, 2, d), nw.Beat(t, 2, e)
 
@@ -74,10 +72,8 @@ func TestForkSideStewardsCountInAnyOrder(t *testing.T) {
 // listed for the caller to offer again: offered once its side is linked,
 // it is taken.
 func TestWaitingProposalOfOtherSideIsSetAside(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
-	d, e, org := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	withD, withE := nw.ForkSides(t, d, e)
-	byD := nw.AdmitAt(t, 2, org, "Colectivo", d)
+	f := dirtest.NewFork(t)
+	nw, org, withD, withE, byD := f.Network, f.Org, f.WithD, f.WithE, f.ByD
 	s := nw.State()
 	for _, r := range []*directory.Record{nw.Genesis, byD} {
 		if _, err := s.Apply(r); err != nil {

@@ -17,11 +17,9 @@ import (
 // dropped, so which heartbeats and members a node had depended on the
 // order (SECURITY.md open issue 4).
 func TestForkSideRecordsWaitForTheirSide(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
-	d, e, org := dirtest.MustIdentity(t), dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	withD, withE := nw.ForkSides(t, d, e)
-	byD := nw.AdmitAt(t, 2, org, "Colectivo", d)
-	beat := nw.Beat(t, 2, d)
+	f := dirtest.NewFork(t)
+	nw, org, withD, withE, byD := f.Network, f.Org, f.WithD, f.WithE, f.ByD
+	beat := nw.Beat(t, 2, f.D)
 	n := newCluster(t, nw, 1, []*directory.Identity{nw.Stewards[0]}, nil).nodes[0]
 	from := func(recs ...*directory.Record) {
 		t.Helper()

@@ -110,13 +110,24 @@ func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *d
 	return nw.Sign(tb, m, nw.Stewards[:nw.Threshold]...)
 }
 
-// ForkSides returns two valid successors of the genesis that list
-// different stewards: withD names the genesis stewards and d, and every
-// genesis steward signs it, so it outweighs withE, which names them and
-// e and carries the threshold only. A node holds both as linked
-// charters of version 2 and follows withD.
-func (nw *Network) ForkSides(tb testing.TB, d, e *directory.Identity) (withD, withE *directory.Record) {
+// Fork is a 2-of-3 network whose version 2 forks into two linked sides
+// that list different stewards: WithD names the genesis stewards and D,
+// and every genesis steward signs it, so it outweighs WithE, which names
+// them and E and carries the threshold only. A node holds both as linked
+// charters of version 2 and follows WithD. ByD is Org's admission citing
+// version 2, signed by D alone: one more signature of a steward of both
+// sides makes it effective.
+type Fork struct {
+	*Network
+	D, E, Org         *directory.Identity
+	WithD, WithE, ByD *directory.Record
+}
+
+// NewFork returns a new Fork.
+func NewFork(tb testing.TB) *Fork {
 	tb.Helper()
+	nw := New(tb, 3, 2)
+	f := &Fork{Network: nw, D: MustIdentity(tb), E: MustIdentity(tb), Org: MustIdentity(tb)}
 	side := func(extra *directory.Identity, issued time.Time) *directory.Charter {
 		stewards := append(slices.Clone(nw.Charter.Stewards), directory.Steward{Key: extra.Public(), KEM: extra.KEMPublic(), KEMSig: extra.KEMBinding()})
 		c, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), stewards, nw.Threshold, directory.Policy{}, issued)
@@ -125,9 +136,10 @@ func (nw *Network) ForkSides(tb testing.TB, d, e *directory.Identity) (withD, wi
 		}
 		return c
 	}
-	withD = nw.Sign(tb, side(d, nw.Now), nw.Stewards...)
-	withE = nw.Sign(tb, side(e, nw.Now.Add(-time.Minute)), nw.Stewards[:nw.Threshold]...)
-	return withD, withE
+	f.WithD = nw.Sign(tb, side(f.D, nw.Now), nw.Stewards...)
+	f.WithE = nw.Sign(tb, side(f.E, nw.Now.Add(-time.Minute)), nw.Stewards[:nw.Threshold]...)
+	f.ByD = nw.AdmitAt(tb, 2, f.Org, "Colectivo", f.D)
+	return f
 }
 
 // AdmitAt returns a membership for org citing charter version v, signed

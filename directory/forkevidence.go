@@ -47,7 +47,9 @@ func forkShape(a, b *Record) error {
 // the version it cites: threshold stewards of it signed the side. A side
 // citing a charter not linked here waits (ErrUnknownCharter, as a proposal
 // would); a side without that threshold is refused, so one real side and
-// one made up is no fork. Signers revoked since still count, as they do on
+// one made up is no fork (for an epoch side citing version 2 or later, a
+// refusal that may pass: a sibling of that version on which the side has
+// the threshold may still be linked, notStewardOf). Signers revoked since still count, as they do on
 // the links themselves: what they signed then is the fork.
 func (s *State) checkForkSides(sides ...*Record) error {
 	for _, r := range sides {
@@ -86,7 +88,9 @@ func (s *State) forkSideWeighs(r *Record) error {
 			return reject(TypeEvidence, ErrUnknownCharter, "fork of epoch %d: charter %d is not known here", b.Number, b.Charter)
 		}
 		if !slices.ContainsFunc(cs, signed) {
-			return reject(TypeEvidence, ErrNotSteward, "fork of epoch %d: side %s lacks the threshold of charter %d's stewards", b.Number, r.ProposalID().Short(), b.Charter)
+			// Passing from charter 2 on: a sibling of it that the side's
+			// signers reach threshold on may still be linked.
+			return reject(TypeEvidence, notStewardOf(b.Charter), "fork of epoch %d: side %s lacks the threshold of every linked charter %d's stewards", b.Number, r.ProposalID().Short(), b.Charter)
 		}
 	}
 	return nil

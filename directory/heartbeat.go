@@ -182,7 +182,8 @@ func (s *State) addHeartbeat(r *Record, h Hash, b *Heartbeat) (bool, error) {
 		return false, reject(r.Type, ErrUnknownCharter, "heartbeat at charter %d, not known here", b.Charter)
 	}
 	if !slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(k) }) {
-		return false, reject(r.Type, ErrNotSteward, "signer %s is not a steward of charter %d", Fingerprint(k), b.Charter)
+		// Passing from version 2 on: a fork's other side may name it.
+		return false, reject(r.Type, notStewardOf(b.Charter), "signer %s is a steward of no linked charter %d", Fingerprint(k), b.Charter)
 	}
 	if !s.now().Before(time.Unix(b.Expires, 0)) {
 		return false, reject(r.Type, ErrExpired, "heartbeat expired %s", time.Unix(b.Expires, 0).UTC().Format(time.RFC3339))

@@ -139,8 +139,11 @@ func TestHeartbeatOfRemovedStewardAnyOrder(t *testing.T) {
 	s := nw.State()
 	s.Apply(nw.Genesis)
 	s.Apply(amend)
+	// Not taken, but not refused for good either: a fork of version 2
+	// that names the removed steward may still be linked (SECURITY.md open
+	// issue 4), so the node parks it.
 	_, err = s.Apply(claim)
-	wantReject(t, err, directory.ErrNotSteward)
+	wantReject(t, err, directory.ErrPendingSignature)
 }
 
 // A heartbeat that reports an epoch this copy lacks, past the grace

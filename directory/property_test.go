@@ -93,11 +93,13 @@ func TestApplyOrderIndependent(t *testing.T) {
 		"evidence of a reader key's two KEM keys":               cover.kemEvidence,
 		forkEvidenceCase:                                        cover.forkEvidence,
 		"heartbeats naming entries a copy lacks":                cover.behindMembers,
+		forkSideCase:                                            cover.forkSide,
 	} {
-		if n == 0 && !(testing.Short() && (what == voidedCase || what == forkEvidenceCase)) {
+		if n == 0 && !(testing.Short() && (what == voidedCase || what == forkEvidenceCase || what == forkSideCase)) {
 			// -short's 10 sets rarely amend the charter twice with the
 			// compromised steward kept (stewardrevocation_test.go has it),
-			// and rarely amend it at all (forkevidence_test.go).
+			// and rarely amend it at all (forkevidence_test.go,
+			// forkside_test.go).
 			t.Errorf("no record set exercised %s", what)
 		}
 	}
@@ -106,6 +108,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 const (
 	voidedCase       = "revocations that lost a revoked steward's weight"
 	forkEvidenceCase = "evidence of a charter fork"
+	forkSideCase     = "heartbeats held of a steward of one fork side only"
 )
 
 type coverage struct {
@@ -114,7 +117,7 @@ type coverage struct {
 	belowThreshold, forks, heldBack, shrinks                               int
 	paged, partial, partialCurrent                                         int
 	outside                                                                int
-	voided, mutual, kemEvidence, forkEvidence, behindMembers               int
+	voided, mutual, kemEvidence, forkEvidence, behindMembers, forkSide     int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -220,7 +223,10 @@ func applyAll(s *directory.State, recs []*directory.Record) error {
 		var again []*directory.Record
 		taken, cameBack := 0, false
 		for _, r := range recs {
-			_, err := s.Apply(r)
+			a, err := s.Apply(r)
+			// Records the state let go of for a reason that may pass are
+			// offered again, as the node's parked lot does.
+			again = append(again, a.SetAside...)
 			switch {
 			case err == nil:
 				taken++
@@ -347,6 +353,11 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.mutual += g.mutual
 	cover.kemEvidence += g.kemEvidence
 	cover.forkEvidence += g.forkEvidence
+	for _, hb := range want.Heartbeats {
+		if g.sideOnly[hb.Steward] {
+			cover.forkSide++
+		}
+	}
 	if want.Fresh.BehindMembers > 0 {
 		cover.behindMembers++
 	}
@@ -390,8 +401,9 @@ type gen struct {
 	readers  []*directory.Identity
 
 	isSteward   map[directory.PublicKey]bool
-	approvalOf  map[directory.Hash]bool // hashes of the approval records
-	revocations []directory.Hash        // proposal IDs of every revocation
+	sideOnly    map[directory.PublicKey]bool // stewards of one side of a fork only
+	approvalOf  map[directory.Hash]bool      // hashes of the approval records
+	revocations []directory.Hash             // proposal IDs of every revocation
 	revokedBy   map[directory.Hash]directory.PublicKey
 	info        map[*directory.Record]recordInfo
 
@@ -416,6 +428,7 @@ func newGen(t *testing.T, rng *rand.Rand) *gen {
 	g := &gen{
 		t: t, rng: rng, nw: nw, now: nw.Now,
 		isSteward:  map[directory.PublicKey]bool{},
+		sideOnly:   map[directory.PublicKey]bool{},
 		approvalOf: map[directory.Hash]bool{},
 		info:       map[*directory.Record]recordInfo{},
 	}
@@ -559,18 +572,23 @@ func (g *gen) watermarkBeat() {
 // pool too, sometimes with a forged piece (the second side signed by an
 // outsider), refused in every order. What the fork shows, and whether the
 // chain freezes, must not depend on the order.
+//
+// The second side lists other stewards than version 2: one of them is a
+// steward of that side only, who signs a heartbeat and an admission citing
+// version 2 (sideSteward). Sometimes every steward of version 1 signs the
+// second side, so that it outweighs the first and wins.
 func (g *gen) forkOfVersion2() {
 	if len(g.versions) < 2 || !g.chance(0.3) {
 		return
 	}
 	v1, v2 := g.versions[0], g.versions[1]
-	// The same stewards as version 2, like amend's real fork: with other
-	// stewards on the two sides, whether a heartbeat or approval by a
-	// steward of only one side is taken depends on which side was linked
-	// first (a refusal as not a steward is final), which predates fork
-	// evidence (handoff s26 C).
-	fork := g.amendment(v1, v2.stewards, v2.k, g.now.Add(-3*time.Minute))
-	side := g.nw.Sign(g.t, fork, g.pick(v1.stewards, v1.k)...)
+	ids, only := g.otherSide(v2.stewards)
+	fork := g.amendment(v1, ids, v2.k, g.now.Add(-3*time.Minute))
+	signers := g.pick(v1.stewards, v1.k)
+	if g.chance(0.3) {
+		signers = v1.stewards
+	}
+	side := g.nw.Sign(g.t, fork, signers...)
 	honest := g.nw.Sign(g.t, v2.charter, g.pick(v1.stewards, v1.k)...)
 	ev, err := directory.NewEvidence(honest, side, dirtest.MustIdentity(g.t))
 	if err != nil {
@@ -578,9 +596,10 @@ func (g *gen) forkOfVersion2() {
 	}
 	g.add(ev)
 	g.forkEvidence++
-	if g.chance(0.3) {
+	if g.chance(0.6) {
 		g.add(side)
 	}
+	g.sideSteward(2, ids, v2.k, only)
 	if g.chance(0.3) {
 		forged, err := directory.NewEvidence(honest, g.nw.Sign(g.t, fork, dirtest.MustIdentity(g.t)), dirtest.MustIdentity(g.t))
 		if err != nil {
@@ -588,6 +607,36 @@ func (g *gen) forkOfVersion2() {
 		}
 		g.add(forged)
 	}
+}
+
+// otherSide returns ids with one of them replaced by a fresh key, and
+// that key: the stewards of the other side of a fork.
+func (g *gen) otherSide(ids []*directory.Identity) ([]*directory.Identity, *directory.Identity) {
+	only := dirtest.MustIdentity(g.t)
+	g.sideOnly[only.Public()] = true
+	side := slices.Clone(ids)
+	side[g.rng.IntN(len(side))] = only
+	return side, only
+}
+
+// sideSteward has only, a steward of one side of a fork of version v
+// (whose stewards are ids, threshold k) and not of the other, sign a
+// heartbeat citing v, and approve with k-1 others the admission of an
+// organization citing v: the admission takes effect exactly when that
+// side is in the chain. Whether a node holds them must not depend on
+// which side it linked first (SECURITY.md open issue 4).
+func (g *gen) sideSteward(v uint64, ids []*directory.Identity, k int, only *directory.Identity) {
+	issued := g.now.Add(-time.Duration(g.rng.IntN(3)) * time.Minute)
+	g.add(g.nw.Sign(g.t, &directory.Heartbeat{Charter: v, Epoch: 1, Digest: directory.Hash{7},
+		Issued: issued.Unix(), Expires: issued.Add(time.Hour).Unix()}, only))
+	if !g.chance(0.7) {
+		return
+	}
+	org := dirtest.MustIdentity(g.t)
+	m := &directory.Membership{Charter: v, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(),
+		Name: "Colectivo del otro lado", Issued: g.now.Unix()}
+	others := slices.DeleteFunc(slices.Clone(ids), func(id *directory.Identity) bool { return id == only })
+	g.propose(m, append(g.pick(others, k-1), only))
 }
 
 func (g *gen) kemEquivocation() {
@@ -656,9 +705,18 @@ func (g *gen) amend() {
 			g.propose(fork, g.pick(prev.stewards, prev.k-1))
 		}
 		if g.chance(0.1) {
-			// k stewards equivocate: two valid successors.
-			fork := g.amendment(prev, stewards, k, g.now.Add(-2*time.Minute))
+			// k stewards equivocate: two valid successors, sometimes
+			// listing other stewards.
+			side := stewards
+			var only *directory.Identity
+			if g.chance(0.5) {
+				side, only = g.otherSide(stewards)
+			}
+			fork := g.amendment(prev, side, k, g.now.Add(-2*time.Minute))
 			g.propose(fork, g.pick(prev.stewards, prev.k))
+			if only != nil {
+				g.sideSteward(uint64(len(g.versions)+1), side, k, only)
+			}
 		}
 		g.versions = append(g.versions, charterVersionInfo{charter: c, id: carrier.ProposalID(), stewards: stewards, k: k})
 	}

@@ -111,10 +111,12 @@ type State struct {
 	pendingEvidence int
 
 	// dropped collects the hashes the current Apply removes from the
-	// pool, so the caller can delete them from its store; changed notes
+	// pool, so the caller can delete them from its store; setAside those
+	// of them the caller should offer again (pruneWaiting); changed notes
 	// that an incremental step changed the effective view.
-	dropped []Hash
-	changed bool
+	dropped  []Hash
+	setAside []*Record
+	changed  bool
 
 	digest    Hash
 	digestAt  int64
@@ -226,6 +228,13 @@ type Applied struct {
 	// entry version it superseded, what a revoked key signed or vouched
 	// for). They can never take effect again, so stores delete them.
 	Dropped []Hash
+	// SetAside lists those of Dropped that may still take effect: a
+	// proposal or approval that waited for a charter version that is now
+	// linked without naming any of its signers, while another charter of
+	// that version may still be linked that does. The caller keeps them
+	// aside, as records refused for a reason that may pass (MayPass), and
+	// offers them again when governance changes.
+	SetAside []*Record
 }
 
 // NewState returns an empty state for network net. now is the clock used
@@ -297,18 +306,18 @@ func (s *State) Apply(r *Record) (Applied, error) {
 	if err := s.checkCommon(r, body, size); err != nil {
 		return Applied{}, err
 	}
-	s.dropped, s.changed = nil, false
+	s.dropped, s.setAside, s.changed = nil, nil, false
 	changed, err := s.add(r, h, body, size)
 	changed = changed || s.changed
-	dropped := s.dropped
-	s.dropped, s.changed = nil, false
+	dropped, setAside := s.dropped, s.setAside
+	s.dropped, s.setAside, s.changed = nil, nil, false
 	if err != nil {
 		return Applied{}, err
 	}
 	if changed {
 		s.digestSet = false
 	}
-	return Applied{Hash: h, Type: r.Type, Changed: changed, Dropped: dropped}, nil
+	return Applied{Hash: h, Type: r.Type, Changed: changed, Dropped: dropped, SetAside: setAside}, nil
 }
 
 func (s *State) policy() Policy {
@@ -376,6 +385,8 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 	// signers that are stewards of no known charter of the cited version (a
 	// proposal citing a version not yet known waits in the pool), and
 	// revoked signers where recompute ignores them.
+	// Of several refusals, one that may pass is reported: the record is
+	// then offered again, and taken once that signer counts.
 	var first error
 	for _, sg := range r.Sigs {
 		err := s.checkApprover(inner, sg.Key)
@@ -385,7 +396,7 @@ func (s *State) checkCommon(r *Record, body Body, n int) error {
 		if err == nil {
 			return nil
 		}
-		if first == nil {
+		if first == nil || MayPass(err) && !MayPass(first) {
 			first = reject(r.Type, err, "signer %s", Fingerprint(sg.Key))
 		}
 	}
@@ -436,9 +447,26 @@ func (s *State) checkApprover(b Body, k PublicKey) error {
 	// fork wins can change as records arrive, and a refusal cannot be undone.
 	cs := s.linked[cited]
 	if len(cs) > 0 && !slices.ContainsFunc(cs, func(c *Charter) bool { return c.isSteward(k) }) {
-		return ErrNotSteward
+		return notStewardOf(cited)
 	}
 	return nil
+}
+
+// notStewardOf is the refusal of a signer that is a steward of no linked
+// charter of version v. Version 1 is the genesis, the only one there can
+// be, so that refusal is final. Any later version can gain a linked
+// sibling whenever the stewards of the version before it sign another
+// successor (a fork), and the signer may be a steward of that one: a
+// final refusal would make what a node holds depend on which side it
+// linked first (SECURITY.md open issue 4). So the refusal may pass: the
+// state keeps nothing (its pool quotas are unchanged), and the caller
+// keeps the record aside and offers it again when governance changes
+// (node/parked.go), as for an epoch page of such a signer.
+func notStewardOf(v uint64) error {
+	if v >= 2 {
+		return ErrPendingSignature
+	}
+	return ErrNotSteward
 }
 
 func issuedOf(b Body) int64 {
@@ -1380,8 +1408,13 @@ func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 }
 
 // pruneWaiting drops proposals that waited for a charter version now
-// linked but that none of whose signers can weigh: they can never take
-// effect.
+// linked but that none of whose signers can weigh. Citing version 1 they
+// can never take effect. Citing a later version they could, once a
+// sibling of it that names a signer links (notStewardOf): their records
+// leave the pool all the same (the waiting quota must free up, and an
+// arrival in that state is refused), and are listed in setAside for the
+// caller to offer again, so that the node holds what it would have held
+// had they arrived after the sibling.
 func (s *State) pruneWaiting() {
 	for id, p := range s.waiting {
 		cited, _ := citedVersion(p.body)
@@ -1406,6 +1439,9 @@ func (s *State) pruneWaiting() {
 		delete(s.proposals, id)
 		delete(s.governance[p.typ], id)
 		for h := range p.records {
+			if cited >= 2 {
+				s.setAside = append(s.setAside, s.records[h])
+			}
 			delete(s.records, h)
 			s.dropped = append(s.dropped, h)
 		}

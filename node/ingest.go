@@ -172,6 +172,7 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 		return applied, nil, err
 	}
 	n.afterApply(r, applied)
+	n.parkSetAside(applied, via)
 	// A new epoch proposal changes no view until it takes effect, but
 	// the pages parked for want of it are taken now (a rotation by one
 	// steward takes effect only once they are).
@@ -251,6 +252,7 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 		governed = governed || a.Changed && r.Type != directory.TypeEntry || r.Type == directory.TypeEpoch
 		rotation = rotation || r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage
 		n.afterApply(r, a)
+		n.parkSetAside(a, via)
 		applied = append(applied, a)
 		dropped = append(dropped, a.Dropped...)
 		batch = append(batch, pending{r: r, hash: a.Hash})
@@ -296,6 +298,18 @@ func (n *Node) acceptBatchSealed(recs []*directory.Record, sealedIn map[director
 		n.retryParked()
 	}
 	return len(applied), nil
+}
+
+// parkSetAside parks the records the state let go of for a reason that
+// may pass (directory.Applied.SetAside): a proposal that waited for a
+// charter version now linked by a fork side that does not name its
+// signers, which the other side may still do. They leave the store with
+// the rest of Dropped, and are applied again when governance changes, as
+// records refused for such a reason are.
+func (n *Node) parkSetAside(a directory.Applied, via Via) {
+	for _, r := range a.SetAside {
+		n.parked.park(r, "", via)
+	}
 }
 
 // evidenceOf is what shows an equivocation that r revealed: r and the

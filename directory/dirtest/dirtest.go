@@ -5,6 +5,7 @@ package dirtest
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -34,6 +35,12 @@ type Network struct {
 // New creates a network with n stewards and threshold k.
 func New(tb testing.TB, n, k int) *Network {
 	tb.Helper()
+	return NewWithPolicy(tb, n, k, directory.Policy{})
+}
+
+// NewWithPolicy is New with the genesis charter's policy.
+func NewWithPolicy(tb testing.TB, n, k int, policy directory.Policy) *Network {
+	tb.Helper()
 	nw := &Network{Threshold: k, Key: directory.NewReadKey(), Now: Epoch}
 	var stewards []directory.Steward
 	for i := 0; i < n; i++ {
@@ -41,7 +48,7 @@ func New(tb testing.TB, n, k int) *Network {
 		nw.Stewards = append(nw.Stewards, id)
 		stewards = append(stewards, directory.Steward{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Name: fmt.Sprintf("steward %d", i+1)})
 	}
-	c, err := directory.NewGenesis("Red de prueba", stewards, k, directory.Policy{}, nw.Now)
+	c, err := directory.NewGenesis("Red de prueba", stewards, k, policy, nw.Now)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,6 +108,54 @@ func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *d
 	tb.Helper()
 	m := &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: nw.Now.Unix()}
 	return nw.Sign(tb, m, nw.Stewards[:nw.Threshold]...)
+}
+
+// Fork is a 2-of-3 network whose version 2 forks into two linked sides
+// that list different stewards: WithD names the genesis stewards and D,
+// and every genesis steward signs it, so it outweighs WithE, which names
+// them and E and carries the threshold only. A node holds both as linked
+// charters of version 2 and follows WithD. ByD is Org's admission citing
+// version 2, signed by D alone: one more signature of a steward of both
+// sides makes it effective.
+type Fork struct {
+	*Network
+	D, E, Org         *directory.Identity
+	WithD, WithE, ByD *directory.Record
+}
+
+// NewFork returns a new Fork.
+func NewFork(tb testing.TB) *Fork {
+	tb.Helper()
+	nw := New(tb, 3, 2)
+	f := &Fork{Network: nw, D: MustIdentity(tb), E: MustIdentity(tb), Org: MustIdentity(tb)}
+	side := func(extra *directory.Identity, issued time.Time) *directory.Charter {
+		stewards := append(slices.Clone(nw.Charter.Stewards), directory.Steward{Key: extra.Public(), KEM: extra.KEMPublic(), KEMSig: extra.KEMBinding()})
+		c, err := directory.Amend(nw.Charter, nw.Genesis.ProposalID(), stewards, nw.Threshold, directory.Policy{}, issued)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return c
+	}
+	f.WithD = nw.Sign(tb, side(f.D, nw.Now), nw.Stewards...)
+	f.WithE = nw.Sign(tb, side(f.E, nw.Now.Add(-time.Minute)), nw.Stewards[:nw.Threshold]...)
+	f.ByD = nw.AdmitAt(tb, 2, f.Org, "Colectivo", f.D)
+	return f
+}
+
+// AdmitAt returns a membership for org citing charter version v, signed
+// by signers.
+func (nw *Network) AdmitAt(tb testing.TB, v uint64, org *directory.Identity, name string, signers ...*directory.Identity) *directory.Record {
+	tb.Helper()
+	m := &directory.Membership{Charter: v, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: name, Issued: nw.Now.Unix()}
+	return nw.Sign(tb, m, signers...)
+}
+
+// Beat returns a heartbeat of by citing charter version v, issued now and
+// valid an hour.
+func (nw *Network) Beat(tb testing.TB, v uint64, by *directory.Identity) *directory.Record {
+	tb.Helper()
+	return nw.Sign(tb, &directory.Heartbeat{Charter: v, Epoch: 1, Digest: directory.Hash{1},
+		Issued: nw.Now.Unix(), Expires: nw.Now.Add(time.Hour).Unix()}, by)
 }
 
 // Vouch returns a reader grant for reader signed by the member org.

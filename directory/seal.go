@@ -253,7 +253,10 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 // of it: node/checkpoint.go). The hash covers the record's every byte,
 // signatures included, so a record that differs in any way is checked in
 // full; everything else Open checks, and everything State.Apply checks,
-// is checked as always.
+// is checked as always. verifiedBefore is called once, with the hash of
+// the record's bytes, for every sealing that decrypts; for a record it
+// returns, that hash is the record's (node/ingest.go's load uses it
+// instead of re-encoding the record to hash it).
 func OpenVerified(sealed []byte, net NetworkID, keys Keyring, verifiedBefore func(Hash) bool) (*Record, error) {
 	s, err := Unseal(sealed, keys)
 	if err != nil {

@@ -205,7 +205,10 @@ func startDaemon(b *testing.B, bin, home string, env []string) *daemonProc {
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		var s api.Status
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		// 10 s: on a loaded machine (a load of 30 and more) a daemon that
+		// has just rebuilt 100,000 entries answered none of its first
+		// minutes of status requests within 2 s, and the run failed.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := d.client.Do(ctx, http.MethodGet, "/v1/status", nil, &s)
 		cancel()
 		if err == nil {

@@ -49,6 +49,37 @@ func BenchmarkOpenVerify(b *testing.B) {
 	reportRate(b, "records/s")
 }
 
+// BenchmarkOpenVouched is what re-opening a stored record costs a node
+// starting up on its checkpoint (node/checkpoint.go): "vouched" is
+// OpenVerified of a record whose hash the checkpoint lists (no signature
+// check, no canonical re-encoding), "unverified" OpenUnverified of the
+// same record, the same work with the canonical check, the comparator.
+//
+//	go test -run '^$' -bench 'OpenVouched' -count 5 ./directory/
+func BenchmarkOpenVouched(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	org := dirtest.MustIdentity(b)
+	rec := nw.Entry(b, org, "asesoria", 1)
+	sealed := directory.Seal(rec, nw.Key)
+	keys := directory.Keyring{1: nw.Key}
+	want := rec.Hash()
+	vouch := func(h directory.Hash) bool { return h == want }
+	b.Run("vouched", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := directory.OpenVerified(sealed, nw.ID, keys, vouch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("unverified", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := directory.OpenUnverified(sealed, nw.ID, keys); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkKeyTagLookup is what finding a record's key by its header tag
 // costs a node that holds keys epochs keys, in the worst cases: the record
 // is sealed under the oldest key, or under a key the node does not hold

@@ -288,7 +288,7 @@ func domainHash(domain string, parts ...[]byte) Hash {
 // DecodeRecord parses a record's canonical encoding and checks everything
 // that needs no state: version, type, body fields and every signature.
 func DecodeRecord(data []byte) (*Record, error) {
-	u, err := decodeUnverified(data)
+	u, err := decodeUnverified(data, sha256.Sum256(data), true)
 	if err != nil {
 		return nil, err
 	}
@@ -308,19 +308,22 @@ type Unverified struct {
 	size int // of the canonical encoding
 }
 
-// decodeUnverified parses a record's canonical encoding and checks
-// everything but the signatures.
-func decodeUnverified(data []byte) (*Unverified, error) {
+// decodeUnverified parses a record's canonical encoding, whose hash is h,
+// and checks everything but the signatures. canonical is whether to check
+// that data is the canonical encoding of what it decodes to (the record's
+// and its body's); only OpenVerified, for bytes whose hash this node
+// checked before in full, leaves it out.
+func decodeUnverified(data []byte, h Hash, canonical bool) (*Unverified, error) {
 	u := &Unverified{}
-	if err := unmarshalCanonical(data, &u.r); err != nil {
+	if err := unmarshalChecked(data, &u.r, canonical); err != nil {
 		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
 	}
-	body, err := u.r.checkUnsigned()
+	body, err := u.r.checkUnsignedWith(canonical)
 	if err != nil {
 		return nil, err
 	}
 	// data is the canonical encoding of r, so its hash is r's.
-	u.body, u.hash, u.size = body, sha256.Sum256(data), len(data)
+	u.body, u.hash, u.size = body, h, len(data)
 	return u, nil
 }
 
@@ -386,7 +389,11 @@ func (r *Record) verify() (Body, error) {
 
 // checkUnsigned is verify without the signature checks: what it costs
 // nothing but decoding to check.
-func (r *Record) checkUnsigned() (Body, error) {
+func (r *Record) checkUnsigned() (Body, error) { return r.checkUnsignedWith(true) }
+
+// checkUnsignedWith is checkUnsigned, leaving out the bodies' canonical
+// checks if canonical is false (decodeUnverified).
+func (r *Record) checkUnsignedWith(canonical bool) (Body, error) {
 	if r.Version != FormatVersion {
 		return nil, reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
 	}
@@ -401,7 +408,7 @@ func (r *Record) checkUnsigned() (Body, error) {
 			return nil, reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
 		}
 	}
-	body, err := r.DecodeBody()
+	body, err := r.decodeBodyWith(canonical)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +416,7 @@ func (r *Record) checkUnsigned() (Body, error) {
 		if len(r.Sigs) != 1 {
 			return nil, reject(r.Type, ErrInvalid, "an approval carries exactly one signature")
 		}
-		inner, err := decodeBody(a.Of, a.Proposal)
+		inner, err := decodeBodyChecked(a.Of, a.Proposal, canonical)
 		if err != nil {
 			return nil, err
 		}
@@ -445,14 +452,22 @@ func (r *Record) verifySigs(body Body) error {
 }
 
 // DecodeBody decodes and field-checks the record's body.
-func (r *Record) DecodeBody() (Body, error) {
+func (r *Record) DecodeBody() (Body, error) { return r.decodeBodyWith(true) }
+
+func (r *Record) decodeBodyWith(canonical bool) (Body, error) {
 	if r.body != nil && r.verified == r.Hash() {
 		return r.body, nil // decoded and checked when it was opened
 	}
-	return decodeBody(r.Type, r.Body)
+	return decodeBodyChecked(r.Type, r.Body, canonical)
 }
 
 func decodeBody(t RecordType, data []byte) (Body, error) {
+	return decodeBodyChecked(t, data, true)
+}
+
+// decodeBodyChecked is decodeBody, without the canonical check if
+// canonical is false (decodeUnverified).
+func decodeBodyChecked(t RecordType, data []byte, canonical bool) (Body, error) {
 	var b Body
 	switch t {
 	case TypeCharter:
@@ -480,7 +495,7 @@ func decodeBody(t RecordType, data []byte) (Body, error) {
 	default:
 		return nil, reject(t, ErrUnknownType, "")
 	}
-	if err := unmarshalCanonical(data, b); err != nil {
+	if err := unmarshalChecked(data, b, canonical); err != nil {
 		return nil, &RejectError{Type: t, Reason: unwrapSentinel(err), Detail: err.Error()}
 	}
 	if err := b.check(); err != nil {

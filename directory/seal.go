@@ -173,8 +173,10 @@ func SealedEpoch(sealed []byte, keys Keyring) (uint64, bool) {
 
 // Seal encrypts a signed record under a read key, with the header as
 // additional data so it cannot be moved to another key.
-func Seal(r *Record, key ReadKey) []byte {
-	plain := r.Encode()
+func Seal(r *Record, key ReadKey) []byte { return sealBytes(r.Encode(), key) }
+
+// sealBytes seals a record's encoding.
+func sealBytes(plain []byte, key ReadKey) []byte {
 	padded := make([]byte, len(plain)+1, PaddedSize(len(plain)))
 	copy(padded, plain)
 	padded[len(plain)] = 0x80
@@ -251,13 +253,26 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 // of it: node/checkpoint.go). The hash covers the record's every byte,
 // signatures included, so a record that differs in any way is checked in
 // full; everything else Open checks, and everything State.Apply checks,
-// is checked as always.
+// is checked as always. verifiedBefore is called once, with the hash of
+// the record's bytes, for every sealing that decrypts; for a record it
+// returns, that hash is the record's (node/ingest.go's load uses it
+// instead of re-encoding the record to hash it).
 func OpenVerified(sealed []byte, net NetworkID, keys Keyring, verifiedBefore func(Hash) bool) (*Record, error) {
-	u, err := OpenUnverified(sealed, net, keys)
+	s, err := Unseal(sealed, keys)
 	if err != nil {
 		return nil, err
 	}
-	if verifiedBefore != nil && verifiedBefore(u.hash) {
+	// The hash of the bytes, before decoding them: a record this node
+	// checked before need not be checked to be canonical again either
+	// (the hash names these very bytes, which were canonical then). That
+	// re-encoding was half of what opening a stored record cost.
+	h := sha256.Sum256(s.data)
+	before := verifiedBefore != nil && verifiedBefore(h)
+	u, err := s.decode(net, h, !before)
+	if err != nil {
+		return nil, err
+	}
+	if before {
 		return u.vouched(), nil
 	}
 	return u.Verify()
@@ -322,7 +337,11 @@ func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) {
 
 // Decode parses the record and checks everything but its signatures.
 func (s *Unsealed) Decode(net NetworkID) (*Unverified, error) {
-	u, err := decodeUnverified(s.data)
+	return s.decode(net, sha256.Sum256(s.data), true)
+}
+
+func (s *Unsealed) decode(net NetworkID, h Hash, canonical bool) (*Unverified, error) {
+	u, err := decodeUnverified(s.data, h, canonical)
 	if err != nil {
 		return nil, err
 	}

@@ -427,6 +427,34 @@ func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
 	}
 }
 
+// OpenVerified leaves out the canonical-encoding check only for the bytes
+// whose hash it is told were checked: a record re-encoded off the canonical
+// form (same fields, same valid signature, another hash) is refused even
+// while the canonical record's hash is vouched for, or one record could
+// be stored and served under many hashes.
+func TestOpenVerifiedChecksCanonicalUnlessVouched(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	keys := directory.Keyring{1: nw.Key}
+	rec := nw.Entry(t, org, "asesoria", 1)
+	vouchRec := func(h directory.Hash) bool { return h == rec.Hash() }
+	nonCanonical := rawMap(withVal(rawPairs(t, rec.Encode()), 1, []byte{0x18, 0x01}))
+	if _, err := directory.DecodeRecord(nonCanonical); !errors.Is(err, directory.ErrNonCanonical) {
+		t.Fatalf("the test's encoding is not refused as non-canonical on its own: %v", err)
+	}
+	_, err := directory.OpenVerified(directory.SealBytesForTest(nonCanonical, nw.Key), nw.ID, keys, vouchRec)
+	if !errors.Is(err, directory.ErrNonCanonical) {
+		t.Fatalf("a non-canonical encoding of a vouched-for record opened: %v, want ErrNonCanonical", err)
+	}
+	r, err := directory.OpenVerified(directory.Seal(rec, nw.Key), nw.ID, keys, vouchRec)
+	if err != nil || r.Hash() != rec.Hash() {
+		t.Fatalf("the vouched-for canonical record did not open as itself: %v", err)
+	}
+	if b, err := r.DecodeBody(); err != nil || b.(*directory.Entry).ID != "asesoria" {
+		t.Fatalf("the vouched-for record's body did not decode: %v", err)
+	}
+}
+
 // A node stores a record's sealing as it came only when it is what Seal
 // would make: under the key the node would seal with, padded to the
 // record's own bucket. Anything else (another key, a larger bucket that

@@ -185,6 +185,36 @@ func TestCheckpointRecordsAfterItAreVerified(t *testing.T) {
 	}
 }
 
+// A record stored under a key that is not its hash is removed at start,
+// even one the checkpoint vouches for: the start takes the hash of the
+// bytes it opened (not a re-encoding of the record) and compares it with
+// the key, and a copy under a wrong key is never applied under it.
+func TestCheckpointRecordUnderAnotherKeyIsRemoved(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	n.Close()
+	var wrong directory.Hash
+	wrong[0] = 0xee
+	key := recordsPrefix.Child(recordKey(wrong))
+	if err := ds.Put(context.Background(), key, directory.Seal(fx.good[2], fx.nw.Key)); err != nil {
+		t.Fatal(err)
+	}
+	n = fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("%d records taken on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good))
+	}
+	if ok, _ := ds.Has(context.Background(), key); ok {
+		t.Fatal("a vouched record stored under another hash was kept")
+	}
+	if _, held := n.stored[wrong]; held {
+		t.Fatal("the node holds a record under a hash that is not its own")
+	}
+	if !n.State().Has(fx.good[2].Hash()) {
+		t.Fatal("the record under its own key is missing")
+	}
+}
+
 // A running node checkpoints by itself once enough time has passed since
 // the last checkpoint and records changed, so a kill -9 after a long run
 // does not send the next start back to verifying everything.

@@ -949,13 +949,16 @@ func (n *Node) load(ctx context.Context) error {
 				// Written by another protocol version: not corrupt, and
 				// not this node's to delete (PROTOCOL.md §10).
 				legacy++
-			case err != nil || r.Hash() != it.hash:
+			case err != nil || res[i].hash != it.hash:
+				// res[i].hash is that of the bytes, which is the record's
+				// (they were checked to be canonical, or are what the
+				// checkpoint vouches for): no re-encoding to hash it.
 				n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
 				remove = append(remove, it.hash)
 			default:
 				e, _ := r.OpenedUnder()
 				recs = append(recs, opened{r: r, hash: it.hash, epoch: e})
-				if _, ok := verified[it.hash]; ok {
+				if res[i].vouched {
 					vouched++
 				}
 			}
@@ -1036,6 +1039,10 @@ func (n *Node) load(ctx context.Context) error {
 type openResult struct {
 	r   *directory.Record
 	err error
+	// hash is what the sealed record's bytes hash to (zero if it could
+	// not be decrypted), vouched whether the checkpoint listed it.
+	hash    directory.Hash
+	vouched bool
 }
 
 // openAll opens the stored records on every core: opening and decoding
@@ -1043,7 +1050,6 @@ type openResult struct {
 // shared, and they are most of a start's work.
 func openAll(items []storedRecord, net directory.NetworkID, kr directory.Keyring, verified map[directory.Hash]struct{}) []openResult {
 	res := make([]openResult, len(items))
-	vouched := func(h directory.Hash) bool { _, ok := verified[h]; return ok }
 	const chunk = 256
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -1055,8 +1061,12 @@ func openAll(items []storedRecord, net directory.NetworkID, kr directory.Keyring
 					return
 				}
 				for i := lo; i < min(lo+chunk, len(items)); i++ {
-					r, err := directory.OpenVerified(items[i].sealed, net, kr, vouched)
-					res[i] = openResult{r, err}
+					o := &res[i]
+					o.r, o.err = directory.OpenVerified(items[i].sealed, net, kr, func(h directory.Hash) bool {
+						_, listed := verified[h]
+						o.hash, o.vouched = h, listed
+						return listed
+					})
 				}
 			}
 		})

@@ -88,7 +88,7 @@ func cpuTime() time.Duration {
 
 // fillStore writes n entries of 100 organizations, and their admissions,
 // into the pebble store under dir, sealed as a node stores them.
-func fillStore(b *testing.B, nw *dirtest.Network, dir string, n int) {
+func fillStore(b testing.TB, nw *dirtest.Network, dir string, n int) {
 	ctx := context.Background()
 	ds, _, err := openStore(dir, testLogger(b), time.Now())
 	if err != nil {

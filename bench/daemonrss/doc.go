@@ -11,5 +11,6 @@
 // itself, signed by the home's key and sealed under its read key) and
 // reads VmRSS and VmHWM from /proc/PID/status: once after the import, and
 // once after restarting the daemon on the filled home, which is the steady
-// state of a node that holds the directory.
+// state of a node that holds the directory, and again 60 s after the
+// restart, idle.
 package daemonrss

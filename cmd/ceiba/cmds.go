@@ -115,6 +115,9 @@ func daemonCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "ceiba daemon running; local API and web UI on http://%s\n", d.APIAddr())
+			mctx, stop := context.WithCancel(cmd.Context())
+			defer stop()
+			go daemon.ManageMemory(mctx, log)
 			return d.Wait(cmd.Context())
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -148,6 +149,16 @@ func (d *Daemon) startNode(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
+	// Rebuilding the state from the store leaves about as much garbage as
+	// the state itself (the store's sealed copies, the decrypted bytes);
+	// left to the scavenger it stayed resident. One collection now hands
+	// it back at once; in the background, so that the API does not wait
+	// for it (nor callers for d.mu, held here).
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		debug.FreeOSMemory()
+	}()
 	d.node = n
 	if d.cfg.API.Metrics {
 		d.exportMetrics(n)

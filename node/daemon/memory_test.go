@@ -1,0 +1,67 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"testing"
+	"time"
+)
+
+// The daemon's soft memory limit sits a margin above what the process
+// holds: at least 64 MiB (a small node does not collect all the time), a
+// quarter of the live heap for a large one (GOGC=100 would let it double).
+func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ live, other, want uint64 }{
+		{10 * mib, 5 * mib, 79 * mib},
+		{200 * mib, 20 * mib, 284 * mib},
+		{400 * mib, 20 * mib, 520 * mib},
+	} {
+		if got := memoryLimitFor(c.live, c.other); got != int64(c.want) {
+			t.Errorf("live %d MiB, other %d MiB: limit %d MiB, want %d", c.live/mib, c.other/mib, got/mib, c.want/mib)
+		}
+	}
+}
+
+// ManageMemory sets a limit above what the process holds while it runs,
+// and lifts it when it ends.
+func TestManageMemorySetsAndLiftsTheLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ManageMemory(ctx, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for debug.SetMemoryLimit(-1) == math.MaxInt64 {
+		if time.Now().After(deadline) {
+			t.Fatal("no memory limit was set")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	live, other := memoryInUse()
+	if got := debug.SetMemoryLimit(-1); got < int64(live+other) || got > int64(live+other)+1<<30 {
+		t.Errorf("limit %d MiB, with %d MiB live and %d MiB other", got>>20, live>>20, other>>20)
+	}
+	cancel()
+	<-done
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("the limit stayed at %d MiB after ManageMemory ended", got>>20)
+	}
+}
+
+// An operator's GOMEMLIMIT wins: ManageMemory changes nothing.
+func TestManageMemoryLeavesGOMEMLIMIT(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "3GiB")
+	before := debug.SetMemoryLimit(3 << 30)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	ManageMemory(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if got := debug.SetMemoryLimit(-1); got != 3<<30 {
+		t.Errorf("the limit is %d MiB, GOMEMLIMIT said 3 GiB", got>>20)
+	}
+}

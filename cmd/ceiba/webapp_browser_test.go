@@ -225,6 +225,9 @@ func TestWebappInBrowser(t *testing.T) {
 	if got := waitText(t, es, "#results li", ""); got != "No se encontró nada." {
 		t.Errorf("after its revocation the phone finds %q for \"comedor\"", got)
 	}
+	if hidden, err := chromedp.Run(es, chromedp.Evaluate[bool](`document.getElementById('net').hidden`)); err != nil || !hidden {
+		t.Errorf("a revoked app still shows that it is up to date with the node (%v)", err)
+	}
 	inBothLanguages(t, es, "#errorText", "fue revocada", "This reader key was revoked", "webapp-revoked")
 
 	// Offline: the app's files were kept too. With the node and the web

@@ -119,34 +119,62 @@ func TestWebappMeasure(t *testing.T) {
 	waitEntries(t, tctx, 10000, 15*time.Minute)
 	synced10k := time.Since(start10k)
 
+	// The same searches unthrottled first, in the same page: the ratio
+	// says what the throttling costs, whatever else loads the machine.
+	free := searchLatencies(t, tctx)
 	if _, err := chromedp.Call(tctx, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: 4}); err != nil {
 		t.Fatal(err)
 	}
-	lat, err := chromedp.Run(tctx, chromedp.Evaluate[[]float64](`(() => {
+	slow := searchLatencies(t, tctx)
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("MEASURE join→1,000 entries searchable: %s", joined.Round(100*time.Millisecond))
+	t.Logf("MEASURE 9,000 more entries synced by the open app: %s (up to one %s resync interval of waiting included)", synced10k.Round(100*time.Millisecond), "15 s")
+	for _, m := range []struct {
+		name string
+		lat  latencies
+	}{{"unthrottled", free}, {"4× CPU throttling", slow}} {
+		t.Logf("MEASURE search at 10,000 entries, %s, %d searches: p50 %.1f ms, p99 %.1f ms, max %.1f ms; medians by query %v",
+			m.name, len(m.lat.All), m.lat.p(0.5), m.lat.p(0.99), m.lat.All[len(m.lat.All)-1], m.lat.ByQuery)
+	}
+	t.Logf("MEASURE machine: %d CPUs, load average %s", runtime.NumCPU(), load)
+	if slow.p(0.99) >= 50 {
+		t.Logf("MEASURE the p99 target (< 50 ms) is missed")
+	}
+}
+
+type latencies struct {
+	All     []float64          // sorted, ms
+	ByQuery map[string]float64 // median per query, ms
+}
+
+func (l latencies) p(q float64) float64 { return l.All[int(q*float64(len(l.All)-1))] }
+
+// searchLatencies times the page's search (the core's search and reading
+// its answer) over typical, multi-word, typo'd and no-match queries, 20
+// rounds after one round of warm-up.
+func searchLatencies(t *testing.T, ctx context.Context) latencies {
+	t.Helper()
+	out, err := chromedp.Run(ctx, chromedp.Evaluate[latencies](`(() => {
 		const queries = ['asesoria', 'albergue madrid', 'atención psicológica', 'salud bogota', 'alberge',
 			'seguridad digital', 'documentacion tramites', 'comedor', 'empleo formacion quito', 'xyzzy nada'];
-		const out = [];
-		for (let round = 0; round < 20; round++) {
+		const all = [], by = {};
+		for (let round = -1; round < 20; round++) {
 			for (const q of queries) {
 				const t0 = performance.now();
 				JSON.parse(ceibaCore.search(JSON.stringify({ text: q })).results);
-				out.push(performance.now() - t0);
+				const ms = performance.now() - t0;
+				if (round < 0) continue;
+				all.push(ms);
+				(by[q] ??= []).push(ms);
 			}
 		}
-		return out.sort((a, b) => a - b);
+		const med = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1];
+		return { All: all.sort((a, b) => a - b), ByQuery: Object.fromEntries(Object.entries(by).map(([q, xs]) => [q, med(xs)])) };
 	})()`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := func(q float64) float64 { return lat[int(q*float64(len(lat)-1))] }
-	load, _ := os.ReadFile("/proc/loadavg")
-	t.Logf("MEASURE join→1,000 entries searchable: %s", joined.Round(100*time.Millisecond))
-	t.Logf("MEASURE 9,000 more entries synced by the open app: %s (up to one %s resync interval of waiting included)", synced10k.Round(100*time.Millisecond), "15 s")
-	t.Logf("MEASURE search at 10,000 entries, 4× CPU throttling, %d searches: p50 %.1f ms, p99 %.1f ms, max %.1f ms", len(lat), p(0.5), p(0.99), lat[len(lat)-1])
-	t.Logf("MEASURE machine: %d CPUs, load average %s", runtime.NumCPU(), load)
-	if p(0.99) >= 50 {
-		t.Logf("MEASURE the p99 target (< 50 ms) is missed")
-	}
+	return out
 }
 
 // homeKeystore opens a test home's keystore with the tests' passphrase.
@@ -240,4 +268,3 @@ func waitEntries(t *testing.T, ctx context.Context, n int, limit time.Duration) 
 	body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
 	t.Fatalf("the page holds %d entries after %s, want %d; page:\n%s", got, limit, n, body)
 }
-

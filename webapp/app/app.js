@@ -263,6 +263,8 @@ function resync() {
 function showRevoked(detail) {
   revoked = true;
   stopNode();
+  netState = null; // "up to date" no longer holds; the error says why
+  showNet();
   showError(new Failure('revoked', detail));
 }
 

@@ -210,6 +210,17 @@ func TestWebappInBrowser(t *testing.T) {
 	waitText(t, es, "#results li h2", "Clínica comunitaria de salud")
 	waitText(t, es, "#net", "Al día")
 
+	// A rotation received while connected gives the phone, a reader
+	// entitled to it, the new read key: the steward rotates, and the page
+	// holds two keys without a reload. The offline step below opens what
+	// was kept after it, sealed under the new key, so the keystore was kept
+	// again with it.
+	mustRun(t, steward, "rotate")
+	waitUntil(t, 2*time.Minute, "the phone to open the rotation's key", func() bool {
+		keys, err := chromedp.Run(es, chromedp.Evaluate[int](`JSON.parse(ceibaCore.status().status).keys`))
+		return err == nil && keys >= 2
+	})
+
 	// Revocation takes effect as on a node: the steward revokes the
 	// phone's reader key, the organization's node cuts it and refuses it
 	// from then on, and the app says so; an entry published afterwards

@@ -20,7 +20,18 @@ import (
 type Keystore struct {
 	Identity *Identity
 	Keys     Keyring
+	// Nodes are the addresses of the nodes this device syncs with, when it
+	// keeps them at all (the phone's web app keeps the node it joined
+	// through): inside the encrypted keystore, so a seized device does not
+	// say, without the passphrase, which node it used.
+	Nodes []string
 }
+
+// Bounds on Nodes: a few addresses of one network, never a list to grow.
+const (
+	MaxKeystoreNodes    = 16
+	maxKeystoreNodeSize = 1024
+)
 
 // keystoreFile is the plaintext inside the age envelope.
 type keystoreFile struct {
@@ -28,6 +39,7 @@ type keystoreFile struct {
 	Seed    []byte            `cbor:"2,keyasint"`
 	KEM     []byte            `cbor:"3,keyasint"`
 	Keys    map[uint64][]byte `cbor:"4,keyasint,omitempty"`
+	Nodes   []string          `cbor:"5,keyasint,omitempty"`
 }
 
 // DefaultWorkFactor is scrypt's log2(N): about a second on a laptop, which
@@ -40,8 +52,11 @@ func (ks *Keystore) Encrypt(passphrase string, workFactor int) ([]byte, error) {
 	if passphrase == "" {
 		return nil, errors.New("keystore: an empty passphrase protects nothing")
 	}
+	if err := checkKeystoreNodes(ks.Nodes); err != nil {
+		return nil, err
+	}
 	seed, kemSecret := ks.Identity.secrets()
-	f := keystoreFile{Version: 1, Seed: seed, KEM: kemSecret, Keys: map[uint64][]byte{}}
+	f := keystoreFile{Version: 1, Seed: seed, KEM: kemSecret, Keys: map[uint64][]byte{}, Nodes: ks.Nodes}
 	for n, k := range ks.Keys {
 		f.Keys[n] = bytes.Clone(k[:])
 	}
@@ -66,7 +81,10 @@ func DecryptKeystore(data []byte, passphrase string) (*Keystore, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks := &Keystore{Identity: ident, Keys: Keyring{}}
+	if err := checkKeystoreNodes(f.Nodes); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptKeystore, err)
+	}
+	ks := &Keystore{Identity: ident, Keys: Keyring{}, Nodes: f.Nodes}
 	for n, k := range f.Keys {
 		if len(k) != len(ReadKey{}) {
 			return nil, fmt.Errorf("%w: read key for epoch %d has %d bytes", ErrCorruptKeystore, n, len(k))
@@ -74,6 +92,18 @@ func DecryptKeystore(data []byte, passphrase string) (*Keystore, error) {
 		ks.Keys[n] = ReadKey(k)
 	}
 	return ks, nil
+}
+
+func checkKeystoreNodes(nodes []string) error {
+	if len(nodes) > MaxKeystoreNodes {
+		return fmt.Errorf("keystore: %d node addresses, at most %d", len(nodes), MaxKeystoreNodes)
+	}
+	for _, a := range nodes {
+		if a == "" || len(a) > maxKeystoreNodeSize {
+			return fmt.Errorf("keystore: a node address of %d bytes (1 to %d)", len(a), maxKeystoreNodeSize)
+		}
+	}
+	return nil
 }
 
 // SaveKeystore writes the encrypted keystore to path atomically: a crash

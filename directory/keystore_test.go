@@ -60,3 +60,34 @@ func containsBytes(hay, needle []byte) bool {
 	}
 	return false
 }
+
+// The phone keeps the address of the node it syncs with inside the
+// encrypted keystore: it comes back with the passphrase, is not in the
+// bytes in clear, and a keystore without any (a node's) still opens.
+func TestKeystoreKeepsNodesEncrypted(t *testing.T) {
+	addr := "/ip4/192.0.2.7/udp/4001/quic-v1/webtransport/certhash/uEiAx/p2p/12D3KooWExample"
+	ks := &directory.Keystore{Identity: dirtest.MustIdentity(t), Nodes: []string{addr}}
+	data, err := ks.Encrypt("correct horse", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if containsBytes(data, []byte("192.0.2.7")) || containsBytes(data, []byte("12D3KooWExample")) {
+		t.Fatal("the keystore holds the node's address in clear")
+	}
+	got, err := directory.DecryptKeystore(data, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Nodes) != 1 || got.Nodes[0] != addr {
+		t.Fatalf("nodes after a round trip: %q, want [%q]", got.Nodes, addr)
+	}
+	many := make([]string, directory.MaxKeystoreNodes+1)
+	for i := range many {
+		many[i] = addr
+	}
+	for _, bad := range [][]string{many, {""}} {
+		if _, err := (&directory.Keystore{Identity: ks.Identity, Nodes: bad}).Encrypt("correct horse", 10); err == nil {
+			t.Errorf("a keystore with %d node addresses (%q…) was encrypted", len(bad), bad[0][:min(len(bad[0]), 10)])
+		}
+	}
+}

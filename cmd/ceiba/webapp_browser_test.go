@@ -51,7 +51,7 @@ func TestWebappInBrowser(t *testing.T) {
 		}
 		t.Skipf("needs Chromium at %s (Debian: apt-get install chromium): %v", chromium, err)
 	}
-	org, stopOrg, inv := orgWithReaderInvite(t)
+	steward, org, stopOrg, inv := orgWithReaderInvite(t)
 	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
 
 	site := buildWebapp(t, nodeJS)
@@ -72,6 +72,7 @@ func TestWebappInBrowser(t *testing.T) {
 	ctx := startChromium(t)
 	var mu sync.Mutex
 	var problems []string
+	var orgGone atomic.Bool
 	tab := func(query, acceptLanguage string) context.Context {
 		tctx, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
 			mu.Lock()
@@ -88,6 +89,9 @@ func TestWebappInBrowser(t *testing.T) {
 				if e.Entry.Level == log.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
 					break // Chromium's advice on forms; the icon the SVG page lacks
 				}
+				if orgGone.Load() && strings.Contains(e.Entry.Text, "/.well-known/libp2p-webtransport") {
+					break // offline, the app tries the stopped node, as it should
+				}
 				problems = append(problems, string(e.Entry.Level)+": "+e.Entry.Text)
 			}
 		}))
@@ -95,7 +99,7 @@ func TestWebappInBrowser(t *testing.T) {
 		if err := chromedp.Do(tctx); err != nil {
 			t.Fatalf("open tab: %v", err)
 		}
-		tctx, cancel = context.WithTimeout(tctx, 3*time.Minute)
+		tctx, cancel = context.WithTimeout(tctx, 15*time.Minute)
 		t.Cleanup(cancel)
 		if _, err := chromedp.Call(tctx, cdpnetwork.Enable, cdpnetwork.EnableParams{}); err != nil {
 			t.Fatal(err)
@@ -127,6 +131,7 @@ func TestWebappInBrowser(t *testing.T) {
 
 	// Spanish from the browser's language; a malformed code is named as such.
 	es := tab("", "es-MX,es;q=0.9")
+	screenshot(t, es, "webapp-join-es.png")
 	join(es, inv.Code[:len(inv.Code)-5], wt)
 	waitText(t, es, "#errorText", "El código de invitación no es válido")
 	if label := waitText(t, es, `label[for="code"]`, ""); label != "Código de invitación" {
@@ -144,14 +149,15 @@ func TestWebappInBrowser(t *testing.T) {
 
 	// The real node: redeem, admit, sync, search.
 	join(es, inv.Code, wt)
-	do(t, es, chromedp.WaitVisible(chromedp.CSS("#q")), chromedp.SendKeys(chromedp.CSS("#q"), "asesoria"))
+	do(t, es, chromedp.WaitVisible(chromedp.CSS("#q")))
+	search(t, es, "asesoria")
 	if found := waitText(t, es, "#results li h2", "Asesoría"); found != "Asesoría jurídica para personas defensoras" {
 		t.Errorf("a search for \"asesoria\" found %q, want the organization's entry", found)
 	}
-	screenshot(t, es, "webapp-search-es.png")
 
 	// English, picked in the page; the spent code is refused by the node.
 	en := tab("?lang=en", "es-MX")
+	screenshot(t, en, "webapp-join-en.png")
 	join(en, inv.Code, wt)
 	waitText(t, en, "#errorText", "This code was used already")
 	if n := keptViews(t, en); n != 0 {
@@ -159,28 +165,102 @@ func TestWebappInBrowser(t *testing.T) {
 	}
 	screenshot(t, en, "webapp-refused-en.png")
 
-	// Offline: the directory was kept, the app's files too. With the node
-	// and the web server gone, a reload asks for the passphrase; a wrong
-	// one opens nothing, the right one opens the directory, and the search
-	// finds the entry again.
+	// The view is kept, and the node's address with it, inside the
+	// encrypted keystore: nothing the phone stores names the node.
 	waitText(t, es, "#saved", "Guardado cifrado")
 	if n := keptViews(t, es); n != 1 {
 		t.Fatalf("after joining the phone keeps %d views, want 1", n)
 	}
+	orgPeer := wt[strings.LastIndex(wt, "/")+1:]
+	if clear := keptInClear(t, es, orgPeer, "127.0.0.1", "webtransport"); clear != "" {
+		t.Errorf("the phone's storage names the node in clear: %s", clear)
+	}
+
+	// New entries arrive while the app is open: the organization
+	// publishes after the phone joined, and the same page (no reload)
+	// finds it.
+	do(t, es, chromedp.Evaluate[chromedp.Void](`window.sameLoad = true`))
+	publishEntry(t, org, "albergue-temporal", "Albergue temporal para familias")
+	search(t, es, "albergue")
+	waitText(t, es, "#results li h2", "Albergue temporal para familias")
+	if same, err := chromedp.Run(es, chromedp.Evaluate[bool](`window.sameLoad === true`)); err != nil || !same {
+		t.Errorf("the new entry appeared only after a reload (%v)", err)
+	}
+	inBothLanguages(t, es, "#net", "Al día", "Up to date", "webapp-results")
+
+	// After a reload the app syncs again with the kept address: an entry
+	// published while the app was closed is there once the passphrase
+	// opens it. Before that, a code for another network is refused by
+	// name and changes nothing kept.
+	before := keptNetwork(t, es)
+	do(t, es, chromedp.Navigate("about:blank"))
+	publishEntry(t, org, "clinica-comunitaria", "Clínica comunitaria de salud")
+	otherHome, _, _, _ := ownNetwork(t)
+	otherInv := readerInvite(t, otherHome)
+	otherWT := webtransportAddr(t, daemonStatus(t, otherHome).Addrs)
+	do(t, es, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#unlockPass")), chromedp.Click(chromedp.CSS("#newCode")))
+	join(es, otherInv.Code, otherWT)
+	waitText(t, es, "#errorText", "Este código es de otra red")
+	if n, after := keptViews(t, es), keptNetwork(t, es); n != 1 || after != before {
+		t.Errorf("after another network's code the phone keeps %d views of %s, want the one of %s", n, after, before)
+	}
+	do(t, es, chromedp.SetValue(chromedp.CSS("#unlockPass"), "una frase de paso larga"), chromedp.Click(chromedp.CSS("#open")),
+		chromedp.WaitVisible(chromedp.CSS("#q")))
+	search(t, es, "clinica")
+	waitText(t, es, "#results li h2", "Clínica comunitaria de salud")
+	waitText(t, es, "#net", "Al día")
+
+	// A rotation received while connected gives the phone, a reader
+	// entitled to it, the new read key: the steward rotates, and the page
+	// holds two keys without a reload. The offline step below opens what
+	// was kept after it, sealed under the new key, so the keystore was kept
+	// again with it.
+	mustRun(t, steward, "rotate")
+	waitUntil(t, 2*time.Minute, "the phone to open the rotation's key", func() bool {
+		keys, err := chromedp.Run(es, chromedp.Evaluate[int](`JSON.parse(ceibaCore.status().status).keys`))
+		return err == nil && keys >= 2
+	})
+
+	// Revocation takes effect as on a node: the steward revokes the
+	// phone's reader key, the organization's node cuts it and refuses it
+	// from then on, and the app says so; an entry published afterwards
+	// never reaches it.
+	fp, err := chromedp.Run(es, chromedp.Evaluate[string](`JSON.parse(ceibaCore.status().status).fingerprint`))
+	if err != nil || fp == "" {
+		t.Fatalf("the app's reader key: %q, %v", fp, err)
+	}
+	mustRun(t, steward, "steward", "propose", "revoke", fp, "--reason", "teléfono incautado")
+	publishEntry(t, org, "comedor-solidario", "Comedor solidario")
+	waitText(t, es, "#errorText", "fue revocada")
+	search(t, es, "comedor")
+	if got := waitText(t, es, "#results li", ""); got != "No se encontró nada." {
+		t.Errorf("after its revocation the phone finds %q for \"comedor\"", got)
+	}
+	if hidden, err := chromedp.Run(es, chromedp.Evaluate[bool](`document.getElementById('net').hidden`)); err != nil || !hidden {
+		t.Errorf("a revoked app still shows that it is up to date with the node (%v)", err)
+	}
+	inBothLanguages(t, es, "#errorText", "fue revocada", "This reader key was revoked", "webapp-revoked")
+
+	// Offline: the app's files were kept too. With the node and the web
+	// server gone, a reload asks for the passphrase; a wrong one opens
+	// nothing, the right one opens the directory, the app says it is
+	// offline, and the search finds the entries again.
 	if ok, err := chromedp.Run(es, chromedp.Evaluate[bool](`navigator.serviceWorker.ready.then(() => caches.has('ceiba-shell-v1'))`, chromedp.EvalAwaitPromise)); err != nil || !ok {
 		t.Fatalf("the service worker kept no app shell: %v, %v", ok, err)
 	}
+	orgGone.Store(true)
 	stopOrg()
 	down.Store(true)
 	do(t, es, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#unlockPass")))
 	do(t, es, chromedp.SetValue(chromedp.CSS("#unlockPass"), "otra frase de paso"), chromedp.Click(chromedp.CSS("#open")))
 	waitText(t, es, "#errorText", "La frase de paso no es correcta")
 	do(t, es, chromedp.SetValue(chromedp.CSS("#unlockPass"), "una frase de paso larga"), chromedp.Click(chromedp.CSS("#open")),
-		chromedp.WaitVisible(chromedp.CSS("#q")), chromedp.SendKeys(chromedp.CSS("#q"), "asesoria"))
+		chromedp.WaitVisible(chromedp.CSS("#q")))
+	search(t, es, "asesoria")
 	if found := waitText(t, es, "#results li h2", "Asesoría"); found != "Asesoría jurídica para personas defensoras" {
 		t.Errorf("offline, a search for \"asesoria\" found %q", found)
 	}
-	screenshot(t, es, "webapp-offline-es.png")
+	inBothLanguages(t, es, "#net", "Sin conexión", "Offline", "webapp-offline")
 
 	// The panic button leaves nothing: no database, no cache, no worker.
 	do(t, es, chromedp.Click(chromedp.CSS("#panic")))
@@ -216,6 +296,76 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
 		t.Fatalf("browser: %v\npage:\n%s", err, body)
 	}
+}
+
+// search types text into the search box, replacing what was there.
+func search(t *testing.T, ctx context.Context, text string) {
+	t.Helper()
+	do(t, ctx, chromedp.Evaluate[chromedp.Void](`document.getElementById('q').value = ''`), chromedp.SendKeys(chromedp.CSS("#q"), text))
+}
+
+// inBothLanguages waits for the Spanish text in sel, switches the page to
+// English and waits for the English one, then back to Spanish, with a
+// screenshot in each (name-es.png, name-en.png).
+func inBothLanguages(t *testing.T, ctx context.Context, sel, es, en, name string) {
+	t.Helper()
+	waitText(t, ctx, sel, es)
+	screenshot(t, ctx, name+"-es.png")
+	setLanguage(t, ctx, "en")
+	waitText(t, ctx, sel, en)
+	screenshot(t, ctx, name+"-en.png")
+	setLanguage(t, ctx, "es")
+}
+
+// setLanguage switches the page's language with its picker.
+func setLanguage(t *testing.T, ctx context.Context, lang string) {
+	t.Helper()
+	do(t, ctx, chromedp.SetValue(chromedp.CSS("#lang"), lang),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('lang').dispatchEvent(new Event('change'))`))
+}
+
+// keptValue is the app's kept view in the tab's IndexedDB, as JSON with
+// its byte arrays as Latin-1 strings (what a copy of the storage shows).
+const keptValue = `new Promise((resolve, reject) => {
+	const r = indexedDB.open('ceiba');
+	r.onerror = () => reject(r.error);
+	r.onsuccess = () => {
+		const db = r.result;
+		const g = db.transaction('view').objectStore('view').get('current');
+		g.onsuccess = () => {
+			db.close();
+			const latin1 = (b) => Array.from(b, (c) => String.fromCharCode(c)).join('');
+			const v = g.result ?? {};
+			resolve(JSON.stringify({network: v.network, keystore: latin1(v.keystore ?? []), records: (v.records ?? []).map(latin1)}));
+		};
+		g.onerror = () => reject(g.error);
+	};
+})`
+
+// keptInClear returns the first of words found in the kept view's bytes,
+// or "".
+func keptInClear(t *testing.T, ctx context.Context, words ...string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](keptValue, chromedp.EvalAwaitPromise))
+	if err != nil || !strings.Contains(v, `"keystore":"`) {
+		t.Fatalf("reading the app's storage: %v (%.100s)", err, v)
+	}
+	for _, w := range words {
+		if strings.Contains(v, w) {
+			return w
+		}
+	}
+	return ""
+}
+
+// keptNetwork is the network of the kept view.
+func keptNetwork(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(`+keptValue+`).then((s) => JSON.parse(s).network ?? '')`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("reading the app's storage: %v", err)
+	}
+	return v
 }
 
 // keptViews counts the views the app keeps in the tab's IndexedDB.

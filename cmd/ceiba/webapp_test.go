@@ -27,7 +27,7 @@ import (
 // a search in the core; a second sync brings nothing new.
 func TestWebappReaderPeer(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/libp2p/package.json")
-	org, _, inv := orgWithReaderInvite(t)
+	_, org, _, inv := orgWithReaderInvite(t)
 	before := daemonStatus(t, org)
 
 	wasm := wasmtest.Build(t, "../../webapp/core/wasm")
@@ -92,16 +92,34 @@ func TestWebappReaderPeer(t *testing.T) {
 // orgWithReaderInvite starts a steward's and an organization's daemons
 // (stewardAndMember), publishes the entry template ("Asesoría jurídica")
 // as the organization, and has it create a reader invite for a phone.
-func orgWithReaderInvite(t *testing.T) (org string, stopOrg func(), inv api.Invite) {
+func orgWithReaderInvite(t *testing.T) (steward, org string, stopOrg func(), inv api.Invite) {
 	t.Helper()
-	_, org, _, stopOrg = stewardAndMember(t)
-	entry := filepath.Join(t.TempDir(), "entrada.yaml")
-	if err := os.WriteFile(entry, []byte(mustRun(t, org, "entry", "template")), 0o600); err != nil {
+	steward, org, _, stopOrg = stewardAndMember(t)
+	publishEntry(t, org, "", "")
+	return steward, org, stopOrg, readerInvite(t, org)
+}
+
+// readerInvite has home's daemon create a reader invite.
+func readerInvite(t *testing.T, home string) (inv api.Invite) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(mustRun(t, home, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, org, "entry", "publish", entry)
-	if err := json.Unmarshal([]byte(mustRun(t, org, "--json", "invite", "create", "--role", "reader", "--expires", "1h")), &inv); err != nil {
+	return inv
+}
+
+// publishEntry publishes the entry template as home's organization, under
+// id and with the service's name replaced when they are not empty.
+func publishEntry(t *testing.T, home, id, name string) {
+	t.Helper()
+	yaml := mustRun(t, home, "entry", "template")
+	if id != "" {
+		yaml = strings.Replace(yaml, "id: asesoria-juridica", "id: "+id, 1)
+		yaml = strings.Replace(yaml, "name: Asesoría jurídica para personas defensoras", "name: "+name, 1)
+	}
+	f := filepath.Join(t.TempDir(), "entrada.yaml")
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return org, stopOrg, inv
+	mustRun(t, home, "entry", "publish", f)
 }

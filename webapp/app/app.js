@@ -6,16 +6,24 @@
 // and searches. Once joined, the phone keeps the keystore and the records,
 // both sealed, in IndexedDB (store.js), and a service worker keeps the
 // app's files (sw.js): after a reload, with no node reachable, the
-// passphrase opens the directory again and search works offline. The panic
-// button erases all of it.
+// passphrase opens the directory again and search works offline. While
+// the page is open it syncs again with the node it joined through (every
+// RESYNC_MS, and when the network comes back), so new entries appear
+// without a reload; the node's address is kept inside the encrypted
+// keystore, so a reload syncs too. A node that proves the network and then
+// refuses this reader's key has revoked it: the app says so and stops
+// asking. The panic button erases all of it.
 import { createLibp2p } from 'libp2p';
 import { webTransport } from '@libp2p/webtransport';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { multiaddr } from '@multiformats/multiaddr';
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
+import { generateKeyPair } from '@libp2p/crypto/keys';
 import { redeemInvite } from '../src/invite.js';
 import { Admission } from '../src/admit.js';
 import { syncWith } from '../src/sync.js';
+import { compareBytes } from '../src/bytes.js';
 import { messages, pickLanguage } from './i18n.js';
 import { load, save, eraseAll } from './store.js';
 
@@ -23,6 +31,16 @@ const $ = (id) => document.getElementById(id);
 let lang = pickLanguage(askedLanguage(), navigator.languages ?? [navigator.language]);
 let core;
 let node;
+// session is what syncing again needs, in memory only while the page is
+// open: the passphrase (to keep a keystore with keys gained later), the
+// node's address and peer ID, and the keystore last kept.
+let session = null;
+let conn = null; // an admitted connection to the session's node
+let revoked = false;
+// How often an open app asks its node for what is new. A session that
+// finds nothing new is a hello and an answer (PROTOCOL.md §7).
+const RESYNC_MS = 15_000;
+const SYNC_BATCH = 1024; // records per sync session (webapp/core syncMaxRecords)
 
 // The language comes from the URL (?lang=en) or the browser, never from
 // storage: the app keeps nothing on the phone.
@@ -42,7 +60,7 @@ function render() {
   $('q').placeholder = t('searchPlaceholder');
   $('node').placeholder = '/ip4/…/udp/…/quic-v1/webtransport/certhash/…';
   if (lastError) showError(lastError);
-  if (!$('directory').hidden) { showSummary(); showResults(); }
+  if (!$('directory').hidden) { showSummary(); showResults(); showNet(); }
 }
 
 // A failure the person can act on: kind names the message, detail is the
@@ -102,63 +120,197 @@ function dialAddrs(codeAddrs, typed) {
   return out;
 }
 
+const libp2pOptions = {
+  transports: [webTransport()],
+  connectionEncrypters: [noise()],
+  streamMuxers: [yamux()],
+  // Browsers refuse private addresses by default; a community centre's
+  // node on its LAN (or a test on loopback) is one the person was given.
+  connectionGater: { denyDialMultiaddr: () => false },
+};
+
+// openerNode makes a libp2p node whose peer ID sorts before peer's, so
+// that this phone opens the admission (PROTOCOL.md §7) and hears the
+// node's judgement of its key as a refusal on the admission stream, not
+// as a connection cut later for no stated reason. A fresh peer ID each
+// time also keeps a node's refusal of an earlier one from blocking it.
+// Ed25519 keys are cheap to make; a node whose peer ID sorts before
+// nearly every other (after the bounded search) gets a node that accepts
+// the admission instead, and a refusal then shows as a lost connection.
+async function openerNode(peer) {
+  const them = peerIdFromString(peer).toMultihash().bytes;
+  let privateKey;
+  for (let i = 0; i < 4096; i++) {
+    const k = await generateKeyPair('Ed25519');
+    if (compareBytes(peerIdFromPrivateKey(k).toMultihash().bytes, them) < 0) {
+      privateKey = k;
+      break;
+    }
+  }
+  return createLibp2p({ ...libp2pOptions, ...(privateKey && { privateKey }) });
+}
+
 async function join(code, pass, typed) {
   core ??= await loadCore();
   progress('makingKey');
   check(core.newIdentity(pass), 'badPassphrase');
   const { addrs } = check(core.parseInvite(code), 'badCode');
   const extra = dialAddrs(addrs.map((a) => multiaddr(a)), typed);
-  await node?.stop();
-  node = await createLibp2p({
-    transports: [webTransport()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    // Browsers refuse private addresses by default; a community centre's
-    // node on its LAN (or a test on loopback) is one the person was given.
-    connectionGater: { denyDialMultiaddr: () => false },
-  });
+  await stopNode();
+  const guest = await createLibp2p(libp2pOptions);
   progress('redeeming');
   let welcome;
   try {
-    welcome = await redeemInvite(node, core, code, '', extra);
+    welcome = await redeemInvite(guest, core, code, '', extra);
   } catch (e) {
     throw classify(e);
+  } finally {
+    await guest.stop().catch(() => {});
   }
-  progress('admitting');
-  const admission = new Admission(node, core, new Set([welcome.peer.toString()]));
-  await admission.start();
+  if (kept && welcome.network !== kept.network) {
+    // This phone keeps one network: the new one is not kept, and the
+    // kept one is left as it was.
+    throw new Failure('otherNetwork', `the code's network is ${welcome.network}, this phone's ${kept.network}`);
+  }
+  session = { pass, node: welcome.addrs[0].toString(), peer: welcome.peer.toString(), keystore: null, keys: 0 };
+  revoked = false;
+  progress('syncing');
   try {
-    await node.dial(welcome.addrs); // the typed address first, then the code's
-    await admission.admitted(welcome.peer);
-    progress('syncing');
-    await syncWith(node, node.getConnections(welcome.peer)[0], core);
+    await syncOnce();
+    netState = { online: true, at: new Date() };
   } catch (e) {
-    // The welcome is in: the view holds what it carried, and can be searched.
+    if (e.keyRefused) throw new Failure('revoked', e.message);
+    // The welcome is in: the view holds what it carried, and can be
+    // searched, and is kept.
     showError(new Failure('syncFailed', e.message));
+    await keep();
   }
+}
+
+async function stopNode() {
+  conn = null;
+  const n = node;
+  node = undefined;
+  await n?.stop().catch(() => {});
+}
+
+// connect returns an admitted connection to the session's node: the one
+// held, or a new one from a fresh peer ID.
+async function connect() {
+  if (conn?.status === 'open') return conn;
+  await stopNode();
+  node = await openerNode(session.peer);
+  const admission = new Admission(node, core, new Set([session.peer]));
+  await admission.start();
+  const c = await node.dial(multiaddr(session.node), { signal: AbortSignal.timeout(30_000) });
+  await admission.admitted(c.remotePeer);
+  conn = c;
+  return c;
+}
+
+// syncOnce pulls what the node holds and this phone lacks, and keeps the
+// view again when anything came. A refusal of this reader's key is
+// believed only when a second peer ID is refused too: one refusal may be
+// a connection lost at the wrong moment.
+async function syncOnce() {
+  let pulled = 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // A session brings at most SYNC_BATCH records (the node's limit);
+      // a full one means more wait, so ask again at once (a bounded
+      // number of times: records waiting for a key are asked for again).
+      for (let n = SYNC_BATCH, round = 0; n >= SYNC_BATCH && round < 32; round++) {
+        const c = await connect();
+        n = await syncWith(node, c, core);
+        pulled += n;
+      }
+      break;
+    } catch (e) {
+      await stopNode();
+      if (!e.keyRefused || attempt > 0) throw e;
+    }
+  }
+  if (pulled > 0 || !session.keystore) await keep();
+  return pulled;
+}
+
+let syncing = null;
+// resync runs one sync unless one runs already, and shows whether the
+// node was reached. It never throws: the kept view stays searchable.
+function resync() {
+  if (!session || revoked || syncing) return syncing;
+  syncing = (async () => {
+    try {
+      const pulled = await syncOnce();
+      netState = { online: true, at: new Date() };
+      if (pulled > 0) { showSummary(); showResults(); }
+    } catch (e) {
+      if (e.keyRefused) showRevoked(e.message);
+      else if (!e.retryAfter) netState = { online: false, detail: e.message ?? String(e) };
+    } finally {
+      syncing = null;
+      showNet();
+    }
+    if (!revoked && JSON.parse(core.status().status).revoked) {
+      showRevoked('the directory holds the revocation of this reader key');
+    }
+  })();
+  return syncing;
+}
+
+// showRevoked: the network's nodes no longer admit this phone's key. It
+// stops asking; what it kept stays searchable.
+function showRevoked(detail) {
+  revoked = true;
+  stopNode();
+  netState = null; // "up to date" no longer holds; the error says why
+  showNet();
+  showError(new Failure('revoked', detail));
+}
+
+let netState = null;
+function showNet() {
+  const el = $('net');
+  if (!netState) { el.hidden = true; return; }
+  el.hidden = false;
+  el.className = netState.online ? 'hint' : 'hint offline';
+  el.textContent = netState.online
+    ? t('synced', netState.at.toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' }))
+    : t('offline');
+  el.title = netState.detail ?? '';
 }
 
 // keep stores the view for the next visit: the keystore with every key
-// gained, encrypted with the passphrase, and the records sealed.
-async function keep(pass) {
-  const { keystore } = check(core.keystore(pass), 'saveFailed');
+// gained and the node's address, encrypted with the passphrase (made
+// again only when a key was gained: it takes the core a second or more),
+// and the records sealed.
+async function keep() {
+  const { network, keys } = JSON.parse(core.status().status);
+  if (!session.keystore || keys !== session.keys) {
+    session.keystore = check(core.keystore(session.pass, [session.node]), 'saveFailed').keystore;
+    session.keys = keys;
+  }
   const { records } = check(core.export(), 'saveFailed');
-  const { network } = JSON.parse(core.status().status);
   try {
-    await save({ network, keystore, records: records ?? [] });
+    await save({ network, keystore: session.keystore, records: records ?? [] });
   } catch (e) {
     throw new Failure('saveFailed', e.message ?? String(e));
   }
+  $('saved').hidden = false;
 }
 
 // reopen unlocks the kept keystore and rebuilds the view from the kept
-// records, with no network.
+// records, with no network; the caller syncs afterwards.
 async function reopen(kept, pass) {
   core ??= await loadCore();
   progress('opening');
-  check(core.unlock(kept.keystore, pass), 'wrongPassphrase');
+  const { nodes } = check(core.unlock(kept.keystore, pass), 'wrongPassphrase');
   check(core.open(kept.network), 'unexpected');
   for (const r of kept.records) core.receive(r); // refusals change nothing
+  const { keys } = JSON.parse(core.status().status);
+  const addr = nodes?.[0];
+  const peer = addr && multiaddr(addr).getComponents().find((c) => c.name === 'p2p')?.value;
+  session = peer ? { pass, node: addr, peer, keystore: kept.keystore, keys } : null;
 }
 
 // classify names what went wrong while redeeming, from the core's and the
@@ -223,13 +375,18 @@ $('lang').addEventListener('change', (e) => { lang = e.target.value; render(); }
 $('q').addEventListener('input', () => {
   try { showResults(); } catch (e) { showError(e instanceof Failure ? e : new Failure('searchFailed', e.message)); }
 });
+let timer;
 function showDirectory() {
   $('join').hidden = true;
   $('unlock').hidden = true;
   $('directory').hidden = false;
   showSummary();
+  showNet();
   $('q').focus();
+  timer ??= setInterval(resync, RESYNC_MS);
 }
+globalThis.addEventListener('online', () => resync());
+document.addEventListener('visibilitychange', () => { if (!document.hidden) resync(); });
 
 // submit runs a form's work with its button disabled, and shows what
 // failed.
@@ -255,8 +412,6 @@ submit('join', 'go', async () => {
   await join($('code').value.trim(), pass, $('node').value.trim());
   $('pass').value = '';
   showDirectory();
-  await keep(pass);
-  $('saved').hidden = false;
 });
 submit('unlock', 'open', async () => {
   const pass = $('unlockPass').value;
@@ -264,13 +419,20 @@ submit('unlock', 'open', async () => {
   $('unlockPass').value = '';
   showDirectory();
   $('saved').hidden = false;
+  resync();
 });
+// A kept view hides the join form; a new code shows it again. A code of
+// the same network replaces the kept view with a new key; one of another
+// network is refused and keeps nothing (join).
+$('newCode').addEventListener('click', () => { $('join').hidden = false; $('code').focus(); });
 
 // The panic button: no confirmation, since it may be pressed with someone
 // reaching for the phone. The page is left for a blank one afterwards,
 // which drops the keys held in memory and leaves nothing on the screen.
 $('panic').addEventListener('click', async () => {
-  await node?.stop().catch(() => {});
+  clearInterval(timer);
+  session = null;
+  await stopNode();
   await eraseAll();
   location.replace('about:blank');
 });

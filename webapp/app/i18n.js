@@ -40,6 +40,11 @@ export const messages = {
     unreachable: 'No se pudo contactar al nodo. Compruebe la conexión y la dirección del nodo, y vuelva a intentarlo.',
     syncFailed: 'Se unió a la red, pero la descarga del directorio no terminó. Puede buscar en lo que llegó.',
     searchFailed: 'La búsqueda falló.',
+    newCode: 'Tengo un código de invitación nuevo',
+    otherNetwork: 'Este código es de otra red, no de la que guarda este teléfono. Un teléfono guarda una sola red: no se guardó nada y el directorio guardado sigue igual.',
+    revoked: 'La clave de lector de este teléfono fue revocada: la red ya no la admite y el directorio guardado no se actualizará más. Puede seguir buscando en lo que ya tiene.',
+    offline: 'Sin conexión con el nodo: busca en la copia guardada en este teléfono, que puede no estar al día.',
+    synced: (time) => `Al día con el nodo (${time}).`,
     unexpected: 'Algo falló.',
   },
   en: {
@@ -81,6 +86,11 @@ export const messages = {
     unreachable: 'Could not reach the node. Check your connection and the node address, and try again.',
     syncFailed: 'You joined the network, but the directory download did not finish. You can search what arrived.',
     searchFailed: 'The search failed.',
+    newCode: 'I have a new invite code',
+    otherNetwork: 'This code is for another network than the one this phone keeps. A phone keeps one network: nothing was stored, and the kept directory is unchanged.',
+    revoked: 'This reader key was revoked: the network no longer admits it, and the kept directory will not be updated any more. You can still search what it holds.',
+    offline: 'Offline: no node reached. Searching the copy kept on this phone, which may be out of date.',
+    synced: (time) => `Up to date with the node (${time}).`,
     unexpected: 'Something went wrong.',
   },
 };

@@ -194,6 +194,12 @@ type Status struct {
 	KeyHeld bool   `json:"key_held"` // whether this reader holds its key
 	Waiting int    `json:"waiting"`  // records kept until their key arrives
 	Digest  string `json:"digest"`
+	Entries int    `json:"entries"` // entries in the view
+	Keys    int    `json:"keys"`    // read keys held: when it grows, the keystore is kept again
+	// Fingerprint is this reader's key; Revoked says the view holds its
+	// revocation (the network's nodes no longer admit it).
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Revoked     bool   `json:"revoked"`
 }
 
 // Status reports the view's epoch, key and digest.
@@ -203,7 +209,13 @@ func (r *Reader) Status() Status {
 	ep := r.state.CurrentEpoch()
 	_, held := r.keys[ep]
 	d := r.state.Digest()
-	return Status{Network: r.net.String(), Epoch: ep, KeyHeld: held, Waiting: len(r.waiting), Digest: fmt.Sprintf("%x", d[:])}
+	st := Status{Network: r.net.String(), Epoch: ep, KeyHeld: held, Waiting: len(r.waiting), Digest: fmt.Sprintf("%x", d[:]),
+		Entries: r.state.Stats().Entries, Keys: len(r.keys)}
+	if r.id != nil {
+		st.Fingerprint = r.id.Fingerprint()
+		st.Revoked = r.state.IsRevoked(r.id.Public())
+	}
+	return st
 }
 
 // Keys returns a copy of the read keys held, for the keystore.

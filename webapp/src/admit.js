@@ -83,7 +83,11 @@ export class Admission {
     const { proof } = check(this.core.admitProof('O', this.me, them, nO, nA));
     stream.send(mac);
     stream.send(proof);
-    const theirs = await r.read(PROOF);
+    // The node proved our network above; going silent now is its
+    // judgement of this reader's key (revoked, or unknown to it).
+    const theirs = await r.read(PROOF).catch((e) => {
+      throw Object.assign(new Error(`the node proved the network, then refused this reader's key (${e.message})`), { keyRefused: true });
+    });
     const judged = check(this.core.admitCheck(null, theirs, 'A', this.me, them, nO, nA, this.bootstrap.has(conn.remotePeer.toString())));
     await stream.close();
     return judged;

@@ -7,7 +7,7 @@
 // nothing.
 //
 //	ceibaCore.newIdentity(passphrase)                 // {keystore, fingerprint}: a new reader key
-//	ceibaCore.unlock(keystore, passphrase)            // {fingerprint}: the key kept on this phone
+//	ceibaCore.unlock(keystore, passphrase)            // {fingerprint, nodes}: the key and node addresses kept on this phone
 //	ceibaCore.parseInvite(code)                       // {addrs: [Uint8Array]}: multiaddrs to dial
 //	ceibaCore.redeem(code, name, myPeerID)            // {request}: the frame to send on /ceiba/invite/2.0.0
 //	ceibaCore.welcome(answer)                         // {network, role}: the view starts
@@ -21,7 +21,7 @@
 //	ceibaCore.syncEnd(id)                             // {pulled}
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
-//	ceibaCore.keystore(passphrase)                    // {keystore}: with the keys gained
+//	ceibaCore.keystore(passphrase, [nodeAddr])        // {keystore}: with the keys gained and the nodes to sync with
 //	ceibaCore.export()                                // {records: [Uint8Array]}: sealed, to keep for a reload
 package main
 
@@ -147,7 +147,11 @@ func unlock(_ js.Value, args []js.Value) any {
 		return fail(err)
 	}
 	id, keys, reader = ks.Identity, ks.Keys, nil
-	return map[string]any{"fingerprint": id.Fingerprint()}
+	nodes := []any{}
+	for _, a := range ks.Nodes {
+		nodes = append(nodes, a)
+	}
+	return map[string]any{"fingerprint": id.Fingerprint(), "nodes": nodes}
 }
 
 var errLocked = errors.New("no key is unlocked: call newIdentity or unlock first")
@@ -287,7 +291,9 @@ func status(js.Value, []js.Value) any {
 }
 
 // keystore re-encrypts the identity and every key held, so the read keys
-// gained from rotations survive a reload.
+// gained from rotations survive a reload, with the addresses of the nodes
+// to sync with again (an array of strings, optional): kept inside the
+// encryption, not beside it.
 func keystore(_ js.Value, args []js.Value) any {
 	if reader == nil {
 		return fail(errNotOpen)
@@ -296,7 +302,20 @@ func keystore(_ js.Value, args []js.Value) any {
 	if err != nil {
 		return fail(err)
 	}
-	ks := &directory.Keystore{Identity: id, Keys: reader.Keys()}
+	var nodes []string
+	if len(args) > 1 && !args[1].IsUndefined() && !args[1].IsNull() {
+		if !args[1].InstanceOf(js.Global().Get("Array")) {
+			return fail(errors.New("the node addresses must be an array of strings"))
+		}
+		for i := range args[1].Length() {
+			v := args[1].Index(i)
+			if v.Type() != js.TypeString {
+				return fail(errors.New("the node addresses must be an array of strings"))
+			}
+			nodes = append(nodes, v.String())
+		}
+	}
+	ks := &directory.Keystore{Identity: id, Keys: reader.Keys(), Nodes: nodes}
 	data, err := ks.Encrypt(pass, 0)
 	if err != nil {
 		return fail(err)

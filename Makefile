@@ -45,7 +45,7 @@ webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.
 # bundled by esbuild), core.wasm (webapp/core compiled to WebAssembly) and
 # wasm_exec.js (the loader of the Go release that compiled it).
 webapp: webapp-deps
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o webapp/dist/core.wasm ./webapp/core/wasm
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w -buildid=" -o webapp/dist/core.wasm ./webapp/core/wasm
 	node webapp/build.mjs webapp/dist webapp/dist/core.wasm "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js"
 
 # Rotation with real daemons (1 steward, 1 organization, 60 readers as

@@ -10,16 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
-	"github.com/chromedp/cdproto/log"
-	cdpnetwork "github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -45,12 +39,7 @@ const chromium = browsertest.Chromium
 // spent code gets the node's refusal (English, picked in the page).
 func TestWebappInBrowser(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/esbuild/package.json")
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the web app's browser test needs Chromium at %s (.ci/run installs it): %v", chromium, err)
-		}
-		t.Skipf("needs Chromium at %s (Debian: apt-get install chromium): %v", chromium, err)
-	}
+	needChromium(t)
 	org, stopOrg, inv := orgWithReaderInvite(t)
 	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
 
@@ -70,49 +59,10 @@ func TestWebappInBrowser(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	ctx := startChromium(t)
-	var mu sync.Mutex
-	var problems []string
+	var tabs []func() []string
 	tab := func(query, acceptLanguage string) context.Context {
-		tctx, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch e := ev.(type) {
-			case *runtime.EventExceptionThrown:
-				problems = append(problems, "exception: "+e.ExceptionDetails.Text)
-			case *cdpnetwork.EventRequestWillBeSent:
-				// The app loads nothing from elsewhere (its CSP forbids it).
-				if !strings.HasPrefix(e.Request.URL, srv.URL+"/") {
-					problems = append(problems, "a request to "+e.Request.URL)
-				}
-			case *log.EventEntryAdded:
-				if e.Entry.Level == log.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
-					break // Chromium's advice on forms; the icon the SVG page lacks
-				}
-				problems = append(problems, string(e.Entry.Level)+": "+e.Entry.Text)
-			}
-		}))
-		t.Cleanup(cancel)
-		if err := chromedp.Do(tctx); err != nil {
-			t.Fatalf("open tab: %v", err)
-		}
-		tctx, cancel = context.WithTimeout(tctx, 3*time.Minute)
-		t.Cleanup(cancel)
-		if _, err := chromedp.Call(tctx, cdpnetwork.Enable, cdpnetwork.EnableParams{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := chromedp.Call(tctx, log.Enable, cdp.Empty{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := chromedp.Call(tctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{
-			UserAgent: "Mozilla/5.0 (Linux; Android 14) Mobile", AcceptLanguage: acceptLanguage,
-		}); err != nil {
-			t.Fatal(err)
-		}
-		do(t, tctx,
-			chromedp.EmulateViewport(412, 915, chromedp.EmulateMobile),
-			chromedp.Navigate(srv.URL+"/"+query),
-			chromedp.WaitVisible(chromedp.CSS("#go")),
-		)
+		tctx, problems := appTab(t, ctx, srv.URL+"/"+query, acceptLanguage, nil)
+		tabs = append(tabs, problems)
 		return tctx
 	}
 	join := func(tctx context.Context, code, node string) {
@@ -203,10 +153,10 @@ func TestWebappInBrowser(t *testing.T) {
 	if err != nil || left != `{"dbs":[],"kept":[],"workers":0}` {
 		t.Errorf("after the panic button the origin still holds %s (%v)", left, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("the browser reported %s", p)
+	for _, problems := range tabs {
+		for _, p := range problems() {
+			t.Errorf("the browser reported %s", p)
+		}
 	}
 }
 

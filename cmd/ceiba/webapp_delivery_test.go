@@ -12,6 +12,7 @@ import (
 	"image/draw"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,9 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
+	cdpnetwork "github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/skip2/go-qrcode"
@@ -43,11 +46,18 @@ func needChromium(t *testing.T) {
 	}
 }
 
-// appTab opens url in a new tab of browser and records what would show
-// the app misbehaving: an uncaught exception or a console message (those
-// matching allow excepted).
-func appTab(t *testing.T, browser context.Context, url string, allow *regexp.Regexp) (context.Context, func() []string) {
+// appTab opens url in a new browser context of browser, as a phone whose
+// browser asks for acceptLanguage, and records what would show the app
+// misbehaving: an uncaught exception, a console message (except those
+// allow matches), or a request to another origin than url's (the app
+// loads nothing from elsewhere; its CSP forbids it).
+func appTab(t *testing.T, browser context.Context, url, acceptLanguage string, allow *regexp.Regexp) (context.Context, func() []string) {
 	t.Helper()
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := u.Scheme + "://" + u.Host + "/"
 	var mu sync.Mutex
 	var problems []string
 	tctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
@@ -56,9 +66,13 @@ func appTab(t *testing.T, browser context.Context, url string, allow *regexp.Reg
 		switch e := ev.(type) {
 		case *runtime.EventExceptionThrown:
 			problems = append(problems, "exception: "+e.ExceptionDetails.Text)
+		case *cdpnetwork.EventRequestWillBeSent:
+			if !strings.HasPrefix(e.Request.URL, origin) {
+				problems = append(problems, "a request to "+e.Request.URL)
+			}
 		case *log.EventEntryAdded:
 			if e.Entry.Level == log.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") || (allow != nil && allow.MatchString(e.Entry.Text+" "+e.Entry.URL)) {
-				break
+				break // Chromium's advice on forms; the icon the SVG page lacks
 			}
 			problems = append(problems, string(e.Entry.Level)+": "+e.Entry.Text)
 		}
@@ -69,11 +83,23 @@ func appTab(t *testing.T, browser context.Context, url string, allow *regexp.Reg
 	}
 	tctx, cancel = context.WithTimeout(tctx, 3*time.Minute)
 	t.Cleanup(cancel)
+	if _, err := chromedp.Call(tctx, cdpnetwork.Enable, cdpnetwork.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := chromedp.Call(tctx, log.Enable, cdp.Empty{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := chromedp.Call(tctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{
+		UserAgent: "Mozilla/5.0 (Linux; Android 14) Mobile", AcceptLanguage: acceptLanguage,
+	}); err != nil {
+		t.Fatal(err)
+	}
 	do(t, tctx, chromedp.EmulateViewport(412, 915, chromedp.EmulateMobile), chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#go")))
-	return tctx, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), problems...) }
+	return tctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
 }
 
 // appVersion is what the app shows as its version for the build in dir:
@@ -117,7 +143,7 @@ func TestWebappUpdateNeedsConsent(t *testing.T) {
 	t.Cleanup(srv.Close)
 	v1 := appVersion(t, host)
 
-	tab, problems := appTab(t, startChromium(t), srv.URL+"/", regexp.MustCompile(`extra\.txt`))
+	tab, problems := appTab(t, startChromium(t), srv.URL+"/", "en", regexp.MustCompile(`extra\.txt`))
 	if got := waitText(t, tab, "#version", v1); got != v1 {
 		t.Fatalf("the app shows version %q, want %q (build.json's SHA-256)", got, v1)
 	}
@@ -295,7 +321,7 @@ func TestWebappFromDaemonScansInviteQR(t *testing.T) {
 		if err := chromedp.Do(browser); err != nil {
 			t.Fatalf("starting %s: %v", chromium, err)
 		}
-		tab, problems := appTab(t, browser, appURL, nil)
+		tab, problems := appTab(t, browser, appURL, "en", nil)
 		// Served by the daemon, installed by the worker: the version shown
 		// is the build's.
 		if v := appVersion(t, site); waitText(t, tab, "#version", v) != v {

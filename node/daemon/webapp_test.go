@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -13,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ceiba-network/ceiba/internal/testcert"
 )
 
 // fakeApp writes a directory shaped like make webapp's output: a few
@@ -180,5 +184,45 @@ func TestWebappCSPHeaderIsThePagesPolicy(t *testing.T) {
 	}
 	if want := string(m[1]) + "; frame-ancestors 'none'"; appCSP != want {
 		t.Fatalf("the server's CSP\n%s\nis not the page's plus frame-ancestors:\n%s", appCSP, want)
+	}
+}
+
+// With tls_cert and tls_key the app is served over HTTPS only, as phones
+// need it; a wrong key file is an error at start, naming the settings.
+func TestDaemonServesTheWebappOverTLS(t *testing.T) {
+	certFile, keyFile, cert := testcert.SelfSigned(t)
+	d := startDaemonWith(t, "org", func(c *Config) {
+		c.Webapp = WebappConfig{Dir: fakeApp(t), Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile}
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	res, body := appGet(t, c, "https://"+d.AppAddr()+"/app/")
+	if res.StatusCode != 200 || !strings.Contains(body, "<title>Ceiba</title>") {
+		t.Fatalf("GET https://…/app/: %d %q", res.StatusCode, body)
+	}
+	// Plain HTTP gets Go's TLS server's 400, or a closed connection: no page.
+	if res, err := http.Get("http://" + d.AppAddr() + "/app/"); err == nil {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if strings.Contains(string(b), "<title>Ceiba</title>") {
+			t.Fatalf("the app was served over plain HTTP too: %d", res.StatusCode)
+		}
+	}
+
+	h := Home{Dir: filepath.Join(t.TempDir(), "bad")}
+	if _, err := Init(h, InitOptions{Name: "bad", Passphrase: testPassphrase, WorkFactor: 10, Local: true}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := h.LoadConfig()
+	cfg.Webapp = WebappConfig{Dir: fakeApp(t), Listen: "127.0.0.1:0", TLSCert: certFile, TLSKey: certFile}
+	if err := h.SaveConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := Start(context.Background(), Options{Home: h, Passphrase: testPassphrase, WorkFactor: 10, Logger: testLogger("bad")}); err == nil {
+		d.Close()
+		t.Fatal("a certificate given as its own key was accepted")
+	} else if !strings.Contains(err.Error(), "webapp.tls_cert, tls_key") {
+		t.Fatalf("a bad key file: %v, want it to name webapp.tls_cert, tls_key", err)
 	}
 }

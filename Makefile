@@ -40,12 +40,15 @@ webapp-deps: webapp/node_modules/.package-lock.json
 webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.json
 	npm ci --prefix webapp --no-audit --no-fund
 
-# The reader's web app (issue 16), ready for any static web server:
-# webapp/dist holds index.html, app.css, app.js (js-libp2p and the app,
-# bundled by esbuild), core.wasm (webapp/core compiled to WebAssembly) and
-# wasm_exec.js (the loader of the Go release that compiled it).
+# The reader's web app (issue 16), for ceiba daemon's [webapp] or any
+# static web server: webapp/dist holds index.html, app.css, app.js
+# (js-libp2p and the app, bundled by esbuild), core.wasm (webapp/core
+# compiled to WebAssembly), wasm_exec.js (the loader of the Go release that
+# compiled it), and build.json (every file's SHA-256; its own is the app's
+# version). The same commit gives the same bytes: no build path or build
+# ID in the core, esbuild and the packages pinned (docs/RELEASING.md).
 webapp: webapp-deps
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o webapp/dist/core.wasm ./webapp/core/wasm
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w -buildid=" -o webapp/dist/core.wasm ./webapp/core/wasm
 	node webapp/build.mjs webapp/dist webapp/dist/core.wasm "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js"
 
 # Rotation with real daemons (1 steward, 1 organization, 60 readers as

@@ -51,6 +51,24 @@ for t in $TARGETS; do
 	GOOS=$os GOARCH=$arch "$GO" build -trimpath -ldflags="$ld" -o "$out/$name" ./cmd/ceiba
 done
 
+# The reader's web app (webapp/, issue 16), built by make webapp: esbuild
+# and every JavaScript package pinned by webapp/package-lock.json, the
+# core compiled with -trimpath and no build ID by the Go release above, so
+# the same commit gives the same files. Published twice over: one archive
+# of the files build.json lists (file times the commit's, owner root, no
+# gzip name or time), and build.json itself, whose SHA-256 is the version
+# the app shows a person (docs/RELEASING.md, "The web app").
+"${MAKE:-make}" --no-print-directory GO="$GO" webapp >/dev/null
+app=webapp/dist
+appfiles=$(sed -n 's/^    "\([^"/]*\)": "[0-9a-f]\{64\}",\{0,1\}$/\1/p' "$app/build.json")
+[ -n "$appfiles" ] || { echo "release: $app/build.json lists no files" >&2; exit 1; }
+# shellcheck disable=SC2086 # the names are build.json's plain file names
+tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+	--mode='a=r,u+w' --format=ustar --transform='s,^,ceiba-webapp/,' \
+	-C "$app" -cf - build.json $appfiles | gzip -n -9 > "$out/ceiba-$VERSION-webapp.tar.gz"
+cp "$app/build.json" "$out/ceiba-$VERSION-webapp.json"
+echo "release: ceiba-$VERSION-webapp.tar.gz, app version $(sha256sum < "$app/build.json" | cut -c1-64)"
+
 # Debian packages, for the linux targets. A tagged build v1.2.3 is 1.2.3,
 # and n commits later 1.2.3+n+g<hash> (later than 1.2.3: "-" would start a
 # Debian revision); an untagged build, a bare commit hash, is 0.0~git<hash>
@@ -70,6 +88,9 @@ for arch in amd64 arm64; do
 	install -m 0644 packaging/ceiba.service "$root/lib/systemd/system/ceiba.service"
 	install -m 0644 docs/OPERATIONS.md "$root/usr/share/doc/ceiba/OPERATIONS.md"
 	install -m 0644 docs/SECURITY.md "$root/usr/share/doc/ceiba/SECURITY.md"
+	# The web app, for [webapp] dir = "/usr/share/ceiba/webapp".
+	install -d -m 0755 "$root/usr/share/ceiba/webapp"
+	for f in build.json $appfiles; do install -m 0644 "$app/$f" "$root/usr/share/ceiba/webapp/$f"; done
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 	size=$(du -sk --apparent-size "$root/usr" "$root/lib" | awk '{s+=$1} END {print s}')
 	sed -e "s/@VERSION@/$debver/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" packaging/debian/control.in > "$root/DEBIAN/control"

@@ -2,15 +2,6 @@ package transport_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/ceiba-network/ceiba/internal/testcert"
 	"github.com/ceiba-network/ceiba/transport"
 )
 
@@ -115,7 +107,7 @@ func TestSecureWebSocketNeedsACertificate(t *testing.T) {
 	if _, err := transport.Options(transport.Config{Listen: listen}); err == nil {
 		t.Fatal("a secure WebSocket address without a certificate was accepted")
 	}
-	cert, key := selfSigned(t)
+	cert, key, _ := testcert.SelfSigned(t)
 	h := newHost(t, transport.Config{Listen: listen, WSSCert: cert, WSSKey: key})
 	found := false
 	for _, a := range h.Addrs() {
@@ -124,26 +116,6 @@ func TestSecureWebSocketNeedsACertificate(t *testing.T) {
 	if !found {
 		t.Fatalf("no secure WebSocket address: %v", h.Addrs())
 	}
-}
-
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(k)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
 }
 
 // A public vps host relays (it speaks the relay's hop protocol) unless

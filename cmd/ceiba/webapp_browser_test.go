@@ -10,16 +10,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
-	"github.com/chromedp/cdproto/log"
-	cdpnetwork "github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -45,12 +39,7 @@ const chromium = browsertest.Chromium
 // spent code gets the node's refusal (English, picked in the page).
 func TestWebappInBrowser(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/esbuild/package.json")
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the web app's browser test needs Chromium at %s (.ci/run installs it): %v", chromium, err)
-		}
-		t.Skipf("needs Chromium at %s (Debian: apt-get install chromium): %v", chromium, err)
-	}
+	needChromium(t)
 	steward, org, stopOrg, inv := orgWithReaderInvite(t)
 	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
 
@@ -70,53 +59,15 @@ func TestWebappInBrowser(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	ctx := startChromium(t)
-	var mu sync.Mutex
-	var problems []string
 	var orgGone atomic.Bool
+	// Offline, the app tries the stopped node, as it should.
+	triesStoppedNode := func(text string) bool {
+		return orgGone.Load() && strings.Contains(text, "/.well-known/libp2p-webtransport")
+	}
+	var tabs []func() []string
 	tab := func(query, acceptLanguage string) context.Context {
-		tctx, cancel := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(func(ev any) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch e := ev.(type) {
-			case *runtime.EventExceptionThrown:
-				problems = append(problems, "exception: "+e.ExceptionDetails.Text)
-			case *cdpnetwork.EventRequestWillBeSent:
-				// The app loads nothing from elsewhere (its CSP forbids it).
-				if !strings.HasPrefix(e.Request.URL, srv.URL+"/") {
-					problems = append(problems, "a request to "+e.Request.URL)
-				}
-			case *log.EventEntryAdded:
-				if e.Entry.Level == log.EntryLevelVerbose || strings.HasSuffix(e.Entry.URL, "/favicon.ico") {
-					break // Chromium's advice on forms; the icon the SVG page lacks
-				}
-				if orgGone.Load() && strings.Contains(e.Entry.Text, "/.well-known/libp2p-webtransport") {
-					break // offline, the app tries the stopped node, as it should
-				}
-				problems = append(problems, string(e.Entry.Level)+": "+e.Entry.Text)
-			}
-		}))
-		t.Cleanup(cancel)
-		if err := chromedp.Do(tctx); err != nil {
-			t.Fatalf("open tab: %v", err)
-		}
-		tctx, cancel = context.WithTimeout(tctx, 15*time.Minute)
-		t.Cleanup(cancel)
-		if _, err := chromedp.Call(tctx, cdpnetwork.Enable, cdpnetwork.EnableParams{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := chromedp.Call(tctx, log.Enable, cdp.Empty{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := chromedp.Call(tctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{
-			UserAgent: "Mozilla/5.0 (Linux; Android 14) Mobile", AcceptLanguage: acceptLanguage,
-		}); err != nil {
-			t.Fatal(err)
-		}
-		do(t, tctx,
-			chromedp.EmulateViewport(412, 915, chromedp.EmulateMobile),
-			chromedp.Navigate(srv.URL+"/"+query),
-			chromedp.WaitVisible(chromedp.CSS("#go")),
-		)
+		tctx, problems := appTab(t, ctx, srv.URL+"/"+query, acceptLanguage, triesStoppedNode)
+		tabs = append(tabs, problems)
 		return tctx
 	}
 	join := func(tctx context.Context, code, node string) {
@@ -245,7 +196,7 @@ func TestWebappInBrowser(t *testing.T) {
 	// server gone, a reload asks for the passphrase; a wrong one opens
 	// nothing, the right one opens the directory, the app says it is
 	// offline, and the search finds the entries again.
-	if ok, err := chromedp.Run(es, chromedp.Evaluate[bool](`navigator.serviceWorker.ready.then(() => caches.has('ceiba-shell-v1'))`, chromedp.EvalAwaitPromise)); err != nil || !ok {
+	if ok, err := chromedp.Run(es, chromedp.Evaluate[bool](`navigator.serviceWorker.ready.then(() => caches.keys()).then((k) => k.some((n) => n.startsWith('ceiba-shell-')))`, chromedp.EvalAwaitPromise)); err != nil || !ok {
 		t.Fatalf("the service worker kept no app shell: %v, %v", ok, err)
 	}
 	orgGone.Store(true)
@@ -283,10 +234,10 @@ func TestWebappInBrowser(t *testing.T) {
 	if err != nil || left != `{"dbs":[],"kept":[],"workers":0}` {
 		t.Errorf("after the panic button the origin still holds %s (%v)", left, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("the browser reported %s", p)
+	for _, problems := range tabs {
+		for _, p := range problems() {
+			t.Errorf("the browser reported %s", p)
+		}
 	}
 }
 

@@ -58,6 +58,8 @@ type Daemon struct {
 	ops        opsState // metrics.go
 	srv        *http.Server
 	ln         net.Listener
+	appSrv     *http.Server // the web app's, when [webapp] asks (webapp.go)
+	appLn      net.Listener
 	stop       context.CancelFunc
 	ctx        context.Context
 	wg         sync.WaitGroup
@@ -113,6 +115,10 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 	}()
 	log.Info("local API listening", "addr", "http://"+ln.Addr().String())
+	if err := d.serveWebapp(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -213,6 +219,7 @@ func (d *Daemon) Close() error {
 		d.srv.Shutdown(ctx)
 		cancel()
 	}
+	d.closeWebapp()
 	d.mu.Lock()
 	n := d.node
 	d.node = nil

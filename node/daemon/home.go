@@ -54,6 +54,7 @@ type Config struct {
 	Network NetworkConfig `toml:"network"`
 	Node    NodeConfig    `toml:"node"`
 	API     APIConfig     `toml:"api"`
+	Webapp  WebappConfig  `toml:"webapp,omitempty"`
 }
 
 // NetworkConfig names the network this node belongs to.
@@ -172,6 +173,13 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
 # can reach it can read the directory.
 # [api] metrics = true serves Prometheus metrics at /metrics on that address.
+#
+# [webapp] serves the reader's web app for phones (docs/OPERATIONS.md):
+# dir = a built app (make webapp's webapp/dist, or the release's webapp
+# archive unpacked; the Debian package's is /usr/share/ceiba/webapp),
+# listen = its own address (e.g. "0.0.0.0:8443"), never the API's; the app
+# is at /app/. tls_cert, tls_key: PEM files for HTTPS, which phones need;
+# without them, put a TLS proxy in front.
 
 `
 
@@ -223,7 +231,7 @@ func (c *Config) validate() error {
 	if !ok || (host != "127.0.0.1" && host != "localhost" && host != "[::1]") {
 		return fmt.Errorf("api.listen %q must be on 127.0.0.1", c.API.Listen)
 	}
-	return nil
+	return c.Webapp.validate(c.API.Listen)
 }
 
 // SaveConfig writes config.toml atomically, with its explanatory header.

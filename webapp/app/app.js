@@ -26,6 +26,8 @@ import { syncWith } from '../src/sync.js';
 import { compareBytes } from '../src/bytes.js';
 import { messages, pickLanguage } from './i18n.js';
 import { load, save, eraseAll } from './store.js';
+import { watchUpdates } from './update.js';
+import { scanCamera } from './qr.js';
 
 const $ = (id) => document.getElementById(id);
 let lang = pickLanguage(askedLanguage(), navigator.languages ?? [navigator.language]);
@@ -426,6 +428,30 @@ submit('unlock', 'open', async () => {
 // network is refused and keeps nothing (join).
 $('newCode').addEventListener('click', () => { $('join').hidden = false; $('code').focus(); });
 
+// Scanning an invite's QR: what it reads goes into the code field only if
+// it is an invite code; anything else gets the malformed code's message
+// and changes nothing.
+let scanning = null;
+$('scan').addEventListener('click', async () => {
+  if (scanning) return;
+  clearError();
+  $('scanner').hidden = false;
+  scanning = scanCamera($('camera'));
+  try {
+    const text = await scanning.done.catch((e) => { throw new Failure('noCamera', e.message); });
+    if (text === null) return;
+    core ??= await loadCore();
+    check(core.parseInvite(text.trim()), 'badCode');
+    $('code').value = text.trim();
+  } catch (e) {
+    showError(e instanceof Failure ? e : new Failure('unexpected', e.message ?? String(e)));
+  } finally {
+    scanning = null;
+    $('scanner').hidden = true;
+  }
+});
+$('stopScan').addEventListener('click', () => scanning?.stop());
+
 // The panic button: no confirmation, since it may be pressed with someone
 // reaching for the phone. The page is left for a blank one afterwards,
 // which drops the keys held in memory and leaves nothing on the screen.
@@ -440,9 +466,7 @@ $('panic').addEventListener('click', async () => {
 async function start() {
   $('node').value = new URLSearchParams(location.search).get('node') ?? '';
   render();
-  if (navigator.serviceWorker) {
-    navigator.serviceWorker.register('sw.js').catch(() => {}); // the app works without it, online
-  }
+  watchUpdates(); // not awaited: the app works without a service worker, online
   kept = await load().catch(() => undefined);
   $(kept ? 'unlock' : 'join').hidden = false;
 }

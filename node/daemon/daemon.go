@@ -70,12 +70,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := directory.LoadKeystore(h.KeysPath(), o.Passphrase)
+	ks, err := loadKeys(h.KeysPath(), o.Passphrase)
 	if err != nil {
-		if errors.Is(err, directory.ErrWrongPassphrase) {
-			return nil, errors.New("wrong passphrase for this home's keys")
-		}
-		return nil, fmt.Errorf("open keys: %w", err)
+		return nil, err
 	}
 	tok, err := h.Token()
 	if err != nil {

@@ -109,7 +109,7 @@ func Upgrade(h Home, passphrase string, workFactor int, now time.Time) (*Upgrade
 		return nil, fmt.Errorf("something answers on %s, this home's API: stop \"ceiba daemon\" first", cfg.API.Listen)
 	}
 	if _, err := os.Stat(h.StoreV1Dir()); err == nil {
-		return finishUpgrade(h, cfg, passphrase, workFactor)
+		return finishUpgrade(h, cfg, passphrase, workFactor, nil)
 	}
 	// The version-1 keystore: keys.v1.age once an interrupted run has
 	// copied it there, keys.age before.
@@ -117,12 +117,9 @@ func Upgrade(h Home, passphrase string, workFactor int, now time.Time) (*Upgrade
 	if _, err := os.Stat(h.KeysV1Path()); err == nil {
 		ksPath = h.KeysV1Path()
 	}
-	ks, err := directory.LoadKeystore(ksPath, passphrase)
+	ks, err := loadKeys(ksPath, passphrase)
 	if err != nil {
-		if errors.Is(err, directory.ErrWrongPassphrase) {
-			return nil, errors.New("wrong passphrase for this home's keys")
-		}
-		return nil, fmt.Errorf("open keys: %w", err)
+		return nil, err
 	}
 	stored, err := node.StoredRecords(h.DataDir())
 	if err != nil {
@@ -161,7 +158,10 @@ func Upgrade(h Home, passphrase string, workFactor int, now time.Time) (*Upgrade
 	if err := os.Rename(filepath.Join(h.DataDir(), "store"), h.StoreV1Dir()); err != nil {
 		return nil, fmt.Errorf("moving the version-1 store aside: %w", err)
 	}
-	if _, err := finishUpgrade(h, cfg, passphrase, workFactor); err != nil {
+	// The keystore at keys.age holds the identity read above (the same
+	// file, or a copy of it after an interrupted run): reading it again
+	// would cost another scrypt.
+	if _, err := finishUpgrade(h, cfg, passphrase, workFactor, ks); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -170,8 +170,8 @@ func Upgrade(h Home, passphrase string, workFactor int, now time.Time) (*Upgrade
 // finishUpgrade does the steps after the store is moved aside, each of
 // which may run again: the keystore without version-1 read keys, the
 // version-1 revocation certificate moved aside, and the version-1 network
-// forgotten in config.toml.
-func finishUpgrade(h Home, cfg *Config, passphrase string, workFactor int) (*UpgradeReport, error) {
+// forgotten in config.toml. ks is keys.age if the caller has read it.
+func finishUpgrade(h Home, cfg *Config, passphrase string, workFactor int, ks *directory.Keystore) (*UpgradeReport, error) {
 	c, err := readCarried(h, passphrase)
 	if err != nil {
 		return nil, err
@@ -180,12 +180,10 @@ func finishUpgrade(h Home, cfg *Config, passphrase string, workFactor int) (*Upg
 		return nil, fmt.Errorf("%s exists but %s, the list of what the upgrade kept, does not: move %s back to %s to upgrade again",
 			h.StoreV1Dir(), h.UpgradePath(), h.StoreV1Dir(), filepath.Join(h.DataDir(), "store"))
 	}
-	ks, err := directory.LoadKeystore(h.KeysPath(), passphrase)
-	if err != nil {
-		if errors.Is(err, directory.ErrWrongPassphrase) {
-			return nil, errors.New("wrong passphrase for this home's keys")
+	if ks == nil {
+		if ks, err = loadKeys(h.KeysPath(), passphrase); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("open keys: %w", err)
 	}
 	if c.V1Network != "" && cfg.Network.ID == c.V1Network {
 		if len(ks.Keys) > 0 {
@@ -209,6 +207,17 @@ func finishUpgrade(h Home, cfg *Config, passphrase string, workFactor int) (*Upg
 		}
 	}
 	return &UpgradeReport{AlreadyDone: true, Fingerprint: ks.Identity.Fingerprint(), Carried: c}, nil
+}
+
+func loadKeys(path, passphrase string) (*directory.Keystore, error) {
+	ks, err := directory.LoadKeystore(path, passphrase)
+	if errors.Is(err, directory.ErrWrongPassphrase) {
+		return nil, errors.New("wrong passphrase for this home's keys")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open keys: %w", err)
+	}
+	return ks, nil
 }
 
 func writeCarried(h Home, c *Carried, passphrase string, workFactor int) error {

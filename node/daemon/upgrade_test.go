@@ -135,3 +135,43 @@ func TestWipeOverwritesTheVersion1Keystore(t *testing.T) {
 		t.Fatal("the wipe left the version-1 keystore's bytes on disk")
 	}
 }
+
+// An upgrade cut short after it moved the version-1 store aside (a power
+// cut before the keystore and config.toml were rewritten) is finished by
+// the next run: the identity is kept, the version-1 read keys leave the
+// keystore (they would stand for the new network's epochs), the network
+// is forgotten, and the version-1 keystore is still in keys.v1.age.
+func TestUpgradeInterruptedIsFinishedByTheNextRun(t *testing.T) {
+	const pass = "ceiba-v1-fixture-passphrase" // cmd/ceiba/upgrade_test.go
+	home := Home{Dir: filepath.Join(t.TempDir(), "home")}
+	if err := os.CopyFS(home.Dir, os.DirFS("../../cmd/ceiba/testdata/v1home")); err != nil {
+		t.Fatal(err)
+	}
+	fixtureKeys, _ := os.ReadFile(home.KeysPath())
+	fixtureConfig, _ := os.ReadFile(home.ConfigPath())
+	rep, err := Upgrade(home, pass, 10, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Undo what follows the move of the store, as a crash would have.
+	os.WriteFile(home.KeysPath(), fixtureKeys, 0o600)
+	os.WriteFile(home.ConfigPath(), fixtureConfig, 0o600)
+	again, err := Upgrade(home, pass, 10, time.Now())
+	if err != nil || !again.AlreadyDone || again.Fingerprint != rep.Fingerprint || len(again.Carried.Entries) != len(rep.Carried.Entries) {
+		t.Fatalf("the second run: %+v, %v", again, err)
+	}
+	ks, err := directory.LoadKeystore(home.KeysPath(), pass)
+	if err != nil || ks.Identity.Fingerprint() != rep.Fingerprint || len(ks.Keys) != 0 {
+		t.Fatalf("keys.age after the second run: %v, %d read keys", err, len(ks.Keys))
+	}
+	if v1, err := os.ReadFile(home.KeysV1Path()); err != nil || !bytes.Equal(v1, fixtureKeys) {
+		t.Fatalf("keys.v1.age is not the version-1 keystore: %v", err)
+	}
+	cfg, err := home.LoadConfig()
+	if err != nil || cfg.Network.ID != "" || len(cfg.Node.Bootstrap) != 0 {
+		t.Fatalf("config.toml still names the version-1 network: %+v %v", cfg, err)
+	}
+	if _, err := os.Stat(filepath.Join(home.DataDir(), "store")); !os.IsNotExist(err) {
+		t.Fatalf("data/store: %v", err)
+	}
+}

@@ -994,7 +994,7 @@ func (n *Node) load(ctx context.Context) error {
 		items = waiting
 	}
 	if legacy > 0 {
-		return fmt.Errorf("node: %d stored records were written by another version of the Ceiba protocol; this ceiba speaks version 2 and has changed nothing in the store (docs/PROTOCOL.md §10: upgrading a home)", legacy)
+		return fmt.Errorf("node: %d stored records were written by another version of the Ceiba protocol; this ceiba speaks version 2 and has changed nothing in the store; run \"ceiba upgrade\" to keep this home's identity and entries (docs/PROTOCOL.md §10: upgrading a home)", legacy)
 	}
 	for _, k := range bad {
 		n.store.ds.Delete(ctx, k)

@@ -228,9 +228,16 @@ func startDaemonProcess(t *testing.T, home, apiPort string) (stop func(), exited
 // log (its standard error), to read once the process has exited.
 func startDaemonLogged(t *testing.T, home, apiPort string) (stop func(), exited <-chan struct{}, logs *lockedbuf.Buffer) {
 	t.Helper()
+	return startDaemonEnv(t, testEnv, home, apiPort)
+}
+
+// startDaemonEnv is startDaemonLogged with env instead of testEnv (another
+// passphrase).
+func startDaemonEnv(t *testing.T, env []string, home, apiPort string) (stop func(), exited <-chan struct{}, logs *lockedbuf.Buffer) {
+	t.Helper()
 	logs = &lockedbuf.Buffer{}
 	cmd := exec.Command(binary, "--home", home, "daemon")
-	cmd.Env = append(os.Environ(), testEnv...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func main() {
 	root.AddCommand(
 		initCmd(g), daemonCmd(g), networkCmd(g), inviteCmd(g), entryCmd(g), searchCmd(g), showCmd(g),
 		stewardCmd(g), revokeCmd(g), rotateCmd(g), statusCmd(g), peersCmd(g), keyCmd(g),
-		exportCmd(g), importCmd(g), wipeCmd(g), versionCmd(), releaseCmd(), demoCmd(),
+		exportCmd(g), importCmd(g), wipeCmd(g), upgradeCmd(g), versionCmd(), releaseCmd(), demoCmd(),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)

@@ -73,12 +73,9 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := directory.LoadKeystore(h.KeysPath(), o.Passphrase)
+	ks, err := loadKeys(h.KeysPath(), o.Passphrase)
 	if err != nil {
-		if errors.Is(err, directory.ErrWrongPassphrase) {
-			return nil, errors.New("wrong passphrase for this home's keys")
-		}
-		return nil, fmt.Errorf("open keys: %w", err)
+		return nil, err
 	}
 	tok, err := h.Token()
 	if err != nil {
@@ -180,6 +177,11 @@ func (d *Daemon) startNode(ctx context.Context) error {
 		defer d.wg.Done()
 		d.heartbeats(n)
 	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.republishCarried(n)
+	}()
 	for _, a := range n.Addrs() {
 		d.log.Info("node listening", "addr", a.String())
 	}
@@ -275,12 +277,15 @@ func (d *Daemon) WipeAndStop() error {
 // Wipe destroys a home's keys and cache: the keystore is overwritten before
 // it is removed, then everything else goes. It does not ask; the CLI asks.
 func Wipe(h Home) error {
-	if fi, err := os.Stat(h.KeysPath()); err == nil {
-		junk := make([]byte, fi.Size())
-		if f, err := os.OpenFile(h.KeysPath(), os.O_WRONLY, 0); err == nil {
-			f.Write(junk)
-			f.Sync()
-			f.Close()
+	// keys.v1.age, which `ceiba upgrade` keeps, holds the same identity.
+	for _, p := range []string{h.KeysPath(), h.KeysV1Path()} {
+		if fi, err := os.Stat(p); err == nil {
+			junk := make([]byte, fi.Size())
+			if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+				f.Write(junk)
+				f.Sync()
+				f.Close()
+			}
 		}
 	}
 	return os.RemoveAll(h.Dir)

@@ -32,6 +32,13 @@ import (
 //	                 encrypted with the passphrase: whoever seizes the
 //	                 device cannot revoke its key without it
 //	invites.cbor     pending invites this node issued
+//
+// and after `ceiba upgrade` from protocol version 1 (upgrade.go):
+//
+//	upgrade.age         what the upgrade kept, encrypted with the passphrase
+//	keys.v1.age         the version-1 keystore (same identity, old read keys)
+//	revocation.v1.cert  the version-1 revocation certificate
+//	data/store.v1/      the version-1 store, unchanged
 type Home struct{ Dir string }
 
 func (h Home) path(name string) string { return filepath.Join(h.Dir, name) }

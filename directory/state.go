@@ -1529,16 +1529,25 @@ func (s *State) Digest() Hash {
 }
 
 func (s *State) viewDigest() Hash {
-	now := s.now().Unix()
 	h := sha256.New()
-	line := func(parts ...[]byte) {
+	s.digestLines(func(parts ...[]byte) {
 		for _, p := range parts {
 			var n [4]byte
 			binary.BigEndian.PutUint32(n[:], uint32(len(p)))
 			h.Write(n[:])
 			h.Write(p)
 		}
-	}
+	})
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+// digestLines writes the digest's lines (PROTOCOL.md §6, Digest), each as
+// its parts, to line: the digest is their hash, and the test vectors list
+// them so that a second implementation sees which line differs.
+func (s *State) digestLines(line func(parts ...[]byte)) {
+	now := s.now().Unix()
 	for _, p := range s.chain {
 		line([]byte("charter"), p.id[:])
 	}
@@ -1573,9 +1582,6 @@ func (s *State) viewDigest() Hash {
 			}
 		}
 	}
-	var out Hash
-	h.Sum(out[:0])
-	return out
 }
 
 func sortedKeys[V any](m map[PublicKey]V) []PublicKey {

@@ -327,7 +327,7 @@ func checkDigests(t *testing.T, net NetworkID, byName map[string]*Record) {
 				continue
 			}
 			if !bytes.Equal(d[:], s.Digest) {
-				t.Errorf("digest %s, order %d: %x, vector %x", s.Name, i, d, s.Digest)
+				t.Errorf("digest %s, order %d: %x, vector %x", s.Name, i, d[:], []byte(s.Digest))
 			}
 			if i == 0 && !slices.EqualFunc(lines, s.Lines, func(a, b vecDigestLine) bool {
 				return a.Label == b.Label && slices.EqualFunc(a.Parts, b.Parts, func(x, y hexb) bool { return bytes.Equal(x, y) })

@@ -182,6 +182,25 @@ func (b *browser) waitLocation(ctx context.Context, part string) {
 	}
 }
 
+// waitText waits until the visible text of sel contains want: a form
+// that posts and answers on the same address leaves the old page, which
+// may match a selector the new one has too, in place until the answer
+// comes.
+func (b *browser) waitText(ctx context.Context, sel, want string) string {
+	b.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel), chromedp.AtLeast(0)))
+		if err == nil && strings.Contains(got, want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%s never said %q; it says %q (%v)", sel, want, got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // retry repeats a read a few times: right after a navigation, or while the
 // copy script adds its buttons, Chromium can drop the node a query just
 // found ("No node with given id found").

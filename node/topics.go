@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -173,6 +174,8 @@ func (n *Node) refreshTopics() error {
 		}
 	}
 	kr := n.keyringSnapshot()
+	moved := len(n.topics) > 0
+	var joined []*pubsub.Topic
 	for tag, e := range want {
 		if _, ok := n.topics[tag]; ok {
 			continue
@@ -182,9 +185,57 @@ func (n *Node) refreshTopics() error {
 			return err
 		}
 		n.topics[tag] = kt
+		joined = append(joined, kt.gov)
 		n.log.Debug("joined the topics of a key", "epoch", e)
 	}
+	if moved && len(joined) > 0 {
+		time.AfterFunc(topicCatchUpAfter, func() { n.catchUpOnTopics(joined) })
+	}
 	return nil
+}
+
+// topicCatchUpAfter is how long after joining a new key's topics a node
+// syncs with peers on them. GossipSub forwards a message only to the mesh
+// and announces it (IHAVE) only to topic peers outside the mesh at the next
+// heartbeat: a node that joins a topic a moment before a message arrives
+// at its peers, and that they graft at that heartbeat, is sent neither,
+// and nothing tells it the message exists. After a rotation that is when
+// the next records arrive (a co-steward's approval, a rotation right
+// after another, the first entries under the new key); in the simulator,
+// rotations in quick succession left about one node in four runs without
+// the next one's pages for 7 to 29 s, until its periodic sync
+// (TestCatchUpAfterJoiningNewTopics). Two heartbeats cover the mesh
+// forming on both sides.
+var topicCatchUpAfter = 2 * pubsub.GossipSubHeartbeatInterval
+
+// topicCatchUpPeers is how many peers on the new topics the node asks.
+const topicCatchUpPeers = 2
+
+// catchUpOnTopics asks up to topicCatchUpPeers peers on the given topics,
+// which hold the key that names them, for a sync session.
+func (n *Node) catchUpOnTopics(topics []*pubsub.Topic) {
+	if n.ctx.Err() != nil {
+		return
+	}
+	var peers []peer.ID
+	for _, t := range topics {
+		for _, p := range t.ListPeers() {
+			if !slices.Contains(peers, p) {
+				peers = append(peers, p)
+			}
+		}
+	}
+	shuffle(peers)
+	asked := 0
+	for _, p := range peers {
+		if asked == topicCatchUpPeers {
+			break
+		}
+		if n.sync.request(p) {
+			asked++
+		}
+	}
+	n.log.Debug("sync after joining a new key's topics", "peers", asked)
 }
 
 func (n *Node) joinTopics(epoch uint64, key directory.ReadKey) (*keyTopics, error) {

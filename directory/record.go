@@ -10,7 +10,7 @@ import (
 )
 
 // FormatVersion is the record format this package writes and accepts.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // RecordType names what a record says. The numbers are part of the wire
 // format and never change meaning.

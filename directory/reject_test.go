@@ -150,7 +150,7 @@ func TestApplyRejects(t *testing.T) {
 		{name: "entry signed for another network", rec: other.Entry(t, f.org, "asesoria", 3), want: directory.ErrWrongNetwork},
 		{name: "unknown format version", rec: resign(func() *directory.Record {
 			c := clone(f.entry(t, f.org, 3, nil))
-			c.Version = 2
+			c.Version = directory.FormatVersion + 1
 			return c
 		}(), f.org), want: directory.ErrUnknownVersion},
 		{name: "unknown record type", rec: resign(func() *directory.Record {
@@ -324,7 +324,7 @@ func TestDecodeRejects(t *testing.T) {
 	twoSigned := clone(approval(t, unsigned(t, nw, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(),
 		Name: "Red", Issued: nw.Now.Unix()}), nw.Stewards[0]))
 	twoSigned.AddSignature(nw.Stewards[1])
-	approvesEntry := &directory.Record{Version: 1, Type: directory.TypeApproval, Network: nw.ID}
+	approvesEntry := &directory.Record{Version: directory.FormatVersion, Type: directory.TypeApproval, Network: nw.ID}
 	approvesEntry.Body, _ = detEnc.Marshal(&directory.Approval{Of: directory.TypeEntry, Proposal: rec.Body})
 	approvesEntry.AddSignature(org)
 	twoSigs := nw.Sign(t, &directory.Membership{Charter: 1, Org: org.Public(), KEM: org.KEMPublic(), KEMSig: org.KEMBinding(), Name: "Red", Issued: nw.Now.Unix()},

@@ -775,7 +775,8 @@ func (g *vecGen) negative() []byte {
 	add("trailing byte after the record", "record", append(slices.Clone(enc), 0x00), "ErrMalformed")
 	add("envelope with a tag", "record", rawMap(1, rev.Version, 2, rev.Type, 3, rawCBOR(append([]byte{0xd8, 0x40}, marshal(rev.Network)...)), 4, rev.Body, 5, rev.Sigs), "ErrMalformed")
 	add("signatures nested 13 deep", "record", rawMap(1, rev.Version, 2, rev.Type, 3, rev.Network, 4, rev.Body, 5, rawCBOR(nest(13))), "ErrMalformed")
-	add("envelope version 2", "record", rawMap(1, 2, 2, rev.Type, 3, rev.Network, 4, rev.Body, 5, rev.Sigs), "ErrUnknownVersion")
+	add("envelope version 1 (protocol version 1's)", "record", rawMap(1, 1, 2, rev.Type, 3, rev.Network, 4, rev.Body, 5, rev.Sigs), "ErrUnknownVersion")
+	add("envelope version 3", "record", rawMap(1, 3, 2, rev.Type, 3, rev.Network, 4, rev.Body, 5, rev.Sigs), "ErrUnknownVersion")
 	add("unknown record type 12", "record", rawMap(1, rev.Version, 2, 12, 3, rev.Network, 4, rev.Body, 5, rev.Sigs), "ErrUnknownType")
 	add("no signature", "record", rawMap(1, rev.Version, 2, rev.Type, 3, rev.Network, 4, rev.Body, 5, []Signature{}), "ErrBadSignature")
 	rsigs := slices.Clone(rev.Sigs)
@@ -800,7 +801,7 @@ func (g *vecGen) negative() []byte {
 		g.t.Fatal("the small-order key's universal signature should pass plain Ed25519")
 	}
 	add("revocation signed by the identity point with its universal signature", "record",
-		rawMap(1, 1, 2, TypeRevocation, 3, g.net, 4, rev.Body, 5, []Signature{{Key: weak, Sig: wsig}}), "ErrBadSignature")
+		rawMap(1, FormatVersion, 2, TypeRevocation, 3, g.net, 4, rev.Body, 5, []Signature{{Key: weak, Sig: wsig}}), "ErrBadSignature")
 	add("revocation naming the identity point as the key revoked", "record",
 		rawRecord(g.net, TypeRevocation, marshal(&Revocation{Key: weak, Charter: 1, Issued: vecNow.Unix()}), g.ids["steward-1"]).Encode(), "ErrInvalid")
 

@@ -92,6 +92,7 @@ func TestWebappOverWebRTC(t *testing.T) {
 	if !strings.Contains(codeAddrList(t, inv.Code), "/webrtc-direct/certhash/") {
 		t.Fatalf("the reader code carries no WebRTC address: %s", codeAddrList(t, inv.Code))
 	}
+	t.Logf("the code's addresses: %s", codeAddrList(t, inv.Code))
 	first := withoutWebTransport()
 	if placeholder, err := chromedp.Run(first, chromedp.Evaluate[string](`document.getElementById('node').placeholder`)); err != nil || !strings.Contains(placeholder, "/webrtc-direct/") {
 		t.Errorf("without WebTransport the node field suggests %q (%v), want a WebRTC address", placeholder, err)

@@ -34,10 +34,11 @@ test: cross webapp-deps
 	CEIBA_FLOOD_ENTRIES=100000 $(GO) test -count=1 -timeout 20m -run '^TestUnadmittedEntryFloodStaysBounded$$' ./node/
 
 # The web app's JavaScript packages, exactly as webapp/package-lock.json
-# pins them (tests drive js-libp2p against real daemons). npm ci again only
-# when the lockfile changes.
+# pins them (tests drive js-libp2p against real daemons), with
+# webapp/.npmrc's settings (no peers installed on their own). npm ci again
+# only when the lockfile or those settings change.
 webapp-deps: webapp/node_modules/.package-lock.json
-webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.json
+webapp/node_modules/.package-lock.json: webapp/package-lock.json webapp/package.json webapp/.npmrc
 	npm ci --prefix webapp --no-audit --no-fund
 
 # The reader's web app (issue 16), for ceiba daemon's [webapp] or any

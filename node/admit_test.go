@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
 	ma "github.com/multiformats/go-multiaddr"
 	msmux "github.com/multiformats/go-multistream"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -57,11 +59,12 @@ func capturedLog(cfg *Config) *lockedbuf.Buffer {
 	return l
 }
 
-// outsiderHost is a plain libp2p host on real TCP and QUIC (loopback): no
-// key, no network ID, no admission.
+// outsiderHost is a plain libp2p host on real TCP, QUIC and WebRTC
+// (loopback): no key, no network ID, no admission.
 func outsiderHost(t *testing.T) host.Host {
 	t.Helper()
 	return bareHost(t, libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(libp2pquic.NewTransport),
+		libp2p.Transport(libp2pwebrtc.New),
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"))
 }
 
@@ -125,6 +128,10 @@ func startThree(t *testing.T) *threeNodes {
 	nw := dirtest.New(t, 3, 2)
 	x := &threeNodes{nw: nw, org: dirtest.MustIdentity(t), readerID: dirtest.MustIdentity(t)}
 	cs := dhtConfig(t, nw, nw.Stewards[0])
+	// The steward also listens on WebRTC, as a daemon does for browsers
+	// without WebTransport: a stranger may come in that way too.
+	cs.Listen = append(slices.Clone(loopback), "/ip4/127.0.0.1/udp/0/webrtc-direct")
+	cs.Transport.WebRTC = true
 	x.stewardLog = capturedLog(&cs)
 	x.steward = startNode(t, cs)
 	mustPublish(t, x.steward, nw.Genesis, nw.Admit(t, x.org, "Colectivo"), nw.Vouch(t, x.org, x.readerID))
@@ -150,7 +157,8 @@ func startThree(t *testing.T) *threeNodes {
 	return x
 }
 
-// A keyless peer that knows one node's address, over real TCP or QUIC,
+// A keyless peer that knows one node's address, over real TCP, QUIC or
+// WebRTC (a browser's way in, which must admit no more than the others),
 // tries everything: identify, FIND_NODE and GET_VALUE under the network's
 // DHT protocol, GossipSub, sync. It learns no other peer's address, no
 // protocol, no topic and no record, and is disconnected; the node's log
@@ -158,7 +166,7 @@ func startThree(t *testing.T) *threeNodes {
 func TestKeylessPeerLearnsNothingAndIsCut(t *testing.T) {
 	x := startThree(t)
 	target := x.steward.Host().ID()
-	for _, proto := range []string{"tcp", "quic-v1"} {
+	for _, proto := range []string{"tcp", "quic-v1", "webrtc-direct"} {
 		t.Run(proto, func(t *testing.T) {
 			m := outsiderHost(t)
 			seen := &gossipSeen{}
@@ -174,6 +182,9 @@ func TestKeylessPeerLearnsNothingAndIsCut(t *testing.T) {
 				if _, err := a.ValueForProtocol(ma.ProtocolWithName(proto).Code); err == nil {
 					dialed = a
 				}
+			}
+			if dialed == nil {
+				t.Fatalf("the node listens on no %s address: %v", proto, x.steward.Host().Addrs())
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()

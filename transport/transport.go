@@ -37,6 +37,7 @@ import (
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	libp2pwebrtc "github.com/libp2p/go-libp2p/p2p/transport/webrtc"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 	ma "github.com/multiformats/go-multiaddr"
@@ -49,7 +50,7 @@ type Config struct {
 	// Listen lists multiaddrs to listen on. Empty means DefaultListen.
 	Listen []string
 
-	// Transports to enable. If all four are false, all four are on: a
+	// Transports to enable. If all five are false, all five are on: a
 	// zero Config must not produce a host that cannot talk.
 	//
 	// WebTransport runs over QUIC inside HTTP/3, so a browser can dial a
@@ -57,7 +58,15 @@ type Config struct {
 	// announces its hash (/certhash) in the address, no CA needed. A
 	// /quic-v1/webtransport address may share its UDP port with a
 	// /quic-v1 one; WebTransport needs no QUIC listen address of its own.
-	TCP, QUIC, WebSocket, WebTransport bool
+	//
+	// WebRTC (/udp/N/webrtc-direct) is the browsers' other way in, for
+	// those without WebTransport (Safari, some Android browsers): a data
+	// channel over DTLS, with the certificate's hash in the address as
+	// for WebTransport. Its certificate is derived from the host's key,
+	// so the hash does not change while the key does not. A
+	// /webrtc-direct address may share its UDP port with a /quic-v1 one
+	// (libp2p tells QUIC packets from STUN and DTLS ones).
+	TCP, QUIC, WebSocket, WebTransport, WebRTC bool
 
 	// ConnLow and ConnHigh are the connection manager's watermarks: above
 	// High it prunes down to Low, least useful peers first. Zero means
@@ -166,16 +175,19 @@ const (
 
 // DefaultListen is where a node listens when its configuration says
 // nothing: every interface, the usual libp2p port, on each transport.
-// WebTransport shares QUIC's UDP port: libp2p's quicreuse demultiplexes
-// the two on one socket, so it costs no extra port to open in a firewall.
+// WebTransport and WebRTC share QUIC's UDP port: libp2p demultiplexes
+// the three on one socket, so they cost no extra port to open in a
+// firewall.
 var DefaultListen = []string{
 	"/ip4/0.0.0.0/tcp/4001",
 	"/ip4/0.0.0.0/udp/4001/quic-v1",
 	"/ip4/0.0.0.0/udp/4001/quic-v1/webtransport",
+	"/ip4/0.0.0.0/udp/4001/webrtc-direct",
 	"/ip4/0.0.0.0/tcp/4002/ws",
 	"/ip6/::/tcp/4001",
 	"/ip6/::/udp/4001/quic-v1",
 	"/ip6/::/udp/4001/quic-v1/webtransport",
+	"/ip6/::/udp/4001/webrtc-direct",
 }
 
 // NeutralAgentVersion is the agent version identify reports.
@@ -201,9 +213,9 @@ func Options(cfg Config) (Built, error) {
 	if err != nil {
 		return Built{}, err
 	}
-	useTCP, useQUIC, useWS, useWT := cfg.TCP, cfg.QUIC, cfg.WebSocket, cfg.WebTransport
-	if !useTCP && !useQUIC && !useWS && !useWT {
-		useTCP, useQUIC, useWS, useWT = true, true, true, true
+	on := enabled{tcp: cfg.TCP, quic: cfg.QUIC, ws: cfg.WebSocket, wt: cfg.WebTransport, webrtc: cfg.WebRTC}
+	if on == (enabled{}) {
+		on = enabled{tcp: true, quic: true, ws: true, wt: true, webrtc: true}
 	}
 	listen := cfg.Listen
 	if len(listen) == 0 {
@@ -216,7 +228,7 @@ func Options(cfg Config) (Built, error) {
 		if err != nil {
 			return Built{}, fmt.Errorf("transport: listen address %q: %w", s, err)
 		}
-		if !enabledFor(a, useTCP, useQUIC, useWS, useWT) {
+		if !on.listens(a) {
 			// Listening on a transport that is switched off would fail
 			// at start with an obscure error; skipping it says what the
 			// configuration asked for.
@@ -296,26 +308,36 @@ func Options(cfg Config) (Built, error) {
 		libp2p.UserAgent(NeutralAgentVersion),
 	}
 	opts = append(opts, natOptions(cfg, relays, cm)...)
-	if useTCP {
+	if on.tcp {
 		opts = append(opts, libp2p.Transport(tcp.NewTCPTransport))
 	}
-	if useQUIC {
+	if on.quic {
 		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
 	}
-	if useWS {
+	if on.ws {
 		opts = append(opts, libp2p.Transport(ws.New, wsOpts...))
 	}
-	if useWT {
+	if on.wt {
 		// webtransport.New takes libp2p's shared quicreuse connection
 		// manager, which the host provides whether or not the QUIC
 		// transport is on; that shared manager is what lets both listen
 		// on one UDP port.
 		opts = append(opts, libp2p.Transport(webtransport.New))
 	}
+	if on.webrtc {
+		// Like every transport here, it takes the host's connection
+		// gater and resource manager: a browser on WebRTC is refused,
+		// counted and held for admission as on any other transport.
+		opts = append(opts, libp2p.Transport(libp2pwebrtc.New))
+	}
 	return Built{Options: opts, ConnManager: cm, Bandwidth: bw, Profile: cfg.Profile}, nil
 }
 
-func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS, useWT bool) bool {
+// enabled is the set of transports a host runs.
+type enabled struct{ tcp, quic, ws, wt, webrtc bool }
+
+// listens reports whether a is an address of an enabled transport.
+func (on enabled) listens(a ma.Multiaddr) bool {
 	has := func(code int) bool {
 		_, err := a.ValueForProtocol(code)
 		return err == nil
@@ -324,13 +346,15 @@ func enabledFor(a ma.Multiaddr, useTCP, useQUIC, useWS, useWT bool) bool {
 	// WebTransport address also contains /quic-v1.
 	switch {
 	case has(ma.P_WS) || has(ma.P_WSS):
-		return useWS
+		return on.ws
 	case has(ma.P_WEBTRANSPORT):
-		return useWT
+		return on.wt
+	case has(ma.P_WEBRTC_DIRECT):
+		return on.webrtc
 	case has(ma.P_QUIC_V1):
-		return useQUIC
+		return on.quic
 	case has(ma.P_TCP):
-		return useTCP
+		return on.tcp
 	}
 	// Anything else (a relay circuit, say) is not ours to judge.
 	return true

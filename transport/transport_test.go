@@ -258,7 +258,7 @@ func TestWebTransportSharesQUICPort(t *testing.T) {
 	port := freeUDPPort(t)
 	quicAddr := fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)
 	wtAddr := quicAddr + "/webtransport"
-	// No transport flag: all four on, as in a zero Config.
+	// No transport flag: all five on, as in a zero Config.
 	server := newHost(t, transport.Config{Listen: []string{quicAddr, wtAddr}})
 	quicClient := newHost(t, transport.Config{QUIC: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
 	wtClient := newHost(t, transport.Config{WebTransport: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}})
@@ -327,5 +327,120 @@ func TestWebTransportFlagJudgesWebTransportAddresses(t *testing.T) {
 	// Options can say that this configuration listens on nothing.
 	if _, err := transport.Options(transport.Config{QUIC: true, Listen: both[1:]}); err == nil {
 		t.Fatal("a QUIC-only configuration with only a WebTransport address listens on nothing and must be refused")
+	}
+}
+
+// A browser without WebTransport dials WebRTC: QUIC, WebTransport and
+// WebRTC listen on one UDP port, as the daemon's config has them, and
+// each serves its own clients there. The WebRTC address carries the
+// certificate hash a browser needs, and the hash is the same for the same
+// key after a restart (an invite code carries it for months).
+func TestWebRTCSharesQUICPort(t *testing.T) {
+	port := freeUDPPort(t)
+	quicAddr := fmt.Sprintf("/ip4/127.0.0.1/udp/%d/quic-v1", port)
+	rtcAddr := fmt.Sprintf("/ip4/127.0.0.1/udp/%d/webrtc-direct", port)
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverWith := func() host.Host {
+		// No transport flag: all five on, as in a zero Config.
+		b, err := transport.Options(transport.Config{Listen: []string{quicAddr, quicAddr + "/webtransport", rtcAddr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := libp2p.New(append(b.Options, libp2p.Identity(sk))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		return h
+	}
+	server := serverWith()
+	quicClient := newHost(t, transport.Config{QUIC: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})
+	wtClient := newHost(t, transport.Config{WebTransport: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1/webtransport"}})
+	rtcClient := newHost(t, transport.Config{WebRTC: true, Listen: []string{"/ip4/127.0.0.1/udp/0/webrtc-direct"}})
+
+	rtcAddrs := addrsOver(server, ma.P_WEBRTC_DIRECT)
+	if len(rtcAddrs) == 0 {
+		t.Fatalf("no WebRTC address: %v", server.Addrs())
+	}
+	hashes := map[string]bool{}
+	for _, m := range append(addrsOver(server, ma.P_QUIC_V1), rtcAddrs...) {
+		if p, _ := m.ValueForProtocol(ma.P_UDP); p != strconv.Itoa(port) {
+			t.Fatalf("%s is not on the shared port %d", m, port)
+		}
+	}
+	for _, m := range rtcAddrs {
+		h, err := m.ValueForProtocol(ma.P_CERTHASH)
+		if err != nil {
+			t.Fatalf("WebRTC address without /certhash, undialable from a browser: %s", m)
+		}
+		hashes[h] = true
+	}
+	if err := dial(rtcClient, server, rtcAddrs); err != nil {
+		t.Fatalf("WebRTC on the shared port: %v", err)
+	}
+	connOver(t, rtcClient, server.ID(), ma.P_WEBRTC_DIRECT)
+	// The listener names an inbound WebRTC connection by its UDP address
+	// alone; its state says the transport.
+	for _, c := range server.Network().ConnsToPeer(rtcClient.ID()) {
+		if tr := c.ConnState().Transport; tr != "webrtc-direct" {
+			t.Fatalf("the server's connection from the WebRTC client runs over %q (%s)", tr, c.RemoteMultiaddr())
+		}
+	}
+	if err := dial(quicClient, server, addrsOver(server, ma.P_QUIC_V1, ma.P_WEBTRANSPORT)); err != nil {
+		t.Fatalf("QUIC on the shared port: %v", err)
+	}
+	connOver(t, quicClient, server.ID(), ma.P_QUIC_V1)
+	if err := dial(wtClient, server, addrsOver(server, ma.P_WEBTRANSPORT)); err != nil {
+		t.Fatalf("WebTransport on the shared port: %v", err)
+	}
+	connOver(t, wtClient, server.ID(), ma.P_WEBTRANSPORT)
+
+	// A stream carries bytes both ways over WebRTC.
+	const proto = "/ceiba/test-echo/1.0.0"
+	server.SetStreamHandler(proto, func(s network.Stream) {
+		defer s.Close()
+		io.Copy(s, s)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := rtcClient.NewStream(ctx, server.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	if _, err := s.Write([]byte("hola")); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	if got, err := io.ReadAll(s); err != nil || string(got) != "hola" {
+		t.Fatalf("echo over WebRTC: %q, %v", got, err)
+	}
+
+	server.Close()
+	again := serverWith()
+	for _, m := range addrsOver(again, ma.P_WEBRTC_DIRECT) {
+		if h, _ := m.ValueForProtocol(ma.P_CERTHASH); !hashes[h] {
+			t.Fatalf("after a restart with the same key the WebRTC certificate hash changed: %s, was %v", m, hashes)
+		}
+	}
+}
+
+// The WebRTC flag decides about /webrtc-direct addresses: off, the host
+// does not listen there, and a configuration with only such an address
+// is refused.
+func TestWebRTCFlagJudgesWebRTCAddresses(t *testing.T) {
+	both := []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/udp/0/webrtc-direct"}
+	h := newHost(t, transport.Config{QUIC: true, Listen: both})
+	if got := addrsOver(h, ma.P_WEBRTC_DIRECT); len(got) != 0 {
+		t.Fatalf("WebRTC is off but the host listens on %v", got)
+	}
+	if _, err := transport.Options(transport.Config{QUIC: true, Listen: both[1:]}); err == nil {
+		t.Fatal("a QUIC-only configuration with only a WebRTC address listens on nothing and must be refused")
+	}
+	if _, err := transport.Options(transport.Config{WebRTC: true, Listen: both[:1]}); err == nil {
+		t.Fatal("a WebRTC-only configuration with only a QUIC address listens on nothing and must be refused")
 	}
 }

@@ -138,6 +138,10 @@ func DefaultConfig(profile, name string, apiPort, p2pPort int) Config {
 			// one UDP socket (libp2p demultiplexes them), so it asks for
 			// no extra firewall opening.
 			fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/webtransport", host, p2pPort),
+			// WebRTC is how a browser without WebTransport (Safari,
+			// some Android browsers) reaches the node; it shares the
+			// same UDP port.
+			fmt.Sprintf("/ip4/%s/udp/%d/webrtc-direct", host, p2pPort),
 		}},
 		API: APIConfig{Listen: fmt.Sprintf("127.0.0.1:%d", apiPort)},
 	}
@@ -154,9 +158,11 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # do not edit it by hand.
 #
 # [node] listen: libp2p addresses to listen on; port 0 picks a free port.
-# "ceiba init" writes TCP, QUIC (/udp/N/quic-v1) and WebTransport
-# (/udp/N/quic-v1/webtransport: HTTP/3 over QUIC, which a browser can dial);
-# QUIC and WebTransport share one UDP port unless it is 0.
+# "ceiba init" writes TCP, QUIC (/udp/N/quic-v1), WebTransport
+# (/udp/N/quic-v1/webtransport: HTTP/3 over QUIC, which a browser can dial)
+# and WebRTC (/udp/N/webrtc-direct: what browsers without WebTransport, such
+# as Safari, dial); QUIC, WebTransport and WebRTC share one UDP port unless
+# it is 0.
 # [node] bootstrap: peers to connect to at start (multiaddrs ending in /p2p/ID);
 # invites fill this in.
 # [node] private_addresses: true only for a network on one machine or one LAN

@@ -241,7 +241,10 @@ func (d *Daemon) issueInvite(n *node.Node, role string, valid time.Duration, for
 // others (their certificate hashes rotate every two weeks or so, and each
 // doubles the length of a code people copy by hand), and loopback
 // addresses are left out when there are others (useless from another
-// machine).
+// machine). WebRTC addresses stay, and one survives the cut to
+// maxCodeAddrs: their certificate hash is derived from the node's key and
+// does not rotate, and they are what a phone's browser without
+// WebTransport dials, so such a phone can join with the code alone.
 func codeAddrs(all []multiaddr.Multiaddr) [][]byte {
 	// Groups in order of preference; the code carries the first that is
 	// not empty.
@@ -264,6 +267,13 @@ func codeAddrs(all []multiaddr.Multiaddr) [][]byte {
 		}
 	}
 	if len(pick) > maxCodeAddrs {
+		webRTC := func(a multiaddr.Multiaddr) bool {
+			_, err := a.ValueForProtocol(multiaddr.P_WEBRTC_DIRECT)
+			return err == nil
+		}
+		if i := slices.IndexFunc(pick, webRTC); i >= maxCodeAddrs {
+			pick[maxCodeAddrs-1] = pick[i]
+		}
 		pick = pick[:maxCodeAddrs]
 	}
 	out := make([][]byte, len(pick))

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/node/api"
@@ -243,4 +246,37 @@ func mustIdentity(t *testing.T) *directory.Identity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// Issue 16: a phone's browser without WebTransport dials WebRTC, and a
+// WebRTC address's certificate hash does not rotate, so a code carries
+// one even when the node has more addresses than a code holds (it is
+// listed last here, where the cut to maxCodeAddrs would drop it); the
+// rotating WebTransport addresses and loopback ones stay out.
+func TestInviteCodeKeepsAWebRTCAddress(t *testing.T) {
+	const hash = "uEiDDq4_xNyDorZBH3TlGazyJdOWSwvo4PUo5YHFMrvDE6g"
+	var all []multiaddr.Multiaddr
+	for i := range maxCodeAddrs {
+		all = append(all,
+			multiaddr.StringCast(fmt.Sprintf("/ip4/203.0.113.%d/tcp/4747", i+1)),
+			multiaddr.StringCast(fmt.Sprintf("/ip4/203.0.113.%d/udp/4747/quic-v1/webtransport/certhash/%s", i+1, hash)))
+	}
+	rtc := multiaddr.StringCast("/ip4/203.0.113.1/udp/4747/webrtc-direct/certhash/" + hash)
+	all = append(all, multiaddr.StringCast("/ip4/127.0.0.1/udp/4747/webrtc-direct/certhash/"+hash), rtc)
+	got := codeAddrs(all)
+	if len(got) != maxCodeAddrs {
+		t.Fatalf("the code carries %d addresses, want %d", len(got), maxCodeAddrs)
+	}
+	var names []string
+	for _, b := range got {
+		names = append(names, multiaddr.Cast(b).String())
+	}
+	if !slices.Contains(names, rtc.String()) {
+		t.Errorf("the code carries no WebRTC address: %v", names)
+	}
+	for _, n := range names {
+		if strings.Contains(n, "/webtransport") || strings.Contains(n, "/127.0.0.1/") {
+			t.Errorf("the code carries %s", n)
+		}
+	}
 }

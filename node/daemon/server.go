@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
+	"github.com/multiformats/go-multiaddr"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/node/api"
@@ -266,7 +267,14 @@ func (d *Daemon) Peers() ([]api.Peer, error) {
 	for _, p := range h.Network().Peers() {
 		v := api.Peer{ID: p.String()}
 		for _, c := range h.Network().ConnsToPeer(p) {
-			v.Addrs = append(v.Addrs, c.RemoteMultiaddr().String())
+			a := c.RemoteMultiaddr()
+			// go-libp2p names a WebRTC connection a browser opened by
+			// its UDP address alone, which would read as no transport
+			// the node speaks; the operator is told which it is.
+			if _, err := a.ValueForProtocol(multiaddr.P_WEBRTC_DIRECT); err != nil && c.ConnState().Transport == "webrtc-direct" {
+				a = a.Encapsulate(multiaddr.StringCast("/webrtc-direct"))
+			}
+			v.Addrs = append(v.Addrs, a.String())
 		}
 		out = append(out, v)
 	}

@@ -66,7 +66,9 @@ const AppPath = "/app/"
 // appCSP is sent with every file of the app. It is the policy of
 // webapp/app/index.html's meta tag plus what only a header can say
 // (frame-ancestors: no other site may frame the app to trick a tap).
-// connect-src https: lets the page open WebTransport to any node.
+// connect-src https: lets the page open WebTransport to any node. WebRTC,
+// the page's other way to a node, is not governed by connect-src, and no
+// directive limits it to some addresses (see SECURITY.md).
 const appCSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; manifest-src 'self'; " +
 	"style-src 'self'; img-src 'self'; connect-src 'self' https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 

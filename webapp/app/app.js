@@ -1,8 +1,9 @@
 // The reader's web app (issue 16): a phone joins a Ceiba network as its own
 // peer. The person pastes an invite code and chooses a passphrase; the
 // reader key is made inside the core (WebAssembly, webapp/core) and never
-// leaves it; js-libp2p over WebTransport carries the invite, the admission
-// and a sync with the inviting node; the core opens and checks every record
+// leaves it; js-libp2p over WebTransport (or WebRTC, in a browser without
+// WebTransport) carries the invite, the admission and a sync with the
+// inviting node; the core opens and checks every record
 // and searches. Once joined, the phone keeps the keystore and the records,
 // both sealed, in IndexedDB (store.js), and a service worker keeps the
 // app's files (sw.js): after a reload, with no node reachable, the
@@ -15,6 +16,7 @@
 // asking. The panic button erases all of it.
 import { createLibp2p } from 'libp2p';
 import { webTransport } from '@libp2p/webtransport';
+import { webRTCDirect } from '@libp2p/webrtc';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -60,7 +62,7 @@ function render() {
   $('lang').value = lang;
   for (const el of document.querySelectorAll('[data-t]')) el.textContent = t(el.dataset.t);
   $('q').placeholder = t('searchPlaceholder');
-  $('node').placeholder = '/ip4/…/udp/…/quic-v1/webtransport/certhash/…';
+  $('node').placeholder = kinds[0] === 'webtransport' ? '/ip4/…/udp/…/quic-v1/webtransport/certhash/…' : '/ip4/…/udp/…/webrtc-direct/certhash/…';
   if (lastError) showError(lastError);
   if (!$('directory').hidden) { showSummary(); showResults(); showNet(); }
 }
@@ -100,20 +102,48 @@ async function loadCore() {
   return globalThis.ceibaCore;
 }
 
-// dialAddrs are the addresses to try: the node address the person was
-// given for browsers (a WebTransport address with its certificate hashes;
-// invite codes leave those out, since the hashes rotate), and the code's.
-// A node address naming another peer than the code's is refused: it is not
-// the node that made the code.
+// The ways a browser reaches a node, in the order this one tries them:
+// WebTransport where the browser has it, and WebRTC (webrtc-direct), the
+// only way for those that lack it (Safari, some Android browsers). Both
+// pin the node's self-signed certificate by the hash in its address.
+const kinds = typeof globalThis.WebTransport === 'function' ? ['webtransport', 'webrtc-direct'] : ['webrtc-direct'];
+
+// kindOf names the way a browser dials a, or null if it cannot.
+function kindOf(a) {
+  const names = a.getComponents().map((c) => c.name);
+  if (!names.includes('certhash')) return null;
+  return names.includes('webtransport') ? 'webtransport' : names.includes('webrtc-direct') ? 'webrtc-direct' : null;
+}
+
+// dialKinds are the ways to try for addrs, in order: only those this
+// browser has and addrs offer.
+function dialKinds(addrs) {
+  const offered = kinds.filter((k) => addrs.some((a) => kindOf(a) === k));
+  if (offered.length === 0) {
+    throw new Failure('unreachable', 'neither the code nor the node address has a WebTransport or WebRTC address this browser can dial');
+  }
+  return offered;
+}
+
+// One way at a time: the libp2p node has that transport only, so of the
+// addresses it is given it dials only those of that kind.
+function transportsFor(kind) {
+  return kind === 'webtransport' ? [webTransport()] : [webRTCDirect()];
+}
+
+// dialAddrs are the addresses to try besides the code's: the node address
+// the person was given for browsers (a WebTransport or WebRTC address with
+// its certificate hashes; invite codes leave WebTransport ones out, since
+// their hashes rotate). A node address naming another peer than the
+// code's is refused: it is not the node that made the code.
 function dialAddrs(codeAddrs, typed) {
   const peer = codeAddrs[0]?.getComponents().find((c) => c.name === 'p2p')?.value;
   const out = [];
   if (typed) {
     let a;
     try { a = multiaddr(typed); } catch (e) { throw new Failure('badNode', e.message); }
-    const names = a.getComponents().map((c) => c.name);
-    if (!names.includes('webtransport') || !names.includes('certhash')) {
-      throw new Failure('badNode', `${typed}: not a WebTransport address with a certificate hash`);
+    if (!kindOf(a)) {
+      throw new Failure('badNode', `${typed}: not a WebTransport or WebRTC address with a certificate hash`);
     }
     const p2p = a.getComponents().find((c) => c.name === 'p2p')?.value;
     if (p2p && p2p !== peer) throw new Failure('otherNode', `the address names ${p2p}, the code ${peer}`);
@@ -123,7 +153,6 @@ function dialAddrs(codeAddrs, typed) {
 }
 
 const libp2pOptions = {
-  transports: [webTransport()],
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
   // Browsers refuse private addresses by default; a community centre's
@@ -139,7 +168,7 @@ const libp2pOptions = {
 // Ed25519 keys are cheap to make; a node whose peer ID sorts before
 // nearly every other (after the bounded search) gets a node that accepts
 // the admission instead, and a refusal then shows as a lost connection.
-async function openerNode(peer) {
+async function openerNode(peer, kind) {
   const them = peerIdFromString(peer).toMultihash().bytes;
   let privateKey;
   for (let i = 0; i < 4096; i++) {
@@ -149,7 +178,7 @@ async function openerNode(peer) {
       break;
     }
   }
-  return createLibp2p({ ...libp2pOptions, ...(privateKey && { privateKey }) });
+  return createLibp2p({ ...libp2pOptions, transports: transportsFor(kind), ...(privateKey && { privateKey }) });
 }
 
 async function join(code, pass, typed) {
@@ -157,24 +186,36 @@ async function join(code, pass, typed) {
   progress('makingKey');
   check(core.newIdentity(pass), 'badPassphrase');
   const { addrs } = check(core.parseInvite(code), 'badCode');
-  const extra = dialAddrs(addrs.map((a) => multiaddr(a)), typed);
+  const codeAddrs = addrs.map((a) => multiaddr(a));
+  const extra = dialAddrs(codeAddrs, typed);
+  const ways = dialKinds([...extra, ...codeAddrs]);
   await stopNode();
-  const guest = await createLibp2p(libp2pOptions);
   progress('redeeming');
   let welcome;
-  try {
-    welcome = await redeemInvite(guest, core, code, '', extra);
-  } catch (e) {
-    throw classify(e);
-  } finally {
-    await guest.stop().catch(() => {});
+  for (const [i, kind] of ways.entries()) {
+    const guest = await createLibp2p({ ...libp2pOptions, transports: transportsFor(kind) });
+    try {
+      welcome = await redeemInvite(guest, core, code, '', extra);
+      break;
+    } catch (e) {
+      // A node out of reach one way (a WebTransport address whose
+      // certificate has rotated since it was handed out) may be reached
+      // the other way; any other failure is the answer.
+      const f = classify(e);
+      if (f.kind !== 'unreachable' || i === ways.length - 1) throw f;
+    } finally {
+      await guest.stop().catch(() => {});
+    }
   }
   if (kept && welcome.network !== kept.network) {
     // This phone keeps one network: the new one is not kept, and the
     // kept one is left as it was.
     throw new Failure('otherNetwork', `the code's network is ${welcome.network}, this phone's ${kept.network}`);
   }
-  session = { pass, node: welcome.addrs[0].toString(), peer: welcome.peer.toString(), keystore: null, keys: 0 };
+  // The address the code was redeemed over is the one to sync over, with
+  // the node's peer ID once.
+  const used = multiaddr(welcome.addr.getComponents().filter((c) => c.name !== 'p2p')).encapsulate(`/p2p/${welcome.peer}`);
+  session = { pass, node: used.toString(), peer: welcome.peer.toString(), keystore: null, keys: 0 };
   revoked = false;
   progress('syncing');
   try {
@@ -201,7 +242,7 @@ async function stopNode() {
 async function connect() {
   if (conn?.status === 'open') return conn;
   await stopNode();
-  node = await openerNode(session.peer);
+  node = await openerNode(session.peer, kindOf(multiaddr(session.node)));
   const admission = new Admission(node, core, new Set([session.peer]));
   await admission.start();
   const c = await node.dial(multiaddr(session.node), { signal: AbortSignal.timeout(30_000) });

@@ -29,9 +29,10 @@ async function readFrame(stream, limit) {
 // redeemInvite redeems code as name (empty for a reader) for the key the
 // core holds, over node (a started libp2p node), and returns what the
 // core's welcome says, {network, role}, with the inviting node's peer ID
-// and addresses (the new reader's first peer). extra are more addresses of
-// the same node to try first (multiaddrs): a browser can dial only a
-// WebTransport one, which codes usually leave out.
+// and addresses (the new reader's first peer), and the address the
+// connection was made to (addr). extra are more addresses of the same
+// node to try first (multiaddrs): a browser can dial only a WebTransport
+// or WebRTC one, and codes leave WebTransport ones out.
 export async function redeemInvite(node, core, code, name = '', extra = []) {
   const { addrs: raw } = check(core.parseInvite(code));
   const addrs = [...extra, ...raw.map((a) => multiaddr(a))];
@@ -44,7 +45,7 @@ export async function redeemInvite(node, core, code, name = '', extra = []) {
     stream.send(request);
     const answer = await readFrame(stream, MAX_ANSWER);
     const welcome = check(core.welcome(answer));
-    return { ...welcome, peer: conn.remotePeer, addrs };
+    return { ...welcome, peer: conn.remotePeer, addrs, addr: conn.remoteAddr };
   } finally {
     await stream.close().catch(() => {});
     await conn.close().catch(() => {});

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -38,14 +37,13 @@ import (
 // topic belongs to, and each rotation moves the network to new names,
 // which a device the rotation revoked cannot compute. A node is on the
 // topics of its sealing epoch's key and of the epoch before (topics.go).
-func GovernanceTopic(key directory.ReadKey) string { return topicName("governance", key) }
+func GovernanceTopic(key directory.ReadKey) string {
+	return directory.TopicName(key, directory.TopicGovernance)
+}
 
 // EntriesTopic is the key's entries topic (see GovernanceTopic).
-func EntriesTopic(key directory.ReadKey) string { return topicName("entries", key) }
-
-func topicName(kind string, key directory.ReadKey) string {
-	id := directory.TopicID(key, kind)
-	return "/ceiba/t/" + hex.EncodeToString(id[:])
+func EntriesTopic(key directory.ReadKey) string {
+	return directory.TopicName(key, directory.TopicEntries)
 }
 
 // onEntriesTopic says which topic a record travels on.

@@ -607,15 +607,7 @@ func (n *Node) sealKey() (uint64, directory.ReadKey, bool) {
 }
 
 func sealingKey(effective []*directory.Epoch, kr directory.Keyring) (uint64, directory.ReadKey, bool) {
-	for i := len(effective) - 1; i >= 0; i-- {
-		if k, ok := kr[effective[i].Number]; ok {
-			return effective[i].Number, k, true
-		}
-	}
-	if k, ok := kr[1]; ok {
-		return 1, k, true
-	}
-	return 0, directory.ReadKey{}, false
+	return directory.SealingKey(effective, kr)
 }
 
 // sealingKeyring is the keyring without the keys above the sealing epoch:

@@ -145,14 +145,9 @@ func wellFormedTopic(name string) bool {
 // holds any key.
 func (n *Node) wantedTopics() map[directory.KeyTag]uint64 {
 	kr := n.keyringSnapshot()
-	e, key, ok := sealingKey(n.state.Epochs(), kr)
 	want := map[directory.KeyTag]uint64{}
-	if !ok {
-		return want
-	}
-	want[key.Tag()] = e
-	if prev, ok := kr[e-1]; ok && e > 1 {
-		want[prev.Tag()] = e - 1
+	for _, e := range directory.GossipEpochs(n.state.Epochs(), kr) {
+		want[kr[e].Tag()] = e
 	}
 	return want
 }

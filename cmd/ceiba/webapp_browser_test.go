@@ -81,7 +81,9 @@ func TestWebappInBrowser(t *testing.T) {
 	}
 
 	// Spanish from the browser's language; a malformed code is named as such.
-	es := tab("", "es-MX,es;q=0.9")
+	// The tab syncs on its own once a day only (?resync=), so what
+	// arrives while it is open below came by gossip.
+	es := tab(oncePerDay, "es-MX,es;q=0.9")
 	screenshot(t, es, "webapp-join-es.png")
 	join(es, inv.Code[:len(inv.Code)-5], wt)
 	waitText(t, es, "#errorText", "El código de invitación no es válido")
@@ -127,13 +129,15 @@ func TestWebappInBrowser(t *testing.T) {
 		t.Errorf("the phone's storage names the node in clear: %s", clear)
 	}
 
-	// New entries arrive while the app is open: the organization
-	// publishes after the phone joined, and the same page (no reload)
-	// finds it.
+	// New entries arrive while the app is open, by gossip: the
+	// organization publishes after the phone joined, and the same page
+	// (no reload) finds it within seconds, though its periodic sync runs
+	// once a day; it counts the record as gossiped, and no sync brought
+	// anything meanwhile.
 	do(t, es, chromedp.Evaluate[chromedp.Void](`window.sameLoad = true`))
-	publishEntry(t, org, "albergue-temporal", "Albergue temporal para familias")
 	search(t, es, "albergue")
-	waitText(t, es, "#results li h2", "Albergue temporal para familias")
+	arrivesByGossip(t, es, func() { publishEntry(t, org, "albergue-temporal", "Albergue temporal para familias") },
+		"Albergue temporal para familias")
 	if same, err := chromedp.Run(es, chromedp.Evaluate[bool](`window.sameLoad === true`)); err != nil || !same {
 		t.Errorf("the new entry appeared only after a reload (%v)", err)
 	}
@@ -149,7 +153,7 @@ func TestWebappInBrowser(t *testing.T) {
 	otherHome, _, _, _ := ownNetwork(t)
 	otherInv := readerInvite(t, otherHome)
 	otherWT := webtransportAddr(t, daemonStatus(t, otherHome).Addrs)
-	do(t, es, chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS("#unlockPass")), chromedp.Click(chromedp.CSS("#newCode")))
+	do(t, es, chromedp.Navigate(srv.URL+"/"+oncePerDay), chromedp.WaitVisible(chromedp.CSS("#unlockPass")), chromedp.Click(chromedp.CSS("#newCode")))
 	join(es, otherInv.Code, otherWT)
 	waitText(t, es, "#errorText", "Este código es de otra red")
 	if n, after := keptViews(t, es), keptNetwork(t, es); n != 1 || after != before {
@@ -165,12 +169,31 @@ func TestWebappInBrowser(t *testing.T) {
 	// entitled to it, the new read key: the steward rotates, and the page
 	// holds two keys without a reload. The offline step below opens what
 	// was kept after it, sealed under the new key, so the keystore was kept
-	// again with it.
+	// again with it. Gossip brought the rotation, though the page syncs
+	// on its own once a day: its records, or, when the node had opened
+	// the new key before it could forward them (it forwards no page
+	// sealed under the older key after that), the node's move to the new
+	// key's topics, which makes the page sync at once. Then the page is on
+	// the new key's topics: an entry the organization publishes under the
+	// new key, on those topics only, reaches it by gossip.
+	gossipedBefore, syncedBefore := recordCounts(t, es)
+	waitingBefore := waitingCount(t, es)
+	rotated := time.Now()
 	mustRun(t, steward, "rotate")
-	waitUntil(t, 2*time.Minute, "the phone to open the rotation's key", func() bool {
+	waitUntil(t, 30*time.Second, "the phone to open the rotation's key", func() bool {
 		keys, err := chromedp.Run(es, chromedp.Evaluate[int](`JSON.parse(ceibaCore.status().status).keys`))
 		return err == nil && keys >= 2
 	})
+	g, synced := recordCounts(t, es)
+	waiting := waitingCount(t, es)
+	t.Logf("the phone opened the rotation's key %v after the steward's rotate began: %d records applied from gossip, %d kept waiting, %d synced",
+		time.Since(rotated).Round(time.Millisecond), g-gossipedBefore, waiting-waitingBefore, synced-syncedBefore)
+	waitUntil(t, time.Minute, "the organization's node to seal under the new key", func() bool {
+		return daemonStatus(t, org).KeyEpoch >= 2
+	})
+	search(t, es, "refugio")
+	arrivesByGossip(t, es, func() { publishEntry(t, org, "casa-refugio", "Casa refugio para periodistas") },
+		"Casa refugio para periodistas")
 
 	// Revocation takes effect as on a node: the steward revokes the
 	// phone's reader key, the organization's node cuts it and refuses it
@@ -191,6 +214,11 @@ func TestWebappInBrowser(t *testing.T) {
 		t.Errorf("a revoked app still shows that it is up to date with the node (%v)", err)
 	}
 	inBothLanguages(t, es, "#errorText", "fue revocada", "This reader key was revoked", "webapp-revoked")
+	// The revocation itself reached the phone by gossip, before its node
+	// cut it, and was kept with the view.
+	if kept, err := chromedp.Run(es, chromedp.Evaluate[bool](`JSON.parse(ceibaCore.status().status).revoked`)); err != nil || !kept {
+		t.Errorf("the phone's view does not hold its key's revocation (%v)", err)
+	}
 
 	// Offline: the app's files were kept too. With the node and the web
 	// server gone, a reload asks for the passphrase; a wrong one opens
@@ -211,7 +239,12 @@ func TestWebappInBrowser(t *testing.T) {
 	if found := waitText(t, es, "#results li h2", "Asesoría"); found != "Asesoría jurídica para personas defensoras" {
 		t.Errorf("offline, a search for \"asesoria\" found %q", found)
 	}
-	inBothLanguages(t, es, "#net", "Sin conexión", "Offline", "webapp-offline")
+	// The kept view holds the revocation: the app says so again, and
+	// does not claim to be up to date or offline (it asks no node).
+	waitText(t, es, "#errorText", "fue revocada")
+	if hidden, err := chromedp.Run(es, chromedp.Evaluate[bool](`document.getElementById('net').hidden`)); err != nil || !hidden {
+		t.Errorf("after a reload, a revoked app shows its network state (%v)", err)
+	}
 
 	// The panic button leaves nothing: no database, no cache, no worker.
 	do(t, es, chromedp.Click(chromedp.CSS("#panic")))
@@ -238,6 +271,59 @@ func TestWebappInBrowser(t *testing.T) {
 		for _, p := range problems() {
 			t.Errorf("the browser reported %s", p)
 		}
+	}
+}
+
+// oncePerDay is the query that makes the app sync on its own once a day:
+// what arrives meanwhile came by gossip.
+const oncePerDay = "?resync=86400"
+
+// recordCounts are the records the page applied from gossip and pulled by
+// sync since it loaded (the data attributes app.js keeps).
+func recordCounts(t *testing.T, ctx context.Context) (gossiped, synced int) {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[+document.documentElement.dataset.gossipRecords, +document.documentElement.dataset.syncedRecords]`))
+	if err != nil || len(v) != 2 {
+		t.Fatalf("reading the page's record counts: %v %v", v, err)
+	}
+	return v[0], v[1]
+}
+
+// waitingCount is the records from gossip the page kept for their key or
+// governance since it loaded.
+func waitingCount(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`+document.documentElement.dataset.waitingRecords`))
+	if err != nil {
+		t.Fatalf("reading the page's record counts: %v", err)
+	}
+	return n
+}
+
+// arrivesByGossip runs publish and waits until the page, whose search box
+// holds a query that finds the published entry, shows want: within 10
+// seconds, with at least one record more counted as gossiped and none
+// more pulled by sync.
+func arrivesByGossip(t *testing.T, ctx context.Context, publish func(), want string) {
+	t.Helper()
+	gossiped, synced := recordCounts(t, ctx)
+	publish()
+	start := time.Now()
+	var got string
+	for time.Since(start) < 10*time.Second {
+		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#results li h2')?.textContent ?? ''`))
+		if got == want {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	g, s := recordCounts(t, ctx)
+	if got != want {
+		t.Fatalf("%q did not arrive within 10 s of publishing (the page shows %q; %d records gossiped, %d synced since)", want, got, g-gossiped, s-synced)
+	}
+	t.Logf("%q arrived %v after publishing returned", want, time.Since(start).Round(time.Millisecond))
+	if g <= gossiped || s != synced {
+		t.Errorf("%q arrived with %d records gossiped and %d synced since it was published, want at least one and none", want, g-gossiped, s-synced)
 	}
 }
 

@@ -8,10 +8,12 @@
 // both sealed, in IndexedDB (store.js), and a service worker keeps the
 // app's files (sw.js): after a reload, with no node reachable, the
 // passphrase opens the directory again and search works offline. While
-// the page is open it syncs again with the node it joined through (every
-// RESYNC_MS, and when the network comes back), so new entries appear
-// without a reload; the node's address is kept inside the encrypted
-// keystore, so a reload syncs too. A node that proves the network and then
+// the page is open and connected it listens on the network's GossipSub
+// topics (src/gossip.js), so a record published anywhere reaches it within
+// about a second, and it syncs again with the node it joined through
+// (every RESYNC_MS, and when the network comes back) for what gossip
+// missed; the node's address is kept inside the encrypted keystore, so a
+// reload syncs too. A node that proves the network and then
 // refuses this reader's key has revoked it: the app says so and stops
 // asking. The panic button erases all of it.
 import { createLibp2p } from 'libp2p';
@@ -25,6 +27,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { redeemInvite } from '../src/invite.js';
 import { Admission } from '../src/admit.js';
 import { syncWith } from '../src/sync.js';
+import { gossipServices, gossipNodeInfo, Gossip } from '../src/gossip.js';
 import { compareBytes } from '../src/bytes.js';
 import { messages, pickLanguage } from './i18n.js';
 import { load, save, eraseAll } from './store.js';
@@ -40,11 +43,34 @@ let node;
 // node's address and peer ID, and the keystore last kept.
 let session = null;
 let conn = null; // an admitted connection to the session's node
+let gossip = null; // the subscriptions on conn's node (src/gossip.js)
 let revoked = false;
-// How often an open app asks its node for what is new. A session that
-// finds nothing new is a hello and an answer (PROTOCOL.md §7).
-const RESYNC_MS = 15_000;
+// How often an open app asks its node for what is new, for what gossip
+// missed (a message lost while the phone was reconnecting, or sent before
+// it subscribed). A session that finds nothing new is a hello and an
+// answer (PROTOCOL.md §7). ?resync=SECONDS changes it, for tests that
+// show a record came by gossip and not by sync (5 s to a day).
+const RESYNC_MS = resyncInterval(new URLSearchParams(location.search).get('resync'));
+// How soon a lost connection is made again, doubling up to RESYNC_MS (and
+// at most a minute), so the phone stays on the topics.
+const RECONNECT_MS = 2_000;
 const SYNC_BATCH = 1024; // records per sync session (webapp/core syncMaxRecords)
+
+function resyncInterval(asked) {
+  const s = Number(asked);
+  return asked && s >= 5 && s <= 86_400 ? s * 1000 : 15_000;
+}
+
+// What the page counts, for whoever helps the person (and for tests):
+// records applied from gossip, records from gossip that wait for their key
+// or governance, and records pulled by sync since the page loaded, as data
+// attributes of the page (data-gossip-records, data-waiting-records,
+// data-synced-records).
+const counts = { gossip: 0, waiting: 0, synced: 0 };
+function count(kind, n) {
+  counts[kind] += n;
+  document.documentElement.dataset[`${kind}Records`] = String(counts[kind]);
+}
 
 // The language comes from the URL (?lang=en) or the browser, never from
 // storage: the app keeps nothing on the phone.
@@ -178,7 +204,7 @@ async function openerNode(peer, kind) {
       break;
     }
   }
-  return createLibp2p({ ...libp2pOptions, transports: transportsFor(kind), ...(privateKey && { privateKey }) });
+  return createLibp2p({ ...libp2pOptions, transports: transportsFor(kind), services: gossipServices(), nodeInfo: gossipNodeInfo, ...(privateKey && { privateKey }) });
 }
 
 async function join(code, pass, typed) {
@@ -232,6 +258,8 @@ async function join(code, pass, typed) {
 
 async function stopNode() {
   conn = null;
+  gossip?.stop();
+  gossip = null;
   const n = node;
   node = undefined;
   await n?.stop().catch(() => {});
@@ -248,7 +276,104 @@ async function connect() {
   const c = await node.dial(multiaddr(session.node), { signal: AbortSignal.timeout(30_000) });
   await admission.admitted(c.remotePeer);
   conn = c;
+  listen(node, c);
   return c;
+}
+
+// listen subscribes, on the admitted connection c of n, to the topics the
+// core names, and makes the connection again when the node drops it. Once
+// the admission is done, identify tells each side that the other speaks
+// GossipSub, and each opens its stream; the phone's subscriptions go out
+// on its own.
+function listen(n, c) {
+  gossip = new Gossip(n.services.pubsub, core, gossiped, gossipBehind);
+  gossip.follow();
+  n.addEventListener('connection:close', (evt) => {
+    if (evt.detail !== c || conn !== c) return; // stopNode dropped it
+    conn = null;
+    gossip?.stop();
+    gossip = null;
+    reconnectSoon();
+  });
+  reconnectDelay = RECONNECT_MS;
+}
+
+let reconnectTimer = null;
+let reconnectDelay = RECONNECT_MS;
+// reconnectSoon syncs again (which connects and subscribes) a little
+// later; a failure doubles the wait.
+function reconnectSoon() {
+  if (reconnectTimer || !session || revoked) return;
+  reconnectTimer = setTimeout(async () => {
+    reconnectTimer = null;
+    await resync();
+    if (!conn && !revoked) {
+      reconnectDelay = Math.min(reconnectDelay * 2, RESYNC_MS, 60_000);
+      reconnectSoon();
+    }
+  }, reconnectDelay);
+}
+
+// gossiped is called for every record the core accepted from gossip: it
+// is counted, kept (soon: many may come at once) and shown. A record that
+// changed the keys moves the phone to the new key's topics; one that
+// revokes this phone's key stops it.
+function gossiped(r) {
+  count('gossip', 1);
+  if (r.type !== 'entry') {
+    setTimeout(() => {
+      gossip?.follow();
+      if (!revoked && JSON.parse(core.status().status).revoked) {
+        showRevoked('the directory holds the revocation of this reader key');
+        // Kept at once, not a second later: a reload must not find the
+        // view without it (and dial the node again).
+        keep().catch((e) => showError(e instanceof Failure ? e : new Failure('saveFailed', e.message ?? String(e))));
+      }
+    }, 0);
+  }
+  netState = { online: true, at: new Date() };
+  showSoon ??= setTimeout(() => {
+    showSoon = null;
+    if (!session) return; // erased meanwhile
+    showSummary();
+    showResults();
+    showNet();
+  }, 100);
+  keepSoon ??= setTimeout(() => {
+    keepSoon = null;
+    if (!session) return;
+    keep().catch((e) => showError(e instanceof Failure ? e : new Failure('saveFailed', e.message ?? String(e))));
+  }, 1_000);
+}
+let showSoon = null;
+let keepSoon = null;
+
+// gossipBehind is called for every record from gossip that the core
+// keeps until its key or governance arrives, or after which the view
+// lacks a rotation's pages and key (the pages the node opened the new key
+// with, which it does not forward): the page syncs soon, as a node asks
+// its peers for what it misses. Records kept are counted as waiting.
+// While the view still lacks a rotation's pages afterwards (the node may
+// not have had them all yet), it asks again, waiting twice as long each
+// time, up to about two minutes, as a node does (node/pagefetch.go).
+function gossipBehind(r) {
+  if (r.waiting) count('waiting', 1);
+  behindDelay = BEHIND_MS;
+  askSoon();
+}
+const BEHIND_MS = 500;
+let behindDelay = BEHIND_MS;
+let syncSoon = null;
+function askSoon() {
+  syncSoon ??= setTimeout(async () => {
+    await syncing; // a session that began before may have missed it
+    await resync();
+    syncSoon = null;
+    if (session && !revoked && JSON.parse(core.status().status).awaits_pages && behindDelay < 128 * BEHIND_MS) {
+      behindDelay *= 2;
+      askSoon();
+    }
+  }, behindDelay);
 }
 
 // syncOnce pulls what the node holds and this phone lacks, and keeps the
@@ -266,6 +391,7 @@ async function syncOnce() {
         const c = await connect();
         n = await syncWith(node, c, core);
         pulled += n;
+        count('synced', n);
       }
       break;
     } catch (e) {
@@ -282,11 +408,19 @@ let syncing = null;
 // node was reached. It never throws: the kept view stays searchable.
 function resync() {
   if (!session || revoked || syncing) return syncing;
+  if (core && JSON.parse(core.status().status).revoked) {
+    // The kept view holds this key's revocation (it came by gossip
+    // before the node cut the phone): no node would admit it, and
+    // dialing one would only show it this phone again.
+    showRevoked('the directory holds the revocation of this reader key');
+    return null;
+  }
   syncing = (async () => {
     try {
       const pulled = await syncOnce();
       netState = { online: true, at: new Date() };
       if (pulled > 0) { showSummary(); showResults(); }
+      gossip?.follow(); // a rotation that came by sync names new topics
     } catch (e) {
       if (e.keyRefused) showRevoked(e.message);
       else if (!e.retryAfter) netState = { online: false, detail: e.message ?? String(e) };
@@ -498,6 +632,8 @@ $('stopScan').addEventListener('click', () => scanning?.stop());
 // which drops the keys held in memory and leaves nothing on the screen.
 $('panic').addEventListener('click', async () => {
   clearInterval(timer);
+  clearTimeout(reconnectTimer);
+  clearTimeout(syncSoon);
   session = null;
   await stopNode();
   await eraseAll();
@@ -505,6 +641,7 @@ $('panic').addEventListener('click', async () => {
 });
 
 async function start() {
+  for (const kind of Object.keys(counts)) count(kind, 0);
   $('node').value = new URLSearchParams(location.search).get('node') ?? '';
   render();
   watchUpdates(); // not awaited: the app works without a service worker, online

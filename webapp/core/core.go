@@ -147,7 +147,13 @@ func (r *Reader) unlock() bool {
 // arrived, or it was refused for a reason more records may remove (a page
 // before its epoch, an entry before its publisher's membership), as a node
 // parks it.
-func waits(err error) bool {
+func waits(err error) bool { return Waits(err) }
+
+// Waits reports whether Receive or Gossip kept the record it refused with
+// err, to apply it once its key or the governance it needs arrives. The
+// page asks its node for what is missing then, by sync, as a node does
+// when gossip brings it a record it cannot apply yet.
+func Waits(err error) bool {
 	return errors.Is(err, directory.ErrNoKey) || directory.MayPass(err)
 }
 
@@ -200,6 +206,9 @@ type Status struct {
 	// revocation (the network's nodes no longer admit it).
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Revoked     bool   `json:"revoked"`
+	// AwaitsPages says the view knows a rotation whose pages and key
+	// this reader lacks (Reader.AwaitsPages).
+	AwaitsPages bool `json:"awaits_pages"`
 }
 
 // Status reports the view's epoch, key and digest.
@@ -215,6 +224,7 @@ func (r *Reader) Status() Status {
 		st.Fingerprint = r.id.Fingerprint()
 		st.Revoked = r.state.IsRevoked(r.id.Public())
 	}
+	st.AwaitsPages = r.awaitsPages()
 	return st
 }
 

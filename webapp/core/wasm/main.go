@@ -13,6 +13,8 @@
 //	ceibaCore.welcome(answer)                         // {network, role}: the view starts
 //	ceibaCore.open(networkHex)                        // {}: the view of a network joined before
 //	ceibaCore.receive(sealed)                         // {hash, type, changed} or {waiting, reason}
+//	ceibaCore.topics()                                // {topics: "[{name, kind, epoch}]"}: the GossipSub topics to listen on
+//	ceibaCore.gossip(topic, data)                     // {verdict, type, changed, reason, waiting, awaitsPages}: verdict is "accept", "ignore" or "reject"
 //	ceibaCore.admitMAC(side, O, A, nO, nA)            // {mac}: side is "O" or "A" (PROTOCOL.md §7)
 //	ceibaCore.admitProof(side, O, A, nO, nA)          // {proof}: this reader's key || signature
 //	ceibaCore.admitCheck(mac, proof, side, O, A, nO, nA, bootstrap) // {role, fingerprint}
@@ -56,6 +58,8 @@ func main() {
 		"welcome":     js.FuncOf(welcome),
 		"open":        js.FuncOf(open),
 		"receive":     js.FuncOf(receive),
+		"topics":      js.FuncOf(topics),
+		"gossip":      js.FuncOf(gossip),
 		"admitMAC":    js.FuncOf(admitMAC),
 		"admitProof":  js.FuncOf(admitProof),
 		"admitCheck":  js.FuncOf(admitCheck),
@@ -261,6 +265,45 @@ func receive(_ js.Value, args []js.Value) any {
 		return fail(err)
 	}
 	return map[string]any{"hash": hex.EncodeToString(a.Hash[:]), "type": a.Type.String(), "changed": a.Changed}
+}
+
+// topics names the GossipSub topics a node holding this view's keys is
+// on (core.Reader.Topics): the page subscribes to exactly these.
+func topics(js.Value, []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	out, _ := json.Marshal(reader.Topics())
+	return map[string]any{"topics": string(out)}
+}
+
+// gossip judges and applies one GossipSub message that came on topic
+// (core.Reader.Gossip): its verdict is the validator's answer.
+func gossip(_ js.Value, args []js.Value) any {
+	if reader == nil {
+		return fail(errNotOpen)
+	}
+	topic, err := stringArg(args, 0, "the topic")
+	if err != nil {
+		return fail(err)
+	}
+	if len(args) < 2 {
+		return fail(errors.New("the message is missing"))
+	}
+	data, err := bytesArg(args[1], "the message")
+	if err != nil {
+		return fail(err)
+	}
+	a, v, err := reader.Gossip(topic, data)
+	out := map[string]any{"verdict": string(v), "type": a.Type.String(), "changed": a.Changed}
+	if err != nil {
+		out["reason"] = err.Error()
+		out["waiting"] = core.Waits(err)
+	}
+	if v != core.Reject && (err == nil || core.Waits(err)) {
+		out["awaitsPages"] = reader.AwaitsPages()
+	}
+	return out
 }
 
 func search(_ js.Value, args []js.Value) any {

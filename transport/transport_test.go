@@ -225,29 +225,38 @@ func TestWebTransportOnLoopback(t *testing.T) {
 
 	// A stream carries bytes both ways: the session is usable, not just
 	// handshaken.
+	s := echo(t, b, a, "WebTransport")
+	if _, err := s.Conn().RemoteMultiaddr().ValueForProtocol(ma.P_WEBTRANSPORT); err != nil {
+		t.Fatalf("stream over %s, not WebTransport", s.Conn().RemoteMultiaddr())
+	}
+}
+
+// echo opens a stream from client to server, which echoes it back, and
+// fails the test unless the bytes come back: a connection over a
+// transport is usable, not just handshaken. It returns the stream, whose
+// connection says which transport carried it.
+func echo(t *testing.T, client, server host.Host, over string) network.Stream {
+	t.Helper()
 	const proto = "/ceiba/test-echo/1.0.0"
-	a.SetStreamHandler(proto, func(s network.Stream) {
+	server.SetStreamHandler(proto, func(s network.Stream) {
 		defer s.Close()
 		io.Copy(s, s)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := b.NewStream(ctx, a.ID(), proto)
+	s, err := client.NewStream(ctx, server.ID(), proto)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Reset()
+	t.Cleanup(func() { s.Reset() })
 	if _, err := s.Write([]byte("hola")); err != nil {
 		t.Fatal(err)
 	}
 	s.CloseWrite()
-	got, err := io.ReadAll(s)
-	if err != nil || string(got) != "hola" {
-		t.Fatalf("echo over WebTransport: %q, %v", got, err)
+	if got, err := io.ReadAll(s); err != nil || string(got) != "hola" {
+		t.Fatalf("echo over %s: %q, %v", over, got, err)
 	}
-	if _, err := s.Conn().RemoteMultiaddr().ValueForProtocol(ma.P_WEBTRANSPORT); err != nil {
-		t.Fatalf("stream over %s, not WebTransport", s.Conn().RemoteMultiaddr())
-	}
+	return s
 }
 
 // QUIC and WebTransport listen on one UDP port, as DefaultListen and the
@@ -399,25 +408,7 @@ func TestWebRTCSharesQUICPort(t *testing.T) {
 	connOver(t, wtClient, server.ID(), ma.P_WEBTRANSPORT)
 
 	// A stream carries bytes both ways over WebRTC.
-	const proto = "/ceiba/test-echo/1.0.0"
-	server.SetStreamHandler(proto, func(s network.Stream) {
-		defer s.Close()
-		io.Copy(s, s)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := rtcClient.NewStream(ctx, server.ID(), proto)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Reset()
-	if _, err := s.Write([]byte("hola")); err != nil {
-		t.Fatal(err)
-	}
-	s.CloseWrite()
-	if got, err := io.ReadAll(s); err != nil || string(got) != "hola" {
-		t.Fatalf("echo over WebRTC: %q, %v", got, err)
-	}
+	echo(t, rtcClient, server, "WebRTC")
 
 	server.Close()
 	again := serverWith()

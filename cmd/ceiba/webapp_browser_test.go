@@ -41,7 +41,7 @@ func TestWebappInBrowser(t *testing.T) {
 	nodeJS := wasmtest.Node(t, "../../webapp/node_modules/esbuild/package.json")
 	needChromium(t)
 	steward, org, stopOrg, inv := orgWithReaderInvite(t)
-	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
+	wt := browserAddr(t, daemonStatus(t, org).Addrs, "webtransport")
 
 	site := buildWebapp(t, nodeJS)
 	// down makes the server drop every connection, as a phone with no
@@ -152,7 +152,7 @@ func TestWebappInBrowser(t *testing.T) {
 	publishEntry(t, org, "clinica-comunitaria", "Clínica comunitaria de salud")
 	otherHome, _, _, _ := ownNetwork(t)
 	otherInv := readerInvite(t, otherHome)
-	otherWT := webtransportAddr(t, daemonStatus(t, otherHome).Addrs)
+	otherWT := browserAddr(t, daemonStatus(t, otherHome).Addrs, "webtransport")
 	do(t, es, chromedp.Navigate(srv.URL+"/"+oncePerDay), chromedp.WaitVisible(chromedp.CSS("#unlockPass")), chromedp.Click(chromedp.CSS("#newCode")))
 	join(es, otherInv.Code, otherWT)
 	waitText(t, es, "#errorText", "Este código es de otra red")
@@ -446,16 +446,17 @@ func waitText(t *testing.T, ctx context.Context, sel, want string) string {
 	return ""
 }
 
-// webtransportAddr is the daemon's loopback WebTransport address, with
-// its certificate hashes: what an organization hands a phone's browser.
-func webtransportAddr(t *testing.T, addrs []string) string {
+// browserAddr is the daemon's loopback address over a browser transport
+// ("webtransport" or "webrtc-direct"), with its certificate hashes and
+// peer ID: what an organization hands a phone's browser.
+func browserAddr(t *testing.T, addrs []string, transport string) string {
 	t.Helper()
 	for _, a := range addrs {
-		if strings.HasPrefix(a, "/ip4/127.0.0.1/") && strings.Contains(a, "/webtransport/certhash/") {
+		if strings.HasPrefix(a, "/ip4/127.0.0.1/") && strings.Contains(a, "/"+transport+"/certhash/") {
 			return a
 		}
 	}
-	t.Fatalf("the daemon announces no loopback WebTransport address: %v", addrs)
+	t.Fatalf("the daemon announces no loopback %s address: %v", transport, addrs)
 	return ""
 }
 

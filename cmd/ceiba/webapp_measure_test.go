@@ -47,7 +47,7 @@ func TestWebappMeasure(t *testing.T) {
 		t.Skipf("needs Chromium at %s: %v", chromium, err)
 	}
 	steward, org, _, inv := orgWithReaderInvite(t)
-	wt := webtransportAddr(t, daemonStatus(t, org).Addrs)
+	wt := browserAddr(t, daemonStatus(t, org).Addrs, "webtransport")
 
 	// 999 more entries by the organization: 1,000 with the template's.
 	orgKS := homeKeystore(t, org)

@@ -35,7 +35,7 @@ func TestWebappOverWebRTC(t *testing.T) {
 	needChromium(t)
 	_, org, _, inv := orgWithReaderInvite(t)
 	status := daemonStatus(t, org)
-	rtc := webrtcAddr(t, status.Addrs)
+	rtc := browserAddr(t, status.Addrs, "webrtc-direct")
 
 	site := buildWebapp(t, nodeJS)
 	srv := httptest.NewServer(http.FileServer(http.Dir(site)))
@@ -139,20 +139,6 @@ func TestWebappOverWebRTC(t *testing.T) {
 	if r, w := peersOver(); r < 2 || w != 0 {
 		t.Errorf("the organization's node holds %d WebRTC and %d WebTransport connections, want the two phones' over WebRTC", r, w)
 	}
-}
-
-// webrtcAddr is the daemon's loopback WebRTC address, with its
-// certificate hash and peer ID: what an organization hands a browser
-// without WebTransport.
-func webrtcAddr(t *testing.T, addrs []string) string {
-	t.Helper()
-	for _, a := range addrs {
-		if strings.HasPrefix(a, "/ip4/127.0.0.1/") && strings.Contains(a, "/webrtc-direct/certhash/") {
-			return a
-		}
-	}
-	t.Fatalf("the daemon announces no loopback WebRTC address: %v", addrs)
-	return ""
 }
 
 // codeAddrList is the addresses an invite code carries, one string.

@@ -676,7 +676,7 @@ func (n *Node) sealKeyFor(r *directory.Record) (uint64, directory.ReadKey) {
 		num, ok = n.enablesEpoch(r)
 	}
 	kr := n.keyringSnapshot()
-	epoch, key, _ := sealingKey(n.state.Epochs(), kr)
+	epoch, key, _ := directory.SealingKey(n.state.Epochs(), kr)
 	if ok && num > 1 && num <= epoch {
 		if k, ok := kr[num-1]; ok {
 			epoch, key = num-1, k

@@ -603,11 +603,7 @@ func (n *Node) keyringSnapshot() directory.Keyring { return *n.keys.Load() }
 // 1's. Never a key merely because it is the highest held: a key from an
 // epoch the network does not accept may be known to whoever made it.
 func (n *Node) sealKey() (uint64, directory.ReadKey, bool) {
-	return sealingKey(n.state.Epochs(), n.keyringSnapshot())
-}
-
-func sealingKey(effective []*directory.Epoch, kr directory.Keyring) (uint64, directory.ReadKey, bool) {
-	return directory.SealingKey(effective, kr)
+	return directory.SealingKey(n.state.Epochs(), n.keyringSnapshot())
 }
 
 // sealingKeyring is the keyring without the keys above the sealing epoch:

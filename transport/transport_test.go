@@ -22,11 +22,18 @@ import (
 
 func newHost(t *testing.T, cfg transport.Config) host.Host {
 	t.Helper()
-	b, err := transport.Options(cfg)
+	sk, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sk, _, err := crypto.GenerateEd25519Key(nil)
+	return newHostWithKey(t, cfg, sk)
+}
+
+// newHostWithKey is newHost with a given identity: a restart of the same
+// node.
+func newHostWithKey(t *testing.T, cfg transport.Config, sk crypto.PrivKey) host.Host {
+	t.Helper()
+	b, err := transport.Options(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,16 +361,7 @@ func TestWebRTCSharesQUICPort(t *testing.T) {
 	}
 	serverWith := func() host.Host {
 		// No transport flag: all five on, as in a zero Config.
-		b, err := transport.Options(transport.Config{Listen: []string{quicAddr, quicAddr + "/webtransport", rtcAddr}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := libp2p.New(append(b.Options, libp2p.Identity(sk))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h
+		return newHostWithKey(t, transport.Config{Listen: []string{quicAddr, quicAddr + "/webtransport", rtcAddr}}, sk)
 	}
 	server := serverWith()
 	quicClient := newHost(t, transport.Config{QUIC: true, Listen: []string{"/ip4/127.0.0.1/udp/0/quic-v1"}})

@@ -12,8 +12,10 @@ import (
 
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -410,4 +412,41 @@ func TestSyncOverBudgetResumesWhenTheBudgetRefills(t *testing.T) {
 		t.Fatalf("the reader's node counts %d failures of the serving node, which only said it was over budget", failures)
 	}
 	t.Logf("%d sealed bytes pulled under a %d-byte budget in %d cuts", 40*len(directory.Seal(big[0], nw.Key)), burst, cuts)
+}
+
+// A session's initiator says done and then closes its side; on QUIC a
+// responder that closed on done stopped the initiator's writing first, and
+// the initiator's Close failed ("close called for canceled stream"): a
+// session that got everything read as a failed one (CI, stop 28). The
+// responder now closes only after the initiator's Close, however late it
+// comes. A reader's device on a QUIC host of its own says done, waits, and
+// closes.
+func TestSessionEndsWithoutCancellingTheInitiatorsClose(t *testing.T) {
+	nw, reader, a, _, _ := bigStore(t, 1)
+	h := bareHost(t, libp2p.Transport(libp2pquic.NewTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"))
+	admitAs(h, nw.ID, reader)
+	connectTo(t, h, a)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := h.NewStream(ctx, a.Host().ID(), SyncProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Reset()
+	st.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := st.Write(insiderHello(reader, nw, h.ID(), a.Host().ID(), 1)); err != nil {
+		t.Fatal(err)
+	}
+	w := newWire(st)
+	if _, err := w.expect(msgHelloAck, maxControlFrame); err != nil {
+		t.Fatalf("the node did not answer the hello: %v", err)
+	}
+	if err := w.send(msgDone, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Time for a STOP_SENDING to cross loopback many times over.
+	time.Sleep(300 * time.Millisecond)
+	if err := st.Close(); err != nil {
+		t.Fatalf("the initiator's Close after done failed: %v (the node stopped its writing first)", err)
+	}
 }

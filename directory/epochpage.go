@@ -37,6 +37,29 @@ type Package struct {
 	Sealed []byte               `cbor:"2,keyasint"`
 }
 
+// aliasPackages points each package's sealed bytes into data, the
+// encoding p was decoded from, in place of the decoder's copies: a node
+// holds a page's record body for as long as the page, and the copies
+// doubled what every rotation's pages take in memory (issue 14). The
+// bytes are equal either way; data must not change afterwards, as a
+// record's body never does once decoded. In canonical CBOR each sealed
+// package follows the previous one, so each search ends within a few
+// bytes of where it starts.
+func (p *EpochPage) aliasPackages(data []byte) {
+	off := 0
+	for i := range p.Packages {
+		sealed := p.Packages[i].Sealed
+		j := bytes.Index(data[off:], sealed)
+		if j < 0 {
+			return // not from data after all: keep the copies
+		}
+		start := off + j
+		end := start + len(sealed)
+		p.Packages[i].Sealed = data[start:end:end]
+		off = end
+	}
+}
+
 // PackageTagSize is the length of a package tag.
 const PackageTagSize = 16
 

@@ -3,8 +3,10 @@ package directory_test
 import (
 	"errors"
 	"testing"
+	"unsafe"
 
 	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
 )
 
 // Issue 14, bad input: pages that no approved rotation lists are refused
@@ -166,5 +168,48 @@ func mustApplyAll(t *testing.T, s *directory.State, recs []*directory.Record) {
 		if _, err := s.Apply(r); err != nil && !errors.Is(err, directory.ErrDuplicate) && !errors.Is(err, directory.ErrRevoked) {
 			t.Fatalf("apply %s: %v", r.Type, err)
 		}
+	}
+}
+
+// A node holds every page of every rotation it has seen, so a held page
+// must cost its record's body and no more: each key package is read from
+// the body the page was decoded from, not from a second copy (which, with
+// the hash cache's own copy, tripled a 10,000-recipient rotation's 12 MB
+// on every node, for every rotation; issue 14). The packages still open.
+func TestHeldPagesShareTheirRecordsBody(t *testing.T) {
+	f := newRejectFixture(t)
+	nw, st := f.nw, f.nw.Stewards
+	rs := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
+	for range 150 {
+		id := dirtest.MustIdentity(t)
+		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	first, pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, rs, st[0], st[1])
+	if len(pages) < 2 {
+		t.Fatalf("%d pages: the test needs a rotation of several", len(pages))
+	}
+	var held []*directory.Record
+	for _, pg := range pages {
+		held = append(held, decoded(t, pg)) // as a node takes them: decoded from the wire
+	}
+	s := f.state(t, append([]*directory.Record{first}, held...)...)
+	e := s.Epochs()[0]
+	got := s.EpochPages(e)
+	if len(got) != len(pages) {
+		t.Fatalf("%d of %d pages held", len(got), len(pages))
+	}
+	within := func(b, body []byte) bool {
+		p, lo := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(unsafe.Pointer(unsafe.SliceData(body)))
+		return p >= lo && p+uintptr(len(b)) <= lo+uintptr(len(body))
+	}
+	for i, pg := range got {
+		for j, k := range pg.Packages {
+			if !within(k.Sealed, held[i].Body) {
+				t.Fatalf("page %d package %d is held as a copy, apart from its record's body", i, j)
+			}
+		}
+	}
+	if k, err := directory.OpenKeyPackage(f.org, nw.ID, e, got); err != nil || k != nw.Key {
+		t.Fatalf("the organization opens its package from the held pages: %v", err)
 	}
 }

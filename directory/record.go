@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync/atomic"
+	"unsafe"
 )
 
 // FormatVersion is the record format this package writes and accepts.
@@ -128,28 +130,41 @@ type Record struct {
 	sum atomic.Value // *recordSum
 }
 
-// hashCacheMin is the body size from which Hash is cached. The cache holds
-// a private copy of the body (comparing with it is exact and far cheaper
-// than encoding and hashing again); below this size encoding costs little
-// and the copy would only add memory to every entry a node holds.
+// hashCacheMin is the body size from which Hash is cached; below it,
+// encoding costs little and the cache would only add memory to every entry
+// a node holds.
 const hashCacheMin = 4 << 10
 
-// recordSum is a record's hash and encoded size, and a copy of the fields
-// they were computed from. It is never changed once made.
+// bodySeed keys the fingerprints recordSum keeps of bodies: random for
+// each process, so no input can be made to collide with another.
+var bodySeed = maphash.MakeSeed()
+
+// recordSum is a record's hash and encoded size, and what they were
+// computed from: the body as a reference and a keyed fingerprint of its
+// bytes, the other fields as copies. It is never changed once made.
+// It once kept a copy of the body, to compare with exactly: a second copy
+// of every 64 KiB rotation page a node holds, for every rotation it has
+// seen (issue 14). A body changed in place after hashing is still caught
+// unless its new bytes collide with the old under a random 64-bit key
+// (chance 2^-64, and only code in this process can change them); a body
+// replaced by another slice is caught by the reference.
 type recordSum struct {
-	hash    Hash
-	size    int
-	version uint8
-	typ     RecordType
-	network NetworkID
-	body    []byte
-	sigs    []Signature
+	hash     Hash
+	size     int
+	version  uint8
+	typ      RecordType
+	network  NetworkID
+	body     []byte
+	bodyHash uint64
+	sigs     []Signature
 }
 
 // matches reports whether r is still the record c was computed from.
 func (c *recordSum) matches(r *Record) bool {
 	if c.version != r.Version || c.typ != r.Type || c.network != r.Network ||
-		len(c.sigs) != len(r.Sigs) || !bytes.Equal(c.body, r.Body) {
+		len(c.sigs) != len(r.Sigs) || len(c.body) != len(r.Body) ||
+		unsafe.SliceData(c.body) != unsafe.SliceData(r.Body) ||
+		maphash.Bytes(bodySeed, r.Body) != c.bodyHash {
 		return false
 	}
 	for i, s := range r.Sigs {
@@ -170,7 +185,7 @@ func (r *Record) remember(hash Hash, size int) {
 		sigs[i] = Signature{Key: s.Key, Sig: slices.Clone(s.Sig)}
 	}
 	r.sum.Store(&recordSum{hash: hash, size: size, version: r.Version, typ: r.Type,
-		network: r.Network, body: slices.Clone(r.Body), sigs: sigs})
+		network: r.Network, body: r.Body, bodyHash: maphash.Bytes(bodySeed, r.Body), sigs: sigs})
 }
 
 // hashAndSize returns the record's hash and the length of its canonical
@@ -497,6 +512,9 @@ func decodeBodyChecked(t RecordType, data []byte, canonical bool) (Body, error) 
 	}
 	if err := unmarshalChecked(data, b, canonical); err != nil {
 		return nil, &RejectError{Type: t, Reason: unwrapSentinel(err), Detail: err.Error()}
+	}
+	if pg, ok := b.(*EpochPage); ok {
+		pg.aliasPackages(data)
 	}
 	if err := b.check(); err != nil {
 		return nil, &RejectError{Type: t, Reason: ErrInvalid, Detail: err.Error()}

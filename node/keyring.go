@@ -95,7 +95,9 @@ func (n *Node) pruneKeys() bool {
 			continue
 		}
 		if fp, ok := adopted[num]; ok {
-			if e == nil || n.epochFingerprint(e) != fp {
+			// A key is adopted only from a settled epoch, whose
+			// fingerprint is its identity.
+			if e == nil || epochIdentity(e) != fp {
 				// Taken from a record that is not (or no longer) the
 				// effective epoch of its number; adoptKeys has already
 				// replaced it where the effective one has a package for us.

@@ -6,7 +6,9 @@
 //     kept apart from the organization's signing key;
 //   - the on-disk store (go-datastore over pebble), where every record the
 //     state pools is kept sealed under a read key, written durably before
-//     the node acknowledges it, and from which the state is rebuilt at start;
+//     the node acknowledges it (and, for a record taken by gossip, which
+//     nobody waits on, in batches behind the validator: writebehind.go),
+//     and from which the state is rebuilt at start;
 //   - the GossipSub topic of the network, whose validator opens and applies
 //     every message before it is forwarded, and the peer scoring that makes
 //     a sender of garbage lose its peers;

@@ -252,7 +252,8 @@ func (n *Node) joinTopic(name string, tag directory.KeyTag, entries, subscribe b
 }
 
 // validate is the topics' validator: a message is accepted (and forwarded)
-// only once its record is applied and durable. tag is the key tag of the
+// only once its record is applied; its durable write follows, behind
+// (writebehind.go). tag is the key tag of the
 // topic the message came on, entries says which of the key's two topics.
 func (n *Node) validate(_ context.Context, from peer.ID, msg *pubsub.Message, tag directory.KeyTag, entries bool) pubsub.ValidationResult {
 	if from == n.host.ID() {

@@ -186,6 +186,20 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 		defer n.spreadEvidence(ev)
 		defer n.reportEquivocation(ev)
 	}
+	if r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage {
+		defer n.notePage(via, r)
+	}
+	if via == ViaGossip {
+		// Written behind: the validator lets the message on at once,
+		// and the write joins others in one durable batch.
+		n.writeBehind(writeBehind{
+			p:       pending{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed},
+			dropped: applied.Dropped,
+			ev:      Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed},
+			done:    n.startInflight(),
+		})
+		return applied, sealed, nil
+	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {
 		n.log.Error("record accepted but not stored; it is not acknowledged", "record", applied.Hash.Short(), "err", err)
 		// What it superseded stays on disk until it is: those may be
@@ -198,9 +212,6 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 	n.accepted[via]++
 	n.mu.Unlock()
 	n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
-	if r.Type == directory.TypeEpoch || r.Type == directory.TypeEpochPage {
-		n.notePage(via, r)
-	}
 	return applied, sealed, nil
 }
 

@@ -92,7 +92,9 @@ type Node struct {
 	// unpersisted: until then the record that superseded one may not be on
 	// disk, and a crash would lose both (storeOrphans).
 	orphans      map[directory.Hash]struct{}
-	inflight     int                               // accept and acceptBatch calls between Apply and persist
+	inflight     int           // accept and acceptBatch calls between Apply and persist
+	behind       []writeBehind // records taken by gossip, waiting for their write (writebehind.go)
+	behindKick   chan struct{}
 	revokedAt    map[directory.PublicKey]time.Time // when this node learned of each revocation
 	voided       map[directory.Hash]bool           // revocations reported as having lost their threshold (noteVoided)
 	parked       parking                           // records refused for a reason that may pass
@@ -149,6 +151,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		events:      newBroker(),
 		keyring:     maps.Clone(cfg.Keystore.Keys),
 		epochSeen:   map[uint64]directory.Hash{},
+		behindKick:  make(chan struct{}, 1),
 		topics:      map[directory.KeyTag]*keyTopics{},
 		keyMismatch: map[uint64]bool{},
 		adopted:     map[uint64]directory.Hash{},
@@ -243,6 +246,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		n.sync.request(p)
 	}
 	n.wg.Go(n.syncLoop)
+	n.wg.Go(n.behindLoop)
 	n.wg.Go(n.maintainLoop)
 	// In the background: offline, or with a bootstrap peer gone, waiting
 	// for the dials would hold up the daemon (and its local API, which
@@ -312,6 +316,8 @@ func (n *Node) Close() error {
 			}
 		}
 		if n.store != nil {
+			// What gossip brought since the writer's last round.
+			n.flushBehind()
 			// After wg.Wait, with nothing else writing: the next start
 			// verifies nothing this node verified (checkpoint.go).
 			if err := n.saveCheckpoint(context.Background()); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -26,10 +27,11 @@ func TestGossipedSealingIsStoredAsItCame(t *testing.T) {
 	if v != accepted {
 		t.Fatalf("the entry was not accepted: %v", err)
 	}
-	stored, err := n.store.ds.Get(context.Background(), recordKey(r.Hash()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var stored []byte
+	waitFor(t, 10*time.Second, "the entry to be written behind", func() bool {
+		stored, err = n.store.ds.Get(context.Background(), recordKey(r.Hash()))
+		return err == nil
+	})
 	if !bytes.Equal(stored, sealed) || !bytes.Equal(out, sealed) {
 		t.Fatal("the node stored or handed on another sealing than the one it took the record from")
 	}

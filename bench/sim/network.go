@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -85,6 +86,11 @@ type Config struct {
 	Policy directory.Policy
 	// Logger gets the nodes' logs; nil discards them.
 	Logger *slog.Logger
+	// Disk, if set, is a directory under which every node keeps its own
+	// store on disk (pebble, each write made durable), as a daemon does,
+	// instead of in memory: what a durable write on a hop's path costs
+	// shows only there.
+	Disk string
 }
 
 const stewards = 3
@@ -268,6 +274,10 @@ func (nw *Network) nodeConfig(p *Peer) node.Config {
 		Logger:       nw.log,
 		SyncInterval: nw.Cfg.SyncInterval,
 		DHT:          node.DHTConfig{Disabled: !nw.Cfg.DHT, AllowPrivateAddrs: true, FetchInterval: nw.Cfg.FetchInterval},
+	}
+	if nw.Cfg.Disk != "" {
+		cfg.Datastore = nil
+		cfg.DataDir = filepath.Join(nw.Cfg.Disk, fmt.Sprintf("node-%d", p.Index))
 	}
 	return cfg
 }

@@ -21,9 +21,10 @@ type Keystore struct {
 	Identity *Identity
 	Keys     Keyring
 	// Nodes are the addresses of the nodes this device syncs with, when it
-	// keeps them at all (the phone's web app keeps the node it joined
-	// through): inside the encrypted keystore, so a seized device does not
-	// say, without the passphrase, which node it used.
+	// keeps them at all (the phone's web app keeps every address it can
+	// dial of the node it joined through): inside the encrypted keystore,
+	// so a seized device does not say, without the passphrase, which node
+	// it used.
 	Nodes []string
 }
 

@@ -125,7 +125,7 @@ func TestWebappInBrowser(t *testing.T) {
 		t.Fatalf("after joining the phone keeps %d views, want 1", n)
 	}
 	orgPeer := wt[strings.LastIndex(wt, "/")+1:]
-	if clear := keptInClear(t, es, orgPeer, "127.0.0.1", "webtransport"); clear != "" {
+	if clear := keptInClear(t, es, orgPeer, "127.0.0.1", "webtransport", "webrtc"); clear != "" {
 		t.Errorf("the phone's storage names the node in clear: %s", clear)
 	}
 

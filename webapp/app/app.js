@@ -12,8 +12,9 @@
 // topics (src/gossip.js), so a record published anywhere reaches it within
 // about a second, and it syncs again with the node it joined through
 // (every RESYNC_MS, and when the network comes back) for what gossip
-// missed; the node's address is kept inside the encrypted keystore, so a
-// reload syncs too. A node that proves the network and then
+// missed; the node's addresses are kept inside the encrypted keystore, so
+// a reload syncs too, over WebRTC when the WebTransport address it joined
+// over has gone stale. A node that proves the network and then
 // refuses this reader's key has revoked it: the app says so and stops
 // asking. The panic button erases all of it.
 import { createLibp2p } from 'libp2p';
@@ -40,7 +41,7 @@ let core;
 let node;
 // session is what syncing again needs, in memory only while the page is
 // open: the passphrase (to keep a keystore with keys gained later), the
-// node's address and peer ID, and the keystore last kept.
+// node's addresses (nodeAddrs) and peer ID, and the keystore last kept.
 let session = null;
 let conn = null; // an admitted connection to the session's node
 let gossip = null; // the subscriptions on conn's node (src/gossip.js)
@@ -178,6 +179,26 @@ function dialAddrs(codeAddrs, typed) {
   return out;
 }
 
+// nodeAddrs are the addresses of the node peer to keep, as strings ending
+// in /p2p/<peer>: used (the one the code was redeemed over) first, then
+// every other one of addrs a browser can dial, once each. One is not
+// enough: a WebTransport address stops working when the node's
+// certificate rotates (about every two weeks), and a phone that kept only
+// that one could never reach its node again, though the code gave it a
+// WebRTC address, whose hash does not rotate.
+const MAX_NODES = 16; // directory.MaxKeystoreNodes
+function nodeAddrs(used, addrs, peer) {
+  const out = [];
+  for (const a of [used, ...addrs]) {
+    if (!kindOf(a)) continue;
+    const p2p = a.getComponents().find((c) => c.name === 'p2p')?.value;
+    if (p2p && p2p !== peer) continue;
+    const s = multiaddr(a.getComponents().filter((c) => c.name !== 'p2p')).encapsulate(`/p2p/${peer}`).toString();
+    if (!out.includes(s)) out.push(s);
+  }
+  return out.slice(0, MAX_NODES);
+}
+
 const libp2pOptions = {
   connectionEncrypters: [noise()],
   streamMuxers: [yamux()],
@@ -238,10 +259,10 @@ async function join(code, pass, typed) {
     // kept one is left as it was.
     throw new Failure('otherNetwork', `the code's network is ${welcome.network}, this phone's ${kept.network}`);
   }
-  // The address the code was redeemed over is the one to sync over, with
-  // the node's peer ID once.
-  const used = multiaddr(welcome.addr.getComponents().filter((c) => c.name !== 'p2p')).encapsulate(`/p2p/${welcome.peer}`);
-  session = { pass, node: used.toString(), peer: welcome.peer.toString(), keystore: null, keys: 0 };
+  // The address the code was redeemed over is the first to sync over; the
+  // code's others and the typed one are kept for when it fails.
+  const peer = welcome.peer.toString();
+  session = { pass, nodes: nodeAddrs(welcome.addr, welcome.addrs, peer), peer, keystore: null, keys: 0 };
   revoked = false;
   progress('syncing');
   try {
@@ -266,18 +287,52 @@ async function stopNode() {
 }
 
 // connect returns an admitted connection to the session's node: the one
-// held, or a new one from a fresh peer ID.
+// held, or a new one from a fresh peer ID over the first kept address that
+// reaches it. The first kept address is tried first: the one that reached
+// the node last (putFirst), so that a phone whose WebTransport address has
+// gone stale does not wait for it to fail every time; then the others in
+// the order of this browser's ways (WebTransport first). A node that
+// refuses this reader's key has answered: the same node behind another
+// address would say the same, so the refusal is thrown, not taken for an
+// address out of reach.
 async function connect() {
   if (conn?.status === 'open') return conn;
   await stopNode();
-  node = await openerNode(session.peer, kindOf(multiaddr(session.node)));
-  const admission = new Admission(node, core, new Set([session.peer]));
-  await admission.start();
-  const c = await node.dial(multiaddr(session.node), { signal: AbortSignal.timeout(30_000) });
-  await admission.admitted(c.remotePeer);
-  conn = c;
-  listen(node, c);
-  return c;
+  const addrs = session.nodes.map((s) => multiaddr(s));
+  const byKind = kinds.flatMap((k) => addrs.filter((a) => kindOf(a) === k));
+  const order = byKind.includes(addrs[0]) ? [addrs[0], ...byKind.filter((a) => a !== addrs[0])] : byKind;
+  if (order.length === 0) throw new Error('none of the kept addresses of the node is one this browser can dial');
+  const failed = [];
+  for (const a of order) {
+    try {
+      node = await openerNode(session.peer, kindOf(a));
+      const admission = new Admission(node, core, new Set([session.peer]));
+      await admission.start();
+      const c = await node.dial(a, { signal: AbortSignal.timeout(30_000) });
+      await admission.admitted(c.remotePeer);
+      putFirst(a.toString());
+      conn = c;
+      listen(node, c);
+      return c;
+    } catch (e) {
+      await stopNode();
+      if (e.keyRefused) {
+        putFirst(a.toString());
+        throw e;
+      }
+      failed.push(`${a}: ${e.message ?? e}`);
+    }
+  }
+  throw new Error(failed.join('; '));
+}
+
+// putFirst moves the kept address addr, which reached the node, to the
+// front for next time. The keystore kept holds the old order: dropping it
+// has the next keep (syncOnce's, after this session) make it again.
+function putFirst(addr) {
+  if (session.nodes[0] === addr) return;
+  session.nodes = [addr, ...session.nodes.filter((s) => s !== addr)];
+  session.keystore = null;
 }
 
 // listen subscribes, on the admitted connection c of n, to the topics the
@@ -458,13 +513,13 @@ function showNet() {
 }
 
 // keep stores the view for the next visit: the keystore with every key
-// gained and the node's address, encrypted with the passphrase (made
-// again only when a key was gained: it takes the core a second or more),
-// and the records sealed.
+// gained and the node's addresses, encrypted with the passphrase (made
+// again only when a key was gained or the addresses' order changed: it
+// takes the core a second or more), and the records sealed.
 async function keep() {
   const { network, keys } = JSON.parse(core.status().status);
   if (!session.keystore || keys !== session.keys) {
-    session.keystore = check(core.keystore(session.pass, [session.node]), 'saveFailed').keystore;
+    session.keystore = check(core.keystore(session.pass, session.nodes), 'saveFailed').keystore;
     session.keys = keys;
   }
   const { records } = check(core.export(), 'saveFailed');
@@ -477,7 +532,8 @@ async function keep() {
 }
 
 // reopen unlocks the kept keystore and rebuilds the view from the kept
-// records, with no network; the caller syncs afterwards.
+// records, with no network; the caller syncs afterwards. A keystore kept
+// before the app kept every address holds one, the one it joined over.
 async function reopen(kept, pass) {
   core ??= await loadCore();
   progress('opening');
@@ -485,9 +541,8 @@ async function reopen(kept, pass) {
   check(core.open(kept.network), 'unexpected');
   for (const r of kept.records) core.receive(r); // refusals change nothing
   const { keys } = JSON.parse(core.status().status);
-  const addr = nodes?.[0];
-  const peer = addr && multiaddr(addr).getComponents().find((c) => c.name === 'p2p')?.value;
-  session = peer ? { pass, node: addr, peer, keystore: kept.keystore, keys } : null;
+  const peer = nodes?.[0] && multiaddr(nodes[0]).getComponents().find((c) => c.name === 'p2p')?.value;
+  session = peer ? { pass, nodes, peer, keystore: kept.keystore, keys } : null;
 }
 
 // classify names what went wrong while redeeming, from the core's and the

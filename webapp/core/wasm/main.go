@@ -23,7 +23,7 @@
 //	ceibaCore.syncEnd(id)                             // {pulled}
 //	ceibaCore.search(JSON.stringify({text: "asilo"})) // {results: "[...]"}
 //	ceibaCore.status()                                // {status: "{...}"}
-//	ceibaCore.keystore(passphrase, [nodeAddr])        // {keystore}: with the keys gained and the nodes to sync with
+//	ceibaCore.keystore(passphrase, [nodeAddr, ...])   // {keystore}: with the keys gained and the node addresses to sync with
 //	ceibaCore.export()                                // {records: [Uint8Array]}: sealed, to keep for a reload
 package main
 

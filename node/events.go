@@ -23,8 +23,10 @@ const (
 type EventKind string
 
 const (
-	// EventRecord: a record entered the state (and the store). Changed
-	// says whether the effective view changed with it.
+	// EventRecord: a record entered the state, and the store: one taken
+	// by gossip is on its way there (writebehind.go), every other one is
+	// there already. Changed says whether the effective view changed with
+	// it.
 	EventRecord EventKind = "record"
 	// EventRejected: a record was refused; Err says why (errors.Is with
 	// the directory sentinels). Duplicates are not reported.

@@ -195,9 +195,9 @@ func (n *Node) acceptSealed(r *directory.Record, in []byte, from peer.ID, via Vi
 		n.writeBehind(writeBehind{
 			p:       pending{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed},
 			dropped: applied.Dropped,
-			ev:      Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed},
 			done:    n.startInflight(),
 		})
+		n.events.publish(Event{Kind: EventRecord, Via: via, From: from, Hash: applied.Hash, Type: applied.Type, Changed: applied.Changed})
 		return applied, sealed, nil
 	}
 	if err := n.persist([]pending{{r: r, hash: applied.Hash, epoch: epoch, sealed: sealed}}); err != nil {

@@ -13,15 +13,14 @@ import (
 // crash before the write loses only this node's copy, which sync brings
 // back from its peers. Meanwhile the node counts the write as in flight,
 // so the records the state let go of for it stay on disk until it is
-// there (inflight, orphans), and the subscribers hear of it only once it
-// is. Writes that queue up while one is under way go together in one
-// batch with one fsync.
+// there (inflight, orphans). Subscribers hear of the record as soon as
+// the state took it, when it is searchable. Writes that queue up while
+// one is under way go together in one batch with one fsync.
 
 // writeBehind is one record waiting for its write.
 type writeBehind struct {
 	p       pending
 	dropped []directory.Hash // what the state let go of for it
-	ev      Event            // published once it is on disk
 	done    func()           // ends its inflight count
 }
 
@@ -75,9 +74,6 @@ func (n *Node) flushBehind() {
 			n.mu.Lock()
 			n.accepted[ViaGossip] += len(ws)
 			n.mu.Unlock()
-			for _, w := range ws {
-				n.events.publish(w.ev)
-			}
 		}
 		for _, w := range ws {
 			w.done()

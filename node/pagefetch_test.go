@@ -143,10 +143,12 @@ func TestPageTakenBySyncIsGossipedOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, n := range map[string]*Node{"a": a, "c": c} {
-		got, err := n.store.ds.Get(ctx, recordKey(h))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+		var got []byte
+		// c took it by gossip: written behind (writebehind.go).
+		waitFor(t, 10*time.Second, name+" to write the page", func() bool {
+			got, err = n.store.ds.Get(ctx, recordKey(h))
+			return err == nil
+		})
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s stored another sealing of the page than o's (%d and %d bytes): a re-gossip of it is a new message to every peer", name, len(got), len(want))
 		}

@@ -77,6 +77,14 @@ var steps = []step{
 		args: []string{"-bench", "^BenchmarkGossip$/^n=1000$", "-benchtime", "3x", "-timeout", "0"},
 	},
 	{
+		// Issue 17: the small 0 ms networks with every node's store on
+		// disk, where a durable write on a hop's path shows.
+		name:  "gossip-disk",
+		pkg:   "./bench/sim/",
+		args:  []string{"-bench", "^BenchmarkGossipOnDisk$", "-benchtime", "15x", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkGossipOnDisk$/^n=10$", "-benchtime", "2x", "-timeout", "0"},
+	},
+	{
 		// Issue 13: 50 members and 250, then 1,000 readers linked only
 		// to members; publish until searchable on every reader, against
 		// bare GossipSub on the same links.

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"slices"
+
 	"github.com/ceiba-network/ceiba/directory"
 )
 
@@ -74,6 +76,13 @@ func (n *Node) flushBehind() {
 			n.mu.Lock()
 			n.accepted[ViaGossip] += len(ws)
 			n.mu.Unlock()
+			// A key dropped (pruneKeys) while these waited was not
+			// there for its reseal pass to see them: they would not
+			// open at the next start.
+			kr := n.keyringSnapshot()
+			if slices.ContainsFunc(batch, func(p pending) bool { _, ok := kr[p.epoch]; return !ok }) {
+				n.resealUnheld()
+			}
 		}
 		for _, w := range ws {
 			w.done()

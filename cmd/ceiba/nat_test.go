@@ -206,7 +206,7 @@ func orgsThroughRelay(t *testing.T, k netnstest.NAT, forwardA bool) *relayRun {
 		return a.finds("asesoria", "asesoria-juridica")
 	})
 	t.Logf("a found b's entry %s after b published it", time.Since(gossipStart).Round(time.Millisecond))
-	gossiped(t, "a", "b's entry", aBefore, a, 1)
+	gossiped(t, "a", "b's entry", aBefore, a, 1, 1)
 
 	a.must("rotate")
 	gossipStart = time.Now()
@@ -216,23 +216,27 @@ func orgsThroughRelay(t *testing.T, k netnstest.NAT, forwardA bool) *relayRun {
 	})
 	t.Logf("b holds the new read key %s after a started it", time.Since(gossipStart).Round(time.Millisecond))
 	// The rotation is the epoch record and its two pages: two recipients,
-	// padded to 64 packages, 52 to a page (PROTOCOL.md §5).
-	gossiped(t, "b", "the new read key", bBefore, b, 3)
+	// padded to 64 packages, 52 to a page (PROTOCOL.md §5). The epoch
+	// record and the page with b's package give b the key, and come by
+	// gossip; the moment b holds the key it asks its peers for what the
+	// key opens (adoptKeys), and that session may take the other page
+	// just before gossip brings it (seen once in CI, session 29).
+	gossiped(t, "b", "the new read key", bBefore, b, 3, 2)
 
 	return &relayRun{a: a, b: b, aID: aStatus.PeerID, joined: joined, watch: watch}
 }
 
-// gossiped fails the test unless n accepted exactly one record (what)
-// since before, by gossip.
-func gossiped(t *testing.T, name, what string, before map[string]int, n *natNode, records int) {
+// gossiped fails the test unless n accepted exactly records records (what)
+// since before, by gossip or sync, and at least byGossip of them by gossip.
+func gossiped(t *testing.T, name, what string, before map[string]int, n *natNode, records, byGossip int) {
 	t.Helper()
 	var after map[string]int
 	waitUntil(t, 10*time.Second, name+" to count "+what, func() bool {
 		after = n.metrics()
 		return after["sync"]+after["gossip"] >= before["sync"]+before["gossip"]+records
 	})
-	if after["sync"] != before["sync"] || after["gossip"] != before["gossip"]+records {
-		t.Fatalf("%s accepted %v before %s and %v after, want it by gossip", name, before, what, after)
+	if after["sync"]+after["gossip"] != before["sync"]+before["gossip"]+records || after["gossip"] < before["gossip"]+byGossip {
+		t.Fatalf("%s accepted %v before %s and %v after, want %d records, at least %d of them by gossip", name, before, what, after, records, byGossip)
 	}
 }
 

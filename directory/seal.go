@@ -481,3 +481,37 @@ func compareKeys(a, b PublicKey) int {
 	}
 	return 1
 }
+
+// OpenInterim opens a record that a build of protocol version 2 stored
+// before the record envelope said version 2: everything else in its format
+// is version 2's, but its envelope says 1. The version is not under the
+// signatures (which cover the network and the body), so the same record
+// with version 2 is the record its signers made, checked here in full as
+// Open checks any record; only its hash, which covers the version, is
+// new. It is for a node re-reading its own store (PROTOCOL.md §10,
+// "Records stored with envelope version 1"), never for what peers send: a
+// peer still on such a build is refused until it upgrades. A sealing that
+// is not such a record is refused with the reason Open gives.
+func OpenInterim(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
+	s, err := Unseal(sealed, keys)
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := unmarshalChecked(s.data, &r, true); err != nil {
+		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
+	}
+	if r.Version != 1 {
+		return Open(sealed, net, keys)
+	}
+	r.Version = FormatVersion
+	out, err := DecodeRecord(r.Encode())
+	if err != nil {
+		return nil, err
+	}
+	if out.Network != net {
+		return nil, reject(out.Type, ErrWrongNetwork, "record names network %s", out.Network.String()[:12])
+	}
+	out.openedUnder, out.opened = s.epoch, true
+	return out, nil
+}

@@ -971,11 +971,18 @@ func (n *Node) load(ctx context.Context) error {
 	}
 	var remove []directory.Hash
 	legacy, vouched := 0, 0
+	// rewrite holds the records stored with envelope version 1 by an
+	// earlier build of version 2 (directory.OpenInterim), to store again
+	// under their version-2 hash, and interimKeys the keys they were
+	// stored under.
+	var rewrite []pending
+	var interimKeys []directory.Hash
 	for {
 		type opened struct {
 			r     *directory.Record
 			hash  directory.Hash
 			epoch uint64
+			was   directory.Hash // the store key of a record rewritten from envelope version 1
 		}
 		var recs []opened
 		var waiting []storedRecord
@@ -988,9 +995,19 @@ func (n *Node) load(ctx context.Context) error {
 			case errors.Is(err, directory.ErrNoKey):
 				waiting = append(waiting, it)
 			case errors.Is(err, directory.ErrUnknownVersion):
-				// Written by another protocol version: not corrupt, and
-				// not this node's to delete (PROTOCOL.md §10).
-				legacy++
+				r, err := directory.OpenInterim(it.sealed, n.cfg.Network, kr)
+				switch {
+				case err == nil:
+					e, _ := r.OpenedUnder()
+					recs = append(recs, opened{r: r, hash: r.Hash(), epoch: e, was: it.hash})
+				case errors.Is(err, directory.ErrUnknownVersion):
+					// Written by another protocol version: not corrupt,
+					// and not this node's to delete (PROTOCOL.md §10).
+					legacy++
+				default:
+					n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
+					remove = append(remove, it.hash)
+				}
 			case err != nil || res[i].hash != it.hash:
 				// res[i].hash is that of the bytes, which is the record's
 				// (they were checked to be canonical, or are what the
@@ -1010,11 +1027,21 @@ func (n *Node) load(ctx context.Context) error {
 			a, err := n.state.Apply(o.r)
 			switch {
 			case err == nil:
-				n.stored[o.hash] = o.epoch
+				if o.was != (directory.Hash{}) {
+					rewrite = append(rewrite, pending{r: o.r, hash: o.hash})
+					interimKeys = append(interimKeys, o.was)
+				} else {
+					n.stored[o.hash] = o.epoch
+				}
 				if a.Changed && o.r.Type != directory.TypeEntry {
 					n.adoptKeys()
 				}
 			case errors.Is(err, directory.ErrDuplicate):
+				if o.was != (directory.Hash{}) {
+					// Stored again already, by a start that stopped
+					// before the old copy went.
+					remove = append(remove, o.was)
+				}
 			case errors.Is(err, directory.ErrFromFuture):
 				// The clock may have gone back; keep it for the next start.
 				n.log.Warn("stored record dated in the future kept aside", "record", o.hash.Short())
@@ -1023,7 +1050,11 @@ func (n *Node) load(ctx context.Context) error {
 				// start, and offered to nobody meanwhile.
 				n.log.Warn("stored record kept aside", "record", o.hash.Short(), "err", err)
 			default:
-				remove = append(remove, o.hash)
+				if o.was != (directory.Hash{}) {
+					remove = append(remove, o.was)
+				} else {
+					remove = append(remove, o.hash)
+				}
 			}
 		}
 		n.adoptKeys()
@@ -1034,6 +1065,18 @@ func (n *Node) load(ctx context.Context) error {
 			break
 		}
 		items = waiting
+	}
+	if len(rewrite) > 0 {
+		// Sealed now that every key the store carries is known; the
+		// old keys go only once the new ones are durable.
+		for i := range rewrite {
+			rewrite[i].epoch, rewrite[i].sealed = n.sealFor(rewrite[i].r)
+		}
+		if err := n.persist(rewrite); err != nil {
+			return fmt.Errorf("node: storing again the %d records stored with envelope version 1: %w", len(rewrite), err)
+		}
+		remove = append(remove, interimKeys...)
+		n.log.Info("records stored with envelope version 1 by an earlier build stored again as version 2", "records", len(rewrite))
 	}
 	if legacy > 0 {
 		return fmt.Errorf("node: %d stored records were written by another version of the Ceiba protocol; this ceiba speaks version 2 and has changed nothing in the store; run \"ceiba upgrade\" to keep this home's identity and entries (docs/PROTOCOL.md §10: upgrading a home)", legacy)

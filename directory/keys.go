@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode"
 
 	"filippo.io/edwards25519"
@@ -59,6 +60,17 @@ var ErrWeakKey = errors.New("public key is not a canonical point of large order"
 // canonical encoding: two keys, one point, which lets a key hide from the
 // revocation and equality checks that compare bytes.
 func CheckPublicKey(k PublicKey) error {
+	if goodKeys.has(k) {
+		return nil
+	}
+	if err := checkPoint(k); err != nil {
+		return err
+	}
+	goodKeys.add(k)
+	return nil
+}
+
+func checkPoint(k PublicKey) error {
 	p, err := new(edwards25519.Point).SetBytes(k[:])
 	if err != nil {
 		return fmt.Errorf("%w: %s is not a point on the curve", ErrWeakKey, k.Hex())
@@ -70,6 +82,37 @@ func CheckPublicKey(k PublicKey) error {
 		return fmt.Errorf("%w: %s has small order", ErrWeakKey, k.Hex())
 	}
 	return nil
+}
+
+// goodKeys remembers keys CheckPublicKey accepted. The check decompresses
+// the point, a field square root of about 10 µs, and a node checks the keys
+// of the same few hundred signers at every record it verifies: that was
+// about a fifth of a gossiped record's cost. The answer depends on the key's
+// bytes alone, so it can be remembered; only accepted keys are, and the set
+// is emptied when it is full, so keys an attacker makes up cost at most
+// its max entries of memory (about 1 MiB), never a wrong answer.
+var goodKeys = keySet{max: 16 << 10, m: map[PublicKey]struct{}{}}
+
+type keySet struct {
+	mu  sync.RWMutex
+	max int
+	m   map[PublicKey]struct{}
+}
+
+func (s *keySet) has(k PublicKey) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.m[k]
+	return ok
+}
+
+func (s *keySet) add(k PublicKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= s.max {
+		clear(s.m)
+	}
+	s.m[k] = struct{}{}
 }
 
 // Identity holds one person's or organization's secret keys: an Ed25519 key
@@ -150,7 +193,12 @@ func signingInput(domain string, msg []byte) []byte {
 // (records, KEM bindings, invite transcripts) can be met by a small-order
 // key's universal signature.
 func verifyDomain(k PublicKey, domain string, msg, sig []byte) bool {
-	return len(sig) == ed25519.SignatureSize && CheckPublicKey(k) == nil && ed25519.Verify(k[:], signingInput(domain, msg), sig)
+	return CheckPublicKey(k) == nil && verifyChecked(k, domain, msg, sig)
+}
+
+// verifyChecked is verifyDomain for a key CheckPublicKey has accepted.
+func verifyChecked(k PublicKey, domain string, msg, sig []byte) bool {
+	return len(sig) == ed25519.SignatureSize && ed25519.Verify(k[:], signingInput(domain, msg), sig)
 }
 
 // Fingerprints are 25 base32 characters in five groups of five; the last

@@ -459,7 +459,8 @@ func (r *Record) verifySigs(body Body) error {
 		if err := CheckPublicKey(s.Key); err != nil {
 			return reject(r.Type, ErrBadSignature, "signer: %v", err)
 		}
-		if !verifyDomain(s.Key, domain, msg, s.Sig) {
+		// The key is checked just above, with the error that names why.
+		if !verifyChecked(s.Key, domain, msg, s.Sig) {
 			return reject(r.Type, ErrBadSignature, "signer %s", Fingerprint(s.Key))
 		}
 	}

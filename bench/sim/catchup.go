@@ -11,7 +11,7 @@ import (
 	"github.com/ceiba-network/ceiba/node"
 )
 
-// CatchUp is a network with one laggard: a plain node that is stopped
+// CatchUp is a network with one laggard: a reader's node that is stopped
 // while the organizations publish a round of updates, then started again
 // on its own store and reconnected to its neighbours. What is timed is
 // the reconnection to the moment its state holds every update and its
@@ -39,7 +39,8 @@ type CatchUp struct {
 }
 
 // catchUpNodes is the network size: ten nodes, each organization's own
-// node publishing, the laggard a plain node with its ring and chord links.
+// node publishing, the laggard a reader's node with its ring and chord
+// links.
 const catchUpNodes = 10
 
 // NewCatchUp builds the network and publishes the directory's first
@@ -50,6 +51,12 @@ func NewCatchUp(ctx context.Context, entries int, viaDHT bool, seed uint64) (*Ca
 	// are published; the restarted laggard runs the default interval.
 	nw, err := New(ctx, Config{N: catchUpNodes, Orgs: 5, DHT: viaDHT, Seed: seed, SyncInterval: 2 * time.Second, Policy: BulkPolicy})
 	if err != nil {
+		return nil, err
+	}
+	// The laggard and the other plain node are readers: since sync serves
+	// admitted keys only, an unadmitted laggard would get nothing.
+	if err := nw.AdmitReaders(ctx); err != nil {
+		nw.Close()
 		return nil, err
 	}
 	c := &CatchUp{Net: nw, Entries: entries, ViaDHT: viaDHT, laggard: catchUpNodes - 1}

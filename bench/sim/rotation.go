@@ -23,16 +23,13 @@ type Rotation struct {
 	WireBytes  int           // one sealed copy of every record
 }
 
-// FirstEpoch publishes epoch 1, approved by the threshold and sealed to
-// the stewards, and waits for every node to take it: a rotation to epoch
-// 2 needs an effective epoch 1. Every node already holds its key. Nodes
-// that are neither stewards nor organizations are admitted as readers of
-// the first organization first: a rotation is sealed to readers, and only
-// admitted keys may sync, which is how a node fetches the pages gossip
-// dropped.
-func (nw *Network) FirstEpoch(ctx context.Context) error {
+// AdmitReaders admits the nodes that are neither stewards nor
+// organizations as readers of the first organization, as every node of a
+// real network is admitted one way or another: only admitted keys may
+// sync (PROTOCOL.md §6), and a rotation is sealed to readers.
+func (nw *Network) AdmitReaders(ctx context.Context) error {
 	if len(nw.Orgs) == 0 {
-		return fmt.Errorf("sim: a rotation needs an organization to vouch for readers")
+		return fmt.Errorf("sim: readers need an organization to vouch for them")
 	}
 	for _, p := range nw.Nodes[stewards+len(nw.Orgs):] {
 		g, err := directory.NewRecord(nw.Fix.Net, &directory.Reader{Key: p.ID.Public(), KEM: p.ID.KEMPublic(), KEMSig: p.ID.KEMBinding(), Issued: nw.Fix.Now.Unix()}, nw.Orgs[0])
@@ -42,6 +39,17 @@ func (nw *Network) FirstEpoch(ctx context.Context) error {
 		if _, err := nw.Publish(ctx, stewards, g, time.Minute); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// FirstEpoch admits the readers (AdmitReaders), then publishes epoch 1,
+// approved by the threshold and sealed to the stewards, and waits for
+// every node to take it: a rotation to epoch 2 needs an effective epoch
+// 1. Every node already holds its key.
+func (nw *Network) FirstEpoch(ctx context.Context) error {
+	if err := nw.AdmitReaders(ctx); err != nil {
+		return err
 	}
 	var rs []directory.Recipient
 	for _, s := range nw.Fix.Stewards {

@@ -90,7 +90,8 @@ func checkPoint(k PublicKey) error {
 // about a fifth of a gossiped record's cost. The answer depends on the key's
 // bytes alone, so it can be remembered; only accepted keys are, and the set
 // is emptied when it is full, so keys an attacker makes up cost at most
-// its max entries of memory (about 1 MiB), never a wrong answer.
+// its max entries of memory (about 1 MiB), never a wrong answer. Flushing
+// it over and over only brings honest records back to one check each.
 var goodKeys = keySet{max: 16 << 10, m: map[PublicKey]struct{}{}}
 
 type keySet struct {

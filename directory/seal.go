@@ -501,17 +501,14 @@ func OpenInterim(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	if err := unmarshalChecked(s.data, &r, true); err != nil {
 		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
 	}
-	if r.Version != 1 {
-		return Open(sealed, net, keys)
+	if r.Version == 1 {
+		// From here on, the version-2 record: Open's own checks.
+		r.Version = FormatVersion
+		s = &Unsealed{data: r.Encode(), epoch: s.epoch}
 	}
-	r.Version = FormatVersion
-	out, err := DecodeRecord(r.Encode())
+	u, err := s.Decode(net)
 	if err != nil {
 		return nil, err
 	}
-	if out.Network != net {
-		return nil, reject(out.Type, ErrWrongNetwork, "record names network %s", out.Network.String()[:12])
-	}
-	out.openedUnder, out.opened = s.epoch, true
-	return out, nil
+	return u.Verify()
 }

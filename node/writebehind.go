@@ -26,8 +26,9 @@ import (
 // the first one would compete for the CPU with validating and forwarding
 // the rest. On one core an fsync's system time is the forwarding's loss.
 // In the simulator, where every node's writes and forwarding share two
-// cores, writes begun mid-propagation made a publication 2.0 to 2.7 times
-// as slow as bare GossipSub; after the pause, 1.0 to 1.6 times
+// cores, writes begun mid-propagation made an entry 2.0 to 2.7 times as
+// slow to reach every node as bare GossipSub, a revocation 2.8 to 3.2
+// times; after the pause, 1.0 to 1.6 and 1.8 to 2.5 times
 // (BenchmarkGossipOnDisk, PERFORMANCE.md).
 
 // writeBehindPause is how long the writer lets a burst gather; it adds

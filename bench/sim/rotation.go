@@ -26,7 +26,7 @@ type Rotation struct {
 // AdmitReaders admits the nodes that are neither stewards nor
 // organizations as readers of the first organization, as every node of a
 // real network is admitted one way or another: only admitted keys may
-// sync (PROTOCOL.md §6), and a rotation is sealed to readers.
+// sync (PROTOCOL.md §7, sync), and a rotation is sealed to readers.
 func (nw *Network) AdmitReaders(ctx context.Context) error {
 	if len(nw.Orgs) == 0 {
 		return fmt.Errorf("sim: readers need an organization to vouch for them")

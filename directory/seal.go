@@ -113,30 +113,42 @@ type KeyTag [KeyTagLen]byte
 // String is the tag in hex, for logs.
 func (t KeyTag) String() string { return hex.EncodeToString(t[:]) }
 
-// Tag is the key's tag. Tags are remembered: a node computes the tag of
-// each of its keys for every record it opens.
-func (k ReadKey) Tag() KeyTag {
-	if t, ok := keyTags.Load(k); ok {
-		return t.(KeyTag)
+// Tag is the key's tag.
+func (k ReadKey) Tag() KeyTag { return k.derived().tag }
+
+// derivedKeys are the subkeys of a read key used for every record: a node
+// computes the tag of each of its keys and the seal subkey for every
+// record it opens or seals, and HKDF costs more than the decryption of a
+// small record. They are remembered, like the key itself, for the
+// process's life.
+type derivedKeys struct {
+	tag   KeyTag
+	seal  [32]byte
+	blind [32]byte
+}
+
+func (k ReadKey) derived() *derivedKeys {
+	if d, ok := keyDerivations.Load(k); ok {
+		return d.(*derivedKeys)
 	}
-	sk := subkey(k, tagLabel)
-	t := KeyTag(sk[:KeyTagLen])
-	if keyTagCount.Add(1) > maxKeyTags {
+	tag := subkey(k, tagLabel)
+	d := &derivedKeys{tag: KeyTag(tag[:KeyTagLen]), seal: subkey(k, sealLabel), blind: subkey(k, blindLabel)}
+	if keyDerivationCount.Add(1) > maxKeyDerivations {
 		// Keys are few (one per epoch per network), except in a
 		// process that makes up keys; start over rather than grow.
-		keyTags.Clear()
-		keyTagCount.Store(1)
+		keyDerivations.Clear()
+		keyDerivationCount.Store(1)
 	}
-	keyTags.Store(k, t)
-	return t
+	keyDerivations.Store(k, d)
+	return d
 }
 
 var (
-	keyTags     sync.Map // ReadKey → KeyTag
-	keyTagCount atomic.Int64
+	keyDerivations     sync.Map // ReadKey → *derivedKeys
+	keyDerivationCount atomic.Int64
 )
 
-const maxKeyTags = 4096
+const maxKeyDerivations = 4096
 
 // ByTag finds the key whose tag is t, and its epoch. It looks from the
 // newest epoch down: nearly all traffic is sealed under the current key.
@@ -184,11 +196,10 @@ func sealBytes(plain []byte, key ReadKey) []byte {
 
 	out := make([]byte, headerLen, headerLen+len(padded)+chacha20poly1305.Overhead)
 	out[0] = sealVersion
-	tag := key.Tag()
-	copy(out[1:], tag[:])
+	d := key.derived()
+	copy(out[1:], d.tag[:])
 	rand.Read(out[1+KeyTagLen : headerLen])
-	sk := subkey(key, sealLabel)
-	aead, err := chacha20poly1305.NewX(sk[:])
+	aead, err := chacha20poly1305.NewX(d.seal[:])
 	if err != nil {
 		panic(err) // the key has the right size by type
 	}
@@ -319,8 +330,7 @@ func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) {
 		// or another network's (which the tag does not tell apart).
 		return nil, &RejectError{Reason: ErrNoKey, Detail: "key tag " + tag.String()}
 	}
-	sk := subkey(key, sealLabel)
-	aead, _ := chacha20poly1305.NewX(sk[:])
+	aead, _ := chacha20poly1305.NewX(key.derived().seal[:])
 	padded, err := aead.Open(nil, sealed[1+KeyTagLen:headerLen], sealed[headerLen:], sealed[:headerLen])
 	if err != nil {
 		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
@@ -443,8 +453,7 @@ type Recipient struct {
 // Without the read key a DHT node cannot tell which record a key holds, nor
 // link the keys of one organization's entries.
 func BlindSlot(key ReadKey, slot SlotID) string {
-	bk := subkey(key, blindLabel)
-	m := hmac.New(sha256.New, bk[:])
+	m := hmac.New(sha256.New, key.derived().blind[:])
 	m.Write([]byte("ceiba dht slot v2\x00"))
 	m.Write(slot[:])
 	return "/ceiba/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(m.Sum(nil))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -1152,6 +1153,7 @@ func (ix *Index) Search(q Query, now time.Time) []Result {
 	limit = min(limit, MaxLimit)
 	clauses := parseQuery(q.Text)
 
+	ix.SettleOrder()
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	sc := ix.getScratch()
@@ -1270,6 +1272,70 @@ func (ix *Index) scanAll(f *filter, top *topK, consider func(hit)) {
 type nameOrder struct {
 	blocks [][]uint32
 	n      int
+	// deferred is set while many entries are put at once (DeferOrder):
+	// inserting each into the order costs a binary search of string
+	// comparisons over scattered documents, and sorting them all at the
+	// end half that. Until the order is rebuilt, blocks and labels are
+	// stale and only rebuildOrder reads them.
+	deferred atomic.Bool
+}
+
+// DeferOrder stops keeping the name order up to date until SettleOrder, or
+// the next search, rebuilds it: for loading many entries at once.
+func (ix *Index) DeferOrder() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.order.deferred.Store(true)
+}
+
+// SettleOrder rebuilds the name order if DeferOrder left it stale.
+func (ix *Index) SettleOrder() {
+	if !ix.order.deferred.Load() {
+		return
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.order.deferred.Load() {
+		ix.rebuildOrder()
+		ix.order.deferred.Store(false)
+	}
+}
+
+// rebuildOrder sorts every live document by name into blocks three
+// quarters full, with labels spread evenly over the uint64 range.
+func (ix *Index) rebuildOrder() {
+	type named struct {
+		sortName, name, key string
+		id                  uint32
+	}
+	// Copied out of the documents so the sort compares strings it can
+	// reach without following two pointers per comparison.
+	all := make([]named, 0, len(ix.byKey))
+	for _, id := range ix.byKey {
+		d := &ix.docs[id]
+		all = append(all, named{d.sortName, d.entry.Service.Name, d.key, id})
+	}
+	slices.SortFunc(all, func(a, b named) int {
+		if c := strings.Compare(a.sortName, b.sortName); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	const fill = orderBlock * 3 / 4
+	o := &ix.order
+	o.blocks, o.n = o.blocks[:0], len(all)
+	step := math.MaxUint64 / uint64(len(all)+1)
+	for i := 0; i < len(all); i += fill {
+		b := make([]uint32, 0, orderBlock+1)
+		for j := i; j < min(i+fill, len(all)); j++ {
+			b = append(b, all[j].id)
+			ix.meta[all[j].id].label = step * uint64(j+1)
+		}
+		o.blocks = append(o.blocks, b)
+	}
 }
 
 const (
@@ -1312,6 +1378,9 @@ func (ix *Index) orderFind(id uint32) (bi, i int) {
 
 func (ix *Index) orderInsert(id uint32) {
 	o := &ix.order
+	if o.deferred.Load() {
+		return
+	}
 	o.n++
 	if len(o.blocks) == 0 {
 		o.blocks = [][]uint32{{id}}
@@ -1360,6 +1429,9 @@ func (ix *Index) orderInsert(id uint32) {
 
 func (ix *Index) orderRemove(id uint32) {
 	o := &ix.order
+	if o.deferred.Load() {
+		return
+	}
 	bi, i := -1, -1
 	if len(o.blocks) > 0 {
 		bi, i = ix.orderFind(id)

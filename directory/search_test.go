@@ -694,3 +694,61 @@ func TestSearchListingOrder(t *testing.T) {
 		wantIDs(t, ix, q, want...)
 	}
 }
+
+// An index that put many entries with its name order deferred (as a node
+// does while it loads its store) lists and ranks exactly as one that kept
+// the order all along: after SettleOrder, after a search settled it, and
+// after more changes made once it was settled.
+func TestSearchOrderDeferredThenSettled(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 4))
+	names := []string{"Álamo", "alameda", "Albergue", "Zacate", "Ñandutí", "nube", "Casa", "casa", "Éxodo", "Refugio Norte"}
+	statuses := []string{"active", "active", "inactive", "temporarily-closed"}
+	plain, bulk := directory.NewIndex(), directory.NewIndex()
+	live := []string{}
+	step := func() {
+		id := fmt.Sprintf("e%04d", rng.IntN(1500))
+		if rng.IntN(8) == 0 && len(live) > 0 {
+			id = live[rng.IntN(len(live))]
+			plain.Remove("k/" + id)
+			bulk.Remove("k/" + id)
+			live = slices.DeleteFunc(live, func(x string) bool { return x == id })
+			return
+		}
+		s := svc{name: names[rng.IntN(len(names))], status: statuses[rng.IntN(len(statuses))],
+			desc: fmt.Sprintf("Asesoría %d", rng.IntN(40)), cats: []string{[]string{"legal", "food", "shelter"}[rng.IntN(3)]}}
+		e := s.entry(id, 1)
+		plain.Put("k/"+id, directory.PublicKey{}, e)
+		bulk.Put("k/"+id, directory.PublicKey{}, e)
+		if !slices.Contains(live, id) {
+			live = append(live, id)
+		}
+	}
+	same := func(when string) {
+		t.Helper()
+		for _, q := range []directory.Query{{}, {Category: "food"}, {Category: "shelter"}, {Text: "asesoría"}, {Text: "casa"}, {Text: "albergue", Category: "legal"}} {
+			q.Limit = directory.MaxLimit
+			if got, want := search(bulk, q), search(plain, q); !slices.Equal(got, want) {
+				t.Fatalf("%s, search %+v:\ndeferred %v\nkept     %v", when, q, got, want)
+			}
+		}
+	}
+	bulk.DeferOrder()
+	for range 2000 {
+		step()
+	}
+	bulk.SettleOrder()
+	same("settled")
+	for range 300 {
+		step()
+	}
+	same("changed after settling")
+	bulk.DeferOrder()
+	for range 1000 {
+		step()
+	}
+	same("settled by a search")
+	for range 300 {
+		step()
+	}
+	same("changed after a search settled it")
+}

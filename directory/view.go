@@ -357,6 +357,15 @@ func (s *State) Search(q Query) []Result {
 	return s.index.Search(q, s.now())
 }
 
+// Loading tells the state that many records are about to be applied at
+// once (a node reading its store): until Loaded, the search index does
+// not keep its name order, and sorts every entry once instead. A search
+// meanwhile still answers in order, by sorting then.
+func (s *State) Loading() { s.index.DeferOrder() }
+
+// Loaded ends Loading.
+func (s *State) Loaded() { s.index.SettleOrder() }
+
 // Has reports whether the pool holds the record with hash h.
 func (s *State) Has(h Hash) bool {
 	s.mu.RLock()

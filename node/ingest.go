@@ -969,6 +969,8 @@ func (n *Node) load(ctx context.Context) error {
 		}
 		n.log.Log(ctx, level, "start-up checkpoint not used; verifying every stored record", "why", why)
 	}
+	n.state.Loading()
+	defer n.state.Loaded()
 	var remove []directory.Hash
 	legacy, vouched := 0, 0
 	// rewrite holds the records stored with envelope version 1 by an

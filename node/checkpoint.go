@@ -35,6 +35,12 @@ import (
 // another identity is not used: every record is verified, the node logs
 // why once, and writes a new checkpoint.
 //
+// Version 2 lists the entries apart from the other records: a start
+// applies every other record first (directory.ApplyRank), and knowing
+// which records are entries before opening them lets it apply entries
+// while it still opens the rest, instead of opening all and then applying
+// all. Version 1 checkpoints are still read, as listing no entries.
+//
 // It is written at a clean shutdown, after a start that had to verify
 // records, every checkpointEvery while records change, and as soon as
 // checkpointAfter records were stored since the last one, so a crash after
@@ -44,14 +50,32 @@ var checkpointKey = datastore.NewKey("/checkpoint")
 
 const (
 	checkpointMagic   = "ceiba start-up checkpoint\x00"
-	checkpointVersion = 1
+	checkpointVersion = 2
+	// checkpointPurpose keys the MAC; it is that of version 1 too, so the
+	// first start after an upgrade still trusts the checkpoint it finds.
 	checkpointPurpose = "start-up checkpoint v1"
 	checkpointEvery   = 5 * time.Minute
 	checkpointAfter   = 10_000
 	// checkpointHeader is magic, version, network ID, state digest and the
-	// count of hashes; the hashes and the MAC follow.
+	// count of hashes (version 2: then the count of entries among them);
+	// the hashes and the MAC follow, version 2's entries last.
 	checkpointHeader = len(checkpointMagic) + 1 + 32 + 32 + 8
 )
+
+// vouchedSet is what a checkpoint vouches for: each listed hash, with true
+// for an entry (applied after every other record).
+type vouchedSet map[directory.Hash]bool
+
+// entries is how many of the listed records are entries.
+func (v vouchedSet) entries() int {
+	n := 0
+	for _, entry := range v {
+		if entry {
+			n++
+		}
+	}
+	return n
+}
 
 // checkpointState is what the node knows of its last checkpoint.
 type checkpointState struct {
@@ -70,16 +94,24 @@ func (n *Node) checkpointMAC(body []byte) []byte {
 	return m.Sum(nil)
 }
 
-// encodeCheckpoint lays out the checkpoint: header, sorted hashes, MAC.
-func (n *Node) encodeCheckpoint(digest directory.Hash, hs []directory.Hash) []byte {
-	slices.SortFunc(hs, func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) })
-	buf := make([]byte, 0, checkpointHeader+32*len(hs)+sha256.Size)
+// encodeCheckpoint lays out the checkpoint: header, the sorted hashes of
+// the records that are not entries, then of the entries, MAC.
+func (n *Node) encodeCheckpoint(digest directory.Hash, others, entries []directory.Hash) []byte {
+	byBytes := func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) }
+	slices.SortFunc(others, byBytes)
+	slices.SortFunc(entries, byBytes)
+	count := len(others) + len(entries)
+	buf := make([]byte, 0, checkpointHeader+8+32*count+sha256.Size)
 	buf = append(buf, checkpointMagic...)
 	buf = append(buf, checkpointVersion)
 	buf = append(buf, n.cfg.Network[:]...)
 	buf = append(buf, digest[:]...)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(len(hs)))
-	for _, h := range hs {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(count))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(entries)))
+	for _, h := range others {
+		buf = append(buf, h[:]...)
+	}
+	for _, h := range entries {
 		buf = append(buf, h[:]...)
 	}
 	return append(buf, n.checkpointMAC(buf)...)
@@ -87,7 +119,7 @@ func (n *Node) encodeCheckpoint(digest directory.Hash, hs []directory.Hash) []by
 
 // decodeCheckpoint returns the hashes a checkpoint lists, or an error that
 // says why it cannot be used.
-func (n *Node) decodeCheckpoint(b []byte) (map[directory.Hash]struct{}, directory.Hash, error) {
+func (n *Node) decodeCheckpoint(b []byte) (vouchedSet, directory.Hash, error) {
 	var digest directory.Hash
 	if len(b) < checkpointHeader+sha256.Size {
 		return nil, digest, fmt.Errorf("%d bytes, shorter than a checkpoint", len(b))
@@ -96,8 +128,9 @@ func (n *Node) decodeCheckpoint(b []byte) (map[directory.Hash]struct{}, director
 		return nil, digest, errors.New("not a checkpoint")
 	}
 	p := len(checkpointMagic)
-	if v := b[p]; v != checkpointVersion {
-		return nil, digest, fmt.Errorf("version %d, this ceiba writes %d", v, checkpointVersion)
+	ver := b[p]
+	if ver != 1 && ver != checkpointVersion {
+		return nil, digest, fmt.Errorf("version %d, this ceiba writes %d", ver, checkpointVersion)
 	}
 	body, mac := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if !hmac.Equal(mac, n.checkpointMAC(body)) {
@@ -112,12 +145,21 @@ func (n *Node) decodeCheckpoint(b []byte) (map[directory.Hash]struct{}, director
 	p += 32
 	count := binary.BigEndian.Uint64(b[p:])
 	p += 8
-	if count != uint64(len(body)-p)/32 || uint64(len(body)-p)%32 != 0 {
-		return nil, digest, fmt.Errorf("lists %d hashes in %d bytes", count, len(body)-p)
+	var entries uint64
+	if ver >= 2 {
+		if len(body) < p+8 {
+			return nil, digest, errors.New("shorter than its header")
+		}
+		entries = binary.BigEndian.Uint64(b[p:])
+		p += 8
 	}
-	set := make(map[directory.Hash]struct{}, count)
+	if count != uint64(len(body)-p)/32 || uint64(len(body)-p)%32 != 0 || entries > count {
+		return nil, digest, fmt.Errorf("lists %d hashes (%d entries) in %d bytes", count, entries, len(body)-p)
+	}
+	set := make(vouchedSet, count)
+	firstEntry := p + 32*int(count-entries)
 	for ; p < len(body); p += 32 {
-		set[directory.Hash(body[p:p+32])] = struct{}{}
+		set[directory.Hash(body[p:p+32])] = p >= firstEntry
 	}
 	return set, digest, nil
 }
@@ -126,21 +168,22 @@ func (n *Node) decodeCheckpoint(b []byte) (map[directory.Hash]struct{}, director
 // first start, or one after a crash before the first checkpoint.
 const noCheckpoint = "there is none"
 
-// readCheckpoint returns the hashes the stored checkpoint vouches for; nil
-// and the reason when there is none or it cannot be used.
-func (n *Node) readCheckpoint(ctx context.Context) (map[directory.Hash]struct{}, string) {
+// readCheckpoint returns the hashes the stored checkpoint vouches for, and
+// whether it is of an earlier version (to be written again); nil and the
+// reason when there is none or it cannot be used.
+func (n *Node) readCheckpoint(ctx context.Context) (set vouchedSet, outdated bool, why string) {
 	b, err := n.root.Get(ctx, checkpointKey)
 	if errors.Is(err, datastore.ErrNotFound) {
-		return nil, noCheckpoint
+		return nil, false, noCheckpoint
 	}
 	if err != nil {
-		return nil, "reading it: " + err.Error()
+		return nil, false, "reading it: " + err.Error()
 	}
-	set, _, err := n.decodeCheckpoint(b)
+	set, _, err = n.decodeCheckpoint(b)
 	if err != nil {
-		return nil, err.Error()
+		return nil, false, err.Error()
 	}
-	return set, ""
+	return set, b[len(checkpointMagic)] < checkpointVersion, ""
 }
 
 // saveCheckpoint writes the hashes of the stored records the state holds:
@@ -152,14 +195,19 @@ func (n *Node) saveCheckpoint(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	ver := n.storedVer
-	hs := make([]directory.Hash, 0, len(n.stored))
+	var others, entries []directory.Hash
 	for h := range n.stored {
-		if n.state.Has(h) {
-			hs = append(hs, h)
+		switch r, ok := n.state.Record(h); {
+		case !ok:
+		case r.Type == directory.TypeEntry:
+			entries = append(entries, h)
+		default:
+			others = append(others, h)
 		}
 	}
 	n.mu.Unlock()
-	b := n.encodeCheckpoint(n.state.Digest(), hs)
+	count := len(others) + len(entries)
+	b := n.encodeCheckpoint(n.state.Digest(), others, entries)
 	if err := n.root.Put(ctx, checkpointKey, b); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -167,7 +215,7 @@ func (n *Node) saveCheckpoint(ctx context.Context) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	n.mu.Lock()
-	n.ckpt = checkpointState{at: time.Now(), ver: ver, count: len(hs), vouched: n.ckpt.vouched}
+	n.ckpt = checkpointState{at: time.Now(), ver: ver, count: count, vouched: n.ckpt.vouched}
 	n.mu.Unlock()
 	return nil
 }

@@ -1,7 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/ipfs/go-datastore"
@@ -60,7 +63,7 @@ func (fx *checkpointFixture) start(t *testing.T, ds datastore.Batching) *Node {
 // would write it.
 func (fx *checkpointFixture) checkpointBy(id *directory.Identity, hs ...directory.Hash) []byte {
 	n := &Node{id: id, cfg: Config{Network: fx.nw.ID}}
-	return n.encodeCheckpoint(directory.Hash{}, hs)
+	return n.encodeCheckpoint(directory.Hash{}, hs, nil)
 }
 
 func hashesOf(recs ...*directory.Record) []directory.Hash {
@@ -133,7 +136,7 @@ func TestCheckpointForgedOrDamagedIsIgnored(t *testing.T) {
 				t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
 			}
 			// It wrote its own in place of the one it could not use.
-			if set, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
+			if set, _, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
 				t.Fatalf("no usable checkpoint written after the fallback (%d hashes, %s)", len(set), why)
 			}
 		})
@@ -224,17 +227,105 @@ func TestCheckpointWrittenWhileRunning(t *testing.T) {
 	n := fx.start(t, ds)
 	mustPublish(t, n, fx.good[2:]...)
 	n.maybeCheckpoint()
-	if set, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
+	if set, _, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
 		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(set))
 	}
 	n.mu.Lock()
 	n.ckpt.at = n.ckpt.at.Add(-checkpointEvery)
 	n.mu.Unlock()
 	n.maybeCheckpoint()
-	set, why := n.readCheckpoint(context.Background())
+	set, _, why := n.readCheckpoint(context.Background())
 	for _, r := range fx.good {
 		if _, ok := set[r.Hash()]; !ok {
 			t.Fatalf("the checkpoint taken %v after the last misses a published record (%s)", checkpointEvery, why)
 		}
+	}
+}
+
+// A checkpoint names the entries apart from the other records, so the
+// next start can apply entries while it still reads and opens them; the
+// start that does so builds the state full verification builds.
+func TestCheckpointNamesEntriesApart(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	want := n.State().Digest()
+	n.Close()
+	n = fx.start(t, ds)
+	set, outdated, why := n.readCheckpoint(context.Background())
+	if set == nil || outdated {
+		t.Fatalf("no current checkpoint after a clean restart (outdated %v, %s)", outdated, why)
+	}
+	for _, r := range fx.good {
+		if entry, ok := set[r.Hash()]; !ok || entry != (r.Type == directory.TypeEntry) {
+			t.Fatalf("the checkpoint lists the %s record as listed %v, entry %v", r.Type, ok, entry)
+		}
+	}
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("the restart took %d of %d records on the checkpoint's word", n.ckpt.vouched, len(fx.good))
+	}
+	if got := n.State().Digest(); got != want {
+		t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
+	}
+}
+
+// A checkpoint of version 1 (written before the entries were named apart)
+// still spares the signature checks it lists, and the start writes it
+// again as the current version.
+func TestCheckpointVersion1StillVouches(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	me := fx.nw.Stewards[0]
+	// Version 1's layout: header, sorted hashes, MAC under the same key.
+	hs := hashesOf(fx.good...)
+	slices.SortFunc(hs, func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) })
+	v1 := append([]byte(checkpointMagic), 1)
+	v1 = append(v1, fx.nw.ID[:]...)
+	v1 = append(v1, make([]byte, 32)...)
+	v1 = binary.BigEndian.AppendUint64(v1, uint64(len(hs)))
+	for _, h := range hs {
+		v1 = append(v1, h[:]...)
+	}
+	v1 = append(v1, (&Node{id: me}).checkpointMAC(v1)...)
+	if err := ds.Put(context.Background(), checkpointKey, v1); err != nil {
+		t.Fatal(err)
+	}
+	n := fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("a version 1 checkpoint spared %d of %d signature checks", n.ckpt.vouched, len(fx.good))
+	}
+	if set, outdated, why := n.readCheckpoint(context.Background()); set == nil || outdated || set.entries() != 2 {
+		t.Fatalf("not written again as the current version (outdated %v, %d entries named, %s)", outdated, set.entries(), why)
+	}
+}
+
+// A revocation stored after the checkpoint (a crash before the next one)
+// is applied after the entries the checkpoint names, which a start
+// applies as it reads them: the revoked organization's entries still go,
+// and the state is the one full verification builds.
+func TestCheckpointRevocationAfterItStillRemovesEntries(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	n.Close()
+	org := fx.good[2].Sigs[0].Key
+	revoke := fx.nw.RevokeBy(t, org)
+	fx.add(t, ds, revoke)
+
+	n = fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good) {
+		t.Fatalf("%d records taken on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good))
+	}
+	for _, r := range fx.good[2:] {
+		if n.State().Has(r.Hash()) {
+			t.Fatal("an entry of the organization revoked after the checkpoint is still held")
+		}
+		if _, held := n.stored[r.Hash()]; held {
+			t.Fatal("an entry of the organization revoked after the checkpoint is still stored")
+		}
+	}
+	ref := fx.start(t, fx.store(t, append([]*directory.Record{revoke}, fx.good...)...))
+	if got, want := n.State().Digest(), ref.State().Digest(); got != want {
+		t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
 	}
 }

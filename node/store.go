@@ -102,21 +102,31 @@ type storedRecord struct {
 // all reads every stored record. Keys that are not record hashes are
 // reported as bad so the caller can remove them.
 func (s *recordStore) all(ctx context.Context) (good []storedRecord, bad []datastore.Key, err error) {
-	res, err := s.ds.Query(ctx, query.Query{})
+	err = s.each(ctx, func(r storedRecord) { good = append(good, r) }, func(k datastore.Key) { bad = append(bad, k) })
 	if err != nil {
 		return nil, nil, err
+	}
+	return good, bad, nil
+}
+
+// each calls fn with every stored record as it reads them, and bad with
+// every key that is not a record hash.
+func (s *recordStore) each(ctx context.Context, fn func(storedRecord), bad func(datastore.Key)) error {
+	res, err := s.ds.Query(ctx, query.Query{})
+	if err != nil {
+		return err
 	}
 	defer res.Close()
 	for e := range res.Next() {
 		if e.Error != nil {
-			return nil, nil, e.Error
+			return e.Error
 		}
 		h, ok := parseRecordKey(e.Key)
 		if !ok {
-			bad = append(bad, datastore.NewKey(e.Key))
+			bad(datastore.NewKey(e.Key))
 			continue
 		}
-		good = append(good, storedRecord{hash: h, sealed: e.Value})
+		fn(storedRecord{hash: h, sealed: e.Value})
 	}
-	return good, bad, nil
+	return nil
 }

@@ -1,0 +1,375 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+
+	"github.com/ceiba-network/ceiba/directory"
+)
+
+// load rebuilds the state from the store. Records are opened with the keys
+// the node holds; records under an epoch whose key arrives with a stored
+// epoch record are opened in the next pass. Records the state refuses for
+// good (expired, revoked, superseded, corrupt) are deleted; records refused
+// for a reason that may pass (dated in the future, no key yet) are kept.
+func (n *Node) load(ctx context.Context) error {
+	start := time.Now()
+	verified, outdated, why := n.readCheckpoint(ctx)
+	n.state.Loading()
+	defer n.state.Loaded()
+	l := &loader{n: n, verified: verified}
+	before := len(n.keyringSnapshot())
+	var waiting []storedRecord
+	var bad []datastore.Key
+	stored := 0
+	if verified.entries() > 0 {
+		var err error
+		if waiting, bad, stored, err = l.streamed(ctx); err != nil {
+			return fmt.Errorf("node: reading the store: %w", err)
+		}
+	} else {
+		items, b, err := n.store.all(ctx)
+		if err != nil {
+			return fmt.Errorf("node: reading the store: %w", err)
+		}
+		if stored, bad = len(items), b; verified == nil && stored > 0 {
+			// Only a checkpoint that was there and could not be used is
+			// news for the operator; a store without one is verified
+			// quietly.
+			level := slog.LevelInfo
+			if why == noCheckpoint {
+				level = slog.LevelDebug
+			}
+			n.log.Log(ctx, level, "start-up checkpoint not used; verifying every stored record", "why", why)
+		}
+		waiting = l.pass(items)
+	}
+	for {
+		// Epoch records applied in the last pass may have given the keys
+		// that open what waits.
+		n.adoptKeys()
+		if len(n.keyringSnapshot()) == before || len(waiting) == 0 {
+			if len(waiting) > 0 {
+				n.log.Warn("stored records sealed under epochs this node has no key for", "count", len(waiting))
+			}
+			break
+		}
+		before = len(n.keyringSnapshot())
+		waiting = l.pass(waiting)
+	}
+	remove := l.remove
+	if len(l.rewrite) > 0 {
+		// Sealed now that every key the store carries is known; the
+		// old keys go only once the new ones are durable.
+		for i := range l.rewrite {
+			l.rewrite[i].epoch, l.rewrite[i].sealed = n.sealFor(l.rewrite[i].r)
+		}
+		if err := n.persist(l.rewrite); err != nil {
+			return fmt.Errorf("node: storing again the %d records stored with envelope version 1: %w", len(l.rewrite), err)
+		}
+		remove = append(remove, l.interimKeys...)
+		n.log.Info("records stored with envelope version 1 by an earlier build stored again as version 2", "records", len(l.rewrite))
+	}
+	if l.legacy > 0 {
+		return fmt.Errorf("node: %d stored records were written by another version of the Ceiba protocol; this ceiba speaks version 2 and has changed nothing in the store; run \"ceiba upgrade\" to keep this home's identity and entries (docs/PROTOCOL.md §10: upgrading a home)", l.legacy)
+	}
+	for _, k := range bad {
+		n.store.ds.Delete(ctx, k)
+	}
+	// What later records dropped from the pool goes too.
+	for h := range n.stored {
+		if !n.state.Has(h) {
+			delete(n.stored, h)
+			remove = append(remove, h)
+		}
+	}
+	if err := n.store.remove(ctx, remove); err != nil {
+		n.log.Warn("removing refused stored records", "err", err)
+	}
+	now := time.Now()
+	for _, k := range n.state.Revoked() {
+		n.revokedAt[k] = now
+	}
+	n.noteVoided()
+	// The state is whole now: keys it does not back can go, and what was
+	// stored under them is stored again under a key that stays.
+	n.loaded.Store(true)
+	n.adoptKeys()
+	n.resealUnheld()
+	n.state.Expire()
+	n.pruneStore()
+	vouched := l.vouched
+	n.log.Info("state rebuilt from the store", "records", len(n.stored), "removed", len(remove),
+		"signatures-checked", len(n.stored)-min(vouched, len(n.stored)), "digest", n.state.Digest().Short(),
+		"took", time.Since(start).Round(time.Millisecond))
+	n.ckpt.vouched = vouched
+	// What was verified now need not be at the next start, crash or not.
+	if vouched < len(n.stored) || (verified == nil && stored > 0) || outdated {
+		if err := n.saveCheckpoint(ctx); err != nil {
+			n.log.Warn("writing the start-up checkpoint; the next start verifies every record again", "err", err)
+		}
+	} else {
+		n.ckpt = checkpointState{at: time.Now(), ver: n.storedVer, count: len(n.stored), vouched: vouched}
+	}
+	return nil
+}
+
+// loader is one start's reading of the store: what it applied, and what
+// the start must remove or store again afterwards.
+type loader struct {
+	n        *Node
+	verified vouchedSet
+
+	remove          []directory.Hash
+	legacy, vouched int
+	// rewrite holds the records stored with envelope version 1 by an
+	// earlier build of version 2 (directory.OpenInterim), to store again
+	// under their version-2 hash, and interimKeys the keys they were
+	// stored under.
+	rewrite     []pending
+	interimKeys []directory.Hash
+}
+
+type openedRecord struct {
+	r     *directory.Record
+	hash  directory.Hash
+	epoch uint64
+	was   directory.Hash // the store key of a record rewritten from envelope version 1
+}
+
+// pass opens items with the keys held now, on every core, and applies what
+// opened in ApplyRank order; it returns what waits for a key.
+func (l *loader) pass(items []storedRecord) []storedRecord {
+	kr := l.n.keyringSnapshot()
+	var recs []openedRecord
+	var waiting []storedRecord
+	openInOrder(chunks(items), l.n.cfg.Network, kr, l.verified, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
+		r, w := l.classify(items, res, kr)
+		recs, waiting = append(recs, r...), append(waiting, w...)
+	})
+	l.apply(recs)
+	return waiting
+}
+
+// streamed is the first pass of a start with a checkpoint that names its
+// entries: the other records it names are read and applied first; then
+// the entries are applied as they are read and opened, the reading, the
+// opening and the applying each on its own core where there are cores
+// enough; last come the records stored after the checkpoint (a crash
+// before the next one), in ApplyRank order. It returns what waits for a
+// key, the keys that are not records and how many records the store held.
+func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []datastore.Key, stored int, err error) {
+	n := l.n
+	var others []storedRecord
+	for h, entry := range l.verified {
+		if entry {
+			continue
+		}
+		switch sealed, err := n.store.ds.Get(ctx, recordKey(h)); {
+		case errors.Is(err, datastore.ErrNotFound):
+			// Gone since the checkpoint: removed as refused.
+		case err != nil:
+			return nil, nil, 0, err
+		default:
+			others = append(others, storedRecord{hash: h, sealed: sealed})
+		}
+	}
+	stored = len(others)
+	waiting = l.pass(others)
+	// With every key the other records carry.
+	n.adoptKeys()
+	kr := n.keyringSnapshot()
+
+	var unlisted []storedRecord
+	in := make(chan []storedRecord, 4)
+	var readErr error
+	var reading sync.WaitGroup
+	reading.Go(func() {
+		defer close(in)
+		var chunk []storedRecord
+		readErr = n.store.each(ctx, func(it storedRecord) {
+			entry, listed := l.verified[it.hash]
+			switch {
+			case !listed:
+				unlisted = append(unlisted, it)
+			case entry:
+				stored++
+				if chunk = append(chunk, it); len(chunk) == openChunk {
+					in <- chunk
+					chunk = nil
+				}
+			}
+		}, func(k datastore.Key) { bad = append(bad, k) })
+		if len(chunk) > 0 {
+			in <- chunk
+		}
+	})
+	workers := max(runtime.GOMAXPROCS(0)-1, 1) // a core for applying
+	openInOrder(in, n.cfg.Network, kr, l.verified, workers, func(items []storedRecord, res []openResult) {
+		recs, w := l.classify(items, res, kr)
+		waiting = append(waiting, w...)
+		l.apply(recs)
+	})
+	reading.Wait()
+	if readErr != nil {
+		return nil, nil, 0, readErr
+	}
+	stored += len(unlisted)
+	return append(waiting, l.pass(unlisted)...), bad, stored, nil
+}
+
+// classify takes what opened and what waits for a key out of res, and
+// notes what must go.
+func (l *loader) classify(items []storedRecord, res []openResult, kr directory.Keyring) (recs []openedRecord, waiting []storedRecord) {
+	n := l.n
+	for i, it := range items {
+		r, err := res[i].r, res[i].err
+		switch {
+		case errors.Is(err, directory.ErrNoKey):
+			waiting = append(waiting, it)
+		case errors.Is(err, directory.ErrUnknownVersion):
+			r, err := directory.OpenInterim(it.sealed, n.cfg.Network, kr)
+			switch {
+			case err == nil:
+				e, _ := r.OpenedUnder()
+				recs = append(recs, openedRecord{r: r, hash: r.Hash(), epoch: e, was: it.hash})
+			case errors.Is(err, directory.ErrUnknownVersion):
+				// Written by another protocol version: not corrupt,
+				// and not this node's to delete (PROTOCOL.md §10).
+				l.legacy++
+			default:
+				n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
+				l.remove = append(l.remove, it.hash)
+			}
+		case err != nil || res[i].hash != it.hash:
+			// res[i].hash is that of the bytes, which is the record's
+			// (they were checked to be canonical, or are what the
+			// checkpoint vouches for): no re-encoding to hash it.
+			n.log.Warn("removing a corrupt stored record", "key", it.hash.Short(), "err", err)
+			l.remove = append(l.remove, it.hash)
+		default:
+			e, _ := r.OpenedUnder()
+			recs = append(recs, openedRecord{r: r, hash: it.hash, epoch: e})
+			if res[i].vouched {
+				l.vouched++
+			}
+		}
+	}
+	return recs, waiting
+}
+
+// apply applies recs in ApplyRank order.
+func (l *loader) apply(recs []openedRecord) {
+	n := l.n
+	slices.SortStableFunc(recs, func(a, b openedRecord) int { return directory.ApplyRank(a.r.Type) - directory.ApplyRank(b.r.Type) })
+	for _, o := range recs {
+		a, err := n.state.Apply(o.r)
+		switch {
+		case err == nil:
+			if o.was != (directory.Hash{}) {
+				l.rewrite = append(l.rewrite, pending{r: o.r, hash: o.hash})
+				l.interimKeys = append(l.interimKeys, o.was)
+			} else {
+				n.stored[o.hash] = o.epoch
+			}
+			if a.Changed && o.r.Type != directory.TypeEntry {
+				n.adoptKeys()
+			}
+		case errors.Is(err, directory.ErrDuplicate):
+			if o.was != (directory.Hash{}) {
+				// Stored again already, by a start that stopped
+				// before the old copy went.
+				l.remove = append(l.remove, o.was)
+			}
+		case errors.Is(err, directory.ErrFromFuture):
+			// The clock may have gone back; keep it for the next start.
+			n.log.Warn("stored record dated in the future kept aside", "record", o.hash.Short())
+		case errors.Is(err, directory.ErrQuota), errors.Is(err, directory.ErrPendingSignature), errors.Is(err, directory.ErrUnknownCharter):
+			// Refused for a reason that may pass: kept for the next
+			// start, and offered to nobody meanwhile.
+			n.log.Warn("stored record kept aside", "record", o.hash.Short(), "err", err)
+		default:
+			if o.was != (directory.Hash{}) {
+				l.remove = append(l.remove, o.was)
+			} else {
+				l.remove = append(l.remove, o.hash)
+			}
+		}
+	}
+}
+
+type openResult struct {
+	r   *directory.Record
+	err error
+	// hash is what the sealed record's bytes hash to (zero if it could
+	// not be decrypted), vouched whether the checkpoint listed it.
+	hash    directory.Hash
+	vouched bool
+}
+
+// openChunk is how many records an opening worker takes at a time.
+const openChunk = 256
+
+// chunks sends items on a channel, openChunk at a time.
+func chunks(items []storedRecord) <-chan []storedRecord {
+	out := make(chan []storedRecord, (len(items)+openChunk-1)/openChunk)
+	for lo := 0; lo < len(items); lo += openChunk {
+		out <- items[lo:min(lo+openChunk, len(items))]
+	}
+	close(out)
+	return out
+}
+
+// openInOrder opens the chunks of stored records it receives on workers
+// goroutines, and calls then with each chunk and its results on the
+// calling goroutine, in the order received, as soon as that chunk is
+// open: the caller applies what is open while the rest opens. Opening and
+// decoding (and verifying what the checkpoint does not vouch for) need
+// nothing shared, and they are most of a start's work.
+func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory.Keyring, verified vouchedSet, workers int, then func([]storedRecord, []openResult)) {
+	type job struct {
+		items []storedRecord
+		res   []openResult
+		done  chan struct{}
+	}
+	jobs := make(chan *job, 2*workers)
+	ordered := make(chan *job, 64) // bounds what is held open but not applied
+	go func() {
+		for items := range in {
+			j := &job{items: items, res: make([]openResult, len(items)), done: make(chan struct{})}
+			ordered <- j
+			jobs <- j
+		}
+		close(jobs)
+		close(ordered)
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				for i := range j.items {
+					o := &j.res[i]
+					o.r, o.err = directory.OpenVerified(j.items[i].sealed, net, kr, func(h directory.Hash) bool {
+						_, listed := verified[h]
+						o.hash, o.vouched = h, listed
+						return listed
+					})
+				}
+				close(j.done)
+			}
+		})
+	}
+	for j := range ordered {
+		<-j.done
+		then(j.items, j.res)
+	}
+	wg.Wait()
+}

@@ -97,11 +97,11 @@ func (p Policy) authorLimitsOf() authorLimits {
 
 // outsidePolicy says why an entry of n encoded bytes may not be shown
 // under l, or "" if it may.
-func (l authorLimits) outsidePolicy(e *Entry, n int) string {
+func (l authorLimits) outsidePolicy(issued, expires int64, n int) string {
 	if n > l.recordBytes {
 		return fmt.Sprintf("the entry takes %d bytes; the network's charter allows %d", n, l.recordBytes)
 	}
-	if life := entryLife(e); life > l.lifetime {
+	if life := entryLife(issued, expires); life > l.lifetime {
 		return fmt.Sprintf("the entry lives %s from its issue date; the network's charter allows %s", days(life), days(l.lifetime))
 	}
 	return ""
@@ -112,10 +112,11 @@ func days(d time.Duration) string {
 	return fmt.Sprintf("%.4g days", d.Hours()/24)
 }
 
-// entryLife is how long e lives from its own issue date. Both dates are
-// within the protocol's range (Entry.check), so this cannot overflow.
-func entryLife(e *Entry) time.Duration {
-	return time.Duration(e.Expires-e.Issued) * time.Second
+// entryLife is how long an entry issued and expiring at these times lives.
+// Both dates are within the protocol's range (Entry.check), so this cannot
+// overflow.
+func entryLife(issued, expires int64) time.Duration {
+	return time.Duration(expires-issued) * time.Second
 }
 
 // slotUse is what one live entry slot weighs against its author's limits.
@@ -173,7 +174,7 @@ func (s *State) liveUses(pub PublicKey, l authorLimits, repl slotUse) []slotUse 
 		if slot.expired || id == repl.id {
 			continue
 		}
-		uses = append(uses, slotUse{slot.rank, slot.size, id, l.outsidePolicy(slot.entry, slot.size) != ""})
+		uses = append(uses, slotUse{slot.rank, slot.size, id, l.outsidePolicy(slot.facts.issued, slot.facts.expires, slot.size) != ""})
 	}
 	if repl.id != "" {
 		uses = append(uses, repl)
@@ -186,7 +187,7 @@ func (s *State) liveUses(pub PublicKey, l authorLimits, repl slotUse) []slotUse 
 // limits) than the pending pool takes. It changes nothing.
 func (s *State) checkAuthorRoom(t RecordType, pub PublicKey, e *Entry, n int) error {
 	l := s.authorLimits()
-	uses := s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, l.outsidePolicy(e, n) != ""})
+	uses := s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, l.outsidePolicy(e.Issued, e.Expires, n) != ""})
 	over := len(heldUses(uses, l))
 	if over == 0 {
 		return nil
@@ -265,7 +266,7 @@ type authorFit struct {
 func (s *State) fitAfter(pub PublicKey, cur *entrySlot, e *Entry, n int) (authorFit, bool) {
 	f, ok := s.fits[pub]
 	l := s.authorLimits()
-	if !ok || f.l != l || l.outsidePolicy(e, n) != "" {
+	if !ok || f.l != l || l.outsidePolicy(e.Issued, e.Expires, n) != "" {
 		return authorFit{}, false
 	}
 	if cur != nil && !cur.expired {
@@ -327,7 +328,7 @@ func (s *State) CheckPublish(pub PublicKey, e *Entry, n int) error {
 	// A tombstone outside the lifetime is still worth sending: it
 	// supersedes the version it deletes even while it is not shown, and it
 	// must outlive that version.
-	if why := l.outsidePolicy(e, n); why != "" && !e.Deleted {
+	if why := l.outsidePolicy(e.Issued, e.Expires, n); why != "" && !e.Deleted {
 		err := ErrInvalid
 		if n > l.recordBytes {
 			err = ErrTooLarge
@@ -402,7 +403,7 @@ func (s *State) SlotSeq(pub PublicKey, id string) (uint64, bool) {
 	if slot == nil {
 		return 0, false
 	}
-	return slot.entry.Seq, true
+	return slot.facts.seq, true
 }
 
 // HeldEntry is the live version of pub's entry id this state holds. The
@@ -414,5 +415,5 @@ func (s *State) HeldEntry(pub PublicKey, id string) (*Entry, bool) {
 	if slot == nil || slot.expired {
 		return nil, false
 	}
-	return slot.entry, true
+	return slot.entry(), true
 }

@@ -291,7 +291,7 @@ func (s *State) Conflicting(r *Record) (*Record, bool) {
 	}
 	e := body.(*Entry)
 	slot := s.entries[r.Sigs[0].Key][e.ID]
-	if slot == nil || slot.expired || slot.entry.Seq != e.Seq || slot.hash == r.Hash() {
+	if slot == nil || slot.expired || slot.facts.seq != e.Seq || slot.hash == r.Hash() {
 		return nil, false
 	}
 	return slot.best, true

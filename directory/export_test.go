@@ -33,3 +33,32 @@ func PadForTest(pad func(int) int) (restore func()) {
 // SealBytesForTest seals bytes as Seal seals a record's encoding, so tests
 // can seal encodings Encode would never make.
 func SealBytesForTest(plain []byte, key ReadKey) []byte { return sealBytes(plain, key) }
+
+// DecodedEntriesHeldForTest counts the decoded entries s keeps: in its
+// slots' records and in its index's documents.
+func DecodedEntriesHeldForTest(s *State) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, slots := range s.entries {
+		for _, slot := range slots {
+			if slot.best.body != nil {
+				n++
+			}
+		}
+	}
+	s.index.mu.RLock()
+	defer s.index.mu.RUnlock()
+	for _, d := range s.index.docs {
+		if d.entry != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// PutHeldForTest puts e into ix as a State does: ix keeps r, e's record,
+// and decodes e from it again when it needs it.
+func PutHeldForTest(ix *Index, key string, pub PublicKey, r *Record, e *Entry) {
+	ix.putHeld(key, pub, r, e)
+}

@@ -145,8 +145,8 @@ func (s *State) newestIssued(k PublicKey) (int64, bool) {
 	var t int64
 	ok := false
 	for _, slot := range s.entries[k] {
-		if slot.entry != nil && (!ok || slot.entry.Issued > t) {
-			t, ok = slot.entry.Issued, true
+		if !ok || slot.facts.issued > t {
+			t, ok = slot.facts.issued, true
 		}
 	}
 	return t, ok

@@ -514,8 +514,13 @@ func (r *Record) verifySigs(body Body) error {
 func (r *Record) DecodeBody() (Body, error) { return r.decodeBodyWith(true) }
 
 func (r *Record) decodeBodyWith(canonical bool) (Body, error) {
-	if r.body != nil && r.verified == r.Hash() {
-		return r.body, nil // decoded and checked when it was opened
+	if r.verified != (Hash{}) && r.verified == r.Hash() {
+		if r.body != nil {
+			return r.body, nil // decoded and checked when it was opened
+		}
+		// A record the state holds without its decoded body: its bytes
+		// were checked to be canonical when it was verified.
+		canonical = false
 	}
 	return decodeBodyChecked(r.Type, r.Body, canonical)
 }

@@ -163,9 +163,13 @@ type readerGrant struct {
 }
 
 type entrySlot struct {
+	// best is the slot's record, kept without its decoded body: what the
+	// state reads of the entry is in facts, and the rest is decoded again
+	// from best when it is shown (heldEntry). Keeping every entry decoded
+	// as well as encoded was a third of a 100,000-entry node's memory.
 	best    *Record
 	hash    Hash
-	entry   *Entry
+	facts   entryFacts
 	visible bool
 	expired bool // dropped from the pool by Expire; the seq is remembered
 	// rank orders the author's slots for the per-author limits, size is
@@ -180,6 +184,43 @@ type entrySlot struct {
 	// forgotten (a replay of them is stale anyway), so a slot's memory does
 	// not grow with every update.
 	seen seenHashes
+}
+
+// entryFacts are the fields of a slot's entry that the state reads.
+type entryFacts struct {
+	seq             uint64
+	issued, expires int64
+	deleted         bool
+}
+
+func factsOf(e *Entry) entryFacts {
+	return entryFacts{seq: e.Seq, issued: e.Issued, expires: e.Expires, deleted: e.Deleted}
+}
+
+// entry decodes the slot's entry again.
+func (slot *entrySlot) entry() *Entry { return heldEntry(slot.best) }
+
+// heldEntry decodes the entry of r, a record the state holds. It was
+// decoded and checked in full when it was applied, and a held record never
+// changes (Apply's contract), so only the decoding is done again; an error
+// can only mean the record was changed in memory after it was applied.
+func heldEntry(r *Record) *Entry {
+	e := new(Entry)
+	if err := unmarshalChecked(r.Body, e, false); err != nil {
+		panic(fmt.Sprintf("directory: the held entry record %s no longer decodes (changed after Apply?): %v", r.Hash().Short(), err))
+	}
+	return e
+}
+
+// withoutBody is r as the state keeps it: for an entry, a copy that does
+// not hold the decoded body (see entrySlot.best); anything else as it is.
+func (r *Record) withoutBody() *Record {
+	if r.Type != TypeEntry || r.body == nil {
+		return r
+	}
+	kept := *r
+	kept.body = nil
+	return &kept
 }
 
 // seenHashes is an entry slot's memory of first hashes per seq: at most
@@ -283,6 +324,8 @@ func (s *State) Network() NetworkID { return s.net }
 // Apply validates r against everything known and adds it. It returns
 // ErrDuplicate (wrapped) for a record already held, and a *RejectError
 // naming the reason for anything refused; a refused record changes nothing.
+// The state keeps r (an entry as a copy without its decoded body, decoded
+// again when it is shown), so r must not be changed afterwards.
 func (s *State) Apply(r *Record) (Applied, error) {
 	h, size := r.hashAndSize()
 	// Records from Open or DecodeRecord were verified and decoded there;
@@ -818,25 +861,25 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 			name := entrySlotName(pub, e.ID)
 			known := slices.Contains(s.equivoc[name].Hashes, h)
 			s.noteEquivocation(pub, name, first, h)
-			if e.Seq < cur.entry.Seq || bytes.Compare(h[:], cur.hash[:]) > 0 {
+			if e.Seq < cur.facts.seq || bytes.Compare(h[:], cur.hash[:]) > 0 {
 				if known {
 					return false, reject(r.Type, ErrDuplicate, "equivocating entry %s already recorded", e.ID)
 				}
 				return false, nil // new evidence; the view is unchanged
 			}
-		case seenSeq && e.Seq == cur.entry.Seq:
+		case seenSeq && e.Seq == cur.facts.seq:
 			// h lost an equivocation at the current seq earlier.
 			return false, reject(r.Type, ErrDuplicate, "equivocating entry %s already recorded", e.ID)
 		case seenSeq:
-			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
-		case e.Seq < cur.entry.Seq:
+			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.facts.seq)
+		case e.Seq < cur.facts.seq:
 			// Refused, but remembered: if another record with this seq
 			// arrives, that is equivocation whether the two came before
 			// or after the newer seq.
-			if e.Seq+seenSeqs > cur.entry.Seq {
-				cur.seen = seen.with(e.Seq, h, cur.entry.Seq)
+			if e.Seq+seenSeqs > cur.facts.seq {
+				cur.seen = seen.with(e.Seq, h, cur.facts.seq)
 			}
-			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.entry.Seq)
+			return false, reject(r.Type, ErrStale, "entry %s seq %d, have seq %d", e.ID, e.Seq, cur.facts.seq)
 		}
 	}
 	fit, fits := s.fitAfter(pub, cur, e, n)
@@ -856,7 +899,8 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 		s.entries[pub] = slots
 	}
 	seen = slices.Clip(seen.with(e.Seq, h, e.Seq))
-	slot := &entrySlot{best: r, hash: h, entry: e, seen: seen, size: n, rank: SlotIDOf(entrySlotName(pub, e.ID))}
+	r = r.withoutBody()
+	slot := &entrySlot{best: r, hash: h, facts: factsOf(e), seen: seen, size: n, rank: SlotIDOf(entrySlotName(pub, e.ID))}
 	wasVisible := cur != nil && cur.visible
 	if cur != nil {
 		// settleAuthor refreshes the slots whose standing changed; this
@@ -874,7 +918,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
-		s.index.Put(entrySlotName(pub, e.ID), pub, e)
+		s.index.putHeld(entrySlotName(pub, e.ID), pub, r, e)
 	} else if wasVisible {
 		s.index.Remove(entrySlotName(pub, e.ID))
 	}
@@ -884,16 +928,17 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 // refreshEntry puts slot into or out of the search index when its
 // publisher's standing changed.
 func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
-	visible := s.activeMember(pub) && !slot.entry.Deleted && !slot.expired && !slot.over
+	visible := s.activeMember(pub) && !slot.facts.deleted && !slot.expired && !slot.over
 	if visible == slot.visible {
 		return
 	}
 	slot.visible = visible
 	s.changed = true
+	e := slot.entry()
 	if visible {
-		s.index.Put(entrySlotName(pub, slot.entry.ID), pub, slot.entry)
+		s.index.putHeld(entrySlotName(pub, e.ID), pub, slot.best, e)
 	} else {
-		s.index.Remove(entrySlotName(pub, slot.entry.ID))
+		s.index.Remove(entrySlotName(pub, e.ID))
 	}
 }
 
@@ -1577,7 +1622,7 @@ func (s *State) digestLines(line func(parts ...[]byte)) {
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
-			if slot := slots[id]; slot.visible && now < slot.entry.Expires {
+			if slot := slots[id]; slot.visible && now < slot.facts.expires {
 				line([]byte("entry"), k[:], []byte(id), slot.hash[:])
 			}
 		}

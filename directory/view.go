@@ -345,7 +345,7 @@ func (s *State) Lookup(key string) (Listing, bool) {
 }
 
 func (s *State) listing(pub PublicKey, id string, slot *entrySlot) Listing {
-	l := Listing{Key: entrySlotName(pub, id), Publisher: pub, Entry: slot.entry, Record: slot.best, Hash: slot.hash}
+	l := Listing{Key: entrySlotName(pub, id), Publisher: pub, Entry: slot.entry(), Record: slot.best, Hash: slot.hash}
 	if m := s.members[pub]; m != nil {
 		l.Org = m.body.(*Membership).Name
 	}
@@ -477,7 +477,7 @@ func (s *State) Expire() int {
 	touched := map[PublicKey]bool{}
 	for pub, slots := range s.entries {
 		for id, slot := range slots {
-			if slot.expired || now.Before(time.Unix(slot.entry.Expires, 0)) {
+			if slot.expired || now.Before(time.Unix(slot.facts.expires, 0)) {
 				continue
 			}
 			if slot.visible {

@@ -19,7 +19,11 @@ import (
 // organizations publishing n/100 each), twice per run: without a start-up
 // checkpoint (every signature checked, as every start did before
 // checkpoint.go, and as a start still does when the checkpoint is missing
-// or damaged) and with the one the previous Close wrote.
+// or damaged) and with the one the previous Close wrote. It also reports
+// the Go heap the node started with the checkpoint keeps live (after two
+// collections): the state, the index and the rest of the node, without
+// what Go has not handed back to the system, which the daemon's resident
+// memory adds (bench/daemonrss).
 //
 //	go test -run '^$' -bench 'Startup' -benchtime 3x -timeout 0 ./node/
 func BenchmarkStartup(b *testing.B) {
@@ -30,11 +34,12 @@ func BenchmarkStartup(b *testing.B) {
 			fillStore(b, nw, dir, n)
 			cfg := testConfig(b, nw, nw.Stewards[0], dir)
 			var full, ckpt, fullCPU, ckptCPU []time.Duration
+			var heap []float64
 			for b.Loop() {
-				w, c := timedStart(b, cfg, true)
+				w, c, _ := timedStart(b, cfg, true)
 				full, fullCPU = append(full, w), append(fullCPU, c)
-				w, c = timedStart(b, cfg, false)
-				ckpt, ckptCPU = append(ckpt, w), append(ckptCPU, c)
+				w, c, h := timedStart(b, cfg, false)
+				ckpt, ckptCPU, heap = append(ckpt, w), append(ckptCPU, c), append(heap, h)
 			}
 			med := func(ds []time.Duration) float64 {
 				slices.Sort(ds)
@@ -44,6 +49,8 @@ func BenchmarkStartup(b *testing.B) {
 			b.ReportMetric(med(fullCPU), "full-verify-cpu-ms")
 			b.ReportMetric(med(ckpt), "checkpoint-ms")
 			b.ReportMetric(med(ckptCPU), "checkpoint-cpu-ms")
+			slices.Sort(heap)
+			b.ReportMetric(heap[len(heap)/2], "live-heap-MiB")
 			b.Logf("median over %d runs", len(full))
 			b.Logf("rerun: go test -run '^$' -bench 'Startup/entries=%d$' -benchtime %dx -timeout 0 ./node/", n, len(full))
 		})
@@ -53,8 +60,9 @@ func BenchmarkStartup(b *testing.B) {
 // timedStart starts a node on cfg's store and closes it (which writes a
 // checkpoint), dropping the checkpoint first if drop is set. It returns
 // the wall time of New and the process's CPU time meanwhile (on a shared
-// machine the wall time depends on the load, the CPU time much less).
-func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration) {
+// machine the wall time depends on the load, the CPU time much less), and
+// the live heap in MiB once the node is started.
+func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration, heapMiB float64) {
 	ctx := context.Background()
 	if drop {
 		ds, _, err := openStore(cfg.DataDir, testLogger(b), time.Now())
@@ -74,9 +82,14 @@ func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration) {
 	if got := len(nd.stored); got < 100 {
 		b.Fatalf("the node holds %d records", got)
 	}
-	b.Logf("start with%s checkpoint: %d records, %d taken on its word, %v (CPU %v)", map[bool]string{true: "out", false: ""}[drop], len(nd.stored), nd.ckpt.vouched, took.Round(time.Millisecond), cpu.Round(time.Millisecond))
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heapMiB = float64(ms.HeapAlloc) / (1 << 20)
+	b.Logf("start with%s checkpoint: %d records, %d taken on its word, %v (CPU %v), live heap %.0f MiB", map[bool]string{true: "out", false: ""}[drop], len(nd.stored), nd.ckpt.vouched, took.Round(time.Millisecond), cpu.Round(time.Millisecond), heapMiB)
 	nd.Close()
-	return took, cpu
+	return took, cpu, heapMiB
 }
 
 // cpuTime is the process's user and system CPU time.

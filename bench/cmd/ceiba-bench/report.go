@@ -792,6 +792,9 @@ func writeMemory(md *strings.Builder, res *Results) {
 		w("| | wall (ms) | CPU (ms) | runs |\n|---|---:|---:|---:|\n")
 		w("| every signature checked | %s | %s | %d |\n", num(med(start, "full-verify-ms")), num(med(start, "full-verify-cpu-ms")), runsOf(start))
 		w("| with the checkpoint | %s | %s | %d |\n\n", num(med(start, "checkpoint-ms")), num(med(start, "checkpoint-cpu-ms")), runsOf(start))
+		if v := med(start, "live-heap-MiB"); !math.IsNaN(v) {
+			w("The node started with the checkpoint keeps **%s MiB** of live Go heap (after two collections).\n\n", num(v))
+		}
 	}
 	if heap != nil {
 		w("Go heap per simulated node at N = 1,000 (mock host, GossipSub, sync, state and store with the founding\n")

@@ -27,11 +27,14 @@ import (
 
 const (
 	// memoryHeadroom is the smallest margin above the live heap: a small
-	// node (a few MiB live) would otherwise collect all the time.
-	memoryHeadroom = 64 << 20
-	// memoryGrowth is the margin's share of the live heap, a quarter of
-	// what GOGC=100 allows.
-	memoryGrowth = 0.25
+	// node (a few MiB live) would otherwise collect all the time. At 32
+	// MiB a node of 100,000 entries (about 155 MiB live) collects after
+	// every 32 MiB it allocates: every couple of seconds while it takes in
+	// a thousand records a second, for a few percent of one core.
+	memoryHeadroom = 32 << 20
+	// memoryGrowth is the margin's share of the live heap, an eighth of
+	// what GOGC=100 allows: it exceeds the headroom from 256 MiB live.
+	memoryGrowth = 0.125
 	// memoryEvery is how often the limit follows the live heap: often
 	// enough that a catch-up sync growing the heap by the margin meanwhile
 	// is rare (reading the metrics costs microseconds).

@@ -11,14 +11,14 @@ import (
 )
 
 // The daemon's soft memory limit sits a margin above what the process
-// holds: at least 64 MiB (a small node does not collect all the time), a
-// quarter of the live heap for a large one (GOGC=100 would let it double).
+// holds: at least 32 MiB (a small node does not collect all the time), an
+// eighth of the live heap for a large one (GOGC=100 would let it double).
 func TestMemoryLimitFollowsLiveHeap(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct{ live, other, want uint64 }{
-		{10 * mib, 5 * mib, 79 * mib},
-		{200 * mib, 20 * mib, 284 * mib},
-		{400 * mib, 20 * mib, 520 * mib},
+		{10 * mib, 5 * mib, 47 * mib},
+		{200 * mib, 20 * mib, 252 * mib},
+		{400 * mib, 20 * mib, 470 * mib},
 	} {
 		if got := memoryLimitFor(c.live, c.other); got != int64(c.want) {
 			t.Errorf("live %d MiB, other %d MiB: limit %d MiB, want %d", c.live/mib, c.other/mib, got/mib, c.want/mib)

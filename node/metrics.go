@@ -31,7 +31,7 @@ type Metrics struct {
 	descs struct {
 		peers, topicPeers, dhtPeers, records, unpersisted, syncAge, freshAge,
 		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled,
-		dhtRecords, dhtBytes, dhtRefused, heldBack *prometheus.Desc
+		dhtRecords, dhtBytes, dhtRefused, heldBack, gossipDropped *prometheus.Desc
 	}
 }
 
@@ -119,6 +119,7 @@ func NewMetrics(n *Node) *Metrics {
 	d.dhtBytes = desc("ceiba_dht_store_bytes", "Bytes this node's DHT store holds on disk, record envelopes included.")
 	d.dhtRefused = desc("ceiba_dht_store_refused_total", "DHT puts the storage policy refused: signer not admitted, over the charter's size, or over a quota.")
 	d.heldBack = desc("ceiba_author_versions_held_back_total", "Entry versions held back (not applied, not forwarded) because their organization was over the charter's update rate, by organization fingerprint. Only admitted members appear.", "author")
+	d.gossipDropped = desc("ceiba_gossip_dropped_total", "Gossip messages GossipSub dropped because a queue was full: the outbound queue to a peer (queue=\"outbound\") or this node's validation queue (queue=\"validation\"); what they carried waits for sync.", "queue")
 	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
 
 	events, cancel := n.Subscribe()
@@ -194,7 +195,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.lagged.Describe(ch)
 	d := &m.descs
 	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
-		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled,
+		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled, d.gossipDropped,
 		d.dhtRecords, d.dhtBytes, d.dhtRefused, d.heldBack} {
 		if desc != nil {
 			ch <- desc
@@ -253,4 +254,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	th := m.n.Throttled()
 	ch <- prometheus.MustNewConstMetric(d.throttled, prometheus.CounterValue, th.Recv.Seconds(), "in")
 	ch <- prometheus.MustNewConstMetric(d.throttled, prometheus.CounterValue, th.Send.Seconds(), "out")
+	if q := m.n.outq; q != nil {
+		ch <- prometheus.MustNewConstMetric(d.gossipDropped, prometheus.CounterValue, float64(q.dropped.Load()), "outbound")
+		ch <- prometheus.MustNewConstMetric(d.gossipDropped, prometheus.CounterValue, float64(q.validateFull.Load()), "validation")
+	}
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -13,13 +14,18 @@ import (
 // outQueues follows how many RPCs wait in GossipSub's outbound queue to
 // each peer (a RawTracer: queued on SendRPC, gone on SendRPCCompleted), so
 // that a node publishing a burst can wait for room instead of overflowing
-// them. GossipSub drops what does not fit a peer's queue (32 RPCs), and
+// them. GossipSub drops what does not fit a peer's queue (128 RPCs), and
 // it has no per-topic queue size: a rotation of 190 pages of 64 KiB,
 // published as fast as the node could, overflowed every queue of its
 // origin, and the pages dropped there reached no node by gossip (issue 14).
 type outQueues struct {
 	mu    sync.Mutex
 	depth map[peer.ID]int
+	// dropped counts the RPCs GossipSub dropped because a peer's outbound
+	// queue was full, and validateFull the messages it dropped because
+	// its validation queue was: both lose a record to gossip, and leave
+	// it to sync.
+	dropped, validateFull atomic.Int64
 }
 
 func newOutQueues() *outQueues { return &outQueues{depth: map[peer.ID]int{}} }
@@ -97,11 +103,15 @@ func (*outQueues) Graft(peer.ID, string)                    {}
 func (*outQueues) Prune(peer.ID, string)                    {}
 func (*outQueues) ValidateMessage(*pubsub.Message)          {}
 func (*outQueues) DeliverMessage(*pubsub.Message)           {}
-func (*outQueues) RejectMessage(*pubsub.Message, string)    {}
-func (*outQueues) DuplicateMessage(*pubsub.Message)         {}
-func (*outQueues) ThrottlePeer(peer.ID)                     {}
-func (*outQueues) RecvRPC(*pubsub.RPC)                      {}
-func (*outQueues) DropRPC(*pubsub.RPC, peer.ID)             {}
-func (*outQueues) UndeliverableMessage(*pubsub.Message)     {}
+func (q *outQueues) RejectMessage(_ *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull {
+		q.validateFull.Add(1)
+	}
+}
+func (*outQueues) DuplicateMessage(*pubsub.Message)     {}
+func (*outQueues) ThrottlePeer(peer.ID)                 {}
+func (*outQueues) RecvRPC(*pubsub.RPC)                  {}
+func (q *outQueues) DropRPC(*pubsub.RPC, peer.ID)       { q.dropped.Add(1) }
+func (*outQueues) UndeliverableMessage(*pubsub.Message) {}
 
 var _ pubsub.RawTracer = (*outQueues)(nil)

@@ -126,10 +126,12 @@ type Record struct {
 	// node weighs records newly sealed under a superseded key differently.
 	openedUnder uint64
 	opened      bool
-	// sum caches the hash of a large record (see hashCacheMin): nodes
-	// hash a record many times on its way in (sync, parking, the state,
-	// the store), and re-encoding a 64 KiB rotation page for each was
-	// most of a rotation's delivery cost. The fields are exported and may
+	// sum caches the hash of a large record that was not verified (one
+	// this node makes, such as a steward's rotation pages; a verified one
+	// answers from verifiedPrint), see hashCacheMin: a record is hashed
+	// many times on its way (sync, parking, the state, the store), and
+	// re-encoding a 64 KiB rotation page for each was most of a rotation's
+	// delivery cost. The fields are exported and may
 	// be changed after hashing (AddSignature does, tests tamper), so the
 	// cache keeps its own copy of what it covers and is used only while
 	// the record still equals that copy. (An atomic.Value, not an

@@ -226,7 +226,7 @@ func (s *State) settleAuthor(pub PublicKey) {
 	}
 	for id, slot := range s.entries[pub] {
 		slot.over = over[id]
-		s.refreshEntry(pub, slot)
+		s.refreshEntry(pub, id, slot)
 	}
 	pending, pendingBytes := 0, 0
 	for _, u := range uses {

@@ -1334,35 +1334,20 @@ func (ix *Index) SettleOrder() {
 // rebuildOrder sorts every live document by name into blocks three
 // quarters full, with labels spread evenly over the uint64 range.
 func (ix *Index) rebuildOrder() {
-	type named struct {
-		sortName, name, key string
-		id                  uint32
-	}
-	// Copied out of the documents so the sort compares strings it can
-	// reach without following two pointers per comparison.
-	all := make([]named, 0, len(ix.byKey))
+	ids := make([]uint32, 0, len(ix.byKey))
 	for _, id := range ix.byKey {
-		d := &ix.docs[id]
-		all = append(all, named{d.sortName, d.name, d.key, id})
+		ids = append(ids, id)
 	}
-	slices.SortFunc(all, func(a, b named) int {
-		if c := strings.Compare(a.sortName, b.sortName); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.name, b.name); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key, b.key)
-	})
+	slices.SortFunc(ids, ix.nameCompare)
 	const fill = orderBlock * 3 / 4
 	o := &ix.order
-	o.blocks, o.n = o.blocks[:0], len(all)
-	step := math.MaxUint64 / uint64(len(all)+1)
-	for i := 0; i < len(all); i += fill {
+	o.blocks, o.n = o.blocks[:0], len(ids)
+	step := math.MaxUint64 / uint64(len(ids)+1)
+	for i := 0; i < len(ids); i += fill {
 		b := make([]uint32, 0, orderBlock+1)
-		for j := i; j < min(i+fill, len(all)); j++ {
-			b = append(b, all[j].id)
-			ix.meta[all[j].id].label = step * uint64(j+1)
+		for j := i; j < min(i+fill, len(ids)); j++ {
+			b = append(b, ids[j])
+			ix.meta[ids[j]].label = step * uint64(j+1)
 		}
 		o.blocks = append(o.blocks, b)
 	}
@@ -1373,16 +1358,19 @@ const (
 	labelStep  = 1 << 40 // room left after appending at either end
 )
 
-func (ix *Index) nameLess(a, b uint32) bool {
+// nameCompare orders documents by folded name, then exact name, then key.
+func (ix *Index) nameCompare(a, b uint32) int {
 	da, db := &ix.docs[a], &ix.docs[b]
-	if da.sortName != db.sortName {
-		return da.sortName < db.sortName
+	if c := strings.Compare(da.sortName, db.sortName); c != 0 {
+		return c
 	}
-	if na, nb := da.name, db.name; na != nb {
-		return na < nb
+	if c := strings.Compare(da.name, db.name); c != 0 {
+		return c
 	}
-	return da.key < db.key
+	return strings.Compare(da.key, db.key)
 }
+
+func (ix *Index) nameLess(a, b uint32) bool { return ix.nameCompare(a, b) < 0 }
 
 // orderFind returns where id is, or would go, in the name order.
 func (ix *Index) orderFind(id uint32) (bi, i int) {

@@ -927,18 +927,17 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 
 // refreshEntry puts slot into or out of the search index when its
 // publisher's standing changed.
-func (s *State) refreshEntry(pub PublicKey, slot *entrySlot) {
+func (s *State) refreshEntry(pub PublicKey, id string, slot *entrySlot) {
 	visible := s.activeMember(pub) && !slot.facts.deleted && !slot.expired && !slot.over
 	if visible == slot.visible {
 		return
 	}
 	slot.visible = visible
 	s.changed = true
-	e := slot.entry()
 	if visible {
-		s.index.putHeld(entrySlotName(pub, e.ID), pub, slot.best, e)
+		s.index.putHeld(entrySlotName(pub, id), pub, slot.best, slot.entry())
 	} else {
-		s.index.Remove(entrySlotName(pub, e.ID))
+		s.index.Remove(entrySlotName(pub, id))
 	}
 }
 

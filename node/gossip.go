@@ -183,8 +183,10 @@ func (n *Node) startGossip() error {
 		// 128 did as well, but in the simulator, where every node shares
 		// two cores, it let backlogs grow: a revocation's ratio to bare
 		// GossipSub at N = 100 rose from 1.6 to 1.85. Queued RPCs share
-		// the message bytes: a peer that stops reading holds at most 64
-		// messages this node has anyway.
+		// the message bytes with every other queue, but a peer that
+		// stops reading keeps the last 64 messages sent to it alive, up
+		// to about 17 MiB of the largest records (the default kept half
+		// that); entries are about 1 KiB each.
 		pubsub.WithPeerOutboundQueueSize(64),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), time.Second),

@@ -119,7 +119,7 @@ func NewMetrics(n *Node) *Metrics {
 	d.dhtBytes = desc("ceiba_dht_store_bytes", "Bytes this node's DHT store holds on disk, record envelopes included.")
 	d.dhtRefused = desc("ceiba_dht_store_refused_total", "DHT puts the storage policy refused: signer not admitted, over the charter's size, or over a quota.")
 	d.heldBack = desc("ceiba_author_versions_held_back_total", "Entry versions held back (not applied, not forwarded) because their organization was over the charter's update rate, by organization fingerprint. Only admitted members appear.", "author")
-	d.gossipDropped = desc("ceiba_gossip_dropped_total", "Gossip messages GossipSub dropped because a queue was full: the outbound queue to a peer (queue=\"outbound\") or this node's validation queue (queue=\"validation\"); what they carried waits for sync.", "queue")
+	d.gossipDropped = desc("ceiba_gossip_dropped_total", "What GossipSub dropped because a queue was full: RPCs (messages or control) to a peer whose outbound queue was full (queue=\"outbound\"), messages at this node's full validation queue (queue=\"validation\"); records they carried wait for sync.", "queue")
 	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
 
 	events, cancel := n.Subscribe()

@@ -138,11 +138,17 @@ func seedStore(t testing.TB, nw *dirtest.Network, dir string, recs ...*directory
 		t.Fatal(err)
 	}
 	defer ds.Close()
-	var batch []pending
+	if err := newRecordStore(ds).putMany(t.Context(), sealedUnderEpoch1(nw, recs)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sealedUnderEpoch1 is recs as a node stores them, sealed under epoch 1's
+// key.
+func sealedUnderEpoch1(nw *dirtest.Network, recs []*directory.Record) []pending {
+	batch := make([]pending, 0, len(recs))
 	for _, r := range recs {
 		batch = append(batch, pending{r: r, hash: r.Hash(), epoch: 1, sealed: directory.Seal(r, nw.Key)})
 	}
-	if err := newRecordStore(ds).putMany(t.Context(), batch); err != nil {
-		t.Fatal(err)
-	}
+	return batch
 }

@@ -110,11 +110,7 @@ func fillStore(b testing.TB, nw *dirtest.Network, dir string, n int) {
 	defer ds.Close()
 	st := newRecordStore(ds)
 	put := func(rs ...*directory.Record) {
-		var batch []pending
-		for _, r := range rs {
-			batch = append(batch, pending{r: r, hash: r.Hash(), epoch: 1, sealed: directory.Seal(r, nw.Key)})
-		}
-		if err := st.putMany(ctx, batch); err != nil {
+		if err := st.putMany(ctx, sealedUnderEpoch1(nw, rs)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -95,3 +95,41 @@ func TestStateKeepsEntriesEncodedOnly(t *testing.T) {
 		t.Fatalf("after the revocation: the state keeps %d decoded entries", n)
 	}
 }
+
+// A search result's listing reuses the entry the search decoded while the
+// slot still holds that record, and shows the slot's own version once a
+// newer one replaced it; FindEntries decodes only what it finds.
+func TestListingOfSearchResultFollowsTheSlot(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	s := nw.State()
+	mustApply(t, s, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	first := dirtest.SampleEntry("refugio", 1, nw.Now)
+	first.Service.Name = "Albergue Quetzal Norte"
+	mustApply(t, s, decoded(t, nw.Sign(t, first, org)), decoded(t, nw.Sign(t, dirtest.SampleEntry("otra", 1, nw.Now), org)))
+
+	res := s.Search(directory.Query{Text: "quetzal"})
+	if len(res) != 1 {
+		t.Fatalf("%d results, want the albergue", len(res))
+	}
+	l, ok := s.ListingOf(res[0])
+	if !ok || l.Entry != res[0].Entry || l.Entry.Service.Name != "Albergue Quetzal Norte" {
+		t.Fatalf("listing of an unchanged result: %+v (the result's entry %p, the listing's %p)", l.Entry, res[0].Entry, l.Entry)
+	}
+
+	second := dirtest.SampleEntry("refugio", 2, nw.Now)
+	second.Service.Name = "Albergue Quetzal Sur"
+	mustApply(t, s, decoded(t, nw.Sign(t, second, org)))
+	l, ok = s.ListingOf(res[0])
+	if !ok || l.Entry.Seq != 2 || l.Entry.Service.Name != "Albergue Quetzal Sur" || l.Record.Hash() != l.Hash {
+		t.Fatalf("listing of a result replaced since: seq %d %q, want seq 2 \"Albergue Quetzal Sur\"", l.Entry.Seq, l.Entry.Service.Name)
+	}
+
+	found := s.FindEntries(directory.PublicKey{}, func(id string, _ directory.Hash) bool { return id == "refugio" })
+	if len(found) != 1 || found[0].Entry.ID != "refugio" || found[0].Entry.Seq != 2 {
+		t.Fatalf("FindEntries by ID found %d listings", len(found))
+	}
+	if all := s.FindEntries(org.Public(), nil); len(all) != 2 || len(s.Entries(org.Public())) != 2 {
+		t.Fatalf("FindEntries without a match lists %d entries, want 2", len(all))
+	}
+}

@@ -96,6 +96,9 @@ type Result struct {
 	// Partial marks a result that matches only some of the query's words,
 	// returned because no entry matched them all.
 	Partial bool `json:"partial,omitempty"`
+	// held is the record Entry was decoded from, in a State's index: how
+	// State.ListingOf knows the slot still holds that very version.
+	held *Record
 }
 
 // Fields that carry text, with their weights. The name says most about what
@@ -1252,7 +1255,7 @@ func (ix *Index) Search(q Query, now time.Time) []Result {
 	out := make([]Result, len(top.h))
 	for i, c := range top.h {
 		d := &ix.docs[c.doc]
-		out[i] = Result{Key: d.key, Publisher: d.pub, Entry: ix.entryOf(c.doc), Score: float64(c.score), Partial: partial}
+		out[i] = Result{Key: d.key, Publisher: d.pub, Entry: ix.entryOf(c.doc), Score: float64(c.score), Partial: partial, held: d.held}
 	}
 	return out
 }

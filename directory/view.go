@@ -310,6 +310,15 @@ type Listing struct {
 // Entries returns the entries published under pub, visible or not, newest
 // seq per ID; the zero key lists every publisher's.
 func (s *State) Entries(pub PublicKey) []Listing {
+	return s.FindEntries(pub, nil)
+}
+
+// FindEntries is Entries, keeping only the slots for which match, given the
+// entry's ID and its record's hash, reports true (every slot if match is
+// nil). Entries are decoded from their records to be listed: matching on
+// what a slot knows without decoding finds one entry among 100,000 without
+// decoding the others.
+func (s *State) FindEntries(pub PublicKey, match func(id string, h Hash) bool) []Listing {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []Listing
@@ -318,7 +327,9 @@ func (s *State) Entries(pub PublicKey) []Listing {
 			continue
 		}
 		for id, slot := range s.entries[k] {
-			out = append(out, s.listing(k, id, slot))
+			if match == nil || match(id, slot.hash) {
+				out = append(out, s.listing(k, id, slot, nil))
+			}
 		}
 	}
 	slices.SortFunc(out, func(a, b Listing) int { return cmp.Compare(a.Key, b.Key) })
@@ -327,6 +338,16 @@ func (s *State) Entries(pub PublicKey) []Listing {
 
 // Lookup returns the entry stored under key (as Search results name it).
 func (s *State) Lookup(key string) (Listing, bool) {
+	return s.lookup(key, nil, nil)
+}
+
+// ListingOf is Lookup for a search result: the listing reuses the entry the
+// result decoded, if the slot still holds that very record.
+func (s *State) ListingOf(r Result) (Listing, bool) {
+	return s.lookup(r.Key, r.held, r.Entry)
+}
+
+func (s *State) lookup(key string, from *Record, decoded *Entry) (Listing, bool) {
 	rest, ok := strings.CutPrefix(key, "entry/")
 	if !ok || len(rest) < 66 || rest[64] != '/' {
 		return Listing{}, false
@@ -341,11 +362,20 @@ func (s *State) Lookup(key string) (Listing, bool) {
 	if slot == nil {
 		return Listing{}, false
 	}
-	return s.listing(pub, rest[65:], slot), true
+	if from != slot.best {
+		decoded = nil // another version came in since
+	}
+	return s.listing(pub, rest[65:], slot, decoded), true
 }
 
-func (s *State) listing(pub PublicKey, id string, slot *entrySlot) Listing {
-	l := Listing{Key: entrySlotName(pub, id), Publisher: pub, Entry: slot.entry(), Record: slot.best, Hash: slot.hash}
+// listing lists slot, with decoded as its entry if the caller has it
+// decoded from slot.best already.
+func (s *State) listing(pub PublicKey, id string, slot *entrySlot, decoded *Entry) Listing {
+	e := decoded
+	if e == nil {
+		e = slot.entry()
+	}
+	l := Listing{Key: entrySlotName(pub, id), Publisher: pub, Entry: e, Record: slot.best, Hash: slot.hash}
 	if m := s.members[pub]; m != nil {
 		l.Org = m.body.(*Membership).Name
 	}

@@ -399,7 +399,7 @@ func (d *Daemon) Search(q directory.Query) ([]api.Entry, error) {
 	stale := d.stale(n, n.FreshAsOf())
 	out := []api.Entry{}
 	for _, r := range st.Search(q) {
-		if l, ok := st.Lookup(r.Key); ok {
+		if l, ok := st.ListingOf(r); ok {
 			out = append(out, d.entryView(st, l, r.Score, stale))
 		}
 	}
@@ -417,12 +417,9 @@ func (d *Daemon) Show(ref string) (api.Entry, error) {
 	if l, ok := st.Lookup(ref); ok {
 		return d.entryView(st, l, 0, stale), nil
 	}
-	var found []directory.Listing
-	for _, l := range st.Entries(directory.PublicKey{}) {
-		if l.Entry.ID == ref || strings.HasPrefix(l.Hash.String(), ref) && len(ref) >= 8 {
-			found = append(found, l)
-		}
-	}
+	found := st.FindEntries(directory.PublicKey{}, func(id string, h directory.Hash) bool {
+		return id == ref || strings.HasPrefix(h.String(), ref) && len(ref) >= 8
+	})
 	switch len(found) {
 	case 0:
 		return api.Entry{}, userErrorf("no entry %q in the local copy (try \"ceiba search\")", ref)

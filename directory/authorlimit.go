@@ -380,16 +380,6 @@ func (s *State) Usage(pub PublicKey) AuthorUsage {
 	return u
 }
 
-// HeldSeq returns the seq of the version of pub's entry id this state
-// holds, if it holds one that has not expired.
-func (s *State) HeldSeq(pub PublicKey, id string) (uint64, bool) {
-	e, ok := s.HeldEntry(pub, id)
-	if !ok {
-		return 0, false
-	}
-	return e.Seq, true
-}
-
 // SlotSeq returns the seq of the newest version of pub's entry id this
 // state holds or held, expired ones included (the state remembers an
 // expired slot's seq), and whether it knows the slot at all, whether or

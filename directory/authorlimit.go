@@ -396,6 +396,23 @@ func (s *State) SlotSeq(pub PublicKey, id string) (uint64, bool) {
 	return slot.facts.seq, true
 }
 
+// HeldEntrySlots are the slots of every entry by pub this state holds
+// (an expired entry is no longer held), in no particular order, read from
+// what the state keeps of each slot: no entry is decoded. A node lists
+// them in its DHT manifest after each of its publications; decoding a
+// large publisher's every entry for it cost more than the publication.
+func (s *State) HeldEntrySlots(pub PublicKey) []SlotID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]SlotID, 0, len(s.entries[pub]))
+	for _, slot := range s.entries[pub] {
+		if !slot.expired {
+			out = append(out, slot.rank)
+		}
+	}
+	return out
+}
+
 // HeldEntry is the live version of pub's entry id this state holds. The
 // caller must not modify it.
 func (s *State) HeldEntry(pub PublicKey, id string) (*Entry, bool) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -132,4 +133,55 @@ func TestListingOfSearchResultFollowsTheSlot(t *testing.T) {
 	if all := s.FindEntries(org.Public(), nil); len(all) != 2 || len(s.Entries(org.Public())) != 2 {
 		t.Fatalf("FindEntries without a match lists %d entries, want 2", len(all))
 	}
+}
+
+// HeldEntrySlots, which a node's DHT manifest lists without decoding a
+// single entry, names exactly the slots of the entries the state holds by
+// that publisher: a new version keeps its slot, a tombstone is still held,
+// an expired entry is not, and another publisher's entries are not its.
+func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org, other := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	s := nw.State()
+	mustApply(t, s, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Admit(t, other, "Otra Red"))
+	short := dirtest.SampleEntry("breve", 1, nw.Now)
+	short.Expires = nw.Now.Add(24 * time.Hour).Unix()
+	tomb := dirtest.SampleEntry("borrada", 2, nw.Now)
+	tomb.Deleted, tomb.Service = true, nil
+	mustApply(t, s,
+		nw.Entry(t, org, "asesoria", 1), nw.Entry(t, org, "asesoria", 2),
+		nw.Entry(t, org, "albergue", 1), nw.Entry(t, org, "borrada", 1),
+		nw.Sign(t, tomb, org), nw.Sign(t, short, org),
+		nw.Entry(t, other, "asesoria", 1))
+	decodedSlots := func() map[directory.SlotID]bool {
+		out := map[directory.SlotID]bool{}
+		for _, r := range s.Records() {
+			if r.Type != directory.TypeEntry || r.Sigs[0].Key != org.Public() {
+				continue
+			}
+			name, err := r.Slot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[directory.SlotIDOf(name)] = true
+		}
+		return out
+	}
+	check := func(want int) {
+		t.Helper()
+		got := s.HeldEntrySlots(org.Public())
+		decoded := decodedSlots()
+		if len(got) != want || len(decoded) != want {
+			t.Fatalf("%d slots listed, %d held records decode to slots; want %d", len(got), len(decoded), want)
+		}
+		for _, id := range got {
+			if !decoded[id] {
+				t.Fatalf("slot %x listed but no held entry of the publisher is in it", id)
+			}
+		}
+	}
+	check(4) // asesoria (v2), albergue, borrada (tombstone), breve
+	nw.Now = nw.Now.Add(48 * time.Hour)
+	s.Expire()
+	check(3) // breve expired
 }

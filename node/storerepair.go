@@ -192,7 +192,7 @@ func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err err
 	pl.opening.Store(true)
 	defer pl.opening.Store(false)
 	defer damagedOnFatal(&err)
-	pds, err = pebbleds.NewDatastore(path, pebbleds.WithPebbleOpts(&pebble.Options{Logger: pl}))
+	pds, err = pebbleds.NewDatastore(path, pebbleds.WithCacheSize(storeCacheBytes), pebbleds.WithPebbleOpts(&pebble.Options{Logger: pl}))
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
 	}
@@ -312,3 +312,10 @@ func salvageRecords(dir string, log *slog.Logger) []pending {
 	}
 	return out
 }
+
+// storeCacheBytes is pebble's block cache. The state holds every record
+// in memory; the store is read whole at start, in order (a cache does not
+// help a single pass), and afterwards only now and then (an epoch page
+// for a peer, evidence, the DHT's records). Pebble's default of 8 MiB
+// filled during the start's pass and stayed resident for nothing.
+const storeCacheBytes = 1 << 20

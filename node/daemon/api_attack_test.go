@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -367,5 +368,29 @@ func TestAPIPathTricks(t *testing.T) {
 	}
 	if a.d.Node().State().IsRevoked(a.d.me().Public()) {
 		t.Fatal("a path trick revoked the node")
+	}
+}
+
+// An import whose caller has gone (the CLI gave up) stops instead of
+// storing the rest of the bundle without gossiping it, and says how far
+// it got.
+func TestImportStopsWhenItsCallerIsGone(t *testing.T) {
+	a := joinedDaemon(t)
+	exported, err := a.d.Export()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := a.d.Import(ctx, exported)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "import stopped after 0 of the bundle's") {
+		t.Fatalf("import under a cancelled request: %+v, %v; want it stopped before the first record", res, err)
+	}
+	if res.Added+res.Known+res.Rejected != 0 {
+		t.Fatalf("import under a cancelled request went through records: %+v", res)
+	}
+	// The same bundle imports in full once a caller waits for it.
+	if res, err = a.d.Import(context.Background(), exported); err != nil || res.Known == 0 || res.Rejected != 0 {
+		t.Fatalf("import of the daemon's own export: %+v, %v; want every record already known", res, err)
 	}
 }

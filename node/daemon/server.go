@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -336,7 +337,14 @@ func (d *Daemon) Import(ctx context.Context, data []byte) (ImportResult, error) 
 		return ImportResult{}, userErrorf("this bundle is from another network")
 	}
 	var res ImportResult
-	for _, sealed := range b.Records {
+	for i, sealed := range b.Records {
+		if ctx.Err() != nil {
+			// The caller went away (the CLI gives up after 5 minutes):
+			// what was imported stays, durable and gossiped; the rest
+			// would be stored without being gossiped, under a request
+			// nobody waits for. Importing the bundle again adds the rest.
+			return res, fmt.Errorf("import stopped after %d of the bundle's %d records (%d new): %w", i, len(b.Records), res.Added, ctx.Err())
+		}
 		err := n.Import(ctx, sealed)
 		switch {
 		case err == nil:

@@ -563,7 +563,7 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 	case *Evidence:
 		return s.addEvidence(r, h, b)
 	case *Approval:
-		p, err := s.proposalFor(r.Network, b.Of, b.Proposal)
+		p, err := s.proposalFor(r.Network, b.Of, b.Proposal, nil)
 		if err != nil {
 			return false, err
 		}
@@ -578,7 +578,8 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		p.records[h] = true
 		return s.settle(p), nil
 	default: // Charter, Membership, Revocation, Epoch
-		p, err := s.proposalFor(r.Network, r.Type, r.Body)
+		// b is r.Body decoded (bodies are not changed once decoded).
+		p, err := s.proposalFor(r.Network, r.Type, r.Body, b)
 		if err != nil {
 			return false, err
 		}
@@ -694,14 +695,20 @@ func (s *State) knownKey(k PublicKey) bool {
 	return false
 }
 
-func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte) (*proposal, error) {
+// proposalFor is the pool's proposal of type t with body raw, or a new
+// one. decoded is raw decoded already, if the caller has it (nil if not):
+// decoding a membership checks its KEM binding, a signature, again.
+func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte, decoded Body) (*proposal, error) {
 	id := proposalID(net, t, raw)
 	if p, ok := s.proposals[id]; ok {
 		return p, nil
 	}
-	body, err := decodeBody(t, raw)
-	if err != nil {
-		return nil, err
+	body := decoded
+	if body == nil {
+		var err error
+		if body, err = decodeBody(t, raw); err != nil {
+			return nil, err
+		}
 	}
 	// Not entered in the pool yet: admitProposal does that once the
 	// record carrying it is accepted.

@@ -695,7 +695,7 @@ func TestSearchListingOrder(t *testing.T) {
 	}
 }
 
-// An index that put many entries with its name order deferred (as a node
+// An index that put many entries with its name order and lexicon deferred (as a node
 // does while it loads its store) lists and ranks exactly as one that kept
 // the order all along: after SettleOrder, after a search settled it, and
 // after more changes made once it was settled.
@@ -715,7 +715,7 @@ func TestSearchOrderDeferredThenSettled(t *testing.T) {
 			return
 		}
 		s := svc{name: names[rng.IntN(len(names))], status: statuses[rng.IntN(len(statuses))],
-			desc: fmt.Sprintf("Asesoría %d", rng.IntN(40)), cats: []string{[]string{"legal", "food", "shelter"}[rng.IntN(3)]}}
+			desc: fmt.Sprintf("Asesoría %d clave%d", rng.IntN(40), rng.IntN(3000)), cats: []string{[]string{"legal", "food", "shelter"}[rng.IntN(3)]}}
 		e := s.entry(id, 1)
 		plain.Put("k/"+id, directory.PublicKey{}, e)
 		bulk.Put("k/"+id, directory.PublicKey{}, e)
@@ -725,7 +725,8 @@ func TestSearchOrderDeferredThenSettled(t *testing.T) {
 	}
 	same := func(when string) {
 		t.Helper()
-		for _, q := range []directory.Query{{}, {Category: "food"}, {Category: "shelter"}, {Text: "asesoría"}, {Text: "casa"}, {Text: "albergue", Category: "legal"}} {
+		for _, q := range []directory.Query{{}, {Category: "food"}, {Category: "shelter"}, {Text: "asesoría"}, {Text: "casa"}, {Text: "albergue", Category: "legal"},
+			{Text: "clave1"}, {Text: "clave27"}, {Text: "asesoría clave"}} {
 			q.Limit = directory.MaxLimit
 			if got, want := search(bulk, q), search(plain, q); !slices.Equal(got, want) {
 				t.Fatalf("%s, search %+v:\ndeferred %v\nkept     %v", when, q, got, want)

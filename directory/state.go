@@ -907,7 +907,8 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	seen = slices.Clip(seen.with(e.Seq, h, e.Seq))
 	r = r.withoutBody()
-	slot := &entrySlot{best: r, hash: h, facts: factsOf(e), seen: seen, size: n, rank: SlotIDOf(entrySlotName(pub, e.ID))}
+	name := entrySlotName(pub, e.ID)
+	slot := &entrySlot{best: r, hash: h, facts: factsOf(e), seen: seen, size: n, rank: SlotIDOf(name)}
 	wasVisible := cur != nil && cur.visible
 	if cur != nil {
 		// settleAuthor refreshes the slots whose standing changed; this
@@ -925,9 +926,9 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
-		s.index.putHeld(entrySlotName(pub, e.ID), pub, r, e)
+		s.index.putHeld(name, pub, r, e)
 	} else if wasVisible {
-		s.index.Remove(entrySlotName(pub, e.ID))
+		s.index.Remove(name)
 	}
 	return wasVisible || slot.visible, nil
 }

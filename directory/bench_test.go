@@ -161,6 +161,45 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
+// BenchmarkIngestRevocation is the receive path of a revocation, as every
+// node takes one a steward's quorum (two of three here) signed: open,
+// decode, verify both signatures, apply (the governance is derived again,
+// the revoked organization's three entries leave the index), on a state
+// of twenty organizations, as in the simulator's revocation runs. Its
+// floor is two BenchmarkEd25519Verify.
+func BenchmarkIngestRevocation(b *testing.B) {
+	nw := dirtest.New(b, 3, 2)
+	keys := directory.Keyring{1: nw.Key}
+	var admits []*directory.Record
+	for i := range 20 {
+		admits = append(admits, nw.Admit(b, dirtest.MustIdentity(b), fmt.Sprintf("Colectivo %d", i)))
+	}
+	for b.Loop() {
+		b.StopTimer()
+		st := nw.State()
+		org := dirtest.MustIdentity(b)
+		recs := append([]*directory.Record{nw.Genesis, nw.Admit(b, org, "Colectivo revocado")}, admits...)
+		for j := range 3 {
+			recs = append(recs, nw.Entry(b, org, fmt.Sprintf("servicio-%d", j), 1))
+		}
+		for _, r := range recs {
+			if _, err := st.Apply(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sealed := directory.Seal(nw.RevokeBy(b, org.Public()), nw.Key)
+		b.StartTimer()
+		r, err := directory.Open(sealed, nw.ID, keys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if a, err := st.Apply(r); err != nil || !a.Changed {
+			b.Fatalf("revocation applied: %+v, %v", a, err)
+		}
+	}
+	reportRate(b, "records/s")
+}
+
 // BenchmarkEd25519Verify is the floor under BenchmarkIngest: one raw
 // signature check over a message the size of an entry's signing input.
 func BenchmarkEd25519Verify(b *testing.B) {

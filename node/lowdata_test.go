@@ -244,6 +244,15 @@ func TestCatchUpSyncAppliesGovernanceFirst(t *testing.T) {
 	}
 	waitFor(t, 60*time.Second, "the lowdata node to catch up", func() bool { return sameDigest([]*Node{s, l}, ref.digest()) })
 	waitAcknowledged(t, l, len(base)+entries+1)
+	// A record is counted before its event reaches subscribers: wait for
+	// the recorder to have the session's events (a check right after the
+	// count found none of the entries' under load).
+	bySync := func(typ directory.RecordType) func(Event) bool {
+		return func(ev Event) bool { return ev.Kind == EventRecord && ev.Via == ViaSync && ev.Type == typ }
+	}
+	waitFor(t, 10*time.Second, "the sync session's events", func() bool {
+		return events.count(bySync(directory.TypeEntry)) == entries && events.count(bySync(directory.TypeRevocation)) == 1
+	})
 	var revoked, lastEntry time.Time
 	for _, ev := range events.snapshot() {
 		if ev.Kind != EventRecord || ev.Via != ViaSync {

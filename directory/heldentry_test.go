@@ -3,6 +3,7 @@ package directory_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -184,4 +185,25 @@ func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
 	nw.Now = nw.Now.Add(48 * time.Hour)
 	s.Expire()
 	check(3) // breve expired
+
+	// SignedBy, which the node keeps alive in the DHT, is every pooled
+	// record a key signed: the steward's genesis and admissions, the
+	// organization's held entries and nothing of the other's.
+	for _, k := range []*directory.Identity{nw.Stewards[0], org, other} {
+		want := map[directory.Hash]bool{}
+		for _, r := range s.Records() {
+			if slices.ContainsFunc(r.Sigs, func(sg directory.Signature) bool { return sg.Key == k.Public() }) {
+				want[r.Hash()] = true
+			}
+		}
+		got := s.SignedBy(k.Public())
+		if len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("SignedBy lists %d records, the pool holds %d signed by that key", len(got), len(want))
+		}
+		for _, r := range got {
+			if !want[r.Hash()] {
+				t.Fatalf("SignedBy lists %s, which that key did not sign", r.Type)
+			}
+		}
+	}
 }

@@ -425,6 +425,22 @@ func (s *State) Hashes() []Hash {
 	return out
 }
 
+// SignedBy returns the pooled records pub signed, in no particular order:
+// what a node keeps alive in the DHT. One pass over the pool, unlike
+// Hashes or Records (which sort it) followed by a lookup per record: a
+// node runs it after each of its publications.
+func (s *State) SignedBy(pub PublicKey) []*Record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Record
+	for _, r := range s.records {
+		if slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == pub }) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Records returns every pooled record, in an order that applies cleanly:
 // charters first, then the rest of the governance, then entries.
 func (s *State) Records() []*Record {

@@ -176,18 +176,7 @@ func (n *Node) startGossip() error {
 		// publishes its own entries there.
 		pubsub.WithSubscriptionFilter(n.topicFilter),
 		pubsub.WithValidateQueueSize(256),
-		// GossipSub drops what does not fit a peer's outbound queue. At
-		// the default 32 a burst of 300 publications lost 1 to 2% of its
-		// records on every node of a ten-node network, to wait for the
-		// next sync round; at 64 none (TestBurstOfPublicationsArrivesByGossip).
-		// 128 did as well, but in the simulator, where every node shares
-		// two cores, it let backlogs grow: a revocation's ratio to bare
-		// GossipSub at N = 100 rose from 1.6 to 1.85. Queued RPCs share
-		// the message bytes with every other queue, but a peer that
-		// stops reading keeps the last 64 messages sent to it alive, up
-		// to about 17 MiB of the largest records (the default kept half
-		// that); entries are about 1 KiB each.
-		pubsub.WithPeerOutboundQueueSize(64),
+		pubsub.WithPeerOutboundQueueSize(outboundQueue),
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(n.inspectScores), time.Second),
 		// How full each peer's outbound queue is, for publishing a
@@ -205,6 +194,18 @@ func (n *Node) startGossip() error {
 	n.wg.Go(n.topicsLoop)
 	return nil
 }
+
+// outboundQueue is how many RPCs GossipSub queues for each peer; it drops
+// what does not fit. At the default 32 a burst of 300 publications lost 1
+// to 2% of its records on every node of a ten-node network, to wait for the
+// next sync round; at 64 none (TestBurstOfPublicationsArrivesByGossip). 128
+// did as well, but in the simulator, where every node shares two cores, it
+// let backlogs grow: a revocation's ratio to bare GossipSub at N = 100 rose
+// from 1.6 to 1.85. Queued RPCs share the message bytes with every other
+// queue, but a peer that stops reading keeps the last outboundQueue
+// messages sent to it alive, up to about 17 MiB of the largest records (the
+// default kept half that); entries are about 1 KiB each.
+const outboundQueue = 64
 
 // GossipSubParams are GossipSub's defaults but for one: each heartbeat a node
 // announces (IHAVE) what it has newly seen to every topic peer outside its

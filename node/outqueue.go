@@ -14,10 +14,11 @@ import (
 // outQueues follows how many RPCs wait in GossipSub's outbound queue to
 // each peer (a RawTracer: queued on SendRPC, gone on SendRPCCompleted), so
 // that a node publishing a burst can wait for room instead of overflowing
-// them. GossipSub drops what does not fit a peer's queue (64 RPCs), and
-// it has no per-topic queue size: a rotation of 190 pages of 64 KiB,
-// published as fast as the node could, overflowed every queue of its
-// origin, and the pages dropped there reached no node by gossip (issue 14).
+// them. GossipSub drops what does not fit a peer's queue (outboundQueue
+// RPCs), and it has no per-topic queue size: a rotation of 190 pages of
+// 64 KiB, published as fast as the node could, overflowed every queue of
+// its origin, and the pages dropped there reached no node by gossip (issue
+// 14).
 type outQueues struct {
 	mu    sync.Mutex
 	depth map[peer.ID]int

@@ -13,7 +13,7 @@ import (
 
 // A rotation's records are published no faster than GossipSub's outbound
 // queues drain: each waits until no peer's queue holds more than
-// rotationQueueRoom RPCs (of the 64 that fit), or rotationQueueWait has
+// rotationQueueRoom RPCs (of the outboundQueue that fit), or rotationQueueWait has
 // passed; a peer whose queue did not drain in that time is not waited for
 // again in that rotation, so one that does not read holds it up once.
 const (

@@ -418,7 +418,7 @@ func (d *Daemon) Show(ref string) (api.Entry, error) {
 		return d.entryView(st, l, 0, stale), nil
 	}
 	found := st.FindEntries(directory.PublicKey{}, func(id string, h directory.Hash) bool {
-		return id == ref || strings.HasPrefix(h.String(), ref) && len(ref) >= 8
+		return id == ref || len(ref) >= 8 && strings.HasPrefix(h.String(), ref)
 	})
 	switch len(found) {
 	case 0:

@@ -15,6 +15,14 @@ import (
 // FormatVersion is the record format this package writes and accepts.
 const FormatVersion = 2
 
+// RecordRules numbers this build's field checks of record bodies. A node
+// re-reading its own store skips an entry's field checks only if the
+// build that checked it had the same rules (VouchedAll, which
+// node/checkpoint.go records): whoever tightens or loosens a check
+// (entry.go, charter.go, ...) must increase it, or stored records that
+// the new checks would refuse stay in use.
+const RecordRules = 1
+
 // RecordType names what a record says. The numbers are part of the wire
 // format and never change meaning.
 type RecordType uint8
@@ -114,6 +122,10 @@ type Record struct {
 	// verified, so a decoded record changed afterwards is checked afresh.
 	verified Hash
 	body     Body
+	// facts are the fields the state reads of an entry whose body was not
+	// decoded (OpenVerified with VouchedAll): State.Apply takes them in
+	// place of the body, and anything else decodes the body from Body.
+	facts *Entry
 	// verifiedSize is the length of the encoding verified names, and
 	// verifiedPrint a keyed fingerprint of the fields as they were then
 	// (see fingerprint): Hash answers from them without encoding the
@@ -364,10 +376,11 @@ func DecodeRecord(data []byte) (*Record, error) {
 // trust in who signed it (Open's callers: an author already over its
 // update rate) without spending a signature check on it.
 type Unverified struct {
-	r    Record
-	body Body
-	hash Hash
-	size int // of the canonical encoding
+	r     Record
+	body  Body
+	facts *Entry // for an entry decoded as facts only (factsOnly)
+	hash  Hash
+	size  int // of the canonical encoding
 }
 
 // decodeUnverified parses a record's canonical encoding, whose hash is h,
@@ -376,9 +389,27 @@ type Unverified struct {
 // and its body's); only OpenVerified, for bytes whose hash this node
 // checked before in full, leaves it out.
 func decodeUnverified(data []byte, h Hash, canonical bool) (*Unverified, error) {
+	return decodeStored(data, h, canonical, false)
+}
+
+// decodeStored is decodeUnverified that, with factsOnly, reads of an
+// entry's body only the facts the state keeps (VouchedAll).
+func decodeStored(data []byte, h Hash, canonical, factsOnly bool) (*Unverified, error) {
 	u := &Unverified{}
 	if err := unmarshalChecked(data, &u.r, canonical); err != nil {
 		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
+	}
+	if factsOnly && u.r.Type == TypeEntry {
+		if err := u.r.checkEnvelope(); err != nil {
+			return nil, err
+		}
+		var f entryFactsWire
+		if err := claimMode.Unmarshal(u.r.Body, &f); err != nil {
+			return nil, &RejectError{Type: u.r.Type, Reason: ErrMalformed, Detail: err.Error()}
+		}
+		u.facts = &Entry{ID: f.ID, Seq: f.Seq, Issued: f.Issued, Expires: f.Expires, Deleted: f.Deleted}
+		u.hash, u.size = h, len(data)
+		return u, nil
 	}
 	body, err := u.r.checkUnsignedWith(canonical)
 	if err != nil {
@@ -427,7 +458,19 @@ func (u *Unverified) Verify() (*Record, error) {
 func (u *Unverified) vouched() *Record {
 	r := u.r
 	r.markVerified(u.hash, u.size, u.body)
+	r.facts = u.facts
 	return &r
+}
+
+// entryFactsWire is what decodeStored reads of an entry's body: the
+// fields of entryFacts, and the ID that names the slot. The decoder skips
+// the service without decoding it.
+type entryFactsWire struct {
+	ID      string `cbor:"1,keyasint"`
+	Seq     uint64 `cbor:"2,keyasint"`
+	Issued  int64  `cbor:"3,keyasint"`
+	Expires int64  `cbor:"4,keyasint"`
+	Deleted bool   `cbor:"5,keyasint,omitempty"`
 }
 
 // Verify checks the record without any state: known version and type, a
@@ -454,19 +497,8 @@ func (r *Record) checkUnsigned() (Body, error) { return r.checkUnsignedWith(true
 // checkUnsignedWith is checkUnsigned, leaving out the bodies' canonical
 // checks if canonical is false (decodeUnverified).
 func (r *Record) checkUnsignedWith(canonical bool) (Body, error) {
-	if r.Version != FormatVersion {
-		return nil, reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
-	}
-	if _, ok := typeNames[r.Type]; !ok {
-		return nil, reject(r.Type, ErrUnknownType, "")
-	}
-	if len(r.Sigs) == 0 {
-		return nil, reject(r.Type, ErrBadSignature, "record carries no signature")
-	}
-	for i := 1; i < len(r.Sigs); i++ {
-		if bytes.Compare(r.Sigs[i-1].Key[:], r.Sigs[i].Key[:]) >= 0 {
-			return nil, reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
-		}
+	if err := r.checkEnvelope(); err != nil {
+		return nil, err
 	}
 	body, err := r.decodeBodyWith(canonical)
 	if err != nil {
@@ -491,6 +523,26 @@ func (r *Record) checkUnsignedWith(canonical bool) (Body, error) {
 		}
 	}
 	return body, nil
+}
+
+// checkEnvelope checks what the record says around its body: a known
+// version and type, and signatures in canonical order from distinct keys.
+func (r *Record) checkEnvelope() error {
+	if r.Version != FormatVersion {
+		return reject(r.Type, ErrUnknownVersion, "version %d", r.Version)
+	}
+	if _, ok := typeNames[r.Type]; !ok {
+		return reject(r.Type, ErrUnknownType, "")
+	}
+	if len(r.Sigs) == 0 {
+		return reject(r.Type, ErrBadSignature, "record carries no signature")
+	}
+	for i := 1; i < len(r.Sigs); i++ {
+		if bytes.Compare(r.Sigs[i-1].Key[:], r.Sigs[i].Key[:]) >= 0 {
+			return reject(r.Type, ErrMalformed, "signatures not in canonical order or signer repeated")
+		}
+	}
+	return nil
 }
 
 // verifySigs checks every signature on r, whose body checkUnsigned

@@ -257,18 +257,34 @@ func Open(sealed []byte, net NetworkID, keys Keyring) (*Record, error) {
 	return u.Verify()
 }
 
-// OpenVerified is Open for a node re-reading its own store: the signatures
-// of a record whose hash verifiedBefore reports are not checked again.
-// verifiedBefore must report only hashes whose signatures were checked
-// already (by this node, recorded where no one else can forge the record
-// of it: node/checkpoint.go). The hash covers the record's every byte,
-// signatures included, so a record that differs in any way is checked in
-// full; everything else Open checks, and everything State.Apply checks,
-// is checked as always. verifiedBefore is called once, with the hash of
-// the record's bytes, for every sealing that decrypts; for a record it
-// returns, that hash is the record's (node/ingest.go's load uses it
-// instead of re-encoding the record to hash it).
-func OpenVerified(sealed []byte, net NetworkID, keys Keyring, verifiedBefore func(Hash) bool) (*Record, error) {
+// Vouched is what a node's own record of its store (node/checkpoint.go)
+// says was checked of a stored record before.
+type Vouched uint8
+
+const (
+	// VouchedNothing: the record is checked in full.
+	VouchedNothing Vouched = iota
+	// VouchedSignatures: its signatures and its canonical encoding were
+	// checked; its fields are checked again.
+	VouchedSignatures
+	// VouchedAll: VouchedSignatures, and its fields were checked by a
+	// build with this build's RecordRules. An entry's body is then not
+	// decoded at all: the record carries the few fields State.Apply
+	// reads, and its body is decoded when something reads it.
+	VouchedAll
+)
+
+// OpenVerified is Open for a node re-reading its own store: what vouch
+// reports was checked of a record before is not checked again. vouch must
+// report only what was checked already (by this node, recorded where no
+// one else can forge the record of it: node/checkpoint.go). The hash
+// covers the record's every byte, signatures included, so a record that
+// differs in any way is checked in full; everything else Open checks, and
+// everything State.Apply checks, is checked as always. vouch is called
+// once, with the hash of the record's bytes, for every sealing that
+// decrypts; for a record it returns, that hash is the record's
+// (node/load.go uses it instead of re-encoding the record to hash it).
+func OpenVerified(sealed []byte, net NetworkID, keys Keyring, vouch func(Hash) Vouched) (*Record, error) {
 	s, err := Unseal(sealed, keys)
 	if err != nil {
 		return nil, err
@@ -278,12 +294,15 @@ func OpenVerified(sealed []byte, net NetworkID, keys Keyring, verifiedBefore fun
 	// (the hash names these very bytes, which were canonical then). That
 	// re-encoding was half of what opening a stored record cost.
 	h := sha256.Sum256(s.data)
-	before := verifiedBefore != nil && verifiedBefore(h)
-	u, err := s.decode(net, h, !before)
+	v := VouchedNothing
+	if vouch != nil {
+		v = vouch(h)
+	}
+	u, err := s.decode(net, h, v == VouchedNothing, v == VouchedAll)
 	if err != nil {
 		return nil, err
 	}
-	if before {
+	if v != VouchedNothing {
 		return u.vouched(), nil
 	}
 	return u.Verify()
@@ -347,11 +366,11 @@ func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) {
 
 // Decode parses the record and checks everything but its signatures.
 func (s *Unsealed) Decode(net NetworkID) (*Unverified, error) {
-	return s.decode(net, sha256.Sum256(s.data), true)
+	return s.decode(net, sha256.Sum256(s.data), true, false)
 }
 
-func (s *Unsealed) decode(net NetworkID, h Hash, canonical bool) (*Unverified, error) {
-	u, err := decodeUnverified(s.data, h, canonical)
+func (s *Unsealed) decode(net NetworkID, h Hash, canonical, factsOnly bool) (*Unverified, error) {
+	u, err := decodeStored(s.data, h, canonical, factsOnly)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -412,11 +413,11 @@ func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
 	forged := nw.Entry(t, org, "asesoria", 2)
 	forged.Sigs[0].Sig[0] ^= 1
 	sealed := directory.Seal(forged, nw.Key)
-	vouchGood := func(h directory.Hash) bool { return h == good.Hash() }
+	vouchGood := vouchFor(directory.VouchedSignatures, good.Hash())
 	if _, err := directory.OpenVerified(sealed, nw.ID, keys, vouchGood); !errors.Is(err, directory.ErrBadSignature) {
 		t.Fatalf("a forged record vouched for under another hash: %v, want ErrBadSignature", err)
 	}
-	vouchAll := func(directory.Hash) bool { return true }
+	vouchAll := func(directory.Hash) directory.Vouched { return directory.VouchedSignatures }
 	r, err := directory.OpenVerified(sealed, nw.ID, keys, vouchAll)
 	if err != nil || r.Hash() != forged.Hash() {
 		t.Fatalf("the vouched-for record did not open as itself: %v", err)
@@ -424,6 +425,65 @@ func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
 	other := dirtest.New(t, 1, 1)
 	if _, err := directory.OpenVerified(directory.Seal(good, nw.Key), other.ID, directory.Keyring{1: nw.Key}, vouchAll); err == nil {
 		t.Fatal("vouching let a record of another network open")
+	}
+}
+
+// vouchFor vouches v for the records hashes names, and nothing for others.
+func vouchFor(v directory.Vouched, hashes ...directory.Hash) func(directory.Hash) directory.Vouched {
+	return func(h directory.Hash) directory.Vouched {
+		if slices.Contains(hashes, h) {
+			return v
+		}
+		return directory.VouchedNothing
+	}
+}
+
+// An entry opened on VouchedAll is not decoded, yet a state applying it
+// ends as one applying the entry opened in full: same digest, same
+// listing, same search results, the body decoded in full whenever read;
+// and VouchedAll, like VouchedSignatures, spares nothing for a record of
+// another hash.
+func TestOpenVerifiedVouchedAllAppliesAsOpened(t *testing.T) {
+	nw := dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	keys := directory.Keyring{1: nw.Key}
+	admit := nw.Admit(t, org, "Colectivo")
+	rec := nw.Entry(t, org, "asesoria", 1)
+	sealed := directory.Seal(rec, nw.Key)
+
+	full, err := directory.OpenVerified(sealed, nw.ID, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazy, err := directory.OpenVerified(sealed, nw.ID, keys, vouchFor(directory.VouchedAll, rec.Hash()))
+	if err != nil || lazy.Hash() != rec.Hash() {
+		t.Fatalf("the vouched-for entry did not open as itself: %v", err)
+	}
+	want, _ := full.DecodeBody()
+	if got, err := lazy.DecodeBody(); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("the body of an entry opened on VouchedAll did not decode in full: %v\n got %+v\nwant %+v", err, got, want)
+	}
+	a, b := nw.State(), nw.State()
+	mustApply(t, a, nw.Genesis, admit, full)
+	mustApply(t, b, nw.Genesis, admit, lazy)
+	if a.Digest() != b.Digest() {
+		t.Fatal("the states differ")
+	}
+	la, lb := a.Entries(org.Public()), b.Entries(org.Public())
+	if len(la) != 1 || len(lb) != 1 || !reflect.DeepEqual(la[0].Entry, lb[0].Entry) || lb[0].Entry.Service == nil {
+		t.Fatalf("listings differ:\n%+v\n%+v", la, lb)
+	}
+	if ra, rb := a.Search(directory.Query{Text: la[0].Entry.Service.Name}), b.Search(directory.Query{Text: la[0].Entry.Service.Name}); len(ra) != 1 || !reflect.DeepEqual(ra, rb) {
+		t.Fatalf("searches differ: %v, %v", ra, rb)
+	}
+	if n := directory.DecodedEntriesHeldForTest(b); n != 0 {
+		t.Fatalf("the state keeps %d decoded entries", n)
+	}
+
+	forged := nw.Entry(t, org, "asesoria", 2)
+	forged.Sigs[0].Sig[0] ^= 1
+	if _, err := directory.OpenVerified(directory.Seal(forged, nw.Key), nw.ID, keys, vouchFor(directory.VouchedAll, rec.Hash())); !errors.Is(err, directory.ErrBadSignature) {
+		t.Fatalf("a forged record under another hash: %v, want ErrBadSignature", err)
 	}
 }
 
@@ -437,7 +497,7 @@ func TestOpenVerifiedChecksCanonicalUnlessVouched(t *testing.T) {
 	org := dirtest.MustIdentity(t)
 	keys := directory.Keyring{1: nw.Key}
 	rec := nw.Entry(t, org, "asesoria", 1)
-	vouchRec := func(h directory.Hash) bool { return h == rec.Hash() }
+	vouchRec := vouchFor(directory.VouchedSignatures, rec.Hash())
 	nonCanonical := rawMap(withVal(rawPairs(t, rec.Encode()), 1, []byte{0x18, 0x01}))
 	if _, err := directory.DecodeRecord(nonCanonical); !errors.Is(err, directory.ErrNonCanonical) {
 		t.Fatalf("the test's encoding is not refused as non-canonical on its own: %v", err)

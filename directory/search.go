@@ -184,7 +184,8 @@ type docMeta struct {
 // Index answers queries over the visible entries; it is safe for concurrent
 // use. It keeps postings, not text: an entry is analyzed again from its
 // (immutable) record when it is removed or replaced, rather than keeping a
-// copy of its words.
+// copy of its words. A field added here must be added to adopt
+// (indexsnap.go) too, and to the snapshot if it is not derived.
 type Index struct {
 	mu    sync.RWMutex
 	byKey map[string]uint32

@@ -102,6 +102,9 @@ type State struct {
 	epochs   []*proposal // effective epochs: epochs[i] is number i+1
 	equivoc  map[string]Equivocation
 	index    *Index
+	// unindexed is set while the state loads without keeping its index
+	// (LoadingUnindexed).
+	unindexed bool
 	// heartbeats holds the newest heartbeat of each current steward
 	// (heartbeat.go); they are pooled, synced and stored, but are not in
 	// the digest.
@@ -215,11 +218,11 @@ func heldEntry(r *Record) *Entry {
 // withoutBody is r as the state keeps it: for an entry, a copy that does
 // not hold the decoded body (see entrySlot.best); anything else as it is.
 func (r *Record) withoutBody() *Record {
-	if r.Type != TypeEntry || r.body == nil {
+	if r.Type != TypeEntry || (r.body == nil && r.facts == nil) {
 		return r
 	}
 	kept := *r
-	kept.body = nil
+	kept.body, kept.facts = nil, nil
 	return &kept
 }
 
@@ -332,6 +335,9 @@ func (s *State) Apply(r *Record) (Applied, error) {
 	// doing it twice would cost a third of the receive path. Anything else,
 	// or a decoded record changed since, is verified here.
 	body := r.body
+	if body == nil && r.facts != nil && r.verified == h {
+		body = r.facts
+	}
 	if r.verified != h || body == nil {
 		var err error
 		if body, err = r.verify(); err != nil {
@@ -926,9 +932,9 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
-		s.index.putHeld(name, pub, r, e)
+		s.indexPut(name, pub, r, e)
 	} else if wasVisible {
-		s.index.Remove(name)
+		s.indexRemove(name)
 	}
 	return wasVisible || slot.visible, nil
 }
@@ -943,9 +949,30 @@ func (s *State) refreshEntry(pub PublicKey, id string, slot *entrySlot) {
 	slot.visible = visible
 	s.changed = true
 	if visible {
-		s.index.putHeld(entrySlotName(pub, id), pub, slot.best, slot.entry())
+		s.indexPut(entrySlotName(pub, id), pub, slot.best, nil)
 	} else {
-		s.index.Remove(entrySlotName(pub, id))
+		s.indexRemove(entrySlotName(pub, id))
+	}
+}
+
+// indexPut and indexRemove keep the search index in step with the
+// slots, except while the state loads without one (LoadingUnindexed):
+// RestoreIndex makes it whole afterwards. An e that is nil or only the
+// facts of an entry not decoded (VouchedAll) is decoded from r, and only
+// if the index takes it.
+func (s *State) indexPut(name string, pub PublicKey, r *Record, e *Entry) {
+	if s.unindexed {
+		return
+	}
+	if e == nil || e.Service == nil {
+		e = heldEntry(r)
+	}
+	s.index.putHeld(name, pub, r, e)
+}
+
+func (s *State) indexRemove(name string) {
+	if !s.unindexed {
+		s.index.Remove(name)
 	}
 }
 
@@ -1022,7 +1049,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.dropEvidenceOf(k)
 	for name, slot := range s.entries[k] {
 		if slot.visible {
-			s.index.Remove(entrySlotName(k, name))
+			s.indexRemove(entrySlotName(k, name))
 		}
 		if !slot.expired {
 			delete(s.records, slot.hash)

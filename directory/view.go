@@ -527,7 +527,7 @@ func (s *State) Expire() int {
 				continue
 			}
 			if slot.visible {
-				s.index.Remove(entrySlotName(pub, id))
+				s.indexRemove(entrySlotName(pub, id))
 			}
 			delete(s.records, slot.hash)
 			slot.expired, slot.visible = true, false

@@ -41,6 +41,14 @@ import (
 // while it still opens the rest, instead of opening all and then applying
 // all. Version 1 checkpoints are still read, as listing no entries.
 //
+// Version 3 adds the directory.RecordRules of the build that wrote it. A
+// checkpoint of a build with the same rules vouches for the entries'
+// field checks too (directory.VouchedAll): their bodies are not even
+// decoded at start, which with the index snapshot (indexsnap.go) was
+// most of what a start still did. After an upgrade that changed a check,
+// the checkpoint vouches for signatures only, and every field is checked
+// again by the new rules.
+//
 // It is written at a clean shutdown, after a start that had to verify
 // records, every checkpointEvery while records change, and as soon as
 // checkpointAfter records were stored since the last one, so a crash after
@@ -50,7 +58,7 @@ var checkpointKey = datastore.NewKey("/checkpoint")
 
 const (
 	checkpointMagic   = "ceiba start-up checkpoint\x00"
-	checkpointVersion = 2
+	checkpointVersion = 3
 	// checkpointPurpose keys the MAC; it is that of version 1 too, so the
 	// first start after an upgrade still trusts the checkpoint it finds.
 	checkpointPurpose = "start-up checkpoint v1"
@@ -101,13 +109,14 @@ func (n *Node) encodeCheckpoint(digest directory.Hash, others, entries []directo
 	slices.SortFunc(others, byBytes)
 	slices.SortFunc(entries, byBytes)
 	count := len(others) + len(entries)
-	buf := make([]byte, 0, checkpointHeader+8+32*count+sha256.Size)
+	buf := make([]byte, 0, checkpointHeader+8+4+32*count+sha256.Size)
 	buf = append(buf, checkpointMagic...)
 	buf = append(buf, checkpointVersion)
 	buf = append(buf, n.cfg.Network[:]...)
 	buf = append(buf, digest[:]...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(count))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(entries)))
+	buf = binary.BigEndian.AppendUint32(buf, directory.RecordRules)
 	for _, h := range others {
 		buf = append(buf, h[:]...)
 	}
@@ -117,28 +126,29 @@ func (n *Node) encodeCheckpoint(digest directory.Hash, others, entries []directo
 	return append(buf, n.checkpointMAC(buf)...)
 }
 
-// decodeCheckpoint returns the hashes a checkpoint lists, or an error that
+// decodeCheckpoint returns the hashes a checkpoint lists and whether it
+// vouches for their field checks too (fieldsChecked), or an error that
 // says why it cannot be used.
-func (n *Node) decodeCheckpoint(b []byte) (vouchedSet, directory.Hash, error) {
+func (n *Node) decodeCheckpoint(b []byte) (_ vouchedSet, fieldsChecked bool, _ directory.Hash, _ error) {
 	var digest directory.Hash
 	if len(b) < checkpointHeader+sha256.Size {
-		return nil, digest, fmt.Errorf("%d bytes, shorter than a checkpoint", len(b))
+		return nil, false, digest, fmt.Errorf("%d bytes, shorter than a checkpoint", len(b))
 	}
 	if string(b[:len(checkpointMagic)]) != checkpointMagic {
-		return nil, digest, errors.New("not a checkpoint")
+		return nil, false, digest, errors.New("not a checkpoint")
 	}
 	p := len(checkpointMagic)
 	ver := b[p]
-	if ver != 1 && ver != checkpointVersion {
-		return nil, digest, fmt.Errorf("version %d, this ceiba writes %d", ver, checkpointVersion)
+	if ver < 1 || ver > checkpointVersion {
+		return nil, false, digest, fmt.Errorf("version %d, this ceiba writes %d", ver, checkpointVersion)
 	}
 	body, mac := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if !hmac.Equal(mac, n.checkpointMAC(body)) {
-		return nil, digest, errors.New("its MAC does not match this node's identity (damaged, or written by another identity)")
+		return nil, false, digest, errors.New("its MAC does not match this node's identity (damaged, or written by another identity)")
 	}
 	p++
 	if !bytes.Equal(b[p:p+32], n.cfg.Network[:]) {
-		return nil, digest, errors.New("written for another network")
+		return nil, false, digest, errors.New("written for another network")
 	}
 	p += 32
 	copy(digest[:], b[p:p+32])
@@ -148,48 +158,57 @@ func (n *Node) decodeCheckpoint(b []byte) (vouchedSet, directory.Hash, error) {
 	var entries uint64
 	if ver >= 2 {
 		if len(body) < p+8 {
-			return nil, digest, errors.New("shorter than its header")
+			return nil, false, digest, errors.New("shorter than its header")
 		}
 		entries = binary.BigEndian.Uint64(b[p:])
 		p += 8
 	}
+	if ver >= 3 {
+		if len(body) < p+4 {
+			return nil, false, digest, errors.New("shorter than its header")
+		}
+		fieldsChecked = binary.BigEndian.Uint32(b[p:]) == directory.RecordRules
+		p += 4
+	}
 	if count != uint64(len(body)-p)/32 || uint64(len(body)-p)%32 != 0 || entries > count {
-		return nil, digest, fmt.Errorf("lists %d hashes (%d entries) in %d bytes", count, entries, len(body)-p)
+		return nil, false, digest, fmt.Errorf("lists %d hashes (%d entries) in %d bytes", count, entries, len(body)-p)
 	}
 	set := make(vouchedSet, count)
 	firstEntry := p + 32*int(count-entries)
 	for ; p < len(body); p += 32 {
 		set[directory.Hash(body[p:p+32])] = p >= firstEntry
 	}
-	return set, digest, nil
+	return set, fieldsChecked, digest, nil
 }
 
 // noCheckpoint is readCheckpoint's reason for a store that has none yet: a
 // first start, or one after a crash before the first checkpoint.
 const noCheckpoint = "there is none"
 
-// readCheckpoint returns the hashes the stored checkpoint vouches for, and
-// whether it is of an earlier version (to be written again); nil and the
-// reason when there is none or it cannot be used.
-func (n *Node) readCheckpoint(ctx context.Context) (set vouchedSet, outdated bool, why string) {
+// readCheckpoint returns the hashes the stored checkpoint vouches for,
+// whether it vouches for their field checks too, and whether it is of an
+// earlier version (to be written again); nil and the reason when there is
+// none or it cannot be used.
+func (n *Node) readCheckpoint(ctx context.Context) (set vouchedSet, fieldsChecked, outdated bool, why string) {
 	b, err := n.root.Get(ctx, checkpointKey)
 	if errors.Is(err, datastore.ErrNotFound) {
-		return nil, false, noCheckpoint
+		return nil, false, false, noCheckpoint
 	}
 	if err != nil {
-		return nil, false, "reading it: " + err.Error()
+		return nil, false, false, "reading it: " + err.Error()
 	}
-	set, _, err = n.decodeCheckpoint(b)
+	set, fieldsChecked, _, err = n.decodeCheckpoint(b)
 	if err != nil {
-		return nil, false, err.Error()
+		return nil, false, false, err.Error()
 	}
-	return set, b[len(checkpointMagic)] < checkpointVersion, ""
+	return set, fieldsChecked, b[len(checkpointMagic)] < checkpointVersion || !fieldsChecked, ""
 }
 
 // saveCheckpoint writes the hashes of the stored records the state holds:
-// every one of them was verified before Apply took it. The caller makes
-// sure the store is open (enter, or Close before closing it).
-func (n *Node) saveCheckpoint(ctx context.Context) error {
+// every one of them was verified before Apply took it; with withIndex,
+// the index snapshot too (indexsnap.go). The caller makes sure the store
+// is open (enter, or Close before closing it).
+func (n *Node) saveCheckpoint(ctx context.Context, withIndex bool) error {
 	if !n.loaded.Load() {
 		return nil // a half-loaded state vouches for nothing
 	}
@@ -214,6 +233,11 @@ func (n *Node) saveCheckpoint(ctx context.Context) error {
 	if err := n.root.Sync(ctx, checkpointKey); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
+	if withIndex {
+		if err := n.saveIndexSnapshot(ctx); err != nil {
+			return err
+		}
+	}
 	n.mu.Lock()
 	n.ckpt = checkpointState{at: time.Now(), ver: ver, count: count, vouched: n.ckpt.vouched}
 	n.mu.Unlock()
@@ -234,7 +258,10 @@ func (n *Node) maybeCheckpoint() {
 		return
 	}
 	defer n.leave()
-	if err := n.saveCheckpoint(n.ctx); err != nil {
+	n.mu.Lock()
+	withIndex := time.Since(n.indexSavedAt) >= indexSnapshotEvery
+	n.mu.Unlock()
+	if err := n.saveCheckpoint(n.ctx, withIndex); err != nil {
 		n.log.Warn("writing the start-up checkpoint; the next start verifies more", "err", err)
 	}
 }

@@ -3,10 +3,12 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"slices"
 	"testing"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 
@@ -136,7 +138,7 @@ func TestCheckpointForgedOrDamagedIsIgnored(t *testing.T) {
 				t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
 			}
 			// It wrote its own in place of the one it could not use.
-			if set, _, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
+			if set, _, _, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
 				t.Fatalf("no usable checkpoint written after the fallback (%d hashes, %s)", len(set), why)
 			}
 		})
@@ -227,14 +229,14 @@ func TestCheckpointWrittenWhileRunning(t *testing.T) {
 	n := fx.start(t, ds)
 	mustPublish(t, n, fx.good[2:]...)
 	n.maybeCheckpoint()
-	if set, _, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
+	if set, _, _, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
 		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(set))
 	}
 	n.mu.Lock()
 	n.ckpt.at = n.ckpt.at.Add(-checkpointEvery)
 	n.mu.Unlock()
 	n.maybeCheckpoint()
-	set, _, why := n.readCheckpoint(context.Background())
+	set, _, _, why := n.readCheckpoint(context.Background())
 	for _, r := range fx.good {
 		if _, ok := set[r.Hash()]; !ok {
 			t.Fatalf("the checkpoint taken %v after the last misses a published record (%s)", checkpointEvery, why)
@@ -252,9 +254,9 @@ func TestCheckpointNamesEntriesApart(t *testing.T) {
 	want := n.State().Digest()
 	n.Close()
 	n = fx.start(t, ds)
-	set, outdated, why := n.readCheckpoint(context.Background())
-	if set == nil || outdated {
-		t.Fatalf("no current checkpoint after a clean restart (outdated %v, %s)", outdated, why)
+	set, fieldsChecked, outdated, why := n.readCheckpoint(context.Background())
+	if set == nil || outdated || !fieldsChecked {
+		t.Fatalf("no current checkpoint after a clean restart (outdated %v, fields checked %v, %s)", outdated, fieldsChecked, why)
 	}
 	for _, r := range fx.good {
 		if entry, ok := set[r.Hash()]; !ok || entry != (r.Type == directory.TypeEntry) {
@@ -294,7 +296,7 @@ func TestCheckpointVersion1StillVouches(t *testing.T) {
 	if n.ckpt.vouched != len(fx.good) {
 		t.Fatalf("a version 1 checkpoint spared %d of %d signature checks", n.ckpt.vouched, len(fx.good))
 	}
-	if set, outdated, why := n.readCheckpoint(context.Background()); set == nil || outdated || set.entries() != 2 {
+	if set, _, outdated, why := n.readCheckpoint(context.Background()); set == nil || outdated || set.entries() != 2 {
 		t.Fatalf("not written again as the current version (outdated %v, %d entries named, %s)", outdated, set.entries(), why)
 	}
 }
@@ -327,5 +329,66 @@ func TestCheckpointRevocationAfterItStillRemovesEntries(t *testing.T) {
 	ref := fx.start(t, fx.store(t, append([]*directory.Record{revoke}, fx.good...)...))
 	if got, want := n.State().Digest(), ref.State().Digest(); got != want {
 		t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
+	}
+}
+
+// checkpointWithRules is the checkpoint the node of identity id would
+// write listing others and entries, as a build with the given
+// directory.RecordRules writes it.
+func (fx *checkpointFixture) checkpointWithRules(id *directory.Identity, rules uint32, others, entries []directory.Hash) []byte {
+	n := &Node{id: id, cfg: Config{Network: fx.nw.ID}}
+	b := n.encodeCheckpoint(directory.Hash{}, others, entries)
+	body := b[:len(b)-sha256.Size]
+	binary.BigEndian.PutUint32(body[checkpointHeader+8:], rules)
+	return append(body, n.checkpointMAC(body)...)
+}
+
+// A checkpoint spares the entries' field checks only when the build that
+// wrote it had this build's rules: an entry that passed an earlier
+// build's checks but fails today's is refused at the first start after
+// the upgrade, and the checkpoint is written again under today's rules.
+// Under today's rules the same checkpoint lets the entry in, its body not
+// even decoded: the rules number is what that trust rests on.
+func TestCheckpointOfOtherRulesChecksFieldsAgain(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	org := dirtest.MustIdentity(t)
+	admit := fx.nw.Admit(t, org, "Colectivo Antiguo")
+	e := dirtest.SampleEntry("antigua", 1, fx.nw.Now)
+	e.Service.Status = "abierto-siempre" // not one of directory.Statuses
+	body, err := cbor.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &directory.Record{Version: directory.FormatVersion, Type: directory.TypeEntry, Network: fx.nw.ID, Body: body}
+	old.AddSignature(org)
+	if err := old.Verify(); err == nil {
+		t.Fatal("the test's entry passes today's field checks")
+	}
+	recs := append(append([]*directory.Record{}, fx.good...), admit, old)
+	others := hashesOf(fx.good[0], fx.good[1], admit)
+	entries := hashesOf(fx.good[2], fx.good[3], old)
+	me := fx.nw.Stewards[0]
+
+	ds := fx.store(t, recs...)
+	if err := ds.Put(context.Background(), checkpointKey, fx.checkpointWithRules(me, directory.RecordRules+1, others, entries)); err != nil {
+		t.Fatal(err)
+	}
+	n := fx.start(t, ds)
+	if n.State().Has(old.Hash()) {
+		t.Fatal("an entry failing today's checks was taken on the word of a checkpoint of other rules")
+	}
+	if n.ckpt.vouched != len(recs)-1 {
+		t.Fatalf("the checkpoint spared %d of %d signature checks", n.ckpt.vouched, len(recs)-1)
+	}
+	if _, fieldsChecked, outdated, why := n.readCheckpoint(context.Background()); !fieldsChecked || outdated {
+		t.Fatalf("not written again under today's rules (fields checked %v, outdated %v, %s)", fieldsChecked, outdated, why)
+	}
+
+	ds = fx.store(t, recs...)
+	if err := ds.Put(context.Background(), checkpointKey, fx.checkpointWithRules(me, directory.RecordRules, others, entries)); err != nil {
+		t.Fatal(err)
+	}
+	if n := fx.start(t, ds); !n.State().Has(old.Hash()) {
+		t.Fatal("a checkpoint of today's rules did not vouch for the entry's fields")
 	}
 }

@@ -22,10 +22,31 @@ import (
 // for a reason that may pass (dated in the future, no key yet) are kept.
 func (n *Node) load(ctx context.Context) error {
 	start := time.Now()
-	verified, outdated, why := n.readCheckpoint(ctx)
-	n.state.Loading()
-	defer n.state.Loaded()
-	l := &loader{n: n, verified: verified}
+	verified, fieldsChecked, outdated, why := n.readCheckpoint(ctx)
+	// With an index snapshot stored, the records are applied without
+	// indexing them while it is opened and decoded; RestoreIndex then
+	// checks it against the state (or indexes every entry, if it does
+	// not match).
+	snapc := make(chan indexSnapshotRead, 1)
+	if _, err := n.root.GetSize(ctx, indexSnapshotKey); err == nil {
+		n.state.LoadingUnindexed()
+		go func() {
+			s, err := n.readIndexSnapshot(ctx)
+			snapc <- indexSnapshotRead{s, err}
+		}()
+	} else {
+		n.state.Loading()
+		snapc <- indexSnapshotRead{nil, errNoIndexSnapshot}
+	}
+	indexed := false
+	defer func() {
+		if !indexed {
+			// A start that failed still leaves the state whole.
+			n.state.RestoreIndex(nil)
+		}
+		n.state.Loaded()
+	}()
+	l := &loader{n: n, verified: verified, fieldsChecked: fieldsChecked}
 	before := len(n.keyringSnapshot())
 	var waiting []storedRecord
 	var bad []datastore.Key
@@ -64,6 +85,26 @@ func (n *Node) load(ctx context.Context) error {
 		}
 		before = len(n.keyringSnapshot())
 		waiting = l.pass(waiting)
+	}
+	snapRead := <-snapc
+	snapErr := snapRead.err
+	if snapErr == nil {
+		snapErr = n.state.RestoreIndex(snapRead.snap)
+	} else {
+		n.state.RestoreIndex(nil)
+	}
+	indexed = true
+	n.indexRestored = snapErr == nil
+	if n.indexRestored {
+		n.indexSavedAt = time.Now()
+	}
+	switch {
+	case snapErr == nil:
+		n.log.Debug("search index restored from its snapshot")
+	case errors.Is(snapErr, errNoIndexSnapshot):
+		// Indexed as the records were applied.
+	default:
+		n.log.Info("index snapshot not used; every entry indexed again", "why", snapErr)
 	}
 	remove := l.remove
 	if len(l.rewrite) > 0 {
@@ -112,8 +153,8 @@ func (n *Node) load(ctx context.Context) error {
 		"took", time.Since(start).Round(time.Millisecond))
 	n.ckpt.vouched = vouched
 	// What was verified now need not be at the next start, crash or not.
-	if vouched < len(n.stored) || (verified == nil && stored > 0) || outdated {
-		if err := n.saveCheckpoint(ctx); err != nil {
+	if vouched < len(n.stored) || (verified == nil && stored > 0) || outdated || (snapErr != nil && n.state.Stats().Entries > 0) {
+		if err := n.saveCheckpoint(ctx, snapErr != nil); err != nil {
 			n.log.Warn("writing the start-up checkpoint; the next start verifies every record again", "err", err)
 		}
 	} else {
@@ -122,11 +163,31 @@ func (n *Node) load(ctx context.Context) error {
 	return nil
 }
 
+// vouch is what the checkpoint vouches for of the record with hash h.
+func (l *loader) vouch(h directory.Hash) directory.Vouched {
+	switch entry, listed := l.verified[h]; {
+	case !listed:
+		return directory.VouchedNothing
+	case entry && l.fieldsChecked:
+		return directory.VouchedAll
+	default:
+		return directory.VouchedSignatures
+	}
+}
+
+type indexSnapshotRead struct {
+	snap *directory.IndexSnapshot
+	err  error
+}
+
 // loader is one start's reading of the store: what it applied, and what
 // the start must remove or store again afterwards.
 type loader struct {
 	n        *Node
 	verified vouchedSet
+	// fieldsChecked says the checkpoint vouches for the field checks of
+	// the entries it lists too (directory.VouchedAll).
+	fieldsChecked bool
 
 	remove          []directory.Hash
 	legacy, vouched int
@@ -151,7 +212,7 @@ func (l *loader) pass(items []storedRecord) []storedRecord {
 	kr := l.n.keyringSnapshot()
 	var recs []openedRecord
 	var waiting []storedRecord
-	openInOrder(chunks(items), l.n.cfg.Network, kr, l.verified, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
+	openInOrder(chunks(items), l.n.cfg.Network, kr, l.vouch, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
 		r, w := l.classify(items, res, kr)
 		recs, waiting = append(recs, r...), append(waiting, w...)
 	})
@@ -161,10 +222,12 @@ func (l *loader) pass(items []storedRecord) []storedRecord {
 
 // streamed is the first pass of a start with a checkpoint that names its
 // entries: the other records it names are read and applied first; then
-// the entries are applied as they are read and opened, the reading, the
-// opening and the applying each on its own core where there are cores
-// enough; last come the records stored after the checkpoint (a crash
-// before the next one), in ApplyRank order. It returns what waits for a
+// the entries are applied as they are read and opened, the reading and
+// the applying alongside as many opening workers as there are cores
+// (with the index snapshot, applying an entry costs a fraction of
+// opening it, so it no longer gets a core of its own); last come the
+// records stored after the checkpoint (a crash before the next one), in
+// ApplyRank order. It returns what waits for a
 // key, the keys that are not records and how many records the store held.
 func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []datastore.Key, stored int, err error) {
 	n := l.n
@@ -212,8 +275,8 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 			in <- chunk
 		}
 	})
-	workers := max(runtime.GOMAXPROCS(0)-1, 1) // a core for applying
-	openInOrder(in, n.cfg.Network, kr, l.verified, workers, func(items []storedRecord, res []openResult) {
+	workers := runtime.GOMAXPROCS(0)
+	openInOrder(in, n.cfg.Network, kr, l.vouch, workers, func(items []storedRecord, res []openResult) {
 		recs, w := l.classify(items, res, kr)
 		waiting = append(waiting, w...)
 		l.apply(recs)
@@ -334,7 +397,7 @@ func chunks(items []storedRecord) <-chan []storedRecord {
 // open: the caller applies what is open while the rest opens. Opening and
 // decoding (and verifying what the checkpoint does not vouch for) need
 // nothing shared, and they are most of a start's work.
-func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory.Keyring, verified vouchedSet, workers int, then func([]storedRecord, []openResult)) {
+func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory.Keyring, vouch func(directory.Hash) directory.Vouched, workers int, then func([]storedRecord, []openResult)) {
 	type job struct {
 		items []storedRecord
 		res   []openResult
@@ -357,10 +420,10 @@ func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory
 			for j := range jobs {
 				for i := range j.items {
 					o := &j.res[i]
-					o.r, o.err = directory.OpenVerified(j.items[i].sealed, net, kr, func(h directory.Hash) bool {
-						_, listed := verified[h]
-						o.hash, o.vouched = h, listed
-						return listed
+					o.r, o.err = directory.OpenVerified(j.items[i].sealed, net, kr, func(h directory.Hash) directory.Vouched {
+						v := vouch(h)
+						o.hash, o.vouched = h, v != directory.VouchedNothing
+						return v
 					})
 				}
 				close(j.done)

@@ -87,6 +87,11 @@ type Node struct {
 	storedVer   uint64                      // bumped on every change to stored
 	unpersisted map[directory.Hash]struct{} // in the state, not yet on disk
 	ckpt        checkpointState             // the last start-up checkpoint (checkpoint.go)
+	// indexRestored says the search index came from its snapshot at start
+	// (indexsnap.go), not from indexing every entry; indexSavedAt is when
+	// the last snapshot was written.
+	indexRestored bool
+	indexSavedAt  time.Time
 	// orphans are on disk but no longer pooled. They are deleted only
 	// when no record is between Apply and its durable write and none is
 	// unpersisted: until then the record that superseded one may not be on
@@ -320,7 +325,7 @@ func (n *Node) Close() error {
 			n.flushBehind()
 			// After wg.Wait, with nothing else writing: the next start
 			// verifies nothing this node verified (checkpoint.go).
-			if err := n.saveCheckpoint(context.Background()); err != nil {
+			if err := n.saveCheckpoint(context.Background(), true); err != nil {
 				n.log.Warn("writing the start-up checkpoint; the next start verifies every record again", "err", err)
 			}
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-datastore"
+
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
 )
@@ -51,6 +53,8 @@ func BenchmarkStartup(b *testing.B) {
 			b.ReportMetric(med(ckptCPU), "checkpoint-cpu-ms")
 			slices.Sort(heap)
 			b.ReportMetric(heap[len(heap)/2], "live-heap-MiB")
+			b.ReportMetric(storedSizeMiB(b, cfg, indexSnapshotKey), "index-snapshot-MiB")
+			b.ReportMetric(storedSizeMiB(b, cfg, checkpointKey), "checkpoint-MiB")
 			b.Logf("median over %d runs", len(full))
 			b.Logf("rerun: go test -run '^$' -bench 'Startup/entries=%d$' -benchtime %dx -timeout 0 ./node/", n, len(full))
 		})
@@ -61,7 +65,9 @@ func BenchmarkStartup(b *testing.B) {
 // checkpoint), dropping the checkpoint first if drop is set. It returns
 // the wall time of New and the process's CPU time meanwhile (on a shared
 // machine the wall time depends on the load, the CPU time much less), and
-// the live heap in MiB once the node is started.
+// the live heap in MiB once the node is started. A start after a drop
+// still restores the index from its snapshot (indexsnap.go): only the
+// checkpoint is dropped.
 func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration, heapMiB float64) {
 	ctx := context.Background()
 	if drop {
@@ -90,6 +96,20 @@ func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration, h
 	b.Logf("start with%s checkpoint: %d records, %d taken on its word, %v (CPU %v), live heap %.0f MiB", map[bool]string{true: "out", false: ""}[drop], len(nd.stored), nd.ckpt.vouched, took.Round(time.Millisecond), cpu.Round(time.Millisecond), heapMiB)
 	nd.Close()
 	return took, cpu, heapMiB
+}
+
+// storedSizeMiB is the size of what the store under cfg holds at key.
+func storedSizeMiB(b *testing.B, cfg Config, key datastore.Key) float64 {
+	ds, _, err := openStore(cfg.DataDir, testLogger(b), time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ds.Close()
+	n, err := ds.GetSize(context.Background(), key)
+	if err != nil {
+		b.Fatalf("%s: %v", key, err)
+	}
+	return float64(n) / (1 << 20)
 }
 
 // cpuTime is the process's user and system CPU time.

@@ -187,7 +187,7 @@ func (s *State) liveUses(pub PublicKey, l authorLimits, repl slotUse) []slotUse 
 // limits) than the pending pool takes. It changes nothing.
 func (s *State) checkAuthorRoom(t RecordType, pub PublicKey, e *Entry, n int) error {
 	l := s.authorLimits()
-	uses := s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, l.outsidePolicy(e.Issued, e.Expires, n) != ""})
+	uses := s.liveUses(pub, l, slotUse{entrySlotID(pub, e.ID), n, e.ID, l.outsidePolicy(e.Issued, e.Expires, n) != ""})
 	over := len(heldUses(uses, l))
 	if over == 0 {
 		return nil
@@ -338,7 +338,7 @@ func (s *State) CheckPublish(pub PublicKey, e *Entry, n int) error {
 	// The author's other entries outside the policy are held whatever
 	// this one does; only those within it compete for the limits.
 	var uses []slotUse
-	for _, u := range s.liveUses(pub, l, slotUse{SlotIDOf(entrySlotName(pub, e.ID)), n, e.ID, false}) {
+	for _, u := range s.liveUses(pub, l, slotUse{entrySlotID(pub, e.ID), n, e.ID, false}) {
 		if !u.outside {
 			uses = append(uses, u)
 		}

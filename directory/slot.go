@@ -53,9 +53,12 @@ func (r *Record) Slot() (string, error) {
 // blinded DHT keys.
 type SlotID [16]byte
 
+// slotDomain separates slot IDs from every other hash.
+const slotDomain = "ceiba slot v1\x00"
+
 // SlotIDOf hashes a slot name.
 func SlotIDOf(slot string) SlotID {
-	h := sha256.Sum256([]byte("ceiba slot v1\x00" + slot))
+	h := sha256.Sum256([]byte(slotDomain + slot))
 	var id SlotID
 	copy(id[:], h[:])
 	return id

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
@@ -723,6 +724,20 @@ func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte, decoded Bod
 
 func entrySlotName(pub PublicKey, id string) string { return "entry/" + pub.Hex() + "/" + id }
 
+// entrySlotID is SlotIDOf(entrySlotName(pub, id)) without building the
+// name: applying an entry needs its slot's ID, and a start applies
+// 100,000 of them.
+func entrySlotID(pub PublicKey, id string) SlotID {
+	var buf [len(slotDomain) + len("entry/") + 2*len(PublicKey{}) + 1 + 64]byte
+	b := append(buf[:0], slotDomain...)
+	b = append(b, "entry/"...)
+	b = hex.AppendEncode(b, pub[:])
+	b = append(b, '/')
+	b = append(b, id...)
+	h := sha256.Sum256(b)
+	return SlotID(h[:len(SlotID{})])
+}
+
 // addGrant applies a reader grant.
 func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
 	if len(r.Sigs) != 1 {
@@ -913,8 +928,7 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	seen = slices.Clip(seen.with(e.Seq, h, e.Seq))
 	r = r.withoutBody()
-	name := entrySlotName(pub, e.ID)
-	slot := &entrySlot{best: r, hash: h, facts: factsOf(e), seen: seen, size: n, rank: SlotIDOf(name)}
+	slot := &entrySlot{best: r, hash: h, facts: factsOf(e), seen: seen, size: n, rank: entrySlotID(pub, e.ID)}
 	wasVisible := cur != nil && cur.visible
 	if cur != nil {
 		// settleAuthor refreshes the slots whose standing changed; this
@@ -932,9 +946,9 @@ func (s *State) addEntry(r *Record, h Hash, e *Entry, n int) (bool, error) {
 	}
 	slot.visible = s.activeMember(pub) && !e.Deleted && !slot.over
 	if slot.visible {
-		s.indexPut(name, pub, r, e)
+		s.indexPut(pub, e.ID, r, e)
 	} else if wasVisible {
-		s.indexRemove(name)
+		s.indexRemove(pub, e.ID)
 	}
 	return wasVisible || slot.visible, nil
 }
@@ -949,9 +963,9 @@ func (s *State) refreshEntry(pub PublicKey, id string, slot *entrySlot) {
 	slot.visible = visible
 	s.changed = true
 	if visible {
-		s.indexPut(entrySlotName(pub, id), pub, slot.best, nil)
+		s.indexPut(pub, id, slot.best, nil)
 	} else {
-		s.indexRemove(entrySlotName(pub, id))
+		s.indexRemove(pub, id)
 	}
 }
 
@@ -960,19 +974,19 @@ func (s *State) refreshEntry(pub PublicKey, id string, slot *entrySlot) {
 // RestoreIndex makes it whole afterwards. An e that is nil or only the
 // facts of an entry not decoded (VouchedAll) is decoded from r, and only
 // if the index takes it.
-func (s *State) indexPut(name string, pub PublicKey, r *Record, e *Entry) {
+func (s *State) indexPut(pub PublicKey, id string, r *Record, e *Entry) {
 	if s.unindexed {
 		return
 	}
 	if e == nil || e.Service == nil {
 		e = heldEntry(r)
 	}
-	s.index.putHeld(name, pub, r, e)
+	s.index.putHeld(entrySlotName(pub, id), pub, r, e)
 }
 
-func (s *State) indexRemove(name string) {
+func (s *State) indexRemove(pub PublicKey, id string) {
 	if !s.unindexed {
-		s.index.Remove(name)
+		s.index.Remove(entrySlotName(pub, id))
 	}
 }
 
@@ -1049,7 +1063,7 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 	s.dropEvidenceOf(k)
 	for name, slot := range s.entries[k] {
 		if slot.visible {
-			s.indexRemove(entrySlotName(k, name))
+			s.indexRemove(k, name)
 		}
 		if !slot.expired {
 			delete(s.records, slot.hash)

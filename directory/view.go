@@ -527,7 +527,7 @@ func (s *State) Expire() int {
 				continue
 			}
 			if slot.visible {
-				s.indexRemove(entrySlotName(pub, id))
+				s.indexRemove(pub, id)
 			}
 			delete(s.records, slot.hash)
 			slot.expired, slot.visible = true, false

@@ -234,7 +234,7 @@ func (n *Node) saveCheckpoint(ctx context.Context, withIndex bool) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	if withIndex {
-		if err := n.saveIndexSnapshot(ctx); err != nil {
+		if err := n.saveIndexSnapshot(); err != nil {
 			return err
 		}
 	}

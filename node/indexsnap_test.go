@@ -2,10 +2,13 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/ipfs/go-datastore"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -31,6 +34,14 @@ var indexQueries = []directory.Query{
 	{Text: "acojida"}, {Category: "legal"}, {Language: "es"},
 }
 
+// startIn runs a node of the steward's identity on ds with its data
+// directory at dir, where the index snapshot is kept.
+func (fx *checkpointFixture) startIn(t *testing.T, ds datastore.Batching, dir string) *Node {
+	cfg := testConfig(t, fx.nw, fx.nw.Stewards[0], dir)
+	cfg.Datastore = ds
+	return startNode(t, cfg)
+}
+
 func searches(n *Node) [][]directory.Result {
 	var out [][]directory.Result
 	for _, q := range indexQueries {
@@ -43,14 +54,14 @@ func searches(n *Node) [][]directory.Result {
 // wrote, and answers every search as the index built entry by entry did.
 func TestIndexSnapshotUsedAtRestart(t *testing.T) {
 	fx := newIndexFixture(t)
-	ds := fx.store(t, fx.good...)
-	n := fx.start(t, ds)
+	ds, dir := fx.store(t, fx.good...), t.TempDir()
+	n := fx.startIn(t, ds, dir)
 	if n.indexRestored {
 		t.Fatal("a first start restored an index no one wrote")
 	}
 	want := searches(n)
 	n.Close()
-	sealed, err := ds.Get(context.Background(), indexSnapshotKey)
+	sealed, err := os.ReadFile(filepath.Join(dir, indexSnapshotFile))
 	if err != nil {
 		t.Fatalf("no index snapshot after a clean shutdown: %v", err)
 	}
@@ -59,7 +70,7 @@ func TestIndexSnapshotUsedAtRestart(t *testing.T) {
 			t.Fatalf("the stored snapshot shows the word %q in the clear", word)
 		}
 	}
-	n = fx.start(t, ds)
+	n = fx.startIn(t, ds, dir)
 	if !n.indexRestored {
 		t.Fatal("the restart did not restore the index from its snapshot")
 	}
@@ -84,12 +95,11 @@ func TestIndexSnapshotNotUsedUnlessItMatches(t *testing.T) {
 	// snapshotOf is the sealed snapshot a node of identity id writes at
 	// Close on a store of recs.
 	snapshotOf := func(t *testing.T, id *directory.Identity, recs ...*directory.Record) []byte {
-		ds := fx.store(t, recs...)
 		cfg := testConfig(t, fx.nw, id, t.TempDir())
-		cfg.Datastore = ds
+		cfg.Datastore = fx.store(t, recs...)
 		n := startNode(t, cfg)
 		n.Close()
-		b, err := ds.Get(context.Background(), indexSnapshotKey)
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, indexSnapshotFile))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,11 +116,12 @@ func TestIndexSnapshotNotUsedUnlessItMatches(t *testing.T) {
 		"older than some records": mine,
 	} {
 		t.Run(name, func(t *testing.T) {
-			ds := fx.store(t, append(fx.good, late...)...)
-			if err := ds.Put(context.Background(), indexSnapshotKey, snap); err != nil {
+			ds, dir := fx.store(t, append(fx.good, late...)...), t.TempDir()
+			path := filepath.Join(dir, indexSnapshotFile)
+			if err := os.WriteFile(path, snap, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			n := fx.start(t, ds)
+			n := fx.startIn(t, ds, dir)
 			if n.indexRestored {
 				t.Fatal("restored from a snapshot that does not match")
 			}
@@ -123,15 +134,15 @@ func TestIndexSnapshotNotUsedUnlessItMatches(t *testing.T) {
 			// The start wrote a snapshot that matches, at once: a kill -9
 			// now would not cost the next start the indexing again. (What
 			// Close writes is put back to what the start wrote.)
-			written, err := ds.Get(context.Background(), indexSnapshotKey)
+			written, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			n.Close()
-			if err := ds.Put(context.Background(), indexSnapshotKey, written); err != nil {
+			if err := os.WriteFile(path, written, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if n = fx.start(t, ds); !n.indexRestored {
+			if n = fx.startIn(t, ds, dir); !n.indexRestored {
 				t.Fatal("the start after did not restore the snapshot written to replace the bad one")
 			}
 		})

@@ -28,10 +28,10 @@ func (n *Node) load(ctx context.Context) error {
 	// checks it against the state (or indexes every entry, if it does
 	// not match).
 	snapc := make(chan indexSnapshotRead, 1)
-	if _, err := n.root.GetSize(ctx, indexSnapshotKey); err == nil {
+	if path := n.indexSnapshotPath(); path != "" && fileExists(path) {
 		n.state.LoadingUnindexed()
 		go func() {
-			s, err := n.readIndexSnapshot(ctx)
+			s, err := n.readIndexSnapshot()
 			snapc <- indexSnapshotRead{s, err}
 		}()
 	} else {
@@ -148,8 +148,10 @@ func (n *Node) load(ctx context.Context) error {
 	n.state.Expire()
 	n.pruneStore()
 	vouched := l.vouched
+	// Without the digest: at 100,000 entries it takes 60 ms to compute,
+	// a sixteenth of the start, and `ceiba status` shows it.
 	n.log.Info("state rebuilt from the store", "records", len(n.stored), "removed", len(remove),
-		"signatures-checked", len(n.stored)-min(vouched, len(n.stored)), "digest", n.state.Digest().Short(),
+		"signatures-checked", len(n.stored)-min(vouched, len(n.stored)),
 		"took", time.Since(start).Round(time.Millisecond))
 	n.ckpt.vouched = vouched
 	// What was verified now need not be at the next start, crash or not.

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -122,9 +123,12 @@ type State struct {
 	setAside []*Record
 	changed  bool
 
-	digest    Hash
-	digestAt  int64
-	digestSet bool
+	digest   Hash
+	digestAt int64
+	// digestUntil is the earliest expiry among the entries the digest
+	// counts: until then, and while nothing changes, it stays the same.
+	digestUntil int64
+	digestSet   bool
 }
 
 // Pool quotas. Entries and reader grants from keys that are not active
@@ -1605,25 +1609,35 @@ func (s *State) sortedReaders() []*readerGrant {
 func (s *State) Digest() Hash {
 	now := s.now().Unix()
 	s.mu.RLock()
-	if s.digestSet && s.digestAt == now {
+	if s.digestValid(now) {
 		d := s.digest
 		s.mu.RUnlock()
 		return d
 	}
 	s.mu.RUnlock()
-	// Entries expire by the clock, so a digest is reused only within the
-	// second it was computed in and while nothing changed.
+	// Entries expire by the clock, so a digest is reused only while
+	// nothing changed and no entry it counts has expired since (and the
+	// clock has not gone back past the time it was computed at): at
+	// 100,000 entries computing one takes 60 ms, and every status
+	// request, sync hello and API poll asks for it.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.digestSet || s.digestAt != now {
-		s.digest, s.digestAt, s.digestSet = s.viewDigest(), now, true
+	if !s.digestValid(now) {
+		s.digest, s.digestUntil = s.viewDigest()
+		s.digestAt, s.digestSet = now, true
 	}
 	return s.digest
 }
 
-func (s *State) viewDigest() Hash {
+func (s *State) digestValid(now int64) bool {
+	return s.digestSet && s.digestAt <= now && now < s.digestUntil
+}
+
+// viewDigest is the digest, and the earliest expiry among the entries it
+// counts.
+func (s *State) viewDigest() (Hash, int64) {
 	h := sha256.New()
-	s.digestLines(func(parts ...[]byte) {
+	until := s.digestLines(func(parts ...[]byte) {
 		for _, p := range parts {
 			var n [4]byte
 			binary.BigEndian.PutUint32(n[:], uint32(len(p)))
@@ -1633,13 +1647,17 @@ func (s *State) viewDigest() Hash {
 	})
 	var out Hash
 	h.Sum(out[:0])
-	return out
+	return out, until
 }
 
 // digestLines writes the digest's lines (PROTOCOL.md §6, Digest), each as
 // its parts, to line: the digest is their hash, and the test vectors list
-// them so that a second implementation sees which line differs.
-func (s *State) digestLines(line func(parts ...[]byte)) {
+// them so that a second implementation sees which line differs. It
+// returns the earliest expiry among the entries it lists (MaxInt64 for
+// none): the lines stay the same until then, unless a record changes
+// them.
+func (s *State) digestLines(line func(parts ...[]byte)) (until int64) {
+	until = math.MaxInt64
 	now := s.now().Unix()
 	for _, p := range s.chain {
 		line([]byte("charter"), p.id[:])
@@ -1672,9 +1690,11 @@ func (s *State) digestLines(line func(parts ...[]byte)) {
 		for _, id := range ids {
 			if slot := slots[id]; slot.visible && now < slot.facts.expires {
 				line([]byte("entry"), k[:], []byte(id), slot.hash[:])
+				until = min(until, slot.facts.expires)
 			}
 		}
 	}
+	return until
 }
 
 func sortedKeys[V any](m map[PublicKey]V) []PublicKey {

@@ -181,11 +181,12 @@ func (s *State) IndexSnapshot() []byte {
 	return b
 }
 
-// liveTermsSorted is every term the index holds, sorted, read without
-// changing the lexicon (the caller holds only a read lock).
+// liveTermsSorted is every term the index holds, sorted: the lexicon
+// merged with what was added since, read without changing either (a
+// snapshot holds only a read lock; mergeLex keeps the result).
 func (ix *Index) liveTermsSorted() []string {
 	fresh := slices.Sorted(slices.Values(ix.lexNew))
-	out := make([]string, 0, len(ix.termID))
+	out := make([]string, 0, len(ix.lex)+len(fresh))
 	a := ix.lex
 	for len(a) > 0 || len(fresh) > 0 {
 		var t string
@@ -401,22 +402,6 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrIndexSnapshot, len(r.b))
 	}
 	return snap, nil
-}
-
-// setOrder lays out ids, already in name order, as rebuildOrder would.
-func (ix *Index) setOrder(ids []uint32) {
-	const fill = orderBlock * 3 / 4
-	o := &ix.order
-	o.blocks, o.n = o.blocks[:0], len(ids)
-	step := math.MaxUint64 / uint64(len(ids)+1)
-	for i := 0; i < len(ids); i += fill {
-		b := make([]uint32, 0, orderBlock+1)
-		for j := i; j < min(i+fill, len(ids)); j++ {
-			b = append(b, ids[j])
-			ix.meta[ids[j]].label = step * uint64(j+1)
-		}
-		o.blocks = append(o.blocks, b)
-	}
 }
 
 // LoadingUnindexed is Loading for a state whose index will come from a

@@ -454,21 +454,7 @@ func (ix *Index) newTerm(t string) uint32 {
 
 // mergeLex folds lexNew into lex, dropping dead and repeated terms.
 func (ix *Index) mergeLex() {
-	slices.Sort(ix.lexNew)
-	out := make([]string, 0, len(ix.lex)+len(ix.lexNew))
-	a, b := ix.lex, ix.lexNew
-	for len(a) > 0 || len(b) > 0 {
-		var t string
-		if len(b) == 0 || (len(a) > 0 && a[0] <= b[0]) {
-			t, a = a[0], a[1:]
-		} else {
-			t, b = b[0], b[1:]
-		}
-		if _, live := ix.termID[t]; live && (len(out) == 0 || out[len(out)-1] != t) {
-			out = append(out, t)
-		}
-	}
-	ix.lex, ix.lexNew = out, ix.lexNew[:0]
+	ix.lex, ix.lexNew = ix.liveTermsSorted(), ix.lexNew[:0]
 	if cap(ix.lexNew) > 4*lexMergeAt {
 		ix.lexNew = nil // a load's backlog, not to be kept
 	}
@@ -1354,6 +1340,12 @@ func (ix *Index) rebuildOrder() {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, ix.nameCompare)
+	ix.setOrder(ids)
+}
+
+// setOrder lays out ids, already in name order, in blocks three quarters
+// full, with labels spread evenly over the uint64 range.
+func (ix *Index) setOrder(ids []uint32) {
 	const fill = orderBlock * 3 / 4
 	o := &ix.order
 	o.blocks, o.n = o.blocks[:0], len(ids)

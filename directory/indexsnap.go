@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -429,18 +430,47 @@ func (s *State) RestoreIndex(snap *IndexSnapshot) error {
 		s.index.adopt(snap.ix)
 		return nil
 	}
-	ix := NewIndex()
-	ix.DeferOrder()
+	s.index.adopt(s.indexVisible())
+	return err
+}
+
+// indexVisible indexes every visible entry. The entries' bodies were not
+// decoded when they were applied (VouchedAll), so they are decoded here,
+// on every core; only putting them into the index is serial.
+func (s *State) indexVisible() *Index {
+	type doc struct {
+		pub  PublicKey
+		id   string
+		slot *entrySlot
+		e    *Entry
+	}
+	var docs []doc
 	for pub, slots := range s.entries {
 		for id, slot := range slots {
 			if slot.visible {
-				ix.putHeld(entrySlotName(pub, id), pub, slot.best, slot.entry())
+				docs = append(docs, doc{pub: pub, id: id, slot: slot})
 			}
 		}
 	}
+	workers := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(docs); i += workers {
+				docs[i].e = docs[i].slot.entry()
+			}
+		})
+	}
+	wg.Wait()
+	ix := NewIndex()
+	ix.DeferOrder()
+	for i := range docs {
+		d := &docs[i]
+		ix.putHeld(entrySlotName(d.pub, d.id), d.pub, d.slot.best, d.e)
+		d.e = nil // put keeps the record, not the decoded entry
+	}
 	ix.SettleOrder()
-	s.index.adopt(ix)
-	return err
+	return ix
 }
 
 // adopt takes what src indexes; src must not be used afterwards. The

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-datastore"
 
@@ -131,13 +132,16 @@ func TestIndexSnapshotNotUsedUnlessItMatches(t *testing.T) {
 			if got := n.State().Search(directory.Query{Text: "asesoria"}); len(got) != len(wantLate) {
 				t.Fatalf("%d results for the entries stored after the snapshot, want %d", len(got), len(wantLate))
 			}
-			// The start wrote a snapshot that matches, at once: a kill -9
-			// now would not cost the next start the indexing again. (What
-			// Close writes is put back to what the start wrote.)
-			written, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			// The node writes a snapshot that matches once it runs: a kill
+			// -9 after that would not cost the next start the indexing
+			// again. (What Close writes is put back to what the running
+			// node wrote.)
+			var written []byte
+			waitFor(t, 10*time.Second, "the node to replace the snapshot it could not use", func() bool {
+				b, err := os.ReadFile(path)
+				written = b
+				return err == nil && !bytes.Equal(b, snap)
+			})
 			n.Close()
 			if err := os.WriteFile(path, written, 0o600); err != nil {
 				t.Fatal(err)

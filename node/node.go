@@ -92,6 +92,9 @@ type Node struct {
 	// the last snapshot was written.
 	indexRestored bool
 	indexSavedAt  time.Time
+	// indexStale says the start could not use the snapshot it found, or
+	// found none: New writes one in the background.
+	indexStale bool
 	// orphans are on disk but no longer pooled. They are deleted only
 	// when no record is between Apply and its durable write and none is
 	// unpersisted: until then the record that superseded one may not be on
@@ -258,6 +261,17 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 	// searches the local copy) for their whole timeout. A connection
 	// starts a sync session when it comes up.
 	n.wg.Go(func() { n.connectBootstrap(n.ctx) })
+	if n.indexStale {
+		n.wg.Go(func() {
+			if !n.enter() {
+				return
+			}
+			defer n.leave()
+			if err := n.saveIndexSnapshot(); err != nil {
+				n.log.Warn("writing the index snapshot; the next start indexes every entry again", "err", err)
+			}
+		})
+	}
 	n.log.Info("node started", "peer", n.host.ID(), "network", cfg.Network.String()[:12],
 		"records", len(n.stored), "epoch", n.state.CurrentEpoch())
 	return n, nil

@@ -75,9 +75,9 @@ type IndexSnapshot struct {
 	docs []snapDoc
 }
 
-// IndexSnapshot encodes the state's search index with the slot and record
-// hash of each document. It returns nil while the state is loading.
-func (s *State) IndexSnapshot() []byte {
+// EncodeIndexSnapshot encodes the state's search index with the slot and
+// record hash of each document. It returns nil while the state is loading.
+func (s *State) EncodeIndexSnapshot() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.unindexed {
@@ -86,7 +86,7 @@ func (s *State) IndexSnapshot() []byte {
 	ix := s.index
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	if ix.order.deferred.Load() {
+	if ix.deferred.Load() {
 		return nil
 	}
 	// Documents are renumbered densely in their old order, so postings
@@ -264,7 +264,7 @@ func (r *snapReader) str(max uint64, what string) string {
 	return s
 }
 
-// DecodeIndexSnapshot decodes a snapshot IndexSnapshot made. It needs no
+// DecodeIndexSnapshot decodes a snapshot EncodeIndexSnapshot made. It needs no
 // state: a node decodes it while it reads its store, and RestoreIndex
 // checks it against the state once the records are applied.
 func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
@@ -279,7 +279,6 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 		return nil, fmt.Errorf("%w: written by a build that analyses words differently", ErrIndexSnapshot)
 	}
 	r := &snapReader{b: b[hdr:]}
-	str := r.str
 	// Every count is bounded by what the remaining bytes could hold, so a
 	// damaged count cannot make the decoder allocate beyond the input.
 	n := int(r.uvarint(uint64(len(r.b)/(2*len(Hash{}))), "document count"))
@@ -291,8 +290,8 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 		sd := &snap.docs[i]
 		copy(sd.pub[:], r.bytes(len(PublicKey{}), "publisher"))
 		copy(sd.hash[:], r.bytes(len(Hash{}), "record hash"))
-		sd.id = str(64, "entry id")
-		name := str(MaxRecordBytes, "name")
+		sd.id = r.str(64, "entry id")
+		name := r.str(MaxRecordBytes, "name")
 		tier := r.bytes(1, "status")
 		if r.err != nil {
 			return nil, r.err
@@ -330,7 +329,7 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 	ix.dtIdx = make([]int32, terms)
 	ix.termID = make(map[string]uint32, terms)
 	for t := range terms {
-		s := str(MaxRecordBytes, "term")
+		s := r.str(MaxRecordBytes, "term")
 		if r.err == nil && (s == "" || (t > 0 && s <= ix.termStr[t-1])) {
 			r.fail("term %d out of order", t)
 		}
@@ -368,7 +367,7 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 	for _, list := range []map[string][]uint32{ix.cats, ix.langs, ix.countries} {
 		keys := int(r.uvarint(uint64(len(r.b)/2), "list count"))
 		for range keys {
-			k := str(MaxRecordBytes, "list key")
+			k := r.str(MaxRecordBytes, "list key")
 			if _, dup := list[k]; r.err == nil && dup {
 				r.fail("list %q twice", k)
 			}
@@ -479,13 +478,8 @@ func (s *State) indexVisible() *Index {
 func (ix *Index) adopt(src *Index) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.byKey, ix.docs, ix.meta, ix.free = src.byKey, src.docs, src.meta, src.free
-	ix.order.blocks, ix.order.n = src.order.blocks, src.order.n
-	ix.order.deferred.Store(src.order.deferred.Load())
-	ix.termID, ix.termStr, ix.termLetters, ix.post, ix.freeTerm = src.termID, src.termStr, src.termLetters, src.post, src.freeTerm
-	ix.lex, ix.lexNew = src.lex, src.lexNew
-	ix.cats, ix.langs, ix.countries = src.cats, src.langs, src.countries
-	ix.dt, ix.dtIdx, ix.stale = src.dt, src.dtIdx, src.stale
+	ix.indexData = src.indexData
+	ix.deferred.Store(src.deferred.Load())
 }
 
 // linkSnapshot checks snap against the state's visible entries and points

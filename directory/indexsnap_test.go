@@ -80,7 +80,7 @@ func TestIndexSnapshotRestoresTheSameSearches(t *testing.T) {
 	nw, recs := snapshotNetwork(t)
 	built := nw.State()
 	mustApply(t, built, recs...)
-	snap := built.IndexSnapshot()
+	snap := built.EncodeIndexSnapshot()
 	if snap == nil {
 		t.Fatal("no snapshot of a settled index")
 	}
@@ -114,7 +114,7 @@ func TestIndexSnapshotRestoresTheSameSearches(t *testing.T) {
 	if got := searchAll(restored); !reflect.DeepEqual(got, want) {
 		t.Fatalf("searches after changes differ:\n got %v\nwant %v", got, want)
 	}
-	if again := restored.IndexSnapshot(); again == nil {
+	if again := restored.EncodeIndexSnapshot(); again == nil {
 		t.Fatal("no snapshot of a restored index")
 	}
 }
@@ -126,7 +126,7 @@ func TestIndexSnapshotOfAnotherStateIsRefused(t *testing.T) {
 	built := nw.State()
 	mustApply(t, built, recs...)
 	want := searchAll(built)
-	snap := built.IndexSnapshot()
+	snap := built.EncodeIndexSnapshot()
 	newcomer := dirtest.MustIdentity(t)
 	admitted := append(recs[:len(recs):len(recs)], nw.Admit(t, newcomer, "Colectivo C"))
 
@@ -170,7 +170,7 @@ func TestIndexSnapshotDamageIsAnError(t *testing.T) {
 	nw, recs := snapshotNetwork(t)
 	built := nw.State()
 	mustApply(t, built, recs...)
-	snap := built.IndexSnapshot()
+	snap := built.EncodeIndexSnapshot()
 	used := 0
 	for i := 0; i < len(snap); i += max(1, len(snap)/500) {
 		b := append([]byte(nil), snap...)
@@ -217,7 +217,7 @@ func TestWriteIndexSnapshotSeed(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.IndexSnapshot())
+	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.EncodeIndexSnapshot())
 	if err := os.WriteFile(filepath.Join(dir, "valid"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func FuzzDecodeIndexSnapshot(f *testing.F) {
 	for _, r := range recs {
 		built.Apply(r)
 	}
-	snap := built.IndexSnapshot()
+	snap := built.EncodeIndexSnapshot()
 	f.Add(snap)
 	f.Add(snap[:len(snap)/2])
 	f.Fuzz(func(t *testing.T, b []byte) {

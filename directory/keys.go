@@ -165,10 +165,11 @@ func (id *Identity) signDomain(domain string, msg []byte) []byte {
 	return ed25519.Sign(id.sign, signingInput(domain, msg))
 }
 
-// LocalMACKey is a key for authenticating what this identity's node keeps
-// for itself on its own disk (node/checkpoint.go): only the holder of the
-// identity's secret can derive it, so a file changed by anyone else does
-// not pass. purpose separates the uses.
+// LocalMACKey is a key for authenticating, or sealing with an AEAD, what
+// this identity's node keeps for itself on its own disk (node/checkpoint.go,
+// node/indexsnap.go): only the holder of the identity's secret can derive
+// it, so a file changed by anyone else does not pass, and a sealed one
+// shows nothing without the passphrase. purpose separates the uses.
 func (id *Identity) LocalMACKey(purpose string) [32]byte {
 	return domainHash("ceiba/v2/local-mac", []byte(purpose), id.sign.Seed())
 }

@@ -184,10 +184,29 @@ type docMeta struct {
 // Index answers queries over the visible entries; it is safe for concurrent
 // use. It keeps postings, not text: an entry is analyzed again from its
 // (immutable) record when it is removed or replaced, rather than keeping a
-// copy of its words. A field added here must be added to adopt
-// (indexsnap.go) too, and to the snapshot if it is not derived.
+// copy of its words.
 type Index struct {
-	mu    sync.RWMutex
+	mu sync.RWMutex
+	indexData
+	// deferred is set while many entries are put at once (DeferOrder):
+	// inserting each into the order costs a binary search of string
+	// comparisons over scattered documents, and sorting them all at the
+	// end half that. Until the order is rebuilt, blocks and labels are
+	// stale and only rebuildOrder reads them.
+	deferred atomic.Bool
+
+	// Scratch for Put and Remove, used under mu.
+	an   analyzer
+	lens [numFields]int
+
+	scratch sync.Pool
+}
+
+// indexData is what an index holds, apart from its lock and scratch: one
+// index takes another's whole (adopt), and a field added here cannot be
+// left behind. A field that is not derived must go into the snapshot too
+// (indexsnap.go).
+type indexData struct {
 	byKey map[string]uint32
 	docs  []doc
 	meta  []docMeta // by doc id, like docs
@@ -212,14 +231,10 @@ type Index struct {
 	langs     map[string][]uint32
 	countries map[string][]uint32 // upper-case ISO 3166 code → sorted docs
 
-	// Scratch for Put and Remove, used under mu.
-	an    analyzer
+	// Put's and Remove's working set; dtIdx has an element per term.
 	dt    []docTerm
 	dtIdx []int32 // by term id: its index in dt, if dt holds it there (a sparse set)
 	stale []uint32
-	lens  [numFields]int
-
-	scratch sync.Pool
 }
 
 type docTerm struct {
@@ -229,13 +244,13 @@ type docTerm struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{
+	return &Index{indexData: indexData{
 		byKey:     map[string]uint32{},
 		termID:    map[string]uint32{},
 		cats:      map[string][]uint32{},
 		langs:     map[string][]uint32{},
 		countries: map[string][]uint32{},
-	}
+	}}
 }
 
 // Put adds or replaces the entry under key. The index keeps e and reads it
@@ -446,7 +461,7 @@ func (ix *Index) newTerm(t string) uint32 {
 	// loading directory's terms was half the index's start-up cost (a
 	// directory of 100,000 entries with a phone number and a number in each
 	// had about 200,000 terms: 150 MB copied).
-	if len(ix.lexNew) >= lexMergeAt && !ix.order.deferred.Load() {
+	if len(ix.lexNew) >= lexMergeAt && !ix.deferred.Load() {
 		ix.mergeLex()
 	}
 	return id
@@ -1300,12 +1315,6 @@ func (ix *Index) scanAll(f *filter, top *topK, consider func(hit)) {
 type nameOrder struct {
 	blocks [][]uint32
 	n      int
-	// deferred is set while many entries are put at once (DeferOrder):
-	// inserting each into the order costs a binary search of string
-	// comparisons over scattered documents, and sorting them all at the
-	// end half that. Until the order is rebuilt, blocks and labels are
-	// stale and only rebuildOrder reads them.
-	deferred atomic.Bool
 }
 
 // DeferOrder stops keeping the name order and the term lexicon up to date
@@ -1314,21 +1323,21 @@ type nameOrder struct {
 func (ix *Index) DeferOrder() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	ix.order.deferred.Store(true)
+	ix.deferred.Store(true)
 }
 
 // SettleOrder rebuilds the name order and the lexicon if DeferOrder left
 // them stale.
 func (ix *Index) SettleOrder() {
-	if !ix.order.deferred.Load() {
+	if !ix.deferred.Load() {
 		return
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if ix.order.deferred.Load() {
+	if ix.deferred.Load() {
 		ix.rebuildOrder()
 		ix.mergeLex()
-		ix.order.deferred.Store(false)
+		ix.deferred.Store(false)
 	}
 }
 
@@ -1403,7 +1412,7 @@ func (ix *Index) orderFind(id uint32) (bi, i int) {
 
 func (ix *Index) orderInsert(id uint32) {
 	o := &ix.order
-	if o.deferred.Load() {
+	if ix.deferred.Load() {
 		return
 	}
 	o.n++
@@ -1454,7 +1463,7 @@ func (ix *Index) orderInsert(id uint32) {
 
 func (ix *Index) orderRemove(id uint32) {
 	o := &ix.order
-	if o.deferred.Load() {
+	if ix.deferred.Load() {
 		return
 	}
 	bi, i := -1, -1

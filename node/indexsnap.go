@@ -16,7 +16,9 @@ import (
 )
 
 // The index snapshot keeps the search index between starts, written with
-// each checkpoint: a start restores it instead of analysing every entry
+// the checkpoint at Close and at most every indexSnapshotEvery while
+// records change, and by the running node after a start that could not
+// use the one it found: a start restores it instead of analysing every entry
 // again (directory.State.RestoreIndex, which uses it only if it names
 // exactly the records the rebuilt state holds). It holds the words of
 // every entry, so it is sealed with XChaCha20-Poly1305 under a key only
@@ -43,8 +45,8 @@ const indexSnapshotPurpose = "start-up index snapshot v1"
 
 // indexSnapshotEvery spaces the snapshots written while the node runs:
 // at 100,000 entries one is about 17 MiB, against 3 MiB for the checkpoint
-// it is written with. Close writes one too, and so does a start that
-// could not use the last; a crash costs the next start only the indexing
+// it is written with. Close writes one too, and so does the node after a
+// start that could not use the last; a crash costs the next start only the indexing
 // (a second at 100,000 entries), never a search result.
 const indexSnapshotEvery = time.Hour
 
@@ -63,7 +65,7 @@ func (n *Node) saveIndexSnapshot() error {
 	if path == "" {
 		return nil
 	}
-	plain := n.state.IndexSnapshot()
+	plain := n.state.EncodeIndexSnapshot()
 	if plain == nil {
 		return nil // loading: nothing settled to keep
 	}

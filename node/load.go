@@ -25,8 +25,11 @@ func (n *Node) load(ctx context.Context) error {
 	verified, fieldsChecked, outdated, why := n.readCheckpoint(ctx)
 	// With an index snapshot stored, the records are applied without
 	// indexing them while it is opened and decoded; RestoreIndex then
-	// checks it against the state (or indexes every entry, if it does
-	// not match).
+	// installs it if it matches the state, or indexes every visible entry.
+	// Without one they are indexed as they are applied, even when their
+	// bodies were not decoded (VouchedAll): decoding them there overlaps
+	// the opening, and indexing them all afterwards instead was slower
+	// (1.59–1.67 s against 1.29–1.40 s at 100,000 entries).
 	snapc := make(chan indexSnapshotRead, 1)
 	if path := n.indexSnapshotPath(); path != "" && fileExists(path) {
 		n.state.LoadingUnindexed()
@@ -38,12 +41,10 @@ func (n *Node) load(ctx context.Context) error {
 		n.state.Loading()
 		snapc <- indexSnapshotRead{nil, errNoIndexSnapshot}
 	}
-	indexed := false
 	defer func() {
-		if !indexed {
-			// A start that failed still leaves the state whole.
-			n.state.RestoreIndex(nil)
-		}
+		// A no-op after the restore below; a start that failed before it
+		// still leaves the state whole.
+		n.state.RestoreIndex(nil)
 		n.state.Loaded()
 	}()
 	l := &loader{n: n, verified: verified, fieldsChecked: fieldsChecked}
@@ -93,7 +94,6 @@ func (n *Node) load(ctx context.Context) error {
 	} else {
 		n.state.RestoreIndex(nil)
 	}
-	indexed = true
 	n.indexRestored = snapErr == nil
 	if n.indexRestored {
 		n.indexSavedAt = time.Now()

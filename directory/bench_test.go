@@ -145,6 +145,18 @@ func BenchmarkApplyEntry(b *testing.B) {
 	}
 }
 
+// BenchmarkDigest computes the state's digest afresh, as the first status
+// request or sync hello after a change does.
+func BenchmarkDigest(b *testing.B) {
+	fx := entryFixture(b, 10000)
+	want := fx.state.Digest()
+	for b.Loop() {
+		if directory.ComputeDigestForTest(fx.state) != want {
+			b.Fatal("the digest computed afresh differs from the one kept")
+		}
+	}
+}
+
 // BenchmarkIngest is the whole receive path of one record: open the seal,
 // decode, verify, validate against the state and apply. verify=twice hands
 // Apply a copy that lost Open's mark, as every record did before Apply

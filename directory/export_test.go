@@ -62,3 +62,11 @@ func DecodedEntriesHeldForTest(s *State) int {
 func PutHeldForTest(ix *Index, key string, pub PublicKey, r *Record, e *Entry) {
 	ix.putHeld(key, pub, r, e)
 }
+
+// ComputeDigestForTest computes s's digest afresh, not from the one kept.
+func ComputeDigestForTest(s *State) Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d, _ := s.viewDigest()
+	return d
+}

@@ -396,16 +396,24 @@ func decodeUnverified(data []byte, h Hash, canonical bool) (*Unverified, error) 
 // entry's body only the facts the state keeps (VouchedAll).
 func decodeStored(data []byte, h Hash, canonical, factsOnly bool) (*Unverified, error) {
 	u := &Unverified{}
-	if err := unmarshalChecked(data, &u.r, canonical); err != nil {
-		return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
+	var f entryFactsWire
+	read := false
+	if factsOnly {
+		u.r, f, read = decodeVouchedEntry(data)
+	}
+	if !read {
+		if err := unmarshalChecked(data, &u.r, canonical); err != nil {
+			return nil, &RejectError{Reason: unwrapSentinel(err), Detail: err.Error()}
+		}
 	}
 	if factsOnly && u.r.Type == TypeEntry {
 		if err := u.r.checkEnvelope(); err != nil {
 			return nil, err
 		}
-		var f entryFactsWire
-		if err := claimMode.Unmarshal(u.r.Body, &f); err != nil {
-			return nil, &RejectError{Type: u.r.Type, Reason: ErrMalformed, Detail: err.Error()}
+		if !read {
+			if err := claimMode.Unmarshal(u.r.Body, &f); err != nil {
+				return nil, &RejectError{Type: u.r.Type, Reason: ErrMalformed, Detail: err.Error()}
+			}
 		}
 		u.facts = &Entry{ID: f.ID, Seq: f.Seq, Issued: f.Issued, Expires: f.Expires, Deleted: f.Deleted}
 		u.hash, u.size = h, len(data)

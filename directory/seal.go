@@ -284,8 +284,15 @@ const (
 // once, with the hash of the record's bytes, for every sealing that
 // decrypts; for a record it returns, that hash is the record's
 // (node/load.go uses it instead of re-encoding the record to hash it).
+//
+// OpenVerified decrypts in place: once it has tried the key sealed's tag
+// names, sealed holds the plaintext, or zeros if it did not decrypt, and
+// the caller must not use it again. (The record it returns shares no
+// memory with it.) A node re-reading its store has no use for the sealed
+// bytes once opened, and decrypting into fresh memory made 90 MB of
+// garbage for every start at 100,000 entries.
 func OpenVerified(sealed []byte, net NetworkID, keys Keyring, vouch func(Hash) Vouched) (*Record, error) {
-	s, err := Unseal(sealed, keys)
+	s, err := unseal(sealed, keys, true)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +336,10 @@ type Unsealed struct {
 }
 
 // Unseal checks a sealing's header and padding and decrypts it.
-func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) {
+func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) { return unseal(sealed, keys, false) }
+
+// unseal is Unseal that, inPlace, decrypts into sealed's own memory.
+func unseal(sealed []byte, keys Keyring, inPlace bool) (*Unsealed, error) {
 	if len(sealed) > MaxSealedBytes {
 		return nil, &RejectError{Reason: ErrTooLarge, Detail: fmt.Sprintf("%d bytes sealed", len(sealed))}
 	}
@@ -350,7 +360,11 @@ func Unseal(sealed []byte, keys Keyring) (*Unsealed, error) {
 		return nil, &RejectError{Reason: ErrNoKey, Detail: "key tag " + tag.String()}
 	}
 	aead, _ := chacha20poly1305.NewX(key.derived().seal[:])
-	padded, err := aead.Open(nil, sealed[1+KeyTagLen:headerLen], sealed[headerLen:], sealed[:headerLen])
+	var dst []byte
+	if inPlace {
+		dst = sealed[headerLen:headerLen] // the ciphertext's own start: an exact overlap
+	}
+	padded, err := aead.Open(dst, sealed[1+KeyTagLen:headerLen], sealed[headerLen:], sealed[:headerLen])
 	if err != nil {
 		return nil, &RejectError{Reason: ErrDecrypt, Detail: fmt.Sprintf("epoch %d", epoch)}
 	}

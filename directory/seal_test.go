@@ -412,13 +412,13 @@ func TestOpenVerifiedSparesOnlyTheVouchedHash(t *testing.T) {
 	good := nw.Entry(t, org, "asesoria", 1)
 	forged := nw.Entry(t, org, "asesoria", 2)
 	forged.Sigs[0].Sig[0] ^= 1
-	sealed := directory.Seal(forged, nw.Key)
 	vouchGood := vouchFor(directory.VouchedSignatures, good.Hash())
-	if _, err := directory.OpenVerified(sealed, nw.ID, keys, vouchGood); !errors.Is(err, directory.ErrBadSignature) {
+	// OpenVerified decrypts in place: each call opens a sealing of its own.
+	if _, err := directory.OpenVerified(directory.Seal(forged, nw.Key), nw.ID, keys, vouchGood); !errors.Is(err, directory.ErrBadSignature) {
 		t.Fatalf("a forged record vouched for under another hash: %v, want ErrBadSignature", err)
 	}
 	vouchAll := func(directory.Hash) directory.Vouched { return directory.VouchedSignatures }
-	r, err := directory.OpenVerified(sealed, nw.ID, keys, vouchAll)
+	r, err := directory.OpenVerified(directory.Seal(forged, nw.Key), nw.ID, keys, vouchAll)
 	if err != nil || r.Hash() != forged.Hash() {
 		t.Fatalf("the vouched-for record did not open as itself: %v", err)
 	}
@@ -449,15 +449,20 @@ func TestOpenVerifiedVouchedAllAppliesAsOpened(t *testing.T) {
 	keys := directory.Keyring{1: nw.Key}
 	admit := nw.Admit(t, org, "Colectivo")
 	rec := nw.Entry(t, org, "asesoria", 1)
-	sealed := directory.Seal(rec, nw.Key)
-
-	full, err := directory.OpenVerified(sealed, nw.ID, keys, nil)
+	sealedFull, sealed := directory.Seal(rec, nw.Key), directory.Seal(rec, nw.Key)
+	full, err := directory.OpenVerified(sealedFull, nw.ID, keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lazy, err := directory.OpenVerified(sealed, nw.ID, keys, vouchFor(directory.VouchedAll, rec.Hash()))
 	if err != nil || lazy.Hash() != rec.Hash() {
 		t.Fatalf("the vouched-for entry did not open as itself: %v", err)
+	}
+	// Both were decrypted in place, and neither record shares their memory.
+	for _, b := range [][]byte{sealedFull, sealed} {
+		for i := range b {
+			b[i] ^= 0xff
+		}
 	}
 	want, _ := full.DecodeBody()
 	if got, err := lazy.DecodeBody(); err != nil || !reflect.DeepEqual(got, want) {

@@ -72,7 +72,7 @@ func (n *Node) load(ctx context.Context) error {
 			}
 			n.log.Log(ctx, level, "start-up checkpoint not used; verifying every stored record", "why", why)
 		}
-		waiting = l.pass(items)
+		waiting = l.pass(ctx, items)
 	}
 	for {
 		// Epoch records applied in the last pass may have given the keys
@@ -85,7 +85,7 @@ func (n *Node) load(ctx context.Context) error {
 			break
 		}
 		before = len(n.keyringSnapshot())
-		waiting = l.pass(waiting)
+		waiting = l.pass(ctx, waiting)
 	}
 	snapRead := <-snapc
 	snapErr := snapRead.err
@@ -214,12 +214,12 @@ type openedRecord struct {
 
 // pass opens items with the keys held now, on every core, and applies what
 // opened in ApplyRank order; it returns what waits for a key.
-func (l *loader) pass(items []storedRecord) []storedRecord {
+func (l *loader) pass(ctx context.Context, items []storedRecord) []storedRecord {
 	kr := l.n.keyringSnapshot()
 	var recs []openedRecord
 	var waiting []storedRecord
 	openInOrder(chunks(items), l.n.cfg.Network, kr, l.vouch, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
-		r, w := l.classify(items, res, kr)
+		r, w := l.classify(ctx, items, res, kr)
 		recs, waiting = append(recs, r...), append(waiting, w...)
 	})
 	l.apply(recs)
@@ -242,7 +242,7 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 		if entry {
 			continue
 		}
-		switch sealed, err := n.store.ds.Get(ctx, recordKey(h)); {
+		switch sealed, err := n.store.sealed(ctx, h); {
 		case errors.Is(err, datastore.ErrNotFound):
 			// Gone since the checkpoint: removed as refused.
 		case err != nil:
@@ -252,7 +252,7 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 		}
 	}
 	stored = len(others)
-	waiting = l.pass(others)
+	waiting = l.pass(ctx, others)
 	// With every key the other records carry.
 	n.adoptKeys()
 	kr := n.keyringSnapshot()
@@ -283,7 +283,7 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 	})
 	workers := runtime.GOMAXPROCS(0)
 	openInOrder(in, n.cfg.Network, kr, l.vouch, workers, func(items []storedRecord, res []openResult) {
-		recs, w := l.classify(items, res, kr)
+		recs, w := l.classify(ctx, items, res, kr)
 		waiting = append(waiting, w...)
 		l.apply(recs)
 	})
@@ -292,20 +292,27 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 		return nil, nil, 0, readErr
 	}
 	stored += len(unlisted)
-	return append(waiting, l.pass(unlisted)...), bad, stored, nil
+	return append(waiting, l.pass(ctx, unlisted)...), bad, stored, nil
 }
 
 // classify takes what opened and what waits for a key out of res, and
 // notes what must go.
-func (l *loader) classify(items []storedRecord, res []openResult, kr directory.Keyring) (recs []openedRecord, waiting []storedRecord) {
+func (l *loader) classify(ctx context.Context, items []storedRecord, res []openResult, kr directory.Keyring) (recs []openedRecord, waiting []storedRecord) {
 	n := l.n
 	for i, it := range items {
 		r, err := res[i].r, res[i].err
 		switch {
 		case errors.Is(err, directory.ErrNoKey):
+			// Not decrypted: it.sealed is intact for the next pass.
 			waiting = append(waiting, it)
 		case errors.Is(err, directory.ErrUnknownVersion):
-			r, err := directory.OpenInterim(it.sealed, n.cfg.Network, kr)
+			// OpenVerified decrypted it.sealed in place: read again.
+			sealed, gerr := n.store.sealed(ctx, it.hash)
+			if gerr != nil {
+				n.log.Warn("stored record of another version not read again; kept for the next start", "key", it.hash.Short(), "err", gerr)
+				continue
+			}
+			r, err := directory.OpenInterim(sealed, n.cfg.Network, kr)
 			switch {
 			case err == nil:
 				e, _ := r.OpenedUnder()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -18,6 +19,12 @@ import (
 // readable without the keystore's read keys.
 type recordStore struct {
 	ds datastore.Batching
+	// readsAreCopies says every value ds returns is a copy the caller may
+	// change: true of the node's own pebble store (go-ds-pebble clones
+	// each value it returns), not of any datastore (a MapDatastore hands
+	// out its own memory). The start decrypts stored records in place
+	// (directory.OpenVerified), so each copies what ds returns otherwise.
+	readsAreCopies bool
 }
 
 // recordsPrefix is where records live in the node's datastore; the DHT
@@ -26,6 +33,15 @@ var recordsPrefix = datastore.NewKey("/records")
 
 func newRecordStore(root datastore.Batching) *recordStore {
 	return &recordStore{ds: namespace.Wrap(root, recordsPrefix)}
+}
+
+// sealed reads the record stored under h, as bytes the caller may change.
+func (s *recordStore) sealed(ctx context.Context, h directory.Hash) ([]byte, error) {
+	v, err := s.ds.Get(ctx, recordKey(h))
+	if err == nil && !s.readsAreCopies {
+		v = bytes.Clone(v)
+	}
+	return v, err
 }
 
 func recordKey(h directory.Hash) datastore.Key {
@@ -110,7 +126,8 @@ func (s *recordStore) all(ctx context.Context) (good []storedRecord, bad []datas
 }
 
 // each calls fn with every stored record as it reads them, and bad with
-// every key that is not a record hash.
+// every key that is not a record hash. The sealed bytes fn gets are its
+// own to change.
 func (s *recordStore) each(ctx context.Context, fn func(storedRecord), bad func(datastore.Key)) error {
 	res, err := s.ds.Query(ctx, query.Query{})
 	if err != nil {
@@ -126,7 +143,11 @@ func (s *recordStore) each(ctx context.Context, fn func(storedRecord), bad func(
 			bad(datastore.NewKey(e.Key))
 			continue
 		}
-		fn(storedRecord{hash: h, sealed: e.Value})
+		v := e.Value
+		if !s.readsAreCopies {
+			v = bytes.Clone(v)
+		}
+		fn(storedRecord{hash: h, sealed: v})
 	}
 	return nil
 }

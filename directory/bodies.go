@@ -385,8 +385,24 @@ func checkTime(field string, t int64) error {
 	return nil
 }
 
+// validEntryID reports whether id is 1 to 64 lowercase ASCII letters,
+// digits and dashes, starting with a letter or digit
+// (^[a-z0-9][a-z0-9-]{0,63}$). Not a regular expression: every start
+// checks every entry's ID in the index snapshot, and the regexp was 37 ms
+// of it at 100,000 entries.
+func validEntryID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 var (
-	entryIDPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	languagePattern = regexp.MustCompile(`^[a-z]{2,3}$`)
 	countryPattern  = regexp.MustCompile(`^[A-Z]{2}$`)
 	datePattern     = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)

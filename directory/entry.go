@@ -92,7 +92,7 @@ func fieldErr(field, format string, args ...any) error {
 }
 
 func (e *Entry) check() error {
-	if !entryIDPattern.MatchString(e.ID) {
+	if !validEntryID(e.ID) {
 		return fieldErr("id", "use 1 to 64 lowercase letters, digits and dashes, starting with a letter or digit")
 	}
 	if e.Seq == 0 {

@@ -296,7 +296,7 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		if !entryIDPattern.MatchString(sd.id) || tier[0] > 2 {
+		if !validEntryID(sd.id) || tier[0] > 2 {
 			return nil, fmt.Errorf("%w: document %d: bad entry id or status", ErrIndexSnapshot, i)
 		}
 		key := entrySlotName(sd.pub, sd.id)

@@ -1701,7 +1701,7 @@ func (s *State) digestLines(line func(parts ...[]byte)) (until int64) {
 	)
 	parts[0] = []byte("entry")
 	for _, k := range sortedKeys(s.entries) {
-		slots = slots[:0]
+		slots = slices.Grow(slots[:0], len(s.entries[k]))
 		for name, slot := range s.entries[k] {
 			if slot.visible && now < slot.facts.expires {
 				slots = append(slots, namedSlot{name, slot})

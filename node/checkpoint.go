@@ -49,6 +49,13 @@ import (
 // the checkpoint vouches for signatures only, and every field is checked
 // again by the new rules.
 //
+// Version 4 lists every record the state holds when it is written, and
+// adds the time the digest it carries was computed at and when the first
+// entry it counts expires (directory.DigestStamp). A start that applies
+// exactly the records it lists, by the same rules, keeps that digest
+// (directory.State.AdoptDigest) instead of computing it again for the
+// first status request or sync hello.
+//
 // It is written at a clean shutdown, after a start that had to verify
 // records, every checkpointEvery while records change, and as soon as
 // checkpointAfter records were stored since the last one, so a crash after
@@ -58,15 +65,17 @@ var checkpointKey = datastore.NewKey("/checkpoint")
 
 const (
 	checkpointMagic   = "ceiba start-up checkpoint\x00"
-	checkpointVersion = 3
+	checkpointVersion = 4
 	// checkpointPurpose keys the MAC; it is that of version 1 too, so the
 	// first start after an upgrade still trusts the checkpoint it finds.
 	checkpointPurpose = "start-up checkpoint v1"
 	checkpointEvery   = 5 * time.Minute
 	checkpointAfter   = 10_000
 	// checkpointHeader is magic, version, network ID, state digest and the
-	// count of hashes (version 2: then the count of entries among them);
-	// the hashes and the MAC follow, version 2's entries last.
+	// count of hashes (version 2: then the count of entries among them;
+	// version 3: the RecordRules; version 4: when the digest was computed
+	// and until when it holds); the hashes and the MAC follow, version
+	// 2's entries last.
 	checkpointHeader = len(checkpointMagic) + 1 + 32 + 32 + 8
 )
 
@@ -104,19 +113,21 @@ func (n *Node) checkpointMAC(body []byte) []byte {
 
 // encodeCheckpoint lays out the checkpoint: header, the sorted hashes of
 // the records that are not entries, then of the entries, MAC.
-func (n *Node) encodeCheckpoint(digest directory.Hash, others, entries []directory.Hash) []byte {
+func (n *Node) encodeCheckpoint(stamp directory.DigestStamp, others, entries []directory.Hash) []byte {
 	byBytes := func(a, b directory.Hash) int { return bytes.Compare(a[:], b[:]) }
 	slices.SortFunc(others, byBytes)
 	slices.SortFunc(entries, byBytes)
 	count := len(others) + len(entries)
-	buf := make([]byte, 0, checkpointHeader+8+4+32*count+sha256.Size)
+	buf := make([]byte, 0, checkpointHeader+8+4+16+32*count+sha256.Size)
 	buf = append(buf, checkpointMagic...)
 	buf = append(buf, checkpointVersion)
 	buf = append(buf, n.cfg.Network[:]...)
-	buf = append(buf, digest[:]...)
+	buf = append(buf, stamp.Digest[:]...)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(count))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(entries)))
 	buf = binary.BigEndian.AppendUint32(buf, directory.RecordRules)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(stamp.At))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(stamp.Until))
 	for _, h := range others {
 		buf = append(buf, h[:]...)
 	}
@@ -126,107 +137,119 @@ func (n *Node) encodeCheckpoint(digest directory.Hash, others, entries []directo
 	return append(buf, n.checkpointMAC(buf)...)
 }
 
-// decodeCheckpoint returns the hashes a checkpoint lists and whether it
-// vouches for their field checks too (fieldsChecked), or an error that
-// says why it cannot be used.
-func (n *Node) decodeCheckpoint(b []byte) (_ vouchedSet, fieldsChecked bool, _ directory.Hash, _ error) {
-	var digest directory.Hash
+// decodedCheckpoint is what a checkpoint says.
+type decodedCheckpoint struct {
+	listed vouchedSet
+	// fieldsChecked says it vouches for the entries' field checks too.
+	fieldsChecked bool
+	version       byte
+	// stamp is the digest of the state holding the listed records; with
+	// stamped unset (a checkpoint before version 4), only its digest.
+	stamp   directory.DigestStamp
+	stamped bool
+}
+
+// decodeCheckpoint returns what a checkpoint says, or an error that says
+// why it cannot be used.
+func (n *Node) decodeCheckpoint(b []byte) (decodedCheckpoint, error) {
+	var c decodedCheckpoint
 	if len(b) < checkpointHeader+sha256.Size {
-		return nil, false, digest, fmt.Errorf("%d bytes, shorter than a checkpoint", len(b))
+		return decodedCheckpoint{}, fmt.Errorf("%d bytes, shorter than a checkpoint", len(b))
 	}
 	if string(b[:len(checkpointMagic)]) != checkpointMagic {
-		return nil, false, digest, errors.New("not a checkpoint")
+		return decodedCheckpoint{}, errors.New("not a checkpoint")
 	}
 	p := len(checkpointMagic)
 	ver := b[p]
+	c.version = ver
 	if ver < 1 || ver > checkpointVersion {
-		return nil, false, digest, fmt.Errorf("version %d, this ceiba writes %d", ver, checkpointVersion)
+		return decodedCheckpoint{}, fmt.Errorf("version %d, this ceiba writes %d", ver, checkpointVersion)
 	}
 	body, mac := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
 	if !hmac.Equal(mac, n.checkpointMAC(body)) {
-		return nil, false, digest, errors.New("its MAC does not match this node's identity (damaged, or written by another identity)")
+		return decodedCheckpoint{}, errors.New("its MAC does not match this node's identity (damaged, or written by another identity)")
 	}
 	p++
 	if !bytes.Equal(b[p:p+32], n.cfg.Network[:]) {
-		return nil, false, digest, errors.New("written for another network")
+		return decodedCheckpoint{}, errors.New("written for another network")
 	}
 	p += 32
-	copy(digest[:], b[p:p+32])
+	copy(c.stamp.Digest[:], b[p:p+32])
 	p += 32
 	count := binary.BigEndian.Uint64(b[p:])
 	p += 8
 	var entries uint64
 	if ver >= 2 {
 		if len(body) < p+8 {
-			return nil, false, digest, errors.New("shorter than its header")
+			return decodedCheckpoint{}, errors.New("shorter than its header")
 		}
 		entries = binary.BigEndian.Uint64(b[p:])
 		p += 8
 	}
 	if ver >= 3 {
 		if len(body) < p+4 {
-			return nil, false, digest, errors.New("shorter than its header")
+			return decodedCheckpoint{}, errors.New("shorter than its header")
 		}
-		fieldsChecked = binary.BigEndian.Uint32(b[p:]) == directory.RecordRules
+		c.fieldsChecked = binary.BigEndian.Uint32(b[p:]) == directory.RecordRules
 		p += 4
 	}
+	if ver >= 4 {
+		if len(body) < p+16 {
+			return decodedCheckpoint{}, errors.New("shorter than its header")
+		}
+		c.stamp.At, c.stamp.Until = int64(binary.BigEndian.Uint64(b[p:])), int64(binary.BigEndian.Uint64(b[p+8:]))
+		c.stamped = true
+		p += 16
+	}
 	if count != uint64(len(body)-p)/32 || uint64(len(body)-p)%32 != 0 || entries > count {
-		return nil, false, digest, fmt.Errorf("lists %d hashes (%d entries) in %d bytes", count, entries, len(body)-p)
+		return decodedCheckpoint{}, fmt.Errorf("lists %d hashes (%d entries) in %d bytes", count, entries, len(body)-p)
 	}
 	set := make(vouchedSet, count)
 	firstEntry := p + 32*int(count-entries)
 	for ; p < len(body); p += 32 {
 		set[directory.Hash(body[p:p+32])] = p >= firstEntry
 	}
-	return set, fieldsChecked, digest, nil
+	c.listed = set
+	return c, nil
 }
 
 // noCheckpoint is readCheckpoint's reason for a store that has none yet: a
 // first start, or one after a crash before the first checkpoint.
 const noCheckpoint = "there is none"
 
-// readCheckpoint returns the hashes the stored checkpoint vouches for,
-// whether it vouches for their field checks too, and whether it is of an
-// earlier version (to be written again); nil and the reason when there is
-// none or it cannot be used.
-func (n *Node) readCheckpoint(ctx context.Context) (set vouchedSet, fieldsChecked, outdated bool, why string) {
+// readCheckpoint returns what the stored checkpoint says, and whether it
+// is of an earlier version or rules (to be written again); its listed set
+// is nil, and why says why, when there is none or it cannot be used.
+func (n *Node) readCheckpoint(ctx context.Context) (c decodedCheckpoint, outdated bool, why string) {
 	b, err := n.root.Get(ctx, checkpointKey)
 	if errors.Is(err, datastore.ErrNotFound) {
-		return nil, false, false, noCheckpoint
+		return decodedCheckpoint{}, false, noCheckpoint
 	}
 	if err != nil {
-		return nil, false, false, "reading it: " + err.Error()
+		return decodedCheckpoint{}, false, "reading it: " + err.Error()
 	}
-	set, fieldsChecked, _, err = n.decodeCheckpoint(b)
-	if err != nil {
-		return nil, false, false, err.Error()
+	if c, err = n.decodeCheckpoint(b); err != nil {
+		return decodedCheckpoint{}, false, err.Error()
 	}
-	return set, fieldsChecked, b[len(checkpointMagic)] < checkpointVersion || !fieldsChecked, ""
+	return c, c.version < checkpointVersion || !c.fieldsChecked, ""
 }
 
-// saveCheckpoint writes the hashes of the stored records the state holds:
-// every one of them was verified before Apply took it; with withIndex,
-// the index snapshot too (indexsnap.go). The caller makes sure the store
-// is open (enter, or Close before closing it).
+// saveCheckpoint writes the hashes of the records the state holds, and
+// its digest as of the same moment: every one of them was verified before
+// Apply took it (one the store does not hold yet, stored just after, or
+// never if the node stops first, is simply absent at the next start);
+// with withIndex, the index snapshot too (indexsnap.go). The caller makes
+// sure the store is open (enter, or Close before closing it).
 func (n *Node) saveCheckpoint(ctx context.Context, withIndex bool) error {
 	if !n.loaded.Load() {
 		return nil // a half-loaded state vouches for nothing
 	}
 	n.mu.Lock()
 	ver := n.storedVer
-	var others, entries []directory.Hash
-	for h := range n.stored {
-		switch r, ok := n.state.Record(h); {
-		case !ok:
-		case r.Type == directory.TypeEntry:
-			entries = append(entries, h)
-		default:
-			others = append(others, h)
-		}
-	}
 	n.mu.Unlock()
+	others, entries, stamp := n.state.HeldRecords()
 	count := len(others) + len(entries)
-	b := n.encodeCheckpoint(n.state.Digest(), others, entries)
+	b := n.encodeCheckpoint(stamp, others, entries)
 	if err := n.root.Put(ctx, checkpointKey, b); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}

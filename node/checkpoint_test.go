@@ -20,6 +20,7 @@ import (
 // entries and one whose signature was tampered with.
 type checkpointFixture struct {
 	nw     *dirtest.Network
+	org    *directory.Identity // the member organization
 	good   []*directory.Record // genesis, admission, two entries
 	forged *directory.Record   // an entry with a broken signature
 }
@@ -27,7 +28,7 @@ type checkpointFixture struct {
 func newCheckpointFixture(t *testing.T) *checkpointFixture {
 	nw := dirtest.New(t, 1, 1)
 	org := dirtest.MustIdentity(t)
-	fx := &checkpointFixture{nw: nw}
+	fx := &checkpointFixture{nw: nw, org: org}
 	fx.good = []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"),
 		nw.Entry(t, org, "asesoria", 1), nw.Entry(t, org, "refugio", 1)}
 	fx.forged = nw.Entry(t, org, "falsa", 1)
@@ -65,7 +66,7 @@ func (fx *checkpointFixture) start(t *testing.T, ds datastore.Batching) *Node {
 // would write it.
 func (fx *checkpointFixture) checkpointBy(id *directory.Identity, hs ...directory.Hash) []byte {
 	n := &Node{id: id, cfg: Config{Network: fx.nw.ID}}
-	return n.encodeCheckpoint(directory.Hash{}, hs, nil)
+	return n.encodeCheckpoint(directory.DigestStamp{}, hs, nil)
 }
 
 func hashesOf(recs ...*directory.Record) []directory.Hash {
@@ -138,8 +139,8 @@ func TestCheckpointForgedOrDamagedIsIgnored(t *testing.T) {
 				t.Fatalf("digest %s, full verification gives %s", got.Short(), want.Short())
 			}
 			// It wrote its own in place of the one it could not use.
-			if set, _, _, why := n.readCheckpoint(context.Background()); set == nil || len(set) != len(fx.good) {
-				t.Fatalf("no usable checkpoint written after the fallback (%d hashes, %s)", len(set), why)
+			if c, _, why := n.readCheckpoint(context.Background()); c.listed == nil || len(c.listed) != len(fx.good) {
+				t.Fatalf("no usable checkpoint written after the fallback (%d hashes, %s)", len(c.listed), why)
 			}
 		})
 	}
@@ -229,14 +230,15 @@ func TestCheckpointWrittenWhileRunning(t *testing.T) {
 	n := fx.start(t, ds)
 	mustPublish(t, n, fx.good[2:]...)
 	n.maybeCheckpoint()
-	if set, _, _, _ := n.readCheckpoint(context.Background()); len(set) != 2 {
-		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(set))
+	if c, _, _ := n.readCheckpoint(context.Background()); len(c.listed) != 2 {
+		t.Fatalf("checkpointed %d records right after the start's, want the 2 it had", len(c.listed))
 	}
 	n.mu.Lock()
 	n.ckpt.at = n.ckpt.at.Add(-checkpointEvery)
 	n.mu.Unlock()
 	n.maybeCheckpoint()
-	set, _, _, why := n.readCheckpoint(context.Background())
+	c, _, why := n.readCheckpoint(context.Background())
+	set := c.listed
 	for _, r := range fx.good {
 		if _, ok := set[r.Hash()]; !ok {
 			t.Fatalf("the checkpoint taken %v after the last misses a published record (%s)", checkpointEvery, why)
@@ -254,7 +256,8 @@ func TestCheckpointNamesEntriesApart(t *testing.T) {
 	want := n.State().Digest()
 	n.Close()
 	n = fx.start(t, ds)
-	set, fieldsChecked, outdated, why := n.readCheckpoint(context.Background())
+	c, outdated, why := n.readCheckpoint(context.Background())
+	set, fieldsChecked := c.listed, c.fieldsChecked
 	if set == nil || outdated || !fieldsChecked {
 		t.Fatalf("no current checkpoint after a clean restart (outdated %v, fields checked %v, %s)", outdated, fieldsChecked, why)
 	}
@@ -296,8 +299,8 @@ func TestCheckpointVersion1StillVouches(t *testing.T) {
 	if n.ckpt.vouched != len(fx.good) {
 		t.Fatalf("a version 1 checkpoint spared %d of %d signature checks", n.ckpt.vouched, len(fx.good))
 	}
-	if set, _, outdated, why := n.readCheckpoint(context.Background()); set == nil || outdated || set.entries() != 2 {
-		t.Fatalf("not written again as the current version (outdated %v, %d entries named, %s)", outdated, set.entries(), why)
+	if c, outdated, why := n.readCheckpoint(context.Background()); c.listed == nil || outdated || c.listed.entries() != 2 {
+		t.Fatalf("not written again as the current version (outdated %v, %d entries named, %s)", outdated, c.listed.entries(), why)
 	}
 }
 
@@ -337,7 +340,7 @@ func TestCheckpointRevocationAfterItStillRemovesEntries(t *testing.T) {
 // directory.RecordRules writes it.
 func (fx *checkpointFixture) checkpointWithRules(id *directory.Identity, rules uint32, others, entries []directory.Hash) []byte {
 	n := &Node{id: id, cfg: Config{Network: fx.nw.ID}}
-	b := n.encodeCheckpoint(directory.Hash{}, others, entries)
+	b := n.encodeCheckpoint(directory.DigestStamp{}, others, entries)
 	body := b[:len(b)-sha256.Size]
 	binary.BigEndian.PutUint32(body[checkpointHeader+8:], rules)
 	return append(body, n.checkpointMAC(body)...)
@@ -380,8 +383,8 @@ func TestCheckpointOfOtherRulesChecksFieldsAgain(t *testing.T) {
 	if n.ckpt.vouched != len(recs)-1 {
 		t.Fatalf("the checkpoint spared %d of %d signature checks", n.ckpt.vouched, len(recs)-1)
 	}
-	if _, fieldsChecked, outdated, why := n.readCheckpoint(context.Background()); !fieldsChecked || outdated {
-		t.Fatalf("not written again under today's rules (fields checked %v, outdated %v, %s)", fieldsChecked, outdated, why)
+	if c, outdated, why := n.readCheckpoint(context.Background()); !c.fieldsChecked || outdated {
+		t.Fatalf("not written again under today's rules (fields checked %v, outdated %v, %s)", c.fieldsChecked, outdated, why)
 	}
 
 	ds = fx.store(t, recs...)
@@ -390,5 +393,78 @@ func TestCheckpointOfOtherRulesChecksFieldsAgain(t *testing.T) {
 	}
 	if n := fx.start(t, ds); !n.State().Has(old.Hash()) {
 		t.Fatal("a checkpoint of today's rules did not vouch for the entry's fields")
+	}
+}
+
+// digestOf is the digest of a state built afresh from the records n's
+// state holds.
+func (fx *checkpointFixture) digestOf(t *testing.T, n *Node) directory.Hash {
+	t.Helper()
+	var recs []*directory.Record
+	for _, h := range n.State().Hashes() {
+		r, _ := n.State().Record(h)
+		recs = append(recs, r)
+	}
+	slices.SortStableFunc(recs, func(a, b *directory.Record) int { return directory.ApplyRank(a.Type) - directory.ApplyRank(b.Type) })
+	s := fx.nw.State()
+	for _, r := range recs {
+		if _, err := s.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s.Digest()
+}
+
+// A restart that applies exactly the records its checkpoint lists keeps
+// the digest the checkpoint carries instead of computing it again (80 ms
+// at 100,000 entries), and it is the digest of those records. A restart
+// that applies a record more (stored after the checkpoint: a kill -9) or
+// one fewer computes it.
+func TestCheckpointDigestKeptOnlyForTheSameRecords(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	if n.digestAdopted {
+		t.Fatal("a first start kept a digest no checkpoint carried")
+	}
+	n.Close()
+	n = fx.start(t, ds)
+	if !n.digestAdopted {
+		t.Fatal("a restart on the records its checkpoint lists computed the digest again")
+	}
+	if got, want := n.State().Digest(), fx.digestOf(t, n); got != want {
+		t.Fatalf("the kept digest %s is not the records' %s", got.Short(), want.Short())
+	}
+	n.Close()
+
+	org := dirtest.MustIdentity(t)
+	late := []*directory.Record{fx.nw.Admit(t, org, "Colectivo Tardío"), fx.nw.Entry(t, org, "tardia", 1)}
+	for name, change := range map[string]func(ds datastore.Batching){
+		"a record more": func(ds datastore.Batching) { fx.add(t, ds, late...) },
+		"a record fewer": func(ds datastore.Batching) {
+			if err := ds.Delete(context.Background(), recordsPrefix.Child(recordKey(fx.good[3].Hash()))); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"another record in place of one": func(ds datastore.Batching) {
+			if err := ds.Delete(context.Background(), recordsPrefix.Child(recordKey(fx.good[3].Hash()))); err != nil {
+				t.Fatal(err)
+			}
+			fx.add(t, ds, fx.nw.Entry(t, fx.org, "otra", 1))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ds := fx.store(t, fx.good...)
+			n := fx.start(t, ds)
+			n.Close()
+			change(ds)
+			n = fx.start(t, ds)
+			if n.digestAdopted {
+				t.Fatal("kept the checkpoint's digest for other records")
+			}
+			if got, want := n.State().Digest(), fx.digestOf(t, n); got != want {
+				t.Fatalf("digest %s, the records' %s", got.Short(), want.Short())
+			}
+		})
 	}
 }

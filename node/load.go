@@ -22,7 +22,8 @@ import (
 // for a reason that may pass (dated in the future, no key yet) are kept.
 func (n *Node) load(ctx context.Context) error {
 	start := time.Now()
-	verified, fieldsChecked, outdated, why := n.readCheckpoint(ctx)
+	ckpt, outdated, why := n.readCheckpoint(ctx)
+	verified, fieldsChecked := ckpt.listed, ckpt.fieldsChecked
 	// With an index snapshot stored, the records are applied without
 	// indexing them while it is opened and decoded; RestoreIndex then
 	// installs it if it matches the state, or indexes every visible entry.
@@ -135,6 +136,11 @@ func (n *Node) load(ctx context.Context) error {
 	if err := n.store.remove(ctx, remove); err != nil {
 		n.log.Warn("removing refused stored records", "err", err)
 	}
+	// Before Expire, which drops it again if the time since changed
+	// anything (directory.State.AdoptDigest). Only under the same rules:
+	// a build that applies records differently may not show the same.
+	n.digestAdopted = ckpt.stamped && fieldsChecked &&
+		n.state.AdoptDigest(ckpt.stamp, len(verified), func(h directory.Hash) bool { _, ok := verified[h]; return ok })
 	now := time.Now()
 	for _, k := range n.state.Revoked() {
 		n.revokedAt[k] = now

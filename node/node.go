@@ -95,6 +95,9 @@ type Node struct {
 	// indexStale says the start could not use the snapshot it found, or
 	// found none: New writes one in the background.
 	indexStale bool
+	// digestAdopted says the start kept the digest its checkpoint carried
+	// (directory.State.AdoptDigest) instead of computing it.
+	digestAdopted bool
 	// orphans are on disk but no longer pooled. They are deleted only
 	// when no record is between Apply and its durable write and none is
 	// unpersisted: until then the record that superseded one may not be on

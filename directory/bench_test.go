@@ -157,6 +157,18 @@ func BenchmarkDigest(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeIndexSnapshot decodes the search index snapshot of a
+// 10,000-entry state, as every start does alongside reading the store.
+func BenchmarkDecodeIndexSnapshot(b *testing.B) {
+	snap := entryFixture(b, 10000).state.EncodeIndexSnapshot()
+	b.SetBytes(int64(len(snap)))
+	for b.Loop() {
+		if _, err := directory.DecodeIndexSnapshot(snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkIngest is the whole receive path of one record: open the seal,
 // decode, verify, validate against the state and apply. verify=twice hands
 // Apply a copy that lost Open's mark, as every record did before Apply

@@ -253,13 +253,16 @@ func (r *snapReader) bytes(n int, what string) []byte {
 // str reads a length-prefixed string. Each is a copy of its own: strings
 // sharing the snapshot's memory would keep all of it, postings included,
 // alive as long as the index.
-func (r *snapReader) str(max uint64, what string) string {
+func (r *snapReader) str(max uint64, what string) string { return string(r.raw(max, what)) }
+
+// raw reads a length-prefixed string's bytes, in the snapshot's memory.
+func (r *snapReader) raw(max uint64, what string) []byte {
 	n := int(r.uvarint(max, what+" length"))
 	if r.err != nil || len(r.b) < n {
 		r.fail("%s: truncated", what)
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	s := r.b[:n:n]
 	r.b = r.b[n:]
 	return s
 }
@@ -290,21 +293,25 @@ func DecodeIndexSnapshot(b []byte) (*IndexSnapshot, error) {
 		sd := &snap.docs[i]
 		copy(sd.pub[:], r.bytes(len(PublicKey{}), "publisher"))
 		copy(sd.hash[:], r.bytes(len(Hash{}), "record hash"))
-		sd.id = r.str(64, "entry id")
+		id := r.raw(64, "entry id")
 		name := r.str(MaxRecordBytes, "name")
 		tier := r.bytes(1, "status")
 		if r.err != nil {
 			return nil, r.err
 		}
+		// The ID shares the slot name's memory, which the index keeps.
+		var buf [maxEntrySlotName]byte
+		key := string(append(appendEntrySlotName(buf[:0], sd.pub, ""), id...))
+		sd.id = key[len(key)-len(id):]
 		if !validEntryID(sd.id) || tier[0] > 2 {
 			return nil, fmt.Errorf("%w: document %d: bad entry id or status", ErrIndexSnapshot, i)
 		}
-		key := entrySlotName(sd.pub, sd.id)
 		if _, dup := ix.byKey[key]; dup {
 			return nil, fmt.Errorf("%w: slot %s twice", ErrIndexSnapshot, key)
 		}
 		ix.byKey[key] = uint32(i)
-		ix.docs[i] = doc{key: key, pub: sd.pub, name: name, sortName: foldShared(name)}
+		d := &ix.docs[i]
+		d.key, d.pub, d.name, d.sortName = key, sd.pub, name, foldShared(name)
 		ix.meta[i].tier = tier[0]
 	}
 	order := make([]uint32, n)

@@ -726,19 +726,29 @@ func (s *State) proposalFor(net NetworkID, t RecordType, raw []byte, decoded Bod
 	return &proposal{id: id, typ: t, body: body, raw: raw, sigs: map[PublicKey]bool{}, records: map[Hash]bool{}}, nil
 }
 
-func entrySlotName(pub PublicKey, id string) string { return "entry/" + pub.Hex() + "/" + id }
+// entrySlotName is the name of the slot of pub's entry id. Built in one
+// allocation: a start builds 100,000 (the index snapshot's documents),
+// and concatenating the key's hex was a fifth of decoding the snapshot.
+func entrySlotName(pub PublicKey, id string) string {
+	var buf [maxEntrySlotName]byte
+	return string(appendEntrySlotName(buf[:0], pub, id))
+}
+
+const maxEntrySlotName = len("entry/") + 2*len(PublicKey{}) + 1 + 64
+
+func appendEntrySlotName(b []byte, pub PublicKey, id string) []byte {
+	b = append(b, "entry/"...)
+	b = hex.AppendEncode(b, pub[:])
+	b = append(b, '/')
+	return append(b, id...)
+}
 
 // entrySlotID is SlotIDOf(entrySlotName(pub, id)) without building the
 // name: applying an entry needs its slot's ID, and a start applies
 // 100,000 of them.
 func entrySlotID(pub PublicKey, id string) SlotID {
-	var buf [len(slotDomain) + len("entry/") + 2*len(PublicKey{}) + 1 + 64]byte
-	b := append(buf[:0], slotDomain...)
-	b = append(b, "entry/"...)
-	b = hex.AppendEncode(b, pub[:])
-	b = append(b, '/')
-	b = append(b, id...)
-	h := sha256.Sum256(b)
+	var buf [len(slotDomain) + maxEntrySlotName]byte
+	h := sha256.Sum256(appendEntrySlotName(append(buf[:0], slotDomain...), pub, id))
 	return SlotID(h[:len(SlotID{})])
 }
 

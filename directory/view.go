@@ -393,6 +393,16 @@ func (s *State) Search(q Query) []Result {
 // meanwhile still answers in order, by sorting then.
 func (s *State) Loading() { s.index.DeferOrder() }
 
+// Reserve sizes an empty state's pool for about n records about to be
+// applied at once: a node reading a store its checkpoint says holds n.
+func (s *State) Reserve(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.records) == 0 {
+		s.records = make(map[Hash]*Record, n)
+	}
+}
+
 // Loaded ends Loading.
 func (s *State) Loaded() { s.index.SettleOrder() }
 

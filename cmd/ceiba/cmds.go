@@ -110,7 +110,9 @@ func daemonCmd(g *globals) *cobra.Command {
 			if si := os.Getenv("CEIBA_SYNC_INTERVAL"); si != "" {
 				o.SyncInterval, _ = time.ParseDuration(si)
 			}
+			restoreGC := daemon.CollectLessDuringStart()
 			d, err := daemon.Start(cmd.Context(), o)
+			restoreGC()
 			if err != nil {
 				return err
 			}

@@ -65,3 +65,27 @@ func TestManageMemoryLeavesGOMEMLIMIT(t *testing.T) {
 		t.Errorf("the limit is %d MiB, GOMEMLIMIT said 3 GiB", got>>20)
 	}
 }
+
+// The start collects less often, and the setting is put back after it;
+// an operator's GOGC is left as it is.
+func TestCollectLessDuringStart(t *testing.T) {
+	gcPercent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	before := gcPercent()
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	t.Setenv("GOGC", "")
+	restore := CollectLessDuringStart()
+	if got := gcPercent(); got != startGCPercent {
+		t.Errorf("GOGC %d during the start, want %d", got, startGCPercent)
+	}
+	restore()
+	if got := gcPercent(); got != before {
+		t.Errorf("GOGC %d after the start, want %d as before it", got, before)
+	}
+	t.Setenv("GOGC", "50")
+	debug.SetGCPercent(50)
+	restore = CollectLessDuringStart()
+	if got := gcPercent(); got != 50 {
+		t.Errorf("GOGC %d during the start, the operator's GOGC said 50", got)
+	}
+	restore()
+}

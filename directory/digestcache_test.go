@@ -9,17 +9,24 @@ import (
 	"github.com/ceiba-network/ceiba/directory/dirtest"
 )
 
+// expiringRecords are a network's founding records and two entries of a
+// member, soon one that expires an hour after the network's time.
+func expiringRecords(t *testing.T) (nw *dirtest.Network, recs []*directory.Record, soon *directory.Entry) {
+	nw = dirtest.New(t, 1, 1)
+	org := dirtest.MustIdentity(t)
+	soon = dirtest.SampleEntry("pronto", 1, nw.Now)
+	soon.Expires = nw.Now.Add(time.Hour).Unix()
+	recs = []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1), nw.Sign(t, soon, org)}
+	return nw, recs, soon
+}
+
 // The digest is kept while nothing changes, until the first entry it
 // counts expires (at 100,000 entries computing it takes 60 ms, and every
 // status request asks for it), and it is never stale: at the entry's
 // expiry, and with the clock gone back before it, it is what a state
 // holding the same records computes afresh.
 func TestDigestKeptUntilAnEntryExpires(t *testing.T) {
-	nw := dirtest.New(t, 1, 1)
-	org := dirtest.MustIdentity(t)
-	soon := dirtest.SampleEntry("pronto", 1, nw.Now)
-	soon.Expires = nw.Now.Add(time.Hour).Unix()
-	recs := []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1), nw.Sign(t, soon, org)}
+	nw, recs, soon := expiringRecords(t)
 	now := nw.Now
 	s := directory.NewState(nw.ID, func() time.Time { return now })
 	mustApply(t, s, recs...)
@@ -59,11 +66,7 @@ func TestDigestKeptUntilAnEntryExpires(t *testing.T) {
 // has expired, and not with the clock before the stamp. A state holding
 // other records refuses it.
 func TestAdoptedDigestHoldsAsAComputedOne(t *testing.T) {
-	nw := dirtest.New(t, 1, 1)
-	org := dirtest.MustIdentity(t)
-	soon := dirtest.SampleEntry("pronto", 1, nw.Now)
-	soon.Expires = nw.Now.Add(time.Hour).Unix()
-	recs := []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1), nw.Sign(t, soon, org)}
+	nw, recs, soon := expiringRecords(t)
 	now := nw.Now
 	clock := func() time.Time { return now }
 	saved := directory.NewState(nw.ID, clock)

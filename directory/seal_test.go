@@ -556,3 +556,34 @@ func TestSealsAsOnlyOwnBucketAndKey(t *testing.T) {
 		}
 	}
 }
+
+// OpenVerified decrypts in place, in every decoding path (a record of
+// each type, vouched for or not): the record it returns shares no memory
+// with the sealing, so overwriting the sealing afterwards changes nothing
+// in it.
+func TestOpenVerifiedRecordsOweNothingToTheSealing(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	recs := []*directory.Record{nw.Genesis, nw.FirstEpoch, nw.Admit(t, org, "Colectivo"), nw.Entry(t, org, "asesoria", 1),
+		nw.Vouch(t, org, reader), nw.Beat(t, 1, org), nw.RevokeBy(t, dirtest.MustIdentity(t).Public())}
+	recs = append(recs, nw.FirstPages...)
+	keys := directory.Keyring{1: nw.Key}
+	for _, v := range []directory.Vouched{directory.VouchedNothing, directory.VouchedSignatures, directory.VouchedAll} {
+		for _, rec := range recs {
+			sealed := directory.Seal(rec, nw.Key)
+			r, err := directory.OpenVerified(sealed, nw.ID, keys, vouchFor(v, rec.Hash()))
+			if err != nil {
+				t.Fatalf("%v, vouched %d: %v", rec.Type, v, err)
+			}
+			for i := range sealed {
+				sealed[i] ^= 0xa5
+			}
+			if !bytes.Equal(r.Encode(), rec.Encode()) {
+				t.Fatalf("%v, vouched %d: the opened record changed with the sealing it came from", rec.Type, v)
+			}
+			if _, err := r.DecodeBody(); err != nil {
+				t.Fatalf("%v, vouched %d: body no longer decodes: %v", rec.Type, v, err)
+			}
+		}
+	}
+}

@@ -26,7 +26,6 @@ func decodeVouchedEntry(data []byte) (r Record, facts entryFactsWire, ok bool) {
 		return Record{}, entryFactsWire{}, false
 	}
 	var body []byte
-	var sigs [][2][]byte // each signature's key and signature, in data
 	for key := uint64(1); key <= 5; key++ {
 		if d.head(majorUint) != key {
 			return Record{}, entryFactsWire{}, false
@@ -58,18 +57,23 @@ func decodeVouchedEntry(data []byte) (r Record, facts entryFactsWire, ok bool) {
 				d.fail()
 				break
 			}
-			sigs = make([][2][]byte, 0, n)
-			for range n {
+			// Each Sig points into data until it is copied out below.
+			r.Sigs = make([]Signature, n)
+			for i := range r.Sigs {
 				if d.head(majorMap) != 2 || d.head(majorUint) != 1 {
 					d.fail()
 					break
 				}
-				k := d.bytes()
+				if k := d.bytes(); len(k) == len(PublicKey{}) {
+					copy(r.Sigs[i].Key[:], k)
+				} else {
+					d.fail()
+				}
 				if d.head(majorUint) != 2 {
 					d.fail()
 					break
 				}
-				sigs = append(sigs, [2][]byte{k, d.bytes()})
+				r.Sigs[i].Sig = d.bytes()
 			}
 		}
 	}
@@ -80,20 +84,15 @@ func decodeVouchedEntry(data []byte) (r Record, facts entryFactsWire, ok bool) {
 		return Record{}, entryFactsWire{}, false
 	}
 	size := len(body)
-	for _, s := range sigs {
-		if len(s[0]) != len(PublicKey{}) {
-			return Record{}, entryFactsWire{}, false
-		}
-		size += len(s[1])
+	for _, s := range r.Sigs {
+		size += len(s.Sig)
 	}
 	buf := make([]byte, 0, size)
 	buf = append(buf, body...)
 	r.Body = buf[:len(body):len(body)]
-	r.Sigs = make([]Signature, len(sigs))
-	for i, s := range sigs {
-		copy(r.Sigs[i].Key[:], s[0])
+	for i := range r.Sigs {
 		start := len(buf)
-		buf = append(buf, s[1]...)
+		buf = append(buf, r.Sigs[i].Sig...)
 		r.Sigs[i].Sig = buf[start:len(buf):len(buf)]
 	}
 	return r, facts, true

@@ -444,17 +444,17 @@ func (s *State) RestoreIndex(snap *IndexSnapshot) error {
 // decoded when they were applied (VouchedAll), so they are decoded here,
 // on every core; only putting them into the index is serial.
 func (s *State) indexVisible() *Index {
-	type doc struct {
+	type visible struct {
 		pub  PublicKey
 		id   string
 		slot *entrySlot
 		e    *Entry
 	}
-	var docs []doc
+	var docs []visible
 	for pub, slots := range s.entries {
 		for id, slot := range slots {
 			if slot.visible {
-				docs = append(docs, doc{pub: pub, id: id, slot: slot})
+				docs = append(docs, visible{pub: pub, id: id, slot: slot})
 			}
 		}
 	}

@@ -143,11 +143,13 @@ type decodedCheckpoint struct {
 	// fieldsChecked says it vouches for the entries' field checks too.
 	fieldsChecked bool
 	version       byte
-	// stamp is the digest of the state holding the listed records; with
-	// stamped unset (a checkpoint before version 4), only its digest.
-	stamp   directory.DigestStamp
-	stamped bool
+	// stamp is the digest of the state holding the listed records; before
+	// version 4, only its digest (stamped says which).
+	stamp directory.DigestStamp
 }
+
+// stamped says the checkpoint carries the digest's time and expiry.
+func (c decodedCheckpoint) stamped() bool { return c.version >= 4 }
 
 // decodeCheckpoint returns what a checkpoint says, or an error that says
 // why it cannot be used.
@@ -198,7 +200,6 @@ func (n *Node) decodeCheckpoint(b []byte) (decodedCheckpoint, error) {
 			return decodedCheckpoint{}, errors.New("shorter than its header")
 		}
 		c.stamp.At, c.stamp.Until = int64(binary.BigEndian.Uint64(b[p:])), int64(binary.BigEndian.Uint64(b[p+8:]))
-		c.stamped = true
 		p += 16
 	}
 	if count != uint64(len(body)-p)/32 || uint64(len(body)-p)%32 != 0 || entries > count {

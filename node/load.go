@@ -143,7 +143,7 @@ func (n *Node) load(ctx context.Context) error {
 	// Before Expire, which drops it again if the time since changed
 	// anything (directory.State.AdoptDigest). Only under the same rules:
 	// a build that applies records differently may not show the same.
-	n.digestAdopted = ckpt.stamped && fieldsChecked &&
+	n.digestAdopted = ckpt.stamped() && fieldsChecked &&
 		n.state.AdoptDigest(ckpt.stamp, len(verified), func(h directory.Hash) bool { _, ok := verified[h]; return ok })
 	now := time.Now()
 	for _, k := range n.state.Revoked() {

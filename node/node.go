@@ -215,7 +215,6 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		n.root, n.ownDS, n.repair = pds, true, rep
 	}
 	n.store = newRecordStore(n.root)
-	n.store.readsAreCopies = n.ownDS
 	if err := n.load(ctx); err != nil {
 		return n, err
 	}

@@ -5,11 +5,12 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"strings"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	"github.com/ipfs/go-datastore/query"
+	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/ceiba-network/ceiba/directory"
 )
@@ -19,12 +20,16 @@ import (
 // readable without the keystore's read keys.
 type recordStore struct {
 	ds datastore.Batching
-	// readsAreCopies says every value ds returns is a copy the caller may
-	// change: true of the node's own pebble store (go-ds-pebble clones
-	// each value it returns), not of any datastore (a MapDatastore hands
-	// out its own memory). The start decrypts stored records in place
-	// (directory.OpenVerified), so each copies what ds returns otherwise.
-	readsAreCopies bool
+	// db is the pebble database under ds when ds is a pebble datastore
+	// (the node's own store is). Every value go-ds-pebble returns is a
+	// copy the caller may change, which the start relies on: it decrypts
+	// stored records in place (directory.OpenVerified). Any other
+	// datastore's values are copied first (a MapDatastore hands out its
+	// own memory). The start also reads every record straight from db:
+	// go-datastore's query costs a channel send and three key strings
+	// built and parsed per record, which at 100,000 records was a tenth
+	// of the start's CPU.
+	db *pebble.DB
 }
 
 // recordsPrefix is where records live in the node's datastore; the DHT
@@ -32,13 +37,25 @@ type recordStore struct {
 var recordsPrefix = datastore.NewKey("/records")
 
 func newRecordStore(root datastore.Batching) *recordStore {
-	return &recordStore{ds: namespace.Wrap(root, recordsPrefix)}
+	return &recordStore{ds: namespace.Wrap(root, recordsPrefix), db: pebbleUnder(root)}
+}
+
+// pebbleUnder is the pebble database ds stores in, or nil if it is not a
+// pebble datastore (or one that only the disk guard wraps).
+func pebbleUnder(ds datastore.Batching) *pebble.DB {
+	switch d := ds.(type) {
+	case *pebbleds.Datastore:
+		return d.DB
+	case *diskGuard:
+		return pebbleUnder(d.Batching)
+	}
+	return nil
 }
 
 // sealed reads the record stored under h, as bytes the caller may change.
 func (s *recordStore) sealed(ctx context.Context, h directory.Hash) ([]byte, error) {
 	v, err := s.ds.Get(ctx, recordKey(h))
-	if err == nil && !s.readsAreCopies {
+	if err == nil && s.db == nil {
 		v = bytes.Clone(v)
 	}
 	return v, err
@@ -48,14 +65,15 @@ func recordKey(h directory.Hash) datastore.Key {
 	return datastore.NewKey(hex.EncodeToString(h[:]))
 }
 
-func parseRecordKey(k string) (directory.Hash, bool) {
+// parseRecordKey reads a record key relative to recordsPrefix ("/" and
+// the hash in hex).
+func parseRecordKey[K string | []byte](k K) (directory.Hash, bool) {
 	var h directory.Hash
-	b, err := hex.DecodeString(strings.TrimPrefix(k, "/"))
-	if err != nil || len(b) != len(h) {
+	if len(k) != 1+hex.EncodedLen(len(h)) || k[0] != '/' {
 		return h, false
 	}
-	copy(h[:], b)
-	return h, true
+	_, err := hex.Decode(h[:], []byte(k[1:]))
+	return h, err == nil
 }
 
 // put stores one sealed record and returns once it is durable: the Sync
@@ -129,6 +147,9 @@ func (s *recordStore) all(ctx context.Context) (good []storedRecord, bad []datas
 // every key that is not a record hash. The sealed bytes fn gets are its
 // own to change.
 func (s *recordStore) each(ctx context.Context, fn func(storedRecord), bad func(datastore.Key)) error {
+	if s.db != nil {
+		return eachInPebble(ctx, s.db, fn, bad)
+	}
 	res, err := s.ds.Query(ctx, query.Query{})
 	if err != nil {
 		return err
@@ -143,11 +164,41 @@ func (s *recordStore) each(ctx context.Context, fn func(storedRecord), bad func(
 			bad(datastore.NewKey(e.Key))
 			continue
 		}
-		v := e.Value
-		if !s.readsAreCopies {
-			v = bytes.Clone(v)
+		fn(storedRecord{hash: h, sealed: bytes.Clone(e.Value)})
+	}
+	return nil
+}
+
+// eachInPebble is each over a pebble database read directly, under the
+// keys go-ds-pebble gives recordsPrefix.
+func eachInPebble(ctx context.Context, db pebble.Reader, fn func(storedRecord), bad func(datastore.Key)) (err error) {
+	prefix := []byte(recordsPrefix.String() + "/")
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(prefix[:len(prefix)-1:len(prefix)-1], '/'+1)})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil {
+			err = cerr
 		}
-		fn(storedRecord{hash: h, sealed: v})
+	}()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if n++; n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		k := it.Key()[len(prefix)-1:]
+		h, ok := parseRecordKey(k)
+		if !ok {
+			bad(datastore.NewKey(string(k)))
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		// The iterator's value is its own until the next step.
+		fn(storedRecord{hash: h, sealed: bytes.Clone(v)})
 	}
 	return nil
 }

@@ -1,14 +1,15 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/ipfs/go-datastore"
 
 	"github.com/ceiba-network/ceiba/directory"
 )
@@ -36,27 +37,10 @@ func StoredRecords(dataDir string) (map[directory.Hash][]byte, error) {
 	if err := checkTables(path, log); err != nil {
 		return nil, err
 	}
-	prefix := []byte(recordsPrefix.String() + "/")
 	out := map[directory.Hash][]byte{}
 	err := withPebble(path, log, &pebble.Options{ReadOnly: true}, func(db *pebble.DB) error {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: append(prefix[:len(prefix)-1:len(prefix)-1], '0')})
-		if err != nil {
-			return err
-		}
-		for ok := it.First(); ok; ok = it.Next() {
-			k := strings.TrimPrefix(string(it.Key()), string(prefix[:len(prefix)-1]))
-			h, ok := parseRecordKey(k)
-			if !ok {
-				continue // not a record: version 1 kept nothing else here
-			}
-			v, err := it.ValueAndErr()
-			if err != nil {
-				it.Close()
-				return err
-			}
-			out[h] = append([]byte(nil), v...)
-		}
-		return it.Close()
+		// A key that is no record is skipped: version 1 kept nothing else here.
+		return eachInPebble(context.Background(), db, func(r storedRecord) { out[r.hash] = r.sealed }, func(datastore.Key) {})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the store %s: %w", path, err)

@@ -221,6 +221,32 @@ func TestCheckpointRecordUnderAnotherKeyIsRemoved(t *testing.T) {
 	}
 }
 
+// What the checkpoint vouches for is bytes, not keys: a forged record put
+// in place of a listed entry, under its key (a store changed behind the
+// node's back), is not taken on the checkpoint's word. It does not hash to
+// the key it is stored under, so the start removes it as corrupt.
+func TestCheckpointVouchesForNoOtherBytesUnderAListedKey(t *testing.T) {
+	fx := newCheckpointFixture(t)
+	ds := fx.store(t, fx.good...)
+	n := fx.start(t, ds)
+	n.Close()
+	listed := fx.good[3]
+	key := recordsPrefix.Child(recordKey(listed.Hash()))
+	if err := ds.Put(context.Background(), key, directory.Seal(fx.forged, fx.nw.Key)); err != nil {
+		t.Fatal(err)
+	}
+	n = fx.start(t, ds)
+	if n.ckpt.vouched != len(fx.good)-1 {
+		t.Fatalf("%d records taken on the checkpoint's word, want %d", n.ckpt.vouched, len(fx.good)-1)
+	}
+	if n.State().Has(fx.forged.Hash()) {
+		t.Fatal("a forged entry stored under a listed entry's key was taken on the checkpoint's word")
+	}
+	if ok, _ := ds.Has(context.Background(), key); ok {
+		t.Fatal("the forged entry was kept in the store")
+	}
+}
+
 // A running node checkpoints by itself once enough time has passed since
 // the last checkpoint and records changed, so a kill -9 after a long run
 // does not send the next start back to verifying everything.

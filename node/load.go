@@ -228,7 +228,8 @@ func (l *loader) pass(ctx context.Context, items []storedRecord) []storedRecord 
 	kr := l.n.keyringSnapshot()
 	var recs []openedRecord
 	var waiting []storedRecord
-	openInOrder(chunks(items), l.n.cfg.Network, kr, l.vouch, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
+	vouch := func(_, h directory.Hash) directory.Vouched { return l.vouch(h) }
+	openInOrder(chunks(items), l.n.cfg.Network, kr, vouch, runtime.GOMAXPROCS(0), func(items []storedRecord, res []openResult) {
 		r, w := l.classify(ctx, items, res, kr)
 		recs, waiting = append(recs, r...), append(waiting, w...)
 	})
@@ -291,8 +292,21 @@ func (l *loader) streamed(ctx context.Context) (waiting []storedRecord, bad []da
 			in <- chunk
 		}
 	})
+	// Every record read into chunks is an entry the checkpoint lists
+	// under the key it is stored under: what the checkpoint vouches for
+	// it is known without a second look-up, once it hashes to that key.
+	listedEntry := directory.VouchedSignatures
+	if l.fieldsChecked {
+		listedEntry = directory.VouchedAll
+	}
+	vouch := func(key, h directory.Hash) directory.Vouched {
+		if h == key {
+			return listedEntry
+		}
+		return l.vouch(h)
+	}
 	workers := runtime.GOMAXPROCS(0)
-	openInOrder(in, n.cfg.Network, kr, l.vouch, workers, func(items []storedRecord, res []openResult) {
+	openInOrder(in, n.cfg.Network, kr, vouch, workers, func(items []storedRecord, res []openResult) {
 		recs, w := l.classify(ctx, items, res, kr)
 		waiting = append(waiting, w...)
 		l.apply(recs)
@@ -419,8 +433,9 @@ func chunks(items []storedRecord) <-chan []storedRecord {
 // calling goroutine, in the order received, as soon as that chunk is
 // open: the caller applies what is open while the rest opens. Opening and
 // decoding (and verifying what the checkpoint does not vouch for) need
-// nothing shared, and they are most of a start's work.
-func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory.Keyring, vouch func(directory.Hash) directory.Vouched, workers int, then func([]storedRecord, []openResult)) {
+// nothing shared, and they are most of a start's work. vouch says what the
+// checkpoint vouches for of a record stored under key whose bytes hash to h.
+func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory.Keyring, vouch func(key, h directory.Hash) directory.Vouched, workers int, then func([]storedRecord, []openResult)) {
 	type job struct {
 		items []storedRecord
 		res   []openResult
@@ -442,9 +457,9 @@ func openInOrder(in <-chan []storedRecord, net directory.NetworkID, kr directory
 		wg.Go(func() {
 			for j := range jobs {
 				for i := range j.items {
-					o := &j.res[i]
+					o, key := &j.res[i], j.items[i].hash
 					o.r, o.err = directory.OpenVerified(j.items[i].sealed, net, kr, func(h directory.Hash) directory.Vouched {
-						v := vouch(h)
+						v := vouch(key, h)
 						o.hash, o.vouched = h, v != directory.VouchedNothing
 						return v
 					})

@@ -194,3 +194,44 @@ func TestHeartbeatShowsGovernanceWithheld(t *testing.T) {
 		t.Fatalf("epoch 2 arrived: %+v at epoch %d, want not behind", f, s.CurrentEpoch())
 	}
 }
+
+// Applied.Changed tells the node that the view it takes keys and peers
+// from moved. The genesis charter and the first epoch move it without
+// changing any member's standing; an epoch short of the threshold does
+// not move it.
+func TestAppliedSaysWhenTheGovernanceViewMoved(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	s := nw.State()
+	a, err := s.Apply(nw.Genesis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Changed || s.Charter() == nil {
+		t.Fatalf("the genesis charter applied: view reported changed %v, a charter in effect %v; want true, true", a.Changed, s.Charter() != nil)
+	}
+	moved := false
+	for _, r := range append([]*directory.Record{nw.FirstEpoch}, nw.FirstPages...) {
+		a, err := s.Apply(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved = moved || a.Changed
+	}
+	if s.CurrentEpoch() != 1 || !moved {
+		t.Fatalf("epoch 1 applied: current epoch %d, view reported changed %v; want 1, true", s.CurrentEpoch(), moved)
+	}
+	var rs []directory.Recipient
+	for _, st := range nw.Stewards {
+		rs = append(rs, directory.Recipient{Key: st.Public(), KEM: st.KEMPublic()})
+	}
+	// Another epoch 2 that only one steward signed: pooled, short of the
+	// threshold, so no effective epoch changes.
+	short, _ := nw.Rotation(t, 2, 1, directory.Hash{}, directory.NewReadKey(), rs, nw.Stewards[2])
+	a, err = s.Apply(short)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Changed || s.CurrentEpoch() != 1 {
+		t.Fatalf("an epoch 2 short of the threshold: view reported changed %v, current epoch %d; want false, 1", a.Changed, s.CurrentEpoch())
+	}
+}

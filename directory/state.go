@@ -1156,8 +1156,8 @@ func (s *State) standingChanged(k PublicKey, nowActive bool) {
 // pool: charter chain → revocations → members → epochs, then readers and
 // entries of the keys affected.
 func (s *State) recompute() bool {
-	before := s.governanceDigest()
-	wasActive := map[PublicKey]bool{}
+	before := s.governanceView()
+	wasActive := make(map[PublicKey]bool, len(s.members))
 	for k := range s.members {
 		wasActive[k] = s.activeMember(k)
 	}
@@ -1253,7 +1253,7 @@ func (s *State) recompute() bool {
 			s.standingChanged(k, true)
 		}
 	}
-	return s.changed || s.governanceDigest() != before
+	return s.changed || !s.sameGovernance(before)
 }
 
 // deriveRevocations derives which keys are revoked. A key is revoked by a
@@ -1555,32 +1555,55 @@ func (s *State) pruneWaiting() {
 	}
 }
 
-// governanceDigest hashes the part of the view recompute derives whole, to
-// tell whether a recompute changed it.
-func (s *State) governanceDigest() Hash {
-	h := sha256.New()
-	for _, p := range s.chain {
-		h.Write(p.id[:])
+// governanceView is the part of the view recompute derives whole, kept by
+// proposal ID to tell whether a recompute changed it. It is compared, not
+// hashed: hashing every member twice per recompute was half of applying a
+// governance record (BenchmarkApplyGovernanceWithJunk), which every node
+// does before it forwards a revocation.
+type governanceView struct {
+	chain, epochs []Hash
+	members       map[PublicKey]Hash
+}
+
+func (s *State) governanceView() governanceView {
+	v := governanceView{
+		chain:   make([]Hash, len(s.chain)),
+		epochs:  make([]Hash, len(s.epochs)),
+		members: make(map[PublicKey]Hash, len(s.members)),
 	}
-	// Members are combined in no particular order (a sum of their
-	// hashes), which spares a sort of every member on every recompute;
-	// this digest only tells "changed" from "unchanged".
-	var members [32]byte
+	for i, p := range s.chain {
+		v.chain[i] = p.id
+	}
+	for i, p := range s.epochs {
+		v.epochs[i] = p.id
+	}
 	for k, p := range s.members {
-		mh := sha256.Sum256(append(k[:len(k):len(k)], p.id[:]...))
-		for i := range members {
-			members[i] ^= mh[i]
+		v.members[k] = p.id
+	}
+	return v
+}
+
+// sameGovernance says whether the state's view is still v.
+func (s *State) sameGovernance(v governanceView) bool {
+	if len(s.chain) != len(v.chain) || len(s.epochs) != len(v.epochs) || len(s.members) != len(v.members) {
+		return false
+	}
+	for i, p := range s.chain {
+		if p.id != v.chain[i] {
+			return false
 		}
 	}
-	h.Write([]byte{0})
-	h.Write(members[:])
-	h.Write([]byte{0})
-	for _, p := range s.epochs {
-		h.Write(p.id[:])
+	for i, p := range s.epochs {
+		if p.id != v.epochs[i] {
+			return false
+		}
 	}
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	for k, p := range s.members {
+		if id, ok := v.members[k]; !ok || id != p.id {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedByID(m map[Hash]*proposal) []*proposal {

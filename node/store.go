@@ -65,14 +65,18 @@ func recordKey(h directory.Hash) datastore.Key {
 	return datastore.NewKey(hex.EncodeToString(h[:]))
 }
 
-// parseRecordKey reads a record key relative to recordsPrefix ("/" and
-// the hash in hex).
+// parseRecordKey reads a record key relative to recordsPrefix: the hash
+// in hex, after a "/" (a datastore key) or not (a table's key with the
+// whole prefix cut off, as the store's repair reads them).
 func parseRecordKey[K string | []byte](k K) (directory.Hash, bool) {
 	var h directory.Hash
-	if len(k) != 1+hex.EncodedLen(len(h)) || k[0] != '/' {
+	if len(k) > 0 && k[0] == '/' {
+		k = k[1:]
+	}
+	if len(k) != hex.EncodedLen(len(h)) {
 		return h, false
 	}
-	_, err := hex.Decode(h[:], []byte(k[1:]))
+	_, err := hex.Decode(h[:], []byte(k))
 	return h, err == nil
 }
 

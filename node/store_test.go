@@ -122,3 +122,24 @@ func TestStoreReadStraightFromPebbleReadsWhatTheQueryReads(t *testing.T) {
 		t.Fatalf("bad keys read straight from pebble %q, by the query %q; want the three under /records", gotBad, wantBad)
 	}
 }
+
+// A record's key names its hash in hex, after a "/" as the datastore
+// gives it, or bare as the store's repair reads it from a table with the
+// prefix cut off; anything else is no record's key.
+func TestRecordKeysParse(t *testing.T) {
+	h := directory.Hash{0xca, 0xfe, 31: 0x01}
+	hexed := fmt.Sprintf("%x", h[:])
+	for _, k := range []string{"/" + hexed, hexed} {
+		if got, ok := parseRecordKey(k); !ok || got != h {
+			t.Errorf("parseRecordKey(%q) = %x, %v; want %x", k, got, ok, h)
+		}
+		if got, ok := parseRecordKey([]byte(k)); !ok || got != h {
+			t.Errorf("parseRecordKey(bytes %q) = %x, %v; want %x", k, got, ok, h)
+		}
+	}
+	for _, k := range []string{"", "/", "//" + hexed, "/" + hexed[1:], hexed + "0", "/" + hexed[:62] + "zz", "/a/b"} {
+		if _, ok := parseRecordKey(k); ok {
+			t.Errorf("parseRecordKey(%q) took it for a record's key", k)
+		}
+	}
+}

@@ -119,7 +119,7 @@ func TestBurstOfPublicationsArrivesByGossip(t *testing.T) {
 		}
 		return sameDigest(nodes, want)
 	})
-	t.Logf("a burst of %d records on all %d nodes %s after it began", burst, nodesN, time.Since(start).Round(time.Millisecond))
+	t.Logf("a burst of %d records on all %d nodes %s after it began; the publisher dropped %d RPCs at full outbound queues", burst, nodesN, time.Since(start).Round(time.Millisecond), nodes[1].outq.dropped.Load())
 	for i := range nodes {
 		if i == 1 {
 			continue

@@ -436,6 +436,7 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 	if err != nil {
 		return applied, err
 	}
+	n.paceOwn(ctx)
 	n.gossip(ctx, applied.Hash, r.Type, sealed)
 	n.queueDHTPut(r)
 	return applied, nil
@@ -454,8 +455,18 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 	if err != nil {
 		return err
 	}
+	n.paceOwn(ctx)
 	n.gossip(ctx, applied.Hash, applied.Type, out)
 	return nil
+}
+
+// paceOwn holds a record of the node's own back while its peers' outbound
+// queues are nearly full (outQueues.paceOwn). The record is durable
+// already: a context that ends meanwhile only leaves it to sync.
+func (n *Node) paceOwn(ctx context.Context) {
+	if n.outq != nil {
+		n.outq.paceOwn(ctx, ownQueueRoom, ownQueueWait, ownQueueSlowFor)
+	}
 }
 
 func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.RecordType, sealed []byte) {

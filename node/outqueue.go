@@ -22,6 +22,10 @@ import (
 type outQueues struct {
 	mu    sync.Mutex
 	depth map[peer.ID]int
+	// slow holds, until when, the peers whose queue did not drain within
+	// ownQueueWait while the node's own publications waited for room: a
+	// peer that does not read holds a burst up once, not at every record.
+	slow map[peer.ID]time.Time
 	// dropped counts the RPCs GossipSub dropped because a peer's outbound
 	// queue was full, and validateFull the messages it dropped because
 	// its validation queue was: both lose a record to gossip, and leave
@@ -29,7 +33,73 @@ type outQueues struct {
 	dropped, validateFull atomic.Int64
 }
 
-func newOutQueues() *outQueues { return &outQueues{depth: map[peer.ID]int{}} }
+func newOutQueues() *outQueues {
+	return &outQueues{depth: map[peer.ID]int{}, slow: map[peer.ID]time.Time{}}
+}
+
+// A burst of the node's own publications (an import, an organization
+// entering its directory) is paced the same way as a rotation, with more
+// room since its records are small: each waits until no peer's queue holds
+// more than ownQueueRoom RPCs, or ownQueueWait has passed, after which the
+// peers still over it are not waited for during ownQueueSlowFor. Without
+// it, 300 entries published in a loop on a loaded machine overflowed every
+// queue of the publisher: 16 consecutive records reached no node by gossip
+// (TestBurstOfPublicationsArrivesByGossip), and waited for sync.
+const (
+	ownQueueRoom    = outboundQueue / 2
+	ownQueueWait    = 5 * time.Second
+	ownQueueSlowFor = 30 * time.Second
+)
+
+// paceOwn returns once no peer's queue holds more than room RPCs, but for
+// the peers marked slow, or when ctx ends; after wait, the peers still over
+// room are marked slow for slowFor and it returns. The node calls it with
+// ownQueueRoom, ownQueueWait and ownQueueSlowFor before each record of its
+// own it publishes.
+func (q *outQueues) paceOwn(ctx context.Context, room int, wait, slowFor time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		now := time.Now()
+		over := q.overBesidesSlow(room, now)
+		if len(over) == 0 {
+			return ctx.Err()
+		}
+		if !now.Before(deadline) {
+			q.mu.Lock()
+			for _, p := range over {
+				q.slow[p] = now.Add(slowFor)
+			}
+			q.mu.Unlock()
+			return ctx.Err()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// overBesidesSlow lists the peers whose queue holds more than room RPCs,
+// but for those marked slow until after now.
+func (q *outQueues) overBesidesSlow(room int, now time.Time) []peer.ID {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []peer.ID
+	for p, n := range q.depth {
+		if n <= room {
+			continue
+		}
+		if until, ok := q.slow[p]; ok {
+			if now.Before(until) {
+				continue
+			}
+			delete(q.slow, p)
+		}
+		out = append(out, p)
+	}
+	return out
+}
 
 // over lists the peers, other than those in skip, whose queue holds more
 // than room RPCs.
@@ -92,6 +162,7 @@ func (q *outQueues) SendRPCCompleted(_ *pubsub.RPC, p peer.ID, _ time.Duration) 
 func (q *outQueues) RemovePeer(p peer.ID) {
 	q.mu.Lock()
 	delete(q.depth, p)
+	delete(q.slow, p)
 	q.mu.Unlock()
 }
 

@@ -49,3 +49,63 @@ func TestRotationWaitsForQueuesButNotForAStuckPeer(t *testing.T) {
 		t.Fatalf("after the stuck peer left: %v over 0, want the slow peer's 8", got)
 	}
 }
+
+// TestOwnBurstWaitsForQueuesButNotForASlowPeer: before each record of its
+// own, the node waits for room in its peers' outbound queues; a peer whose
+// queue does not drain holds the burst up once, for the wait, and not again
+// until its mark runs out or it leaves.
+func TestOwnBurstWaitsForQueuesButNotForASlowPeer(t *testing.T) {
+	q := newOutQueues()
+	stuck, draining := peer.ID("stuck"), peer.ID("draining")
+	for range 40 {
+		q.SendRPC(nil, stuck)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := q.paceOwn(ctx, 32, 20*time.Millisecond, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 20*time.Millisecond {
+		t.Fatalf("a full queue held the publication %v, want the whole wait", took)
+	}
+	// Were the stuck peer waited for again, this would block for an hour
+	// (and fail on the context's 30 s).
+	if err := q.paceOwn(ctx, 32, time.Hour, time.Hour); err != nil {
+		t.Fatalf("a peer marked slow still held the publication up: %v", err)
+	}
+	for range 40 {
+		q.SendRPC(nil, draining)
+	}
+	go func() {
+		for range 8 {
+			time.Sleep(2 * time.Millisecond)
+			q.SendRPCCompleted(nil, draining, 0)
+		}
+	}()
+	if err := q.paceOwn(ctx, 32, time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.overBesidesSlow(32, time.Now()); len(got) != 0 {
+		t.Fatalf("returned with %v over 32 RPCs besides the slow peer, want none", got)
+	}
+	// The mark runs out: the stuck peer is waited for again.
+	q.mu.Lock()
+	q.slow[stuck] = time.Now().Add(-time.Millisecond)
+	q.mu.Unlock()
+	start = time.Now()
+	if err := q.paceOwn(ctx, 32, 20*time.Millisecond, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 20*time.Millisecond {
+		t.Fatalf("a peer whose slow mark ran out was not waited for (%v)", took)
+	}
+	// A peer that leaves takes its mark with it.
+	q.RemovePeer(stuck)
+	q.mu.Lock()
+	_, marked := q.slow[stuck]
+	q.mu.Unlock()
+	if marked {
+		t.Fatal("a peer that left is still marked slow")
+	}
+}

@@ -20,19 +20,7 @@ import (
 //
 //	go test -run '^$' -bench ApplyGovernanceWithJunk -benchtime 200x ./directory/
 func BenchmarkApplyGovernanceWithJunk(b *testing.B) {
-	nw := dirtest.New(b, 3, 2)
-	s := nw.State()
-	org := dirtest.MustIdentity(b)
-	apply := func(r *directory.Record) {
-		if _, err := s.Apply(r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	apply(nw.Genesis)
-	apply(nw.Admit(b, org, "Colectivo Ejemplo"))
-	for i := range 49 {
-		apply(nw.Admit(b, dirtest.MustIdentity(b), fmt.Sprintf("Colectivo %d", i)))
-	}
+	nw, s, org, apply := fiftyMembers(b)
 	const grants = 10000
 	for i := range grants {
 		reader := dirtest.MustIdentity(b)
@@ -74,4 +62,25 @@ func BenchmarkApplyGovernanceWithJunk(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// fiftyMembers is a state of a network of three stewards (threshold 2)
+// under its genesis charter, with 50 member organizations, org among
+// them, and apply, which fails b when the state refuses a record.
+func fiftyMembers(b *testing.B) (nw *dirtest.Network, s *directory.State, org *directory.Identity, apply func(*directory.Record)) {
+	nw = dirtest.New(b, 3, 2)
+	s = nw.State()
+	org = dirtest.MustIdentity(b)
+	apply = func(r *directory.Record) {
+		b.Helper()
+		if _, err := s.Apply(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	apply(nw.Genesis)
+	apply(nw.Admit(b, org, "Colectivo Ejemplo"))
+	for i := range 49 {
+		apply(nw.Admit(b, dirtest.MustIdentity(b), fmt.Sprintf("Colectivo %d", i)))
+	}
+	return nw, s, org, apply
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkApplyRevocation times applying one revocation by stewards (of a
-// reader's key, the most common kind) to a state of 51 members that holds
+// reader's key, the most common kind) to a state of 50 members that holds
 // held such revocations already (held to held+b.N over the run): what
 // every node does with a revocation before it forwards it. Records arrive
 // verified, as Open hands them over.
@@ -18,19 +18,7 @@ import (
 func BenchmarkApplyRevocation(b *testing.B) {
 	for _, held := range []int{10, 200, 1000} {
 		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
-			nw := dirtest.New(b, 3, 2)
-			s := nw.State()
-			org := dirtest.MustIdentity(b)
-			apply := func(r *directory.Record) {
-				if _, err := s.Apply(r); err != nil {
-					b.Fatal(err)
-				}
-			}
-			apply(nw.Genesis)
-			apply(nw.Admit(b, org, "Colectivo Ejemplo"))
-			for i := range 50 {
-				apply(nw.Admit(b, dirtest.MustIdentity(b), fmt.Sprintf("Colectivo %d", i)))
-			}
+			nw, _, org, apply := fiftyMembers(b)
 			revocation := func() *directory.Record {
 				reader := dirtest.MustIdentity(b)
 				apply(nw.Vouch(b, org, reader))

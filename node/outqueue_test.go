@@ -15,9 +15,7 @@ import (
 func TestRotationWaitsForQueuesButNotForAStuckPeer(t *testing.T) {
 	q := newOutQueues()
 	stuck, slow := peer.ID("stuck"), peer.ID("slow")
-	for range 20 {
-		q.SendRPC(nil, stuck)
-	}
+	queue(q, stuck, 20)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	skip := map[peer.ID]bool{}
@@ -29,15 +27,8 @@ func TestRotationWaitsForQueuesButNotForAStuckPeer(t *testing.T) {
 	if err := q.waitRoom(ctx, 8, time.Hour, skip); err != nil {
 		t.Fatalf("a peer noted stuck still held the publisher up: %v", err)
 	}
-	for range 12 {
-		q.SendRPC(nil, slow)
-	}
-	go func() {
-		for range 4 {
-			time.Sleep(5 * time.Millisecond)
-			q.SendRPCCompleted(nil, slow, 0)
-		}
-	}()
+	queue(q, slow, 12)
+	drainLater(q, slow, 4, 5*time.Millisecond)
 	if err := q.waitRoom(ctx, 8, time.Hour, skip); err != nil || skip[slow] {
 		t.Fatalf("waiting for a draining queue: err %v, stuck %v", err, skip)
 	}
@@ -55,13 +46,11 @@ func TestRotationWaitsForQueuesButNotForAStuckPeer(t *testing.T) {
 // queue does not drain holds the burst up once, for the wait, and not again
 // until its mark runs out or it leaves.
 func TestOwnBurstWaitsForQueuesButNotForASlowPeer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
 	q := newOutQueues()
 	stuck, draining := peer.ID("stuck"), peer.ID("draining")
-	for range 40 {
-		q.SendRPC(nil, stuck)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	queue(q, stuck, 40) // over 32, and never drained
 	start := time.Now()
 	if err := q.paceOwn(ctx, 32, 20*time.Millisecond, time.Hour); err != nil {
 		t.Fatal(err)
@@ -74,15 +63,8 @@ func TestOwnBurstWaitsForQueuesButNotForASlowPeer(t *testing.T) {
 	if err := q.paceOwn(ctx, 32, time.Hour, time.Hour); err != nil {
 		t.Fatalf("a peer marked slow still held the publication up: %v", err)
 	}
-	for range 40 {
-		q.SendRPC(nil, draining)
-	}
-	go func() {
-		for range 8 {
-			time.Sleep(2 * time.Millisecond)
-			q.SendRPCCompleted(nil, draining, 0)
-		}
-	}()
+	queue(q, draining, 40)
+	drainLater(q, draining, 8, 2*time.Millisecond)
 	if err := q.paceOwn(ctx, 32, time.Hour, time.Hour); err != nil {
 		t.Fatal(err)
 	}
@@ -108,4 +90,22 @@ func TestOwnBurstWaitsForQueuesButNotForASlowPeer(t *testing.T) {
 	if marked {
 		t.Fatal("a peer that left is still marked slow")
 	}
+}
+
+// queue puts n RPCs in p's outbound queue.
+func queue(q *outQueues, p peer.ID, n int) {
+	for range n {
+		q.SendRPC(nil, p)
+	}
+}
+
+// drainLater sends n of p's queued RPCs, one every interval, in the
+// background.
+func drainLater(q *outQueues, p peer.ID, n int, every time.Duration) {
+	go func() {
+		for range n {
+			time.Sleep(every)
+			q.SendRPCCompleted(nil, p, 0)
+		}
+	}()
 }

@@ -45,10 +45,11 @@ func (n *Node) PublishRotation(ctx context.Context, e *directory.Epoch, pages []
 
 // PublishRotationRecords publishes a signed rotation: the epoch record (or
 // its approvals) first, then the pages. A rotation is a burst of large
-// records, and GossipSub drops what overflows a peer's outbound queue (32
-// RPCs): each record waits for room in the queues (outQueues), and what is
-// lost anyway a node fetches from its peers (pagefetch.go). A record that
-// fails to publish is retried a few times.
+// records, and GossipSub drops what overflows a peer's outbound queue
+// (outboundQueue RPCs): each record waits for room in the queues by the
+// rotation's rule (rotationQueueRoom, not Publish's), and what is lost
+// anyway a node fetches from its peers (pagefetch.go). A record that fails
+// to publish is retried a few times.
 func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Record) error {
 	stuck := map[peer.ID]bool{}
 	for i, r := range recs {
@@ -58,7 +59,7 @@ func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Rec
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			_, err := n.Publish(ctx, r)
+			_, err := n.publish(ctx, r, false)
 			if err == nil || errors.Is(err, directory.ErrDuplicate) {
 				break
 			}

@@ -470,11 +470,16 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 
 // paceOwn holds a record of the node's own back while its peers' outbound
 // queues are nearly full (outQueues.paceOwn). The record is durable
-// already: a context that ends meanwhile only leaves it to sync.
+// already: a context that ends meanwhile only leaves it to sync, and so
+// does the node closing, which does not wait out the pacing.
 func (n *Node) paceOwn(ctx context.Context) {
-	if n.outq != nil {
-		n.outq.paceOwn(ctx, ownQueueRoom, ownQueueWait, ownQueueSlowFor)
+	if n.outq == nil {
+		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.ctx, cancel)()
+	n.outq.paceOwn(ctx, ownQueueRoom, ownQueueWait, ownQueueSlowFor)
 }
 
 func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.RecordType, sealed []byte) {

@@ -425,12 +425,6 @@ func (n *Node) Subscribe() (<-chan Event, func()) { return n.events.subscribe() 
 // returns the store's error: the record is in this node's state but not
 // acknowledged or announced; the node keeps retrying the write.
 func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Applied, error) {
-	return n.publish(ctx, r, true)
-}
-
-// publish is Publish; paced says whether the record waits for room in the
-// peers' queues by paceOwn's rule (a rotation's pages wait by their own).
-func (n *Node) publish(ctx context.Context, r *directory.Record, paced bool) (directory.Applied, error) {
 	if !n.enter() {
 		return directory.Applied{}, ErrClosed
 	}
@@ -441,9 +435,6 @@ func (n *Node) publish(ctx context.Context, r *directory.Record, paced bool) (di
 	applied, sealed, err := n.accept(r, "", ViaLocal)
 	if err != nil {
 		return applied, err
-	}
-	if paced {
-		n.paceOwn(ctx)
 	}
 	n.gossip(ctx, applied.Hash, r.Type, sealed)
 	n.queueDHTPut(r)
@@ -463,23 +454,23 @@ func (n *Node) Import(ctx context.Context, sealed []byte) error {
 	if err != nil {
 		return err
 	}
-	n.paceOwn(ctx)
 	n.gossip(ctx, applied.Hash, applied.Type, out)
 	return nil
 }
 
-// paceOwn holds a record of the node's own back while its peers' outbound
-// queues are nearly full (outQueues.paceOwn). The record is durable
-// already: a context that ends meanwhile only leaves it to sync, and so
-// does the node closing, which does not wait out the pacing.
-func (n *Node) paceOwn(ctx context.Context) {
+// waitRoom holds a record the node is about to gossip back while its
+// peers' outbound queues are nearly full (outQueues.waitRoom with
+// ownQueueRoom). The record is durable already: a context that ends
+// meanwhile only leaves it to sync, and so does the node closing, which
+// does not wait out the pacing.
+func (n *Node) waitRoom(ctx context.Context) {
 	if n.outq == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.ctx, cancel)()
-	n.outq.paceOwn(ctx, ownQueueRoom, ownQueueWait, ownQueueSlowFor)
+	n.outq.waitRoom(ctx, ownQueueRoom, ownQueueWait)
 }
 
 func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.RecordType, sealed []byte) {
@@ -493,6 +484,7 @@ func (n *Node) gossip(ctx context.Context, h directory.Hash, typ directory.Recor
 		n.log.Debug("record not gossiped: not on its key's topic; sync will carry it", "record", h.Short(), "err", err)
 		return
 	}
+	n.waitRoom(ctx)
 	if err := t.Publish(ctx, sealed); err != nil {
 		// The record is durable; sync carries it to peers at the next
 		// round even if gossip failed.

@@ -22,9 +22,7 @@ import (
 type outQueues struct {
 	mu    sync.Mutex
 	depth map[peer.ID]int
-	// slow holds, until when, the peers whose queue did not drain within
-	// ownQueueWait while the node's own publications waited for room: a
-	// peer that does not read holds a burst up once, not at every record.
+	// slow holds, until when, the peers not waited for (waitRoom).
 	slow map[peer.ID]time.Time
 	// dropped counts the RPCs GossipSub dropped because a peer's outbound
 	// queue was full, and validateFull the messages it dropped because
@@ -38,36 +36,39 @@ func newOutQueues() *outQueues {
 }
 
 // A burst of the node's own publications (an import, an organization
-// entering its directory) is paced the same way as a rotation, with more
-// room since its records are small: each waits until no peer's queue holds
-// more than ownQueueRoom RPCs, or ownQueueWait has passed, after which the
-// peers still over it are not waited for during ownQueueSlowFor. Without
-// it, 300 entries published in a loop on a loaded machine overflowed every
-// queue of the publisher: 16 consecutive records reached no node by gossip
-// (TestBurstOfPublicationsArrivesByGossip), and waited for sync.
+// entering its directory) waits for room in the queues too: before it is
+// gossiped, each record waits until no peer's queue holds more than
+// ownQueueRoom RPCs, at most ownQueueWait. Without it, 300 entries
+// published in a loop on a loaded machine overflowed every queue of the
+// publisher: 16 consecutive records reached no node by gossip
+// (TestBurstOfPublicationsArrivesByGossip), and waited for sync. A
+// rotation's pages, which are large, wait for more room first
+// (rotationQueueRoom).
 const (
-	ownQueueRoom    = outboundQueue / 2
-	ownQueueWait    = 5 * time.Second
-	ownQueueSlowFor = 30 * time.Second
+	ownQueueRoom = outboundQueue / 2
+	ownQueueWait = 5 * time.Second
+	// slowPeerFor is how long a peer whose queue did not drain within a
+	// wait is not waited for again: a peer that does not read holds a burst
+	// up once, not at every record.
+	slowPeerFor = 30 * time.Second
 )
 
-// paceOwn returns once no peer's queue holds more than room RPCs, but for
-// the peers marked slow, or when ctx ends; after wait, the peers still over
-// room are marked slow for slowFor and it returns. The node calls it with
-// ownQueueRoom, ownQueueWait and ownQueueSlowFor before each record of its
-// own it publishes.
-func (q *outQueues) paceOwn(ctx context.Context, room int, wait, slowFor time.Duration) error {
+// waitRoom returns once no peer's queue holds more than room RPCs, but for
+// the peers marked slow, or when ctx ends. It waits at most wait: the peers
+// still over room then are marked slow for slowPeerFor (what they miss,
+// sync or the page fetch brings them).
+func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		now := time.Now()
-		over := q.overBesidesSlow(room, now)
+		over := q.over(room, now)
 		if len(over) == 0 {
 			return ctx.Err()
 		}
 		if !now.Before(deadline) {
 			q.mu.Lock()
 			for _, p := range over {
-				q.slow[p] = now.Add(slowFor)
+				q.slow[p] = now.Add(slowPeerFor)
 			}
 			q.mu.Unlock()
 			return ctx.Err()
@@ -80,9 +81,9 @@ func (q *outQueues) paceOwn(ctx context.Context, room int, wait, slowFor time.Du
 	}
 }
 
-// overBesidesSlow lists the peers whose queue holds more than room RPCs,
-// but for those marked slow until after now.
-func (q *outQueues) overBesidesSlow(room int, now time.Time) []peer.ID {
+// over lists the peers whose queue holds more than room RPCs, but for those
+// marked slow until after now.
+func (q *outQueues) over(room int, now time.Time) []peer.ID {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []peer.ID
@@ -99,46 +100,6 @@ func (q *outQueues) overBesidesSlow(room int, now time.Time) []peer.ID {
 		out = append(out, p)
 	}
 	return out
-}
-
-// over lists the peers, other than those in skip, whose queue holds more
-// than room RPCs.
-func (q *outQueues) over(room int, skip map[peer.ID]bool) []peer.ID {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var out []peer.ID
-	for p, n := range q.depth {
-		if n > room && !skip[p] {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// waitRoom returns once every peer's queue holds at most room RPCs, but for
-// the peers in stuck, or when ctx ends. It waits at most wait: the peers
-// whose queue is still over room then go into stuck, and are not waited
-// for again, so that a peer that does not read holds a rotation up once,
-// not at every page (what it misses, it fetches).
-func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration, stuck map[peer.ID]bool) error {
-	deadline := time.Now().Add(wait)
-	for {
-		over := q.over(room, stuck)
-		if len(over) == 0 {
-			return ctx.Err()
-		}
-		if !time.Now().Before(deadline) {
-			for _, p := range over {
-				stuck[p] = true
-			}
-			return ctx.Err()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }
 
 func (q *outQueues) SendRPC(_ *pubsub.RPC, p peer.ID) {

@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/ceiba-network/ceiba/directory"
 )
 
 // A rotation's records are published no faster than GossipSub's outbound
 // queues drain: each waits until no peer's queue holds more than
-// rotationQueueRoom RPCs (of the outboundQueue that fit), or rotationQueueWait has
-// passed; a peer whose queue did not drain in that time is not waited for
-// again in that rotation, so one that does not read holds it up once.
+// rotationQueueRoom RPCs (of the outboundQueue that fit), or
+// rotationQueueWait has passed (outQueues.waitRoom; a peer whose queue did
+// not drain in that time is not waited for again for slowPeerFor).
 const (
 	rotationQueueRoom = 8
 	rotationQueueWait = 2 * time.Second
@@ -46,20 +44,19 @@ func (n *Node) PublishRotation(ctx context.Context, e *directory.Epoch, pages []
 // PublishRotationRecords publishes a signed rotation: the epoch record (or
 // its approvals) first, then the pages. A rotation is a burst of large
 // records, and GossipSub drops what overflows a peer's outbound queue
-// (outboundQueue RPCs): each record waits for room in the queues by the
-// rotation's rule (rotationQueueRoom, not Publish's), and what is lost
-// anyway a node fetches from its peers (pagefetch.go). A record that fails
-// to publish is retried a few times.
+// (outboundQueue RPCs): each record waits for more room in the queues than
+// Publish waits for (rotationQueueRoom), and what is lost anyway a node
+// fetches from its peers (pagefetch.go). A record that fails to publish is
+// retried a few times.
 func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Record) error {
-	stuck := map[peer.ID]bool{}
 	for i, r := range recs {
 		if n.outq != nil {
-			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait, stuck); err != nil {
+			if err := n.outq.waitRoom(ctx, rotationQueueRoom, rotationQueueWait); err != nil {
 				return err
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			_, err := n.publish(ctx, r, false)
+			_, err := n.Publish(ctx, r)
 			if err == nil || errors.Is(err, directory.ErrDuplicate) {
 				break
 			}

@@ -22,8 +22,10 @@ import (
 type outQueues struct {
 	mu    sync.Mutex
 	depth map[peer.ID]int
-	// slow holds, until when, the peers not waited for (waitRoom).
-	slow map[peer.ID]time.Time
+	// slow holds, until when, the peers not waited for, and ranOut when
+	// a wait last ran out (waitRoom).
+	slow   map[peer.ID]time.Time
+	ranOut time.Time
 	// dropped counts the RPCs GossipSub dropped because a peer's outbound
 	// queue was full, and validateFull the messages it dropped because
 	// its validation queue was: both lose a record to gossip, and leave
@@ -51,14 +53,27 @@ const (
 	// wait is not waited for again: a peer that does not read holds a burst
 	// up once, not at every record.
 	slowPeerFor = 30 * time.Second
+	// afterSlowWait is how long a wait lasts at most within slowPeerFor of
+	// one that ran out: a wait is held up by its whole length once per
+	// slowPeerFor, whatever the peers. Otherwise an insider with several
+	// admitted devices, each connected and not reading, could stagger them
+	// so that every record of a burst waited the whole ownQueueWait.
+	afterSlowWait = 200 * time.Millisecond
 )
 
 // waitRoom returns once no peer's queue holds more than room RPCs, but for
-// the peers marked slow, or when ctx ends. It waits at most wait: the peers
-// still over room then are marked slow for slowPeerFor (what they miss,
-// sync or the page fetch brings them).
+// the peers marked slow, or when ctx ends. It waits at most wait, or
+// afterSlowWait within slowPeerFor of a wait that ran out: the peers still
+// over room then are marked slow for slowPeerFor (what they miss, sync or
+// the page fetch brings them).
 func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	q.mu.Lock()
+	if start.Sub(q.ranOut) < slowPeerFor {
+		wait = min(wait, afterSlowWait)
+	}
+	q.mu.Unlock()
+	deadline := start.Add(wait)
 	for {
 		now := time.Now()
 		over := q.over(room, now)
@@ -70,6 +85,7 @@ func (q *outQueues) waitRoom(ctx context.Context, room int, wait time.Duration) 
 			for _, p := range over {
 				q.slow[p] = now.Add(slowPeerFor)
 			}
+			q.ranOut = now
 			q.mu.Unlock()
 			return ctx.Err()
 		}

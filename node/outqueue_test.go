@@ -11,8 +11,9 @@ import (
 // TestWaitRoomWaitsForQueuesButNotForASlowPeer: the node's bursts (its own
 // publications, a rotation's pages) wait for room in the peers' outbound
 // queues; a peer whose queue does not drain holds a burst up once, for the
-// wait, and not again until its mark runs out or it leaves, while a peer
-// whose queue drains is waited for each time.
+// wait, and not again until its mark runs out or it leaves, and further such
+// peers meanwhile only briefly; a peer whose queue drains is waited for each
+// time.
 func TestWaitRoomWaitsForQueuesButNotForASlowPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -41,9 +42,22 @@ func TestWaitRoomWaitsForQueuesButNotForASlowPeer(t *testing.T) {
 	if got := q.over(32, time.Now()); len(got) != 0 {
 		t.Fatalf("returned with %v over 32 RPCs besides the slow peer, want none", got)
 	}
-	// The mark runs out: the stuck peer is waited for again.
+	// Another peer that does not read, within slowPeerFor of the first:
+	// it holds the burst up for afterSlowWait only, however long the wait.
+	other := peer.ID("other")
+	queue(q, other, 40)
+	start = time.Now()
+	if err := q.waitRoom(ctx, 32, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < afterSlowWait || took > 10*afterSlowWait {
+		t.Fatalf("a second undrained peer held the burst %v, want about %v", took, afterSlowWait)
+	}
+	q.RemovePeer(other)
+	// The marks run out: the stuck peer is waited for again, the whole wait.
 	q.mu.Lock()
 	q.slow[stuck] = time.Now().Add(-time.Millisecond)
+	q.ranOut = time.Time{}
 	q.mu.Unlock()
 	start = time.Now()
 	if err := q.waitRoom(ctx, 32, 20*time.Millisecond); err != nil {

@@ -32,6 +32,10 @@ type DHTNet struct {
 	Hosts  []host.Host
 	Stores []*dhtstore.Store
 
+	// admitted is what every DHT node's directory admits: the storage
+	// policy stores for others only what admitted keys signed.
+	admitted *directory.State
+
 	mn    mocknet.Mocknet
 	rng   *mrand.Rand
 	log   *slog.Logger
@@ -46,7 +50,10 @@ func NewDHTNet(ctx context.Context, n int, latency time.Duration, seed uint64) (
 	if err != nil {
 		return nil, err
 	}
-	d := &DHTNet{Fix: fix, mn: mocknet.New(), rng: newRand(seed), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := &DHTNet{Fix: fix, admitted: directory.NewState(fix.Net, nil), mn: mocknet.New(), rng: newRand(seed), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if _, err := d.admitted.Apply(fix.Genesis); err != nil {
+		return nil, err
+	}
 	d.mn.SetLinkDefaults(mocknet.LinkOptions{Latency: latency})
 	ok := false
 	defer func() {
@@ -114,9 +121,27 @@ func (d *DHTNet) newStore(h host.Host, boot []peer.AddrInfo) (*dhtstore.Store, e
 		Bootstrap:         boot,
 		AllowPrivateAddrs: true,
 		AdvertiseInterval: -1,
+		Authority:         authority{d.admitted},
 		Logger:            d.log,
 	})
 }
+
+// authority answers the storage policy from st, as a node's directory does
+// (node.dhtAuthority). Without it every record would go to the small pool
+// for signers not admitted, which a 1,000-entry directory overflows.
+type authority struct{ st *directory.State }
+
+func (a authority) Role(k directory.PublicKey) dhtstore.Role {
+	switch role, ok := a.st.AdmittedRole(k); {
+	case !ok:
+		return dhtstore.RoleNone
+	case role == "reader":
+		return dhtstore.RoleReader
+	}
+	return dhtstore.RolePublisher
+}
+
+func (a authority) MaxRecordBytes() int { return a.st.Charter().Policy.MaxRecord() }
 
 // Close stops every DHT node and the mock network.
 func (d *DHTNet) Close() error {
@@ -166,6 +191,9 @@ func (d *DHTNet) Populate(ctx context.Context, orgs, entries int) error {
 		m, err := d.Fix.Admit(org, fmt.Sprintf("Colectivo %d", i+1))
 		if err != nil {
 			return err
+		}
+		if _, err := d.admitted.Apply(m); err != nil {
+			return fmt.Errorf("sim: admitting %d: %w", i+1, err)
 		}
 		for _, s := range d.Fix.Stewards[:d.Fix.Threshold] {
 			bySigner[s] = append(bySigner[s], m)

@@ -397,17 +397,18 @@ func (s *State) SlotSeq(pub PublicKey, id string) (uint64, bool) {
 }
 
 // HeldEntrySlots are the slots of every entry by pub this state holds
-// (an expired entry is no longer held), in no particular order, read from
-// what the state keeps of each slot: no entry is decoded. A node lists
-// them in its DHT manifest after each of its publications; decoding a
-// large publisher's every entry for it cost more than the publication.
-func (s *State) HeldEntrySlots(pub PublicKey) []SlotID {
+// (an expired entry is no longer held), each with the head of the version
+// held, in no particular order, read from what the state keeps of each
+// slot: no entry is decoded. A node lists them in its DHT manifest after
+// each of its publications; decoding a large publisher's every entry for
+// it cost more than the publication.
+func (s *State) HeldEntrySlots(pub PublicKey) []SlotHead {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]SlotID, 0, len(s.entries[pub]))
+	out := make([]SlotHead, 0, len(s.entries[pub]))
 	for _, slot := range s.entries[pub] {
 		if !slot.expired {
-			out = append(out, slot.rank)
+			out = append(out, SlotHead{slot.rank, HeadOf(slot.hash)})
 		}
 	}
 	return out

@@ -138,8 +138,9 @@ func TestListingOfSearchResultFollowsTheSlot(t *testing.T) {
 
 // HeldEntrySlots, which a node's DHT manifest lists without decoding a
 // single entry, names exactly the slots of the entries the state holds by
-// that publisher: a new version keeps its slot, a tombstone is still held,
-// an expired entry is not, and another publisher's entries are not its.
+// that publisher, each with the head of the version held: a new version
+// keeps its slot and changes its head, a tombstone is still held, an
+// expired entry is not, and another publisher's entries are not its.
 func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
 	nw := dirtest.New(t, 1, 1)
 	org, other := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
@@ -154,8 +155,8 @@ func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
 		nw.Entry(t, org, "albergue", 1), nw.Entry(t, org, "borrada", 1),
 		nw.Sign(t, tomb, org), nw.Sign(t, short, org),
 		nw.Entry(t, other, "asesoria", 1))
-	decodedSlots := func() map[directory.SlotID]bool {
-		out := map[directory.SlotID]bool{}
+	decodedSlots := func() map[directory.SlotID]directory.Head {
+		out := map[directory.SlotID]directory.Head{}
 		for _, r := range s.Records() {
 			if r.Type != directory.TypeEntry || r.Sigs[0].Key != org.Public() {
 				continue
@@ -164,7 +165,7 @@ func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out[directory.SlotIDOf(name)] = true
+			out[directory.SlotIDOf(name)] = directory.HeadOf(r.Hash())
 		}
 		return out
 	}
@@ -175,9 +176,13 @@ func TestHeldEntrySlotsAreTheHeldEntries(t *testing.T) {
 		if len(got) != want || len(decoded) != want {
 			t.Fatalf("%d slots listed, %d held records decode to slots; want %d", len(got), len(decoded), want)
 		}
-		for _, id := range got {
-			if !decoded[id] {
-				t.Fatalf("slot %x listed but no held entry of the publisher is in it", id)
+		for _, sh := range got {
+			head, ok := decoded[sh.Slot]
+			if !ok {
+				t.Fatalf("slot %x listed but no held entry of the publisher is in it", sh.Slot)
+			}
+			if sh.Head != head {
+				t.Fatalf("slot %x listed with head %x, the held version's is %x", sh.Slot, sh.Head, head)
 			}
 		}
 	}

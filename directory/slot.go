@@ -99,15 +99,56 @@ func Better(a, b *Record) bool {
 // only an invite can fetch the whole directory from the DHT. It is a hint,
 // never authority: every record fetched through it is validated as usual.
 // Manifests do not enter the State.
+//
+// Heads, when present, name the record the signer holds in each slot
+// (Heads[i] for Slots[i]), so a node that already holds it does not read
+// the slot again: without them, a node cut off from its peers re-read
+// every slot of the directory at each DHT walk. A page without heads (made
+// before they existed) means "read every slot".
 type Manifest struct {
 	Page   uint32   `cbor:"1,keyasint"`
 	Pages  uint32   `cbor:"2,keyasint"`
 	Issued int64    `cbor:"3,keyasint"`
 	Slots  []SlotID `cbor:"4,keyasint"`
+	Heads  []Head   `cbor:"5,keyasint,omitempty"`
 }
 
-// ManifestPageSize is how many slots one manifest page lists.
+// ManifestPageSize is how many slots one manifest page lists at most.
 const ManifestPageSize = 4000
+
+// Head names a record by the first 16 bytes of its hash. A manifest's
+// signer could list a head that collides with a record a node holds only
+// by finding a second preimage of 128 bits, and even then it would only
+// make that node skip one read of a slot that sync still carries.
+type Head [16]byte
+
+// HeadOf is the head of the record with hash h.
+func HeadOf(h Hash) Head {
+	var hd Head
+	copy(hd[:], h[:])
+	return hd
+}
+
+// SlotHead is one line of a manifest: a slot and the record its signer
+// holds there.
+type SlotHead struct {
+	Slot SlotID
+	Head Head
+}
+
+// manifestOverhead bounds a manifest record's bytes besides its slots and
+// heads: the envelope, one signature and the other fields.
+const manifestOverhead = 512
+
+// ManifestSlotsPerPage is how many slots (with their heads) one manifest
+// page lists so that it encodes within maxRecordBytes, the current
+// charter's max_record_bytes: DHT servers store nothing larger, and a
+// page only its signer holds is no use while the signer is offline. At the
+// default 64 KiB a page lists 1,912 slots.
+func ManifestSlotsPerPage(maxRecordBytes int) int {
+	const perSlot = 2 * (1 + 16) // a 16-byte string each, slot and head
+	return max(1, min(ManifestPageSize, (maxRecordBytes-manifestOverhead)/perSlot))
+}
 
 func (*Manifest) RecordType() RecordType { return TypeManifest }
 
@@ -117,6 +158,9 @@ func (m *Manifest) check() error {
 	}
 	if len(m.Slots) > ManifestPageSize {
 		return errors.New("too many slots in one page")
+	}
+	if len(m.Heads) != 0 && len(m.Heads) != len(m.Slots) {
+		return fmt.Errorf("%d heads for %d slots", len(m.Heads), len(m.Slots))
 	}
 	return checkTime("issued", m.Issued)
 }

@@ -245,7 +245,10 @@ func (g *vecGen) records() {
 	g.add("evidence-entries", ev)
 	g.sign("revocation-member-2", &Revocation{Key: g.ids["member-2"].Public(), Charter: 1, Reason: "key lost", Issued: now}, "steward-1", "steward-2")
 	g.sign("revocation-self", &Revocation{Key: rd.Public(), Issued: now}, "reader-1")
-	g.sign("manifest", &Manifest{Page: 0, Pages: 1, Issued: now, Slots: []SlotID{SlotIDOf("charter/1"), SlotIDOf("entry/" + g.ids["member-1"].Public().Hex() + "/asesoria-juridica")}}, "member-1")
+	// A manifest lists slots with the head of the record held in each.
+	g.sign("manifest", &Manifest{Page: 0, Pages: 1, Issued: now,
+		Slots: []SlotID{SlotIDOf("charter/1"), SlotIDOf("entry/" + g.ids["member-1"].Public().Hex() + "/asesoria-juridica")},
+		Heads: []Head{HeadOf(g.recs["genesis"].Hash()), HeadOf(g.recs["entry-full"].Hash())}}, "member-1")
 
 	// Two amendments of version 1, each signed by two stewards: a fork.
 	// The third steward's approval settles it (digests.json).

@@ -94,22 +94,35 @@ func (a dhtAuthority) MaxRecordBytes() int {
 func (n *Node) ownRecords() []*directory.Record { return n.state.SignedBy(n.id.Public()) }
 
 // ownSlots are the slots of the pooled records this node's identity
-// signed: what it lists in its manifest, after each of its publications.
-// The entries' slots come from the state, which knows them without
-// decoding (at 100,000 entries of one publisher, decoding them was half a
-// second of CPU and 130 MB of garbage each time); the few other records
-// are decoded.
-func (n *Node) ownSlots() []directory.SlotID {
+// signed, each with the head of the record held there, sorted by slot,
+// each slot once: what it lists in its manifest, after each of its
+// publications. The entries' slots come from the state, which knows them
+// without decoding (at 100,000 entries of one publisher, decoding them was
+// half a second of CPU and 130 MB of garbage each time); the few other
+// records are decoded. Where two of its records share a slot (grants of
+// one reader it vouched for twice), the better one is listed: the one the
+// DHT keeps.
+func (n *Node) ownSlots() []directory.SlotHead {
 	slots := n.state.HeldEntrySlots(n.id.Public())
+	best := map[directory.SlotID]*directory.Record{}
 	for _, r := range n.ownRecords() {
 		if r.Type == directory.TypeEntry {
 			continue
 		}
-		if name, err := r.Slot(); err == nil {
-			slots = append(slots, directory.SlotIDOf(name))
+		name, err := r.Slot()
+		if err != nil {
+			continue
+		}
+		id := directory.SlotIDOf(name)
+		if b, ok := best[id]; !ok || directory.Better(r, b) {
+			best[id] = r
 		}
 	}
-	return slots
+	for id, r := range best {
+		slots = append(slots, directory.SlotHead{Slot: id, Head: directory.HeadOf(r.Hash())})
+	}
+	slices.SortFunc(slots, func(a, b directory.SlotHead) int { return bytes.Compare(a.Slot[:], b.Slot[:]) })
+	return slices.CompactFunc(slots, func(a, b directory.SlotHead) bool { return a.Slot == b.Slot })
 }
 
 func (n *Node) queueDHTPut(r *directory.Record) {
@@ -172,11 +185,10 @@ func (n *Node) manifestLoop() {
 		if len(slots) == 0 {
 			continue
 		}
-		slices.SortFunc(slots, func(a, b directory.SlotID) int { return bytes.Compare(a[:], b[:]) })
-		slots = slices.Compact(slots)
 		sum := sha256.New()
 		for _, s := range slots {
-			sum.Write(s[:])
+			sum.Write(s.Slot[:])
+			sum.Write(s.Head[:])
 		}
 		var h directory.Hash
 		sum.Sum(h[:0])
@@ -239,7 +251,7 @@ func (n *Node) dhtFetchLoop() {
 			continue
 		}
 		lastFetch = time.Now()
-		pulled, err := n.fetchFromDHT()
+		pulled, read, err := n.fetchFromDHT()
 		if n.ctx.Err() != nil {
 			return
 		}
@@ -250,7 +262,7 @@ func (n *Node) dhtFetchLoop() {
 		} else {
 			n.log.Info("DHT fetch incomplete", "pulled", pulled, "err", err)
 		}
-		n.events.publish(Event{Kind: EventDHT, Via: ViaDHT, Pulled: pulled, Err: err})
+		n.events.publish(Event{Kind: EventDHT, Via: ViaDHT, Pulled: pulled, Read: read, Err: err})
 	}
 }
 
@@ -282,9 +294,10 @@ func (n *Node) findPeers() {
 // fetchFromDHT fills the state from the DHT: the charter chain first, then
 // the manifests of the stewards and members the state knows, round after
 // round while new signers appear, all through the same accept path as
-// gossip and sync.
-func (n *Node) fetchFromDHT() (int, error) {
-	total := 0
+// gossip and sync. It reads only the slots whose listed records the node
+// lacks, and returns how many records it accepted and how many slots (the
+// charter versions probed included) it read.
+func (n *Node) fetchFromDHT() (total, read int, err error) {
 	apply := func(recs []*directory.Record) error {
 		if len(recs) == 0 {
 			return nil
@@ -306,6 +319,7 @@ func (n *Node) fetchFromDHT() (int, error) {
 	charters := func() error {
 		for {
 			v := version() + 1
+			read++
 			ctx, cancel := context.WithTimeout(n.ctx, dhtstore.DefaultRequestTimeout)
 			r, err := n.dht.Get(ctx, directory.SlotIDOf(dhtstore.CharterSlot(v)))
 			cancel()
@@ -324,10 +338,10 @@ func (n *Node) fetchFromDHT() (int, error) {
 		}
 	}
 	if err := charters(); err != nil {
-		return total, err
+		return total, read, err
 	}
 	if version() == 0 {
-		return total, dhtstore.ErrNoCharter
+		return total, read, dhtstore.ErrNoCharter
 	}
 	epoch, _, _ := n.keyringSnapshot().Current()
 	done := map[directory.PublicKey]bool{}
@@ -338,7 +352,7 @@ func (n *Node) fetchFromDHT() (int, error) {
 			epoch = e
 			clear(done)
 			if err := charters(); err != nil {
-				return total, err
+				return total, read, err
 			}
 		}
 		var signers []directory.PublicKey
@@ -356,19 +370,20 @@ func (n *Node) fetchFromDHT() (int, error) {
 			}
 		}
 		if len(signers) == 0 {
-			return total, nil
+			return total, read, nil
 		}
 		v := version()
-		recs, err := n.dht.Fetch(n.ctx, signers)
+		recs, stats, err := n.dht.Fetch(n.ctx, signers, dhtstore.HeldIn(n.state))
+		read += stats.Listed - stats.Skipped
 		if aerr := apply(recs); aerr != nil {
-			return total, aerr
+			return total, read, aerr
 		}
 		if err != nil {
-			return total, err
+			return total, read, err
 		}
 		if version() != v {
 			if err := charters(); err != nil {
-				return total, err
+				return total, read, err
 			}
 		}
 	}

@@ -60,6 +60,7 @@ func TestDHTOnlyNodeConverges(t *testing.T) {
 	cfgF.DisableSync = true
 	start := time.Now()
 	f := startNode(t, cfgF)
+	recF := record(f)
 	waitFor(t, 60*time.Second, "the DHT-only node to converge", func() bool { return f.State().Digest() == want })
 	t.Logf("DHT-only node converged %s after start", time.Since(start).Round(time.Millisecond))
 	// The state shows records a moment before they are durable and counted.
@@ -74,4 +75,19 @@ func TestDHTOnlyNodeConverges(t *testing.T) {
 	if got := len(f.State().Search(directory.Query{Text: "asesoria"})); got != 4 {
 		t.Fatalf("DHT-only node finds %d entries, want 4", got)
 	}
+	// Walking the DHT again, every second as this node does with no sync,
+	// reads only the next charter version's slot: every slot the manifests
+	// list holds a record it has.
+	walks := recF.count(isWalk)
+	waitFor(t, 20*time.Second, "two more DHT walks", func() bool { return recF.count(isWalk) >= walks+2 })
+	for _, ev := range recF.snapshot() {
+		if isWalk(ev) && ev.Pulled == 0 && ev.Read > 1 {
+			t.Fatalf("a DHT walk that brought nothing read %d slots; it holds every listed record", ev.Read)
+		}
+	}
+}
+
+// isWalk says whether ev reports a whole DHT walk that finished.
+func isWalk(ev Event) bool {
+	return ev.Kind == EventDHT && ev.Hash == (directory.Hash{}) && ev.Type == 0 && ev.Err == nil
 }

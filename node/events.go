@@ -37,8 +37,8 @@ const (
 	// in, Err is set if it failed.
 	EventSync EventKind = "sync"
 	// EventDHT: a DHT operation finished: a Put of Hash, a manifest of
-	// Pulled slots (Type is TypeManifest), or a fetch that brought Pulled
-	// records (Hash zero). Err is set if it failed.
+	// Pulled slots (Type is TypeManifest), or a fetch that read Read slots
+	// and brought Pulled records (Hash zero). Err is set if it failed.
 	EventDHT EventKind = "dht"
 	// EventRevocationVoided: the revocation by stewards whose proposal ID
 	// is Hash reached its threshold but does not take effect, because a
@@ -67,6 +67,7 @@ type Event struct {
 	Epoch   uint64
 	Pulled  int
 	Missed  int
+	Read    int
 }
 
 // eventBuffer is each subscriber's queue. A subscriber that falls further

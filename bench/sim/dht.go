@@ -241,13 +241,13 @@ func (d *DHTNet) Populate(ctx context.Context, orgs, entries int) error {
 	}
 	k := 0
 	for signer, recs := range bySigner {
-		var slots []directory.SlotID
+		var slots []directory.SlotHead
 		for _, r := range recs {
 			name, err := r.Slot()
 			if err != nil {
 				return err
 			}
-			slots = append(slots, directory.SlotIDOf(name))
+			slots = append(slots, directory.SlotHead{Slot: directory.SlotIDOf(name), Head: directory.HeadOf(r.Hash())})
 		}
 		if err := d.Stores[k%len(d.Stores)].PublishManifest(ctx, signer, slots); err != nil {
 			return fmt.Errorf("sim: manifest: %w", err)

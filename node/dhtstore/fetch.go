@@ -29,33 +29,77 @@ func ManifestSlot(signer directory.PublicKey, page uint32) string {
 // CharterSlot is the slot name of a charter version, as Record.Slot names it.
 func CharterSlot(version uint64) string { return fmt.Sprintf("charter/%d", version) }
 
-// PublishManifest puts signer's manifest listing slots: pages of
-// directory.ManifestPageSize slots, each a record signed by signer, all with
-// one Issued time newer than any manifest this store published for signer
-// before (so the new pages replace the old ones in the DHT). The pages are
-// kept for the republish loop. A node that joins with only an invite reads
-// these to learn which slots exist.
-func (s *Store) PublishManifest(ctx context.Context, signer *directory.Identity, slots []directory.SlotID) error {
-	pages, err := s.buildManifest(signer, slots)
+// PublishManifest puts signer's manifest listing slots, each with the head
+// of the record signer holds in it: pages that encode within the current
+// charter's max_record_bytes (directory.ManifestSlotsPerPage), each a
+// record signed by signer. A page is put again only when what it lists
+// changed, with an Issued time newer than any manifest this store
+// published for signer before (so it replaces the old page in the DHT): a
+// publisher's update of one entry re-puts one page, not all of them. The
+// pages are kept for the republish loop. A node that joins with only an
+// invite reads these to learn which slots exist; one that holds some
+// records reads only the slots whose heads it lacks.
+func (s *Store) PublishManifest(ctx context.Context, signer *directory.Identity, slots []directory.SlotHead) error {
+	pages, changed, err := s.buildManifest(signer, slots)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	s.manifests[signer.Public()] = pages
 	s.mu.Unlock()
-	errs := make([]error, len(pages))
-	s.forEach(ctx, len(pages), func(ctx context.Context, i int) {
-		errs[i] = s.Put(ctx, pages[i])
+	errs := make([]error, len(changed))
+	for i := range errs {
+		errs[i] = fmt.Errorf("dhtstore: manifest page %d not put: %w", changed[i], context.Cause(ctx))
+	}
+	s.forEach(ctx, len(changed), func(ctx context.Context, i int) {
+		errs[i] = s.Put(ctx, pages[changed[i]])
 	})
+	// A page whose put failed is put again by the next publication even if
+	// it lists the same slots (the republish loop would only get to it
+	// hours later).
+	failed := map[int]bool{}
+	for i, err := range errs {
+		if err != nil {
+			failed[changed[i]] = true
+		}
+	}
+	s.mu.Lock()
+	s.manifestRetry[signer.Public()] = failed
+	s.mu.Unlock()
 	return errors.Join(errs...)
 }
 
-func (s *Store) buildManifest(signer *directory.Identity, slots []directory.SlotID) ([]*directory.Record, error) {
-	n := max(1, (len(slots)+directory.ManifestPageSize-1)/directory.ManifestPageSize)
+// buildManifest pages slots and returns every page, and the indexes of the
+// pages that differ from the ones last published for signer (all of them
+// after a restart).
+func (s *Store) buildManifest(signer *directory.Identity, slots []directory.SlotHead) (pages []*directory.Record, changed []int, err error) {
+	per := directory.ManifestSlotsPerPage(s.opts.Authority.MaxRecordBytes())
+	n := max(1, (len(slots)+per-1)/per)
 	if n > maxManifestPages {
-		return nil, fmt.Errorf("dhtstore: manifest of %d slots needs %d pages, limit %d", len(slots), n, maxManifestPages)
+		return nil, nil, fmt.Errorf("dhtstore: manifest of %d slots needs %d pages, limit %d", len(slots), n, maxManifestPages)
 	}
 	pub := signer.Public()
+	s.mu.Lock()
+	last, retry := s.manifests[pub], s.manifestRetry[pub]
+	s.mu.Unlock()
+	pages = make([]*directory.Record, n)
+	bodies := make([]*directory.Manifest, n)
+	for i := range pages {
+		part := slots[i*per : min((i+1)*per, len(slots))]
+		m := &directory.Manifest{Page: uint32(i), Pages: uint32(n), Slots: make([]directory.SlotID, len(part)), Heads: make([]directory.Head, len(part))}
+		for j, sh := range part {
+			m.Slots[j], m.Heads[j] = sh.Slot, sh.Head
+		}
+		if i < len(last) && !retry[i] && sameManifestPage(last[i], m) {
+			pages[i] = last[i]
+			continue
+		}
+		bodies[i] = m
+		changed = append(changed, i)
+	}
+	if len(changed) == 0 {
+		return pages, nil, nil
+	}
 	issued := s.opts.Now().Unix()
 	s.mu.Lock()
 	// Better orders manifests by Issued alone and breaks ties by hash, so
@@ -65,24 +109,30 @@ func (s *Store) buildManifest(signer *directory.Identity, slots []directory.Slot
 	}
 	s.issued[pub] = issued
 	s.mu.Unlock()
-	pages := make([]*directory.Record, n)
-	for i := range pages {
-		lo := i * directory.ManifestPageSize
-		hi := min(lo+directory.ManifestPageSize, len(slots))
-		m := &directory.Manifest{Page: uint32(i), Pages: uint32(n), Issued: issued, Slots: slices.Clone(slots[lo:hi])}
-		r, err := directory.NewRecord(s.opts.Network, m, signer)
-		if err != nil {
-			return nil, fmt.Errorf("dhtstore: manifest page %d: %w", i, err)
+	for _, i := range changed {
+		bodies[i].Issued = issued
+		if pages[i], err = directory.NewRecord(s.opts.Network, bodies[i], signer); err != nil {
+			return nil, nil, fmt.Errorf("dhtstore: manifest page %d: %w", i, err)
 		}
-		pages[i] = r
 	}
-	return pages, nil
+	return pages, changed, nil
 }
 
-// manifestSlots reads signer's manifest pages and returns the slots listed.
+// sameManifestPage reports whether the published page r lists what m does.
+func sameManifestPage(r *directory.Record, m *directory.Manifest) bool {
+	body, err := r.DecodeBody()
+	if err != nil {
+		return false
+	}
+	old, ok := body.(*directory.Manifest)
+	return ok && old.Page == m.Page && old.Pages == m.Pages && slices.Equal(old.Slots, m.Slots) && slices.Equal(old.Heads, m.Heads)
+}
+
+// manifestSlots reads signer's manifest pages and returns what they list.
 // A page that is missing or signed by someone else is skipped: a manifest is
-// a hint, and a partial list is better than none.
-func (s *Store) manifestSlots(ctx context.Context, signer directory.PublicKey) ([]directory.SlotID, error) {
+// a hint, and a partial list is better than none. A page without heads
+// lists its slots with none (headless).
+func (s *Store) manifestSlots(ctx context.Context, signer directory.PublicKey) ([]*directory.Manifest, error) {
 	first, err := s.manifestPage(ctx, signer, 0)
 	if err != nil {
 		return nil, err
@@ -98,13 +148,7 @@ func (s *Store) manifestSlots(ctx context.Context, signer directory.PublicKey) (
 		}
 		pages[i+1] = m
 	})
-	var out []directory.SlotID
-	for _, m := range pages {
-		if m != nil {
-			out = append(out, m.Slots...)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(pages, func(m *directory.Manifest) bool { return m == nil }), nil
 }
 
 func (s *Store) manifestPage(ctx context.Context, signer directory.PublicKey, page uint32) (*directory.Manifest, error) {
@@ -130,44 +174,88 @@ func (s *Store) manifestPage(ctx context.Context, signer directory.PublicKey, pa
 	return m, nil
 }
 
+// FetchStats says what one Fetch read.
+type FetchStats struct {
+	Listed  int // distinct slots the manifests listed
+	Skipped int // of them, not read: every head listed for the slot is held
+}
+
+// listing is what the manifests read in one Fetch say of a slot: the heads
+// listed for it, and whether a page listed it without one.
+type listing struct {
+	heads    []directory.Head
+	headless bool
+}
+
 // Fetch reads each signer's manifest, then every slot listed, with at most
 // FetchConcurrency requests at once, each bounded by RequestTimeout, and the
-// whole call by FetchTimeout. It returns the records found, manifests not
-// included, in no particular order; the caller validates them through
-// State.Apply. A slot that is not found is skipped. With an empty routing
-// table it fails with ErrNoPeers rather than report an empty directory. If the deadline or ctx
-// ends the fetch, it returns what it found with that error.
-func (s *Store) Fetch(ctx context.Context, signers []directory.PublicKey) ([]*directory.Record, error) {
+// whole call by FetchTimeout. A slot is not read when held (if not nil)
+// says the caller holds the record of every head the manifests list for
+// it; a page without heads has its slots read. It returns the records
+// found, manifests not included, in no particular order; the caller
+// validates them through State.Apply. A slot that is not found is skipped.
+// With an empty routing table it fails with ErrNoPeers rather than report
+// an empty directory. If the deadline or ctx ends the fetch, it returns
+// what it found with that error.
+func (s *Store) Fetch(ctx context.Context, signers []directory.PublicKey, held func(directory.Head) bool) ([]*directory.Record, FetchStats, error) {
+	var stats FetchStats
 	if s.dht.RoutingTable().Size() == 0 {
-		return nil, fmt.Errorf("dhtstore: fetch: %w", ErrNoPeers)
+		return nil, stats, fmt.Errorf("dhtstore: fetch: %w", ErrNoPeers)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
 	defer cancel()
 
 	var mu sync.Mutex
-	seen := map[directory.SlotID]bool{}
-	var slots []directory.SlotID
+	listed := map[directory.SlotID]*listing{}
+	var order []directory.SlotID
 	signers = uniqueKeys(signers)
 	s.forEach(ctx, len(signers), func(ctx context.Context, i int) {
-		ids, err := s.manifestSlots(ctx, signers[i])
+		pages, err := s.manifestSlots(ctx, signers[i])
 		if err != nil {
 			s.log.Debug("no manifest", "signer", signers[i].String(), "err", err)
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		for _, id := range ids {
-			if !seen[id] {
-				seen[id] = true
-				slots = append(slots, id)
+		for _, m := range pages {
+			for j, id := range m.Slots {
+				l := listed[id]
+				if l == nil {
+					l = &listing{}
+					listed[id] = l
+					order = append(order, id)
+				}
+				if m.Heads == nil {
+					l.headless = true
+				} else if !slices.Contains(l.heads, m.Heads[j]) {
+					l.heads = append(l.heads, m.Heads[j])
+				}
 			}
 		}
 	})
+	stats.Listed = len(order)
+	slots := slices.DeleteFunc(order, func(id directory.SlotID) bool {
+		l := listed[id]
+		if held == nil || l.headless || !all(l.heads, held) {
+			return false
+		}
+		stats.Skipped++
+		return true
+	})
 	recs := s.fetchSlots(ctx, slots)
 	if err := ctx.Err(); err != nil {
-		return recs, fmt.Errorf("dhtstore: fetch stopped after %d of %d slots: %w", len(recs), len(slots), err)
+		return recs, stats, fmt.Errorf("dhtstore: fetch stopped after %d of %d slots: %w", len(recs), len(slots), err)
 	}
-	return recs, nil
+	return recs, stats, nil
+}
+
+func all[T any](xs []T, f func(T) bool) bool {
+	for _, x := range xs {
+		if !f(x) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Store) fetchSlots(ctx context.Context, slots []directory.SlotID) []*directory.Record {
@@ -260,7 +348,7 @@ func (s *Store) FetchAll(ctx context.Context, st *directory.State, seedSigners [
 			break
 		}
 		chain := charterVersion(st)
-		recs, err := s.Fetch(ctx, signers)
+		recs, _, err := s.Fetch(ctx, signers, HeldIn(st))
 		apply(recs)
 		if err != nil {
 			return applied, err
@@ -275,6 +363,24 @@ func (s *Store) FetchAll(ctx context.Context, st *directory.State, seedSigners [
 		return applied, fmt.Errorf("dhtstore: fetch all: %w", ErrNoCharter)
 	}
 	return applied, nil
+}
+
+// HeldIn answers Fetch's question from the records st holds, read at the
+// first question: a fetch's manifests are read before its slots.
+func HeldIn(st *directory.State) func(directory.Head) bool {
+	var once sync.Once
+	var heads map[directory.Head]struct{}
+	return func(h directory.Head) bool {
+		once.Do(func() {
+			hashes := st.Hashes()
+			heads = make(map[directory.Head]struct{}, len(hashes))
+			for _, x := range hashes {
+				heads[directory.HeadOf(x)] = struct{}{}
+			}
+		})
+		_, ok := heads[h]
+		return ok
+	}
 }
 
 // charterVersion is the version of st's current charter, 0 before genesis.

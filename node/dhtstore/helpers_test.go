@@ -94,6 +94,12 @@ type everyone struct{}
 func (everyone) Role(directory.PublicKey) Role { return RolePublisher }
 func (everyone) MaxRecordBytes() int           { return directory.MaxRecordBytes }
 
+// everyoneUpTo is everyone under a charter whose max_record_bytes is max.
+type everyoneUpTo int
+
+func (everyoneUpTo) Role(directory.PublicKey) Role { return RolePublisher }
+func (m everyoneUpTo) MaxRecordBytes() int         { return int(m) }
+
 func newNode(t *testing.T, store ds.Batching, opts Options) *testNode {
 	t.Helper()
 	h := newHost(t)
@@ -164,6 +170,12 @@ func slotID(t *testing.T, r *directory.Record) directory.SlotID {
 		t.Fatal(err)
 	}
 	return directory.SlotIDOf(slot)
+}
+
+// listed is r's line in its signer's manifest.
+func listed(t *testing.T, r *directory.Record) directory.SlotHead {
+	t.Helper()
+	return directory.SlotHead{Slot: slotID(t, r), Head: directory.HeadOf(r.Hash())}
 }
 
 func blindKey(t *testing.T, k directory.ReadKey, r *directory.Record) string {

@@ -165,6 +165,9 @@ type Store struct {
 	mu        sync.Mutex
 	manifests map[directory.PublicKey][]*directory.Record // last published pages, for republish
 	issued    map[directory.PublicKey]int64               // last manifest Issued per signer
+	// manifestRetry are the pages of each signer's manifest whose last put
+	// failed.
+	manifestRetry map[directory.PublicKey]map[int]bool
 
 	republishMu sync.Mutex // one republish pass at a time
 }
@@ -265,15 +268,16 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("dhtstore: %w", err)
 	}
 	s := &Store{
-		opts:      opts,
-		h:         h,
-		dht:       d,
-		pm:        pm,
-		val:       val,
-		qs:        qs,
-		log:       opts.Logger.With("component", "dhtstore"),
-		manifests: map[directory.PublicKey][]*directory.Record{},
-		issued:    map[directory.PublicKey]int64{},
+		opts:          opts,
+		h:             h,
+		dht:           d,
+		pm:            pm,
+		val:           val,
+		qs:            qs,
+		log:           opts.Logger.With("component", "dhtstore"),
+		manifests:     map[directory.PublicKey][]*directory.Record{},
+		issued:        map[directory.PublicKey]int64{},
+		manifestRetry: map[directory.PublicKey]map[int]bool{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(s.bootstrap)

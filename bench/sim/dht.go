@@ -259,33 +259,36 @@ func (d *DHTNet) Populate(ctx context.Context, orgs, entries int) error {
 
 // InviteFetch starts a fresh reader that holds only what an invite gives
 // (the network ID, the read key, the stewards' keys and one bootstrap
-// address) and times it from start to holding the whole directory. It
-// returns the time and the number of entries the reader's state shows.
-func (d *DHTNet) InviteFetch(ctx context.Context) (time.Duration, int, error) {
+// address) and times it from start to holding the whole directory, then
+// times a second walk of the same reader, which holds every record the
+// manifests list (what a node cut off from its peers does every
+// FetchInterval). It returns the two times and the number of entries the
+// reader's state shows.
+func (d *DHTNet) InviteFetch(ctx context.Context) (first, again time.Duration, entries int, err error) {
 	i := len(d.Hosts) + int(d.extra.Add(1))
 	h, err := d.addHost(i)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer h.Close()
 	for _, o := range d.Hosts {
 		if _, err := d.mn.LinkPeers(h.ID(), o.ID()); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	boot := d.Hosts[d.rng.IntN(len(d.Hosts))]
 	start := time.Now()
 	s, err := d.newStore(h, []peer.AddrInfo{{ID: boot.ID(), Addrs: boot.Addrs()}})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer s.Close()
 	for s.RoutingTableSize() == 0 {
 		if time.Since(start) > time.Minute {
-			return 0, 0, fmt.Errorf("sim: the reader found no DHT peer")
+			return 0, 0, 0, fmt.Errorf("sim: the reader found no DHT peer")
 		}
 		if err := sleep(ctx, time.Millisecond); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 	st := directory.NewState(d.Fix.Net, nil)
@@ -294,7 +297,12 @@ func (d *DHTNet) InviteFetch(ctx context.Context) (time.Duration, int, error) {
 		seeds = append(seeds, s.Public())
 	}
 	if _, err := s.FetchAll(ctx, st, seeds); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return time.Since(start), st.Stats().Entries, nil
+	first = time.Since(start)
+	start = time.Now()
+	if _, err := s.FetchAll(ctx, st, seeds); err != nil {
+		return 0, 0, 0, err
+	}
+	return first, time.Since(start), st.Stats().Entries, nil
 }

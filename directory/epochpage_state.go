@@ -9,8 +9,164 @@ import (
 // heldPage is one page body the pool holds, with every record carrying it
 // (the same page relayed under different signatures) by signer.
 type heldPage struct {
+	number   uint64
+	rotation [16]byte
+	index    uint16
+	// page is the decoded body (its packages are slices of the record's
+	// body), nil once retired: then body reads one of records again.
 	page    *EpochPage
 	records map[Hash]PublicKey
+}
+
+// RecordLoader reads a record the state holds but keeps out of memory
+// (RetirePages) from where its owner stored it: the record whose hash is
+// h, checked as when it arrived (opened, its signatures verified).
+type RecordLoader func(h Hash) (*Record, error)
+
+// SetRecordLoader lets the state keep the pages of past rotations out of
+// memory (RetirePages), reading them with load when they are asked for.
+// Without one, every page stays in memory. load must not call the state.
+func (s *State) SetRecordLoader(load RecordLoader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.load = load
+}
+
+// PagesToRetire lists the page records RetirePages would drop from
+// memory now: those of the rotations older than the current epoch still
+// in memory. Without a loader, none.
+func (s *State) PagesToRetire() []Hash {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Hash
+	s.eachRetirable(func(hp *heldPage) {
+		for h := range hp.records {
+			if s.records[h] != nil {
+				out = append(out, h)
+			}
+		}
+	})
+	return out
+}
+
+func (s *State) eachRetirable(f func(*heldPage)) {
+	if s.load == nil || len(s.epochs) == 0 {
+		return
+	}
+	current := s.epochs[len(s.epochs)-1].body.(*Epoch).Number
+	for _, hp := range s.pages {
+		if hp.number < current && (hp.page != nil || s.anyInMemory(hp)) {
+			f(hp)
+		}
+	}
+}
+
+// anyInMemory reports whether a record of hp is held in memory: a copy of
+// a retired page that another steward relayed afterwards.
+func (s *State) anyInMemory(hp *heldPage) bool {
+	for h := range hp.records {
+		if s.records[h] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// RetirePages drops from memory the pages of the rotations older than the
+// current epoch whose every record stored says the loader can read, and
+// returns how many page records it dropped. They stay held: listed,
+// counted, offered and served as before, each read again through the
+// loader when someone asks for it. A 10,000-recipient rotation is about
+// 12.5 MB of pages: before this, every rotation a node ever took stayed in
+// its memory for good, and insiders revoking one key after another made
+// every node hold one more each time. Without a loader it does nothing.
+// stored is called with the state locked: it must not call the state.
+func (s *State) RetirePages(stored func(Hash) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	s.eachRetirable(func(hp *heldPage) {
+		for h := range hp.records {
+			if s.records[h] != nil && !stored(h) {
+				return // a record only in memory: its page stays there too
+			}
+		}
+		hp.page = nil
+		for h := range hp.records {
+			if s.records[h] != nil {
+				s.records[h] = nil
+				n++
+			}
+		}
+	})
+	return n
+}
+
+// RetiredPages is how many page records the state holds on disk only.
+func (s *State) RetiredPages() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, hp := range s.pages {
+		for h := range hp.records {
+			if s.records[h] == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// loadRetired reads the retired page record h through the loader; it
+// reports false if the loader fails or reads something else.
+func (s *State) loadRetired(h Hash) (*Record, bool) {
+	if s.load == nil {
+		return nil, false
+	}
+	r, err := s.load(h)
+	if err != nil || r == nil || r.Type != TypeEpochPage || r.Hash() != h {
+		return nil, false
+	}
+	return r, true
+}
+
+// body is hp's page, read again through the loader if it was retired; nil
+// if no record of it can be read.
+func (s *State) body(hp *heldPage) *EpochPage {
+	if hp.page != nil {
+		return hp.page
+	}
+	for h := range hp.records {
+		r, ok := s.loadRetired(h)
+		if !ok {
+			continue
+		}
+		if b, err := r.DecodeBody(); err == nil {
+			if pg, ok := b.(*EpochPage); ok && pg.Number == hp.number && pg.Rotation == hp.rotation {
+				return pg
+			}
+		}
+	}
+	return nil
+}
+
+// retiredSignedBy reads the retired page records pub signed.
+func (s *State) retiredSignedBy(pub PublicKey) []*Record {
+	var out []*Record
+	for _, hp := range s.pages {
+		if hp.page != nil {
+			continue
+		}
+		for h, signer := range hp.records {
+			if signer != pub {
+				continue
+			}
+			if r, ok := s.loadRetired(h); ok {
+				out = append(out, r)
+			}
+		}
+	}
+	return out
 }
 
 // addPage applies an EpochPage. A page's authority is the epoch that
@@ -88,7 +244,7 @@ func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 	hp := s.pages[ph]
 	fresh := hp == nil
 	if fresh {
-		hp = &heldPage{page: pg, records: map[Hash]PublicKey{}}
+		hp = &heldPage{number: pg.Number, rotation: pg.Rotation, index: pg.Index, page: pg, records: map[Hash]PublicKey{}}
 		s.pages[ph] = hp
 	}
 	hp.records[h] = signer
@@ -99,7 +255,7 @@ func (s *State) addPage(r *Record, h Hash, pg *EpochPage) (bool, error) {
 	// A rotation one steward signed takes effect only once every page is
 	// held (epochValid): the last page may make it effective.
 	for _, p := range matches {
-		if e := p.body.(*Epoch); len(s.pagesOf(e)) == len(e.PageHashes) && !s.isEffective(p) {
+		if e := p.body.(*Epoch); s.heldPageCount(e) == len(e.PageHashes) && !s.isEffective(p) {
 			return s.recompute(), nil
 		}
 	}
@@ -111,15 +267,25 @@ func (s *State) isEffective(p *proposal) bool {
 	return n <= uint64(len(s.epochs)) && s.epochs[n-1] == p
 }
 
-// completeWithout reports whether every page of e is held and none seals to k:
-// what a rotation one steward signs after a revocation must show before
-// it takes effect.
-func (s *State) completeWithout(e *Epoch, k PublicKey) bool {
+// completeWithout reports whether every page of e, the body of proposal
+// id, is held and none seals to k: what a rotation one steward signs after
+// a revocation must show before it takes effect. Once every page is held
+// the answer cannot change (pages are never dropped), and recompute asks
+// on every governance record: it is remembered, so retired pages are not
+// read again each time.
+func (s *State) completeWithout(id Hash, e *Epoch, k PublicKey) bool {
+	if ok, settled := s.sealsNot[id]; settled {
+		return ok
+	}
+	if s.heldPageCount(e) != len(e.PageHashes) {
+		return false // no page read for nothing
+	}
 	pages := s.pagesOf(e)
 	if len(pages) != len(e.PageHashes) {
-		return false
+		return false // a retired page that could not be read: asked again later
 	}
 	_, found := FindPackage(s.net, e, pages, k)
+	s.sealsNot[id] = !found
 	return !found
 }
 
@@ -132,19 +298,43 @@ func (s *State) effectiveLists(ph Hash, pg *EpochPage) bool {
 	return e.Rotation == pg.Rotation && int(pg.Index) < len(e.PageHashes) && e.PageHashes[pg.Index] == ph
 }
 
-func pageSlot(pg *EpochPage) string {
-	return fmt.Sprintf("epoch/%d/%x/%d", pg.Number, pg.Rotation[:], pg.Index)
+func pageSlot(pg *EpochPage) string { return pageSlotOf(pg.Number, pg.Rotation, pg.Index) }
+
+func pageSlotOf(number uint64, rotation [16]byte, index uint16) string {
+	return fmt.Sprintf("epoch/%d/%x/%d", number, rotation[:], index)
 }
 
-// pagesOf returns the held pages of e, by index.
+// pagesOf returns the held pages of e, by index, reading retired ones
+// again.
 func (s *State) pagesOf(e *Epoch) []*EpochPage {
 	var out []*EpochPage
 	for _, ph := range e.PageHashes {
-		if hp := s.pages[ph]; hp != nil && hp.page.Number == e.Number && hp.page.Rotation == e.Rotation {
-			out = append(out, hp.page)
+		if hp := s.heldPageOf(e, ph); hp != nil {
+			if pg := s.body(hp); pg != nil {
+				out = append(out, pg)
+			}
 		}
 	}
 	return out
+}
+
+// heldPageOf is the held page of e whose body hashes to ph, or nil.
+func (s *State) heldPageOf(e *Epoch, ph Hash) *heldPage {
+	if hp := s.pages[ph]; hp != nil && hp.number == e.Number && hp.rotation == e.Rotation {
+		return hp
+	}
+	return nil
+}
+
+// heldPageCount is how many pages of e are held, read or not.
+func (s *State) heldPageCount(e *Epoch) int {
+	n := 0
+	for _, ph := range e.PageHashes {
+		if s.heldPageOf(e, ph) != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // EpochPages returns the pages of rotation e the pool holds, in index
@@ -180,7 +370,7 @@ func (s *State) CurrentRotation() (Rotation, bool) {
 		return Rotation{}, false
 	}
 	e := s.epochs[len(s.epochs)-1].body.(*Epoch)
-	return Rotation{Epoch: e.Number, Pages: len(e.PageHashes), Held: len(s.pagesOf(e))}, true
+	return Rotation{Epoch: e.Number, Pages: len(e.PageHashes), Held: s.heldPageCount(e)}, true
 }
 
 // pageDigest is the part of the view digest pages add: for each effective
@@ -227,7 +417,7 @@ func (s *State) IncompleteRotations() []MissingPages {
 		if e.Number < current {
 			continue
 		}
-		if held := len(s.pagesOf(e)); held < len(e.PageHashes) {
+		if held := s.heldPageCount(e); held < len(e.PageHashes) {
 			out = append(out, MissingPages{Number: e.Number, Rotation: e.Rotation, Missing: len(e.PageHashes) - held})
 		}
 	}
@@ -249,8 +439,8 @@ func (s *State) PageRecords(number uint64, rotation [16]byte, limit int) []Hash 
 			continue
 		}
 		for _, ph := range e.PageHashes {
-			hp := s.pages[ph]
-			if hp == nil || seen[ph] || hp.page.Number != number || hp.page.Rotation != rotation {
+			hp := s.heldPageOf(e, ph)
+			if hp == nil || seen[ph] {
 				continue
 			}
 			seen[ph] = true

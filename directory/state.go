@@ -49,8 +49,16 @@ type State struct {
 	grantsByKey     map[PublicKey]map[Hash]*readerGrant
 	grantsByVoucher map[PublicKey]map[Hash]*readerGrant
 	entries         map[PublicKey]map[string]*entrySlot
-	// pages holds epoch page bodies by PageHash.
+	// pages holds epoch page bodies by PageHash. The pages of rotations
+	// older than the current epoch may be retired (RetirePages): their
+	// records stay in records with a nil value, and load reads them again
+	// from where the node stored them when asked for.
 	pages map[Hash]*heldPage
+	load  RecordLoader
+	// sealsNot remembers, by epoch proposal ID, whether a rotation one
+	// steward signed after a revocation, every page of it held, seals
+	// nothing to the revoked key (completeWithout).
+	sealsNot map[Hash]bool
 	// pendingEntries and pendingGrants count what keys that are not active
 	// members hold in the pool: the quotas that keep a key holder from
 	// filling every node's disk.
@@ -307,6 +315,7 @@ func NewState(net NetworkID, now func() time.Time) *State {
 		entries:            map[PublicKey]map[string]*entrySlot{},
 		fits:               map[PublicKey]authorFit{},
 		pages:              map[Hash]*heldPage{},
+		sealsNot:           map[Hash]bool{},
 		pendingEntries:     map[PublicKey]int{},
 		pendingEntryBytes:  map[PublicKey]int{},
 		revoked:            map[PublicKey]Hash{},
@@ -1535,7 +1544,10 @@ func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 		return false
 	}
 	rv, ok := s.proposals[e.After].body.(*Revocation)
-	return ok && rv.Issued >= prev.Issued && e.Issued >= rv.Issued && s.completeWithout(e, rv.Key)
+	if !ok || rv.Issued < prev.Issued || e.Issued < rv.Issued {
+		return false
+	}
+	return s.completeWithout(p.id, e, rv.Key)
 }
 
 // pruneWaiting drops proposals that waited for a charter version now
@@ -1708,7 +1720,7 @@ func (s *State) HeldRecords() (others, entries []Hash, stamp DigestStamp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for h, r := range s.records {
-		if r.Type == TypeEntry {
+		if r != nil && r.Type == TypeEntry { // nil: a retired page
 			entries = append(entries, h)
 		} else {
 			others = append(others, h)

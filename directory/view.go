@@ -419,6 +419,9 @@ func (s *State) Record(h Hash) (*Record, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r, ok := s.records[h]
+	if ok && r == nil {
+		r, ok = s.loadRetired(h)
+	}
 	return r, ok
 }
 
@@ -444,7 +447,57 @@ func (s *State) SignedBy(pub PublicKey) []*Record {
 	defer s.mu.RUnlock()
 	var out []*Record
 	for _, r := range s.records {
-		if slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == pub }) {
+		if r != nil && slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == pub }) {
+			out = append(out, r)
+		}
+	}
+	return append(out, s.retiredSignedBy(pub)...)
+}
+
+// SignedSlots are the slots of the pooled records other than entries that
+// pub signed, each with the head of the record there (the better one,
+// where two share a slot), in no particular order: with HeldEntrySlots,
+// what a node lists in its DHT manifest. The pages of past rotations are
+// not read back for it (RetirePages): their slots are known without.
+func (s *State) SignedSlots(pub PublicKey) []SlotHead {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	best := map[SlotID]*Record{}
+	var out []SlotHead
+	for _, r := range s.records {
+		if r == nil || r.Type == TypeEntry || !slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == pub }) {
+			continue
+		}
+		name, err := r.Slot()
+		if err != nil {
+			continue
+		}
+		id := SlotIDOf(name)
+		if b, ok := best[id]; !ok || Better(r, b) {
+			best[id] = r
+		}
+	}
+	for id, r := range best {
+		out = append(out, SlotHead{id, HeadOf(r.Hash())})
+	}
+	for _, hp := range s.pages {
+		for h, signer := range hp.records {
+			if signer == pub && s.records[h] == nil {
+				out = append(out, SlotHead{SlotIDOf(pageSlotOf(hp.number, hp.rotation, hp.index)), HeadOf(h)})
+			}
+		}
+	}
+	return out
+}
+
+// RecordsOfType returns the pooled records of the given types, in no
+// particular order, without reading back retired pages.
+func (s *State) RecordsOfType(types ...RecordType) []*Record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*Record
+	for _, r := range s.records {
+		if r != nil && slices.Contains(types, r.Type) {
 			out = append(out, r)
 		}
 	}
@@ -457,7 +510,14 @@ func (s *State) Records() []*Record {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]*Record, 0, len(s.records))
-	for _, r := range s.records {
+	for h, r := range s.records {
+		if r == nil {
+			// A retired page, read again for the caller; one that cannot
+			// be read is left out, as a record lost from the store is.
+			if r, _ = s.loadRetired(h); r == nil {
+				continue
+			}
+		}
 		out = append(out, r)
 	}
 	slices.SortFunc(out, func(a, b *Record) int {

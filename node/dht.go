@@ -96,31 +96,12 @@ func (n *Node) ownRecords() []*directory.Record { return n.state.SignedBy(n.id.P
 // ownSlots are the slots of the pooled records this node's identity
 // signed, each with the head of the record held there, sorted by slot,
 // each slot once: what it lists in its manifest, after each of its
-// publications. The entries' slots come from the state, which knows them
-// without decoding (at 100,000 entries of one publisher, decoding them was
-// half a second of CPU and 130 MB of garbage each time); the few other
-// records are decoded. Where two of its records share a slot (grants of
-// one reader it vouched for twice), the better one is listed: the one the
-// DHT keeps.
+// publications. The state knows the entries' slots without decoding them
+// (at 100,000 entries of one publisher, decoding them was half a second
+// of CPU and 130 MB of garbage each time) and the slots of the pages of
+// past rotations without reading them back from disk.
 func (n *Node) ownSlots() []directory.SlotHead {
-	slots := n.state.HeldEntrySlots(n.id.Public())
-	best := map[directory.SlotID]*directory.Record{}
-	for _, r := range n.ownRecords() {
-		if r.Type == directory.TypeEntry {
-			continue
-		}
-		name, err := r.Slot()
-		if err != nil {
-			continue
-		}
-		id := directory.SlotIDOf(name)
-		if b, ok := best[id]; !ok || directory.Better(r, b) {
-			best[id] = r
-		}
-	}
-	for id, r := range best {
-		slots = append(slots, directory.SlotHead{Slot: id, Head: directory.HeadOf(r.Hash())})
-	}
+	slots := append(n.state.HeldEntrySlots(n.id.Public()), n.state.SignedSlots(n.id.Public())...)
 	slices.SortFunc(slots, func(a, b directory.SlotHead) int { return bytes.Compare(a.Slot[:], b.Slot[:]) })
 	return slices.CompactFunc(slots, func(a, b directory.SlotHead) bool { return a.Slot == b.Slot })
 }

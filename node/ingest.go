@@ -521,6 +521,13 @@ func (n *Node) adoptKeys() {
 	// The sealing epoch can move without a new key (an epoch whose key
 	// came with the invite becomes effective): the topics follow it.
 	defer n.wakeTopics()
+	// The rotation before a new epoch is past: its pages can leave memory
+	// (after the start's own pass, once the state is whole).
+	defer func() {
+		if cur := n.state.CurrentEpoch(); n.loaded.Load() && n.retiredAt.Swap(cur) != cur {
+			n.retirePages()
+		}
+	}()
 	var added []uint64
 	pagesMissing := false
 	for _, e := range n.state.Epochs() {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -202,4 +203,40 @@ func (n *Node) checkOldSeal(r *directory.Record) error {
 		}
 	}
 	return fmt.Errorf("%w: %s sealed under epoch %d, current %d", ErrOldSeal, r.Type, e, n.sealEpoch())
+}
+
+// loadStored reads a record back from the store, opened and checked as
+// when it arrived: the state keeps the pages of past rotations on disk
+// only (retirePages) and reads them through this when asked for one.
+func (n *Node) loadStored(h directory.Hash) (*directory.Record, error) {
+	sealed, err := n.store.sealed(context.Background(), h)
+	if err != nil {
+		return nil, err
+	}
+	return directory.Open(sealed, n.cfg.Network, n.keyringSnapshot())
+}
+
+// retirePages lets the state drop from memory the pages of rotations
+// older than the current epoch that are on disk (directory.State
+// RetirePages): each rotation of 10,000 recipients is 12.5 MB that every
+// node otherwise held for good. Run when the current epoch moves, and at
+// each expiry pass for pages whose durable write was still pending.
+func (n *Node) retirePages() {
+	candidates := n.state.PagesToRetire()
+	if len(candidates) == 0 {
+		return
+	}
+	// Which are on disk is read first: the state's lock is held while it
+	// asks, and the node's lock is taken before the state's elsewhere.
+	stored := make(map[directory.Hash]bool, len(candidates))
+	n.mu.Lock()
+	for _, h := range candidates {
+		if _, ok := n.stored[h]; ok {
+			stored[h] = true
+		}
+	}
+	n.mu.Unlock()
+	if k := n.state.RetirePages(func(h directory.Hash) bool { return stored[h] }); k > 0 {
+		n.log.Debug("pages of past rotations kept on disk only", "records", k)
+	}
 }

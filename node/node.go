@@ -84,6 +84,7 @@ type Node struct {
 	// pruned only after that (pruneKeys).
 	loaded      atomic.Bool
 	stored      map[directory.Hash]uint64   // what the store holds, and the epoch it is sealed under
+	retiredAt   atomic.Uint64               // the current epoch when retirePages last ran
 	storedVer   uint64                      // bumped on every change to stored
 	unpersisted map[directory.Hash]struct{} // in the state, not yet on disk
 	ckpt        checkpointState             // the last start-up checkpoint (checkpoint.go)
@@ -215,6 +216,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		n.root, n.ownDS, n.repair = pds, true, rep
 	}
 	n.store = newRecordStore(n.root)
+	n.state.SetRecordLoader(n.loadStored)
 	if err := n.load(ctx); err != nil {
 		return n, err
 	}
@@ -754,6 +756,7 @@ func (n *Node) expire() {
 		n.log.Info("expired entries dropped", "count", dropped)
 	}
 	n.pruneStore()
+	n.retirePages()
 }
 
 // pruneStore deletes stored records the state no longer pools.

@@ -442,10 +442,7 @@ func (d *Daemon) admit(n *node.Node, p pendingInvite, req inviteRequest) (*direc
 func welcomeRecords(st *directory.State, admission *directory.Record) [][]byte {
 	var genesis, epoch *directory.Record
 	current := st.CurrentEpoch()
-	for _, r := range st.Records() {
-		if r.Type != directory.TypeCharter && r.Type != directory.TypeEpoch {
-			continue // entries are most of a directory; decode only what is needed
-		}
+	for _, r := range st.RecordsOfType(directory.TypeCharter, directory.TypeEpoch) {
 		b, err := r.DecodeBody()
 		if err != nil {
 			continue

@@ -154,6 +154,14 @@ var steps = []step{
 		quick: []string{"-bench", "^BenchmarkStartup$/^entries=10000$", "-benchtime", "1x", "-timeout", "0"},
 	},
 	{
+		// Issue 17 (SECURITY.md open issue 13): what a node keeps of each
+		// past rotation of 10,000 recipients.
+		name:  "rotation-heap",
+		pkg:   "./node/",
+		args:  []string{"-bench", "^BenchmarkPastRotationsHeap$", "-benchtime", "1x", "-count", "2", "-timeout", "0"},
+		quick: []string{"-bench", "^BenchmarkPastRotationsHeap$/^retire=on$", "-benchtime", "1x", "-timeout", "0"},
+	},
+	{
 		// Issue 17: resident memory through init, start, network create,
 		// invite accept and idle, at the default passphrase cost.
 		name: "daemon-lifecycle",

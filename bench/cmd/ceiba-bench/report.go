@@ -760,7 +760,8 @@ func writeMemory(md *strings.Builder, res *Results) {
 	heap := res.Find("BenchmarkNodeHeap/n=1000")
 	life := res.Find("BenchmarkDaemonLifecycleRSS")
 	start := res.Find("BenchmarkStartup/entries=100000")
-	if len(bs) == 0 && heap == nil && life == nil && start == nil {
+	retireOn, retireOff := res.Find("BenchmarkPastRotationsHeap/retire=on"), res.Find("BenchmarkPastRotationsHeap/retire=off")
+	if len(bs) == 0 && heap == nil && life == nil && start == nil && retireOn == nil {
 		return
 	}
 	w := func(format string, a ...any) { fmt.Fprintf(md, format, a...) }
@@ -798,11 +799,28 @@ func writeMemory(md *strings.Builder, res *Results) {
 			w("The node started with the checkpoint keeps **%s MiB** of live Go heap (after two collections).\n\n", num(v))
 		}
 	}
+	if retireOn != nil {
+		w("A steward's node takes four rotations of 10,000 recipients one after another (`BenchmarkPastRotationsHeap`),\n")
+		w("measured 6 s after each (past GossipSub's history): live Go heap after the first and the fourth, and what each\n")
+		w("rotation after the first adds to the heap and to the process's VmRSS. The node keeps the pages of past rotations\n")
+		w("on disk only; \"in memory\" is the same node with its state given no loader, as every node was before.\n\n")
+		w("| past rotations' pages | heap after 1 (MiB) | heap after 4 (MiB) | heap per rotation (MiB) | RSS per rotation (MiB) | runs |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, row := range []struct {
+			name string
+			b    *Bench
+		}{{"on disk only", retireOn}, {"in memory", retireOff}} {
+			if row.b != nil {
+				w("| %s | %s | %s | %s | %s | %d |\n", row.name, num(med(row.b, "heap-after-1-MiB")), num(med(row.b, "heap-after-4-MiB")),
+					num(med(row.b, "heap-per-rotation-MiB")), num(med(row.b, "rss-per-rotation-MiB")), runsOf(row.b))
+			}
+		}
+		w("\n")
+	}
 	if heap != nil {
 		w("Go heap per simulated node at N = 1,000 (mock host, GossipSub, sync, state and store with the founding\n")
 		w("records; no bare router): **%s KiB** (median of %d networks).\n\n", num(med(heap, "heap-KiB/node")), runsOf(heap))
 	}
-	writeReruns(md, func(*Bench) bool { return true }, append(bs, heap, life, start))
+	writeReruns(md, func(*Bench) bool { return true }, append(bs, heap, life, start, retireOn, retireOff))
 }
 
 func writeFailures(md *strings.Builder, res *Results) {

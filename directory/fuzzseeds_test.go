@@ -88,6 +88,9 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			}
 			return ev
 		}(),
+		"manifest": sign(&directory.Manifest{Page: 0, Pages: 1, Issued: now.Unix(),
+			Slots: []directory.SlotID{directory.SlotIDOf("charter/1"), directory.SlotIDOf("entry/" + org.Public().Hex() + "/asesoria")},
+			Heads: []directory.Head{directory.HeadOf(genesisRecord.Hash()), {1}}}, org),
 		"heartbeat": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),
 			Expires: now.Add(directory.DefaultHeartbeatValidity).Unix()}, stewards[0]),
 		"heartbeat-members": sign(&directory.Heartbeat{Charter: 1, Epoch: 1, Digest: directory.Hash{1}, Issued: now.Unix(),

@@ -216,8 +216,8 @@ func FuzzNormalizeFingerprint(f *testing.F) {
 // silently start from inputs that never get past the decoder.
 func TestFuzzSeedsStayValid(t *testing.T) {
 	valid := map[string][]string{
-		"FuzzDecodeRecord": {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "epoch-page", "approval", "heartbeat", "heartbeat-members", "evidence", "evidence-fork", "manifest"},
-		"FuzzDecodeBody":   {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "epoch-page", "approval", "heartbeat", "heartbeat-members", "evidence", "evidence-fork", "manifest"},
+		"FuzzDecodeRecord": {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "epoch-page", "approval", "heartbeat", "heartbeat-members", "evidence", "evidence-fork", "evidence-kem", "manifest"},
+		"FuzzDecodeBody":   {"genesis", "amendment", "membership", "reader", "entry", "tombstone", "revocation", "epoch", "epoch-page", "approval", "heartbeat", "heartbeat-members", "evidence", "evidence-fork", "evidence-kem", "manifest"},
 		"FuzzOpen":         {"entry", "membership", "approval", "tombstone", "plain-entry"},
 	}
 	for target, names := range valid {

@@ -88,6 +88,17 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			}
 			return ev
 		}(),
+		"evidence-kem": func() *directory.Record {
+			voucher, other := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+			first := sign(&directory.Reader{Key: reader.Public(), KEM: reader.KEMPublic(), KEMSig: reader.KEMBinding(), Issued: now.Unix()}, org)
+			second := directory.Reader{Key: reader.Public(), KEM: other.KEMPublic(), Issued: now.Unix() + 1}
+			second.KEMSig = signBindingAs(t, reader, other.KEMPublic())
+			ev, err := directory.NewEvidence(sign(&second, voucher), first, org)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}(),
 		"manifest": sign(&directory.Manifest{Page: 0, Pages: 1, Issued: now.Unix(),
 			Slots: []directory.SlotID{directory.SlotIDOf("charter/1"), directory.SlotIDOf("entry/" + org.Public().Hex() + "/asesoria")},
 			Heads: []directory.Head{directory.HeadOf(genesisRecord.Hash()), {1}}}, org),

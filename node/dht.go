@@ -51,7 +51,7 @@ func (n *Node) startDHT() error {
 		AllowPrivateAddrs: n.cfg.DHT.AllowPrivateAddrs,
 		ClientMode:        n.cfg.DHT.ClientMode,
 		AdvertiseInterval: advertiseInterval(n.cfg.DHT),
-		Authority:         dhtAuthority{n},
+		Authority:         dhtstore.StateAuthority{State: n.state},
 		Self:              n.id.Public(),
 		Logger:            n.cfg.Logger,
 	})
@@ -66,27 +66,6 @@ func (n *Node) startDHT() error {
 	n.wg.Go(n.dhtFetchLoop)
 	n.signalManifest()
 	return nil
-}
-
-// dhtAuthority answers the DHT store's storage policy from the node's
-// directory: it holds for others only what keys admitted here signed.
-type dhtAuthority struct{ n *Node }
-
-func (a dhtAuthority) Role(k directory.PublicKey) dhtstore.Role {
-	switch role, ok := a.n.admittedRole(k); {
-	case !ok:
-		return dhtstore.RoleNone
-	case role == "reader":
-		return dhtstore.RoleReader
-	}
-	return dhtstore.RolePublisher
-}
-
-func (a dhtAuthority) MaxRecordBytes() int {
-	if c := a.n.state.Charter(); c != nil {
-		return c.Policy.MaxRecord()
-	}
-	return directory.DefaultMaxRecordBytes
 }
 
 // ownRecords are the pooled records this node's identity signed: what it

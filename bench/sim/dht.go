@@ -33,7 +33,9 @@ type DHTNet struct {
 	Stores []*dhtstore.Store
 
 	// admitted is what every DHT node's directory admits: the storage
-	// policy stores for others only what admitted keys signed.
+	// policy stores for others only what admitted keys signed, and without
+	// it every record would go to the small pool for signers not admitted,
+	// which a 1,000-entry directory overflows.
 	admitted *directory.State
 
 	mn    mocknet.Mocknet
@@ -121,27 +123,10 @@ func (d *DHTNet) newStore(h host.Host, boot []peer.AddrInfo) (*dhtstore.Store, e
 		Bootstrap:         boot,
 		AllowPrivateAddrs: true,
 		AdvertiseInterval: -1,
-		Authority:         authority{d.admitted},
+		Authority:         dhtstore.StateAuthority{State: d.admitted},
 		Logger:            d.log,
 	})
 }
-
-// authority answers the storage policy from st, as a node's directory does
-// (node.dhtAuthority). Without it every record would go to the small pool
-// for signers not admitted, which a 1,000-entry directory overflows.
-type authority struct{ st *directory.State }
-
-func (a authority) Role(k directory.PublicKey) dhtstore.Role {
-	switch role, ok := a.st.AdmittedRole(k); {
-	case !ok:
-		return dhtstore.RoleNone
-	case role == "reader":
-		return dhtstore.RoleReader
-	}
-	return dhtstore.RolePublisher
-}
-
-func (a authority) MaxRecordBytes() int { return a.st.Charter().Policy.MaxRecord() }
 
 // Close stops every DHT node and the mock network.
 func (d *DHTNet) Close() error {

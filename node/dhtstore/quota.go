@@ -84,6 +84,28 @@ type Authority interface {
 	MaxRecordBytes() int
 }
 
+// StateAuthority answers the storage policy from a directory state: the
+// role its admissions give a key, and its current charter's
+// max_record_bytes (the default before any charter).
+type StateAuthority struct{ State *directory.State }
+
+func (a StateAuthority) Role(k directory.PublicKey) Role {
+	switch role, ok := a.State.AdmittedRole(k); {
+	case !ok:
+		return RoleNone
+	case role == "reader":
+		return RoleReader
+	}
+	return RolePublisher
+}
+
+func (a StateAuthority) MaxRecordBytes() int {
+	if c := a.State.Charter(); c != nil {
+		return c.Policy.MaxRecord()
+	}
+	return directory.DefaultMaxRecordBytes
+}
+
 // Usage is what the DHT store holds.
 type Usage struct {
 	Records int   `json:"records"`

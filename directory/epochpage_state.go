@@ -137,7 +137,10 @@ func (s *State) body(hp *heldPage) *EpochPage {
 		return hp.page
 	}
 	for h := range hp.records {
-		r, ok := s.loadRetired(h)
+		r, ok := s.records[h], true
+		if r == nil { // not a copy relayed since it was retired
+			r, ok = s.loadRetired(h)
+		}
 		if !ok {
 			continue
 		}
@@ -158,8 +161,8 @@ func (s *State) retiredSignedBy(pub PublicKey) []*Record {
 			continue
 		}
 		for h, signer := range hp.records {
-			if signer != pub {
-				continue
+			if signer != pub || s.records[h] != nil {
+				continue // another's, or in memory (SignedBy has it)
 			}
 			if r, ok := s.loadRetired(h); ok {
 				out = append(out, r)

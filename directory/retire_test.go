@@ -147,6 +147,31 @@ func TestRetiredPagesAreReadAgainWhenAskedFor(t *testing.T) {
 		t.Fatalf("Records lists %d, the state holds %d", n, stats.Records+1)
 	}
 
+	// Another steward relays a page of epoch 2 after it was retired: the
+	// copy is held in memory until it is on disk too, listed once.
+	copyBody, err := pages2[0].DecodeBody()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := nw.Sign(t, copyBody, nw.Stewards[1])
+	mustApply(t, s, decoded(t, relay))
+	disk[relay.Hash()] = decoded(t, relay) // written, not yet retired
+	if got := s.PagesToRetire(); len(got) != 1 || got[0] != relay.Hash() {
+		t.Fatalf("after a relayed copy, %d records to retire, want the copy", len(got))
+	}
+	copies := 0
+	for _, r := range s.SignedBy(nw.Stewards[1].Public()) {
+		if r.Hash() == relay.Hash() {
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Fatalf("the relayed copy is listed %d times among its steward's records, want once", copies)
+	}
+	if n := s.RetirePages(func(directory.Hash) bool { return true }); n != 1 {
+		t.Fatalf("retired %d records once the copy is stored, want 1", n)
+	}
+
 	// A store that cannot read them: the pages are not shown, and nothing
 	// the state decides changes.
 	failing = true

@@ -91,3 +91,42 @@ func TestDHTOnlyNodeConverges(t *testing.T) {
 func isWalk(ev Event) bool {
 	return ev.Kind == EventDHT && ev.Hash == (directory.Hash{}) && ev.Type == 0 && ev.Err == nil
 }
+
+// A publisher's manifest follows a new entry at once, and an update of
+// an entry it lists at its own pace: a large publisher's page is 64 KB on
+// some twenty DHT peers, too much to put again for every update.
+func TestManifestFollowsUpdatesAtItsOwnPace(t *testing.T) {
+	every := manifestHeadsEvery
+	manifestHeadsEvery = 8 * time.Second
+	t.Cleanup(func() { manifestHeadsEvery = every }) // after the nodes close
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	s := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
+	cfgA := dhtConfig(t, nw, org)
+	cfgA.Bootstrap = []string{addr(s)}
+	a := startNode(t, cfgA)
+	recA := record(a)
+	waitFor(t, 15*time.Second, "the two DHT nodes to know each other", func() bool {
+		return s.Status().DHTPeers > 0 && a.Status().DHTPeers > 0
+	})
+	ref := &reference{t: t, nw: nw}
+	ref.publish(s, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	manifests := func() int {
+		return recA.count(func(ev Event) bool { return ev.Kind == EventDHT && ev.Type == directory.TypeManifest && ev.Err == nil })
+	}
+	ref.publish(a, entryRec(t, nw, org, "asesoria", 1))
+	waitFor(t, 20*time.Second, "the first manifest", func() bool { return manifests() == 1 })
+
+	start := time.Now()
+	ref.publish(a, entryRec(t, nw, org, "asesoria", 2))
+	waitFor(t, 30*time.Second, "the manifest with the update's head", func() bool { return manifests() == 2 })
+	if took := time.Since(start); took < manifestHeadsEvery*3/4 {
+		t.Fatalf("an update re-put the manifest after %s, within the %s it waits", took.Round(time.Millisecond), manifestHeadsEvery)
+	}
+	start = time.Now()
+	ref.publish(a, entryRec(t, nw, org, "albergue", 1))
+	waitFor(t, 30*time.Second, "the manifest with the new entry", func() bool { return manifests() == 3 })
+	if took := time.Since(start); took > manifestHeadsEvery*3/4 {
+		t.Fatalf("a new entry's slot reached the manifest after %s, as late as an update's", took.Round(time.Millisecond))
+	}
+}

@@ -802,7 +802,8 @@ func writeMemory(md *strings.Builder, res *Results) {
 	if retireOn != nil {
 		w("A steward's node takes four rotations of 10,000 recipients one after another (`BenchmarkPastRotationsHeap`),\n")
 		w("measured 6 s after each (past GossipSub's history): live Go heap after the first and the fourth, and what each\n")
-		w("rotation after the first adds to the heap and to the process's VmRSS. The node keeps the pages of past rotations\n")
+		w("rotation after the first adds to the heap and to the process's VmRSS (read once Go has handed back what it freed,\n")
+		w("as the daemon's memory limit makes it do). The node keeps the pages of past rotations\n")
 		w("on disk only; \"in memory\" is the same node with its state given no loader, as every node was before.\n\n")
 		w("| past rotations' pages | heap after 1 (MiB) | heap after 4 (MiB) | heap per rotation (MiB) | RSS per rotation (MiB) | runs |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, row := range []struct {

@@ -247,10 +247,7 @@ func (v *spyValidator) observed() map[string][][]byte {
 func TestDHTPoisoningUnderObservedKeys(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	s := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
-	cfgA := dhtConfig(t, nw, org)
-	cfgA.Bootstrap = []string{addr(s)}
-	a := startNode(t, cfgA)
+	s, a := startDHTPair(t, nw, org)
 
 	m := insiderHost(t, nw)
 	spy := &spyValidator{seen: map[string][][]byte{}}

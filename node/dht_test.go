@@ -15,6 +15,15 @@ func dhtConfig(t *testing.T, nw *dirtest.Network, id *directory.Identity) Config
 	return cfg
 }
 
+// startDHTPair starts the first steward's node and org's, both serving
+// the DHT, org's bootstrapped from the steward's.
+func startDHTPair(t *testing.T, nw *dirtest.Network, org *directory.Identity) (steward, member *Node) {
+	steward = startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
+	cfg := dhtConfig(t, nw, org)
+	cfg.Bootstrap = []string{addr(steward)}
+	return steward, startNode(t, cfg)
+}
+
 // The DHT alone is enough: a node that neither pulls by sync nor was
 // listening when records were gossiped fetches the whole directory from
 // the DHT, through the manifests of the stewards and members, and reaches
@@ -22,10 +31,7 @@ func dhtConfig(t *testing.T, nw *dirtest.Network, id *directory.Identity) Config
 func TestDHTOnlyNodeConverges(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	s := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
-	cfgA := dhtConfig(t, nw, org)
-	cfgA.Bootstrap = []string{addr(s)}
-	a := startNode(t, cfgA)
+	s, a := startDHTPair(t, nw, org)
 	recS, recA := record(s), record(a)
 	waitFor(t, 15*time.Second, "the two DHT nodes to know each other", func() bool {
 		return s.Status().DHTPeers > 0 && a.Status().DHTPeers > 0
@@ -101,10 +107,7 @@ func TestManifestFollowsUpdatesAtItsOwnPace(t *testing.T) {
 	t.Cleanup(func() { manifestHeadsEvery = every }) // after the nodes close
 	nw := dirtest.New(t, 3, 2)
 	org := dirtest.MustIdentity(t)
-	s := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
-	cfgA := dhtConfig(t, nw, org)
-	cfgA.Bootstrap = []string{addr(s)}
-	a := startNode(t, cfgA)
+	s, a := startDHTPair(t, nw, org)
 	recA := record(a)
 	waitFor(t, 15*time.Second, "the two DHT nodes to know each other", func() bool {
 		return s.Status().DHTPeers > 0 && a.Status().DHTPeers > 0

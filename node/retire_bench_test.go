@@ -31,14 +31,7 @@ import (
 func BenchmarkPastRotationsHeap(b *testing.B) {
 	const recipients, rotations = 10_000, 4
 	nw := dirtest.New(b, 3, 2)
-	rs := make([]directory.Recipient, 0, recipients)
-	for _, st := range nw.Stewards {
-		rs = append(rs, directory.Recipient{Key: st.Public(), KEM: st.KEMPublic()})
-	}
-	for len(rs) < recipients {
-		id := dirtest.MustIdentity(b)
-		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
-	}
+	rs := nw.Recipients(b, recipients-len(nw.Stewards))
 	// Each rotation is made when it is published, and the node takes its
 	// own copies, as from the wire: nothing else keeps a page alive.
 	rotation := func(number uint64) []*directory.Record {

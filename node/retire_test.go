@@ -18,14 +18,7 @@ import (
 func TestPastRotationsLeaveMemoryAndAreStillServed(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	late := dirtest.MustIdentity(t)
-	rs := []directory.Recipient{{Key: late.Public(), KEM: late.KEMPublic()}}
-	for _, st := range nw.Stewards {
-		rs = append(rs, directory.Recipient{Key: st.Public(), KEM: st.KEMPublic()})
-	}
-	for range 150 { // several pages per rotation
-		id := dirtest.MustIdentity(t)
-		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
-	}
+	rs := nw.Recipients(t, 150, late) // several pages per rotation
 	key2, key3 := directory.NewReadKey(), directory.NewReadKey()
 	e2, pages2 := nw.Rotation(t, 2, 1, directory.Hash{}, key2, rs, nw.Stewards[:2]...)
 	e3, pages3 := nw.Rotation(t, 3, 1, directory.Hash{}, key3, rs, nw.Stewards[:2]...)

@@ -103,6 +103,22 @@ func (nw *Network) State() *directory.State {
 	return directory.NewState(nw.ID, func() time.Time { return nw.Now })
 }
 
+// Recipients are what a rotation seals to: ids, the network's stewards,
+// and made keys more, made up (with a hundred or so a rotation takes
+// several pages).
+func (nw *Network) Recipients(tb testing.TB, made int, ids ...*directory.Identity) []directory.Recipient {
+	tb.Helper()
+	var rs []directory.Recipient
+	for _, id := range append(slices.Clone(ids), nw.Stewards...) {
+		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	for range made {
+		id := MustIdentity(tb)
+		rs = append(rs, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	return rs
+}
+
 // Admit returns a membership for org approved by the first k stewards.
 func (nw *Network) Admit(tb testing.TB, org *directory.Identity, name string) *directory.Record {
 	tb.Helper()

@@ -180,13 +180,6 @@ type FetchStats struct {
 	Skipped int // of them, not read: every head listed for the slot is held
 }
 
-// listing is what the manifests read in one Fetch say of a slot: the heads
-// listed for it, and whether a page listed it without one.
-type listing struct {
-	heads    []directory.Head
-	headless bool
-}
-
 // Fetch reads each signer's manifest, then every slot listed, with at most
 // FetchConcurrency requests at once, each bounded by RequestTimeout, and the
 // whole call by FetchTimeout. A slot is not read when held (if not nil)
@@ -205,8 +198,13 @@ func (s *Store) Fetch(ctx context.Context, signers []directory.PublicKey, held f
 	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
 	defer cancel()
 
+	// Whether each listed slot must be read: yes as soon as one listing
+	// of it has no head, or names a record the caller lacks. One flag per
+	// slot, not its heads: a member's manifest may list a slot any number
+	// of times, and keeping (and searching) every head it names would let
+	// it make every walking node's work grow with their square.
 	var mu sync.Mutex
-	listed := map[directory.SlotID]*listing{}
+	read := map[directory.SlotID]bool{}
 	var order []directory.SlotID
 	signers = uniqueKeys(signers)
 	s.forEach(ctx, len(signers), func(ctx context.Context, i int) {
@@ -219,43 +217,24 @@ func (s *Store) Fetch(ctx context.Context, signers []directory.PublicKey, held f
 		defer mu.Unlock()
 		for _, m := range pages {
 			for j, id := range m.Slots {
-				l := listed[id]
-				if l == nil {
-					l = &listing{}
-					listed[id] = l
+				lacks := held == nil || m.Heads == nil || !held(m.Heads[j])
+				if was, listed := read[id]; !listed {
 					order = append(order, id)
-				}
-				if m.Heads == nil {
-					l.headless = true
-				} else if !slices.Contains(l.heads, m.Heads[j]) {
-					l.heads = append(l.heads, m.Heads[j])
+					read[id] = lacks
+				} else if lacks && !was {
+					read[id] = true
 				}
 			}
 		}
 	})
 	stats.Listed = len(order)
-	slots := slices.DeleteFunc(order, func(id directory.SlotID) bool {
-		l := listed[id]
-		if held == nil || l.headless || !all(l.heads, held) {
-			return false
-		}
-		stats.Skipped++
-		return true
-	})
+	slots := slices.DeleteFunc(order, func(id directory.SlotID) bool { return !read[id] })
+	stats.Skipped = stats.Listed - len(slots)
 	recs := s.fetchSlots(ctx, slots)
 	if err := ctx.Err(); err != nil {
 		return recs, stats, fmt.Errorf("dhtstore: fetch stopped after %d of %d slots: %w", len(recs), len(slots), err)
 	}
 	return recs, stats, nil
-}
-
-func all[T any](xs []T, f func(T) bool) bool {
-	for _, x := range xs {
-		if !f(x) {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Store) fetchSlots(ctx context.Context, slots []directory.SlotID) []*directory.Record {

@@ -241,4 +241,20 @@ func TestFetchReadsOnlySlotsItLacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetch(40)
+
+	// A slot listed twice, with the held record's head and another: read.
+	// Listed many times over, it is still one slot read once.
+	twice := []directory.SlotHead{listed(t, recs[2]), {Slot: slotID(t, recs[2]), Head: directory.Head{1}}}
+	for i := range 5000 {
+		twice = append(twice, directory.SlotHead{Slot: slotID(t, recs[2]), Head: directory.Head{2, byte(i), byte(i >> 8)}})
+	}
+	nw.Now = nw.Now.Add(2 * time.Minute) // later than the page put by hand
+	if err := nodes[1].s.PublishManifest(ctx, org, twice); err != nil {
+		t.Fatal(err)
+	}
+	got, stats, err := nodes[3].s.Fetch(ctx, []directory.PublicKey{org.Public()}, HeldIn(st))
+	if err != nil || stats.Listed != 1 || stats.Skipped != 0 || len(got) != 1 {
+		t.Fatalf("a slot listed %d times with a head not held: %d listed, %d skipped, %d records, %v; want it read once",
+			len(twice), stats.Listed, stats.Skipped, len(got), err)
+	}
 }

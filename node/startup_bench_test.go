@@ -92,11 +92,7 @@ func timedStart(b *testing.B, cfg Config, drop bool) (wall, cpu time.Duration, h
 	if got := len(nd.stored); got < 100 {
 		b.Fatalf("the node holds %d records", got)
 	}
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	heapMiB = float64(ms.HeapAlloc) / (1 << 20)
+	heapMiB = liveHeapMiB()
 	b.Logf("start with%s checkpoint: %d records, %d taken on its word, %v (CPU %v), live heap %.0f MiB", map[bool]string{true: "out", false: ""}[drop], len(nd.stored), nd.ckpt.vouched, took.Round(time.Millisecond), cpu.Round(time.Millisecond), heapMiB)
 	nd.Close()
 	return took, cpu, heapMiB

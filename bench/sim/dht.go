@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"sync/atomic"
@@ -52,7 +51,7 @@ func NewDHTNet(ctx context.Context, n int, latency time.Duration, seed uint64) (
 	if err != nil {
 		return nil, err
 	}
-	d := &DHTNet{Fix: fix, admitted: directory.NewState(fix.Net, nil), mn: mocknet.New(), rng: newRand(seed), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := &DHTNet{Fix: fix, admitted: directory.NewState(fix.Net, nil), mn: mocknet.New(), rng: newRand(seed), log: slog.New(slog.DiscardHandler)}
 	if _, err := d.admitted.Apply(fix.Genesis); err != nil {
 		return nil, err
 	}

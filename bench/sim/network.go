@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"path/filepath"
@@ -150,7 +149,7 @@ func New(ctx context.Context, cfg Config) (*Network, error) {
 	}
 	nw := &Network{Cfg: cfg, Fix: fix, mn: mocknet.New(), tr: newTracker(cfg.N), rng: newRand(cfg.Seed), log: cfg.Logger}
 	if nw.log == nil {
-		nw.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		nw.log = slog.New(slog.DiscardHandler)
 	}
 	nw.ctx, nw.stop = context.WithCancel(context.Background())
 	nw.mn.SetLinkDefaults(mocknet.LinkOptions{Latency: cfg.Latency})

@@ -70,3 +70,11 @@ func ComputeDigestForTest(s *State) Hash {
 	d, _ := s.viewDigest()
 	return d
 }
+
+// IndexWaitingForTest is how many changes the state's index has yet to
+// take (putLater, removeLater).
+func IndexWaitingForTest(s *State) int {
+	s.index.mu.RLock()
+	defer s.index.mu.RUnlock()
+	return len(s.index.later)
+}

@@ -84,7 +84,7 @@ func (s *State) EncodeIndexSnapshot() []byte {
 		return nil
 	}
 	ix := s.index
-	ix.mu.RLock()
+	ix.readLocked()
 	defer ix.mu.RUnlock()
 	if ix.deferred.Load() {
 		return nil
@@ -485,6 +485,10 @@ func (s *State) indexVisible() *Index {
 func (ix *Index) adopt(src *Index) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	// What waited was made for the index being replaced.
+	clear(ix.later)
+	ix.later = ix.later[:0]
+	ix.pending.Store(false)
 	ix.indexData = src.indexData
 	ix.deferred.Store(src.deferred.Load())
 }

@@ -195,6 +195,15 @@ type Index struct {
 	// stale and only rebuildOrder reads them.
 	deferred atomic.Bool
 
+	// later holds the changes the state has made that the index has not
+	// taken yet (putLater, removeLater), in order; pending says there are
+	// some. Every read of the index takes them first (flushLocked), so a
+	// search never shows what the state no longer holds; a node takes
+	// them once it has let the record on (State.FlushIndex), so indexing
+	// is not on the path of every hop a record makes.
+	later   []indexChange
+	pending atomic.Bool
+
 	// Scratch for Put and Remove, used under mu.
 	an   analyzer
 	lens [numFields]int
@@ -257,22 +266,99 @@ func NewIndex() *Index {
 // again on removal, so e must not change afterwards (records never do).
 // A deleted entry or one without a service is removed instead.
 func (ix *Index) Put(key string, publisher PublicKey, e *Entry) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.flushLocked()
 	ix.put(key, publisher, e, nil)
 }
 
 // putHeld is Put for an entry the caller holds as r, its record: the index
 // keeps r, not e, and decodes e from r when it needs it again.
 func (ix *Index) putHeld(key string, publisher PublicKey, r *Record, e *Entry) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.flushLocked()
 	ix.put(key, publisher, e, r)
 }
 
-func (ix *Index) put(key string, publisher PublicKey, e *Entry, held *Record) {
-	if e == nil || e.Deleted || e.Service == nil {
-		ix.Remove(key)
+// indexChange is a put (r set: e, or e decoded from r, under key) or a
+// removal (r nil) the index has yet to take.
+type indexChange struct {
+	key       string
+	publisher PublicKey
+	r         *Record
+	e         *Entry
+}
+
+// maxLater bounds the changes an index keeps waiting: a node that applies
+// thousands of records at once (a sync batch, a reader that never
+// searches) indexes them in batches of this many as it goes, instead of
+// holding them all for the next search.
+const maxLater = 256
+
+// putLater is putHeld, taken by the index at its next read or Flush. e
+// may be nil or hold only an entry's facts (VouchedAll): the entry is
+// then decoded from r when it is taken.
+func (ix *Index) putLater(key string, publisher PublicKey, r *Record, e *Entry) {
+	ix.queue(indexChange{key: key, publisher: publisher, r: r, e: e})
+}
+
+// removeLater is Remove, taken by the index at its next read or Flush.
+func (ix *Index) removeLater(key string) { ix.queue(indexChange{key: key}) }
+
+func (ix *Index) queue(c indexChange) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	ix.later = append(ix.later, c)
+	ix.pending.Store(true)
+	if len(ix.later) >= maxLater {
+		ix.flushLocked()
+	}
+}
+
+// Flush takes the changes waiting for the index.
+func (ix *Index) Flush() {
+	if !ix.pending.Load() {
 		return
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.flushLocked()
+}
+
+func (ix *Index) flushLocked() {
+	if !ix.pending.Load() {
+		return
+	}
+	for i, c := range ix.later {
+		if c.r == nil {
+			ix.remove(c.key)
+		} else {
+			e := c.e
+			if e == nil || e.Service == nil {
+				e = heldEntry(c.r)
+			}
+			ix.put(c.key, c.publisher, e, c.r)
+		}
+		ix.later[i] = indexChange{}
+	}
+	ix.later = ix.later[:0]
+	ix.pending.Store(false)
+}
+
+// readLocked takes ix.mu for reading, once the waiting changes are taken.
+func (ix *Index) readLocked() {
+	ix.Flush()
+	ix.mu.RLock()
+}
+
+// put is Put under ix.mu, with held the record the index keeps instead
+// of e, if any.
+func (ix *Index) put(key string, publisher PublicKey, e *Entry, held *Record) {
+	if e == nil || e.Deleted || e.Service == nil {
+		ix.remove(key)
+		return
+	}
 	id, replace := ix.byKey[key]
 	ix.stale = ix.stale[:0]
 	keepName, keepLists := false, false
@@ -333,6 +419,11 @@ func (ix *Index) put(key string, publisher PublicKey, e *Entry, held *Record) {
 func (ix *Index) Remove(key string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.flushLocked()
+	ix.remove(key)
+}
+
+func (ix *Index) remove(key string) {
 	id, ok := ix.byKey[key]
 	if !ok {
 		return
@@ -352,7 +443,7 @@ func (ix *Index) Remove(key string) {
 
 // Len is the number of indexed entries.
 func (ix *Index) Len() int {
-	ix.mu.RLock()
+	ix.readLocked()
 	defer ix.mu.RUnlock()
 	return len(ix.byKey)
 }
@@ -366,7 +457,7 @@ type IndexStats struct {
 
 // Stats reports the index's size.
 func (ix *Index) Stats() IndexStats {
-	ix.mu.RLock()
+	ix.readLocked()
 	defer ix.mu.RUnlock()
 	st := IndexStats{Entries: len(ix.byKey), Terms: len(ix.termID)}
 	for _, ps := range ix.post {
@@ -1197,7 +1288,7 @@ func (ix *Index) Search(q Query, now time.Time) []Result {
 	clauses := parseQuery(q.Text)
 
 	ix.SettleOrder()
-	ix.mu.RLock()
+	ix.readLocked()
 	defer ix.mu.RUnlock()
 	sc := ix.getScratch()
 	defer ix.release(sc)
@@ -1334,6 +1425,7 @@ func (ix *Index) SettleOrder() {
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	ix.flushLocked()
 	if ix.deferred.Load() {
 		ix.rebuildOrder()
 		ix.mergeLex()

@@ -1000,24 +1000,28 @@ func (s *State) refreshEntry(pub PublicKey, id string, slot *entrySlot) {
 
 // indexPut and indexRemove keep the search index in step with the
 // slots, except while the state loads without one (LoadingUnindexed):
-// RestoreIndex makes it whole afterwards. An e that is nil or only the
-// facts of an entry not decoded (VouchedAll) is decoded from r, and only
-// if the index takes it.
+// RestoreIndex makes it whole afterwards. The index takes them at its
+// next read, or when the node calls FlushIndex once it has let the record
+// on: a search never misses them, and a hop does not wait for them. An e
+// that is nil or only the facts of an entry not decoded (VouchedAll) is
+// decoded from r then.
 func (s *State) indexPut(pub PublicKey, id string, r *Record, e *Entry) {
-	if s.unindexed {
-		return
+	if !s.unindexed {
+		s.index.putLater(entrySlotName(pub, id), pub, r, e)
 	}
-	if e == nil || e.Service == nil {
-		e = heldEntry(r)
-	}
-	s.index.putHeld(entrySlotName(pub, id), pub, r, e)
 }
 
 func (s *State) indexRemove(pub PublicKey, id string) {
 	if !s.unindexed {
-		s.index.Remove(entrySlotName(pub, id))
+		s.index.removeLater(entrySlotName(pub, id))
 	}
 }
+
+// FlushIndex makes the search index take what the records applied since
+// changed. A search does it first anyway; a node calls it after letting
+// a gossiped record on, so that the work is done before the next search
+// and off the path of the record's next hop.
+func (s *State) FlushIndex() { s.index.Flush() }
 
 func (s *State) noteEquivocation(k PublicKey, slot string, a, b Hash) {
 	s.equivoc[slot] = mergeEquivocation(s.equivoc[slot], k, slot, a, b)

@@ -72,6 +72,10 @@ func (n *Node) behindLoop() {
 		case <-pause.C:
 		}
 		n.flushBehind()
+		// The search index takes the records let on meanwhile, in one
+		// batch, off their path to the next hop (State.FlushIndex); a
+		// search before this takes them itself.
+		n.state.FlushIndex()
 	}
 }
 

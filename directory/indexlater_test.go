@@ -1,0 +1,153 @@
+package directory_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// The index takes what Apply changed after the fact (so that a node lets a
+// record on before indexing it), but a search, a count or a snapshot never
+// shows the index behind the state.
+func TestIndexTakesChangesBeforeAnyRead(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.State()
+	org := dirtest.MustIdentity(t)
+	apply := func(r *directory.Record) {
+		t.Helper()
+		if _, err := st.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(nw.Genesis)
+	apply(nw.Admit(t, org, "Colectivo Ejemplo"))
+	found := func(id string) bool {
+		for _, r := range st.Search(directory.Query{Text: "asesoría"}) {
+			if r.Entry.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+
+	apply(nw.Entry(t, org, "servicio-1", 1))
+	if n := directory.IndexWaitingForTest(st); n != 1 {
+		t.Fatalf("after applying an entry the index has %d changes waiting, want 1 (it indexed at once)", n)
+	}
+	if !found("servicio-1") {
+		t.Fatal("a search right after Apply does not find the entry")
+	}
+	if n := directory.IndexWaitingForTest(st); n != 0 {
+		t.Fatalf("a search left %d changes waiting", n)
+	}
+
+	// A tombstone, then a new version of the same slot, both waiting: the
+	// index takes them in order.
+	tomb := dirtest.SampleEntry("servicio-1", 2, nw.Now)
+	tomb.Deleted, tomb.Service = true, nil
+	apply(nw.Sign(t, tomb, org))
+	apply(nw.Entry(t, org, "servicio-1", 3))
+	apply(nw.Entry(t, org, "servicio-2", 1))
+	if got := st.Stats().Entries; got != 2 {
+		t.Fatalf("Stats counts %d entries, want 2", got)
+	}
+	if !found("servicio-1") || !found("servicio-2") {
+		t.Fatal("the entries put again and put new are not found")
+	}
+
+	// A revocation takes the organization's entries out of search before
+	// the index has been told.
+	snapBefore := st.EncodeIndexSnapshot()
+	apply(nw.RevokeBy(t, org.Public()))
+	if n := directory.IndexWaitingForTest(st); n != 2 {
+		t.Fatalf("after the revocation %d changes wait, want the 2 removals", n)
+	}
+	if found("servicio-1") || found("servicio-2") {
+		t.Fatal("a search right after the revocation still finds the revoked organization's entries")
+	}
+	if got := st.Stats().Entries; got != 0 {
+		t.Fatalf("Stats counts %d entries after the revocation, want 0", got)
+	}
+	if snap := st.EncodeIndexSnapshot(); len(snap) >= len(snapBefore) {
+		t.Fatalf("the index snapshot after the revocation (%d bytes) is not smaller than before (%d)", len(snap), len(snapBefore))
+	}
+}
+
+// A state applying many records without anyone searching indexes them as
+// it goes, a batch at a time, rather than holding them all.
+func TestIndexChangesWaitingAreBounded(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.State()
+	var orgs []*directory.Identity
+	if _, err := st.Apply(nw.Genesis); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		org := dirtest.MustIdentity(t)
+		orgs = append(orgs, org)
+		if _, err := st.Apply(nw.Admit(t, org, fmt.Sprintf("Colectivo %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	most := 0
+	for i := range 600 {
+		if _, err := st.Apply(nw.Entry(t, orgs[i%len(orgs)], fmt.Sprintf("servicio-%d", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, directory.IndexWaitingForTest(st))
+	}
+	if most > 256 {
+		t.Fatalf("%d changes waited for the index at once; want at most 256", most)
+	}
+	if most < 2 {
+		t.Fatalf("at most %d changes waited: the index took each at once", most)
+	}
+	if got := st.Stats().Entries; got != 600 {
+		t.Fatalf("Stats counts %d entries, want 600", got)
+	}
+}
+
+// Searches running while records are applied (the race detector checks
+// the index's own lock) find every entry once they are done.
+func TestSearchWhileApplying(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.State()
+	org := dirtest.MustIdentity(t)
+	for _, r := range []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo")} {
+		if _, err := st.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs := make([]*directory.Record, 200)
+	for i := range recs {
+		recs[i] = nw.Entry(t, org, fmt.Sprintf("servicio-%d", i), 1)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				st.Search(directory.Query{Text: "asesoría"})
+				st.FlushIndex()
+			}
+		})
+	}
+	for _, r := range recs {
+		if _, err := st.Apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	if got := len(st.Search(directory.Query{Text: "asesoría", Limit: directory.MaxLimit})); got != min(200, directory.MaxLimit) {
+		t.Fatalf("search finds %d entries after the applies, want %d", got, min(200, directory.MaxLimit))
+	}
+}

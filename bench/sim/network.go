@@ -443,6 +443,14 @@ func (nw *Network) PublishSkipping(ctx context.Context, origin int, r *directory
 	return nw.wait(ctx, a, start, timeout)
 }
 
+// flushIndexes makes every node's search index take the records it has
+// applied (each node also does on its own, 50 ms after gossip brought one).
+func (nw *Network) flushIndexes() {
+	for _, p := range nw.Nodes {
+		p.Node.State().FlushIndex()
+	}
+}
+
 // PublishBare publishes data on the bare topic from origin and waits until
 // every node's subscription delivered it.
 func (nw *Network) PublishBare(ctx context.Context, origin int, data []byte, timeout time.Duration) (Sample, error) {

@@ -78,3 +78,11 @@ func IndexWaitingForTest(s *State) int {
 	defer s.index.mu.RUnlock()
 	return len(s.index.later)
 }
+
+// WholeRevocationDerivationsForTest is how many times the state has
+// derived every revocation in its pool.
+func WholeRevocationDerivationsForTest(s *State) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.revDerived.wholes
+}

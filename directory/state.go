@@ -682,8 +682,10 @@ func (s *State) settle(p *proposal) bool {
 			return s.recompute()
 		}
 		// Valid by itself: kept out of the governance map, so junk
-		// self-revocations cost recompute nothing.
+		// self-revocations cost recompute nothing (nor the next
+		// derivation of revocations).
 		delete(s.governance[TypeRevocation], p.id)
+		delete(s.revDerived.dirty, p.id)
 		if !weighed {
 			return s.changed
 		}
@@ -1366,7 +1368,7 @@ func (s *State) deriveAllRevocations() (revokedBy []PublicKey) {
 		s.rebuildReader(k)
 	}
 	s.stewardRevoked, s.stewardRevocations, s.voided = d.revokedBy, d.valid, d.voided
-	s.revDerived = revocationsDerived{whole: true, revokedAt: d.revokedAt, maxCited: d.maxCited}
+	s.revDerived = revocationsDerived{whole: true, revokedAt: d.revokedAt, maxCited: d.maxCited, wholes: s.revDerived.wholes + 1}
 	return slices.Collect(maps.Keys(d.revokedBy))
 }
 
@@ -1392,14 +1394,9 @@ func (s *State) deriveNewRevocations() (touched []PublicKey, ok bool) {
 	}
 	var revs []*proposal
 	for id, p := range c.dirty {
-		if s.governance[TypeRevocation][id] != p {
-			// A key's own revocation that no one else signed (settle):
-			// it weighs nothing here.
-			continue
-		}
 		rv := p.body.(*Revocation)
-		if rv.Charter == 0 || s.stewardRevocations[id] {
-			continue
+		if len(s.linked[rv.Charter]) == 0 || s.stewardRevocations[id] {
+			continue // weighs nothing yet, or valid already and stays so
 		}
 		if rv.Charter < c.maxCited {
 			return nil, false
@@ -1428,6 +1425,8 @@ type revocationsDerived struct {
 	maxCited uint64
 	// dirty holds the revocation proposals new or signed since.
 	dirty map[Hash]*proposal
+	// wholes counts the derivations of the whole pool (tests).
+	wholes int
 }
 
 // proposalSigned notes that p entered the pool or gained signatures.
@@ -1496,12 +1495,18 @@ func sortRevocations(revs []*proposal) {
 func (s *State) weighRevocations(d *revocationDerivation, revs []*proposal) (touched []PublicKey) {
 	for _, p := range revs {
 		rv := p.body.(*Revocation)
-		if rv.Charter == 0 {
+		cs := s.linked[rv.Charter]
+		if len(cs) == 0 {
+			// Version 0 (a key's own), or one no charter links yet: it
+			// weighs nothing, and does not count in maxCited, or anyone
+			// could make every later derivation whole with one revocation
+			// citing a far version. Its version linking is a charter
+			// change, which derives everything again.
 			continue
 		}
 		d.maxCited = max(d.maxCited, rv.Charter)
 		valid, lost := false, []PublicKey(nil)
-		for _, c := range s.linked[rv.Charter] {
+		for _, c := range cs {
 			n, all := revocationWeight(p, c, d.revokedAt, rv.Charter)
 			if n >= int(c.Threshold) {
 				valid = true

@@ -16,14 +16,8 @@ func TestIndexTakesChangesBeforeAnyRead(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.State()
 	org := dirtest.MustIdentity(t)
-	apply := func(r *directory.Record) {
-		t.Helper()
-		if _, err := st.Apply(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	apply(nw.Genesis)
-	apply(nw.Admit(t, org, "Colectivo Ejemplo"))
+	mustApply(t, st, nw.Genesis)
+	mustApply(t, st, nw.Admit(t, org, "Colectivo Ejemplo"))
 	found := func(id string) bool {
 		for _, r := range st.Search(directory.Query{Text: "asesoría"}) {
 			if r.Entry.ID == id {
@@ -33,7 +27,7 @@ func TestIndexTakesChangesBeforeAnyRead(t *testing.T) {
 		return false
 	}
 
-	apply(nw.Entry(t, org, "servicio-1", 1))
+	mustApply(t, st, nw.Entry(t, org, "servicio-1", 1))
 	if n := directory.IndexWaitingForTest(st); n != 1 {
 		t.Fatalf("after applying an entry the index has %d changes waiting, want 1 (it indexed at once)", n)
 	}
@@ -48,9 +42,9 @@ func TestIndexTakesChangesBeforeAnyRead(t *testing.T) {
 	// index takes them in order.
 	tomb := dirtest.SampleEntry("servicio-1", 2, nw.Now)
 	tomb.Deleted, tomb.Service = true, nil
-	apply(nw.Sign(t, tomb, org))
-	apply(nw.Entry(t, org, "servicio-1", 3))
-	apply(nw.Entry(t, org, "servicio-2", 1))
+	mustApply(t, st, nw.Sign(t, tomb, org))
+	mustApply(t, st, nw.Entry(t, org, "servicio-1", 3))
+	mustApply(t, st, nw.Entry(t, org, "servicio-2", 1))
 	if got := st.Stats().Entries; got != 2 {
 		t.Fatalf("Stats counts %d entries, want 2", got)
 	}
@@ -61,7 +55,7 @@ func TestIndexTakesChangesBeforeAnyRead(t *testing.T) {
 	// A revocation takes the organization's entries out of search before
 	// the index has been told.
 	snapBefore := st.EncodeIndexSnapshot()
-	apply(nw.RevokeBy(t, org.Public()))
+	mustApply(t, st, nw.RevokeBy(t, org.Public()))
 	if n := directory.IndexWaitingForTest(st); n != 2 {
 		t.Fatalf("after the revocation %d changes wait, want the 2 removals", n)
 	}
@@ -82,21 +76,15 @@ func TestIndexChangesWaitingAreBounded(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.State()
 	var orgs []*directory.Identity
-	if _, err := st.Apply(nw.Genesis); err != nil {
-		t.Fatal(err)
-	}
+	mustApply(t, st, nw.Genesis)
 	for i := range 4 {
 		org := dirtest.MustIdentity(t)
 		orgs = append(orgs, org)
-		if _, err := st.Apply(nw.Admit(t, org, fmt.Sprintf("Colectivo %d", i))); err != nil {
-			t.Fatal(err)
-		}
+		mustApply(t, st, nw.Admit(t, org, fmt.Sprintf("Colectivo %d", i)))
 	}
 	most := 0
 	for i := range 600 {
-		if _, err := st.Apply(nw.Entry(t, orgs[i%len(orgs)], fmt.Sprintf("servicio-%d", i), 1)); err != nil {
-			t.Fatal(err)
-		}
+		mustApply(t, st, nw.Entry(t, orgs[i%len(orgs)], fmt.Sprintf("servicio-%d", i), 1))
 		most = max(most, directory.IndexWaitingForTest(st))
 	}
 	if most > 256 {
@@ -116,11 +104,7 @@ func TestSearchWhileApplying(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.State()
 	org := dirtest.MustIdentity(t)
-	for _, r := range []*directory.Record{nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo")} {
-		if _, err := st.Apply(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustApply(t, st, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
 	recs := make([]*directory.Record, 200)
 	for i := range recs {
 		recs[i] = nw.Entry(t, org, fmt.Sprintf("servicio-%d", i), 1)
@@ -140,13 +124,10 @@ func TestSearchWhileApplying(t *testing.T) {
 			}
 		})
 	}
-	for _, r := range recs {
-		if _, err := st.Apply(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(done)
-	wg.Wait()
+	stop := sync.OnceFunc(func() { close(done); wg.Wait() })
+	defer stop() // also when an apply fails
+	mustApply(t, st, recs...)
+	stop()
 	if got := len(st.Search(directory.Query{Text: "asesoría", Limit: directory.MaxLimit})); got != min(200, directory.MaxLimit) {
 		t.Fatalf("search finds %d entries after the applies, want %d", got, min(200, directory.MaxLimit))
 	}

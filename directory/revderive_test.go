@@ -18,17 +18,11 @@ import (
 func TestRevocationsAreDerivedOnTheirOwn(t *testing.T) {
 	nw := dirtest.New(t, 3, 2)
 	st := nw.State()
-	apply := func(r *directory.Record) {
-		t.Helper()
-		if _, err := st.Apply(r); err != nil {
-			t.Fatal(err)
-		}
-	}
 	org := dirtest.MustIdentity(t)
-	apply(nw.Genesis)
-	apply(nw.Admit(t, org, "Colectivo Ejemplo"))
+	mustApply(t, st, nw.Genesis)
+	mustApply(t, st, nw.Admit(t, org, "Colectivo Ejemplo"))
 	stranger := dirtest.MustIdentity(t)
-	apply(nw.Sign(t, &directory.Revocation{Key: org.Public(), Charter: 9, Issued: nw.Now.Unix()}, stranger))
+	mustApply(t, st, nw.Sign(t, &directory.Revocation{Key: org.Public(), Charter: 9, Issued: nw.Now.Unix()}, stranger))
 	if st.IsRevoked(org.Public()) {
 		t.Fatal("a stranger's revocation citing a charter nobody links revoked the organization")
 	}
@@ -38,13 +32,13 @@ func TestRevocationsAreDerivedOnTheirOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(nw.Sign(t, v2, nw.Stewards[0]))
+	mustApply(t, st, nw.Sign(t, v2, nw.Stewards[0]))
 	before := directory.WholeRevocationDerivationsForTest(st)
 	const n = 20
 	for range n {
 		reader := dirtest.MustIdentity(t)
-		apply(nw.Vouch(t, org, reader))
-		apply(nw.RevokeBy(t, reader.Public()))
+		mustApply(t, st, nw.Vouch(t, org, reader))
+		mustApply(t, st, nw.RevokeBy(t, reader.Public()))
 		if !st.IsRevoked(reader.Public()) {
 			t.Fatal("a reader's revocation by stewards did not take effect")
 		}

@@ -54,10 +54,33 @@ func (f *Fixture) Admit(org *directory.Identity, name string) (*directory.Record
 	return directory.NewRecord(f.Net, m, f.Stewards[:f.Threshold]...)
 }
 
-// Revoke is a revocation of key approved by the first k stewards.
+// Revoke is a revocation of key carrying the signatures of the first k
+// stewards at once: what sync hands on once a quorum approved it.
 func (f *Fixture) Revoke(key directory.PublicKey) (*directory.Record, error) {
-	rv := &directory.Revocation{Key: key, Charter: 1, Reason: "dispositivo incautado", Issued: f.Now.Unix()}
-	return directory.NewRecord(f.Net, rv, f.Stewards[:f.Threshold]...)
+	return directory.NewRecord(f.Net, f.revocation(key), f.Stewards[:f.Threshold]...)
+}
+
+// RevokeByApprovals is the revocation of key as stewards make it: the
+// first steward's proposal ("ceiba steward revoke") and the approvals of
+// the next k-1 ("ceiba steward approve"), each signed by one steward; the
+// last approval completes the quorum. With k = 1 the proposal alone
+// revokes, and there are no approvals.
+func (f *Fixture) RevokeByApprovals(key directory.PublicKey) (proposal *directory.Record, approvals []*directory.Record, err error) {
+	if proposal, err = directory.NewRecord(f.Net, f.revocation(key), f.Stewards[0]); err != nil {
+		return nil, nil, err
+	}
+	for _, s := range f.Stewards[1:f.Threshold] {
+		a, err := directory.NewApproval(proposal, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		approvals = append(approvals, a)
+	}
+	return proposal, approvals, nil
+}
+
+func (f *Fixture) revocation(key directory.PublicKey) *directory.Revocation {
+	return &directory.Revocation{Key: key, Charter: 1, Reason: "dispositivo incautado", Issued: f.Now.Unix()}
 }
 
 // Entry is version seq of entry id, published by org: a legal-aid service

@@ -130,9 +130,37 @@ func (nw *Network) PrepareRevocation(ctx context.Context, entries int, first int
 	return d, nil
 }
 
-// Revocation returns the stewards' revocation of d's organization.
+// Revocation returns the stewards' revocation of d's organization,
+// carrying a quorum's signatures at once.
 func (nw *Network) Revocation(d *Doomed) (*directory.Record, error) {
 	return nw.Fix.Revoke(d.Org.Public())
+}
+
+// PrepareApproval publishes, from random nodes, the first steward's
+// proposal to revoke d's organization and every approval but the last,
+// each waited for everywhere (nodes hold the proposal pending), and
+// returns the last approval: the one record whose arrival revokes the key
+// when stewards revoke as the CLI has them do. It is the untimed part of a
+// revocation run; with a quorum of one it returns the proposal.
+func (nw *Network) PrepareApproval(ctx context.Context, d *Doomed) (*directory.Record, error) {
+	proposal, approvals, err := nw.Fix.RevokeByApprovals(d.Org.Public())
+	if err != nil {
+		return nil, err
+	}
+	if len(approvals) == 0 {
+		return proposal, nil
+	}
+	for _, r := range append([]*directory.Record{proposal}, approvals[:len(approvals)-1]...) {
+		if _, err := nw.Publish(ctx, nw.RandomNode(), r, time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range nw.Nodes {
+		if p.Node.State().IsRevoked(d.Org.Public()) {
+			return nil, fmt.Errorf("sim: node %d revoked %s before the quorum approved", p.Index, directory.Fingerprint(d.Org.Public()))
+		}
+	}
+	return approvals[len(approvals)-1], nil
 }
 
 // Revoked checks what a revocation must have done on every node: the key

@@ -8,8 +8,10 @@ import (
 
 // The simulator's own logic on a network small enough for make test: ten
 // nodes converge on the founding records, an entry reaches every node and
-// is searchable, the bare baseline reaches every node, and a revocation
-// takes the revoked key's entries out of every node's search.
+// is searchable, the bare baseline reaches every node, and a revocation,
+// whether one record carrying the quorum's signatures or an approval
+// completing a proposal's quorum, takes the revoked key's entries out of
+// every node's search.
 func TestTenNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -55,6 +57,27 @@ func TestTenNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("revocation enforced on all 10 nodes in %s", s.Pct(1, 10))
+
+	// As stewards revoke: a proposal every node holds pending (checked
+	// by PrepareApproval), then the approval completing the quorum.
+	d, err = nw.PrepareRevocation(ctx, 2, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approval, err := nw.PrepareApproval(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(approval.Sigs) != 1 || approval.Sigs[0].Key != nw.Fix.Stewards[1].Public() {
+		t.Fatalf("the last approval is signed by %d keys, want the second steward's alone", len(approval.Sigs))
+	}
+	if s, err = nw.Publish(ctx, 2, approval, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.Revoked(d); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("approval completing the quorum enforced on all 10 nodes in %s", s.Pct(1, 10))
 }
 
 func TestPct(t *testing.T) {

@@ -34,6 +34,9 @@ func plots(res *Results, rows []gossipRow, out string) error {
 	jobs := []job{
 		{"propagation.png", func() (*vgimg.Canvas, error) { return gossipPlot(rows, "publish", "Publish → searchable") }},
 		{"revocation.png", func() (*vgimg.Canvas, error) { return gossipPlot(rows, "revoke", "Revocation enforced") }},
+		{"revocation-cosigned.png", func() (*vgimg.Canvas, error) {
+			return gossipPlot(rows, "revoke-cosigned", "Revocation carrying the quorum's signatures, enforced")
+		}},
 		{"ratio.png", func() (*vgimg.Canvas, error) { return ratioPlot(rows) }},
 		{"catchup.png", func() (*vgimg.Canvas, error) { return catchUpPlot(res) }},
 		{"ingest.png", func() (*vgimg.Canvas, error) { return ingestPlot(res) }},
@@ -217,7 +220,7 @@ func ratioPlot(rows []gossipRow) (*vgimg.Canvas, error) {
 	p := newPlot("Ceiba / bare GossipSub, time to 99% of nodes", "nodes (N)", "ratio")
 	logX(p)
 	any := false
-	for _, kind := range []string{"publish", "revoke"} {
+	for _, kind := range []string{"publish", "revoke", "revoke-cosigned"} {
 		for _, lat := range []int{0, 20} {
 			var xys plotter.XYs
 			for _, r := range rows {
@@ -230,8 +233,11 @@ func ratioPlot(rows []gossipRow) (*vgimg.Canvas, error) {
 			}
 			any = true
 			c, g := ceibaColor, draw.GlyphDrawer(draw.CircleGlyph{})
-			if kind == "revoke" {
+			switch kind {
+			case "revoke":
 				c, g = otherColor, draw.TriangleGlyph{}
+			case "revoke-cosigned":
+				c, g = bareColor, draw.SquareGlyph{}
 			}
 			var d []vg.Length
 			if lat == 20 {

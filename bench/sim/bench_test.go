@@ -108,10 +108,10 @@ func gossipBench(b *testing.B, c gossipCase, disk string) {
 	})
 }
 
-// revokeRuns times, for each iteration, the record make returns for a
-// freshly admitted organization with three entries everywhere, from a
-// random node until every node enforces the revocation, against bare
-// GossipSub; it checks every node enforces it, and reports.
+// revokeRuns times, for each iteration, the revocation record returns for
+// a freshly admitted organization with three entries everywhere, published
+// on a random node, until every node enforces it, against bare GossipSub;
+// it checks every node enforces it, and reports.
 func revokeRuns(b *testing.B, nw *Network, next *int, timeout time.Duration, record func(*Doomed) (*directory.Record, error)) {
 	var rs []Result
 	var missed int

@@ -2,6 +2,8 @@ package directory
 
 // Hooks for the external tests in package directory_test.
 
+import "sync"
+
 // DecodeBodyOf decodes and field-checks a body of type t, as Verify does
 // for a record's body: the fuzz target reaches every body type through it
 // without having to sign each input.
@@ -74,8 +76,8 @@ func ComputeDigestForTest(s *State) Hash {
 // IndexWaitingForTest is how many changes the state's index has yet to
 // take (putLater, removeLater).
 func IndexWaitingForTest(s *State) int {
-	s.index.mu.RLock()
-	defer s.index.mu.RUnlock()
+	s.index.laterMu.Lock()
+	defer s.index.laterMu.Unlock()
 	return len(s.index.later)
 }
 
@@ -85,4 +87,11 @@ func WholeRevocationDerivationsForTest(s *State) int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.revDerived.wholes
+}
+
+// HoldIndexForTest holds the state's index as a search does, until the
+// function it returns is called (once or more).
+func HoldIndexForTest(s *State) (release func()) {
+	s.index.mu.RLock()
+	return sync.OnceFunc(s.index.mu.RUnlock)
 }

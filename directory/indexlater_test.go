@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -130,5 +131,35 @@ func TestSearchWhileApplying(t *testing.T) {
 	stop()
 	if got := len(st.Search(directory.Query{Text: "asesoría", Limit: directory.MaxLimit})); got != min(200, directory.MaxLimit) {
 		t.Fatalf("search finds %d entries after the applies, want %d", got, min(200, directory.MaxLimit))
+	}
+}
+
+// Applying a record does not wait for a search in progress: the index's
+// changes wait aside, and the search that holds the index finishes on
+// its own time. (Before, every apply of an entry took the index's write
+// lock, and so every hop waited for whatever search was running.)
+func TestApplyDoesNotWaitForASearch(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.State()
+	org := dirtest.MustIdentity(t)
+	mustApply(t, st, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	release := directory.HoldIndexForTest(st)
+	defer release()
+	applied := make(chan error, 1)
+	go func() {
+		_, err := st.Apply(nw.Entry(t, org, "servicio-1", 1))
+		applied <- err
+	}()
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Apply of an entry waited for the search holding the index")
+	}
+	release()
+	if got := st.Stats().Entries; got != 1 {
+		t.Fatalf("Stats counts %d entries once the search ended, want 1", got)
 	}
 }

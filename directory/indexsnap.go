@@ -486,9 +486,10 @@ func (ix *Index) adopt(src *Index) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	// What waited was made for the index being replaced.
-	clear(ix.later)
-	ix.later = ix.later[:0]
+	ix.laterMu.Lock()
+	ix.later = nil
 	ix.pending.Store(false)
+	ix.laterMu.Unlock()
 	ix.indexData = src.indexData
 	ix.deferred.Store(src.deferred.Load())
 }

@@ -200,7 +200,10 @@ type Index struct {
 	// some. Every read of the index takes them first (flushLocked), so a
 	// search never shows what the state no longer holds; a node takes
 	// them once it has let the record on (State.FlushIndex), so indexing
-	// is not on the path of every hop a record makes.
+	// is not on the path of every hop a record makes. laterMu guards
+	// later, and is taken inside mu or alone, never around it: queuing a
+	// change does not wait for a search that holds mu.
+	laterMu sync.Mutex
 	later   []indexChange
 	pending atomic.Bool
 
@@ -307,12 +310,13 @@ func (ix *Index) putLater(key string, publisher PublicKey, r *Record, e *Entry) 
 func (ix *Index) removeLater(key string) { ix.queue(indexChange{key: key}) }
 
 func (ix *Index) queue(c indexChange) {
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
+	ix.laterMu.Lock()
 	ix.later = append(ix.later, c)
 	ix.pending.Store(true)
-	if len(ix.later) >= maxLater {
-		ix.flushLocked()
+	full := len(ix.later) >= maxLater
+	ix.laterMu.Unlock()
+	if full {
+		ix.Flush()
 	}
 }
 
@@ -330,20 +334,22 @@ func (ix *Index) flushLocked() {
 	if !ix.pending.Load() {
 		return
 	}
-	for i, c := range ix.later {
+	ix.laterMu.Lock()
+	later := ix.later
+	ix.later = nil
+	ix.pending.Store(false)
+	ix.laterMu.Unlock()
+	for _, c := range later {
 		if c.r == nil {
 			ix.remove(c.key)
-		} else {
-			e := c.e
-			if e == nil || e.Service == nil {
-				e = heldEntry(c.r)
-			}
-			ix.put(c.key, c.publisher, e, c.r)
+			continue
 		}
-		ix.later[i] = indexChange{}
+		e := c.e
+		if e == nil || e.Service == nil {
+			e = heldEntry(c.r)
+		}
+		ix.put(c.key, c.publisher, e, c.r)
 	}
-	ix.later = ix.later[:0]
-	ix.pending.Store(false)
 }
 
 // readLocked takes ix.mu for reading, once the waiting changes are taken.

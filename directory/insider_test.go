@@ -72,6 +72,36 @@ func signBindingAs(t *testing.T, id *directory.Identity, kemKey []byte) []byte {
 	return sig
 }
 
+// Found in review: each revocation by stewards justifies one rotation by
+// one steward, but only the previous epoch's revocation was compared, so
+// two honest revocations of the same second let one steward alternate
+// between them and move the network through any number of epochs alone,
+// choosing every rotation's recipients.
+func TestOneStewardRotatesOncePerRevocation(t *testing.T) {
+	f := newRejectFixture(t)
+	nw, st := f.nw, f.nw.Stewards
+	rs := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
+	first, firstPages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, rs, st[0], st[1])
+	// A seized organization's reader and its own key, revoked in one
+	// second by the stewards.
+	revA, revB := nw.RevokeBy(t, f.reader.Public()), nw.RevokeBy(t, f.org.Public())
+	s := f.state(t, append([]*directory.Record{first, revA, revB}, firstPages...)...)
+	lone := []directory.Recipient{{Key: st[2].Public(), KEM: st[2].KEMPublic()}}
+	afters := []directory.Hash{revA.ProposalID(), revB.ProposalID()}
+	for n := uint64(2); n <= 5; n++ {
+		e, pages := nw.Rotation(t, n, 1, afters[n%2], directory.NewReadKey(), lone, st[2])
+		for _, r := range append([]*directory.Record{e}, pages...) {
+			if _, err := s.Apply(r); err != nil && !errors.Is(err, directory.ErrDuplicate) {
+				t.Fatalf("epoch %d: %v", n, err)
+			}
+		}
+	}
+	// Epochs 2 and 3 follow one revocation each; 4 and 5 name them again.
+	if got := s.CurrentEpoch(); got != 3 {
+		t.Fatalf("one steward alone moved the network from epoch 1 to epoch %d on two revocations, want 3", got)
+	}
+}
+
 // Issue 20, finding 1: one steward revoked a throwaway key, then alone
 // signed epoch 2^64−1 sealed to the stewards only, and it took effect.
 func TestOneStewardCannotRotateAlone(t *testing.T) {
@@ -93,6 +123,20 @@ func TestOneStewardCannotRotateAlone(t *testing.T) {
 	selfRev := nw.Sign(t, f.revocation(throwaway.Public()), throwaway)
 	if _, err := s.Apply(selfRev); !errors.Is(err, directory.ErrPendingSignature) {
 		t.Fatalf("self-revocation of a key the network never knew: %v", err)
+	}
+	// Nor when it comes as the key's approval of it (found in review: the
+	// approval's path skipped the check, so any key could make every node
+	// keep its self-revocations for good).
+	before := s.Stats().Records
+	asApproval, err := directory.NewApproval(selfRev, throwaway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(asApproval); !errors.Is(err, directory.ErrPendingSignature) {
+		t.Fatalf("self-revocation of a key the network never knew, as its approval: %v", err)
+	}
+	if s.Stats().Records != before || s.IsRevoked(throwaway.Public()) {
+		t.Fatalf("the refused approval changed the state: %d records (was %d), revoked %v", s.Stats().Records, before, s.IsRevoked(throwaway.Public()))
 	}
 	// Even a self-revocation of a real recipient lets nobody rotate alone.
 	orgRev := nw.Sign(t, f.revocation(f.org.Public()), f.org)

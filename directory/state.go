@@ -594,6 +594,11 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		if p.sigs[r.Sigs[0].Key] {
 			return false, reject(r.Type, ErrDuplicate, "steward %s already approved %s", Fingerprint(r.Sigs[0].Key), p.id.Short())
 		}
+		// A self-revocation may come as its key's approval of it: the
+		// same check as when it comes as a proposal.
+		if err := s.checkSelfRevocation(r.Type, p.body, r.Sigs); err != nil {
+			return false, err
+		}
 		if err := s.admitProposal(r.Type, p); err != nil {
 			return false, err
 		}
@@ -617,14 +622,8 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		if !fresh {
 			return false, reject(r.Type, ErrDuplicate, "no signature that %s does not already have", p.id.Short())
 		}
-		if rv, ok := b.(*Revocation); ok && slices.ContainsFunc(r.Sigs, func(sg Signature) bool { return sg.Key == rv.Key }) {
-			if _, done := s.revoked[rv.Key]; !done && !s.knownKey(rv.Key) {
-				// A key that was never admitted, nor asked to be, has
-				// nothing to revoke: a self-revocation of a fresh key is
-				// how a key holder would otherwise fill every pool. A
-				// node that has not yet heard of the key takes it later.
-				return false, reject(r.Type, ErrPendingSignature, "revocation of key %s, which this network does not know", Fingerprint(rv.Key))
-			}
+		if err := s.checkSelfRevocation(r.Type, b, r.Sigs); err != nil {
+			return false, err
 		}
 		if err := s.admitProposal(r.Type, p); err != nil {
 			return false, err
@@ -637,6 +636,23 @@ func (s *State) add(r *Record, h Hash, body Body, n int) (bool, error) {
 		s.proposalSigned(p)
 		return s.settle(p), nil
 	}
+}
+
+// checkSelfRevocation refuses a revocation of a key this network does not
+// know that the key itself signed (among sigs): a key that was never
+// admitted, nor asked to be, has nothing to revoke, and a self-revocation
+// of a fresh key, valid by itself and kept for good, is how a key holder
+// would otherwise fill every pool. A node that has not yet heard of the
+// key takes it later.
+func (s *State) checkSelfRevocation(t RecordType, body Body, sigs []Signature) error {
+	rv, ok := body.(*Revocation)
+	if !ok || !slices.ContainsFunc(sigs, func(sg Signature) bool { return sg.Key == rv.Key }) {
+		return nil
+	}
+	if _, done := s.revoked[rv.Key]; !done && !s.knownKey(rv.Key) {
+		return reject(t, ErrPendingSignature, "revocation of key %s, which this network does not know", Fingerprint(rv.Key))
+	}
+	return nil
 }
 
 // admitProposal enters a new proposal in the indexes, within the quota for
@@ -1645,6 +1661,10 @@ func (s *State) deriveEpochs() {
 		n := p.body.(*Epoch).Number
 		byNumber[n] = append(byNumber[n], p)
 	}
+	// The revocations the chain's epochs named so far: each justifies one
+	// rotation by one steward, not one more each time it is named again
+	// after another.
+	named := map[Hash]bool{}
 	for n := uint64(1); len(byNumber[n]) > 0; n++ {
 		var prev *Epoch
 		if n > 1 {
@@ -1652,7 +1672,7 @@ func (s *State) deriveEpochs() {
 		}
 		var valid []*proposal
 		for _, p := range byNumber[n] {
-			if s.epochValid(p, prev) {
+			if s.epochValid(p, prev, named) {
 				valid = append(valid, p)
 			}
 		}
@@ -1663,6 +1683,9 @@ func (s *State) deriveEpochs() {
 			s.noteEquivocation(PublicKey{}, fmt.Sprintf("epoch/%d", n), valid[0].id, valid[1].id)
 		}
 		s.epochs = append(s.epochs, valid[0])
+		if after := valid[0].body.(*Epoch).After; after != (Hash{}) {
+			named[after] = true
+		}
 	}
 }
 
@@ -1670,10 +1693,12 @@ func (s *State) deriveEpochs() {
 // unrevoked stewards of its charter, or one of them right after a
 // revocation by stewards. "Right after" is what keeps one revocation from
 // justifying a string of rotations by one steward: the revocation is no
-// older than prev, p no older than the revocation, and prev did not
-// already follow it, and p seals nothing to the revoked key: every page of
-// p is held and none has a package for that key.
-func (s *State) epochValid(p *proposal, prev *Epoch) bool {
+// older than prev, p no older than the revocation, no earlier epoch of the
+// chain named it (named; comparing with prev alone let one steward
+// alternate between two revocations of the same second and rotate without
+// end), and p seals nothing to the revoked key: every page of p is held
+// and none has a package for that key.
+func (s *State) epochValid(p *proposal, prev *Epoch, named map[Hash]bool) bool {
 	e := p.body.(*Epoch)
 	c := s.charterAt(e.Charter)
 	if c == nil {
@@ -1683,7 +1708,7 @@ func (s *State) epochValid(p *proposal, prev *Epoch) bool {
 	if n >= int(c.Threshold) {
 		return true
 	}
-	if n < 1 || prev == nil || !s.stewardRevocations[e.After] || prev.After == e.After {
+	if n < 1 || prev == nil || !s.stewardRevocations[e.After] || named[e.After] {
 		return false
 	}
 	rv, ok := s.proposals[e.After].body.(*Revocation)

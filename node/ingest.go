@@ -867,6 +867,9 @@ func (n *Node) retire(hs []directory.Hash) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, h := range hs {
+		if n.state.Has(h) {
+			continue // applied anew since it was dropped
+		}
 		delete(n.unpersisted, h)
 		if _, ok := n.stored[h]; ok {
 			delete(n.stored, h)
@@ -910,6 +913,9 @@ func (n *Node) drop(hs []directory.Hash) {
 func (n *Node) removeLocked(hs []directory.Hash) {
 	var del []directory.Hash
 	for _, h := range hs {
+		if n.state.Has(h) {
+			continue // applied anew since it was dropped
+		}
 		delete(n.unpersisted, h)
 		if _, ok := n.stored[h]; ok {
 			delete(n.stored, h)

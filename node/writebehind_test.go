@@ -2,8 +2,12 @@ package node
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/ceiba-network/ceiba/directory"
 	"github.com/ceiba-network/ceiba/directory/dirtest"
@@ -67,5 +71,55 @@ func TestGossipedRecordIsWrittenBehind(t *testing.T) {
 	}
 	if again.State().Has(v1.Hash()) {
 		t.Fatal("version 1 came back after a restart: the superseded version was kept in the pool")
+	}
+}
+
+// Found in review (session 39): the write-behind round deleted what a
+// gossiped record had pushed out of the pool without asking whether the
+// state held it again. Here a charter (one side of a fork) taken by gossip
+// sets an admission aside; the other side links while the charter's write
+// waits (a slow disk), and the admission is taken back. The round must not
+// then delete it: sync would stop offering it, and the next start would
+// not have it.
+func TestRecordTakenBackWhileWrittenBehindStaysOnDisk(t *testing.T) {
+	f := dirtest.NewFork(t)
+	nw, withD, withE, byD := f.Network, f.WithD, f.WithE, f.ByD
+	store := &gatedStore{Batching: dssync.MutexWrap(datastore.NewMapDatastore()),
+		gates: map[datastore.Key]chan struct{}{}, reached: map[datastore.Key]chan struct{}{}}
+	n := newCluster(t, nw, 1, []*directory.Identity{nw.Stewards[0]}, func(_ int, c *Config) { c.Datastore = store }).nodes[0]
+	withEKey := recordsPrefix.Child(recordKey(withE.Hash()))
+	_, release := store.gate(withEKey)
+	t.Cleanup(release)
+	for _, r := range []*directory.Record{nw.Genesis, nw.FirstEpoch, byD} {
+		if _, _, err := n.accept(r, "", ViaSync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _, err := n.acceptSealed(withE, nil, "", ViaGossip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.State().Has(byD.Hash()) || !slices.Contains(a.Dropped, byD.Hash()) {
+		t.Fatal("the admission waiting for version 2 was not set aside by one side of the fork")
+	}
+	if _, _, err := n.accept(withD, "", ViaSync); err != nil {
+		t.Fatal(err)
+	}
+	if !n.State().Has(byD.Hash()) {
+		t.Fatal("the admission was not taken back once the other side linked")
+	}
+	release()
+	waitFor(t, 10*time.Second, "the charter's write behind", func() bool {
+		ok, _ := n.root.Has(context.Background(), withEKey)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return ok && n.inflight == 0 // the round's drop is done too
+	})
+	n.mu.Lock()
+	_, booked := n.stored[byD.Hash()]
+	n.mu.Unlock()
+	onDisk, err := n.root.Has(context.Background(), recordsPrefix.Child(recordKey(byD.Hash())))
+	if !n.State().Has(byD.Hash()) || !booked || err != nil || !onDisk {
+		t.Fatalf("the state holds the admission: %v; the node's books: %v; on disk: %v (%v)", n.State().Has(byD.Hash()), booked, onDisk, err)
 	}
 }

@@ -319,3 +319,28 @@ func TestFullDiskIsAClearError(t *testing.T) {
 		t.Fatalf("the store holds %d records, the state pools %d", st.Records, len(n2.State().Hashes()))
 	}
 }
+
+// Found in review (session 39): a rotation on a full disk was reported
+// done. The epoch record was taken by the state on the first attempt but
+// not stored; the retry got ErrDuplicate, which the loop took for success,
+// so the steward was told the rotation happened while it was on no disk
+// and gossiped to nobody.
+func TestRotationOnAFullDiskIsAnError(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	fds := &fullDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfg.Datastore = fds
+	cfg.ExpireInterval = time.Hour // no write retry during the test
+	n := startNode(t, cfg)
+	mustPublish(t, n, nw.Genesis, nw.FirstEpoch)
+	fds.full.Store(true)
+	rec, err := n.Rotate(t.Context(), directory.Hash{})
+	if !errors.Is(err, syscall.ENOSPC) {
+		onDisk := false
+		if rec != nil {
+			onDisk, _ = fds.Batching.Has(context.Background(), recordsPrefix.Child(recordKey(rec.Hash())))
+		}
+		t.Fatalf("rotating on a full disk: %v, want an error that says the disk is full (epoch record on disk: %v)", err, onDisk)
+	}
+	t.Logf("rotate on a full disk: %v", err)
+}

@@ -144,3 +144,33 @@ func TestRevokedStewardSigningItsOwnRevocationKeepsNoWeight(t *testing.T) {
 		t.Fatalf("steward revoked %v, organization revoked %v: want the steward only", s.IsRevoked(bad.Public()), s.IsRevoked(org.Public()))
 	}
 }
+
+// SECURITY.md open issue 14: revoking a steward takes its weight off the
+// memberships and epochs it co-signed at the threshold. What OPERATIONS.md
+// tells the remaining stewards to do must bring them back: approve each
+// again, and the network is where it was, with the revoked steward's
+// signature counting nowhere.
+func TestStewardsRestoreWhatARevokedStewardCoSigned(t *testing.T) {
+	f := newRejectFixture(t) // 3 stewards, threshold 2; the org admitted by st[0], st[1]
+	nw, st := f.nw, f.nw.Stewards
+	rs := []directory.Recipient{{Key: st[0].Public(), KEM: st[0].KEMPublic()}, {Key: f.org.Public(), KEM: f.org.KEMPublic()}}
+	first, firstPages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, rs, st[0], st[1])
+	s := f.state(t, append([]*directory.Record{first}, firstPages...)...)
+	if s.CurrentEpoch() != 1 || s.Stats().Members != 1 {
+		t.Fatalf("set-up: epoch %d, %d members", s.CurrentEpoch(), s.Stats().Members)
+	}
+	mustApply(t, s, nw.Sign(t, &directory.Revocation{Key: st[0].Public(), Charter: 1, Reason: "seized", Issued: nw.Now.Unix()}, st[1], st[2]))
+	if s.CurrentEpoch() != 0 || s.Stats().Members != 0 {
+		t.Fatalf("after revoking steward 0: epoch %d, %d members; SECURITY.md open issue 14 describes epoch 0 and none (update it if this changed)", s.CurrentEpoch(), s.Stats().Members)
+	}
+	for _, r := range []*directory.Record{f.base[1], first} {
+		a, err := directory.NewApproval(r, st[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, s, a)
+	}
+	if s.CurrentEpoch() != 1 || s.Stats().Members != 1 || visible(s) != 1 {
+		t.Fatalf("after the third steward approved them again: epoch %d, %d members, %d entries shown, want 1, 1, 1", s.CurrentEpoch(), s.Stats().Members, visible(s))
+	}
+}

@@ -889,6 +889,15 @@ func (g *gen) revoke() {
 			g.stewardRevocation(r.Public(), 0, g.pick(v.stewards, v.k))
 		}
 	}
+	// A steward revokes its own key (its revocation.cert, after a seizure):
+	// valid by itself, it names no version (found missing in review).
+	if g.chance(0.25) {
+		v := g.versions[g.rng.IntN(len(g.versions))]
+		st := v.stewards[g.rng.IntN(len(v.stewards))]
+		r := g.nw.Sign(g.t, &directory.Revocation{Key: st.Public(), Reason: "me incautaron", Issued: g.now.Unix()}, st)
+		g.add(r)
+		g.revocations = append(g.revocations, r.ProposalID())
+	}
 	// A compromised steward, revoked by k others citing a version it is a
 	// steward of. Its approvals scattered over the other proposals must
 	// count the same whatever the order: on revocations citing later

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -902,43 +903,83 @@ func wipeCmd(g *globals) *cobra.Command {
 					return errors.New("nothing wiped")
 				}
 			}
-			if c, err := g.client(); err == nil {
-				var s api.Status
-				if c.Do(cmd.Context(), http.MethodGet, "/v1/status", nil, &s) == nil {
-					// The daemon holds the store open: it wipes and exits.
-					if err := c.Do(cmd.Context(), http.MethodPost, "/v1/wipe", nil, nil); err != nil {
-						return fmt.Errorf("the daemon could not wipe this home: %w", err)
-					}
-					if err := waitDaemonGone(cmd.Context(), c); err != nil {
-						return err
-					}
-				}
+			c, err := g.client()
+			if err != nil {
+				c = nil
 			}
-			// Also what a daemon left, or the whole home when none ran.
-			if err := daemon.Wipe(h); err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "Wiped: the daemon is stopped, and the keys and directory copy in %s are destroyed.\n", h.Dir)
-			return nil
+			return wipeHome(cmd.Context(), h, c, os.Stderr)
 		},
 	}
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	return cmd
 }
 
+// wipeHome asks the daemon answering on c's address to wipe and stop, then
+// wipes h itself whatever the daemon answered: the port may hold another
+// home's daemon (wrong token) or something that never stops answering, and
+// the panic button must not leave the keys on disk because of that. c is
+// nil when the home's API settings could not be read.
+func wipeHome(ctx context.Context, h daemon.Home, c *api.Client, w io.Writer) error {
+	var ran bool
+	var apiErr error
+	if c == nil {
+		apiErr = errors.New("this home's API settings could not be read, so no daemon was asked to stop")
+	} else {
+		ran, apiErr = daemonWipe(ctx, c)
+	}
+	if err := daemon.Wipe(h); err != nil {
+		if apiErr != nil {
+			return fmt.Errorf("%w (and %v)", err, apiErr)
+		}
+		return err
+	}
+	switch {
+	case apiErr != nil:
+		fmt.Fprintf(w, "Wiped: the keys and directory copy in %s are destroyed.\n", h.Dir)
+		return fmt.Errorf("the files are wiped, but %v: if a Ceiba daemon is still running for this home, stop it", apiErr)
+	case ran:
+		fmt.Fprintf(w, "Wiped: the daemon is stopped, and the keys and directory copy in %s are destroyed.\n", h.Dir)
+	default:
+		fmt.Fprintf(w, "Wiped: no daemon was running, and the keys and directory copy in %s are destroyed.\n", h.Dir)
+	}
+	return nil
+}
+
+// daemonWipe asks the daemon on c's address to wipe and exit, and waits
+// until it is gone. ran says whether a daemon answered at all.
+func daemonWipe(ctx context.Context, c *api.Client) (ran bool, err error) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var s api.Status
+	if c.Do(sctx, http.MethodGet, "/v1/status", nil, &s) != nil {
+		return false, nil
+	}
+	// The daemon holds the store open: it wipes and exits.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Do(wctx, http.MethodPost, "/v1/wipe", nil, nil); err != nil {
+		return true, fmt.Errorf("the process answering on %s did not wipe (%v)", c.Base, err)
+	}
+	return true, waitDaemonGone(ctx, c)
+}
+
+// daemonGoneTimeout bounds the wait for a daemon that wiped to exit.
+var daemonGoneTimeout = 30 * time.Second
+
 // waitDaemonGone waits until the daemon's API no longer answers: the
 // process has exited.
 func waitDaemonGone(ctx context.Context, c *api.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, daemonGoneTimeout)
 	defer cancel()
 	for {
 		var s api.Status
-		if c.Do(ctx, http.MethodGet, "/v1/status", nil, &s) != nil {
+		// A status request cut by the deadline is no sign of an exit.
+		if c.Do(ctx, http.MethodGet, "/v1/status", nil, &s) != nil && ctx.Err() == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return errors.New("the keys and data are wiped, but the daemon did not stop within 30s: stop it")
+			return fmt.Errorf("the daemon on %s said it wiped but still answers after %s", c.Base, daemonGoneTimeout)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

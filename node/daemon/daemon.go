@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -274,9 +276,25 @@ func (d *Daemon) WipeAndStop() error {
 	return err
 }
 
+// removeHomeDir removes the emptied home directory; a test replaces it to
+// play a root-owned parent when it runs as root.
+var removeHomeDir = os.Remove
+
 // Wipe destroys a home's keys and cache: the keystore is overwritten before
 // it is removed, then everything else goes. It does not ask; the CLI asks.
 func Wipe(h Home) error {
+	link := h.Dir
+	dir, err := filepath.EvalSymlinks(h.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Nothing to wipe, but a link left dangling still points here.
+		return removeIfSymlink(link)
+	}
+	if err != nil {
+		return err
+	}
+	// A home reached through a symbolic link is wiped where it lives:
+	// RemoveAll on the link would remove only the link.
+	h = Home{Dir: dir}
 	// keys.v1.age, which `ceiba upgrade` keeps, holds the same identity.
 	for _, p := range []string{h.KeysPath(), h.KeysV1Path()} {
 		if fi, err := os.Stat(p); err == nil {
@@ -288,5 +306,32 @@ func Wipe(h Home) error {
 			}
 		}
 	}
-	return os.RemoveAll(h.Dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	// The Debian home /var/lib/ceiba sits in root-owned /var/lib: the
+	// ceiba user can empty it but not remove it. Its contents are gone,
+	// which is what the wipe promises.
+	if err := removeHomeDir(dir); err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return removeIfSymlink(link)
+}
+
+// removeIfSymlink removes p if it is a symbolic link, and nothing else.
+func removeIfSymlink(p string) error {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return nil
 }

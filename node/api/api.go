@@ -267,6 +267,22 @@ type Client struct {
 // ErrNoDaemon means nothing answers at the API address.
 var ErrNoDaemon = errors.New("no Ceiba daemon is running for this home: start it with \"ceiba daemon\"")
 
+// NeedsToken says whether the daemon requires the API token for a request:
+// everything that changes the node, and the export, which hands out the
+// whole directory. The client sends the token on those requests only, so
+// a local process that binds the API port while the daemon is down learns
+// nothing from a status or a search.
+func NeedsToken(method, path string) bool {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return path == "/v1/export"
+	}
+	return true
+}
+
 // Do sends a request with an optional JSON body and decodes a JSON answer
 // into out (if not nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
@@ -291,7 +307,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if c.Token != "" {
+	if c.Token != "" && NeedsToken(method, path) {
 		req.Header.Set(TokenHeader, c.Token)
 	}
 	hc := c.HTTP

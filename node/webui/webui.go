@@ -206,11 +206,12 @@ func (u *ui) newPage(w http.ResponseWriter, r *http.Request, ss *session, titleK
 	if ss != nil {
 		p.SignedIn, p.CSRF = true, ss.csrf
 	}
-	// The switch keeps the page and its query, with the other language.
+	// The switch keeps the page and its query, with the other language. It
+	// is relative to the page: a link built from the decoded path turned a
+	// request for /%2F%2Fhost/x into href="///host/x?...", another site.
 	q := r.URL.Query()
 	q.Set("lang", l.Other())
-	sw := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
-	p.LangSwitch = sw.String()
+	p.LangSwitch = "?" + q.Encode()
 	return p
 }
 

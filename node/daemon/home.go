@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,7 +184,7 @@ const configHeader = `# Ceiba node configuration. Edit it, then restart "ceiba d
 # [node] offer_relay = false: do not relay for peers behind NAT (a vps node,
 # and a steward's node that is publicly reachable, do by default).
 #
-# [api] listen: the local API and web UI. It must stay on 127.0.0.1: anyone who
+# [api] listen: the local API and web UI. It must stay on 127.0.0.1 (or [::1]): anyone who
 # can reach it can read the directory.
 # [api] metrics = true serves Prometheus metrics at /metrics on that address.
 #
@@ -240,9 +241,13 @@ func (c *Config) validate() error {
 			return fmt.Errorf("node.%s = %d must be between 0 (no cap) and %d", name, *v, maxKiBPerSecond)
 		}
 	}
-	host, _, ok := strings.Cut(c.API.Listen, ":")
-	if !ok || (host != "127.0.0.1" && host != "localhost" && host != "[::1]") {
-		return fmt.Errorf("api.listen %q must be on 127.0.0.1", c.API.Listen)
+	// SplitHostPort, not a cut at the first colon, which refused [::1]:port.
+	host, _, err := net.SplitHostPort(c.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen %q is not a host:port address: %w", c.API.Listen, err)
+	}
+	if host != "127.0.0.1" && host != "localhost" && host != "::1" {
+		return fmt.Errorf("api.listen %q must be on the loopback address 127.0.0.1 or [::1]: anyone who reaches the API reads the directory", c.API.Listen)
 	}
 	return c.Webapp.validate(c.API.Listen)
 }

@@ -46,7 +46,7 @@ func initCmd(g *globals) *cobra.Command {
 			"others compare with what you tell them out loud or on paper.",
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.passphrase(true)
+			p, err := g.passphrase(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,7 @@ func daemonCmd(g *globals) *cobra.Command {
 		Short: "Run the node and the local API until stopped",
 		Args:  args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.passphrase(false)
+			p, err := g.passphrase(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -660,7 +660,7 @@ func revokeCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if directory.PassphraseEncrypted(b) {
-					p, err := g.passphrase(false)
+					p, err := g.passphrase(cmd.Context(), false)
 					if err != nil {
 						return err
 					}

@@ -101,7 +101,7 @@ func (g *globals) call(ctx context.Context, method, path string, in, out any) er
 
 // passphrase reads the keystore passphrase from --passphrase-file, then
 // CEIBA_PASSPHRASE, then a prompt on the terminal.
-func (g *globals) passphrase(confirm bool) (string, error) {
+func (g *globals) passphrase(ctx context.Context, confirm bool) (string, error) {
 	if g.passphraseFile != "" {
 		b, err := os.ReadFile(g.passphraseFile)
 		if err != nil {
@@ -120,14 +120,14 @@ func (g *globals) passphrase(confirm bool) (string, error) {
 		return "", errors.New("no passphrase: give --passphrase-file or set CEIBA_PASSPHRASE (no terminal to ask on)")
 	}
 	fmt.Fprint(os.Stderr, "Passphrase: ")
-	p, err := term.ReadPassword(int(os.Stdin.Fd()))
+	p, err := readPassword(ctx, int(os.Stdin.Fd()))
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return "", err
 	}
 	if confirm {
 		fmt.Fprint(os.Stderr, "Repeat passphrase: ")
-		again, err := term.ReadPassword(int(os.Stdin.Fd()))
+		again, err := readPassword(ctx, int(os.Stdin.Fd()))
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
 			return "", err
@@ -140,6 +140,45 @@ func (g *globals) passphrase(confirm bool) (string, error) {
 		return "", errors.New("an empty passphrase protects nothing")
 	}
 	return string(p), nil
+}
+
+// errInterrupted is what a prompt returns when Ctrl-C (or SIGTERM) ends
+// the command's context.
+var errInterrupted = errors.New("interrupted")
+
+// readPassword reads a line from the terminal fd without echo, and returns
+// when ctx ends: main catches SIGINT to shut down cleanly, so Ctrl-C no
+// longer kills the process, and term.ReadPassword alone would keep
+// waiting for a line.
+func readPassword(ctx context.Context, fd int) ([]byte, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, err
+	}
+	return readCancelable(ctx, func() ([]byte, error) { return term.ReadPassword(fd) }, func() { term.Restore(fd, state) })
+}
+
+// readCancelable runs read and returns its answer, or errInterrupted as
+// soon as ctx ends, after restore: the abandoned read has turned echo off,
+// and the shell must get the terminal back as it was. The read itself
+// stays blocked until the process exits, which it is about to.
+func readCancelable(ctx context.Context, read func() ([]byte, error), restore func()) ([]byte, error) {
+	type answer struct {
+		b   []byte
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		b, err := read()
+		done <- answer{b, err}
+	}()
+	select {
+	case a := <-done:
+		return a.b, a.err
+	case <-ctx.Done():
+		restore()
+		return nil, errInterrupted
+	}
 }
 
 // print writes v as JSON with --json, or runs the human form.

@@ -22,7 +22,7 @@ func upgradeCmd(g *globals) *cobra.Command {
 			"Running it again shows what is still waiting.",
 		Args: args(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := g.passphrase(false)
+			p, err := g.passphrase(cmd.Context(), false)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,5 +187,74 @@ func TestDHTFillByReaderIsRefused(t *testing.T) {
 	if found["ceiba_dht_store_records"] < float64(after.Records) || found["ceiba_dht_store_bytes"] < float64(after.Bytes) || found["ceiba_dht_store_refused_total"] < 200 {
 		t.Fatalf("/metrics does not show the DHT store: records %v bytes %v refused %v",
 			found["ceiba_dht_store_records"], found["ceiba_dht_store_bytes"], found["ceiba_dht_store_refused_total"])
+	}
+}
+
+// Found in review (session 39): sync charged every byte it sent to the
+// asker's key and peer ID, but the DHT served the same sealed records for
+// nothing: a reader's host asking one node, again and again, for the slot
+// of a large entry (GET_VALUE, some 70 bytes each) had it send 1,075 MiB in
+// 20 s against sync's 34 MiB. DHT answers now draw from the same budgets.
+// The budget is shrunk here so that a few seconds of asking reach it.
+func TestDHTAnswersDrawFromTheSyncBudget(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	a := startNode(t, dhtConfig(t, nw, nw.Stewards[0]))
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
+	seeder := insiderHost(t, nw)
+	connectTo(t, seeder, a)
+	push := newDHTPusher(t, seeder, nw, a)
+	big := bigEntry(t, nw, org, "grande")
+	if push.pushAll([]*directory.Record{big}) != 1 {
+		t.Fatal("the node does not hold the large entry in its DHT store")
+	}
+	key := push.key(big)
+	const burst, perSecond = 1 << 20, 64 << 10
+	b := a.sync.budgets
+	b.mu.Lock()
+	b.lim.bytesBurst, b.lim.bytesPerSec = burst, perSecond
+	clear(b.keys)
+	clear(b.peers)
+	b.mu.Unlock()
+
+	m := hostileHost(t)
+	admitAs(m, nw.ID, reader)
+	connectTo(t, m, a)
+	d, err := dht.New(m, dht.ProtocolPrefix("/ceiba"), dht.Mode(dht.ModeClient),
+		dht.Validator(lprecord.NamespacedValidator{"ceiba": acceptAll{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	pm, err := pb.NewProtocolMessenger(d.MessageSender())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, answers atomic.Int64
+	ctx, stop := context.WithTimeout(t.Context(), 4*time.Second)
+	defer stop()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if rec, _, err := pm.GetValue(ctx, a.Host().ID(), key); err == nil && rec != nil && rec.GetValue() != nil {
+					answers.Add(1)
+					got.Add(int64(len(rec.GetValue())))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	bound := int64(burst + perSecond*el.Seconds())
+	t.Logf("%d answers, %d KiB of sealed records in %s; the budget allows %d KiB; %d asks unserved",
+		answers.Load(), got.Load()>>10, el.Round(time.Millisecond), bound>>10, a.Status().DHTStore.Unserved)
+	if got.Load() > bound {
+		t.Fatalf("one reader key drew %d KiB from the node through the DHT in %s, over its %d KiB budget", got.Load()>>10, el.Round(time.Millisecond), bound>>10)
+	}
+	if answers.Load() == 0 || a.Status().DHTStore.Unserved == 0 {
+		t.Fatalf("%d answers, %d unserved: the budget neither served nor refused", answers.Load(), a.Status().DHTStore.Unserved)
 	}
 }

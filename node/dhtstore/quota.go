@@ -3,6 +3,7 @@ package dhtstore
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dsq "github.com/ipfs/go-datastore/query"
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	record "github.com/libp2p/go-libp2p-record"
 	recpb "github.com/libp2p/go-libp2p-record/pb"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -114,6 +116,9 @@ type Usage struct {
 	Pending int `json:"pending"`
 	// Refused counts the puts refused by the storage policy since start.
 	Refused int64 `json:"refused"`
+	// Unserved counts the GET_VALUE requests refused since start because
+	// the asker had drawn its budget (Options.ChargeServed).
+	Unserved int64 `json:"unserved"`
 }
 
 // quotaLimits are the bounds in force; tests shrink them to reach them.
@@ -177,6 +182,9 @@ type quotaStore struct {
 	refused   int64
 	logged    map[string]time.Time
 	attrib    map[[32]byte]attribution // sha256(key, value) → remote putter
+
+	chargeServed func(p peer.ID, n int) bool // Options.ChargeServed
+	unserved     int64
 }
 
 func newQuotaStore(inner ds.Batching, val *validator, auth Authority, self directory.PublicKey, log *slog.Logger) *quotaStore {
@@ -207,8 +215,13 @@ func attribKey(key string, value []byte) [32]byte {
 }
 
 // onRequest is kad-dht's request hook: it remembers who sent each
-// PUT_VALUE, so the write that follows is charged to that peer.
+// PUT_VALUE, so the write that follows is charged to that peer, and
+// charges each GET_VALUE for a value held here to its asker.
 func (q *quotaStore) onRequest(_ context.Context, s network.Stream, req *pb.Message) {
+	if req.GetType() == pb.Message_GET_VALUE {
+		q.chargeGet(s.Conn().RemotePeer(), req)
+		return
+	}
 	if req.GetType() != pb.Message_PUT_VALUE || req.GetRecord() == nil {
 		return
 	}
@@ -234,6 +247,40 @@ func (q *quotaStore) onRequest(_ context.Context, s network.Stream, req *pb.Mess
 		}
 	}
 	q.attrib[k] = attribution{from: s.Conn().RemotePeer(), at: now}
+}
+
+// chargeGet draws the size of the value req asks for from p's budget.
+// The hook cannot refuse a request, but it may change it: a request over
+// budget loses its key, and kad-dht answers a request without one with
+// nothing. The size is what the store holds now; a value that changes
+// before the handler reads it is charged at its former size.
+func (q *quotaStore) chargeGet(p peer.ID, req *pb.Message) {
+	if q.chargeServed == nil {
+		return
+	}
+	size := q.heldSize(string(req.GetKey()))
+	if size == 0 || q.chargeServed(p, int(size)) {
+		return
+	}
+	req.Key = nil
+	q.mu.Lock()
+	q.unserved++
+	q.mu.Unlock()
+}
+
+// heldSize is the size of the value held under the DHT key key, 0 if none.
+// The datastore key is the one kad-dht's value store files it under
+// (records.valueDsKey, v0.42.1): the namespace, then the whole key in
+// base32; TestHeldSizeFindsWhatKadDHTStores checks they agree.
+func (q *quotaStore) heldSize(key string) int64 {
+	ns, _, err := record.SplitKey(key)
+	if err != nil || ns != keyNamespace {
+		return 0
+	}
+	dk := ds.NewKey("/" + ns + "/" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(key)))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.held[dk].size
 }
 
 func (q *quotaStore) refuse(why, who string, args ...any) error {
@@ -491,5 +538,5 @@ func (q *quotaStore) close() {
 func (q *quotaStore) usage() Usage {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return Usage{Records: q.total.n, Bytes: q.total.bytes, Pending: q.pending.n, Refused: q.refused}
+	return Usage{Records: q.total.n, Bytes: q.total.bytes, Pending: q.pending.n, Refused: q.refused, Unserved: q.unserved}
 }

@@ -114,6 +114,13 @@ type Options struct {
 	RequestTimeout   time.Duration
 	FetchTimeout     time.Duration
 	FetchConcurrency int
+	// ChargeServed, if set, reports whether peer p may be sent n more
+	// bytes of a value this node holds, drawing them from p's budget: a
+	// GET_VALUE answer is a sealed record of up to 256 KiB for a request
+	// of 65 bytes, so without it any peer that can compute slot keys (a
+	// reader can) makes a node send without limit. A request it refuses
+	// is answered with nothing (the stream closes). Nil means no limit.
+	ChargeServed func(p peer.ID, n int) bool
 	// AllowPrivateAddrs keeps loopback and private-range (LAN) addresses
 	// that peers announce through the DHT, and announces ours. Leave it off
 	// on the internet: a hostile peer could otherwise steer this node's
@@ -225,6 +232,7 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 	val := &validator{net: opts.Network, keyring: opts.Keyring}
 	dstore := namespace.Wrap(store, ds.NewKey("/dht"))
 	qs := newQuotaStore(dstore, val, opts.Authority, opts.Self, opts.Logger.With("component", "dhtstore"))
+	qs.chargeServed = opts.ChargeServed
 	if err := qs.load(context.Background()); err != nil {
 		return nil, fmt.Errorf("dhtstore: counting what the DHT store holds: %w", err)
 	}

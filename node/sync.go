@@ -945,13 +945,16 @@ func (s *syncer) serve(st network.Stream) {
 			"peer", p, "key", directory.Fingerprint(hello.key), "is", role)
 		return
 	}
-	if !s.replays.fresh(hello.key, hello.nonce, 2*skew+time.Minute) {
-		s.refuse("replay-"+who, "sync hello refused: replayed", "peer", p, "key", directory.Fingerprint(hello.key))
-		return
-	}
+	// The budget first: a hello refused for it must not take a place in
+	// the replay cache, or one key could fill the cache for everyone.
 	if !s.budgets.take(hello.key, p, 1, true) {
 		s.refuse("sessions-"+who, "sync session refused: the key or peer is over its session budget",
 			"peer", p, "key", directory.Fingerprint(hello.key), "sessions_per_minute", SyncSessionsPerMinute)
+		return
+	}
+	keep := 2*skew + time.Minute
+	if !s.replays.fresh(hello.key, hello.nonce, keep, perKeyHellos(s.budgets.limits(), keep)) {
+		s.refuse("replay-"+who, "sync hello refused: replayed, or the key holds its share of the replay cache", "peer", p, "key", directory.Fingerprint(hello.key))
 		return
 	}
 	if !s.acquire(p) {

@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"math"
 	"sync"
 	"time"
 
@@ -93,6 +94,13 @@ func newBudgets() *budgets {
 		peers:  map[peer.ID]*bucketPair{},
 		logged: map[string]time.Time{},
 	}
+}
+
+// limits returns the budgets in force.
+func (b *budgets) limits() syncLimits {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lim
 }
 
 func (b *budgets) pair() *bucketPair {
@@ -200,39 +208,98 @@ func (b *budgets) shouldLog(who string) bool {
 // helloReplays remembers accepted hellos for as long as their time stamp
 // could pass the window check, so a captured hello cannot open a second
 // session, later or elsewhere (the peer IDs it binds stop it elsewhere).
+//
+// It is kept per key, and no key may hold more than its session budget
+// lets it open while an entry is kept: a cache shared by all keys would
+// otherwise let one key fill it and lock every other key out.
 type helloReplays struct {
-	mu   sync.Mutex
-	seen map[[32 + helloNonceLen]byte]time.Time
+	mu    sync.Mutex
+	seen  map[directory.PublicKey]map[[helloNonceLen]byte]time.Time
+	total int
+	// max bounds the entries of all keys together (maxSeenHellos when
+	// zero); tests shrink it.
+	max int
+}
+
+// purge drops the expired entries of k, or of every key when all is set.
+func (r *helloReplays) purge(k directory.PublicKey, all bool, now time.Time) {
+	drop := func(k directory.PublicKey, m map[[helloNonceLen]byte]time.Time) {
+		for id, t := range m {
+			if !now.Before(t) {
+				delete(m, id)
+				r.total--
+			}
+		}
+		if len(m) == 0 {
+			delete(r.seen, k)
+		}
+	}
+	if !all {
+		if m, ok := r.seen[k]; ok {
+			drop(k, m)
+		}
+		return
+	}
+	for k, m := range r.seen {
+		drop(k, m)
+	}
 }
 
 // fresh records (k, nonce) and reports whether it was not seen before.
-func (r *helloReplays) fresh(k directory.PublicKey, nonce []byte, keep time.Duration) bool {
-	var id [32 + helloNonceLen]byte
-	copy(id[:], k[:])
-	copy(id[32:], nonce)
+// perKey is how many hellos k's session budget lets it open in keep.
+func (r *helloReplays) fresh(k directory.PublicKey, nonce []byte, keep time.Duration, perKey int) bool {
+	var id [helloNonceLen]byte
+	copy(id[:], nonce)
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.seen == nil {
-		r.seen = map[[32 + helloNonceLen]byte]time.Time{}
+		r.seen = map[directory.PublicKey]map[[helloNonceLen]byte]time.Time{}
 	}
-	if t, ok := r.seen[id]; ok && now.Before(t) {
+	limit := r.max
+	if limit <= 0 {
+		limit = maxSeenHellos
+	}
+	m := r.seen[k]
+	if t, ok := m[id]; ok && now.Before(t) {
 		return false
 	}
-	if len(r.seen) >= maxSeenHellos {
-		for id, t := range r.seen {
-			if !now.Before(t) {
-				delete(r.seen, id)
-			}
-		}
-		if len(r.seen) >= maxSeenHellos {
-			// Forgetting one could let it replay; refusing costs an
-			// honest peer one retry.
+	if len(m) >= perKey {
+		r.purge(k, false, now)
+		if m = r.seen[k]; len(m) >= perKey {
+			// Forgetting one could let it replay; refusing costs this
+			// key, and only this key, a retry.
 			return false
 		}
 	}
-	r.seen[id] = now.Add(keep)
+	if r.total >= limit {
+		r.purge(k, true, now)
+		m = r.seen[k]
+		// Still full: the keys holding more than an equal share are
+		// refused, so that the others still get in. What they add
+		// beyond the limit is bounded by the admitted keys times
+		// perKey.
+		if r.total >= limit && len(r.seen) > 0 && len(m) >= r.total/len(r.seen) {
+			return false
+		}
+	}
+	if m == nil {
+		m = map[[helloNonceLen]byte]time.Time{}
+		r.seen[k] = m
+	}
+	m[id] = now.Add(keep)
+	r.total++
 	return true
+}
+
+// perKeyHellos is how many sessions lim lets one key open within keep:
+// the most replay-cache entries it can honestly need.
+func perKeyHellos(lim syncLimits, keep time.Duration) int {
+	n := float64(lim.sessionsBurst) + float64(lim.sessionsPerSec)*keep.Seconds() + 1
+	if n > maxSeenHellos || math.IsInf(n, 0) || math.IsNaN(n) {
+		return maxSeenHellos
+	}
+	return int(n)
 }
 
 // helloTranscript is what the initiator signs: the network, both peer IDs

@@ -119,6 +119,10 @@ type Usage struct {
 	// Unserved counts the GET_VALUE requests refused since start because
 	// the asker had drawn its budget (Options.ChargeServed).
 	Unserved int64 `json:"unserved"`
+	// Providers counts the provider records held (the rendezvous), and
+	// ProvidersRefused those refused for the bounds since start.
+	Providers        int   `json:"providers"`
+	ProvidersRefused int64 `json:"providers_refused"`
 }
 
 // quotaLimits are the bounds in force; tests shrink them to reach them.

@@ -161,6 +161,7 @@ type Store struct {
 	pm   *pb.ProtocolMessenger
 	val  *validator
 	qs   *quotaStore
+	ps   *providerStore
 	log  *slog.Logger
 
 	ctx       context.Context
@@ -236,6 +237,10 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 	if err := qs.load(context.Background()); err != nil {
 		return nil, fmt.Errorf("dhtstore: counting what the DHT store holds: %w", err)
 	}
+	ps := newProviderStore(dstore, opts.Logger.With("component", "dhtstore"))
+	if err := ps.load(context.Background()); err != nil {
+		return nil, fmt.Errorf("dhtstore: counting the provider records held: %w", err)
+	}
 	mode := dht.ModeServer
 	if opts.ClientMode {
 		mode = dht.ModeClient
@@ -248,8 +253,9 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		dht.Mode(mode),
 		dht.Datastore(dstore),
 		// Values go through the storage policy; provider records (the
-		// rendezvous) stay on the plain store.
+		// rendezvous) through bounds per peer and in total.
 		dht.ValueDatastore(qs),
+		dht.ProviderDatastore(ps),
 		dht.OnRequestHook(qs.onRequest),
 		// Replacing the validator set drops the default /pk and /ipns
 		// namespaces: nothing but sealed Ceiba records may be stored, so a
@@ -282,6 +288,7 @@ func New(h host.Host, store ds.Batching, opts Options) (*Store, error) {
 		pm:            pm,
 		val:           val,
 		qs:            qs,
+		ps:            ps,
 		log:           opts.Logger.With("component", "dhtstore"),
 		manifests:     map[directory.PublicKey][]*directory.Record{},
 		issued:        map[directory.PublicKey]int64{},
@@ -313,7 +320,11 @@ func (s *Store) Close() error {
 
 // Usage is what the store holds in the DHT for the network, its own
 // records and others', and how many puts its storage policy refused.
-func (s *Store) Usage() Usage { return s.qs.usage() }
+func (s *Store) Usage() Usage {
+	u := s.qs.usage()
+	u.Providers, u.ProvidersRefused = s.ps.usage()
+	return u
+}
 
 // RoutingTableSize is how many DHT peers the node knows: zero means it is
 // alone and nothing it puts will be stored.

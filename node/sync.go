@@ -75,10 +75,13 @@ const SyncProtocol protocol.ID = "/ceiba/sync/2.0.0"
 
 // Protocol bounds. A peer that exceeds them gets its stream reset.
 const (
-	maxControlFrame       = 1 << 20
-	maxRecordFrame        = directory.MaxSealedBytes + 64
-	maxHelloKeys          = 256
-	maxHashesPerBucket    = 16384 // 512 KiB of hashes, under maxControlFrame
+	maxControlFrame    = 1 << 20
+	maxRecordFrame     = directory.MaxSealedBytes + 64
+	maxHelloKeys       = 256
+	maxHashesPerBucket = 16384 // 512 KiB of hashes, under maxControlFrame
+	// lackingPerSession × SyncMaxRecords is how many listed hashes one
+	// session keeps at most: enough to pick the lowest-ranked records.
+	lackingPerSession     = 4
 	maxRecordsPerSession  = 4096
 	maxBytesPerSession    = 64 << 20
 	maxRequestsPerSession = 4
@@ -595,8 +598,10 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 	}
 	var theirRoot directory.Hash
 	copy(theirRoot[:], body[36:])
+	theirCount := binary.BigEndian.Uint32(body[32:])
 
 	var want []byte // the buckets whose lists are asked for
+	var bucketCount [256]uint32
 	if target == nil {
 		own := s.ownDigest()
 		if theirRoot == own.Root {
@@ -613,11 +618,18 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 			s.misbehaved(p, "bucket list of the wrong size")
 			return 0, false, errMisbehaving
 		}
+		var total uint64
 		for b := range 256 {
 			count := binary.BigEndian.Uint32(body[b*36:])
+			bucketCount[b] = count
+			total += uint64(count)
 			if count > 0 && !bytes.Equal(body[b*36+4:b*36+36], own.Buckets[b][:]) {
 				want = append(want, byte(b))
 			}
+		}
+		if total != uint64(theirCount) {
+			s.misbehaved(p, "bucket counts that do not add up to the count announced")
+			return 0, false, errMisbehaving
 		}
 		if len(want) == 0 {
 			return 0, false, c.finish()
@@ -643,10 +655,33 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 		}
 		s.mu.Unlock()
 	}()
-	// lacking is every listed hash this node lacks; rank[h] is the rank
-	// it was listed with.
-	var lacking []directory.Hash
+	// byRank holds the listed hashes this node lacks, by the rank they
+	// were listed with (rank[h]), in the order listed. A session asks for
+	// SyncMaxRecords of them; beyond a few times that, the highest ranked
+	// are let go (cut: a later session asks again), so that what a peer
+	// lists, honest or not, cannot make this node hold millions of hashes
+	// (a hostile responder's lists held 4 M, 640 MiB).
+	var byRank [kindEntry + 1][]directory.Hash
 	rank := map[directory.Hash]byte{}
+	keepMax := lackingPerSession * n.cfg.SyncMaxRecords
+	cut := false
+	keep := func(h directory.Hash, kind byte) {
+		if len(rank) >= keepMax {
+			w := len(byRank) - 1
+			for w > int(kind) && len(byRank[w]) == 0 {
+				w--
+			}
+			cut = true
+			if w <= int(kind) {
+				return
+			}
+			last := byRank[w][len(byRank[w])-1]
+			byRank[w] = byRank[w][:len(byRank[w])-1]
+			delete(rank, last)
+		}
+		byRank[kind] = append(byRank[kind], h)
+		rank[h] = kind
+	}
 	if target != nil {
 		body, err := c.expect(msgPages, maxControlFrame)
 		if err != nil {
@@ -670,8 +705,7 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 				skipped = true
 				continue
 			}
-			lacking = append(lacking, h)
-			rank[h] = kindPage
+			keep(h, kindPage)
 		}
 	}
 	for _, b := range want {
@@ -686,6 +720,12 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 		cnt := int(binary.BigEndian.Uint32(body[1:]))
 		if cnt > maxHashesPerBucket || len(body) != 5+listItem*cnt {
 			s.misbehaved(p, "malformed hash list")
+			return 0, false, errMisbehaving
+		}
+		// Fewer than the table said is honest (records dropped since),
+		// more is not.
+		if uint32(cnt) > bucketCount[b] {
+			s.misbehaved(p, "hash list longer than its bucket's count")
 			return 0, false, errMisbehaving
 		}
 		var prev directory.Hash
@@ -708,8 +748,7 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 				skipped = true
 				continue
 			}
-			lacking = append(lacking, h)
-			rank[h] = kind
+			keep(h, kind)
 		}
 	}
 	// In the order a state applies them, across sessions: when more is
@@ -720,9 +759,11 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 	// hash order, grants came first, filled the bounded parked lot, were
 	// dropped and fetched again, round and round (issue 14, at 10,000
 	// recipients).
-	slices.SortStableFunc(lacking, func(a, b directory.Hash) int {
-		return int(rank[a]) - int(rank[b])
-	})
+	var lacking []directory.Hash
+	for _, hs := range byRank {
+		lacking = append(lacking, hs...)
+	}
+	truncated = cut
 	s.mu.Lock()
 	for _, h := range lacking {
 		if _, elsewhere := s.pulling[h]; elsewhere || s.recentlyRejected(h) {

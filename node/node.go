@@ -250,6 +250,7 @@ func New(ctx context.Context, c Config) (n *Node, err error) {
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if p := c.RemotePeer(); len(nw.ConnsToPeer(p)) == 0 {
 				n.forwardRate.forgetPeer(p)
+				n.sync.forget(p)
 			}
 		},
 	})

@@ -312,6 +312,11 @@ func (s *syncer) run(p peer.ID) {
 		s.mu.Unlock()
 		if !again {
 			s.judgeClaim(p, err, clean, started)
+			// The peer may have gone while the session ran, when its
+			// state could not be dropped.
+			if s.n.host.Network().Connectedness(p) != network.Connected {
+				s.forget(p)
+			}
 		}
 		if resume > 0 {
 			time.AfterFunc(resume, func() { s.request(p) })
@@ -326,6 +331,23 @@ func (s *syncer) run(p peer.ID) {
 			return
 		}
 	}
+}
+
+// forget drops p's sync state once p has gone, so that peers that come
+// and go (keyless ones cut by admission, from fresh peer IDs) leave
+// nothing behind. State a reconnect must not wipe stays: a running
+// session (which calls forget as it ends), an unsettled claim,
+// distrust; a penalty is kept apart, in s.penalty. The failure back-off
+// goes: a peer that reconnects has to pass admission again first.
+func (s *syncer) forget(p peer.ID) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peers[p]
+	if ps == nil || ps.running || ps.claimed || now.Before(ps.distrusted) {
+		return
+	}
+	delete(s.peers, p)
 }
 
 // claimEpoch notes that p sent gossip sealed under the key tagged tag,

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -144,4 +147,108 @@ func TestHostileResponderListsAreBounded(t *testing.T) {
 			t.Errorf("one session with a hostile responder grew the node's heap by %d MiB for %d listed hashes", grew>>20, 256*perBucket)
 		}
 	})
+}
+
+// Found in review (session 39): a session kept every record it brought,
+// sealed and opened, until its end, so a responder serving records of up
+// to 256 KiB, a session's 1,024 of them, had the node hold some 512 MiB per
+// session. It now applies what it holds whenever that reaches
+// applyBytes (8 MiB; shrunk here): a responder that sends eight of the ten
+// large entries asked for and then holds the session open finds the node
+// already holding the first ones.
+func TestSessionAppliesWhatItHoldsAsItGoes(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfg.SyncInterval = time.Hour
+	cfg.SyncTimeout = time.Minute // a session cut short applies what it has
+	a := startNode(t, cfg)
+	ref := &reference{t: t, nw: nw}
+	ref.publish(a, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"), nw.Vouch(t, org, reader))
+	a.sync.applyBytes = 64 << 10
+
+	var recs []*directory.Record
+	byHash := map[directory.Hash]*directory.Record{}
+	for i := range 10 {
+		r := bigEntry(t, nw, org, fmt.Sprintf("grande-%d", i))
+		recs = append(recs, r)
+		byHash[r.Hash()] = r
+	}
+	slices.SortFunc(recs, func(x, y *directory.Record) int { h, k := x.Hash(), y.Hash(); return bytes.Compare(h[:], k[:]) })
+	table := make([]byte, 256*36)
+	rand.Read(table)
+	lists := map[byte][]byte{}
+	for b := range 256 {
+		binary.BigEndian.PutUint32(table[b*36:], 0)
+	}
+	for _, r := range recs {
+		h := r.Hash()
+		binary.BigEndian.PutUint32(table[int(h[0])*36:], binary.BigEndian.Uint32(table[int(h[0])*36:])+1)
+		if lists[h[0]] == nil {
+			lists[h[0]] = []byte{h[0], 0, 0, 0, 0}
+		}
+		l := append(append(lists[h[0]], h[:]...), kindEntry)
+		binary.BigEndian.PutUint32(l[1:], binary.BigEndian.Uint32(l[1:])+1)
+		lists[h[0]] = l
+	}
+	sent := make(chan struct{})
+	var sentOnce sync.Once
+	release := make(chan struct{})
+	m := hostileHost(t)
+	admitAs(m, nw.ID, reader)
+	m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
+		defer st.Reset()
+		w := newWire(st)
+		if _, err := w.expect(msgHello, maxControlFrame); err != nil {
+			return
+		}
+		var root directory.Hash
+		rand.Read(root[:])
+		if _, err := st.Write(insiderAck(nw.ID, st.Conn().RemotePeer(), m.ID(), uint32(len(recs)), root)); err != nil {
+			return
+		}
+		if _, err := w.expect(msgWantBuckets, maxControlFrame); err != nil {
+			return
+		}
+		w.send(msgBuckets, table)
+		want, err := w.expect(msgWantLists, maxControlFrame)
+		if err != nil {
+			return
+		}
+		for _, b := range want {
+			if err := w.send(msgList, lists[b]); err != nil {
+				return
+			}
+		}
+		req, err := w.expect(msgWantRecords, maxControlFrame)
+		if err != nil {
+			return
+		}
+		// All but the last two, and then the session is held open: the
+		// node waits for the rest.
+		for i := range int(binary.BigEndian.Uint32(req)) - 2 {
+			var h directory.Hash
+			copy(h[:], req[4+32*i:])
+			if err := w.send(msgRecord, append(h[:], directory.Seal(byHash[h], nw.Key)...)); err != nil {
+				return
+			}
+		}
+		sentOnce.Do(func() { close(sent) })
+		<-release
+	})
+	// The node opens a session as the connection comes up.
+	connectTo(t, m, a)
+	select {
+	case <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node never asked for the records")
+	}
+	// The last records may wait for the session's end; the first may not.
+	waitFor(t, 5*time.Second, "the first records to be applied while the session is open", func() bool {
+		return a.State().Has(recs[0].Hash())
+	})
+	if a.State().Has(recs[len(recs)-1].Hash()) {
+		t.Fatal("the node holds a record the responder never sent")
+	}
+	close(release)
 }

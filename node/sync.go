@@ -81,9 +81,12 @@ const (
 	maxHashesPerBucket = 16384 // 512 KiB of hashes, under maxControlFrame
 	// lackingPerSession × SyncMaxRecords is how many listed hashes one
 	// session keeps at most: enough to pick the lowest-ranked records.
-	lackingPerSession     = 4
-	maxRecordsPerSession  = 4096
-	maxBytesPerSession    = 64 << 20
+	lackingPerSession    = 4
+	maxRecordsPerSession = 4096
+	maxBytesPerSession   = 64 << 20
+	// syncApplyBytes is how much of what a session brought the initiator
+	// holds before it applies it.
+	syncApplyBytes        = 8 << 20
 	maxRequestsPerSession = 4
 	maxInboundPerPeer     = 2
 	maxInboundTotal       = 32
@@ -193,6 +196,9 @@ type syncer struct {
 	seals   *sealCache
 
 	outbound chan struct{} // semaphore of maxOutbound
+	// applyBytes is what a session holds of what it brought before it
+	// applies it (syncApplyBytes; tests shrink it).
+	applyBytes int
 
 	digestMu  sync.Mutex
 	digest    *digest
@@ -202,17 +208,18 @@ type syncer struct {
 
 func newSyncer(n *Node) *syncer {
 	return &syncer{
-		n:        n,
-		proofKey: syncProofKey(n.cfg.Network),
-		peers:    map[peer.ID]*peerSync{},
-		inbound:  map[peer.ID]int{},
-		opening:  map[peer.ID]int{},
-		budgets:  newBudgets(),
-		seals:    newSealCache(),
-		rejected: map[directory.Hash]time.Time{},
-		penalty:  map[peer.ID]penalty{},
-		pulling:  map[directory.Hash]struct{}{},
-		outbound: make(chan struct{}, maxOutbound),
+		n:          n,
+		proofKey:   syncProofKey(n.cfg.Network),
+		peers:      map[peer.ID]*peerSync{},
+		inbound:    map[peer.ID]int{},
+		opening:    map[peer.ID]int{},
+		budgets:    newBudgets(),
+		seals:      newSealCache(),
+		applyBytes: syncApplyBytes,
+		rejected:   map[directory.Hash]time.Time{},
+		penalty:    map[peer.ID]penalty{},
+		pulling:    map[directory.Hash]struct{}{},
+		outbound:   make(chan struct{}, maxOutbound),
 	}
 }
 
@@ -841,6 +848,7 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 	}
 	govRun := false // governance records arrived since the last apply
 	received := 0
+	held := 0 // sealed bytes in recs
 	for range missing {
 		body, err := c.expect(msgRecord, maxRecordFrame)
 		if err != nil {
@@ -890,6 +898,17 @@ func (s *syncer) sessionFor(p peer.ID, target *pageTarget) (pulled int, more boo
 		recs = append(recs, r)
 		sealedIn[want] = body[32:]
 		received++
+		// A session asks for up to SyncMaxRecords records of up to
+		// MaxSealedBytes each: kept whole, sealed and opened, until the
+		// end, a responder making up large records would have this node
+		// hold hundreds of MiB per session (found in review, session 39).
+		if held += len(body); held >= s.applyBytes {
+			held = 0
+			if err := apply(); err != nil {
+				fault = err
+				break
+			}
+		}
 	}
 	if fault == nil {
 		fault = c.finish()

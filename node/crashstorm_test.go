@@ -344,3 +344,41 @@ func TestRotationOnAFullDiskIsAnError(t *testing.T) {
 	}
 	t.Logf("rotate on a full disk: %v", err)
 }
+
+// Publishing again a record the store refused writes it then: before,
+// the state held it from the first attempt, so the second said
+// ErrDuplicate ("already have it") while it was on no disk and gossiped to
+// nobody (found in review, session 39, with a rotation retried on a full
+// disk).
+func TestPublishingAgainAfterAFullDiskWritesIt(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	fds := &fullDatastore{Batching: dssync.MutexWrap(datastore.NewMapDatastore())}
+	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	cfg.Datastore = fds
+	cfg.ExpireInterval = time.Hour // no write retry of the node's own during the test
+	n := startNode(t, cfg)
+	mustPublish(t, n, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	r := entryRec(t, nw, org, "asesoria", 1)
+	onDisk := func() bool {
+		ok, _ := fds.Batching.Has(context.Background(), recordsPrefix.Child(recordKey(r.Hash())))
+		return ok
+	}
+	fds.full.Store(true)
+	if _, err := n.Publish(t.Context(), r); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("publishing on a full disk: %v", err)
+	}
+	if _, err := n.Publish(t.Context(), r); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("publishing it again on the still full disk: %v, want the disk's error", err)
+	}
+	fds.full.Store(false)
+	if _, err := n.Publish(t.Context(), r); err != nil {
+		t.Fatalf("publishing it again once there is room: %v", err)
+	}
+	if !onDisk() || n.Status().Unpersisted != 0 {
+		t.Fatalf("acknowledged, but on disk: %v, unpersisted: %d", onDisk(), n.Status().Unpersisted)
+	}
+	if _, err := n.Publish(t.Context(), r); !errors.Is(err, directory.ErrDuplicate) {
+		t.Fatalf("publishing it a fourth time: %v, want ErrDuplicate", err)
+	}
+}

@@ -931,6 +931,24 @@ func (n *Node) removeLocked(hs []directory.Hash) {
 	}
 }
 
+// persistHeld writes the record h now if the state holds it and an
+// earlier write of it failed, and reports whether it tried; sealed is what
+// it wrote.
+func (n *Node) persistHeld(h directory.Hash) (tried bool, sealed []byte, err error) {
+	n.mu.Lock()
+	_, failed := n.unpersisted[h]
+	n.mu.Unlock()
+	if !failed {
+		return false, nil, nil
+	}
+	r, ok := n.state.Record(h)
+	if !ok {
+		return false, nil, nil
+	}
+	e, sealed := n.sealFor(r)
+	return true, sealed, n.persist([]pending{{r: r, hash: h, epoch: e, sealed: sealed}})
+}
+
 // retryPersist writes records the store refused earlier.
 func (n *Node) retryPersist() {
 	n.mu.Lock()

@@ -436,6 +436,20 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 		return directory.Applied{}, err
 	}
 	applied, sealed, err := n.accept(r, "", ViaLocal)
+	if errors.Is(err, directory.ErrDuplicate) {
+		// Taken on an earlier attempt whose write the store refused (a
+		// full disk), it is held but neither on disk nor gossiped: to
+		// publish it again is to write it now, and only then is it done.
+		var tried bool
+		if tried, sealed, err = n.persistHeld(r.Hash()); tried {
+			if err != nil {
+				return applied, err
+			}
+			applied.Hash, applied.Type = r.Hash(), r.Type
+		} else {
+			err = directory.ErrDuplicate
+		}
+	}
 	if err != nil {
 		return applied, err
 	}

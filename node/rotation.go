@@ -55,20 +55,14 @@ func (n *Node) PublishRotationRecords(ctx context.Context, recs []*directory.Rec
 				return err
 			}
 		}
-		var failed error
 		for attempt := 0; ; attempt++ {
 			_, err := n.Publish(ctx, r)
-			if errors.Is(err, directory.ErrDuplicate) && failed != nil {
-				// Taken by the state on the failed attempt but not
-				// stored (a full disk): not on disk, not gossiped.
-				err = failed
-			} else if err == nil || errors.Is(err, directory.ErrDuplicate) {
+			if err == nil || errors.Is(err, directory.ErrDuplicate) {
 				break
 			}
-			if attempt == 2 || ctx.Err() != nil || failed != nil && err == failed {
+			if attempt == 2 || ctx.Err() != nil {
 				return fmt.Errorf("node: rotate: record %d of %d (%s): %w", i+1, len(recs), r.Type, err)
 			}
-			failed = err
 		}
 	}
 	return nil

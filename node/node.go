@@ -600,7 +600,7 @@ func (n *Node) Status() Status {
 		Digest: n.state.Digest(),
 	}
 	st.TopicPeers = n.topicPeers()
-	st.LastSync, st.LastSyncPeers = n.sync.recent(2 * n.cfg.SyncInterval)
+	st.LastSync, st.LastSyncPeers = n.sync.recent(n.sync.recentWindow())
 	n.mu.Lock()
 	st.KeyEpoch, _, _ = n.keyring.Current()
 	st.Records = len(n.stored)
@@ -623,7 +623,7 @@ func (n *Node) Status() Status {
 // peer (or the DHT) had. Unlike Status it costs no state digest, so callers
 // that only need freshness (every search result carries it) use this.
 func (n *Node) FreshAsOf() time.Time {
-	fresh, _ := n.sync.recent(2 * n.cfg.SyncInterval)
+	fresh, _ := n.sync.recent(n.sync.recentWindow())
 	n.mu.Lock()
 	dht := n.lastDHTFetch
 	n.mu.Unlock()

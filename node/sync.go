@@ -176,9 +176,13 @@ type syncer struct {
 	n        *Node
 	proofKey []byte
 
-	mu       sync.Mutex
-	closed   bool
-	peers    map[peer.ID]*peerSync
+	mu     sync.Mutex
+	closed bool
+	peers  map[peer.ID]*peerSync
+	// synced keeps when peers that have gone (forget) last finished a
+	// session, for recent: a peer reached over a relay circuit that has
+	// closed since is still one this node synced with lately.
+	synced   map[peer.ID]time.Time
 	inbound  map[peer.ID]int
 	inTotal  int
 	lastSync time.Time
@@ -211,6 +215,7 @@ func newSyncer(n *Node) *syncer {
 		n:          n,
 		proofKey:   syncProofKey(n.cfg.Network),
 		peers:      map[peer.ID]*peerSync{},
+		synced:     map[peer.ID]time.Time{},
 		inbound:    map[peer.ID]int{},
 		opening:    map[peer.ID]int{},
 		budgets:    newBudgets(),
@@ -355,7 +360,19 @@ func (s *syncer) forget(p peer.ID) {
 		return
 	}
 	delete(s.peers, p)
+	if ps.lastOK.IsZero() {
+		return
+	}
+	for q, t := range s.synced {
+		if now.Sub(t) > s.recentWindow() {
+			delete(s.synced, q)
+		}
+	}
+	s.synced[p] = ps.lastOK
 }
+
+// recentWindow is how long a finished session counts as recent (Status).
+func (s *syncer) recentWindow() time.Duration { return 2 * s.n.cfg.SyncInterval }
 
 // claimEpoch notes that p sent gossip sealed under the key tagged tag,
 // which this node holds no key for, and asks for a session with p, which
@@ -478,8 +495,15 @@ func (s *syncer) recent(window time.Duration) (time.Time, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for _, ps := range s.peers {
+	for p, ps := range s.peers {
 		if !ps.lastOK.IsZero() && time.Since(ps.lastOK) <= window {
+			n++
+		} else if t, ok := s.synced[p]; ok && time.Since(t) <= window {
+			n++
+		}
+	}
+	for p, t := range s.synced {
+		if _, here := s.peers[p]; !here && time.Since(t) <= window {
 			n++
 		}
 	}

@@ -221,16 +221,7 @@ func TestDHTAnswersDrawFromTheSyncBudget(t *testing.T) {
 	m := hostileHost(t)
 	admitAs(m, nw.ID, reader)
 	connectTo(t, m, a)
-	d, err := dht.New(m, dht.ProtocolPrefix("/ceiba"), dht.Mode(dht.ModeClient),
-		dht.Validator(lprecord.NamespacedValidator{"ceiba": acceptAll{}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	pm, err := pb.NewProtocolMessenger(d.MessageSender())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pm := newDHTPusher(t, m, nw, a).pm
 	var got, answers atomic.Int64
 	ctx, stop := context.WithTimeout(t.Context(), 4*time.Second)
 	defer stop()

@@ -62,13 +62,8 @@ func TestHostileResponderListsAreBounded(t *testing.T) {
 		admitAs(m, nw.ID, reader)
 		m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 			defer st.Reset()
-			w := newWire(st)
-			if _, err := w.expect(msgHello, maxControlFrame); err != nil {
-				return
-			}
-			var root directory.Hash
-			rand.Read(root[:])
-			if _, err := st.Write(insiderAck(nw.ID, st.Conn().RemotePeer(), m.ID(), ackCount, root)); err != nil {
+			w, ok := answerHello(st, nw.ID, ackCount)
+			if !ok {
 				return
 			}
 			if _, err := w.expect(msgWantBuckets, maxControlFrame); err != nil {
@@ -198,13 +193,8 @@ func TestSessionAppliesWhatItHoldsAsItGoes(t *testing.T) {
 	admitAs(m, nw.ID, reader)
 	m.SetStreamHandler(SyncProtocol, func(st network.Stream) {
 		defer st.Reset()
-		w := newWire(st)
-		if _, err := w.expect(msgHello, maxControlFrame); err != nil {
-			return
-		}
-		var root directory.Hash
-		rand.Read(root[:])
-		if _, err := st.Write(insiderAck(nw.ID, st.Conn().RemotePeer(), m.ID(), uint32(len(recs)), root)); err != nil {
+		w, ok := answerHello(st, nw.ID, uint32(len(recs)))
+		if !ok {
 			return
 		}
 		if _, err := w.expect(msgWantBuckets, maxControlFrame); err != nil {
@@ -251,4 +241,17 @@ func TestSessionAppliesWhatItHoldsAsItGoes(t *testing.T) {
 		t.Fatal("the node holds a record the responder never sent")
 	}
 	close(release)
+}
+
+// answerHello reads the hello of a session a node opened on st and answers
+// it as a responder announcing count records under a made-up root.
+func answerHello(st network.Stream, nw directory.NetworkID, count uint32) (*wire, bool) {
+	w := newWire(st)
+	if _, err := w.expect(msgHello, maxControlFrame); err != nil {
+		return nil, false
+	}
+	var root directory.Hash
+	rand.Read(root[:])
+	_, err := st.Write(insiderAck(nw, st.Conn().RemotePeer(), st.Conn().LocalPeer(), count, root))
+	return w, err == nil
 }

@@ -74,15 +74,8 @@ func TestHostileResponderListsAreBounded(t *testing.T) {
 			for b := range 256 {
 				binary.BigEndian.PutUint32(table[b*36:], tableCount)
 			}
-			w.send(msgBuckets, table)
-			want, err := w.expect(msgWantLists, maxControlFrame)
-			if err != nil {
+			if !sendLists(w, table, func(b byte) []byte { return lists[b] }) {
 				return
-			}
-			for _, b := range want {
-				if err := w.send(msgList, lists[b]); err != nil {
-					return
-				}
 			}
 			// Hold the session open a moment with the node's request
 			// read, so that what the node keeps is measured, then go.
@@ -200,15 +193,8 @@ func TestSessionAppliesWhatItHoldsAsItGoes(t *testing.T) {
 		if _, err := w.expect(msgWantBuckets, maxControlFrame); err != nil {
 			return
 		}
-		w.send(msgBuckets, table)
-		want, err := w.expect(msgWantLists, maxControlFrame)
-		if err != nil {
+		if !sendLists(w, table, func(b byte) []byte { return lists[b] }) {
 			return
-		}
-		for _, b := range want {
-			if err := w.send(msgList, lists[b]); err != nil {
-				return
-			}
 		}
 		req, err := w.expect(msgWantRecords, maxControlFrame)
 		if err != nil {
@@ -254,4 +240,22 @@ func answerHello(st network.Stream, nw directory.NetworkID, count uint32) (*wire
 	rand.Read(root[:])
 	_, err := st.Write(insiderAck(nw, st.Conn().RemotePeer(), st.Conn().LocalPeer(), count, root))
 	return w, err == nil
+}
+
+// sendLists sends table as the bucket table, then list(b) for each bucket
+// the node asks for.
+func sendLists(w *wire, table []byte, list func(b byte) []byte) bool {
+	if w.send(msgBuckets, table) != nil {
+		return false
+	}
+	want, err := w.expect(msgWantLists, maxControlFrame)
+	if err != nil {
+		return false
+	}
+	for _, b := range want {
+		if w.send(msgList, list(b)) != nil {
+			return false
+		}
+	}
+	return true
 }

@@ -42,10 +42,7 @@ func TestWipeWhenAnotherDaemonHoldsThePort(t *testing.T) {
 	defer srv.Close()
 	var out bytes.Buffer
 	err := wipeHome(context.Background(), h, &api.Client{Base: srv.URL, Token: "this-home"}, &out)
-	if _, serr := os.Stat(h.Dir); !os.IsNotExist(serr) {
-		entries, _ := os.ReadDir(h.Dir)
-		t.Fatalf("the home is still there: %v", entries)
-	}
+	mustBeGone(t, h)
 	if !strings.Contains(out.String(), "Wiped:") {
 		t.Errorf("no word that the files are wiped: %q", out.String())
 	}
@@ -67,10 +64,7 @@ func TestWipeWhenTheDaemonKeepsAnswering(t *testing.T) {
 	defer srv.Close()
 	var out bytes.Buffer
 	err := wipeHome(context.Background(), h, &api.Client{Base: srv.URL, Token: "this-home"}, &out)
-	if _, serr := os.Stat(h.Dir); !os.IsNotExist(serr) {
-		entries, _ := os.ReadDir(h.Dir)
-		t.Fatalf("the home is still there: %v", entries)
-	}
+	mustBeGone(t, h)
 	if err == nil || !strings.Contains(err.Error(), "still answers") {
 		t.Errorf("error %v does not say the daemon still answers", err)
 	}
@@ -91,5 +85,14 @@ func TestWipeWithNoDaemon(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "no daemon was running") {
 		t.Errorf("output %q", out.String())
+	}
+}
+
+// mustBeGone fails the test if anything of home h is left.
+func mustBeGone(t *testing.T, h daemon.Home) {
+	t.Helper()
+	if _, err := os.Stat(h.Dir); !os.IsNotExist(err) {
+		entries, _ := os.ReadDir(h.Dir)
+		t.Fatalf("the home is still there: %v", entries)
 	}
 }

@@ -165,25 +165,7 @@ func TestDHTFillByReaderIsRefused(t *testing.T) {
 		t.Fatalf("the status does not show the store's use: %+v", after)
 	}
 
-	reg := prometheus.NewRegistry()
-	mt := NewMetrics(a)
-	defer mt.Close()
-	reg.MustRegister(mt)
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]float64{}
-	for _, f := range fams {
-		for _, mm := range f.GetMetric() {
-			switch {
-			case mm.GetGauge() != nil:
-				found[f.GetName()] = mm.GetGauge().GetValue()
-			case mm.GetCounter() != nil:
-				found[f.GetName()] = mm.GetCounter().GetValue()
-			}
-		}
-	}
+	found := gatherMetrics(t, a)
 	if found["ceiba_dht_store_records"] < float64(after.Records) || found["ceiba_dht_store_bytes"] < float64(after.Bytes) || found["ceiba_dht_store_refused_total"] < 200 {
 		t.Fatalf("/metrics does not show the DHT store: records %v bytes %v refused %v",
 			found["ceiba_dht_store_records"], found["ceiba_dht_store_bytes"], found["ceiba_dht_store_refused_total"])
@@ -248,4 +230,33 @@ func TestDHTAnswersDrawFromTheSyncBudget(t *testing.T) {
 	if answers.Load() == 0 || a.Status().DHTStore.Unserved == 0 {
 		t.Fatalf("%d answers, %d unserved: the budget neither served nor refused", answers.Load(), a.Status().DHTStore.Unserved)
 	}
+	if got := gatherMetrics(t, a)["ceiba_dht_unserved_total"]; got == 0 {
+		t.Fatal("/metrics does not show the requests left unanswered")
+	}
+}
+
+// gatherMetrics is what n's /metrics shows, by name (the last series of
+// each).
+func gatherMetrics(t *testing.T, n *Node) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	mt := NewMetrics(n)
+	defer mt.Close()
+	reg.MustRegister(mt)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, f := range fams {
+		for _, mm := range f.GetMetric() {
+			switch {
+			case mm.GetGauge() != nil:
+				found[f.GetName()] = mm.GetGauge().GetValue()
+			case mm.GetCounter() != nil:
+				found[f.GetName()] = mm.GetCounter().GetValue()
+			}
+		}
+	}
+	return found
 }

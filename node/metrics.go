@@ -32,6 +32,7 @@ type Metrics struct {
 		peers, topicPeers, dhtPeers, records, unpersisted, syncAge, freshAge,
 		epoch, keyEpoch, reach, bytesIn, bytesOut, throttled,
 		dhtRecords, dhtBytes, dhtRefused, heldBack, gossipDropped *prometheus.Desc
+		dhtUnserved, dhtProviders, dhtProvidersRefused *prometheus.Desc
 	}
 }
 
@@ -118,6 +119,9 @@ func NewMetrics(n *Node) *Metrics {
 	d.dhtRecords = desc("ceiba_dht_store_records", "Records this node holds in the DHT for the network (its own and others'), under the storage quotas.")
 	d.dhtBytes = desc("ceiba_dht_store_bytes", "Bytes this node's DHT store holds on disk, record envelopes included.")
 	d.dhtRefused = desc("ceiba_dht_store_refused_total", "DHT puts the storage policy refused: signer not admitted, over the charter's size, or over a quota.")
+	d.dhtUnserved = desc("ceiba_dht_unserved_total", "DHT value requests answered with nothing: the asker had drawn its byte budget (the sync budget of its key and peer ID).")
+	d.dhtProviders = desc("ceiba_dht_providers", "Provider records (the rendezvous) this node holds for others.")
+	d.dhtProvidersRefused = desc("ceiba_dht_providers_refused_total", "Provider records refused: their peer, or the store, held as many as it may.")
 	d.heldBack = desc("ceiba_author_versions_held_back_total", "Entry versions held back (not applied, not forwarded) because their organization was over the charter's update rate, by organization fingerprint. Only admitted members appear.", "author")
 	d.gossipDropped = desc("ceiba_gossip_dropped_total", "What GossipSub dropped because a queue was full: RPCs (messages or control) to a peer whose outbound queue was full (queue=\"outbound\"), messages at this node's full validation queue (queue=\"validation\"); records they carried wait for sync.", "queue")
 	d.throttled = desc("ceiba_p2p_throttled_seconds_total", "Seconds streams waited under the byte-rate cap, summed over streams; growing means the cap slows the node.", "direction")
@@ -196,7 +200,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	d := &m.descs
 	for _, desc := range []*prometheus.Desc{d.peers, d.topicPeers, d.dhtPeers, d.records, d.unpersisted,
 		d.syncAge, d.freshAge, d.epoch, d.keyEpoch, d.reach, d.bytesIn, d.bytesOut, d.throttled, d.gossipDropped,
-		d.dhtRecords, d.dhtBytes, d.dhtRefused, d.heldBack} {
+		d.dhtRecords, d.dhtBytes, d.dhtRefused, d.heldBack, d.dhtUnserved, d.dhtProviders, d.dhtProvidersRefused} {
 		if desc != nil {
 			ch <- desc
 		}
@@ -235,6 +239,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(d.dhtRecords, float64(st.DHTStore.Records))
 	gauge(d.dhtBytes, float64(st.DHTStore.Bytes))
 	ch <- prometheus.MustNewConstMetric(d.dhtRefused, prometheus.CounterValue, float64(st.DHTStore.Refused))
+	ch <- prometheus.MustNewConstMetric(d.dhtUnserved, prometheus.CounterValue, float64(st.DHTStore.Unserved))
+	gauge(d.dhtProviders, float64(st.DHTStore.Providers))
+	ch <- prometheus.MustNewConstMetric(d.dhtProvidersRefused, prometheus.CounterValue, float64(st.DHTStore.ProvidersRefused))
 	for _, h := range st.HeldBack {
 		ch <- prometheus.MustNewConstMetric(d.heldBack, prometheus.CounterValue, float64(h.Held), directory.Fingerprint(h.Author))
 	}

@@ -742,7 +742,8 @@ func statusCmd(g *globals) *cobra.Command {
 					fmt.Println(")")
 				}
 				if ds := s.DHTStore; ds != nil {
-					fmt.Printf("DHT store: %d records, %s on disk (%d from signers not yet admitted; %d puts refused)\n", ds.Records, byteSize(ds.Bytes), ds.Pending, ds.Refused)
+					fmt.Printf("DHT store: %d records, %s on disk (%d from signers not yet admitted; %d puts refused); %d requests over budget unanswered; %d rendezvous records (%d refused)\n",
+						ds.Records, byteSize(ds.Bytes), ds.Pending, ds.Refused, ds.Unserved, ds.Providers, ds.ProvidersRefused)
 				}
 				for _, h := range s.HeldBack {
 					fmt.Printf("Held back: %d entry versions from %q (%s), over the charter's update rate; its newest version still arrives by sync\n", h.Held, h.Name, h.Author)

@@ -121,6 +121,13 @@ type DHTStore struct {
 	Pending int `json:"pending"`
 	// Refused counts the puts the storage policy refused since start.
 	Refused int64 `json:"refused"`
+	// Unserved counts the value requests answered with nothing since
+	// start: the asker had drawn its byte budget.
+	Unserved int64 `json:"unserved"`
+	// Providers counts the provider records (the rendezvous) held for
+	// others, and ProvidersRefused those refused for the bounds.
+	Providers        int   `json:"providers"`
+	ProvidersRefused int64 `json:"providers_refused"`
 }
 
 // Traffic is a node's data use: what a person on a metered link checks.

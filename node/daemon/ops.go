@@ -121,7 +121,8 @@ func (d *Daemon) Status() api.Status {
 	}
 	if d.cfg.dhtConfig().Mode() != "off" {
 		u := ns.DHTStore
-		s.DHTStore = &api.DHTStore{Records: u.Records, Bytes: u.Bytes, Pending: u.Pending, Refused: u.Refused}
+		s.DHTStore = &api.DHTStore{Records: u.Records, Bytes: u.Bytes, Pending: u.Pending, Refused: u.Refused,
+			Unserved: u.Unserved, Providers: u.Providers, ProvidersRefused: u.ProvidersRefused}
 	}
 	return s
 }

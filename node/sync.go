@@ -325,8 +325,11 @@ func (s *syncer) run(p peer.ID) {
 		if !again {
 			s.judgeClaim(p, err, clean, started)
 			// The peer may have gone while the session ran, when its
-			// state could not be dropped.
-			if s.n.host.Network().Connectedness(p) != network.Connected {
+			// state could not be dropped. Counted by connections, as
+			// where it is dropped on disconnect: a peer reached only
+			// over a relay circuit is Limited, not Connected, and has
+			// not gone.
+			if len(s.n.host.Network().ConnsToPeer(p)) == 0 {
 				s.forget(p)
 			}
 		}

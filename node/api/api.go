@@ -276,7 +276,8 @@ var ErrNoDaemon = errors.New("no Ceiba daemon is running for this home: start it
 
 // NeedsToken says whether the daemon requires the API token for a request:
 // everything that changes the node, and the export, which hands out the
-// whole directory. The client sends the token on those requests only, so
+// whole directory. The daemon guards its routes by it, and the client
+// sends the token on those requests only, so
 // a local process that binds the API port while the daemon is down learns
 // nothing from a status or a search.
 func NeedsToken(method, path string) bool {

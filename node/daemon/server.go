@@ -26,35 +26,43 @@ const maxBody = 64 << 20
 
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
-	read := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, h) }
-	write := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, d.requireToken(h)) }
+	// One rule says which routes need the token, here and in the client
+	// (which sends it on those only): api.NeedsToken.
+	route := func(pattern string, h http.HandlerFunc) {
+		method, path, _ := strings.Cut(pattern, " ")
+		if api.NeedsToken(method, path) {
+			mux.Handle(pattern, d.requireToken(h))
+			return
+		}
+		mux.Handle(pattern, h)
+	}
 
-	read("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, d.Status(), nil) })
-	read("GET /v1/search", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { reply(w, d.Status(), nil) })
+	route("GET /v1/search", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		limit, _ := strconv.Atoi(q.Get("limit"))
 		res, err := d.Search(directory.Query{Text: q.Get("q"), Category: q.Get("category"), Language: q.Get("language"), Area: q.Get("area"), Limit: limit})
 		reply(w, res, err)
 	})
-	read("GET /v1/entry", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/entry", func(w http.ResponseWriter, r *http.Request) {
 		e, err := d.Show(r.URL.Query().Get("ref"))
 		reply(w, e, err)
 	})
-	read("GET /v1/entries", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/entries", func(w http.ResponseWriter, r *http.Request) {
 		es, err := d.Mine()
 		reply(w, es, err)
 	})
-	read("GET /v1/proposals", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/proposals", func(w http.ResponseWriter, r *http.Request) {
 		ps, err := d.Proposals()
 		reply(w, ps, err)
 	})
-	read("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
 		ps, err := d.Peers()
 		reply(w, ps, err)
 	})
-	read("GET /v1/key", func(w http.ResponseWriter, r *http.Request) { reply(w, d.PublicKeyDoc(), nil) })
+	route("GET /v1/key", func(w http.ResponseWriter, r *http.Request) { reply(w, d.PublicKeyDoc(), nil) })
 
-	write("POST /v1/entries", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/entries", func(w http.ResponseWriter, r *http.Request) {
 		var req api.PublishRequest
 		if !decode(w, r, &req) {
 			return
@@ -62,11 +70,11 @@ func (d *Daemon) routes() http.Handler {
 		e, err := d.Publish(r.Context(), req)
 		reply(w, e, err)
 	})
-	write("DELETE /v1/entries/{id}", func(w http.ResponseWriter, r *http.Request) {
+	route("DELETE /v1/entries/{id}", func(w http.ResponseWriter, r *http.Request) {
 		e, err := d.Remove(r.Context(), r.PathValue("id"))
 		reply(w, e, err)
 	})
-	write("POST /v1/network", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/network", func(w http.ResponseWriter, r *http.Request) {
 		var req api.NetworkRequest
 		if !decode(w, r, &req) {
 			return
@@ -74,7 +82,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.CreateNetwork(r.Context(), req)
 		reply(w, res, err)
 	})
-	write("POST /v1/draft/sign", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/draft/sign", func(w http.ResponseWriter, r *http.Request) {
 		var req api.NetworkRequest
 		if !decode(w, r, &req) {
 			return
@@ -82,7 +90,7 @@ func (d *Daemon) routes() http.Handler {
 		res, err := d.SignDraft(req.Draft)
 		reply(w, res, err)
 	})
-	write("POST /v1/invites", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/invites", func(w http.ResponseWriter, r *http.Request) {
 		var req api.InviteRequest
 		if !decode(w, r, &req) {
 			return
@@ -90,7 +98,7 @@ func (d *Daemon) routes() http.Handler {
 		inv, err := d.CreateInvite(req)
 		reply(w, inv, err)
 	})
-	write("POST /v1/invites/accept", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/invites/accept", func(w http.ResponseWriter, r *http.Request) {
 		var req api.AcceptRequest
 		if !decode(w, r, &req) {
 			return
@@ -98,7 +106,7 @@ func (d *Daemon) routes() http.Handler {
 		st, err := d.AcceptInvite(r.Context(), req)
 		reply(w, st, err)
 	})
-	write("POST /v1/proposals", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/proposals", func(w http.ResponseWriter, r *http.Request) {
 		var req api.ProposeRequest
 		if !decode(w, r, &req) {
 			return
@@ -106,27 +114,27 @@ func (d *Daemon) routes() http.Handler {
 		p, err := d.Propose(r.Context(), req)
 		reply(w, p, err)
 	})
-	write("POST /v1/proposals/{id}/approve", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/proposals/{id}/approve", func(w http.ResponseWriter, r *http.Request) {
 		p, err := d.Approve(r.Context(), r.PathValue("id"))
 		reply(w, p, err)
 	})
-	write("POST /v1/revoke/self", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/revoke/self", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]bool{"revoked": true}, d.RevokeSelf(r.Context()))
 	})
-	write("POST /v1/revoke/certificate", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/revoke/certificate", func(w http.ResponseWriter, r *http.Request) {
 		cert, ok := readBody(w, r)
 		if !ok {
 			return
 		}
 		reply(w, map[string]bool{"revoked": true}, d.SubmitCertificate(r.Context(), cert))
 	})
-	write("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/rotate", func(w http.ResponseWriter, r *http.Request) {
 		p, err := d.Rotate(r.Context())
 		reply(w, p, err)
 	})
 	// Export is a write-level operation: the bundle holds the whole
 	// directory, so it takes the token like anything that changes state.
-	write("GET /v1/export", func(w http.ResponseWriter, r *http.Request) {
+	route("GET /v1/export", func(w http.ResponseWriter, r *http.Request) {
 		b, err := d.Export()
 		if err != nil {
 			reply(w, nil, err)
@@ -135,7 +143,7 @@ func (d *Daemon) routes() http.Handler {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Write(b)
 	})
-	write("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/import", func(w http.ResponseWriter, r *http.Request) {
 		b, ok := readBody(w, r)
 		if !ok {
 			return
@@ -144,7 +152,7 @@ func (d *Daemon) routes() http.Handler {
 		reply(w, res, err)
 	})
 	// The panic button: keys and copy destroyed, then the daemon exits.
-	write("POST /v1/wipe", func(w http.ResponseWriter, r *http.Request) {
+	route("POST /v1/wipe", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]bool{"wiped": true}, d.WipeAndStop())
 	})
 	d.opsRoutes(mux)

@@ -8,8 +8,9 @@ import (
 )
 
 // TestClientTokenRuleMatchesServer: api.NeedsToken, which decides when the
-// client sends the token, names exactly the routes the daemon refuses
-// without it.
+// client sends the token and which routes the daemon guards, names exactly
+// the routes the daemon refuses without it (every route of the API, by
+// hand: one registered around the rule would show here).
 func TestClientTokenRuleMatchesServer(t *testing.T) {
 	d := startTestDaemon(t, "steward")
 	for _, r := range []struct{ method, path string }{

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"os"
 	"slices"
 	"time"
 
@@ -16,7 +19,8 @@ import (
 //
 // It rotates after a revocation only when the revoked key could read the
 // current epoch: it had a package in it, or it was admitted (and so got
-// the key from an invite) while the epoch was current. A self-revocation
+// the key from an invite) while the epoch was current (rotationWatch.
+// couldRead says how that is told). A self-revocation
 // of a throwaway key is a valid record anyone can make, and answering each
 // with a rotation let one reader make every node store an epoch record per
 // revocation. Revocations that arrive close together get one rotation:
@@ -74,7 +78,7 @@ func (d *Daemon) watch(n *node.Node) {
 // a revocation calls for it (once per window, retrying until it lands) and
 // approves co-stewards' rotations it can check.
 func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
-	rw := &rotationWatch{readers: map[directory.PublicKey]bool{}}
+	rw := loadRotationWatch(d.home.path("rotation-watch.cbor"), d.log)
 	var (
 		due      time.Time // when the pending rotation is to be made; zero if none
 		failures int
@@ -159,16 +163,101 @@ type rotationWatch struct {
 	// while epoch was current: those admitted after it began hold its key
 	// from their invite though they have no package in it.
 	readers map[directory.PublicKey]bool
+	// path is where readers is kept across restarts (rotation-watch.cbor
+	// in the home): a revoked reader's grant leaves the store with its
+	// revocation, so a daemon restarted before the rotation would find no
+	// trace that the key could read (found in review: the revoked device
+	// kept the read key for good). Empty in tests of the rule alone.
+	path string
+	log  *slog.Logger
+}
+
+// watchFile is rotationWatch as it is kept on disk.
+type watchFile struct {
+	Epoch   uint64                `cbor:"1,keyasint"`
+	Readers []directory.PublicKey `cbor:"2,keyasint"`
+}
+
+// loadRotationWatch reads what an earlier run saw. A file that cannot be
+// read is reported and started afresh: the records still call for the
+// rotations stewards and vouchers asked for (couldRead).
+func loadRotationWatch(path string, log *slog.Logger) *rotationWatch {
+	rw := &rotationWatch{readers: map[directory.PublicKey]bool{}, path: path, log: log}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return rw
+	}
+	var f watchFile
+	if err == nil {
+		err = codeDec.Unmarshal(data, &f)
+	}
+	if err != nil {
+		log.Warn("the keys seen able to read the current epoch could not be read back; a reader's revocation of its own key may not rotate the read key", "file", path, "err", err)
+		return rw
+	}
+	rw.epoch = f.Epoch
+	for _, k := range f.Readers {
+		rw.readers[k] = true
+	}
+	return rw
 }
 
 func (rw *rotationWatch) observe(st *directory.State) {
+	changed := false
 	if cur := st.CurrentEpoch(); cur != rw.epoch {
 		rw.epoch = cur
 		clear(rw.readers)
+		changed = true
 	}
 	for _, rc := range st.Recipients() {
-		rw.readers[rc.Key] = true
+		if !rw.readers[rc.Key] {
+			rw.readers[rc.Key] = true
+			changed = true
+		}
 	}
+	if changed && rw.path != "" {
+		f := watchFile{Epoch: rw.epoch, Readers: slices.SortedFunc(maps.Keys(rw.readers), func(a, b directory.PublicKey) int { return bytes.Compare(a[:], b[:]) })}
+		data, err := codeEnc.Marshal(f)
+		if err == nil {
+			err = directory.WriteFileAtomic(rw.path, data, 0o600)
+		}
+		if err != nil {
+			rw.log.Warn("could not keep the keys seen able to read the current epoch; after a restart a reader's revocation of its own key may not rotate the read key", "file", rw.path, "err", err)
+		}
+	}
+}
+
+// couldRead returns the revoked keys that could read cur without a package
+// in it: those seen as recipients while cur was current (kept across
+// restarts), and those whose revocation the records alone show calls for
+// a rotation. What one daemon saw is not enough for the revocations that
+// matter most: a steward whose node was off while a reader was admitted
+// and revoked never saw it. So a key is counted whose effective revocation
+// someone else signed (co-stewards revoking a seized device, a member its
+// reader's), was issued no earlier than cur, and no epoch of the chain
+// names yet: it may have been admitted after cur was sealed and got cur's
+// key by an invite. A key revoked before cur was sealed got no package in
+// it and has no such revocation; each revocation calls for one rotation
+// at most, which names it or is issued after it. A key's revocation of
+// itself is not counted so: any key that published a pending entry can
+// make one, and a rotation for each would let a stranger make every node
+// store an epoch record per revocation.
+func (rw *rotationWatch) couldRead(st *directory.State, cur *directory.Epoch) map[directory.PublicKey]bool {
+	out := maps.Clone(rw.readers)
+	named := map[directory.Hash]bool{}
+	for _, e := range st.Epochs() {
+		named[e.After] = true
+	}
+	for _, p := range st.Proposals() {
+		rv, ok := p.Body.(*directory.Revocation)
+		if !ok || !p.Effective || named[p.ID] || rv.Issued < cur.Issued {
+			continue
+		}
+		if slices.ContainsFunc(p.Approvers, func(k directory.PublicKey) bool { return k != rv.Key }) {
+			out[rv.Key] = true
+		}
+	}
+	return out
 }
 
 // rotationPlan is a rotation the state calls for.
@@ -192,9 +281,10 @@ func (rw *rotationWatch) plan(st *directory.State, me directory.PublicKey) *rota
 		return nil
 	}
 	cur := eps[len(eps)-1]
+	couldRead := rw.couldRead(st, cur)
 	var keys []directory.PublicKey
 	for _, k := range st.Revoked() {
-		if st.HasPackage(cur, k) || rw.readers[k] {
+		if st.HasPackage(cur, k) || couldRead[k] {
 			keys = append(keys, k)
 		}
 	}
@@ -287,7 +377,7 @@ func (d *Daemon) approveRotations(n *node.Node, rw *rotationWatch, approved map[
 		if !ok || p.Effective || approved[p.ID] || slices.Contains(p.Approvers, me.Public()) {
 			continue
 		}
-		if err := checkRotation(st, c, cur, e, me, rw.readers); err != nil {
+		if err := checkRotation(st, c, cur, e, me, rw.couldRead(st, cur)); err != nil {
 			d.log.Debug("not approving an epoch on its own", "proposal", p.ID.Short(), "why", err)
 			continue
 		}

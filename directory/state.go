@@ -1653,7 +1653,7 @@ func (s *State) forkWinner(next []*proposal, weight func(*proposal) int) []*prop
 // deriveEpochs builds the epoch chain: epoch 1, then each number only
 // after the one before it, so no single signer can jump the count or make
 // it wrap. One epoch per number; two valid ones are equivocation and the
-// lower proposal ID wins.
+// weightier wins (epochForkWinner).
 func (s *State) deriveEpochs() {
 	s.epochs = s.epochs[:0]
 	byNumber := map[uint64][]*proposal{}
@@ -1679,14 +1679,48 @@ func (s *State) deriveEpochs() {
 		if len(valid) == 0 {
 			break
 		}
+		win := valid[0]
 		if len(valid) > 1 {
 			s.noteEquivocation(PublicKey{}, fmt.Sprintf("epoch/%d", n), valid[0].id, valid[1].id)
+			win = s.epochForkWinner(valid)
 		}
-		s.epochs = append(s.epochs, valid[0])
-		if after := valid[0].body.(*Epoch).After; after != (Hash{}) {
+		s.epochs = append(s.epochs, win)
+		if after := win.body.(*Epoch).After; after != (Hash{}) {
 			named[after] = true
 		}
 	}
+}
+
+// epochForkWinner picks among valid epochs of one number, sorted by
+// proposal ID: one its charter's threshold approved over any lone
+// rotation, then the one more unrevoked stewards of its charter approved,
+// then the lowest proposal ID. Lowest ID alone let one steward, after any
+// revocation by stewards, sign a rotation sealed to itself and vary its
+// random rotation ID until it won over the rotation the threshold
+// approved and nodes had adopted: every other steward, organization and
+// reader lost the current read key (found in review, session 40). Weight
+// is what one steward cannot forge; an honest lone rotation gains it as
+// co-stewards approve it, the attacker's does not.
+// Unlike the charter's forkWinner a tie does not freeze: an epoch number
+// left unsettled would keep the revoked key reading, so ties fall to the
+// lowest ID as before (both sides then carry the same weight of stewards).
+func (s *State) epochForkWinner(valid []*proposal) *proposal {
+	rank := func(p *proposal) int {
+		e := p.body.(*Epoch)
+		c := s.charterAt(e.Charter)
+		n := s.approvals(p, c, countsRevokedSigners(e))
+		if n >= int(c.Threshold) {
+			n += 1 << 16 // more than any count of stewards (64 at most)
+		}
+		return n
+	}
+	win, best := valid[0], rank(valid[0])
+	for _, p := range valid[1:] {
+		if r := rank(p); r > best {
+			win, best = p, r
+		}
+	}
+	return win
 }
 
 // epochValid says whether p may follow prev (nil for epoch 1): Threshold

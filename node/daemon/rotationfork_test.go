@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+
+	"github.com/ceiba-network/ceiba/directory"
+	"github.com/ceiba-network/ceiba/directory/dirtest"
+)
+
+// After the stewards revoke a reader's device, steward 0's daemon rotates
+// alone, sealing to every steward and the organization; the rotation takes
+// effect at once. A compromised steward 2 signs alone a rival epoch 2
+// sealed to itself only, its proposal ID ground below the honest one's, so
+// that it wins the tie of weight. Steward 1's daemon must approve the
+// honest rotation in both cases, effective or beaten: that approval is what
+// makes it outweigh the rival (it used to approve only epochs of the next
+// number that were not yet effective, so the rival stayed). It approves
+// the rival never, and once the honest one holds the threshold no other
+// steward approves it again.
+func TestCoStewardApprovesTheLoneRotationARivalContests(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.Stewards
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	var all []directory.Recipient
+	for _, id := range []*directory.Identity{st[0], st[1], st[2], org, reader} {
+		all = append(all, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	e1, e1Pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, all, st[0], st[1])
+	rev := nw.RevokeBy(t, reader.Public())
+	honest, honestPages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[:4], st[0])
+	var rival []*directory.Record
+	for tries := 0; rival == nil; tries++ {
+		r, pages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[2:3], st[2])
+		a, b := r.ProposalID(), honest.ProposalID()
+		if bytes.Compare(a[:], b[:]) < 0 {
+			rival = append([]*directory.Record{r}, pages...)
+		}
+		if tries > 200 {
+			t.Fatal("could not grind a lower proposal ID")
+		}
+	}
+	base := append([]*directory.Record{nw.Genesis, e1, nw.Admit(t, org, "Uno"), rev}, e1Pages...)
+	base = append(append(base, honest), honestPages...)
+	apply := func(st *directory.State, recs ...*directory.Record) {
+		t.Helper()
+		for _, r := range recs {
+			if _, err := st.Apply(r); err != nil {
+				t.Fatalf("%s: %v", r.Type, err)
+			}
+		}
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	offered := func(s *directory.State, me *directory.Identity) []directory.Hash {
+		var ids []directory.Hash
+		for _, p := range rotationsToApprove(s, &rotationWatch{readers: map[directory.PublicKey]bool{}}, me, map[directory.Hash]bool{}, log) {
+			ids = append(ids, p.ID)
+		}
+		return ids
+	}
+
+	alone := nw.State()
+	apply(alone, base...)
+	if got := offered(alone, st[1]); !slices.Equal(got, []directory.Hash{honest.ProposalID()}) {
+		t.Errorf("the effective lone rotation: approves %v, want only the honest one", got)
+	}
+
+	contested := nw.State()
+	apply(contested, base...)
+	apply(contested, rival...)
+	if eps := contested.Epochs(); eps[len(eps)-1].Number != 2 || contested.HasPackage(eps[len(eps)-1], org.Public()) {
+		t.Fatal("the rival did not take epoch 2 before the approval: the test no longer shows what the approval is for")
+	}
+	if got := offered(contested, st[1]); !slices.Equal(got, []directory.Hash{honest.ProposalID()}) {
+		t.Errorf("the beaten lone rotation: approves %v, want only the honest one", got)
+	}
+	a, err := directory.NewApproval(honest, st[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(contested, a)
+	if eps := contested.Epochs(); !contested.HasPackage(eps[len(eps)-1], org.Public()) {
+		t.Error("after the approval the rival still holds epoch 2")
+	}
+	if got := offered(contested, st[2]); len(got) != 0 {
+		t.Errorf("with the threshold reached, steward 2 (were it honest) would still approve %v", got)
+	}
+}

@@ -19,6 +19,43 @@ type Entry struct {
 	Service *Service `cbor:"6,keyasint,omitempty" json:"service,omitempty"`
 }
 
+// Superseding versions. A node forgets an entry slot once its newest
+// version expires: Expire drops it, the store prunes it, and after a
+// restart not even its seq is left. An older version that has not expired
+// yet, kept by a node that was offline or by an insider, is then taken
+// again and shown: a deleted entry comes back, an update reverts. So a
+// publisher dates every new version to expire no sooner than the versions
+// it supersedes. Nodes cannot check this: which versions a record
+// supersedes depends on which ones a node saw, so refusing it would make
+// the state depend on the order of arrival.
+
+// Tombstone is the version that deletes cur, issued at now under policy p.
+// It lives the charter's whole max_entry_lifetime: a version is shown only
+// while it expires within that lifetime of its issue date, so every
+// version issued before the tombstone expires with it or sooner. cur alone
+// is not enough to go by: an older version may outlive it (one published
+// by a release that let an update shorten the expiry).
+func Tombstone(cur *Entry, now time.Time, p Policy) *Entry {
+	issued := now.Unix()
+	return &Entry{ID: cur.ID, Seq: cur.Seq + 1, Issued: issued, Expires: max(cur.Expires, issued+lifeSeconds(p)), Deleted: true}
+}
+
+// SupersedingExpiry is when a new version of an entry, issued at now,
+// expires if its publisher asked for want and cur is the version it
+// replaces (nil for a new entry): never before cur, which by the same rule
+// outlives every version before it. An organization that wants an entry
+// gone sooner deletes it. The extension stops at p's lifetime from now, so
+// the new version is still shown; a cur dated beyond that is outside the
+// policy and not shown either.
+func SupersedingExpiry(cur *Entry, now time.Time, want int64, p Policy) int64 {
+	if cur == nil {
+		return want
+	}
+	return max(want, min(cur.Expires, now.Unix()+lifeSeconds(p)))
+}
+
+func lifeSeconds(p Policy) int64 { return int64(p.MaxEntryLife() / time.Second) }
+
 // Service follows Open Referral HSDS 3.0 where it has a field for the idea.
 type Service struct {
 	Name               string    `cbor:"1,keyasint" json:"name"`

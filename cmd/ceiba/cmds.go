@@ -266,7 +266,9 @@ const entryTemplate = `# A Ceiba directory entry. Publish it with: ceiba entry p
 # A short id of your choosing: lowercase letters, digits and dashes.
 # Publishing again with the same id replaces the entry.
 id: asesoria-juridica
-# Days until the entry expires unless you publish it again (1 to 180).
+# Days until the entry expires unless you publish it again (1 to 180). A new
+# version never expires before the one it replaces; to take an entry down
+# sooner, delete it with: ceiba entry rm ID
 expires_in_days: 90
 service:
   name: Asesoría jurídica para personas defensoras

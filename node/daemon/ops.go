@@ -328,7 +328,14 @@ func (d *Daemon) Publish(ctx context.Context, req api.PublishRequest) (api.Entry
 		return api.Entry{}, userErrorf("expires_in_days must be between 1 and 180")
 	}
 	now := time.Now()
-	e := &directory.Entry{ID: req.ID, Seq: d.nextSeq(st, req.ID), Issued: now.Unix(), Expires: now.Add(time.Duration(days) * 24 * time.Hour).Unix(), Service: req.Service}
+	e := &directory.Entry{ID: req.ID, Seq: 1, Issued: now.Unix(), Expires: now.Add(time.Duration(days) * 24 * time.Hour).Unix(), Service: req.Service}
+	if cur, ok := st.Lookup(entryKey(d.me().Public(), req.ID)); ok {
+		// A version that expired sooner than the one it replaces would
+		// let that one come back once it expired (see
+		// directory.SupersedingExpiry).
+		e.Seq = cur.Entry.Seq + 1
+		e.Expires = directory.SupersedingExpiry(cur.Entry, now, e.Expires, d.policy(st))
+	}
 	return d.publishEntry(ctx, n, e)
 }
 
@@ -343,12 +350,18 @@ func (d *Daemon) Remove(ctx context.Context, id string) (api.Entry, error) {
 	if !ok || cur.Entry.Deleted {
 		return api.Entry{}, userErrorf("this organization has no entry %q (see \"ceiba entry ls\")", id)
 	}
-	now := time.Now()
-	// The tombstone must outlive the version it deletes, or that version
-	// could come back from a peer that still holds it.
-	expires := max(cur.Entry.Expires, now.Add(24*time.Hour).Unix())
-	e := &directory.Entry{ID: id, Seq: cur.Entry.Seq + 1, Issued: now.Unix(), Expires: expires, Deleted: true}
-	return d.publishEntry(ctx, n, e)
+	// The tombstone must outlive every version it supersedes, not just
+	// the current one, or an older one comes back from a peer that kept
+	// it once the tombstone expires (found in review, session 40).
+	return d.publishEntry(ctx, n, directory.Tombstone(cur.Entry, time.Now(), d.policy(st)))
+}
+
+// policy is the current charter's; a joined node has one.
+func (d *Daemon) policy(st *directory.State) directory.Policy {
+	if c := st.Charter(); c != nil {
+		return c.Policy
+	}
+	return directory.Policy{}
 }
 
 func (d *Daemon) publishEntry(ctx context.Context, n *node.Node, e *directory.Entry) (api.Entry, error) {

@@ -54,8 +54,8 @@ const AdmitProtocol protocol.ID = "/ceiba/admit/2.0.0"
 
 // GuestProtocolPrefix names the protocols a peer that is not admitted may
 // still use: the invite protocol, which its code authenticates. Relay
-// circuits (hop) are open to it too, but the relay's ACL (relayACL) lets
-// it reach only admitted peers, never reserve.
+// circuits (hop) are open to it too, but it can reach only peers holding
+// a reservation, which only admitted peers get (relayACL).
 const GuestProtocolPrefix = "/ceiba/invite/"
 
 const (
@@ -622,16 +622,22 @@ func (n *Node) denyPeer(p peer.ID) bool {
 	return time.Now().Before(r.until) || (r.key != directory.PublicKey{} && n.state.IsRevoked(r.key))
 }
 
-// relayACL lets only admitted peers reserve a slot on this node's relay,
-// and opens circuits from an admitted peer, or to one (an invitee reaching
-// its inviter; the destination runs admission on the circuit itself).
+// relayACL lets only admitted peers reserve a slot on this node's relay.
+// Circuits it leaves to the reservations: a circuit can only end at a peer
+// holding one, so at an admitted peer, whose own admission then judges the
+// circuit. A peer that is not admitted must be able to open one, since an
+// invitee (a keyless host) reaches an inviter behind NAT through its relay.
+//
+// So AllowConnect refuses nothing. Judging the destination for an
+// unadmitted requester would tell any outsider, for any peer ID it names,
+// whether that peer is admitted here (PERMISSION_DENIED against
+// NO_RESERVATION, answered before the reservation is looked up); judging
+// the requester alone would shut out invitees.
 type relayACL struct{ n *Node }
 
 func (r relayACL) AllowReserve(p peer.ID, _ ma.Multiaddr) bool { return r.n.awaitAdmitted(p) }
 
-func (r relayACL) AllowConnect(src peer.ID, _ ma.Multiaddr, dest peer.ID) bool {
-	return r.n.awaitAdmitted(src) || !r.n.adm.on.Load() || r.n.admitted(dest) != nil
-}
+func (r relayACL) AllowConnect(peer.ID, ma.Multiaddr, peer.ID) bool { return true }
 
 // startAdmission serves the admission protocol, starts it on every
 // connection, forgets peers whose last connection closed, and closes

@@ -8,16 +8,30 @@ export function concat(...parts) {
   return out;
 }
 
-// StreamReader reads exact byte counts from a stream.
+// StreamReader reads exact byte counts from a stream. With signal, a read
+// fails as soon as signal aborts: a peer that opens a stream and never
+// writes to it would otherwise hold the read for ever.
 export class StreamReader {
-  constructor(stream) {
+  constructor(stream, signal) {
     this.it = stream[Symbol.asyncIterator]();
     this.buf = new Uint8Array(0);
+    this.signal = signal;
+  }
+
+  next() {
+    const signal = this.signal;
+    if (!signal) return this.it.next();
+    signal.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const abort = () => reject(signal.reason);
+      signal.addEventListener('abort', abort, { once: true });
+      this.it.next().then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+    });
   }
 
   async read(n) {
     while (this.buf.length < n) {
-      const { value, done } = await this.it.next();
+      const { value, done } = await this.next();
       if (done) throw new Error(`the stream ended ${n - this.buf.length} bytes short`);
       this.buf = concat(this.buf, value.subarray());
     }

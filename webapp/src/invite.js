@@ -15,10 +15,12 @@ function check(answer) {
 }
 
 // readFrame reads one length-prefixed message (4-byte big-endian length)
-// and returns it with its prefix, as the core reads it.
-async function readFrame(stream, limit) {
-  const r = new StreamReader(stream);
-  const head = await r.read(4).catch(() => {
+// and returns it with its prefix, as the core reads it, unless signal
+// aborts first.
+async function readFrame(stream, limit, signal) {
+  const r = new StreamReader(stream, signal);
+  const head = await r.read(4).catch((err) => {
+    if (signal.aborted) throw err;
     throw new Error('the inviting node closed the stream without answering');
   });
   const size = new DataView(head.buffer, head.byteOffset, 4).getUint32(0);
@@ -36,18 +38,27 @@ async function readFrame(stream, limit) {
 export async function redeemInvite(node, core, code, name = '', extra = []) {
   const { addrs: raw } = check(core.parseInvite(code));
   const addrs = [...extra, ...raw.map((a) => multiaddr(a))];
+  // One deadline for the dial, the stream and the answer: anyone can make
+  // a code naming a host that accepts the stream and never answers.
   const signal = AbortSignal.timeout(TIMEOUT_MS);
-  // Every address at once: the first is often one this device cannot reach.
-  const conn = await node.dial(addrs, { signal });
-  const stream = await conn.newStream(INVITE_PROTOCOL, { signal });
+  let conn, stream;
   try {
+    // Every address at once: the first is often one this device cannot reach.
+    conn = await node.dial(addrs, { signal });
+    stream = await conn.newStream(INVITE_PROTOCOL, { signal });
     const { request } = check(core.redeem(code, name, node.peerId.toMultihash().bytes));
     stream.send(request);
-    const answer = await readFrame(stream, MAX_ANSWER);
+    const answer = await readFrame(stream, MAX_ANSWER, signal);
     const welcome = check(core.welcome(answer));
     return { ...welcome, peer: conn.remotePeer, addrs, addr: conn.remoteAddr };
+  } catch (err) {
+    if (!signal.aborted) throw err;
+    // A silent node would hold a graceful close as it held the answer.
+    stream?.abort(err);
+    conn?.abort(err);
+    throw new Error(`the inviting node ${conn ? 'did not answer' : 'could not be reached'} within ${TIMEOUT_MS / 1000} s`);
   } finally {
-    await stream.close().catch(() => {});
-    await conn.close().catch(() => {});
+    await stream?.close().catch(() => {});
+    await conn?.close().catch(() => {});
   }
 }

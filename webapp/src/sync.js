@@ -7,6 +7,9 @@ import { StreamReader, concat } from './bytes.js';
 export const SYNC_PROTOCOL = '/ceiba/sync/2.0.0';
 const T = { hello: 1, helloAck: 2, wantBuckets: 3, buckets: 4, wantLists: 5, list: 6, wantRecords: 7, record: 8, done: 9, busy: 10 };
 const MAX_FRAME = (1 << 20) + 300_000; // a record frame: MaxSealedBytes + 64
+// A node ends its side of a session after 30 s (node.DefaultSyncTimeout);
+// this bounds the wait on one that never does (or never answers at all).
+const TIMEOUT_MS = 60_000;
 
 function check(answer) {
   if (answer.error) throw new Error(answer.error);
@@ -25,7 +28,7 @@ function frame(type, body = new Uint8Array(0)) {
 }
 
 class FrameReader {
-  constructor(stream) { this.r = new StreamReader(stream); }
+  constructor(stream, signal) { this.r = new StreamReader(stream, signal); }
 
   async next() {
     let size = 0;
@@ -58,9 +61,10 @@ class FrameReader {
 export async function syncWith(node, conn, core) {
   const me = node.peerId.toMultihash().bytes;
   const them = conn.remotePeer.toMultihash().bytes;
+  const signal = AbortSignal.timeout(TIMEOUT_MS);
   const { id, hello } = check(core.syncStart(me, them));
-  const stream = await conn.newStream(SYNC_PROTOCOL);
-  const fr = new FrameReader(stream);
+  const stream = await conn.newStream(SYNC_PROTOCOL, { signal });
+  const fr = new FrameReader(stream, signal);
   let pulled = 0;
   try {
     stream.send(frame(T.hello, hello));
@@ -79,9 +83,10 @@ export async function syncWith(node, conn, core) {
       }
     }
     stream.send(frame(T.done));
-    await stream.close();
+    await stream.close({ signal });
   } catch (err) {
     stream.abort(err);
+    if (signal.aborted) throw new Error(`the node did not finish the sync session within ${TIMEOUT_MS / 1000} s`);
     throw err;
   } finally {
     pulled = core.syncEnd(id).pulled ?? 0;

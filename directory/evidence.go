@@ -282,6 +282,9 @@ func (s *State) Conflicting(r *Record) (*Record, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if g, ok := body.(*Reader); ok {
+		if _, rev := s.revoked[g.Key]; rev {
+			return nil, false // a revoked key's conflicts are settled
+		}
 		for oh, og := range s.grantsByKey[g.Key] {
 			if !bytes.Equal(og.body.KEM, g.KEM) {
 				return s.records[oh], s.records[oh] != nil

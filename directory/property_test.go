@@ -94,6 +94,7 @@ func TestApplyOrderIndependent(t *testing.T) {
 		forkEvidenceCase:                                        cover.forkEvidence,
 		"heartbeats naming entries a copy lacks":                cover.behindMembers,
 		forkSideCase:                                            cover.forkSide,
+		"reader keys revoked by their own key":                  cover.readerSelfRevoked,
 	} {
 		if n == 0 && !(testing.Short() && (what == voidedCase || what == forkEvidenceCase || what == forkSideCase)) {
 			// -short's 10 sets rarely amend the charter twice with the
@@ -118,6 +119,7 @@ type coverage struct {
 	paged, partial, partialCurrent                                         int
 	outside                                                                int
 	voided, mutual, kemEvidence, forkEvidence, behindMembers, forkSide     int
+	readerSelfRevoked                                                      int
 }
 
 // view is everything the property compares: what users and stewards see.
@@ -273,6 +275,21 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 		t.Fatal(err)
 	}
 	want := viewOf(ref)
+	// What a node holds is all it has after a restart: rebuilt from that
+	// alone, the view must be the same (found by the lead engineer: a
+	// reader's revocation of its own key dropped the grant that let a
+	// restarted node take it).
+	rebuilt := g.nw.State()
+	if err := applyAll(rebuilt, ref.Records()); err != nil {
+		t.Fatalf("rebuilding from the records held: %v", err)
+	}
+	// Not an entry's equivocation: the pool keeps one of the two
+	// versions, and what the other showed lasts only as evidence.
+	got, wantHeld := viewOf(rebuilt), want
+	got.Equivocations, got.Conflicts, wantHeld.Equivocations, wantHeld.Conflicts = nil, 0, nil, 0
+	if !reflect.DeepEqual(got, wantHeld) {
+		t.Fatalf("rebuilt from the %d records it holds, the state disagrees:\n%s", len(ref.Records()), diffViews(wantHeld, got))
+	}
 
 	orders := make([][]*directory.Record, perms)
 	for p := range perms {
@@ -352,6 +369,7 @@ func checkOrders(t *testing.T, g *gen, rng *rand.Rand, perms int, cover *coverag
 	cover.voided += len(ref.VoidedRevocations())
 	cover.mutual += g.mutual
 	cover.kemEvidence += g.kemEvidence
+	cover.readerSelfRevoked += g.readerSelfRevoked
 	cover.forkEvidence += g.forkEvidence
 	for _, hb := range want.Heartbeats {
 		if g.sideOnly[hb.Steward] {
@@ -411,6 +429,7 @@ type gen struct {
 	paged, partial                      int // rotations of several pages; pages left out
 	mutual                              int // stewards revoking each other at one version
 	kemEvidence                         int // evidence of a reader key's two KEM keys
+	readerSelfRevoked                   int // reader keys that revoked themselves
 	forkEvidence                        int // evidence of a charter fork
 }
 
@@ -526,6 +545,28 @@ func (g *gen) generate() {
 	g.kemEquivocation()
 	g.forkOfVersion2()
 	g.watermarkBeat()
+	g.readersRevokeThemselves()
+}
+
+// readersRevokeThemselves adds seized reader devices revoked by their own
+// revocation certificate, and now and then a grant made after: their
+// grants stay as what shows the keys were admitted (found missing by the
+// lead engineer: a node that held the grant no longer took the revocation
+// once it restarted). Drawn last, so that the record sets the other
+// generators draw stay those of earlier seeds.
+func (g *gen) readersRevokeThemselves() {
+	for _, r := range g.readers {
+		if !g.chance(0.2) {
+			continue
+		}
+		rv := g.nw.Sign(g.t, &directory.Revocation{Key: r.Public(), Reason: "me robaron el teléfono", Issued: g.now.Unix()}, r)
+		g.add(rv)
+		g.revocations = append(g.revocations, rv.ProposalID())
+		g.readerSelfRevoked++
+		if g.chance(0.3) {
+			g.add(g.nw.Vouch(g.t, g.orgs[g.rng.IntN(len(g.orgs))], r))
+		}
+	}
 }
 
 // watermarkBeat adds a heartbeat of a genesis steward, past the grace,

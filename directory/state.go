@@ -725,10 +725,13 @@ func citedVersion(b Body) (uint64, bool) {
 }
 
 // knownKey reports whether k has, or has asked for, a standing in the
-// network: a steward, a membership proposal, a reader grant or pending
-// entries.
+// network that its revocation leaves in the pool: a steward, a membership
+// proposal, a reader grant (held inert once k is revoked). Not what k
+// signed alone (pending entries, grants it vouched): its revocation drops
+// those, and a self-revocation that only they showed was refused at the
+// next start, so that what a node held depended on whether it restarted.
 func (s *State) knownKey(k PublicKey) bool {
-	if s.members[k] != nil || len(s.grantsByKey[k]) > 0 || len(s.grantsByVoucher[k]) > 0 || len(s.entries[k]) > 0 || s.isStewardAnywhere(k) {
+	if s.members[k] != nil || len(s.grantsByKey[k]) > 0 || s.isStewardAnywhere(k) {
 		return true
 	}
 	for _, p := range s.governance[TypeMembership] {
@@ -790,9 +793,7 @@ func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
 	if len(r.Sigs) != 1 {
 		return false, reject(r.Type, ErrInvalid, "a reader grant has one signer, its voucher")
 	}
-	if _, ok := s.revoked[b.Key]; ok {
-		return false, reject(r.Type, ErrRevoked, "reader key %s", Fingerprint(b.Key))
-	}
+	_, inert := s.revoked[b.Key]
 	if b.Expires != 0 && !s.now().Before(time.Unix(b.Expires, 0)) {
 		return false, reject(r.Type, ErrExpired, "reader grant expired")
 	}
@@ -818,6 +819,13 @@ func (s *State) addGrant(r *Record, h Hash, b *Reader) (bool, error) {
 	// signature on its KEM key, so two that disagree mean the reader's key
 	// signed two. That is the key holder's equivocation, shown to
 	// stewards; Recipients then seals to neither.
+	if inert {
+		// A grant for a revoked key admits nobody, but is held as what
+		// shows that the key was admitted (see revokeKey): refused, it
+		// would leave this node without what lets it take the key's
+		// self-revocation, which a node that got the grant first holds.
+		return false, nil
+	}
 	s.noteKEMEquivocation(b.Key)
 	s.rebuildReader(b.Key)
 	return s.changed, nil
@@ -1100,7 +1108,17 @@ func (s *State) approvals(p *proposal, c *Charter, countRevoked bool) int {
 
 // revokeKey makes k's revocation effective: revocation is for good, so
 // everything k signed alone or vouched for leaves the pool, and the keys
-// it vouched for are re-derived. The revoked set only grows.
+// it vouched for are re-derived.
+//
+// The grants for k stay, inert (rebuildReader admits no revoked key): they
+// are what shows that k was admitted, without which its self-revocation
+// (ceiba revoke --self, a lost device's revocation certificate) is a
+// stranger's, refused by a node that restarts or syncs from scratch
+// (checkSelfRevocation), and the key read again there (found by the lead
+// engineer). They are no more than the grants members made, so they need
+// no quota of their own; like any grant, they go with their voucher's
+// revocation, and with them a self-revocation nothing else shows
+// (forgetSelfRevocation).
 func (s *State) revokeKey(k PublicKey, id Hash) {
 	if old, done := s.revoked[k]; done {
 		if bytes.Compare(id[:], old[:]) < 0 {
@@ -1133,10 +1151,10 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 		affected[g.body.Key] = true
 		s.dropGrant(h, g, !wasActive)
 	}
-	for h, g := range s.grantsByKey[k] {
-		s.dropGrant(h, g, !s.activeMember(g.voucher) && s.members[g.voucher] == nil)
-	}
 	for r := range affected {
+		if _, self := s.selfRevoked[r]; self && r != k && !s.knownKey(r) {
+			s.forgetSelfRevocation(r)
+		}
 		s.rebuildReader(r)
 	}
 	// A revoked key's equivocations are settled, and a node that learnt of
@@ -1146,6 +1164,50 @@ func (s *State) revokeKey(k PublicKey, id Hash) {
 			delete(s.equivoc, slot)
 		}
 	}
+}
+
+// forgetSelfRevocation drops the revocations of k that k signed alone,
+// once the revocation of its voucher took the grants that showed k was
+// admitted: a node that learns of the voucher's revocation first refuses
+// the grant, and then k's self-revocation (checkSelfRevocation), so kept
+// here they would make what a node holds, and whether k is revoked,
+// depend on the order of arrival. Such a key can read nothing: it has no
+// grant left. k stays revoked by any other revocation.
+func (s *State) forgetSelfRevocation(k PublicKey) {
+	var kept []Hash
+	for id := range s.selfRevocations {
+		p := s.proposals[id]
+		if p.body.(*Revocation).Key != k {
+			continue
+		}
+		if len(p.sigs) > 1 {
+			kept = append(kept, id) // weighed as a revocation by stewards too
+			continue
+		}
+		delete(s.selfRevocations, id)
+		delete(s.proposals, id)
+		delete(s.waiting, id)
+		for h := range p.records {
+			delete(s.records, h)
+			s.dropped = append(s.dropped, h)
+		}
+	}
+	delete(s.selfRevoked, k)
+	for _, id := range kept {
+		if old, ok := s.selfRevoked[k]; !ok || bytes.Compare(id[:], old[:]) < 0 {
+			s.selfRevoked[k] = id
+		}
+	}
+	id, self := s.selfRevoked[k]
+	if by, ok := s.stewardRevoked[k]; ok && (!self || bytes.Compare(by[:], id[:]) < 0) {
+		id, self = by, true
+	}
+	if self {
+		s.revoked[k] = id
+		return
+	}
+	delete(s.revoked, k)
+	s.changed = true
 }
 
 func (s *State) dropGrant(h Hash, g *readerGrant, pending bool) {
@@ -1381,6 +1443,8 @@ func (s *State) deriveAllRevocations() (revokedBy []PublicKey) {
 		}
 		delete(s.revoked, k)
 		s.changed = true
+		// Its grants, held inert, admit it again.
+		s.noteKEMEquivocation(k)
 		s.rebuildReader(k)
 	}
 	s.stewardRevoked, s.stewardRevocations, s.voided = d.revokedBy, d.valid, d.voided

@@ -366,14 +366,32 @@ func (l *loader) classify(ctx context.Context, items []storedRecord, res []openR
 	return recs, waiting
 }
 
-// apply applies recs in ApplyRank order.
+// apply applies recs in ApplyRank order, then again what was refused for a
+// reason that may pass, as long as that takes more: a self-revocation is
+// taken only once the state knows its key, and a reader's is applied
+// before the grant that shows it (ApplyRank). Kept aside for the next
+// start, it left the key reading after every restart.
 func (l *loader) apply(recs []openedRecord) {
-	n := l.n
 	slices.SortStableFunc(recs, func(a, b openedRecord) int { return directory.ApplyRank(a.r.Type) - directory.ApplyRank(b.r.Type) })
+	for {
+		again, taken := l.applyOnce(recs, false)
+		if len(again) == 0 || taken == 0 {
+			l.applyOnce(again, true)
+			return
+		}
+		recs = again
+	}
+}
+
+// applyOnce applies recs in order, and returns those refused for a reason
+// that may pass (logged only if last) and how many it took.
+func (l *loader) applyOnce(recs []openedRecord, last bool) (again []openedRecord, taken int) {
+	n := l.n
 	for _, o := range recs {
 		a, err := n.state.Apply(o.r)
 		switch {
 		case err == nil:
+			taken++
 			if o.was != (directory.Hash{}) {
 				l.rewrite = append(l.rewrite, pending{r: o.r, hash: o.hash})
 				l.interimKeys = append(l.interimKeys, o.was)
@@ -395,6 +413,10 @@ func (l *loader) apply(recs []openedRecord) {
 		case errors.Is(err, directory.ErrQuota), errors.Is(err, directory.ErrPendingSignature), errors.Is(err, directory.ErrUnknownCharter):
 			// Refused for a reason that may pass: kept for the next
 			// start, and offered to nobody meanwhile.
+			if !last && !errors.Is(err, directory.ErrQuota) {
+				again = append(again, o)
+				continue
+			}
 			n.log.Warn("stored record kept aside", "record", o.hash.Short(), "err", err)
 		default:
 			if o.was != (directory.Hash{}) {
@@ -404,6 +426,7 @@ func (l *loader) apply(recs []openedRecord) {
 			}
 		}
 	}
+	return again, taken
 }
 
 type openResult struct {

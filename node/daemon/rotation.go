@@ -164,10 +164,11 @@ type rotationWatch struct {
 	// from their invite though they have no package in it.
 	readers map[directory.PublicKey]bool
 	// path is where readers is kept across restarts (rotation-watch.cbor
-	// in the home): a revoked reader's grant leaves the store with its
-	// revocation, so a daemon restarted before the rotation would find no
-	// trace that the key could read (found in review: the revoked device
-	// kept the read key for good). Empty in tests of the rule alone.
+	// in the home): a revoked reader's grant used to leave the store with
+	// its revocation, and still goes with its voucher's, so a daemon
+	// restarted before the rotation would find no trace that the key
+	// could read (found in review: the revoked device kept the read key
+	// for good). Empty in tests of the rule alone.
 	path string
 	log  *slog.Logger
 }

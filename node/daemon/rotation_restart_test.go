@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,6 +31,33 @@ func TestStewardsRevocationRotatesAfterARestart(t *testing.T) {
 	if !steward.Node().State().IsRevoked(rk) {
 		t.Fatal("the 1-of-1 revocation is not in effect on the steward's node")
 	}
+	waitForRotationAfterRestart(t, steward, org, reader)
+}
+
+// A reader's revocation of its own key (a seized device's revocation
+// certificate) dropped its grant, so the restarted steward's node refused
+// the revocation as that of a key the network does not know: the key was
+// not revoked there, and the read key never rotated (found by the lead
+// engineer).
+func TestReadersOwnRevocationRotatesAfterARestart(t *testing.T) {
+	steward, org, reader := restartNetwork(t)
+	rk := reader.me().Public()
+	// The steward's daemon must have seen the reader able to read the
+	// current epoch, as it would have long before a device is seized.
+	waitUntil(t, 30*time.Second, "the steward's daemon noting the reader in rotation-watch.cbor", func() bool {
+		data, err := os.ReadFile(steward.home.path("rotation-watch.cbor"))
+		var f watchFile
+		if err != nil || codeDec.Unmarshal(data, &f) != nil {
+			return false
+		}
+		return slices.Contains(f.Readers, rk)
+	})
+	if err := reader.RevokeSelf(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the reader's own revocation reaching the steward", func() bool {
+		return steward.Node().State().IsRevoked(rk)
+	})
 	waitForRotationAfterRestart(t, steward, org, reader)
 }
 

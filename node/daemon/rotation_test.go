@@ -38,7 +38,8 @@ func epochRecords(st *directory.State) int {
 }
 
 // A reader's node publishes twenty self-revocations of throwaway keys (a
-// valid record anyone can make, once the key has a pending entry). None of those keys could read anything,
+// valid record anyone can make, once the key has a grant pending from a
+// voucher that is not a member). None of those keys could read anything,
 // so the steward's daemon does not rotate: no new epoch record anywhere.
 // (It used to rotate once per revocation: twenty epoch records on every
 // node, a keystore save each.)
@@ -51,15 +52,21 @@ func TestRevocationsOfStrangersDoNotRotate(t *testing.T) {
 	before := epochRecords(st)
 	var keys []directory.PublicKey
 	var revs, pending []*directory.Record
+	voucher, err := directory.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 20 {
 		id, err := directory.NewIdentity()
 		if err != nil {
 			t.Fatal(err)
 		}
-		// An entry first: the state takes self-revocations only of keys
-		// it has heard of, and a pending entry is enough.
+		// A grant first: the state takes self-revocations only of keys
+		// it has heard of, and a pending grant is enough (a pending entry
+		// is not: the revocation drops it, and with it what showed the
+		// key).
 		now := time.Now()
-		e, err := directory.NewRecord(st.Network(), &directory.Entry{ID: "x", Seq: 1, Issued: now.Unix(), Expires: now.Add(24 * time.Hour).Unix(), Service: svc}, id)
+		e, err := directory.NewRecord(st.Network(), &directory.Reader{Key: id.Public(), KEM: id.KEMPublic(), KEMSig: id.KEMBinding(), Issued: now.Unix()}, voucher)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +82,7 @@ func TestRevocationsOfStrangersDoNotRotate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, 15*time.Second, "the pending entries on every node", func() bool {
+	waitUntil(t, 15*time.Second, "the pending grants on every node", func() bool {
 		for _, d := range []*Daemon{steward, org} {
 			for _, e := range pending {
 				if !d.Node().State().Has(e.Hash()) {
@@ -197,10 +204,14 @@ func TestCoStewardApprovesOnlyTheRotationARevocationCallsFor(t *testing.T) {
 	}
 	e1, e1Pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, first, nw.Stewards[:2]...)
 	rev := nw.RevokeBy(t, org.Public())
-	strangerEntry := nw.Sign(t, dirtest.SampleEntry("x", 1, nw.Now), stranger)
+	// A key that asked to be admitted and was not: its membership has one
+	// steward's signature of the two it needs. (A pending entry no longer
+	// lets its key's self-revocation in: the revocation drops the entry,
+	// and a node that restarted refused it.)
+	strangerAsked := nw.AdmitAt(t, 1, stranger, "Tres", nw.Stewards[0])
 	selfRev := nw.Sign(t, &directory.Revocation{Key: stranger.Public(), Reason: "desechable", Issued: nw.Now.Unix()}, stranger)
 	st := nw.State()
-	for _, r := range append([]*directory.Record{nw.Genesis, e1, nw.Admit(t, org, "Uno"), nw.Admit(t, org2, "Dos"), rev, strangerEntry, selfRev}, e1Pages...) {
+	for _, r := range append([]*directory.Record{nw.Genesis, e1, nw.Admit(t, org, "Uno"), nw.Admit(t, org2, "Dos"), rev, strangerAsked, selfRev}, e1Pages...) {
 		if _, err := st.Apply(r); err != nil {
 			t.Fatalf("%s: %v", r.Type, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	circuitproto "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/ceiba-network/ceiba/directory"
@@ -66,12 +68,33 @@ const (
 	// the peer opened (or one our libp2p opens to it) waits for the
 	// peer's admission before it is refused.
 	admitTimeout = 5 * time.Second
-	// guestWindow is how long a peer that offered no proof at all (an
-	// invitee's temporary host) keeps its connection when this node
-	// serves a guest protocol; a peer that offered a bad one is cut at
-	// once.
+	// guestWindow is how long a peer that offered no proof at all but
+	// opened a guest protocol's stream (an invitee's temporary host)
+	// keeps its connection once its admission has failed; a peer that
+	// offered a bad proof is cut at once. A guest slot is taken only by
+	// opening such a stream: counting every proof-less connection let an
+	// outsider holding bare connections fill the slots and lock invitees
+	// out (found in review, session 40). A proof-less peer that opens
+	// none is cut admitTimeout after its admission began.
 	guestWindow = 10 * time.Second
 	maxGuests   = 64
+	// maxGuestsPerGroup bounds the guests from one IPv4 address or one
+	// IPv6 /48 (guestGroup), so that the slots take many addresses to
+	// fill; a few invitees joining at once from one office still fit.
+	maxGuestsPerGroup = 4
+	// maxUnadmittedPerGroup and maxUnadmitted bound the inbound
+	// connections whose peer has not passed admission yet, from one
+	// address group (guestGroup) and in all. A silent keyless peer holds
+	// its connection until admitTimeout and comes back at once under a
+	// fresh peer ID: unbounded, such peers used up the inbound
+	// connection budget (libp2p's resource manager, a few hundred) and a
+	// member's device that can only dial in was refused (found in
+	// review, session 40). libp2p's own per-IP limits spare loopback and
+	// allow 64 connections from one IPv6 /48; these apply to every
+	// address. An admitted peer's connection leaves the count within
+	// milliseconds, so honest bursts fit.
+	maxUnadmittedPerGroup = 16
+	maxUnadmitted         = 128
 	// admitBackoff is how long a peer refused for its proof is not
 	// dialed and its connections are refused before any stream. A
 	// revoked key's peers stay refused for as long as they are
@@ -93,6 +116,17 @@ type admitState struct {
 	key    directory.PublicKey
 	role   string
 	reason string // why not, when !ok
+
+	// Under admission.mu:
+	started    time.Time
+	guest      bool   // holds a guest slot (it opened a guest protocol's stream)
+	guestGroup string // the slot's guestGroup
+	guestTimer bool   // its guestWindow has started
+}
+
+type pendingConn struct {
+	group string
+	since time.Time
 }
 
 type refusal struct {
@@ -111,7 +145,12 @@ type admission struct {
 	peers   map[peer.ID]*admitState
 	refused *simplelru.LRU[peer.ID, refusal]
 	guests  int
-	logs    *budgets // shouldLog only: one line per peer and reason
+	groups  map[string]int // guests by guestGroup
+	// Inbound connections not admitted yet, with their group and when
+	// they came (countUnadmitted).
+	unadmitted map[network.Conn]pendingConn
+	byGroup    map[string]int
+	logs       *budgets // shouldLog only: one line per peer and reason
 }
 
 func newAdmission(net directory.NetworkID) *admission {
@@ -124,7 +163,11 @@ func newAdmission(net directory.NetworkID) *admission {
 		ready:   make(chan struct{}),
 		peers:   map[peer.ID]*admitState{},
 		refused: l,
-		logs:    newBudgets(),
+		groups:  map[string]int{},
+
+		unadmitted: map[network.Conn]pendingConn{},
+		byGroup:    map[string]int{},
+		logs:       newBudgets(),
 	}
 }
 
@@ -308,7 +351,7 @@ func (n *Node) admitStart(p peer.ID) *admitState {
 	st := a.peers[p]
 	fresh := st == nil
 	if fresh {
-		st = &admitState{done: make(chan struct{})}
+		st = &admitState{done: make(chan struct{}), started: time.Now()}
 		a.peers[p] = st
 	}
 	a.mu.Unlock()
@@ -390,11 +433,15 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		a.mu.Unlock()
 		return
 	}
-	guest := false
-	if !res.ok && noProof && !relay && a.guests < maxGuests && n.servesGuests() {
-		guest = true
-		a.guests++
+	// A peer without a proof may be an invitee: kept while it uses a
+	// guest protocol (guestStarts), or until admitTimeout after its
+	// admission began for it to open one.
+	guest := !res.ok && noProof && !relay && n.servesGuests()
+	startWindow := guest && st.guest && !st.guestTimer
+	if startWindow {
+		st.guestTimer = true
 	}
+	grace := time.Until(st.started.Add(admitTimeout))
 	if !res.ok && !noProof {
 		// A key this node does not know yet may be one whose admission
 		// is still on its way by gossip: a short pause, not a ban.
@@ -410,6 +457,12 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		return
 	}
 	if res.ok {
+		conns := n.host.Network().ConnsToPeer(p)
+		a.mu.Lock()
+		for _, c := range conns {
+			a.forgetConn(c)
+		}
+		a.mu.Unlock()
 		n.log.Debug("peer admitted", "peer", p, "role", res.role, "key", directory.Fingerprint(res.key))
 		n.sync.afterAdmission(p)
 		return
@@ -421,18 +474,209 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		}
 		n.log.Warn("connection refused: the peer is not admitted", args...)
 	}
-	if !guest {
+	switch {
+	case !guest:
 		n.host.Network().ClosePeer(p)
-		return
+	case startWindow:
+		n.guestWindowStart(p, st)
+	case grace <= 0:
+		n.cutIfNoGuest(p, st)
+	default:
+		time.AfterFunc(grace, func() { n.cutIfNoGuest(p, st) })
 	}
+}
+
+// cutIfNoGuest closes p's connections unless, on admission st, p opened
+// a guest protocol's stream (its guestWindow decides then) or was
+// admitted.
+func (n *Node) cutIfNoGuest(p peer.ID, st *admitState) {
+	a := n.adm
+	a.mu.Lock()
+	cut := a.peers[p] == st && !st.guest && !st.ok
+	a.mu.Unlock()
+	if cut {
+		n.host.Network().ClosePeer(p)
+	}
+}
+
+// guestWindowStart gives guest p guestWindow to finish, then frees its
+// slot and cuts it unless it was admitted on a newer connection.
+func (n *Node) guestWindowStart(p peer.ID, st *admitState) {
 	time.AfterFunc(guestWindow, func() {
+		a := n.adm
 		a.mu.Lock()
-		a.guests--
+		a.releaseGuest(st)
+		current := a.peers[p] == st
 		a.mu.Unlock()
-		if cur := n.admitted(p); cur == nil {
+		if current && n.admitted(p) == nil {
 			n.host.Network().ClosePeer(p)
 		}
 	})
+}
+
+// releaseGuest frees st's guest slot, once. Call with a.mu held.
+func (a *admission) releaseGuest(st *admitState) {
+	if !st.guest {
+		return
+	}
+	st.guest = false
+	a.guests--
+	if a.groups[st.guestGroup]--; a.groups[st.guestGroup] <= 0 {
+		delete(a.groups, st.guestGroup)
+	}
+}
+
+var errGuestsFull = errors.New("node: too many peers without admission use the invite protocol now")
+
+// guestStarts is called when a peer not admitted opens a stream of a
+// guest protocol: it takes a guest slot for p (one per admission), within
+// maxGuests and maxGuestsPerGroup, or refuses the stream.
+func (n *Node) guestStarts(p peer.ID) error {
+	st := n.admitStart(p)
+	group := n.guestGroup(p)
+	a := n.adm
+	a.mu.Lock()
+	if a.peers[p] != st || st.guest || st.guestTimer {
+		// Gone already, or its slot is taken (a second stream) or was
+		// used up: one slot and one window per admission.
+		refuse := a.peers[p] != st || !st.guest
+		a.mu.Unlock()
+		if refuse {
+			return errGuestsFull
+		}
+		return nil
+	}
+	if a.guests >= maxGuests || a.groups[group] >= maxGuestsPerGroup {
+		a.mu.Unlock()
+		if a.logs.shouldLog("guests-full") {
+			n.log.Warn("invite stream refused: too many peers without admission use the invite protocol now", "peer", p, "guests", maxGuests, "from", group)
+		}
+		return errGuestsFull
+	}
+	st.guest, st.guestGroup = true, group
+	a.guests++
+	a.groups[group]++
+	decided := false
+	select {
+	case <-st.done:
+		decided = !st.ok
+		st.guestTimer = decided
+	default:
+	}
+	a.mu.Unlock()
+	if decided {
+		// Its admission has failed already: the window starts now.
+		n.guestWindowStart(p, st)
+	}
+	return nil
+}
+
+// guestGroup names the address a guest's slot counts against: its IPv4
+// address or its IPv6 /48 (the relay's, over a relay circuit). Loopback
+// addresses count one by one like any other.
+func (n *Node) guestGroup(p peer.ID) string {
+	for _, c := range n.host.Network().ConnsToPeer(p) {
+		// ToIP reads the first component: a circuit's is its relay's.
+		if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+			return addrGroup(ip)
+		}
+	}
+	return "no IP address"
+}
+
+func addrGroup(ip net.IP) string {
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(48, 128)), Mask: net.CIDRMask(48, 128)}).String()
+}
+
+// countUnadmitted counts an inbound connection from a peer not admitted
+// yet against maxUnadmittedPerGroup and maxUnadmitted, and reports
+// whether it stays. Over the group's cap it is closed at once. Over the
+// total, the oldest connection of the group holding the most is closed
+// instead, unless that is the newcomer's own group: an outsider's many
+// addresses then lose their connections before a member's one does.
+// Relayed connections are the relay's to bound, and the relays this node
+// uses are kept without admission.
+func (n *Node) countUnadmitted(c network.Conn) bool {
+	p := c.RemotePeer()
+	if c.Stat().Direction != network.DirInbound || c.Stat().Limited || n.admitted(p) != nil || n.isOurRelay(p) {
+		return true
+	}
+	g := "no IP address"
+	if ip, err := manet.ToIP(c.RemoteMultiaddr()); err == nil {
+		g = addrGroup(ip)
+	}
+	a := n.adm
+	var evict network.Conn
+	a.mu.Lock()
+	full := a.byGroup[g] >= maxUnadmittedPerGroup
+	if !full && len(a.unadmitted) >= maxUnadmitted {
+		most := ""
+		for grp, k := range a.byGroup {
+			if k > a.byGroup[most] {
+				most = grp
+			}
+		}
+		if a.byGroup[most] <= a.byGroup[g]+1 {
+			full = true
+		} else {
+			for oc, pc := range a.unadmitted {
+				if pc.group == most && (evict == nil || pc.since.Before(a.unadmitted[evict].since)) {
+					evict = oc
+				}
+			}
+			a.forgetConn(evict)
+		}
+	}
+	if !full {
+		a.unadmitted[c] = pendingConn{group: g, since: time.Now()}
+		a.byGroup[g]++
+	}
+	a.mu.Unlock()
+	if evict != nil {
+		go evict.Close()
+	}
+	if full {
+		if a.logs.shouldLog("unadmitted-" + g) {
+			n.log.Warn("connection refused: too many connections wait for admission", "from", g)
+		}
+		go c.Close() // not under the swarm's notification
+		return false
+	}
+	return true
+}
+
+// denyAccept is the connection gater's refusal of an inbound connection
+// before its handshake: its address group holds maxUnadmittedPerGroup
+// connections waiting for admission already (countUnadmitted would close
+// it after a handshake that costs this node as much as the peer). A relay
+// circuit is not refused here: its address is the relay's.
+func (n *Node) denyAccept(remote ma.Multiaddr) bool {
+	if _, err := remote.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+		return false
+	}
+	ip, err := manet.ToIP(remote)
+	if err != nil {
+		return false
+	}
+	g := addrGroup(ip)
+	n.adm.mu.Lock()
+	defer n.adm.mu.Unlock()
+	return n.adm.byGroup[g] >= maxUnadmittedPerGroup
+}
+
+// forgetConn takes c out of the unadmitted count. Call with a.mu held.
+func (a *admission) forgetConn(c network.Conn) {
+	pc, ok := a.unadmitted[c]
+	if !ok {
+		return
+	}
+	delete(a.unadmitted, c)
+	if a.byGroup[pc.group]--; a.byGroup[pc.group] <= 0 {
+		delete(a.byGroup, pc.group)
+	}
 }
 
 // servesGuests reports whether this node offers a protocol a peer without
@@ -486,7 +730,10 @@ func (n *Node) awaitAdmitted(p peer.ID) bool {
 // streamGate holds every stream to or from p until p is admitted, and
 // refuses it if p is not. The admission stream itself and the guest
 // protocols pass.
-func (n *Node) streamGate(p peer.ID, _ network.Direction, proto protocol.ID) error {
+func (n *Node) streamGate(p peer.ID, dir network.Direction, proto protocol.ID) error {
+	if dir == network.DirInbound && n.adm.on.Load() && strings.HasPrefix(string(proto), GuestProtocolPrefix) && n.admitted(p) == nil {
+		return n.guestStarts(p)
+	}
 	if n.allowedBefore(p, proto) {
 		return nil
 	}
@@ -646,16 +893,26 @@ func (n *Node) startAdmission() {
 	n.host.SetStreamHandler(AdmitProtocol, n.admitServe)
 	n.holdInbound()
 	n.host.Network().Notify(&network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) { n.admitStart(c.RemotePeer()) },
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			if n.countUnadmitted(c) {
+				n.admitStart(c.RemotePeer())
+			}
+		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			p := c.RemotePeer()
+			n.adm.mu.Lock()
+			n.adm.forgetConn(c)
+			n.adm.mu.Unlock()
 			if len(nw.ConnsToPeer(p)) > 0 {
 				return
 			}
 			// Forgotten even while its admission runs: that one
 			// finishes on its own, and a new connection starts afresh.
 			n.adm.mu.Lock()
-			delete(n.adm.peers, p)
+			if st := n.adm.peers[p]; st != nil {
+				n.adm.releaseGuest(st)
+				delete(n.adm.peers, p)
+			}
 			n.adm.mu.Unlock()
 		},
 	})

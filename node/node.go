@@ -299,7 +299,7 @@ func (n *Node) startHost() error {
 		ID: SyncProtocol, Streams: maxInboundStreams, StreamsPerPeer: maxInboundPerPeer,
 	})
 	tc = n.withPolicyTransport(tc)
-	tc.StreamGate, tc.DenyPeer, tc.RelayACL = n.streamGate, n.denyPeer, relayACL{n}
+	tc.StreamGate, tc.DenyPeer, tc.DenyAccept, tc.RelayACL = n.streamGate, n.denyPeer, n.denyAccept, relayACL{n}
 	// On before the host exists: a stream that arrives before
 	// startAdmission waits for it (adm.ready), it does not slip through.
 	n.adm.on.Store(true)

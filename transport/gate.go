@@ -49,11 +49,13 @@ func (s gatedStream) SetProtocol(proto protocol.ID) error {
 }
 
 // peerGater refuses connections with peers deny names (early, before any
-// stream: peers that failed admission recently) and, when public is set,
-// dials to non-public addresses (PublicOnlyGater).
+// stream: peers that failed admission recently), inbound connections from
+// addresses denyAccept names and, when public is set, dials to non-public
+// addresses (PublicOnlyGater).
 type peerGater struct {
-	deny   func(peer.ID) bool
-	public bool
+	deny       func(peer.ID) bool
+	denyAccept func(ma.Multiaddr) bool
+	public     bool
 }
 
 func (g peerGater) InterceptPeerDial(p peer.ID) bool { return g.deny == nil || !g.deny(p) }
@@ -62,7 +64,9 @@ func (g peerGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	return !g.public || PublicOnlyGater{}.InterceptAddrDial(p, a)
 }
 
-func (peerGater) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+func (g peerGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
+	return g.denyAccept == nil || !g.denyAccept(cm.RemoteMultiaddr())
+}
 
 func (g peerGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
 	return g.deny == nil || !g.deny(p)

@@ -195,8 +195,8 @@ func natOptions(cfg Config, relays []peer.AddrInfo, cm *connmgr.BasicConnMgr) []
 	case "private":
 		o = append(o, libp2p.ForceReachabilityPrivate())
 	}
-	if public := cfg.Profile == ProfileVPS && !cfg.AllowPrivateDials; public || cfg.DenyPeer != nil {
-		o = append(o, libp2p.ConnectionGater(peerGater{deny: cfg.DenyPeer, public: public}))
+	if public := cfg.Profile == ProfileVPS && !cfg.AllowPrivateDials; public || cfg.DenyPeer != nil || cfg.DenyAccept != nil {
+		o = append(o, libp2p.ConnectionGater(peerGater{deny: cfg.DenyPeer, denyAccept: cfg.DenyAccept, public: public}))
 	}
 	return o
 }

@@ -101,6 +101,10 @@ type Config struct {
 	// DenyPeer, if set, names peers whose connections are refused right
 	// after the security handshake and who are not dialed.
 	DenyPeer func(peer.ID) bool
+	// DenyAccept, if set, names remote addresses whose inbound
+	// connections are refused as they come, before the security
+	// handshake (which costs the node as much as the peer).
+	DenyAccept func(ma.Multiaddr) bool
 	// RelayACL, if set, decides who may reserve a slot on and open
 	// circuits through this node's relay service.
 	RelayACL relayv2.ACLFilter

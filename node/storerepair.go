@@ -202,14 +202,19 @@ func withTable(path string, ropts sstable.ReaderOptions, fn func(*sstable.Reader
 	return fn(r)
 }
 
-// openPebble opens the pebble datastore at path with the node's logger,
-// turning a pebble Fatalf during the open into ErrDamagedStore.
-func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err error) {
+// openPebble opens the pebble datastore at path with opts (nil for the
+// defaults) and the node's logger, turning a pebble Fatalf during the open
+// into ErrDamagedStore.
+func openPebble(path string, log *slog.Logger, opts *pebble.Options) (pds *pebbleds.Datastore, err error) {
 	pl := &pebbleLogger{log: log}
 	pl.opening.Store(true)
 	defer pl.opening.Store(false)
 	defer damagedOnFatal(&err)
-	pds, err = pebbleds.NewDatastore(path, pebbleds.WithCacheSize(storeCacheBytes), pebbleds.WithPebbleOpts(&pebble.Options{Logger: pl}))
+	if opts == nil {
+		opts = &pebble.Options{}
+	}
+	opts.Logger = pl
+	pds, err = pebbleds.NewDatastore(path, pebbleds.WithCacheSize(storeCacheBytes), pebbleds.WithPebbleOpts(opts))
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: %s", ErrDamagedStore, oneLine(err.Error()))
 	}
@@ -217,50 +222,179 @@ func openPebble(path string, log *slog.Logger) (pds *pebbleds.Datastore, err err
 }
 
 // openCheckedStore opens the store at path. If its files are damaged it
-// moves the directory aside to <path>.damaged-<time>, opens a fresh store
-// in its place, and copies into it every record it can still read from
-// the damaged copy. The node's load then verifies and applies those like
-// any stored record, and sync brings back the rest from peers.
+// builds a fresh store beside it (<path>.rebuild) from every record it can
+// still read from the damaged copy, then moves the damaged copy aside to
+// <path>.damaged-<time> and the rebuilt store into its place. The node's
+// load then verifies and applies those records like any stored record, and
+// sync brings back the rest from peers.
+//
+// The damaged store stays at path until the rebuilt one is complete and
+// durable: a repair cut short (a kill, a power cut, a full disk) leaves it
+// there, and the next start repairs it again, rather than finding a
+// sound, empty store and never reading the damaged copy again.
 func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.Datastore, *StoreRepair, error) {
-	damage := checkTables(path, log)
-	if damage == nil {
-		pds, err := openPebble(path, log)
-		if !errors.Is(err, ErrDamagedStore) {
-			return pds, nil, err
-		}
-		damage = err
-	}
-	rep := &StoreRepair{
-		When:    now.UTC(),
-		Damage:  strings.TrimPrefix(damage.Error(), ErrDamagedStore.Error()+": "),
-		MovedTo: path + ".damaged-" + now.UTC().Format("20060102T150405Z"),
-	}
-	// Two repairs within a second (a disk that keeps failing) must not
-	// overwrite the first damaged copy.
-	for i := 2; ; i++ {
-		if _, err := os.Lstat(rep.MovedTo); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		rep.MovedTo = fmt.Sprintf("%s.damaged-%s-%d", path, now.UTC().Format("20060102T150405Z"), i)
-	}
-	if err := os.Rename(path, rep.MovedTo); err != nil {
-		return nil, nil, fmt.Errorf("%w (%s), and moving it aside failed: %w", ErrDamagedStore, rep.Damage, err)
-	}
-	recs := salvageRecords(rep.MovedTo, log)
-	pds, err := openPebble(path, log)
+	rebuild := path + ".rebuild"
+	rep, err := finishSwap(path, rebuild, log, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("opening a fresh store after moving the damaged one to %s: %w", rep.MovedTo, err)
+		return nil, nil, err
 	}
-	if len(recs) > 0 {
-		if err := newRecordStore(pds).putMany(context.Background(), recs); err != nil {
-			pds.Close()
-			return nil, nil, fmt.Errorf("copying the records read back from %s: %w", rep.MovedTo, err)
+	if rep == nil {
+		damage := checkTables(path, log)
+		if damage == nil {
+			pds, err := openPebble(path, log, nil)
+			if !errors.Is(err, ErrDamagedStore) {
+				return pds, nil, err
+			}
+			damage = err
+		}
+		if rep, err = rebuildStore(path, rebuild, damage, log, now); err != nil {
+			return nil, nil, err
 		}
 	}
-	rep.Recovered = len(recs)
+	pds, err := openPebble(path, log, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the rebuilt store after moving the damaged one to %s: %w", rep.MovedTo, err)
+	}
 	log.Warn("the node's store was damaged: moved it aside and rebuilt it; peers fill in the rest",
 		"damage", rep.Damage, "kept_at", rep.MovedTo, "records_read_back", rep.Recovered)
 	return pds, rep, nil
+}
+
+// rebuildStore writes the records it can read from the damaged store at
+// path into a new store at rebuild, and once that is durable swaps the two:
+// the damaged store to <path>.damaged-<time>, the rebuilt one to path.
+func rebuildStore(path, rebuild string, damage error, log *slog.Logger, now time.Time) (*StoreRepair, error) {
+	rep := &StoreRepair{
+		When:    now.UTC(),
+		Damage:  strings.TrimPrefix(damage.Error(), ErrDamagedStore.Error()+": "),
+		MovedTo: damagedPath(path, now),
+	}
+	// What an earlier repair cut short left behind.
+	if err := os.RemoveAll(rebuild); err != nil {
+		return nil, fmt.Errorf("%w (%s), and removing an unfinished rebuild at %s failed: %w", ErrDamagedStore, rep.Damage, rebuild, err)
+	}
+	recs := salvageRecords(path, log)
+	if err := copyRecords(rebuild, recs, log); err != nil {
+		// The damaged store stays where it is, and the next start
+		// repairs it again.
+		os.RemoveAll(rebuild)
+		return nil, fmt.Errorf("%w (%s); rebuilding it from the %d records still readable failed, the damaged store is left in place to be repaired at the next start: %w",
+			ErrDamagedStore, rep.Damage, len(recs), err)
+	}
+	rep.Recovered = len(recs)
+	// Between these two renames path is missing and the rebuild complete:
+	// finishSwap completes the swap at the next start.
+	if err := os.Rename(path, rep.MovedTo); err != nil {
+		os.RemoveAll(rebuild)
+		return nil, fmt.Errorf("%w (%s), and moving it aside failed: %w", ErrDamagedStore, rep.Damage, err)
+	}
+	if err := os.Rename(rebuild, path); err != nil {
+		return nil, fmt.Errorf("%w (%s): moved it to %s, but moving the rebuilt store from %s into its place failed: %w",
+			ErrDamagedStore, rep.Damage, rep.MovedTo, rebuild, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("%w (%s): syncing %s after rebuilding the store: %w", ErrDamagedStore, rep.Damage, filepath.Dir(path), err)
+	}
+	return rep, nil
+}
+
+// finishSwap completes a repair that stopped between moving the damaged
+// store aside and moving the rebuilt one into its place: path is missing
+// and rebuild, complete before the damaged store was moved, is there. It
+// returns nil, and does nothing, in any other case. A rebuild beside a
+// store at path is an unfinished one, which rebuildStore removes when it
+// repairs the store again.
+func finishSwap(path, rebuild string, log *slog.Logger, now time.Time) (*StoreRepair, error) {
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if _, err := os.Lstat(rebuild); err != nil {
+		return nil, nil
+	}
+	rep := &StoreRepair{When: now.UTC(), Damage: "found at an earlier start, whose repair stopped before the rebuilt store was moved into place"}
+	if moved, _ := filepath.Glob(path + ".damaged-*"); len(moved) > 0 {
+		slices.Sort(moved) // the names sort by time: the newest is last
+		rep.MovedTo = moved[len(moved)-1]
+	}
+	if err := os.Rename(rebuild, path); err != nil {
+		return nil, fmt.Errorf("moving the rebuilt store from %s into place: %w", rebuild, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("syncing %s after moving the rebuilt store into place: %w", filepath.Dir(path), err)
+	}
+	return rep, nil
+}
+
+func damagedPath(path string, now time.Time) string {
+	stamp := now.UTC().Format("20060102T150405Z")
+	p := path + ".damaged-" + stamp
+	// Two repairs within a second (a disk that keeps failing) must not
+	// overwrite the first damaged copy.
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p
+		}
+		p = fmt.Sprintf("%s.damaged-%s-%d", path, stamp, i)
+	}
+}
+
+// repairBatchBytes bounds one batch of the copy into a rebuilt store. The
+// disk guard checks the free space before each batch, so what one batch
+// adds must fit in the reserve: on ENOSPC inside a commit pebble panics.
+const repairBatchBytes = 2 << 20
+
+// copyRecords writes recs into a new store at dir through a disk guard on
+// dir's parent (the data directory), flushes it to its tables and closes
+// it. The store is written without a log: it is used only once complete,
+// and a log would take as much room again as the records themselves, on
+// a disk that may already hold the damaged copy's.
+func copyRecords(dir string, recs []pending, log *slog.Logger) (err error) {
+	pds, err := openPebble(dir, log, &pebble.Options{DisableWAL: true})
+	if err != nil {
+		return err
+	}
+	g := &diskGuard{Batching: pds, dir: filepath.Dir(dir)}
+	defer func() {
+		if cerr := g.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if err := putInBatches(newRecordStore(g), recs); err != nil {
+		return err
+	}
+	// The datastore's Close flushes too, but ignores a failure.
+	if err := g.check(); err != nil {
+		return err
+	}
+	if err := pds.DB.Flush(); err != nil {
+		return fmt.Errorf("store: flush: %w", err)
+	}
+	return nil
+}
+
+func putInBatches(st *recordStore, recs []pending) error {
+	for len(recs) > 0 {
+		n, size := 0, 0
+		for n < len(recs) && (n == 0 || size+len(recs[n].sealed) <= repairBatchBytes) {
+			size += len(recs[n].sealed)
+			n++
+		}
+		if err := st.putMany(context.Background(), recs[:n]); err != nil {
+			return err
+		}
+		recs = recs[n:]
+	}
+	return nil
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // salvageRecords reads every record it can from the tables of a damaged

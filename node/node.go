@@ -462,17 +462,53 @@ func (n *Node) Publish(ctx context.Context, r *directory.Record) (directory.Appl
 // export bundle, a revocation certificate) through the same path as one
 // from a peer. A record the node accepts is gossiped on. The error is the
 // refusal, as from Publish; ErrDuplicate means the node had it already.
+// As with Publish, a record held from an earlier attempt whose write the
+// store refused is written now, and the store's error returned if it
+// fails again.
 func (n *Node) Import(ctx context.Context, sealed []byte) error {
 	if !n.enter() {
 		return ErrClosed
 	}
 	defer n.leave()
 	applied, _, out, err := n.ingestSealed(sealed, "", ViaLocal)
+	if errors.Is(err, directory.ErrDuplicate) {
+		if h, typ, ok := n.heldHash(sealed); ok {
+			var tried bool
+			if tried, out, err = n.persistHeld(h); tried {
+				if err != nil {
+					return err
+				}
+				applied.Hash, applied.Type = h, typ
+			} else {
+				err = directory.ErrDuplicate
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
 	n.gossip(ctx, applied.Hash, applied.Type, out)
 	return nil
+}
+
+// heldHash is the hash and type of a sealed record the node holds, when
+// some record's write failed earlier (otherwise it does not look).
+func (n *Node) heldHash(sealed []byte) (directory.Hash, directory.RecordType, bool) {
+	n.mu.Lock()
+	none := len(n.unpersisted) == 0
+	n.mu.Unlock()
+	if none {
+		return directory.Hash{}, 0, false
+	}
+	s, err := directory.Unseal(sealed, n.keyringSnapshot())
+	if err != nil {
+		return directory.Hash{}, 0, false
+	}
+	u, err := s.Decode(n.cfg.Network)
+	if err != nil {
+		return directory.Hash{}, 0, false
+	}
+	return u.Hash(), u.Type(), true
 }
 
 // waitRoom holds a record the node is about to gossip back while its

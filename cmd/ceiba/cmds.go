@@ -129,9 +129,33 @@ func daemonCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// readInput reads a file the CLI sends to the daemon. One larger than the
+// daemon takes (daemon.MaxBody) is refused before it is read: a disk image
+// picked by mistake would otherwise be read whole into memory, and under
+// a memory limit the CLI would die with a stack trace.
+func readInput(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > daemon.MaxBody {
+		return nil, fmt.Errorf("%s is %d MiB, more than the node takes (%d MiB): is it the right file?", path, fi.Size()>>20, daemon.MaxBody>>20)
+	}
+	// A pipe or a device has no size to stat.
+	b, err := io.ReadAll(io.LimitReader(f, daemon.MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(b) > daemon.MaxBody {
+		return nil, fmt.Errorf("%s is more than the node takes (%d MiB): is it the right file?", path, daemon.MaxBody>>20)
+	}
+	return b, nil
+}
+
 func readKeyDoc(path string) (api.PublicKeyDoc, error) {
 	var doc api.PublicKeyDoc
-	b, err := os.ReadFile(path)
+	b, err := readInput(path)
 	if err != nil {
 		return doc, err
 	}
@@ -158,7 +182,7 @@ func networkCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req := api.NetworkRequest{Name: name, Threshold: threshold}
 			if draftIn != "" {
-				b, err := os.ReadFile(draftIn)
+				b, err := readInput(draftIn)
 				if err != nil {
 					return err
 				}
@@ -308,7 +332,7 @@ service:
 // misspelt field is an error that names it.
 func parseEntryFile(path string) (api.PublishRequest, error) {
 	var req api.PublishRequest
-	b, err := os.ReadFile(path)
+	b, err := readInput(path)
 	if err != nil {
 		return req, err
 	}
@@ -591,7 +615,7 @@ func stewardCmd(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if draft != "" {
-				b, err := os.ReadFile(draft)
+				b, err := readInput(draft)
 				if err != nil {
 					return err
 				}
@@ -657,7 +681,7 @@ func revokeCmd(g *globals) *cobra.Command {
 					return err
 				}
 			default:
-				b, err := os.ReadFile(cert)
+				b, err := readInput(cert)
 				if err != nil {
 					return err
 				}
@@ -858,7 +882,7 @@ func importCmd(g *globals) *cobra.Command {
 		Short: "Apply a bundle written by \"ceiba export\"; every record is verified",
 		Args:  args(1, "the bundle file"),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			b, err := os.ReadFile(a[0])
+			b, err := readInput(a[0])
 			if err != nil {
 				return err
 			}

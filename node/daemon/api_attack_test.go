@@ -207,10 +207,10 @@ func TestAPIBodies(t *testing.T) {
 	a := joinedDaemon(t)
 	before := a.d.Node().State().Digest()
 	tok := map[string]string{api.TokenHeader: a.token}
-	huge := func() io.Reader { return io.LimitReader(spaces{}, maxBody+1) }
+	huge := func() io.Reader { return io.LimitReader(spaces{}, MaxBody+1) }
 	for _, path := range []string{"/v1/import", "/v1/entries"} { // a raw body and a JSON one
 		if status, msg := a.do(http.MethodPost, path, huge(), tok); status != http.StatusRequestEntityTooLarge || msg == "" {
-			t.Errorf("POST %s with %d bytes: status %d %q, want 413", path, maxBody+1, status, msg)
+			t.Errorf("POST %s with %d bytes: status %d %q, want 413", path, MaxBody+1, status, msg)
 		}
 	}
 	for _, c := range []struct{ path, body string }{

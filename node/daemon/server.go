@@ -21,8 +21,9 @@ import (
 	"github.com/ceiba-network/ceiba/node/webui"
 )
 
-// maxBody bounds every request body; an import bundle is the largest.
-const maxBody = 64 << 20
+// MaxBody bounds every request body; an import bundle is the largest.
+// The CLI refuses a larger file before reading it.
+const MaxBody = 64 << 20
 
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -216,7 +217,7 @@ func (d *Daemon) requireToken(next http.Handler) http.Handler {
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
@@ -231,7 +232,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		fail(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return nil, false

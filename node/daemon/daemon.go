@@ -71,8 +71,15 @@ type Daemon struct {
 // network, and serves the local API. It returns once the API listens.
 func Start(ctx context.Context, o Options) (*Daemon, error) {
 	h := o.Home
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	cfg, err := h.LoadConfig()
 	if err != nil {
+		return nil, err
+	}
+	if err := h.tightenSecrets(log); err != nil {
 		return nil, err
 	}
 	ks, err := loadKeys(h.KeysPath(), o.Passphrase)
@@ -82,10 +89,6 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	tok, err := h.Token()
 	if err != nil {
 		return nil, err
-	}
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
 	}
 	dctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{opts: o, home: h, log: log, token: tok, cfg: cfg, ks: ks, id: ks.Identity, stop: cancel, ctx: dctx, exit: make(chan struct{})}

@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -51,6 +53,38 @@ func (h Home) TokenPath() string      { return h.path("api.token") }
 func (h Home) DataDir() string        { return h.path("data") }
 func (h Home) RevocationPath() string { return h.path("revocation.cert") }
 func (h Home) InvitesPath() string    { return h.path("invites.cbor") }
+
+// tightenSecrets makes the home 0700 and its secret files 0600 where
+// other users of the machine could read them: a home restored by hand
+// ("mkdir" under the usual umask, files copied from a backup or a FAT USB
+// stick) is 0755 with 0644 files, and api.token lets any local process
+// publish in the organization's name, export the directory and wipe the
+// node. Each change is logged. A secret file that cannot be tightened is
+// an error, as for data/host.key; a home directory that cannot be (not
+// owned by the daemon's user) is only logged, its files being closed.
+func (h Home) tightenSecrets(log *slog.Logger) error {
+	if runtime.GOOS == "windows" {
+		return nil // no Unix modes to tighten
+	}
+	for _, p := range []string{h.KeysPath(), h.TokenPath(), h.KeysV1Path(), h.UpgradePath(), h.RevocationPath(), h.RevocationV1Path()} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 == 0 {
+			continue // absent, or closed already
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			return fmt.Errorf("%s is readable by other users (mode %v) and cannot be fixed: %w", p, fi.Mode().Perm(), err)
+		}
+		log.Warn("a secret file of the home was readable by other users; made it 0600", "file", p, "was", fi.Mode().Perm().String())
+	}
+	if fi, err := os.Stat(h.Dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(h.Dir, 0o700); err != nil {
+			log.Warn("the home is open to other users and cannot be made 0700; its secret files are 0600", "home", h.Dir, "mode", fi.Mode().Perm().String(), "err", err)
+		} else {
+			log.Warn("the home was open to other users; made it 0700", "home", h.Dir, "was", fi.Mode().Perm().String())
+		}
+	}
+	return nil
+}
 
 // Profiles tune limits for where a node runs.
 var Profiles = []string{"laptop", "vps", "lowdata"}

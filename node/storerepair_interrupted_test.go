@@ -134,3 +134,41 @@ func TestInterruptedStoreRepairChild(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// A repair stopped between moving the damaged store aside and moving the
+// rebuilt one into its place (data/store missing, data/store.rebuild
+// complete): the next start moves the rebuilt store in and loads its
+// records, rather than starting on a fresh, empty store.
+func TestRepairStoppedBetweenTheRenamesIsFinished(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	org := dirtest.MustIdentity(t)
+	cfg := testConfig(t, nw, nw.Stewards[0], t.TempDir())
+	n := startNode(t, cfg)
+	mustPublish(t, n, nw.Genesis, nw.Admit(t, org, "Colectivo Ejemplo"))
+	for i := range 8 {
+		mustPublish(t, n, entryRec(t, nw, org, fmt.Sprintf("servicio-%d", i), 1))
+	}
+	want := len(storedHashes(n))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(cfg.DataDir, "store")
+	damaged := store + ".damaged-20261201T000000Z"
+	if err := os.Mkdir(damaged, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(store, store+".rebuild"); err != nil {
+		t.Fatal(err)
+	}
+
+	n = startNode(t, cfg)
+	if got := len(storedHashes(n)); got != want {
+		t.Errorf("after a repair stopped between its renames the node holds %d of its %d records", got, want)
+	}
+	if rep := n.Status().StoreRepair; rep == nil || rep.MovedTo != damaged {
+		t.Errorf("the finished repair is reported as %+v, want the damaged copy at %s", rep, damaged)
+	}
+	if _, err := os.Lstat(store + ".rebuild"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the rebuilt store is still beside the store: %v", err)
+	}
+}

@@ -234,7 +234,7 @@ func openPebble(path string, log *slog.Logger, opts *pebble.Options) (pds *pebbl
 // sound, empty store and never reading the damaged copy again.
 func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.Datastore, *StoreRepair, error) {
 	rebuild := path + ".rebuild"
-	rep, err := finishSwap(path, rebuild, log, now)
+	rep, err := finishSwap(path, rebuild, now)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -243,6 +243,9 @@ func openCheckedStore(path string, log *slog.Logger, now time.Time) (*pebbleds.D
 		if damage == nil {
 			pds, err := openPebble(path, log, nil)
 			if !errors.Is(err, ErrDamagedStore) {
+				// A rebuild left by a repair cut short, of damage
+				// this start did not find again, is only in the way.
+				os.RemoveAll(rebuild)
 				return pds, nil, err
 			}
 			damage = err
@@ -302,9 +305,8 @@ func rebuildStore(path, rebuild string, damage error, log *slog.Logger, now time
 // store aside and moving the rebuilt one into its place: path is missing
 // and rebuild, complete before the damaged store was moved, is there. It
 // returns nil, and does nothing, in any other case. A rebuild beside a
-// store at path is an unfinished one, which rebuildStore removes when it
-// repairs the store again.
-func finishSwap(path, rebuild string, log *slog.Logger, now time.Time) (*StoreRepair, error) {
+// store at path is an unfinished one, which is removed.
+func finishSwap(path, rebuild string, now time.Time) (*StoreRepair, error) {
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -96,13 +96,30 @@ func waitForRotationAfterRestart(t *testing.T, steward, org, reader *Daemon) {
 		}
 	}
 	// The organization's next entry is sealed under a key the revoked
-	// reader does not hold. (The restarted daemon listens on a new port,
-	// which the organization's node has not heard of.)
+	// reader does not hold. The restarted daemon listens on new ports,
+	// which the organization's node has not heard of, and the old
+	// daemon's QUIC connection may look alive to it until its idle
+	// timeout: the test dials the new addresses for it (again if a loaded
+	// machine lets the admission time out), as a node dials a steward's
+	// published address.
 	h := again.Node().Host()
-	if err := org.Node().Host().Connect(context.Background(), peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}); err != nil {
-		t.Fatal(err)
+	onNewAddrs := func() bool {
+		for _, c := range org.Node().Host().Network().ConnsToPeer(h.ID()) {
+			for _, a := range h.Addrs() {
+				if c.RemoteMultiaddr().Equal(a) {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	waitUntil(t, 30*time.Second, "the organization sealing under epoch 2", func() bool {
+		if !onNewAddrs() {
+			org.Node().Host().Network().ClosePeer(h.ID())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			org.Node().Host().Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+			cancel()
+		}
 		return org.Node().Status().KeyEpoch >= 2
 	})
 	if _, held := reader.Node().Keyring()[org.Node().Status().KeyEpoch]; held {

@@ -572,7 +572,32 @@ func (n *Node) Rotate(ctx context.Context, after directory.Hash) (*directory.Rec
 	if cur == math.MaxUint64 {
 		return nil, fmt.Errorf("node: rotate: the current epoch is %d, the last number there is; no further epoch can follow it", cur)
 	}
-	number := cur + 1
+	return n.rotateTo(ctx, cur+1, after)
+}
+
+// RotateRival seals a new read key to every recipient as an epoch of the
+// current number, a rival of the effective one, naming the revocation
+// after. It answers one steward's lone rotation that left unrevoked
+// stewards out (the daemon's key worker decides when): two valid epochs
+// of one number go to the one more stewards signed, and co-stewards
+// approve the rival that seals to everyone, not the one that does not.
+func (n *Node) RotateRival(ctx context.Context, after directory.Hash) (*directory.Record, error) {
+	st := n.state
+	c := st.Charter()
+	me := n.id.Public()
+	if c == nil || !slices.Contains(c.StewardKeys(), me) || st.IsRevoked(me) {
+		return nil, errors.New("node: rotate: only an unrevoked steward of the current charter can rotate the read key")
+	}
+	cur := st.CurrentEpoch()
+	if cur < 2 {
+		return nil, errors.New("node: rotate: the first epoch has no rival rotation; it needs the stewards' approvals")
+	}
+	return n.rotateTo(ctx, cur, after)
+}
+
+func (n *Node) rotateTo(ctx context.Context, number uint64, after directory.Hash) (*directory.Record, error) {
+	st := n.state
+	c := st.Charter()
 	// Sealing to thousands of recipients takes seconds of every core;
 	// callers run it off the node's loops (the daemon's key worker).
 	body, pages, err := directory.NewEpoch(st.Network(), number, c.Version, after, directory.NewReadKey(), st.Recipients(), n.cfg.Now(), c.Policy.MaxRecordSize())

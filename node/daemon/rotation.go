@@ -87,6 +87,7 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 	timer.Stop()
 	defer timer.Stop()
 	approved := map[directory.Hash]bool{}
+	answered := map[directory.Hash]bool{} // lone epochs answered with a rival
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -101,6 +102,7 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 		rw.observe(st)
 		d.approveFirstEpoch(n)
 		d.approveRotations(n, rw, approved)
+		d.answerLoneRival(n, answered)
 		plan := rw.plan(st, d.me().Public())
 		now := time.Now()
 		switch {
@@ -143,6 +145,86 @@ func (d *Daemon) keyWorker(n *node.Node, kick <-chan struct{}) {
 		due = time.Time{}
 		d.log.Info("read key rotated after revocation", "revocation", plan.after.Short(), "revoked", len(plan.keys))
 	}
+}
+
+// answerLoneRival makes a rival rotation of the current number when
+// rivalNeeded says this steward is to, once per lone epoch; a failure is
+// logged and tried again at the next nudge.
+func (d *Daemon) answerLoneRival(n *node.Node, answered map[directory.Hash]bool) {
+	p := rivalNeeded(n.State(), d.me().Public())
+	if p == nil || answered[p.ID] {
+		return
+	}
+	e := p.Body.(*directory.Epoch)
+	ctx, cancel := context.WithTimeout(d.ctx, time.Minute)
+	_, err := n.RotateRival(ctx, e.After)
+	cancel()
+	if err != nil {
+		d.log.Error("answering a lone rotation that leaves stewards out failed; will try again", "epoch", e.Number, "proposal", p.ID.Short(), "err", err)
+		return
+	}
+	answered[p.ID] = true
+	d.log.Warn("the current epoch was sealed by one steward and leaves other stewards out; made a rival rotation for co-stewards to approve", "epoch", e.Number, "proposal", p.ID.Short(), "signer", directory.Fingerprint(p.Approvers[0]))
+}
+
+// rivalNeeded returns the current epoch if me is to answer it with a
+// rival rotation of the same number, or nil. That is when one steward
+// alone made it (below its charter's threshold), it leaves out an
+// unrevoked steward of the current charter (an honest rotation seals to
+// every recipient: this is one compromised steward cutting the others
+// out), no rival of its number already seals to every unrevoked steward,
+// and me is the lowest-keyed unrevoked steward that did not sign it.
+// Co-stewards approve the honest rival (rotationsToApprove) and it
+// outweighs the lone one. Without this, a compromised steward that
+// published its lone rotation within the window after a revocation, before
+// the honest one was made, held the epoch: the honest node saw the
+// revoked key left out already and did nothing (found in review, session
+// 40).
+func rivalNeeded(st *directory.State, me directory.PublicKey) *directory.Proposal {
+	c := st.Charter()
+	eps := st.Epochs()
+	if c == nil || len(eps) < 2 {
+		return nil
+	}
+	cur := eps[len(eps)-1]
+	var lone *directory.Proposal
+	var rivals []*directory.Epoch
+	for _, p := range st.Proposals() {
+		e, ok := p.Body.(*directory.Epoch)
+		if !ok || e.Number != cur.Number {
+			continue
+		}
+		if p.Effective {
+			lone = &p
+		} else {
+			rivals = append(rivals, e)
+		}
+	}
+	if lone == nil || countedStewards(st, c, lone.Approvers) >= int(c.Threshold) || slices.Contains(lone.Approvers, me) {
+		return nil
+	}
+	var unrevoked []directory.PublicKey
+	for _, k := range c.StewardKeys() {
+		if !st.IsRevoked(k) {
+			unrevoked = append(unrevoked, k)
+		}
+	}
+	sealsToAll := func(e *directory.Epoch) bool {
+		return !slices.ContainsFunc(unrevoked, func(k directory.PublicKey) bool { return !st.HasPackage(e, k) })
+	}
+	if sealsToAll(cur) || slices.ContainsFunc(rivals, sealsToAll) {
+		return nil
+	}
+	var answerer *directory.PublicKey
+	for i, k := range unrevoked {
+		if !slices.Contains(lone.Approvers, k) && (answerer == nil || bytes.Compare(k[:], answerer[:]) < 0) {
+			answerer = &unrevoked[i]
+		}
+	}
+	if answerer == nil || *answerer != me {
+		return nil
+	}
+	return lone
 }
 
 func (d *Daemon) autoRotate(ctx context.Context, n *node.Node, after directory.Hash) error {

@@ -89,3 +89,73 @@ func TestCoStewardApprovesTheLoneRotationARivalContests(t *testing.T) {
 		t.Errorf("with the threshold reached, steward 2 (were it honest) would still approve %v", got)
 	}
 }
+
+// The compromised steward is quicker: its lone epoch 2, sealed to itself
+// only, is the only one when the honest daemons look, so none rotates (the
+// revoked key is left out already) and every other reader would stay
+// without the key. The lowest-keyed steward that did not sign it answers
+// with a rival sealed to everyone, the other honest steward approves that
+// rival, and it takes epoch 2. Only one steward answers, and not again
+// once an answer is held.
+func TestLoneRotationThatCameFirstIsAnsweredWithARival(t *testing.T) {
+	nw := dirtest.New(t, 3, 2)
+	st := nw.Stewards
+	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	var all []directory.Recipient
+	for _, id := range []*directory.Identity{st[0], st[1], st[2], org, reader} {
+		all = append(all, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	e1, e1Pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, all, st[0], st[1])
+	rev := nw.RevokeBy(t, reader.Public())
+	attack, attackPages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[2:3], st[2])
+	s := nw.State()
+	apply := func(recs ...*directory.Record) {
+		t.Helper()
+		for _, r := range recs {
+			if _, err := s.Apply(r); err != nil {
+				t.Fatalf("%s: %v", r.Type, err)
+			}
+		}
+	}
+	apply(append([]*directory.Record{nw.Genesis, e1, nw.Admit(t, org, "Uno"), rev}, e1Pages...)...)
+	apply(append([]*directory.Record{attack}, attackPages...)...)
+	if eps := s.Epochs(); eps[len(eps)-1].Number != 2 || s.HasPackage(eps[len(eps)-1], st[0].Public()) {
+		t.Fatal("the lone rotation does not hold epoch 2: the test no longer shows the attack")
+	}
+	answerer, other := st[0], st[1]
+	if k0, k1 := st[0].Public(), st[1].Public(); bytes.Compare(k1[:], k0[:]) < 0 {
+		answerer, other = st[1], st[0]
+	}
+	if p := rivalNeeded(s, other.Public()); p != nil {
+		t.Error("the higher-keyed honest steward answers too: two rivals where one is enough")
+	}
+	if p := rivalNeeded(s, st[2].Public()); p != nil {
+		t.Error("the steward that signed the lone rotation answers it")
+	}
+	p := rivalNeeded(s, answerer.Public())
+	if p == nil || p.ID != attack.ProposalID() {
+		t.Fatalf("the lowest-keyed honest steward does not answer the lone rotation: %v", p)
+	}
+	rival, rivalPages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[:4], answerer)
+	apply(append([]*directory.Record{rival}, rivalPages...)...)
+	if p := rivalNeeded(s, answerer.Public()); p != nil {
+		t.Error("answered again though a rival that seals to every steward is held")
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var offered []directory.Hash
+	for _, p := range rotationsToApprove(s, &rotationWatch{readers: map[directory.PublicKey]bool{}}, other, map[directory.Hash]bool{}, log) {
+		offered = append(offered, p.ID)
+	}
+	if !slices.Equal(offered, []directory.Hash{rival.ProposalID()}) {
+		t.Fatalf("the other honest steward approves %v, want only the rival", offered)
+	}
+	a, err := directory.NewApproval(rival, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(a)
+	eps := s.Epochs()
+	if cur := eps[len(eps)-1]; cur.Number != 2 || !s.HasPackage(cur, org.Public()) || !s.HasPackage(cur, st[0].Public()) || s.HasPackage(cur, reader.Public()) {
+		t.Error("after the approval the rival does not hold epoch 2 with the organization and the stewards in it, and not the revoked reader")
+	}
+}

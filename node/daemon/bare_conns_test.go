@@ -52,26 +52,8 @@ func TestBareConnectionsDoNotLockOutInvitees(t *testing.T) {
 		t.Fatalf("no TCP address: %v", steward.Node().Host().Addrs())
 	}
 
-	actx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	const outsiders = 120
-	for i := range outsiders {
-		h := keylessHost(t, target, false, fmt.Sprintf("127.0.0.%d", 2+i%30))
-		h.Peerstore().AddAddrs(target, addrs, peerstore.PermanentAddrTTL)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for actx.Err() == nil {
-				if h.Network().Connectedness(target) != network.Connected {
-					dctx, cancel := context.WithTimeout(actx, 2*time.Second)
-					h.Network().DialPeer(dctx, target)
-					cancel()
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
+	defer keepConnected(t, outsiders, target, addrs, false, func(i int) string { return fmt.Sprintf("127.0.0.%d", 2+i%30) }, 20*time.Millisecond)()
 	time.Sleep(3 * time.Second) // the outsiders take the guest slots
 	t.Logf("the inviting node holds %d connections", len(steward.Node().Host().Network().Conns()))
 
@@ -194,26 +176,8 @@ func TestBareConnectionsDoNotKeepMembersOut(t *testing.T) {
 	}
 	dev.Network().ClosePeer(target)
 
-	actx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	outsiders := 400
-	for range outsiders {
-		h := keylessHost(t, target, true, "127.0.0.2")
-		h.Peerstore().AddAddrs(target, addrs, peerstore.PermanentAddrTTL)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for actx.Err() == nil {
-				if h.Network().Connectedness(target) != network.Connected {
-					dctx, cancel := context.WithTimeout(actx, 2*time.Second)
-					h.Network().DialPeer(dctx, target)
-					cancel()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
-	}
-	defer func() { stop(); wg.Wait() }()
+	const outsiders = 400
+	defer keepConnected(t, outsiders, target, addrs, true, func(int) string { return "127.0.0.2" }, 5*time.Millisecond)()
 	time.Sleep(6 * time.Second)
 	from2 := 0
 	for _, c := range sh.Network().Conns() {
@@ -249,4 +213,30 @@ func TestBareConnectionsDoNotKeepMembersOut(t *testing.T) {
 	if len(whys) > 0 {
 		t.Fatalf("while %d keyless peers hold bare connections, the member's device was kept out %d times of %d: %v", outsiders, len(whys), tries, whys)
 	}
+}
+
+// keepConnected starts n keyless hosts (keylessHost with below, each from
+// the address ip(i)) that dial target again whenever they are not
+// connected, every pause, until the returned stop is called.
+func keepConnected(t *testing.T, n int, target peer.ID, addrs []ma.Multiaddr, below bool, ip func(int) string, pause time.Duration) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		h := keylessHost(t, target, below, ip(i))
+		h.Peerstore().AddAddrs(target, addrs, peerstore.PermanentAddrTTL)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if h.Network().Connectedness(target) != network.Connected {
+					dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+					h.Network().DialPeer(dctx, target)
+					dcancel()
+				}
+				time.Sleep(pause)
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
 }

@@ -22,15 +22,8 @@ import (
 // the rival never, and once the honest one holds the threshold no other
 // steward approves it again.
 func TestCoStewardApprovesTheLoneRotationARivalContests(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
+	nw, org, _, all, e1, e1Pages, rev := revokedReaderNetwork(t)
 	st := nw.Stewards
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	var all []directory.Recipient
-	for _, id := range []*directory.Identity{st[0], st[1], st[2], org, reader} {
-		all = append(all, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
-	}
-	e1, e1Pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, all, st[0], st[1])
-	rev := nw.RevokeBy(t, reader.Public())
 	honest, honestPages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[:4], st[0])
 	var rival []*directory.Record
 	for tries := 0; rival == nil; tries++ {
@@ -98,15 +91,8 @@ func TestCoStewardApprovesTheLoneRotationARivalContests(t *testing.T) {
 // rival, and it takes epoch 2. Only one steward answers, and not again
 // once an answer is held.
 func TestLoneRotationThatCameFirstIsAnsweredWithARival(t *testing.T) {
-	nw := dirtest.New(t, 3, 2)
+	nw, org, reader, all, e1, e1Pages, rev := revokedReaderNetwork(t)
 	st := nw.Stewards
-	org, reader := dirtest.MustIdentity(t), dirtest.MustIdentity(t)
-	var all []directory.Recipient
-	for _, id := range []*directory.Identity{st[0], st[1], st[2], org, reader} {
-		all = append(all, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
-	}
-	e1, e1Pages := nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, all, st[0], st[1])
-	rev := nw.RevokeBy(t, reader.Public())
 	attack, attackPages := nw.Rotation(t, 2, 1, rev.ProposalID(), directory.NewReadKey(), all[2:3], st[2])
 	s := nw.State()
 	apply := func(recs ...*directory.Record) {
@@ -158,4 +144,19 @@ func TestLoneRotationThatCameFirstIsAnsweredWithARival(t *testing.T) {
 	if cur := eps[len(eps)-1]; cur.Number != 2 || !s.HasPackage(cur, org.Public()) || !s.HasPackage(cur, st[0].Public()) || s.HasPackage(cur, reader.Public()) {
 		t.Error("after the approval the rival does not hold epoch 2 with the organization and the stewards in it, and not the revoked reader")
 	}
+}
+
+// revokedReaderNetwork is a 2-of-3 network whose epoch 1 (e1 and its
+// pages) seals to all: the three stewards, an organization and a reader,
+// in that order; rev is the stewards' revocation of the reader.
+func revokedReaderNetwork(t *testing.T) (nw *dirtest.Network, org, reader *directory.Identity, all []directory.Recipient, e1 *directory.Record, e1Pages []*directory.Record, rev *directory.Record) {
+	t.Helper()
+	nw = dirtest.New(t, 3, 2)
+	st := nw.Stewards
+	org, reader = dirtest.MustIdentity(t), dirtest.MustIdentity(t)
+	for _, id := range []*directory.Identity{st[0], st[1], st[2], org, reader} {
+		all = append(all, directory.Recipient{Key: id.Public(), KEM: id.KEMPublic()})
+	}
+	e1, e1Pages = nw.Rotation(t, 1, 1, directory.Hash{}, nw.Key, all, st[0], st[1])
+	return nw, org, reader, all, e1, e1Pages, nw.RevokeBy(t, reader.Public())
 }

@@ -69,6 +69,13 @@ func v1Home(t *testing.T) (home, apiPort string) {
 	if err := os.CopyFS(home, os.DirFS("testdata/v1home")); err != nil {
 		t.Fatal(err)
 	}
+	// The modes the version-1 binary gave them, which git does not keep
+	// (a daemon tightens looser ones, and says so on its output).
+	for name, mode := range map[string]os.FileMode{".": 0o700, "keys.age": 0o600, "api.token": 0o600, "revocation.cert": 0o600} {
+		if err := os.Chmod(filepath.Join(home, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := filepath.Join(home, "config.toml")
 	raw, err := os.ReadFile(cfg)
 	if err != nil {

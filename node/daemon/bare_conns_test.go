@@ -123,6 +123,12 @@ func keylessHost(t *testing.T, target peer.ID, below bool, from string) host.Hos
 // do not apply; on the internet they make the outsider use several
 // addresses, such as an IPv6 /48 or a few IPv4 ones.)
 func TestBareConnectionsDoNotKeepMembersOut(t *testing.T) {
+	if raceDetector {
+		// In CI's parallel race run the device's identify timed out for
+		// want of CPU (3 of 10 tries), with the node holding 6
+		// connections: the cap held, the machine did not.
+		t.Skip("400 hosts in one process: too heavy beside the parallel race run; make test runs it on its own after it")
+	}
 	ctx := context.Background()
 	steward := startTestDaemon(t, "steward")
 	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {

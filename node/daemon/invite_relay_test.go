@@ -28,7 +28,25 @@ func TestInviteThroughRelayOnly(t *testing.T) {
 	t.Cleanup(func() { relay.Close() })
 	relayInfo := peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}
 
-	steward, code := stewardWithInvite(t)
+	// The relay is one the steward's node is configured to use, as an
+	// inviter behind NAT would be: a node cuts a peer that offers no
+	// admission proof, and keeps only the relays it uses (until session
+	// 40 an unconfigured relay was kept 10 s as a guest, which this test
+	// leaned on).
+	steward := startDaemonWith(t, "steward", func(c *Config) {
+		c.Node.Relays = []string{netnstest.P2PAddr(relay, relay.Addrs()[0])}
+	})
+	if _, err := steward.CreateNetwork(ctx, api.NetworkRequest{Name: "Red", Threshold: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := steward.CreateInvite(api.InviteRequest{Role: "member", Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := parseCode(inv.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := steward.Node().Host()
 	if err := h.Connect(ctx, relayInfo); err != nil {
 		t.Fatal(err)

@@ -78,6 +78,10 @@ const (
 	// none is cut admitTimeout after its admission began.
 	guestWindow = 10 * time.Second
 	maxGuests   = 64
+	// guestOpenGrace is how long a proof-less peer keeps its connection,
+	// at least, once its admission failed, to open a guest protocol's
+	// stream (admitFinish).
+	guestOpenGrace = 3 * time.Second
 	// maxGuestsPerGroup bounds the guests from one IPv4 address or one
 	// IPv6 /48 (guestGroup), so that the slots take many addresses to
 	// fill; a few invitees joining at once from one office still fit.
@@ -441,7 +445,12 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 	if startWindow {
 		st.guestTimer = true
 	}
-	grace := time.Until(st.started.Add(admitTimeout))
+	// At least guestOpenGrace after the failure: this node holds a
+	// stranger's identify until its admission ends, and a libp2p that
+	// waits for identify before a stream (an invitee's host, one asking
+	// this node's relay for a circuit to its inviter) opens its invite or
+	// hop stream only then.
+	grace := max(time.Until(st.started.Add(admitTimeout)), guestOpenGrace)
 	if !res.ok && !noProof {
 		// A key this node does not know yet may be one whose admission
 		// is still on its way by gossip: a short pause, not a ban.
@@ -479,8 +488,6 @@ func (n *Node) admitFinish(p peer.ID, st *admitState, res admitState, noProof bo
 		n.host.Network().ClosePeer(p)
 	case startWindow:
 		n.guestWindowStart(p, st)
-	case grace <= 0:
-		n.cutIfNoGuest(p, st)
 	default:
 		time.AfterFunc(grace, func() { n.cutIfNoGuest(p, st) })
 	}
@@ -731,7 +738,9 @@ func (n *Node) awaitAdmitted(p peer.ID) bool {
 // refuses it if p is not. The admission stream itself and the guest
 // protocols pass.
 func (n *Node) streamGate(p peer.ID, dir network.Direction, proto protocol.ID) error {
-	if dir == network.DirInbound && n.adm.on.Load() && strings.HasPrefix(string(proto), GuestProtocolPrefix) && n.admitted(p) == nil {
+	if dir == network.DirInbound && n.adm.on.Load() && (strings.HasPrefix(string(proto), GuestProtocolPrefix) || proto == circuitproto.ProtoIDv2Hop) && n.admitted(p) == nil {
+		// An invitee, or one asking this node's relay for a circuit to
+		// its inviter behind NAT (relayACL): a guest, within the slots.
 		return n.guestStarts(p)
 	}
 	if n.allowedBefore(p, proto) {
